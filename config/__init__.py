@@ -1,0 +1,89 @@
+"""Settings, read from environment variables with typed, safe defaults.
+
+`load()` is the only place the process environment is read; `create_app`
+takes the dict it returns, and tests pass overrides on top.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTANCE = ROOT / "instance"
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Build the Flask config from `env` (the process environment by default)."""
+    env = os.environ if env is None else env
+    database_url = env.get("DATABASE_URL") or f"sqlite:///{INSTANCE / 'market.sqlite3'}"
+    if database_url.startswith("postgres://"):
+        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgres://")
+    elif database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
+    redis_url = env.get("REDIS_URL") or ""
+    broker_url = env.get("CELERY_BROKER_URL") or redis_url or f"sqla+sqlite:///{INSTANCE / 'broker.sqlite3'}"
+    secret_key = env.get("SECRET_KEY") or ""
+    if not secret_key:
+        # Tokens are random and stored hashed, so the secret key only signs
+        # short-lived things; a per-process key is safe for the embedded mode.
+        secret_key = secrets.token_hex(32)
+    return {
+        "SECRET_KEY": secret_key,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "MAX_CONTENT_LENGTH": _int(env, "MAX_BODY_BYTES", 1024 * 1024),
+        "MARKET_CURRENCY": (env.get("MARKET_CURRENCY") or "CNY").upper(),
+        "TOKEN_TTL_DAYS": _int(env, "TOKEN_TTL_DAYS", 30),
+        "IDEMPOTENCY_LEASE_SECONDS": _int(env, "IDEMPOTENCY_LEASE_SECONDS", 60),
+        "OUTBOX_RESEND_AFTER_SECONDS": _int(env, "OUTBOX_RESEND_AFTER_SECONDS", 30),
+        "OUTBOX_RELAY_INTERVAL_SECONDS": _int(env, "OUTBOX_RELAY_INTERVAL_SECONDS", 10),
+        "REDIS_URL": redis_url,
+        "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "RATELIMIT_LOGIN": env.get("RATELIMIT_LOGIN") or "10 per minute",
+        "RATELIMIT_REGISTER": env.get("RATELIMIT_REGISTER") or "5 per minute",
+        "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
+        "STRIPE_SECRET_KEY": env.get("STRIPE_SECRET_KEY") or "",
+        "STRIPE_WEBHOOK_SECRET": env.get("STRIPE_WEBHOOK_SECRET") or "",
+        "STRIPE_API_BASE": env.get("STRIPE_API_BASE") or "",
+        "CELERY": {
+            "broker_url": broker_url,
+            "broker_connection_retry_on_startup": True,
+            "broker_transport_options": {
+                # A message not acknowledged within an hour (a worker died
+                # mid-task) is delivered again.
+                "visibility_timeout": _int(env, "CELERY_VISIBILITY_TIMEOUT", 3600),
+                "socket_connect_timeout": 2,
+                "socket_timeout": 5,
+            },
+            "task_serializer": "json",
+            "accept_content": ["json"],
+            "task_ignore_result": True,
+            "task_acks_late": True,
+            "task_reject_on_worker_lost": True,
+            "worker_prefetch_multiplier": 1,
+            "task_default_queue": "market",
+            "timezone": "UTC",
+        },
+    }

@@ -1,0 +1,83 @@
+"""Farm market: a marketplace backend where farmers sell produce to buyers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import flask_swagger_ui
+from flask import Flask, Response, request, send_from_directory
+from werkzeug.exceptions import UnsupportedMediaType
+
+import config
+from market import cli, errors, health, outbox
+from market.accounts.routes import blp as accounts_blp
+from market.extensions import api, celery_init_app, db, limiter, migrate
+
+API_PREFIX = "/api/v1"
+DOCS_ASSETS = Path(flask_swagger_ui.__file__).parent / "dist"
+# Request bodies that are not JSON are refused (415) except on these paths,
+# which read their raw body themselves.
+RAW_BODY_PATHS: frozenset[str] = frozenset()
+
+
+def _openapi_settings() -> dict[str, Any]:
+    return {
+        "API_TITLE": "Farm market",
+        "API_VERSION": "v1",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": API_PREFIX,
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "OPENAPI_SWAGGER_UI_PATH": "docs",
+        "OPENAPI_SWAGGER_UI_URL": f"{API_PREFIX}/docs/assets/",
+    }
+
+
+def _require_json() -> None:
+    if (
+        request.method in ("POST", "PUT", "PATCH")
+        and request.path.startswith(API_PREFIX)
+        and request.path not in RAW_BODY_PATHS
+        and (request.content_length or request.headers.get("Transfer-Encoding"))
+        and not request.is_json
+    ):
+        raise UnsupportedMediaType("Send the body as application/json.")
+
+
+def _docs_asset(filename: str) -> Response:
+    return send_from_directory(DOCS_ASSETS, filename, max_age=86400)
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    """Build the app from the environment (`config.load()`), then `overrides`."""
+    app = Flask(__name__, instance_path=str(config.INSTANCE), static_folder=None)
+    app.config.update(_openapi_settings())
+    app.config.update(config.load())
+    app.config.update(overrides or {})
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
+        config.INSTANCE.mkdir(exist_ok=True)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(config.ROOT / "migrations"), render_as_batch=True)
+    limiter.init_app(app)
+    celery_init_app(app)
+    errors.register(app)
+    outbox.install()
+
+    api.init_app(
+        app,
+        spec_kwargs={
+            "components": {
+                "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "fm_..."}}
+            }
+        },
+    )
+    app.register_blueprint(health.blp)
+    app.add_url_rule(f"{API_PREFIX}/docs/assets/<path:filename>", "docs_asset", _docs_asset)
+    app.before_request(_require_json)
+    for blueprint in (accounts_blp,):
+        api.register_blueprint(blueprint)
+
+    cli.register(app)
+    return app

@@ -1,0 +1,64 @@
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+
+from market.accounts import service
+from market.accounts.models import ApiToken, User
+from market.accounts.schemas import IssuedTokenSchema, LoginSchema, RegisterSchema, TokenSchema, UserSchema
+from market.api import MarketBlueprint
+from market.auth import current_actor
+from market.extensions import limiter
+from market.pagination import Page, PageArgsSchema, page_schema
+
+blp = MarketBlueprint("accounts", __name__, url_prefix="/api/v1", description="Accounts and API tokens")
+
+
+@blp.route("/accounts", methods=["POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_REGISTER"])
+@blp.arguments(RegisterSchema)
+@blp.response(201, UserSchema)
+@blp.alt_response(409, description="The email is already registered")
+@blp.alt_response(429, description="Too many registrations from this address")
+def register(body: dict[str, Any]) -> User:
+    """Register as a farmer and/or buyer"""
+    return service.register(**body)
+
+
+@blp.route("/auth/tokens", methods=["POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"])
+@blp.arguments(LoginSchema)
+@blp.response(201, IssuedTokenSchema)
+@blp.alt_response(401, description="Wrong email or password")
+@blp.alt_response(429, description="Too many attempts from this address")
+def login(body: dict[str, Any]) -> dict[str, Any]:
+    """Log in with email and password; returns a new bearer token, shown once"""
+    ttl = timedelta(days=body.get("ttl_days") or current_app.config["TOKEN_TTL_DAYS"])
+    issued = service.login(email=body["email"], password=body["password"], token_name=body["name"], ttl=ttl)
+    return {name: getattr(issued.token, name) for name in TokenSchema().fields} | {"token": issued.secret}
+
+
+@blp.route("/auth/tokens", methods=["GET"])
+@blp.authenticated
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, page_schema(TokenSchema))
+def list_tokens(args: dict[str, Any]) -> Page[ApiToken]:
+    """List your tokens, newest first (never their secrets)"""
+    return service.list_tokens(current_actor(), **args)
+
+
+@blp.route("/auth/tokens/<int:token_id>", methods=["DELETE"])
+@blp.authenticated
+@blp.response(200, TokenSchema)
+@blp.alt_response(404, description="No such token of yours")
+def revoke_token(token_id: int) -> ApiToken:
+    """Revoke one of your tokens"""
+    return service.revoke_token(current_actor(), token_id)
+
+
+@blp.route("/me", methods=["GET"])
+@blp.authenticated
+@blp.response(200, UserSchema)
+def me() -> User:
+    """The account behind the token"""
+    return service.get_user(current_actor())

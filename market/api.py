@@ -1,0 +1,64 @@
+"""API conventions shared by every blueprint: problem documents and bearer
+auth in the OpenAPI document."""
+
+from __future__ import annotations
+
+import http
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import marshmallow as ma
+from flask import Response
+from flask_smorest import Api, Blueprint
+from flask_smorest.utils import prepare_response
+from werkzeug.exceptions import HTTPException
+
+from market import errors
+
+F = TypeVar("F", bound=Callable[..., Any])
+BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+
+
+class StrictSchema(ma.Schema):
+    """Every request schema rejects unknown fields by name."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+
+class ProblemSchema(ma.Schema):
+    type = ma.fields.String(required=True)
+    title = ma.fields.String(required=True)
+    status = ma.fields.Integer(required=True)
+    detail = ma.fields.String()
+    instance = ma.fields.String()
+    errors = ma.fields.Dict(metadata={"description": "Messages by field name."})
+
+
+class MarketApi(Api):
+    """flask-smorest's Api, answering every error with a problem document."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def handle_http_exception(self, error: HTTPException) -> Response:
+        return errors.handle_http_exception(error)
+
+    def _register_responses(self) -> None:
+        for status in http.HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            if status >= 400:
+                response["schema"] = self.ERROR_SCHEMA
+                prepare_response(response, self.spec, errors.PROBLEM_JSON)
+            self.spec.components.response(status.name, response, lazy=True)
+        default = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
+        prepare_response(default, self.spec, errors.PROBLEM_JSON)
+        self.spec.components.response("DEFAULT_ERROR", default, lazy=True)
+
+
+class MarketBlueprint(Blueprint):
+    def authenticated(self, func: F) -> F:
+        """Document that an endpoint needs a bearer token (and may refuse it)."""
+        func = self.alt_response(401, description="Missing, expired or revoked token")(func)
+        func = self.alt_response(403, description="The caller's role does not allow this")(func)
+        result: F = self.doc(security=BEARER)(func)
+        return result

@@ -1,0 +1,93 @@
+"""Who is calling, and the one check every service uses for roles."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import request
+from sqlalchemy import select, update
+
+from market.accounts.models import ApiToken, Role, UserRole
+from market.db import utcnow
+from market.errors import NotAllowed, Unauthenticated
+from market.extensions import db
+
+# last_used_at is refreshed at most this often, so reads do not write per request.
+LAST_USED_GRANULARITY = timedelta(minutes=1)
+ACTOR_KEY = "market.actor"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The authenticated caller as plain values, passed into services."""
+
+    user_id: int
+    roles: frozenset[Role]
+    token_id: int | None = None
+
+    def has(self, role: Role) -> bool:
+        return role in self.roles
+
+    def require(self, *roles: Role) -> None:
+        """Raise `NotAllowed` unless the actor holds at least one of `roles`."""
+        if not any(role in self.roles for role in roles):
+            wanted = " or ".join(sorted(r.value for r in roles))
+            raise NotAllowed(f"This needs the {wanted} role.")
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def optional_actor() -> Actor | None:
+    """The caller if a bearer token was sent; a bad token is still a 401."""
+    if ACTOR_KEY not in request.environ:
+        token = bearer_token()
+        if token is None:
+            if request.headers.get("Authorization"):
+                raise Unauthenticated("Use 'Authorization: Bearer <token>'.")
+            request.environ[ACTOR_KEY] = None
+        else:
+            request.environ[ACTOR_KEY] = authenticate_token(token)
+    actor: Actor | None = request.environ[ACTOR_KEY]
+    return actor
+
+
+def current_actor() -> Actor:
+    actor = optional_actor()
+    if actor is None:
+        raise Unauthenticated("This endpoint needs a bearer token.")
+    return actor
+
+
+def hash_token(token: str) -> str:
+    # Tokens carry 256 random bits, so a fast hash is enough: there is
+    # nothing to brute-force, unlike a password.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def authenticate_token(token: str) -> Actor:
+    """Resolve a bearer token to an actor, or raise `Unauthenticated`."""
+    now = utcnow()
+    row = db.session.execute(
+        select(ApiToken.id, ApiToken.user_id, ApiToken.expires_at, ApiToken.revoked_at, ApiToken.last_used_at).where(
+            ApiToken.token_hash == hash_token(token)
+        )
+    ).one_or_none()
+    if row is None:
+        raise Unauthenticated("The token is not valid.")
+    if row.revoked_at is not None:
+        raise Unauthenticated("The token has been revoked.")
+    if row.expires_at <= now:
+        raise Unauthenticated("The token has expired.")
+    roles = frozenset(db.session.scalars(select(UserRole.role).where(UserRole.user_id == row.user_id)))
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY:
+        db.session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
+        db.session.commit()
+    return Actor(user_id=row.user_id, roles=roles, token_id=row.id)

@@ -1,0 +1,163 @@
+"""Domain exceptions and their `application/problem+json` rendering (RFC 9457).
+
+Services raise the exceptions below; one handler turns each into a problem
+document. HTTP errors from Flask, webargs and Flask-Limiter go through the same
+renderer, so no HTML page or stack trace ever leaves the API.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, json, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
+
+
+class DomainError(Exception):
+    """A business rule refused the operation; nothing was written."""
+
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+    def __init__(self, detail: str, errors: Mapping[str, Any] | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = dict(errors) if errors else None
+        self.extra = extra
+
+
+class NotFound(DomainError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class Unauthenticated(DomainError):
+    status = 401
+    slug = "unauthenticated"
+    title = "Authentication required"
+
+
+class NotAllowed(DomainError):
+    status = 403
+    slug = "forbidden"
+    title = "Not allowed"
+
+
+class Conflict(DomainError):
+    status = 409
+    slug = "conflict"
+    title = "Conflict"
+
+
+class InvalidTransition(Conflict):
+    slug = "invalid-transition"
+    title = "Invalid state transition"
+
+
+class Invalid(DomainError):
+    """Input that is well-formed but breaks a rule; `errors` maps field -> messages."""
+
+    status = 422
+    slug = "validation-error"
+    title = "Validation failed"
+
+
+class ServiceUnavailable(DomainError):
+    status = 503
+    slug = "service-unavailable"
+    title = "Service unavailable"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    slug: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": f"/problems/{slug}" if slug else "about:blank",
+        "title": title,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    body["instance"] = request.path
+    body.update({k: v for k, v in extra.items() if v is not None})
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _flatten_webargs(errors: Mapping[str, Any]) -> dict[str, Any]:
+    """webargs nests messages under the location ("json", "query"); callers
+    care about the field, so lift the fields to the top (keeping the location
+    only where two locations are involved)."""
+    if len(errors) == 1:
+        (only,) = errors.values()
+        return dict(only) if isinstance(only, Mapping) else {"_schema": only}
+    flat: dict[str, Any] = {}
+    for location, fields in errors.items():
+        if isinstance(fields, Mapping):
+            for field, messages in fields.items():
+                flat[f"{location}.{field}"] = messages
+        else:
+            flat[location] = fields
+    return flat
+
+
+def handle_domain_error(error: DomainError) -> Response:
+    headers = {}
+    if isinstance(error, Unauthenticated):
+        headers["WWW-Authenticate"] = 'Bearer realm="market"'
+    return problem(
+        error.status, error.title, error.detail, slug=error.slug, headers=headers, errors=error.errors, **error.extra
+    )
+
+
+def handle_http_exception(error: HTTPException) -> Response:
+    status = error.code or 500
+    data = getattr(error, "data", None) or {}
+    # Keep what the exception itself says in headers (Allow on 405,
+    # Retry-After on 429), but never its HTML content type.
+    headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+    headers.update(data.get("headers") or {})
+    if status == 401:
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="market"')
+    errors = data.get("messages") or data.get("errors")
+    if status == 422 and errors:
+        return problem(
+            422,
+            "Validation failed",
+            "The request has invalid or unknown fields; see errors.",
+            slug="validation-error",
+            headers=headers,
+            errors=_flatten_webargs(errors),
+        )
+    detail = data.get("message") or error.description
+    if status >= 500:
+        detail = "The server could not complete the request; it has been logged."
+    return problem(status, error.name, detail, headers=headers)
+
+
+def handle_unexpected(error: Exception) -> Response:
+    if isinstance(error, HTTPException):
+        return handle_http_exception(error)
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return handle_http_exception(InternalServerError())
+
+
+def register(app: Flask) -> None:
+    app.register_error_handler(DomainError, handle_domain_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected)

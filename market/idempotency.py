@@ -1,0 +1,157 @@
+"""Idempotency keys for POSTs (DESIGN rule 2), as one decorator.
+
+The first request with a key claims it (a unique row per user and key);
+its response is stored; a repeat with the same body replays it, with another
+body is a 422, and one arriving while the first still runs is a 409.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from flask import Response, current_app, make_response, request
+from sqlalchemy import ForeignKey, Integer, LargeBinary, String, UniqueConstraint, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+from werkzeug.exceptions import HTTPException
+
+from market.auth import optional_actor
+from market.db import UTCDateTime, utcnow
+from market.errors import Conflict, DomainError, Invalid
+from market.extensions import db
+
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class IdempotencyKey(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("user_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_headers: Mapped[str | None] = mapped_column(String(2000))
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+def _request_hash() -> str:
+    digest = hashlib.sha256()
+    digest.update(f"{request.method} {request.path}?{request.query_string.decode()}\n".encode())
+    body = request.get_data(cache=True)
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except ValueError:
+        canonical = body
+    digest.update(canonical)
+    return digest.hexdigest()
+
+
+def _claim(user_id: int, key: str, request_hash: str) -> IdempotencyKey | None:
+    """Claim `key` for this request; return the earlier record if it exists."""
+    lease = timedelta(seconds=current_app.config["IDEMPOTENCY_LEASE_SECONDS"])
+    now = utcnow()
+    db.session.add(IdempotencyKey(user_id=user_id, key=key, request_hash=request_hash, locked_until=now + lease))
+    try:
+        db.session.commit()
+        return None
+    except IntegrityError:
+        db.session.rollback()
+    existing = db.session.scalars(
+        select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+    ).one()
+    if existing.request_hash != request_hash:
+        raise Invalid(
+            "This Idempotency-Key was used with a different request.",
+            {HEADER: ["Already used with another body or path; use a new key."]},
+        )
+    if existing.response_status is not None:
+        return existing
+    # Still running, unless its lease ran out (the first request died): then
+    # this request takes the key over.
+    taken = db.session.execute(
+        update(IdempotencyKey)
+        .where(
+            IdempotencyKey.id == existing.id,
+            IdempotencyKey.response_status.is_(None),
+            IdempotencyKey.locked_until < now,
+        )
+        .values(locked_until=now + lease)
+    )
+    db.session.commit()
+    if taken.rowcount == 1:  # type: ignore[attr-defined]
+        return None
+    raise Conflict("A request with this Idempotency-Key is still being processed; retry shortly.")
+
+
+def _finish(user_id: int, key: str, response: Response) -> None:
+    where = (IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+    # Only successes are kept: a refused request wrote nothing, so running it
+    # again is safe, and the client may fix what was wrong and retry.
+    if 200 <= response.status_code < 300:
+        headers = {k: v for k, v in response.headers.items() if k in ("Content-Type", "Location", "ETag")}
+        db.session.execute(
+            update(IdempotencyKey)
+            .where(*where)
+            .values(
+                response_status=response.status_code,
+                response_headers=json.dumps(headers),
+                response_body=response.get_data(),
+                locked_until=None,
+            )
+        )
+        db.session.commit()
+    else:
+        _release(user_id, key)
+
+
+def _release(user_id: int, key: str) -> None:
+    db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key))
+    db.session.commit()
+
+
+def _replay(record: IdempotencyKey) -> Response:
+    response = Response(record.response_body, status=record.response_status)
+    for name, value in json.loads(record.response_headers or "{}").items():
+        response.headers[name] = value
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def idempotent(view: F) -> F:
+    """Make a POST view replay its first response for a repeated key."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        key = request.headers.get(HEADER)
+        actor = optional_actor()
+        if key is None or actor is None:
+            return view(*args, **kwargs)
+        if not key.strip() or len(key) > MAX_KEY_LENGTH:
+            raise Invalid("The Idempotency-Key header is empty or too long.", {HEADER: ["1 to 255 characters."]})
+        earlier = _claim(actor.user_id, key, _request_hash())
+        if earlier is not None:
+            return _replay(earlier)
+        try:
+            response = make_response(view(*args, **kwargs))
+        except (HTTPException, DomainError) as exc:
+            db.session.rollback()
+            response = make_response(current_app.handle_user_exception(exc))
+        except Exception:
+            db.session.rollback()
+            _release(actor.user_id, key)
+            raise
+        _finish(actor.user_id, key, response)
+        return response
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,7 @@
+"""Every model module, imported so the metadata (and Alembic) sees all tables."""
+
+from market.accounts import models as accounts
+from market.idempotency import IdempotencyKey
+from market.outbox import OutboxMessage
+
+__all__ = ["IdempotencyKey", "OutboxMessage", "accounts"]

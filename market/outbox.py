@@ -1,0 +1,121 @@
+"""The transactional outbox (DESIGN rule 3).
+
+`enqueue()` adds a row in the caller's transaction, so a task exists if and
+only if the state change that needs it was committed. After the commit the
+rows are published to Celery at once; a beat job publishes again whatever is
+still unsent (the broker was down, the process died), so Redis being down
+delays work and never loses it. Tasks are idempotent, so the rare second
+publish is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery import Celery
+from flask import current_app
+from sqlalchemy import JSON, Integer, String, Text, event, func, or_, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from market.db import UTCDateTime, utcnow
+from market.extensions import db
+
+log = logging.getLogger(__name__)
+PENDING_KEY = "outbox_pending"
+# How long a relay owns a row while publishing it, so two relays never
+# publish the same row at once.
+CLAIM = timedelta(seconds=30)
+
+
+class OutboxMessage(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task: Mapped[str] = mapped_column(String(120))
+    kwargs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+def enqueue(task: str, **kwargs: Any) -> OutboxMessage:
+    """Schedule Celery task `task` with JSON-able `kwargs` (ids, not objects)
+    in the current transaction; it is published only if that transaction commits."""
+    message = OutboxMessage(task=task, kwargs=kwargs)
+    db.session.add(message)
+    db.session.flush()
+    db.session.info.setdefault(PENDING_KEY, []).append(message.id)
+    return message
+
+
+def _celery() -> Celery:
+    celery: Celery = current_app.extensions["celery"]
+    return celery
+
+
+def relay(ids: list[int] | None = None, *, older_than: timedelta | None = None) -> int:
+    """Publish unsent outbox rows (those in `ids`, or all older than
+    `older_than`) and mark them sent. Returns how many were published.
+
+    Each row is claimed, published and marked in short transactions of its
+    own, outside the caller's session, so a broker failure never touches the
+    caller's work; the first failure stops the batch (the broker is down).
+    """
+    now = utcnow()
+    unsent = [
+        OutboxMessage.sent_at.is_(None),
+        or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+    ]
+    if ids is not None:
+        unsent.append(OutboxMessage.id.in_(ids))
+    if older_than is not None:
+        unsent.append(OutboxMessage.created_at < now - older_than)
+    with db.engine.begin() as conn:
+        candidates = conn.scalars(select(OutboxMessage.id).where(*unsent).order_by(OutboxMessage.id).limit(500)).all()
+    celery = _celery()
+    published = 0
+    for message_id in candidates:
+        with db.engine.begin() as conn:
+            claimed = conn.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == message_id, *unsent)
+                .values(claimed_until=now + CLAIM, attempts=OutboxMessage.attempts + 1)
+                .returning(OutboxMessage.task, OutboxMessage.kwargs)
+            ).one_or_none()
+        if claimed is None:
+            continue
+        try:
+            celery.send_task(claimed.task, kwargs=claimed.kwargs, task_id=f"outbox-{message_id}", retry=False)
+        except Exception as exc:  # kombu raises many kinds; each means "not now"
+            log.warning("outbox %s not published: %s", message_id, exc)
+            _mark(message_id, claimed_until=None, last_error=str(exc)[:2000])
+            break
+        _mark(message_id, sent_at=utcnow(), last_error=None)
+        published += 1
+    return published
+
+
+def _mark(message_id: int, **values: Any) -> None:
+    with db.engine.begin() as conn:
+        conn.execute(update(OutboxMessage).where(OutboxMessage.id == message_id).values(**values))
+
+
+def _after_commit(session: Session) -> None:
+    ids = session.info.pop(PENDING_KEY, None)
+    if ids:
+        relay(ids)
+
+
+def _after_rollback(session: Session) -> None:
+    session.info.pop(PENDING_KEY, None)
+
+
+def install() -> None:
+    """Publish outbox rows right after the session that wrote them commits."""
+    if not event.contains(db.session, "after_commit", _after_commit):
+        event.listen(db.session, "after_commit", _after_commit)
+        event.listen(db.session, "after_rollback", _after_rollback)

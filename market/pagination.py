@@ -1,0 +1,109 @@
+"""Cursor (keyset) pagination: a stable order and a next cursor, no OFFSET."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Generic, TypeVar
+
+import marshmallow as ma
+from sqlalchemy import Select, and_, or_
+
+from market import errors
+from market.api import StrictSchema
+from market.extensions import db
+
+T = TypeVar("T")
+
+
+class PageArgsSchema(StrictSchema):
+    limit = ma.fields.Integer(load_default=20, validate=ma.validate.Range(min=1, max=100))
+    cursor = ma.fields.String(metadata={"description": "next_cursor from the previous page."})
+
+
+_page_schemas: dict[str, type[ma.Schema]] = {}
+
+
+def page_schema(item: type[ma.Schema]) -> type[ma.Schema]:
+    """The envelope of one page of `item`: `{"items": [...], "next_cursor": ...}`."""
+    name = item.__name__.removesuffix("Schema") + "PageSchema"
+    if name not in _page_schemas:
+        _page_schemas[name] = type(
+            name,
+            (ma.Schema,),
+            {
+                "items": ma.fields.List(ma.fields.Nested(item), required=True),
+                "next_cursor": ma.fields.String(
+                    allow_none=True, required=True, metadata={"description": "Pass as cursor for the next page."}
+                ),
+            },
+        )
+    return _page_schemas[name]
+
+
+@dataclass(frozen=True)
+class SortKey:
+    column: Any
+    attr: str
+    descending: bool = False
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+def _encode_cursor(values: Sequence[Any]) -> str:
+    plain = [v.isoformat() if isinstance(v, (date, datetime)) else v for v in values]
+    raw = json.dumps(plain, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, keys: Sequence[SortKey]) -> list[Any]:
+    invalid = errors.Invalid("The cursor is not valid for this list.", {"cursor": ["Not a valid cursor."]})
+    try:
+        plain = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise invalid from None
+    if not isinstance(plain, list) or len(plain) != len(keys):
+        raise invalid
+    values: list[Any] = []
+    for key, value in zip(keys, plain, strict=True):
+        python_type = key.column.type.python_type
+        try:
+            if python_type in (date, datetime):
+                values.append(python_type.fromisoformat(value))
+            elif not isinstance(value, python_type):
+                raise TypeError
+            else:
+                values.append(value)
+        except (TypeError, ValueError):
+            raise invalid from None
+    return values
+
+
+def keyset_page(stmt: Select[Any], keys: Sequence[SortKey], *, limit: int, cursor: str | None) -> Page[Any]:
+    """One page of `stmt` in a stable order, continuing after `cursor`.
+
+    The last key must be unique (the primary key) so the order is total and
+    a page boundary never skips or repeats a row, even while rows are added.
+    """
+    if cursor:
+        after = _decode_cursor(cursor, keys)
+        clauses = []
+        for i, key in enumerate(keys):
+            equal = [k.column == v for k, v in zip(keys[:i], after[:i], strict=True)]
+            beyond = key.column < after[i] if key.descending else key.column > after[i]
+            clauses.append(and_(*equal, beyond))
+        stmt = stmt.where(or_(*clauses))
+    stmt = stmt.order_by(*(k.column.desc() if k.descending else k.column.asc() for k in keys)).limit(limit + 1)
+    rows = list(db.session.scalars(stmt))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = _encode_cursor([getattr(rows[-1], k.attr) for k in keys]) if more else None
+    return Page(items=rows, next_cursor=next_cursor)

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from market.accounts.models import ApiToken, Role, User
+from market.db import utcnow
+from market.extensions import db
+from tests.factories import PASSWORD, UserFactory, bearer, token_for, user_with_token
+
+REGISTRATION = {"email": "Mei@Example.test", "password": "a long secret", "name": "Mei", "roles": ["farmer"]}
+
+
+def count(model: type) -> int:
+    return db.session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def test_register_then_login_then_me(client: FlaskClient) -> None:
+    created = client.post("/api/v1/accounts", json=REGISTRATION)
+    assert created.status_code == 201, created.json
+    assert created.json["email"] == "mei@example.test"
+    assert created.json["roles"] == ["farmer"]
+    assert "password" not in created.json
+
+    login = client.post("/api/v1/auth/tokens", json={"email": "mei@example.test", "password": "a long secret"})
+    assert login.status_code == 201
+    token = login.json["token"]
+    assert token.startswith("fm_") and login.json["prefix"] == token[:9]
+
+    me = client.get("/api/v1/me", headers=bearer(token))
+    assert me.status_code == 200
+    assert me.json["name"] == "Mei"
+
+
+def test_token_is_stored_hashed(client: FlaskClient) -> None:
+    user = UserFactory()
+    secret = token_for(user)
+    stored = db.session.scalars(select(ApiToken.token_hash)).one()
+    assert secret not in stored and len(stored) == 64
+
+
+def test_register_twice_with_same_email_conflicts(client: FlaskClient) -> None:
+    assert client.post("/api/v1/accounts", json=REGISTRATION).status_code == 201
+    again = client.post("/api/v1/accounts", json={**REGISTRATION, "email": "mei@example.TEST"})
+    assert again.status_code == 409
+    assert again.content_type == "application/problem+json"
+    assert count(User) == 1
+
+
+def test_operators_cannot_self_register(client: FlaskClient) -> None:
+    response = client.post("/api/v1/accounts", json={**REGISTRATION, "roles": ["operator"]})
+    assert response.status_code == 422
+    assert "roles" in response.json["errors"]
+    assert count(User) == 0
+
+
+def test_wrong_password_is_401_and_issues_nothing(client: FlaskClient) -> None:
+    user = UserFactory()
+    response = client.post("/api/v1/auth/tokens", json={"email": user.email, "password": "not it at all"})
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert count(ApiToken) == 0
+
+
+def test_login_with_unknown_email_is_the_same_401(client: FlaskClient) -> None:
+    response = client.post("/api/v1/auth/tokens", json={"email": "nobody@example.test", "password": PASSWORD})
+    assert response.status_code == 401
+    assert response.json["detail"] == "The email or password is wrong."
+
+
+def test_expired_token_is_refused(client: FlaskClient) -> None:
+    user = UserFactory()
+    token = token_for(user, ttl=timedelta(seconds=-1))
+    response = client.get("/api/v1/me", headers=bearer(token))
+    assert response.status_code == 401
+    assert response.json["detail"] == "The token has expired."
+
+
+def test_revoked_token_is_refused(client: FlaskClient) -> None:
+    user, headers = user_with_token(Role.BUYER)
+    token_id = client.get("/api/v1/auth/tokens", headers=headers).json["items"][0]["id"]
+    other = bearer(token_for(user))
+    revoked = client.delete(f"/api/v1/auth/tokens/{token_id}", headers=other)
+    assert revoked.status_code == 200 and revoked.json["revoked_at"]
+    assert client.get("/api/v1/me", headers=headers).status_code == 401
+    assert client.get("/api/v1/me", headers=other).status_code == 200
+
+
+def test_cannot_revoke_another_users_token(client: FlaskClient) -> None:
+    _, mine = user_with_token(Role.BUYER)
+    theirs_user = UserFactory()
+    token_for(theirs_user)
+    theirs_id = db.session.scalars(select(ApiToken.id).where(ApiToken.user_id == theirs_user.id)).one()
+    response = client.delete(f"/api/v1/auth/tokens/{theirs_id}", headers=mine)
+    assert response.status_code == 404
+    assert db.session.get(ApiToken, theirs_id).revoked_at is None  # type: ignore[union-attr]
+
+
+def test_token_list_pages_with_a_cursor(client: FlaskClient) -> None:
+    user, headers = user_with_token(Role.FARMER)
+    for _ in range(4):
+        token_for(user)
+    seen: list[int] = []
+    cursor = None
+    while True:
+        query = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = client.get("/api/v1/auth/tokens", headers=headers, query_string=query).json
+        seen += [t["id"] for t in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted(seen, reverse=True) and len(seen) == 5
+
+
+def test_last_used_is_recorded(client: FlaskClient) -> None:
+    _, headers = user_with_token(Role.BUYER)
+    before = utcnow()
+    client.get("/api/v1/me", headers=headers)
+    used = db.session.scalars(select(ApiToken.last_used_at)).one()
+    assert used is not None and used >= before - timedelta(seconds=1)
+
+
+def test_login_is_rate_limited(client: FlaskClient) -> None:
+    body = {"email": "nobody@example.test", "password": "guess guess"}
+    statuses = [client.post("/api/v1/auth/tokens", json=body).status_code for _ in range(11)]
+    assert statuses[:10] == [401] * 10
+    assert statuses[10] == 429
+    last = client.post("/api/v1/auth/tokens", json=body)
+    assert last.content_type == "application/problem+json"
+    assert "Retry-After" in last.headers

@@ -1,0 +1,29 @@
+"""Celery tasks. Each is thin: load by id, call a market service, done.
+
+`celery -A workers worker` and `celery -A workers beat` find the app in
+`workers.celery`, which builds the Flask app from the environment.
+"""
+
+from __future__ import annotations
+
+import importlib
+from datetime import timedelta
+
+from celery import Celery
+from flask import Flask
+
+TASK_MODULES = ("workers.outbox",)
+
+
+def configure(celery: Celery, flask_app: Flask) -> Celery:
+    """Register the task modules and the beat schedule on `celery`."""
+    celery.conf.include = list(TASK_MODULES)
+    for module in TASK_MODULES:
+        importlib.import_module(module)
+    celery.conf.beat_schedule = {
+        "relay-outbox": {
+            "task": "outbox.relay",
+            "schedule": timedelta(seconds=flask_app.config["OUTBOX_RELAY_INTERVAL_SECONDS"]),
+        },
+    }
+    return celery
