@@ -12,6 +12,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 import config
 from market import cli, errors, health, outbox
 from market.accounts.routes import blp as accounts_blp
+from market.catalog.routes import blp as catalog_blp
 from market.extensions import api, celery_init_app, db, limiter, migrate
 
 API_PREFIX = "/api/v1"
@@ -76,7 +77,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.blp)
     app.add_url_rule(f"{API_PREFIX}/docs/assets/<path:filename>", "docs_asset", _docs_asset)
     app.before_request(_require_json)
-    for blueprint in (accounts_blp,):
+    for blueprint in (accounts_blp, catalog_blp):
         api.register_blueprint(blueprint)
 
     cli.register(app)

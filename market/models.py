@@ -1,7 +1,8 @@
 """Every model module, imported so the metadata (and Alembic) sees all tables."""
 
 from market.accounts import models as accounts
+from market.catalog import models as catalog
 from market.idempotency import IdempotencyKey
 from market.outbox import OutboxMessage
 
-__all__ = ["IdempotencyKey", "OutboxMessage", "accounts"]
+__all__ = ["IdempotencyKey", "OutboxMessage", "accounts", "catalog"]

@@ -9,6 +9,17 @@ from argon2 import PasswordHasher
 
 from market.accounts import service as accounts
 from market.accounts.models import Language, Role, User, UserRole
+from market.catalog.models import (
+    Brand,
+    BrandCounty,
+    Category,
+    Farm,
+    FarmStatus,
+    FulfilmentPoint,
+    FulfilmentPointKind,
+    Listing,
+    ListingStatus,
+)
 from market.extensions import db
 
 PASSWORD = "correct horse battery"
@@ -51,3 +62,68 @@ def bearer(token: str) -> dict[str, str]:
 def user_with_token(*roles: Role) -> tuple[User, dict[str, str]]:
     user = UserFactory(roles=list(roles) or [Role.BUYER])
     return user, bearer(token_for(user))
+
+
+# Catalog
+
+
+class FarmFactory(Factory):
+    class Meta:
+        model = Farm
+
+    owner = factory.SubFactory(UserFactory, roles=[Role.FARMER])
+    name = factory.Sequence(lambda n: f"Orchard {n}")
+    village = "下廖村"
+    county = "寻乌县"
+    province = "江西省"
+    contact_name = factory.Faker("name")
+    status = FarmStatus.VERIFIED
+
+
+class CategoryFactory(Factory):
+    class Meta:
+        model = Category
+
+    code = factory.Sequence(lambda n: f"fruit-{n}")
+    name_zh = "水果"
+    name_en = "Fruit"
+
+
+class BrandFactory(Factory):
+    class Meta:
+        model = Brand
+
+    code = factory.Sequence(lambda n: f"brand-{n}")
+    name_zh = "赣南脐橙"
+    name_en = "Gannan Navel Orange"
+    allowed = factory.LazyFunction(lambda: [BrandCounty(county="寻乌县")])
+
+
+class ListingFactory(Factory):
+    class Meta:
+        model = Listing
+
+    farm = factory.SubFactory(FarmFactory)
+    category = factory.SubFactory(CategoryFactory)
+    sku = factory.Sequence(lambda n: f"SKU-{n}")
+    product_name = "Navel orange"
+    variety = "Newhall"
+    grade = "A"
+    origin_county = factory.LazyAttribute(lambda o: o.farm.county)
+    price_per_kg = 1200
+    stock_g = 100_000
+    min_order_g = 1000
+    step_g = 500
+    status = ListingStatus.ACTIVE
+
+
+class FulfilmentPointFactory(Factory):
+    class Meta:
+        model = FulfilmentPoint
+
+    kind = FulfilmentPointKind.COUNTY_CENTRE
+    name = factory.Sequence(lambda n: f"Xunwu county centre {n}")
+    county = "寻乌县"
+    province = "江西省"
+    address = "长宁镇"
+    opening_hours = "08:00-18:00"

@@ -1,0 +1,1 @@
+"""Catalog: farms, fulfilment points, categories, brands, listings and lots."""

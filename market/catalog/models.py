@@ -1,0 +1,271 @@
+"""Farms, fulfilment points, the category and brand vocabularies, listings and
+their harvest lots."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    and_,
+    case,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
+
+from market.accounts.models import User
+from market.db import UTCDateTime, enum_column, utcnow
+from market.errors import InvalidTransition
+from market.extensions import db
+
+# Listings without a lot sort after every harvested one when sorting by
+# harvest date (newest first), and the keyset cursor needs a real date.
+NEVER_HARVESTED = date(1, 1, 1)
+
+
+class FarmStatus(StrEnum):
+    PENDING = "pending"
+    VERIFIED = "verified"
+    SUSPENDED = "suspended"
+
+
+class PayoutMethod(StrEnum):
+    STRIPE = "stripe"
+    BANK_TRANSFER = "bank_transfer"
+
+
+class FulfilmentPointKind(StrEnum):
+    VILLAGE_STATION = "village_station"
+    COUNTY_CENTRE = "county_centre"
+
+
+class ListingStatus(StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    SOLD_OUT = "sold_out"
+    ARCHIVED = "archived"
+
+
+class Farm(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "farms"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    village: Mapped[str] = mapped_column(String(80))
+    county: Mapped[str] = mapped_column(String(80), index=True)
+    province: Mapped[str] = mapped_column(String(80), index=True)
+    contact_name: Mapped[str | None] = mapped_column(String(120))
+    contact_phone: Mapped[str | None] = mapped_column(String(32))
+    description: Mapped[str] = mapped_column(Text, default="")
+    payout_method: Mapped[PayoutMethod | None] = mapped_column(enum_column(PayoutMethod, "payout_method"))
+    status: Mapped[FarmStatus] = mapped_column(
+        enum_column(FarmStatus, "farm_status"), default=FarmStatus.PENDING, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now(), onupdate=utcnow)
+
+    owner: Mapped[User] = relationship()
+    listings: Mapped[list[Listing]] = relationship(back_populates="farm")
+
+    def verify(self) -> None:
+        if self.status == FarmStatus.VERIFIED:
+            raise InvalidTransition(f"Farm {self.id} is already verified.")
+        self.status = FarmStatus.VERIFIED
+
+    def suspend(self) -> None:
+        if self.status == FarmStatus.SUSPENDED:
+            raise InvalidTransition(f"Farm {self.id} is already suspended.")
+        self.status = FarmStatus.SUSPENDED
+
+
+class FulfilmentPoint(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "fulfilment_points"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[FulfilmentPointKind] = mapped_column(
+        enum_column(FulfilmentPointKind, "fulfilment_point_kind"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(120))
+    village: Mapped[str | None] = mapped_column(String(80))
+    county: Mapped[str] = mapped_column(String(80), index=True)
+    province: Mapped[str] = mapped_column(String(80), index=True)
+    address: Mapped[str] = mapped_column(String(255))
+    opening_hours: Mapped[str] = mapped_column(String(255), default="")
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("fulfilment_points.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+
+    parent: Mapped[FulfilmentPoint | None] = relationship(remote_side=[id])
+
+
+class Category(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "categories"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name_zh: Mapped[str] = mapped_column(String(80))
+    name_en: Mapped[str] = mapped_column(String(80))
+
+
+class Brand(db.Model):  # type: ignore[name-defined]
+    """A regional (geographical-indication) brand only growers in some counties may use."""
+
+    __tablename__ = "brands"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name_zh: Mapped[str] = mapped_column(String(80))
+    name_en: Mapped[str] = mapped_column(String(80))
+
+    allowed: Mapped[list[BrandCounty]] = relationship(
+        back_populates="brand", cascade="all, delete-orphan", order_by="BrandCounty.county"
+    )
+
+    @property
+    def counties(self) -> list[str]:
+        return [row.county for row in self.allowed]
+
+    def allows(self, county: str) -> bool:
+        return county in self.counties
+
+
+class BrandCounty(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "brand_counties"
+    __table_args__ = (UniqueConstraint("brand_id", "county"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    brand_id: Mapped[int] = mapped_column(ForeignKey("brands.id", ondelete="CASCADE"))
+    county: Mapped[str] = mapped_column(String(80))
+
+    brand: Mapped[Brand] = relationship(back_populates="allowed")
+
+
+class Listing(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "listings"
+    __table_args__ = (
+        UniqueConstraint("farm_id", "sku"),
+        CheckConstraint("price_per_kg > 0", name="price_positive"),
+        CheckConstraint("stock_g >= 0", name="stock_non_negative"),
+        CheckConstraint("min_order_g > 0", name="min_order_positive"),
+        CheckConstraint("step_g > 0", name="step_positive"),
+        # Integer division on every backend, and no "%" to escape in the DDL.
+        CheckConstraint("min_order_g = (min_order_g / step_g) * step_g", name="min_order_fits_step"),
+        # Browse sorts by these, each with id as the tie-breaker.
+        Index("ix_listings_price_per_kg_id", "price_per_kg", "id"),
+        Index("ix_listings_harvest_date_id", "harvest_date", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), index=True)
+    category_id: Mapped[int] = mapped_column(ForeignKey("categories.id"), index=True)
+    brand_id: Mapped[int | None] = mapped_column(ForeignKey("brands.id"), index=True)
+    sku: Mapped[str | None] = mapped_column(String(64))
+    product_name: Mapped[str] = mapped_column(String(120))
+    variety: Mapped[str] = mapped_column(String(80), default="")
+    grade: Mapped[str] = mapped_column(String(40), default="")
+    origin_county: Mapped[str] = mapped_column(String(80), index=True)
+    price_per_kg: Mapped[int] = mapped_column(Integer)
+    stock_g: Mapped[int] = mapped_column(Integer, default=0)
+    min_order_g: Mapped[int] = mapped_column(Integer)
+    step_g: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(Text, default="")
+    photo_urls: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The latest lot's harvest date, kept here so browse can filter and sort
+    # on it without joining every lot.
+    harvest_date: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[ListingStatus] = mapped_column(
+        enum_column(ListingStatus, "listing_status"), default=ListingStatus.DRAFT, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now(), onupdate=utcnow, index=True)
+
+    farm: Mapped[Farm] = relationship(back_populates="listings")
+    category: Mapped[Category] = relationship()
+    brand: Mapped[Brand | None] = relationship()
+    lots: Mapped[list[Lot]] = relationship(
+        back_populates="listing", order_by="(Lot.harvest_date.desc(), Lot.id.desc())"
+    )
+
+    @property
+    def current_lot(self) -> Lot | None:
+        return max(self.lots, key=lambda lot: (lot.harvest_date, lot.id or 0), default=None)
+
+    @property
+    def harvest_sort_date(self) -> date:
+        return self.harvest_date or NEVER_HARVESTED
+
+    @property
+    def purchasable(self) -> bool:
+        return self.status == ListingStatus.ACTIVE and self.farm.status == FarmStatus.VERIFIED
+
+    def activate(self) -> None:
+        """Put the listing on sale (from draft, paused or sold out); with no
+        stock it goes straight to sold_out."""
+        if self.status in (ListingStatus.ACTIVE, ListingStatus.ARCHIVED):
+            raise InvalidTransition(f"Listing {self.id} is {self.status} and cannot be activated.")
+        self.status = ListingStatus.ACTIVE if self.stock_g > 0 else ListingStatus.SOLD_OUT
+
+    def pause(self) -> None:
+        if self.status not in (ListingStatus.ACTIVE, ListingStatus.SOLD_OUT):
+            raise InvalidTransition(f"Listing {self.id} is {self.status}; only a listing on sale can be paused.")
+        self.status = ListingStatus.PAUSED
+
+    def archive(self) -> None:
+        if self.status == ListingStatus.ARCHIVED:
+            raise InvalidTransition(f"Listing {self.id} is already archived.")
+        self.status = ListingStatus.ARCHIVED
+
+    def add_lot(self, lot: Lot) -> None:
+        """Record a harvest lot; the caller adds its grams with one UPDATE
+        (`service.add_stock`) so a concurrent sale is never overwritten."""
+        if self.status == ListingStatus.ARCHIVED:
+            raise InvalidTransition(f"Listing {self.id} is archived; it takes no new lots.")
+        self.lots.append(lot)
+        self.harvest_date = max(self.harvest_date or lot.harvest_date, lot.harvest_date)
+
+    def accepts_grams(self, grams: int) -> bool:
+        """Whether an order of `grams` fits the minimum and the step."""
+        return grams >= self.min_order_g and grams % self.step_g == 0
+
+    @classmethod
+    def status_at_stock(cls, stock_g: ColumnElement[int]) -> ColumnElement[ListingStatus]:
+        """SQL for the status at the new stock `stock_g`: a listing on sale is
+        sold_out at zero and active again when restocked; others keep theirs."""
+        return case(
+            (and_(cls.status == ListingStatus.ACTIVE, stock_g == 0), ListingStatus.SOLD_OUT.value),
+            (and_(cls.status == ListingStatus.SOLD_OUT, stock_g > 0), ListingStatus.ACTIVE.value),
+            else_=cls.status,
+        )
+
+
+class Lot(db.Model):  # type: ignore[name-defined]
+    """A harvest lot; order lines point here so a lot traces to its buyers."""
+
+    __tablename__ = "lots"
+    __table_args__ = (
+        UniqueConstraint("farm_id", "code"),
+        CheckConstraint("grams > 0", name="grams_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id"), index=True)
+    farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), index=True)
+    code: Mapped[str] = mapped_column(String(64))
+    harvest_date: Mapped[date] = mapped_column(Date)
+    plot: Mapped[str] = mapped_column(String(120), default="")
+    grade: Mapped[str] = mapped_column(String(40), default="")
+    grams: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+
+    listing: Mapped[Listing] = relationship(back_populates="lots")

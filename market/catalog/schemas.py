@@ -1,0 +1,297 @@
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+import marshmallow as ma
+from flask import current_app
+from marshmallow import fields, validate
+
+from market.api import StrictSchema
+from market.catalog.models import FarmStatus, FulfilmentPointKind, Listing, ListingStatus, PayoutMethod
+from market.pagination import PageArgsSchema
+
+PLACE = validate.Length(min=1, max=80)
+CODE = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,39}$", error="Lowercase letters, digits, '-' and '_' (up to 40).")
+SKU = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$", error="Letters, digits and . _ / - (up to 64).")
+PHONE = validate.Regexp(r"^\+?[0-9][0-9 -]{5,30}$")
+MAX_GRAMS = 1_000_000_000  # a thousand tonnes: anything beyond is a typo
+
+
+def grams(*, minimum: int, **kwargs: Any) -> fields.Integer:
+    return fields.Integer(strict=True, validate=validate.Range(min=minimum, max=MAX_GRAMS), **kwargs)
+
+
+# Farms
+
+
+class FarmCreateSchema(StrictSchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=120))
+    village = fields.String(required=True, validate=PLACE)
+    county = fields.String(required=True, validate=PLACE)
+    province = fields.String(required=True, validate=PLACE)
+    contact_name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=120))
+    contact_phone = fields.String(load_default=None, allow_none=True, validate=PHONE)
+    description = fields.String(load_default="", validate=validate.Length(max=5000))
+    payout_method = fields.Enum(PayoutMethod, by_value=True, load_default=None, allow_none=True)
+
+
+class FarmUpdateSchema(StrictSchema):
+    name = fields.String(validate=validate.Length(min=1, max=120))
+    village = fields.String(validate=PLACE)
+    county = fields.String(validate=PLACE)
+    province = fields.String(validate=PLACE)
+    contact_name = fields.String(allow_none=True, validate=validate.Length(max=120))
+    contact_phone = fields.String(allow_none=True, validate=PHONE)
+    description = fields.String(validate=validate.Length(max=5000))
+    payout_method = fields.Enum(PayoutMethod, by_value=True, allow_none=True)
+
+
+class FarmSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    owner_id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    village = fields.String(required=True)
+    county = fields.String(required=True)
+    province = fields.String(required=True)
+    contact_name = fields.String(allow_none=True)
+    contact_phone = fields.String(allow_none=True)
+    description = fields.String(required=True)
+    payout_method = fields.Enum(PayoutMethod, by_value=True, allow_none=True)
+    status = fields.Enum(FarmStatus, by_value=True, required=True)
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)
+
+
+class FarmQuerySchema(PageArgsSchema):
+    county = fields.String(validate=PLACE)
+    province = fields.String(validate=PLACE)
+    status = fields.Enum(FarmStatus, by_value=True, metadata={"description": "Operators and owners see non-verified."})
+
+
+# Fulfilment points
+
+
+class FulfilmentPointCreateSchema(StrictSchema):
+    kind = fields.Enum(FulfilmentPointKind, by_value=True, required=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=120))
+    village = fields.String(load_default=None, allow_none=True, validate=PLACE)
+    county = fields.String(required=True, validate=PLACE)
+    province = fields.String(required=True, validate=PLACE)
+    address = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    opening_hours = fields.String(load_default="", validate=validate.Length(max=255))
+    parent_id = fields.Integer(
+        strict=True, load_default=None, allow_none=True, metadata={"description": "The county centre of a station."}
+    )
+
+
+class FulfilmentPointUpdateSchema(StrictSchema):
+    name = fields.String(validate=validate.Length(min=1, max=120))
+    village = fields.String(allow_none=True, validate=PLACE)
+    county = fields.String(validate=PLACE)
+    province = fields.String(validate=PLACE)
+    address = fields.String(validate=validate.Length(min=1, max=255))
+    opening_hours = fields.String(validate=validate.Length(max=255))
+    parent_id = fields.Integer(strict=True, allow_none=True)
+
+
+class FulfilmentPointSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    kind = fields.Enum(FulfilmentPointKind, by_value=True, required=True)
+    name = fields.String(required=True)
+    village = fields.String(allow_none=True)
+    county = fields.String(required=True)
+    province = fields.String(required=True)
+    address = fields.String(required=True)
+    opening_hours = fields.String(required=True)
+    parent_id = fields.Integer(allow_none=True)
+
+
+class FulfilmentPointQuerySchema(PageArgsSchema):
+    kind = fields.Enum(FulfilmentPointKind, by_value=True)
+    county = fields.String(validate=PLACE)
+    province = fields.String(validate=PLACE)
+    parent_id = fields.Integer()
+
+
+# Vocabularies
+
+
+class CategoryCreateSchema(StrictSchema):
+    code = fields.String(required=True, validate=CODE)
+    name_zh = fields.String(required=True, validate=validate.Length(min=1, max=80))
+    name_en = fields.String(required=True, validate=validate.Length(min=1, max=80))
+
+
+class CategoryUpdateSchema(StrictSchema):
+    name_zh = fields.String(validate=validate.Length(min=1, max=80))
+    name_en = fields.String(validate=validate.Length(min=1, max=80))
+
+
+class CategorySchema(ma.Schema):
+    id = fields.Integer(required=True)
+    code = fields.String(required=True)
+    name_zh = fields.String(required=True)
+    name_en = fields.String(required=True)
+
+
+class BrandCreateSchema(CategoryCreateSchema):
+    counties = fields.List(fields.String(validate=PLACE), required=True, validate=validate.Length(min=1, max=100))
+
+
+class BrandUpdateSchema(CategoryUpdateSchema):
+    counties = fields.List(fields.String(validate=PLACE), validate=validate.Length(min=1, max=100))
+
+
+class BrandSchema(CategorySchema):
+    counties = fields.List(fields.String(), required=True, metadata={"description": "Counties allowed to use it."})
+
+
+# Listings and lots
+
+
+class ListingCreateSchema(StrictSchema):
+    farm_id = fields.Integer(strict=True, required=True)
+    sku = fields.String(load_default=None, allow_none=True, validate=SKU)
+    product_name = fields.String(required=True, validate=validate.Length(min=1, max=120))
+    category = fields.String(required=True, metadata={"description": "A category code."})
+    variety = fields.String(load_default="", validate=validate.Length(max=80))
+    grade = fields.String(load_default="", validate=validate.Length(max=40))
+    origin_county = fields.String(
+        load_default=None, allow_none=True, validate=PLACE, metadata={"description": "The farm's county if omitted."}
+    )
+    brand = fields.String(load_default=None, allow_none=True, metadata={"description": "A regional brand code."})
+    price_per_kg = fields.Integer(
+        strict=True,
+        required=True,
+        validate=validate.Range(min=1, max=100_000_000),
+        metadata={"description": "Minor units per kg."},
+    )
+    stock_g = grams(minimum=0, load_default=0)
+    min_order_g = grams(minimum=1, required=True)
+    step_g = grams(minimum=1, required=True, metadata={"description": "min_order_g must be a multiple of it."})
+    description = fields.String(load_default="", validate=validate.Length(max=5000))
+    photo_urls = fields.List(
+        fields.Url(schemes={"http", "https"}, validate=validate.Length(max=500)),
+        load_default=list,
+        validate=validate.Length(max=12),
+    )
+
+
+class ListingUpdateSchema(StrictSchema):
+    sku = fields.String(allow_none=True, validate=SKU)
+    product_name = fields.String(validate=validate.Length(min=1, max=120))
+    category = fields.String()
+    variety = fields.String(validate=validate.Length(max=80))
+    grade = fields.String(validate=validate.Length(max=40))
+    origin_county = fields.String(validate=PLACE)
+    brand = fields.String(allow_none=True)
+    price_per_kg = fields.Integer(strict=True, validate=validate.Range(min=1, max=100_000_000))
+    stock_g = grams(minimum=0)
+    min_order_g = grams(minimum=1)
+    step_g = grams(minimum=1)
+    description = fields.String(validate=validate.Length(max=5000))
+    photo_urls = fields.List(
+        fields.Url(schemes={"http", "https"}, validate=validate.Length(max=500)), validate=validate.Length(max=12)
+    )
+
+
+class LotCreateSchema(StrictSchema):
+    code = fields.String(required=True, validate=SKU)
+    harvest_date = fields.Date(required=True)
+    plot = fields.String(load_default="", validate=validate.Length(max=120))
+    grade = fields.String(load_default="", validate=validate.Length(max=40))
+    grams = grams(minimum=1, required=True)
+
+
+class LotSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    listing_id = fields.Integer(required=True)
+    code = fields.String(required=True)
+    harvest_date = fields.Date(required=True)
+    plot = fields.String(required=True)
+    grade = fields.String(required=True)
+    grams = fields.Integer(required=True)
+    created_at = fields.DateTime(required=True)
+
+
+class ListingFarmSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    village = fields.String(required=True)
+    county = fields.String(required=True)
+    province = fields.String(required=True)
+
+
+class ListingSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    farm = fields.Nested(ListingFarmSchema, required=True)
+    sku = fields.String(allow_none=True)
+    product_name = fields.String(required=True)
+    category = fields.Pluck(CategorySchema, "code", required=True)
+    variety = fields.String(required=True)
+    grade = fields.String(required=True)
+    origin_county = fields.String(required=True)
+    brand = fields.Pluck(BrandSchema, "code", allow_none=True)
+    price_per_kg = fields.Integer(required=True, metadata={"description": "Minor units of currency per kg."})
+    currency = fields.Method("dump_currency", required=True, metadata={"type": "string"})
+    stock_g = fields.Integer(required=True)
+    min_order_g = fields.Integer(required=True)
+    step_g = fields.Integer(required=True)
+    description = fields.String(required=True)
+    photo_urls = fields.List(fields.String(), required=True)
+    harvest_date = fields.Date(allow_none=True, metadata={"description": "The current lot's harvest date."})
+    current_lot = fields.Nested(LotSchema, allow_none=True)
+    status = fields.Enum(ListingStatus, by_value=True, required=True)
+    purchasable = fields.Boolean(required=True)
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)
+
+    def dump_currency(self, listing: Listing) -> str:
+        currency: str = current_app.config["MARKET_CURRENCY"]
+        return currency
+
+
+class ListingQuerySchema(PageArgsSchema):
+    q = fields.String(validate=validate.Length(min=1, max=80), metadata={"description": "Product name or variety."})
+    category = fields.String()
+    county = fields.String(validate=PLACE, metadata={"description": "Origin county."})
+    province = fields.String(validate=PLACE, metadata={"description": "The farm's province."})
+    brand = fields.String()
+    farm_id = fields.Integer()
+    status = fields.Enum(ListingStatus, by_value=True, metadata={"description": "Among the listings you may see."})
+    price_min = fields.Integer(validate=validate.Range(min=0))
+    price_max = fields.Integer(validate=validate.Range(min=0))
+    in_stock = fields.Boolean()
+    harvested_after = fields.Date()
+    updated_since = fields.AwareDateTime(
+        default_timezone=UTC, metadata={"description": "updated_at at or after (UTC if no zone is given)."}
+    )
+    sort = fields.String(
+        load_default="newest",
+        validate=validate.OneOf(["newest", "price", "-price", "harvest_date"]),
+        metadata={"description": "newest first, price up or down, or freshest harvest first."},
+    )
+
+
+class StockItemSchema(StrictSchema):
+    listing_id = fields.Integer(strict=True)
+    sku = fields.String(validate=validate.Length(min=1, max=64))
+    farm_id = fields.Integer(strict=True)
+    stock_g = grams(minimum=0, required=True)
+
+    @ma.validates_schema
+    def one_address(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "listing_id" in data:
+            if "sku" in data or "farm_id" in data:
+                raise ma.ValidationError("Give listing_id, or sku with farm_id, not both.", "listing_id")
+        elif "sku" not in data or "farm_id" not in data:
+            raise ma.ValidationError("Give listing_id, or sku with farm_id.", "listing_id")
+
+
+class StockUpdateSchema(StrictSchema):
+    items = fields.List(fields.Nested(StockItemSchema), required=True, validate=validate.Length(min=1, max=500))
+
+
+class StockResultSchema(ma.Schema):
+    items = fields.List(fields.Nested(ListingSchema), required=True)

@@ -1,0 +1,652 @@
+"""Catalog rules: who may touch which farm and listing, what buyers see, and
+every change to stock.
+
+Visibility: buyers and the public browse active and sold_out listings of
+verified farms (sold_out ones stay visible so a buyer can see the produce is
+coming back; `in_stock=true` hides them). By id they can also read paused and
+archived listings of farms that were ever verified, so old orders keep their
+links. A farmer sees all of their own listings in any status; operators see
+everything. Another farmer's farm, listing or lot is "not found" to a farmer
+who tries to change it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Date, and_, false, func, literal, or_, select, true, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import contains_eager, joinedload, selectinload
+
+from market.accounts.models import Role
+from market.auth import Actor
+from market.catalog.models import (
+    NEVER_HARVESTED,
+    Brand,
+    BrandCounty,
+    Category,
+    Farm,
+    FarmStatus,
+    FulfilmentPoint,
+    FulfilmentPointKind,
+    Listing,
+    ListingStatus,
+    Lot,
+)
+from market.db import utcnow
+from market.errors import Conflict, Invalid, InvalidTransition, NotFound
+from market.extensions import db
+from market.pagination import Page, SortKey, keyset_page
+
+PUBLIC_BROWSE_STATUSES = (ListingStatus.ACTIVE, ListingStatus.SOLD_OUT)
+
+
+class OutOfStock(Conflict):
+    slug = "out-of-stock"
+    title = "Out of stock"
+
+
+@dataclass(frozen=True)
+class StockLine:
+    """Grams of one listing, as an order line takes or gives them back."""
+
+    listing_id: int
+    grams: int
+
+
+def _is_operator(actor: Actor | None) -> bool:
+    return actor is not None and actor.has(Role.OPERATOR)
+
+
+def _commit_or_conflict(detail: str, errors: dict[str, list[str]]) -> None:
+    """Commit; a unique constraint lost to a concurrent writer is a 409."""
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict(detail, errors) from None
+
+
+# Farms
+
+
+def _farm_visibility(actor: Actor | None) -> ColumnElement[bool]:
+    if _is_operator(actor):
+        return true()
+    public = Farm.status == FarmStatus.VERIFIED
+    if actor is not None and actor.has(Role.FARMER):
+        return or_(public, Farm.owner_id == actor.user_id)
+    return public
+
+
+def _farm_for_write(actor: Actor, farm_id: int) -> Farm:
+    actor.require(Role.FARMER, Role.OPERATOR)
+    farm = db.session.get(Farm, farm_id)
+    if farm is None or not (_is_operator(actor) or farm.owner_id == actor.user_id):
+        raise NotFound(f"Farm {farm_id} not found.")
+    return farm
+
+
+def create_farm(actor: Actor, **fields: Any) -> Farm:
+    """A farmer registers a farm; it waits for an operator to verify it."""
+    actor.require(Role.FARMER)
+    farm = Farm(owner_id=actor.user_id, status=FarmStatus.PENDING, **fields)
+    db.session.add(farm)
+    db.session.commit()
+    return farm
+
+
+def update_farm(actor: Actor, farm_id: int, **changes: Any) -> Farm:
+    farm = _farm_for_write(actor, farm_id)
+    for name, value in changes.items():
+        setattr(farm, name, value)
+    db.session.commit()
+    return farm
+
+
+def verify_farm(actor: Actor, farm_id: int) -> Farm:
+    actor.require(Role.OPERATOR)
+    farm = _farm_for_write(actor, farm_id)
+    farm.verify()
+    db.session.commit()
+    return farm
+
+
+def suspend_farm(actor: Actor, farm_id: int) -> Farm:
+    """Stop a farm's listings from being bought; they stay readable by id."""
+    actor.require(Role.OPERATOR)
+    farm = _farm_for_write(actor, farm_id)
+    farm.suspend()
+    db.session.commit()
+    return farm
+
+
+def get_farm(actor: Actor | None, farm_id: int) -> Farm:
+    farm = db.session.scalar(select(Farm).where(Farm.id == farm_id, _farm_visibility(actor)))
+    if farm is None:
+        raise NotFound(f"Farm {farm_id} not found.")
+    return farm
+
+
+def list_farms(
+    actor: Actor | None,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    county: str | None = None,
+    province: str | None = None,
+    status: FarmStatus | None = None,
+) -> Page[Farm]:
+    """Farms the caller may see (verified ones; plus their own; all for operators)."""
+    stmt = select(Farm).where(_farm_visibility(actor))
+    if county:
+        stmt = stmt.where(Farm.county == county)
+    if province:
+        stmt = stmt.where(Farm.province == province)
+    if status:
+        stmt = stmt.where(Farm.status == status)
+    return keyset_page(stmt, [SortKey(Farm.id, "id")], limit=limit, cursor=cursor)
+
+
+# Fulfilment points
+
+
+def _check_parent(kind: FulfilmentPointKind, parent_id: int | None, *, point_id: int | None = None) -> None:
+    if kind == FulfilmentPointKind.COUNTY_CENTRE:
+        if parent_id is not None:
+            raise Invalid("A county centre belongs to no other point.", {"parent_id": ["Must be empty."]})
+        return
+    if parent_id is None:
+        raise Invalid("A village station belongs to a county centre.", {"parent_id": ["Required for a station."]})
+    parent = db.session.get(FulfilmentPoint, parent_id)
+    if parent is None or parent.id == point_id or parent.kind != FulfilmentPointKind.COUNTY_CENTRE:
+        raise Invalid(
+            f"Fulfilment point {parent_id} is not a county centre.", {"parent_id": ["Must be a county centre."]}
+        )
+
+
+def create_fulfilment_point(
+    actor: Actor, *, kind: FulfilmentPointKind, parent_id: int | None, **fields: Any
+) -> FulfilmentPoint:
+    actor.require(Role.OPERATOR)
+    _check_parent(kind, parent_id)
+    point = FulfilmentPoint(kind=kind, parent_id=parent_id, **fields)
+    db.session.add(point)
+    db.session.commit()
+    return point
+
+
+def update_fulfilment_point(actor: Actor, point_id: int, **changes: Any) -> FulfilmentPoint:
+    actor.require(Role.OPERATOR)
+    point = get_fulfilment_point(point_id)
+    if "parent_id" in changes:
+        _check_parent(point.kind, changes["parent_id"], point_id=point.id)
+    for name, value in changes.items():
+        setattr(point, name, value)
+    db.session.commit()
+    return point
+
+
+def get_fulfilment_point(point_id: int) -> FulfilmentPoint:
+    point = db.session.get(FulfilmentPoint, point_id)
+    if point is None:
+        raise NotFound(f"Fulfilment point {point_id} not found.")
+    return point
+
+
+def list_fulfilment_points(
+    *,
+    limit: int,
+    cursor: str | None = None,
+    kind: FulfilmentPointKind | None = None,
+    county: str | None = None,
+    province: str | None = None,
+    parent_id: int | None = None,
+) -> Page[FulfilmentPoint]:
+    stmt = select(FulfilmentPoint)
+    if kind:
+        stmt = stmt.where(FulfilmentPoint.kind == kind)
+    if county:
+        stmt = stmt.where(FulfilmentPoint.county == county)
+    if province:
+        stmt = stmt.where(FulfilmentPoint.province == province)
+    if parent_id is not None:
+        stmt = stmt.where(FulfilmentPoint.parent_id == parent_id)
+    return keyset_page(stmt, [SortKey(FulfilmentPoint.id, "id")], limit=limit, cursor=cursor)
+
+
+# Categories and regional brands
+
+
+def list_categories() -> list[Category]:
+    return list(db.session.scalars(select(Category).order_by(Category.code)))
+
+
+def create_category(actor: Actor, *, code: str, name_zh: str, name_en: str) -> Category:
+    actor.require(Role.OPERATOR)
+    category = Category(code=code, name_zh=name_zh, name_en=name_en)
+    db.session.add(category)
+    _commit_or_conflict(f"Category {code!r} already exists.", {"code": ["Already used."]})
+    return category
+
+
+def update_category(actor: Actor, category_id: int, **changes: Any) -> Category:
+    actor.require(Role.OPERATOR)
+    category = db.session.get(Category, category_id)
+    if category is None:
+        raise NotFound(f"Category {category_id} not found.")
+    for name, value in changes.items():
+        setattr(category, name, value)
+    db.session.commit()
+    return category
+
+
+def list_brands() -> list[Brand]:
+    return list(db.session.scalars(select(Brand).options(selectinload(Brand.allowed)).order_by(Brand.code)))
+
+
+def create_brand(actor: Actor, *, code: str, name_zh: str, name_en: str, counties: list[str]) -> Brand:
+    actor.require(Role.OPERATOR)
+    brand = Brand(
+        code=code, name_zh=name_zh, name_en=name_en, allowed=[BrandCounty(county=c) for c in sorted(set(counties))]
+    )
+    db.session.add(brand)
+    _commit_or_conflict(f"Brand {code!r} already exists.", {"code": ["Already used."]})
+    return brand
+
+
+def update_brand(actor: Actor, brand_id: int, *, counties: list[str] | None = None, **changes: Any) -> Brand:
+    """Rename a brand or replace its counties. Listings already carrying it
+    keep it; the county rule applies when a listing is next created or edited."""
+    actor.require(Role.OPERATOR)
+    brand = db.session.get(Brand, brand_id)
+    if brand is None:
+        raise NotFound(f"Brand {brand_id} not found.")
+    for name, value in changes.items():
+        setattr(brand, name, value)
+    if counties is not None:
+        wanted = set(counties)
+        brand.allowed = [row for row in brand.allowed if row.county in wanted] + [
+            BrandCounty(county=c) for c in sorted(wanted - set(brand.counties))
+        ]
+    db.session.commit()
+    return brand
+
+
+def _category(code: str) -> Category:
+    category = db.session.scalar(select(Category).where(Category.code == code))
+    if category is None:
+        raise Invalid(f"Unknown category {code!r}.", {"category": ["No such category; see /api/v1/categories."]})
+    return category
+
+
+def _brand(code: str) -> Brand:
+    brand = db.session.scalar(select(Brand).where(Brand.code == code))
+    if brand is None:
+        raise Invalid(f"Unknown brand {code!r}.", {"brand": ["No such brand; see /api/v1/brands."]})
+    return brand
+
+
+# Listings
+
+
+def purchasable_listing_filter() -> ColumnElement[bool]:
+    """Listings that can be bought now: active, on a verified farm. For
+    `select(Listing).where(purchasable_listing_filter())`; needs no join."""
+    return and_(
+        Listing.status == ListingStatus.ACTIVE,
+        Listing.farm_id.in_(select(Farm.id).where(Farm.status == FarmStatus.VERIFIED)),
+    )
+
+
+def _listing_visibility(actor: Actor | None, *, by_id: bool) -> ColumnElement[bool]:
+    """Which listings the caller may read; the statement must join Farm."""
+    if _is_operator(actor):
+        return true()
+    if by_id:
+        public = and_(Listing.status != ListingStatus.DRAFT, Farm.status != FarmStatus.PENDING)
+    else:
+        public = and_(Listing.status.in_(PUBLIC_BROWSE_STATUSES), Farm.status == FarmStatus.VERIFIED)
+    if actor is not None and actor.has(Role.FARMER):
+        return or_(public, Farm.owner_id == actor.user_id)
+    return public
+
+
+def _with_details(stmt: Any) -> Any:
+    """Load what a listing response shows in a fixed number of queries."""
+    return stmt.options(
+        contains_eager(Listing.farm),
+        joinedload(Listing.category),
+        joinedload(Listing.brand),
+        selectinload(Listing.lots),
+    )
+
+
+def _listing_for_write(actor: Actor, listing_id: int) -> Listing:
+    actor.require(Role.FARMER, Role.OPERATOR)
+    listing = db.session.get(Listing, listing_id)
+    if listing is None or not (_is_operator(actor) or listing.farm.owner_id == actor.user_id):
+        raise NotFound(f"Listing {listing_id} not found.")
+    return listing
+
+
+def _check_listing(listing: Listing, *, brand_named: bool) -> None:
+    """Rules across fields, checked after every create or edit."""
+    if listing.min_order_g % listing.step_g:
+        raise Invalid(
+            f"The minimum order ({listing.min_order_g} g) is not a whole number of steps of {listing.step_g} g.",
+            {"step_g": ["min_order_g must be a multiple of step_g."]},
+        )
+    if listing.brand is not None and not listing.brand.allows(listing.origin_county):
+        field = "brand" if brand_named else "origin_county"
+        raise Invalid(
+            f"The brand {listing.brand.code!r} is not allowed for produce from {listing.origin_county}.",
+            {field: [f"{listing.brand.code!r} may be used in: {', '.join(listing.brand.counties)}."]},
+        )
+
+
+def _check_sku_free(farm_id: int, sku: str | None, *, listing_id: int | None = None) -> None:
+    if sku is None:
+        return
+    taken = db.session.scalar(select(Listing.id).where(Listing.farm_id == farm_id, Listing.sku == sku))
+    if taken is not None and taken != listing_id:
+        raise Conflict(f"SKU {sku!r} is already used on this farm.", {"sku": ["Already used on this farm."]})
+
+
+SKU_CONFLICT = ("That SKU is already used on this farm.", {"sku": ["Already used on this farm."]})
+
+
+def create_listing(
+    actor: Actor,
+    *,
+    farm_id: int,
+    category: str,
+    brand: str | None = None,
+    origin_county: str | None = None,
+    sku: str | None = None,
+    stock_g: int = 0,
+    **fields: Any,
+) -> Listing:
+    """A draft listing on one of the caller's farms."""
+    farm = _farm_for_write(actor, farm_id)
+    _check_sku_free(farm.id, sku)
+    listing = Listing(
+        farm=farm,
+        category=_category(category),
+        brand=_brand(brand) if brand else None,
+        origin_county=origin_county or farm.county,
+        sku=sku,
+        stock_g=stock_g,
+        status=ListingStatus.DRAFT,
+        **fields,
+    )
+    _check_listing(listing, brand_named=True)
+    db.session.add(listing)
+    _commit_or_conflict(*SKU_CONFLICT)
+    return listing
+
+
+def update_listing(actor: Actor, listing_id: int, **changes: Any) -> Listing:
+    listing = _listing_for_write(actor, listing_id)
+    if listing.status == ListingStatus.ARCHIVED:
+        raise InvalidTransition(f"Listing {listing_id} is archived and can no longer be edited.")
+    if "sku" in changes:
+        _check_sku_free(listing.farm_id, changes["sku"], listing_id=listing.id)
+    if "category" in changes:
+        listing.category = _category(changes.pop("category"))
+    brand_named = "brand" in changes
+    if brand_named:
+        code = changes.pop("brand")
+        listing.brand = _brand(code) if code else None
+    stock_g = changes.pop("stock_g", None)
+    for name, value in changes.items():
+        setattr(listing, name, value)
+    _check_listing(listing, brand_named=brand_named)
+    db.session.flush()
+    if stock_g is not None:
+        _write_stock(listing.id, stock_g)
+    _commit_or_conflict(*SKU_CONFLICT)
+    return listing
+
+
+def activate_listing(actor: Actor, listing_id: int) -> Listing:
+    listing = _listing_for_write(actor, listing_id)
+    listing.activate()
+    db.session.commit()
+    return listing
+
+
+def pause_listing(actor: Actor, listing_id: int) -> Listing:
+    listing = _listing_for_write(actor, listing_id)
+    listing.pause()
+    db.session.commit()
+    return listing
+
+
+def archive_listing(actor: Actor, listing_id: int) -> Listing:
+    """Withdraw a listing for good; it stays readable by id for old orders."""
+    listing = _listing_for_write(actor, listing_id)
+    listing.archive()
+    db.session.commit()
+    return listing
+
+
+def get_listing(actor: Actor | None, listing_id: int) -> Listing:
+    stmt = _with_details(
+        select(Listing).join(Listing.farm).where(Listing.id == listing_id, _listing_visibility(actor, by_id=True))
+    )
+    listing: Listing | None = db.session.scalar(stmt)
+    if listing is None:
+        raise NotFound(f"Listing {listing_id} not found.")
+    return listing
+
+
+def _load_listings(ids: Sequence[int]) -> dict[int, Listing]:
+    stmt = _with_details(select(Listing).join(Listing.farm).where(Listing.id.in_(ids)))
+    return {listing.id: listing for listing in db.session.scalars(stmt.execution_options(populate_existing=True))}
+
+
+def _sort_keys(sort: str) -> list[SortKey]:
+    if sort == "price":
+        return [SortKey(Listing.price_per_kg, "price_per_kg"), SortKey(Listing.id, "id")]
+    if sort == "-price":
+        return [SortKey(Listing.price_per_kg, "price_per_kg", descending=True), SortKey(Listing.id, "id", True)]
+    if sort == "harvest_date":
+        harvested = func.coalesce(Listing.harvest_date, literal(NEVER_HARVESTED, Date()))
+        return [SortKey(harvested, "harvest_sort_date", descending=True), SortKey(Listing.id, "id", True)]
+    return [SortKey(Listing.id, "id", descending=True)]
+
+
+def list_listings(
+    actor: Actor | None,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    sort: str = "newest",
+    q: str | None = None,
+    category: str | None = None,
+    county: str | None = None,
+    province: str | None = None,
+    brand: str | None = None,
+    farm_id: int | None = None,
+    status: ListingStatus | None = None,
+    price_min: int | None = None,
+    price_max: int | None = None,
+    in_stock: bool | None = None,
+    harvested_after: date | None = None,
+    updated_since: datetime | None = None,
+) -> Page[Listing]:
+    """Browse and search the listings the caller may see, one page at a time."""
+    in_stock_clause = None if in_stock is None else (Listing.stock_g > 0 if in_stock else Listing.stock_g == 0)
+    filters = [
+        or_(Listing.product_name.icontains(q, autoescape=True), Listing.variety.icontains(q, autoescape=True))
+        if q
+        else None,
+        Listing.category_id == select(Category.id).where(Category.code == category).scalar_subquery()
+        if category
+        else None,
+        Listing.brand_id == select(Brand.id).where(Brand.code == brand).scalar_subquery() if brand else None,
+        Listing.origin_county == county if county else None,
+        Farm.province == province if province else None,
+        Listing.farm_id == farm_id if farm_id is not None else None,
+        Listing.status == status if status else None,
+        Listing.price_per_kg >= price_min if price_min is not None else None,
+        Listing.price_per_kg <= price_max if price_max is not None else None,
+        in_stock_clause,
+        Listing.harvest_date > harvested_after if harvested_after else None,
+        Listing.updated_at >= updated_since if updated_since else None,
+    ]
+    stmt = (
+        select(Listing)
+        .join(Listing.farm)
+        .where(_listing_visibility(actor, by_id=False), *(f for f in filters if f is not None))
+    )
+    return keyset_page(_with_details(stmt), _sort_keys(sort), limit=limit, cursor=cursor)
+
+
+# Lots
+
+
+def add_lot(actor: Actor, listing_id: int, *, code: str, grams: int, **fields: Any) -> Lot:
+    """Record a harvest lot on a listing and add its grams to the stock."""
+    listing = _listing_for_write(actor, listing_id)
+    taken = db.session.scalar(select(Lot.id).where(Lot.farm_id == listing.farm_id, Lot.code == code))
+    if taken is not None:
+        raise Conflict(f"Lot {code!r} already exists on this farm.", {"code": ["Already used on this farm."]})
+    lot = Lot(farm_id=listing.farm_id, code=code, grams=grams, **fields)
+    listing.add_lot(lot)
+    db.session.flush()
+    add_stock([StockLine(listing.id, grams)])
+    _commit_or_conflict(f"Lot {code!r} already exists on this farm.", {"code": ["Already used on this farm."]})
+    return lot
+
+
+def list_lots(actor: Actor | None, listing_id: int) -> list[Lot]:
+    """A listing's lots, newest harvest first, for whoever may read the listing."""
+    listing = get_listing(actor, listing_id)
+    return sorted(listing.lots, key=lambda lot: (lot.harvest_date, lot.id), reverse=True)
+
+
+# Stock: every change is one UPDATE on the row, never read-modify-write, so
+# concurrent sales and restocks cannot overwrite each other.
+
+
+def _merged(lines: Iterable[StockLine]) -> list[StockLine]:
+    """One line per listing, in id order, so concurrent callers lock rows in
+    the same order and cannot deadlock."""
+    grams: dict[int, int] = {}
+    for line in lines:
+        if line.grams <= 0:
+            raise Invalid("Stock moves in whole positive grams.", {"grams": ["Must be a positive integer."]})
+        grams[line.listing_id] = grams.get(line.listing_id, 0) + line.grams
+    return [StockLine(listing_id, grams[listing_id]) for listing_id in sorted(grams)]
+
+
+def _execute_stock_update(listing_id: int, new_stock: ColumnElement[int], *conditions: ColumnElement[bool]) -> bool:
+    result = db.session.execute(
+        update(Listing)
+        .where(Listing.id == listing_id, *conditions)
+        .values(stock_g=new_stock, status=Listing.status_at_stock(new_stock), updated_at=utcnow())
+        .returning(Listing.id)
+        .execution_options(synchronize_session="fetch")
+    )
+    return result.scalar_one_or_none() is not None
+
+
+def take_stock(lines: Iterable[StockLine]) -> None:
+    """Take grams from purchasable listings, all or nothing, for an order.
+
+    Each listing is one conditional UPDATE (`stock_g >= grams`), so stock
+    never goes negative however many buyers race. Flushes only: the caller
+    owns the transaction and must roll back when this raises `OutOfStock`.
+    """
+    for line in _merged(lines):
+        if not _execute_stock_update(
+            line.listing_id,
+            Listing.stock_g - line.grams,
+            Listing.stock_g >= line.grams,
+            purchasable_listing_filter(),
+        ):
+            available = db.session.scalar(
+                select(Listing.stock_g).where(Listing.id == line.listing_id, purchasable_listing_filter())
+            )
+            detail = (
+                f"Listing {line.listing_id} cannot be bought now."
+                if available is None
+                else f"Listing {line.listing_id} has {available} g left, not {line.grams} g."
+            )
+            raise OutOfStock(detail, {"listing_id": [detail]}, listing_id=line.listing_id, available_g=available)
+
+
+def add_stock(lines: Iterable[StockLine]) -> None:
+    """Give grams back (a cancelled or expired order) or add a harvest.
+
+    A sold_out listing becomes active again; an archived one keeps its
+    status. Flushes only: the caller commits.
+    """
+    for line in _merged(lines):
+        if not _execute_stock_update(line.listing_id, Listing.stock_g + line.grams):
+            raise NotFound(f"Listing {line.listing_id} not found.")
+
+
+return_stock = add_stock
+
+
+def _write_stock(listing_id: int, grams: int) -> None:
+    if not _execute_stock_update(listing_id, literal(grams), Listing.status != ListingStatus.ARCHIVED):
+        raise InvalidTransition(
+            f"Listing {listing_id} is archived; its stock cannot change.", {"stock_g": ["The listing is archived."]}
+        )
+
+
+def set_stock(actor: Actor, items: list[dict[str, Any]]) -> list[Listing]:
+    """Set the stock of many listings at once, all or nothing.
+
+    Items address a listing by `listing_id` or by `sku` with `farm_id`. Any
+    bad item refuses the whole request, naming `items.<index>.<field>`.
+    """
+    actor.require(Role.FARMER, Role.OPERATOR)
+    ids = [item["listing_id"] for item in items if "listing_id" in item]
+    skus = [(item["farm_id"], item["sku"]) for item in items if "sku" in item]
+    address = or_(
+        Listing.id.in_(ids) if ids else false(),
+        and_(Listing.farm_id.in_({f for f, _ in skus}), Listing.sku.in_({s for _, s in skus})) if skus else false(),
+    )
+    stmt = select(Listing).join(Listing.farm).where(address)
+    if not _is_operator(actor):
+        stmt = stmt.where(Farm.owner_id == actor.user_id)
+    found = list(db.session.scalars(stmt))
+    by_id = {listing.id: listing for listing in found}
+    by_sku = {(listing.farm_id, listing.sku): listing for listing in found}
+
+    invalid: dict[str, list[str]] = {}
+    conflicts: dict[str, list[str]] = {}
+    chosen: dict[int, int] = {}
+    for index, item in enumerate(items):
+        if "listing_id" in item:
+            field, listing = "listing_id", by_id.get(item["listing_id"])
+        else:
+            field, listing = "sku", by_sku.get((item["farm_id"], item["sku"]))
+        key = f"items.{index}.{field}"
+        if listing is None:
+            invalid[key] = ["No such listing of yours."]
+        elif listing.id in chosen:
+            invalid[key] = ["This listing appears earlier in the same request."]
+        elif listing.status == ListingStatus.ARCHIVED:
+            conflicts[key] = ["The listing is archived; its stock cannot change."]
+        else:
+            chosen[listing.id] = item["stock_g"]
+    if invalid:
+        raise Invalid("Some items do not name a listing of yours; nothing was changed.", invalid)
+    if conflicts:
+        raise Conflict("Some listings cannot take a stock change; nothing was changed.", conflicts)
+
+    order = list(chosen)
+    for listing_id in sorted(chosen):
+        _write_stock(listing_id, chosen[listing_id])
+    db.session.commit()
+    loaded = _load_listings(order)
+    return [loaded[listing_id] for listing_id in order]
