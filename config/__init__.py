@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-INSTANCE = ROOT / "instance"
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -33,22 +32,42 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _transport_options(env: Mapping[str, str], broker_url: str) -> dict[str, Any]:
+    if not broker_url.startswith(("redis://", "rediss://")):
+        return {}
+    return {
+        # A message not acknowledged within this time (its worker died
+        # mid-task) is delivered again.
+        "visibility_timeout": _int(env, "CELERY_VISIBILITY_TIMEOUT", 3600),
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+    }
+
+
+def instance_path(env: Mapping[str, str] | None = None) -> Path:
+    """Where the embedded mode keeps its SQLite files (MARKET_INSTANCE)."""
+    env = os.environ if env is None else env
+    return Path(env.get("MARKET_INSTANCE") or ROOT / "instance").resolve()
+
+
 def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Build the Flask config from `env` (the process environment by default)."""
     env = os.environ if env is None else env
-    database_url = env.get("DATABASE_URL") or f"sqlite:///{INSTANCE / 'market.sqlite3'}"
+    instance = instance_path(env)
+    database_url = env.get("DATABASE_URL") or f"sqlite:///{instance / 'market.sqlite3'}"
     if database_url.startswith("postgres://"):
         database_url = "postgresql+psycopg://" + database_url.removeprefix("postgres://")
     elif database_url.startswith("postgresql://"):
         database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
     redis_url = env.get("REDIS_URL") or ""
-    broker_url = env.get("CELERY_BROKER_URL") or redis_url or f"sqla+sqlite:///{INSTANCE / 'broker.sqlite3'}"
+    broker_url = env.get("CELERY_BROKER_URL") or redis_url or f"sqla+sqlite:///{instance / 'broker.sqlite3'}"
     secret_key = env.get("SECRET_KEY") or ""
     if not secret_key:
         # Tokens are random and stored hashed, so the secret key only signs
         # short-lived things; a per-process key is safe for the embedded mode.
         secret_key = secrets.token_hex(32)
     return {
+        "INSTANCE_PATH": str(instance),
         "SECRET_KEY": secret_key,
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
@@ -70,13 +89,7 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "CELERY": {
             "broker_url": broker_url,
             "broker_connection_retry_on_startup": True,
-            "broker_transport_options": {
-                # A message not acknowledged within an hour (a worker died
-                # mid-task) is delivered again.
-                "visibility_timeout": _int(env, "CELERY_VISIBILITY_TIMEOUT", 3600),
-                "socket_connect_timeout": 2,
-                "socket_timeout": 5,
-            },
+            "broker_transport_options": _transport_options(env, broker_url),
             "task_serializer": "json",
             "accept_content": ["json"],
             "task_ignore_result": True,

@@ -51,14 +51,14 @@ def _docs_asset(filename: str) -> Response:
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the app from the environment (`config.load()`), then `overrides`."""
-    app = Flask(__name__, instance_path=str(config.INSTANCE), static_folder=None)
+    settings = {**config.load(), **(overrides or {})}
+    app = Flask(__name__, instance_path=settings["INSTANCE_PATH"], static_folder=None)
     app.config.update(_openapi_settings())
-    app.config.update(config.load())
-    app.config.update(overrides or {})
+    app.config.update(settings)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
-        config.INSTANCE.mkdir(exist_ok=True)
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(config.ROOT / "migrations"), render_as_batch=True)
     limiter.init_app(app)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
@@ -39,12 +40,12 @@ def seed_demo() -> None:
     _print_demo(demo.seed())
 
 
-def _print_demo(tokens: dict[str, str]) -> None:
+def _print_demo(tokens: dict[str, str], base_url: str = "http://127.0.0.1:8000") -> None:
     click.echo(f"\nDemo accounts (password for all: {demo.PASSWORD}):")
     for email, token in tokens.items():
         click.echo(f"  {email:<28} {token}")
     first = next(iter(tokens.values()))
-    click.echo(f'\nTry:  curl -H "Authorization: Bearer {first}" http://127.0.0.1:8000/api/v1/me\n')
+    click.echo(f'\nTry:  curl -H "Authorization: Bearer {first}" {base_url}/api/v1/me\n')
 
 
 @click.command("serve")
@@ -62,7 +63,7 @@ def serve(port: int, host: str) -> None:
         "worker": [python, "-m", "celery", "-A", "workers", "worker", "--loglevel=INFO", "--concurrency=2"],
         "beat": [
             python, "-m", "celery", "-A", "workers", "beat", "--loglevel=INFO",
-            "--schedule", str(config.INSTANCE / "celerybeat-schedule"),
+            "--schedule", str(Path(current_app.instance_path) / "celerybeat-schedule"),
         ],
         "api": [
             python, "-m", "gunicorn", "wsgi:app", "--bind", f"{host}:{port}",
@@ -73,7 +74,7 @@ def serve(port: int, host: str) -> None:
         name: subprocess.Popen(cmd, cwd=config.ROOT, env=os.environ.copy())  # noqa: S603 (our own fixed commands)
         for name, cmd in commands.items()
     }
-    _print_demo(tokens)
+    _print_demo(tokens, f"http://{host}:{port}")
     click.echo(f"API on http://{host}:{port}/api/v1/docs ; Ctrl-C stops everything.")
     try:
         while all(p.poll() is None for p in processes.values()):

@@ -67,7 +67,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-def test_settings(database_url: str) -> dict[str, Any]:
+def settings_for(database_url: str) -> dict[str, Any]:
     broker = REDIS_URL or "memory://"
     settings = config.load({"DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "SECRET_KEY": "test"})
     settings["CELERY"]["broker_url"] = broker
@@ -77,7 +77,7 @@ def test_settings(database_url: str) -> dict[str, Any]:
 
 @pytest.fixture
 def app(database_url: str) -> Iterator[Flask]:
-    app = create_app(test_settings(database_url))
+    app = create_app(settings_for(database_url))
     with app.app_context():
         limiter.reset()
         yield app

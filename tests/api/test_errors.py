@@ -1,0 +1,114 @@
+"""Every error under /api is a problem document; none is HTML or a trace."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from market.accounts.models import Role, User
+from market.auth import current_actor
+from market.extensions import db
+from tests.factories import user_with_token
+
+PROBLEM = "application/problem+json"
+VALID = {"email": "a@example.test", "password": "a long secret", "name": "A", "roles": ["buyer"]}
+
+
+def users() -> int:
+    return db.session.scalar(select(func.count()).select_from(User)) or 0
+
+
+def assert_problem(response, status: int) -> dict:  # type: ignore[no-untyped-def]
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.content_type == PROBLEM
+    body = response.get_json(force=True)
+    assert body["status"] == status
+    assert body["title"]
+    assert body["type"]
+    assert "Traceback" not in response.get_data(as_text=True)
+    return body
+
+
+def test_unknown_route_is_404(client: FlaskClient) -> None:
+    assert_problem(client.get("/api/v1/no-such-thing"), 404)
+
+
+def test_wrong_method_is_405_with_allow(client: FlaskClient) -> None:
+    response = client.put("/api/v1/me", json={})
+    assert_problem(response, 405)
+    assert "GET" in response.headers["Allow"]
+
+
+def test_oversize_body_is_413(app: Flask, client: FlaskClient) -> None:
+    app.config["MAX_CONTENT_LENGTH"] = 1000
+    response = client.post("/api/v1/accounts", json={**VALID, "name": "x" * 2000})
+    assert_problem(response, 413)
+    assert users() == 0
+
+
+def test_non_json_body_is_415(client: FlaskClient) -> None:
+    response = client.post("/api/v1/accounts", data="email=a@example.test", content_type="text/plain")
+    assert_problem(response, 415)
+    assert users() == 0
+
+
+def test_malformed_json_is_400(client: FlaskClient) -> None:
+    response = client.post("/api/v1/accounts", data='{"email": ', content_type="application/json")
+    assert_problem(response, 400)
+    assert users() == 0
+
+
+def test_unknown_field_is_named_in_422(client: FlaskClient) -> None:
+    body = assert_problem(client.post("/api/v1/accounts", json={**VALID, "is_admin": True}), 422)
+    assert body["errors"] == {"is_admin": ["Unknown field."]}
+    assert users() == 0
+
+
+def test_wrong_types_give_per_field_messages(client: FlaskClient) -> None:
+    body = assert_problem(client.post("/api/v1/accounts", json={**VALID, "email": 7, "roles": "buyer"}), 422)
+    assert set(body["errors"]) == {"email", "roles"}
+    assert users() == 0
+
+
+def test_missing_token_is_401_with_www_authenticate(client: FlaskClient) -> None:
+    response = client.get("/api/v1/me")
+    assert_problem(response, 401)
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="market"'
+
+
+@pytest.mark.parametrize("header", ["Basic dXNlcjpwYXNz", "Bearer ", "Bearer fm_not-a-real-token"])
+def test_bad_authorization_headers_are_401(client: FlaskClient, header: str) -> None:
+    assert_problem(client.get("/api/v1/me", headers={"Authorization": header}), 401)
+
+
+def test_wrong_role_is_403(app: Flask, client: FlaskClient) -> None:
+    @app.get("/api/v1/operators-only")
+    def operators_only() -> dict[str, bool]:
+        current_actor().require(Role.OPERATOR)
+        return {"ok": True}
+
+    _, buyer = user_with_token(Role.BUYER)
+    body = assert_problem(client.get("/api/v1/operators-only", headers=buyer), 403)
+    assert "operator" in body["detail"]
+    _, operator = user_with_token(Role.OPERATOR)
+    assert client.get("/api/v1/operators-only", headers=operator).status_code == 200
+
+
+def test_conflict_is_409(client: FlaskClient) -> None:
+    client.post("/api/v1/accounts", json=VALID)
+    assert_problem(client.post("/api/v1/accounts", json=VALID), 409)
+
+
+def test_unexpected_error_is_500_without_a_trace(app: Flask, client: FlaskClient) -> None:
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+
+    @app.get("/api/v1/broken")
+    def broken() -> None:
+        raise RuntimeError("secret internals")
+
+    response = client.get("/api/v1/broken")
+    body = assert_problem(response, 500)
+    assert "secret internals" not in response.get_data(as_text=True)
+    assert body["detail"].startswith("The server could not complete")

@@ -1,0 +1,87 @@
+"""The README's run command: API, worker and beat on the embedded default
+(SQLite and the SQLite-backed broker), started and stopped together."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import config
+
+BOOT_SECONDS = 60
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def get(url: str, token: str | None = None) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 (a loopback URL)
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_serve_runs_api_worker_and_beat_until_interrupted(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")}
+    env |= {"MARKET_INSTANCE": str(tmp_path), "OUTBOX_RELAY_INTERVAL_SECONDS": "1"}
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(  # noqa: S603 (our own command)
+            [sys.executable, "-m", "flask", "--app", "wsgi", "serve", "--port", str(port)],
+            cwd=config.ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + BOOT_SECONDS
+        status = 0
+        while time.monotonic() < deadline and status != 200:
+            time.sleep(0.5)
+            try:
+                status, _ = get(f"http://127.0.0.1:{port}/readyz")
+            except OSError:
+                continue
+        output = log.read_text()
+        assert status == 200, output
+
+        token = next(line.split()[1] for line in output.splitlines() if "buyer@farm-market.test" in line)
+        status, me = get(f"http://127.0.0.1:{port}/api/v1/me", token)
+        assert status == 200
+        assert me["email"] == "buyer@farm-market.test"
+
+        # Beat schedules the outbox relay and the worker runs it.
+        assert_eventually(lambda: "Task outbox.relay" in log.read_text() and "succeeded" in log.read_text())
+        assert (tmp_path / "market.sqlite3").exists()
+        assert (tmp_path / "broker.sqlite3").exists()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    output = log.read_text()
+    assert "worker: Warm shutdown" in output
+    assert "Shutting down: Master" in output  # gunicorn
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "the API still listens after Ctrl-C"
+
+
+def assert_eventually(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError("condition not met in time")
