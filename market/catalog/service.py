@@ -319,7 +319,7 @@ def _with_details(stmt: Any) -> Any:
     """Load what a listing response shows in a fixed number of queries."""
     return stmt.options(
         contains_eager(Listing.farm),
-        joinedload(Listing.category),
+        joinedload(Listing.category, innerjoin=True),
         joinedload(Listing.brand),
         selectinload(Listing.lots),
     )
@@ -333,18 +333,20 @@ def _listing_for_write(actor: Actor, listing_id: int) -> Listing:
     return listing
 
 
-def _check_listing(listing: Listing, *, brand_named: bool) -> None:
-    """Rules across fields, checked after every create or edit."""
-    if listing.min_order_g % listing.step_g:
+def _check_listing(
+    *, min_order_g: int, step_g: int, brand: Brand | None, origin_county: str, brand_named: bool
+) -> None:
+    """Rules across fields, checked on the values a create or edit would store."""
+    if min_order_g % step_g:
         raise Invalid(
-            f"The minimum order ({listing.min_order_g} g) is not a whole number of steps of {listing.step_g} g.",
+            f"The minimum order ({min_order_g} g) is not a whole number of steps of {step_g} g.",
             {"step_g": ["min_order_g must be a multiple of step_g."]},
         )
-    if listing.brand is not None and not listing.brand.allows(listing.origin_county):
+    if brand is not None and not brand.allows(origin_county):
         field = "brand" if brand_named else "origin_county"
         raise Invalid(
-            f"The brand {listing.brand.code!r} is not allowed for produce from {listing.origin_county}.",
-            {field: [f"{listing.brand.code!r} may be used in: {', '.join(listing.brand.counties)}."]},
+            f"The brand {brand.code!r} is not allowed for produce from {origin_county}.",
+            {field: [f"{brand.code!r} may be used in: {', '.join(brand.counties)}."]},
         )
 
 
@@ -373,17 +375,26 @@ def create_listing(
     """A draft listing on one of the caller's farms."""
     farm = _farm_for_write(actor, farm_id)
     _check_sku_free(farm.id, sku)
+    category_row = _category(category)
+    brand_row = _brand(brand) if brand else None
+    origin_county = origin_county or farm.county
+    _check_listing(
+        min_order_g=fields["min_order_g"],
+        step_g=fields["step_g"],
+        brand=brand_row,
+        origin_county=origin_county,
+        brand_named=True,
+    )
     listing = Listing(
-        farm=farm,
-        category=_category(category),
-        brand=_brand(brand) if brand else None,
-        origin_county=origin_county or farm.county,
+        farm_id=farm.id,
+        category=category_row,
+        brand=brand_row,
+        origin_county=origin_county,
         sku=sku,
         stock_g=stock_g,
         status=ListingStatus.DRAFT,
         **fields,
     )
-    _check_listing(listing, brand_named=True)
     db.session.add(listing)
     _commit_or_conflict(*SKU_CONFLICT)
     return listing
@@ -395,16 +406,22 @@ def update_listing(actor: Actor, listing_id: int, **changes: Any) -> Listing:
         raise InvalidTransition(f"Listing {listing_id} is archived and can no longer be edited.")
     if "sku" in changes:
         _check_sku_free(listing.farm_id, changes["sku"], listing_id=listing.id)
-    if "category" in changes:
-        listing.category = _category(changes.pop("category"))
+    category = _category(changes.pop("category")) if "category" in changes else listing.category
     brand_named = "brand" in changes
-    if brand_named:
-        code = changes.pop("brand")
-        listing.brand = _brand(code) if code else None
+    code = changes.pop("brand", None)
+    brand = (_brand(code) if code else None) if brand_named else listing.brand
     stock_g = changes.pop("stock_g", None)
+    _check_listing(
+        min_order_g=changes.get("min_order_g", listing.min_order_g),
+        step_g=changes.get("step_g", listing.step_g),
+        brand=brand,
+        origin_county=changes.get("origin_county", listing.origin_county),
+        brand_named=brand_named,
+    )
+    listing.category = category
+    listing.brand = brand
     for name, value in changes.items():
         setattr(listing, name, value)
-    _check_listing(listing, brand_named=brand_named)
     db.session.flush()
     if stock_g is not None:
         _write_stock(listing.id, stock_g)
