@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import pytest
+
+from market.money import CurrencyMismatch, Money, format_minor, line_amount, share, tolerance_bounds, total
+
+
+@pytest.mark.parametrize(
+    ("price", "grams", "expected"),
+    [
+        (1200, 1000, 1200),  # 12.00 per kg, 1 kg
+        (1200, 2500, 3000),
+        (999, 1500, 1499),  # 1498.5 rounds half-up
+        (333, 1, 0),  # 0.333 rounds down
+        (500, 1, 1),  # 0.5 rounds up
+        (1, 499, 0),
+        (1, 500, 1),
+        (0, 5000, 0),
+    ],
+)
+def test_line_amount_rounds_half_up_once(price: int, grams: int, expected: int) -> None:
+    assert line_amount(price, grams) == expected
+
+
+def test_negative_amounts_round_away_from_zero() -> None:
+    assert line_amount(-500, 1) == -1
+    assert line_amount(500, -1) == -1
+
+
+def test_share_in_basis_points() -> None:
+    assert share(10_000, 500) == 500  # 5 %
+    assert share(1999, 250) == 50  # 49.975 -> 50
+    assert share(0, 800) == 0
+
+
+def test_tolerance_bounds_are_whole_grams_inside_the_band() -> None:
+    assert tolerance_bounds(1000, 1000) == (900, 1100)
+    assert tolerance_bounds(1005, 1000) == (905, 1105)  # 904.5 -> 905, 1105.5 -> 1105
+    assert tolerance_bounds(500, 0) == (500, 500)
+
+
+def test_money_refuses_to_mix_currencies() -> None:
+    with pytest.raises(CurrencyMismatch):
+        Money(100, "CNY") + Money(100, "USD")
+    assert total([Money(100, "CNY"), Money(250, "CNY")], "CNY") == Money(350, "CNY")
+
+
+def test_format_minor() -> None:
+    assert format_minor(123456) == "1234.56"
+    assert format_minor(5) == "0.05"
+    assert format_minor(-1205) == "-12.05"
+    assert str(Money(1200, "CNY")) == "12.00 CNY"
