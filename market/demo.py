@@ -1,17 +1,28 @@
-"""Demo data for the embedded run: accounts now, the catalogue as it grows.
+"""Demo data for the embedded run: accounts, and a catalogue of real produce
+from three counties (navel oranges from Xunwu, Jiangxi; chestnuts from
+Qinglong, Hebei; berry tea from Yongshun, Hunan).
 
 `seed()` is safe to run on every start: what exists is left alone, and each
-demo account gets a fresh token (tokens are shown only once).
+demo account gets a fresh token (tokens are shown only once). The catalogue
+goes through the same service functions as the API, so it obeys its rules.
 """
+
+# Chinese text takes full-width commas, which RUF001 mistakes for a typo.
+# ruff: noqa: RUF001
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
 
 from sqlalchemy import select
 
 from market.accounts import service as accounts
 from market.accounts.models import Language, Role, User
+from market.auth import Actor
+from market.catalog import service as catalog
+from market.catalog.models import Brand, Category, Farm, FulfilmentPoint, FulfilmentPointKind, Listing, Lot
 from market.extensions import db
 
 PASSWORD = "harvest-demo-2026"  # noqa: S105 (printed for the demo accounts)
@@ -35,10 +46,280 @@ def _account(email: str, name: str, roles: list[Role], language: Language) -> Us
     return accounts.register(email=email, password=PASSWORD, name=name, roles=roles, language=language)
 
 
+CATEGORIES = [("citrus", "柑橘", "Citrus"), ("nuts", "坚果", "Nuts"), ("tea", "茶叶", "Tea")]
+
+# Regional (geographical-indication) brands and the counties allowed to use them.
+BRANDS: list[tuple[str, str, str, list[str]]] = [
+    (
+        "gannan-navel-orange",
+        "赣南脐橙",
+        "Gannan Navel Orange",
+        ["寻乌县", "安远县", "定南县", "会昌县", "信丰县", "龙南市", "全南县", "瑞金市"],
+    ),
+    ("qinglong-chestnut", "青龙板栗", "Qinglong Chestnut", ["青龙满族自治县"]),
+    ("yongshun-berry-tea", "永顺莓茶", "Yongshun Berry Tea", ["永顺县"]),
+]
+
+# (county centre, its village stations): name, village, county, province, address
+POINTS: list[tuple[tuple[str, str | None, str, str, str], list[tuple[str, str | None, str, str, str]]]] = [
+    (
+        ("寻乌县农村电商配送中心", None, "寻乌县", "江西省", "寻乌县长宁镇"),
+        [("吉潭镇上车村服务站", "上车村", "寻乌县", "江西省", "寻乌县吉潭镇上车村村委会")],
+    ),
+    (
+        ("青龙满族自治县农产品配送中心", None, "青龙满族自治县", "河北省", "青龙满族自治县青龙镇"),
+        [
+            ("肖营子镇五指山村服务站", "五指山村", "青龙满族自治县", "河北省", "青龙满族自治县肖营子镇五指山村"),
+            ("茨榆山乡乱石碴村服务站", "乱石碴村", "青龙满族自治县", "河北省", "青龙满族自治县茨榆山乡乱石碴村"),
+        ],
+    ),
+    (
+        ("永顺县农村电商服务中心", None, "永顺县", "湖南省", "永顺县灵溪镇"),
+        [("毛坝乡毛坝村服务站", "毛坝村", "永顺县", "湖南省", "永顺县毛坝乡毛坝村")],
+    ),
+]
+OPENING_HOURS = {
+    FulfilmentPointKind.COUNTY_CENTRE: "Mon-Sat 08:00-18:00",
+    FulfilmentPointKind.VILLAGE_STATION: "daily 08:00-12:00, 14:00-19:00",
+}
+
+
+@dataclass(frozen=True)
+class DemoLot:
+    code: str
+    harvest_date: date
+    plot: str
+    grade: str
+    grams: int
+
+
+@dataclass(frozen=True)
+class DemoListing:
+    sku: str
+    product_name: str
+    category: str
+    brand: str | None
+    variety: str
+    grade: str
+    price_per_kg: int  # fen per kg
+    min_order_g: int
+    step_g: int
+    description: str
+    lots: list[DemoLot] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DemoFarm:
+    owner_email: str
+    name: str
+    village: str
+    county: str
+    province: str
+    contact_phone: str
+    description: str
+    listings: list[DemoListing]
+
+
+FARMS = [
+    DemoFarm(
+        owner_email="liu.orchard@farm-market.test",
+        name="刘家脐橙园",
+        village="上车村",
+        county="寻乌县",
+        province="江西省",
+        contact_phone="+86 797 000 0101",
+        description="吉潭镇上车村的家庭果园，种纽荷尔脐橙三十亩，山地果园，树上挂熟后采摘。",
+        listings=[
+            DemoListing(
+                sku="XW-NAVEL-80",
+                product_name="赣南脐橙 精品果",
+                category="citrus",
+                brand="gannan-navel-orange",
+                variety="纽荷尔 Newhall",
+                grade="特级 80-85mm",
+                price_per_kg=1200,
+                min_order_g=5000,
+                step_g=2500,
+                description="果径 80-85mm，皮薄多汁，采后 48 小时内发出。",
+                lots=[
+                    DemoLot("SC-2026-1110", date(2026, 11, 10), "上车村后山 2 号地", "特级", 400_000),
+                    DemoLot("SC-2026-1118", date(2026, 11, 18), "上车村后山 3 号地", "特级", 600_000),
+                ],
+            ),
+            DemoListing(
+                sku="XW-NAVEL-70",
+                product_name="赣南脐橙 家庭装",
+                category="citrus",
+                brand="gannan-navel-orange",
+                variety="纽荷尔 Newhall",
+                grade="一级 70-75mm",
+                price_per_kg=800,
+                min_order_g=5000,
+                step_g=5000,
+                description="个头略小，口味一样，适合家庭和单位团购。",
+                lots=[DemoLot("SC-2026-1112", date(2026, 11, 12), "上车村河边地", "一级", 800_000)],
+            ),
+        ],
+    ),
+    DemoFarm(
+        owner_email="zhao.chestnut@farm-market.test",
+        name="赵家板栗园",
+        village="五指山村",
+        county="青龙满族自治县",
+        province="河北省",
+        contact_phone="+86 335 000 0202",
+        description="肖营子镇五指山村的老栗树园，树龄多在百年以上，不打催熟药，自然落果。",
+        listings=[
+            DemoListing(
+                sku="QL-CHESTNUT-A",
+                product_name="青龙板栗",
+                category="nuts",
+                brand="qinglong-chestnut",
+                variety="燕山早丰",
+                grade="一级 每斤 60-70 粒",
+                price_per_kg=2400,
+                min_order_g=1000,
+                step_g=500,
+                description="燕山板栗，糯甜，冷库保鲜，顺丰冷链发出。",
+                lots=[DemoLot("WZS-2026-0918", date(2026, 9, 18), "五指山村北坡老栗园", "一级", 300_000)],
+            ),
+        ],
+    ),
+    DemoFarm(
+        owner_email="peng.tea@farm-market.test",
+        name="彭家莓茶园",
+        village="毛坝村",
+        county="永顺县",
+        province="湖南省",
+        contact_phone="+86 743 000 0303",
+        description="毛坝乡毛坝村的仿野生莓茶园，手工采摘芽尖，土家传统杀青工艺。",
+        listings=[
+            DemoListing(
+                sku="YS-MEICHA-BUD",
+                product_name="永顺莓茶 芽尖",
+                category="tea",
+                brand="yongshun-berry-tea",
+                variety="显齿蛇葡萄",
+                grade="特级 芽尖",
+                price_per_kg=32000,
+                min_order_g=250,
+                step_g=250,
+                description="春季头采芽尖，白霜明显，冲泡回甘。",
+                lots=[
+                    DemoLot("MB-2026-0428", date(2026, 4, 28), "毛坝村仿野生茶园", "特级", 40_000),
+                    DemoLot("MB-2026-0812", date(2026, 8, 12), "毛坝村仿野生茶园", "特级", 25_000),
+                ],
+            ),
+        ],
+    ),
+]
+
+
+def _user(email: str) -> User:
+    return db.session.scalars(select(User).where(User.email == email)).one()
+
+
+def _actor(user: User) -> Actor:
+    return Actor(user_id=user.id, roles=user.role_names)
+
+
+def _vocabularies(operator: Actor) -> None:
+    for code, name_zh, name_en in CATEGORIES:
+        if db.session.scalar(select(Category.id).where(Category.code == code)) is None:
+            catalog.create_category(operator, code=code, name_zh=name_zh, name_en=name_en)
+    for code, name_zh, name_en, counties in BRANDS:
+        if db.session.scalar(select(Brand.id).where(Brand.code == code)) is None:
+            catalog.create_brand(operator, code=code, name_zh=name_zh, name_en=name_en, counties=counties)
+
+
+def _point(operator: Actor, kind: FulfilmentPointKind, place: tuple[Any, ...], parent_id: int | None) -> int:
+    name, village, county, province, address = place
+    existing = db.session.scalar(select(FulfilmentPoint.id).where(FulfilmentPoint.name == name))
+    if existing is not None:
+        return existing
+    point = catalog.create_fulfilment_point(
+        operator,
+        kind=kind,
+        parent_id=parent_id,
+        name=name,
+        village=village,
+        county=county,
+        province=province,
+        address=address,
+        opening_hours=OPENING_HOURS[kind],
+    )
+    return point.id
+
+
+def _fulfilment_points(operator: Actor) -> None:
+    for centre, stations in POINTS:
+        centre_id = _point(operator, FulfilmentPointKind.COUNTY_CENTRE, centre, None)
+        for station in stations:
+            _point(operator, FulfilmentPointKind.VILLAGE_STATION, station, centre_id)
+
+
+def _listing(farmer: Actor, farm: Farm, demo: DemoListing) -> None:
+    listing = db.session.scalar(select(Listing).where(Listing.farm_id == farm.id, Listing.sku == demo.sku))
+    is_new = listing is None
+    if listing is None:
+        listing = catalog.create_listing(
+            farmer,
+            farm_id=farm.id,
+            sku=demo.sku,
+            product_name=demo.product_name,
+            category=demo.category,
+            brand=demo.brand,
+            variety=demo.variety,
+            grade=demo.grade,
+            price_per_kg=demo.price_per_kg,
+            min_order_g=demo.min_order_g,
+            step_g=demo.step_g,
+            description=demo.description,
+        )
+    for lot in demo.lots:
+        if db.session.scalar(select(Lot.id).where(Lot.farm_id == farm.id, Lot.code == lot.code)) is None:
+            catalog.add_lot(
+                farmer,
+                listing.id,
+                code=lot.code,
+                harvest_date=lot.harvest_date,
+                plot=lot.plot,
+                grade=lot.grade,
+                grams=lot.grams,
+            )
+    if is_new:
+        catalog.activate_listing(farmer, listing.id)
+
+
+def _farms(operator: Actor) -> None:
+    for demo in FARMS:
+        owner = _user(demo.owner_email)
+        farmer = _actor(owner)
+        farm = db.session.scalar(select(Farm).where(Farm.owner_id == owner.id, Farm.name == demo.name))
+        if farm is None:
+            farm = catalog.create_farm(
+                farmer,
+                name=demo.name,
+                village=demo.village,
+                county=demo.county,
+                province=demo.province,
+                contact_name=owner.name,
+                contact_phone=demo.contact_phone,
+                description=demo.description,
+            )
+            catalog.verify_farm(operator, farm.id)
+        for listing in demo.listings:
+            _listing(farmer, farm, listing)
+
+
 def seed() -> dict[str, str]:
-    """Create the demo accounts if missing; return a new token per account."""
+    """Create the demo accounts and catalogue if missing; return a new token per account."""
     tokens: dict[str, str] = {}
     for email, name, roles, language in ACCOUNTS:
         user = _account(email, name, roles, language)
         tokens[email] = accounts.issue_token(user.id, name="demo", ttl=TOKEN_TTL).secret
+    operator = _actor(_user(ACCOUNTS[0][0]))
+    _vocabularies(operator)
+    _fulfilment_points(operator)
+    _farms(operator)
     return tokens
