@@ -1,5 +1,7 @@
 from typing import Any
 
+from flask import Response, request
+
 from market.api import MarketBlueprint
 from market.auth import current_actor, optional_actor
 from market.catalog import service
@@ -34,6 +36,17 @@ from market.pagination import Page, page_schema
 blp = MarketBlueprint(
     "catalog", __name__, url_prefix="/api/v1", description="Farms, fulfilment points, categories, brands and listings"
 )
+
+
+@blp.after_request
+def _validator_on_not_modified(response: Response) -> Response:
+    # flask-smorest answers 304 by raising before it sets the ETag, but a 304
+    # must carry the validator (RFC 9110 15.4.5): it is the one the client sent.
+    sent = request.if_none_match.as_set()
+    if response.status_code == 304 and "ETag" not in response.headers and len(sent) == 1:
+        response.set_etag(next(iter(sent)))
+    return response
+
 
 # Farms
 

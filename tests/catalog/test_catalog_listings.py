@@ -274,6 +274,7 @@ def test_unchanged_listing_and_page_answer_304_to_their_etag(client: FlaskClient
 
     again = client.get(f"/api/v1/listings/{listing.id}", headers={"If-None-Match": one.headers["ETag"]})
     assert again.status_code == 304 and again.data == b""
+    assert again.headers["ETag"] == one.headers["ETag"]
     page_again = client.get("/api/v1/listings", headers={"If-None-Match": page.headers["ETag"]})
     assert page_again.status_code == 304
 

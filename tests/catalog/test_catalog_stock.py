@@ -126,3 +126,11 @@ def test_concurrent_buyers_never_oversell(app: Flask) -> None:
     assert outcomes.count("bought") == 10
     assert outcomes.count("refused") == buyers - 10
     assert stock_and_status(listing_id) == (0, ListingStatus.SOLD_OUT)
+
+
+@pytest.mark.parametrize(
+    ("grams", "accepted"), [(2500, True), (5000, True), (7500, True), (2000, False), (6000, False)]
+)
+def test_an_order_quantity_must_reach_the_minimum_in_whole_steps(app: Flask, grams: int, accepted: bool) -> None:
+    listing = ListingFactory(min_order_g=2500, step_g=2500)
+    assert listing.accepts_grams(grams) is accepted
