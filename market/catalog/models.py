@@ -203,6 +203,7 @@ class Listing(db.Model):  # type: ignore[name-defined]
 
     @property
     def harvest_sort_date(self) -> date:
+        """The value browse sorts on for "freshest first" (and puts in its cursor)."""
         return self.harvest_date or NEVER_HARVESTED
 
     @property

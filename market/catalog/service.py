@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, and_, false, func, literal, or_, select, true, update
+from sqlalchemy import ColumnElement, Date, Select, and_, false, func, literal, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager, joinedload, selectinload
 
@@ -42,6 +42,7 @@ from market.extensions import db
 from market.pagination import Page, SortKey, keyset_page
 
 PUBLIC_BROWSE_STATUSES = (ListingStatus.ACTIVE, ListingStatus.SOLD_OUT)
+SKU_CONFLICT = ("That SKU is already used on this farm.", {"sku": ["Already used on this farm."]})
 
 
 class OutOfStock(Conflict):
@@ -61,10 +62,11 @@ def _is_operator(actor: Actor | None) -> bool:
     return actor is not None and actor.has(Role.OPERATOR)
 
 
-def _commit_or_conflict(detail: str, errors: dict[str, list[str]]) -> None:
-    """Commit; a unique constraint lost to a concurrent writer is a 409."""
+def _flush_or_conflict(detail: str, errors: dict[str, list[str]]) -> None:
+    """Flush; a unique constraint lost to a concurrent writer after our own
+    check is a 409, not a 500."""
     try:
-        db.session.commit()
+        db.session.flush()
     except IntegrityError:
         db.session.rollback()
         raise Conflict(detail, errors) from None
@@ -229,7 +231,8 @@ def create_category(actor: Actor, *, code: str, name_zh: str, name_en: str) -> C
     actor.require(Role.OPERATOR)
     category = Category(code=code, name_zh=name_zh, name_en=name_en)
     db.session.add(category)
-    _commit_or_conflict(f"Category {code!r} already exists.", {"code": ["Already used."]})
+    _flush_or_conflict(f"Category {code!r} already exists.", {"code": ["Already used."]})
+    db.session.commit()
     return category
 
 
@@ -254,7 +257,8 @@ def create_brand(actor: Actor, *, code: str, name_zh: str, name_en: str, countie
         code=code, name_zh=name_zh, name_en=name_en, allowed=[BrandCounty(county=c) for c in sorted(set(counties))]
     )
     db.session.add(brand)
-    _commit_or_conflict(f"Brand {code!r} already exists.", {"code": ["Already used."]})
+    _flush_or_conflict(f"Brand {code!r} already exists.", {"code": ["Already used."]})
+    db.session.commit()
     return brand
 
 
@@ -315,7 +319,7 @@ def _listing_visibility(actor: Actor | None, *, by_id: bool) -> ColumnElement[bo
     return public
 
 
-def _with_details(stmt: Any) -> Any:
+def _with_details(stmt: Select[tuple[Listing]]) -> Select[tuple[Listing]]:
     """Load what a listing response shows in a fixed number of queries."""
     return stmt.options(
         contains_eager(Listing.farm),
@@ -358,9 +362,6 @@ def _check_sku_free(farm_id: int, sku: str | None, *, listing_id: int | None = N
         raise Conflict(f"SKU {sku!r} is already used on this farm.", {"sku": ["Already used on this farm."]})
 
 
-SKU_CONFLICT = ("That SKU is already used on this farm.", {"sku": ["Already used on this farm."]})
-
-
 def create_listing(
     actor: Actor,
     *,
@@ -396,7 +397,8 @@ def create_listing(
         **fields,
     )
     db.session.add(listing)
-    _commit_or_conflict(*SKU_CONFLICT)
+    _flush_or_conflict(*SKU_CONFLICT)
+    db.session.commit()
     return listing
 
 
@@ -422,10 +424,10 @@ def update_listing(actor: Actor, listing_id: int, **changes: Any) -> Listing:
     listing.brand = brand
     for name, value in changes.items():
         setattr(listing, name, value)
-    db.session.flush()
+    _flush_or_conflict(*SKU_CONFLICT)
     if stock_g is not None:
         _write_stock(listing.id, stock_g)
-    _commit_or_conflict(*SKU_CONFLICT)
+    db.session.commit()
     return listing
 
 
@@ -535,9 +537,9 @@ def add_lot(actor: Actor, listing_id: int, *, code: str, grams: int, **fields: A
         raise Conflict(f"Lot {code!r} already exists on this farm.", {"code": ["Already used on this farm."]})
     lot = Lot(farm_id=listing.farm_id, code=code, grams=grams, **fields)
     listing.add_lot(lot)
-    db.session.flush()
+    _flush_or_conflict(f"Lot {code!r} already exists on this farm.", {"code": ["Already used on this farm."]})
     add_stock([StockLine(listing.id, grams)])
-    _commit_or_conflict(f"Lot {code!r} already exists on this farm.", {"code": ["Already used on this farm."]})
+    db.session.commit()
     return lot
 
 
