@@ -14,6 +14,7 @@ from market import cli, errors, health, outbox
 from market.accounts.routes import blp as accounts_blp
 from market.catalog.routes import blp as catalog_blp
 from market.extensions import api, celery_init_app, db, limiter, migrate
+from market.orders.routes import blp as orders_blp
 
 API_PREFIX = "/api/v1"
 DOCS_ASSETS = Path(flask_swagger_ui.__file__).parent / "dist"
@@ -77,7 +78,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.blp)
     app.add_url_rule(f"{API_PREFIX}/docs/assets/<path:filename>", "docs_asset", _docs_asset)
     app.before_request(_require_json)
-    for blueprint in (accounts_blp, catalog_blp):
+    for blueprint in (accounts_blp, catalog_blp, orders_blp):
         api.register_blueprint(blueprint)
 
     cli.register(app)

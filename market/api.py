@@ -3,8 +3,10 @@ auth in the OpenAPI document."""
 
 from __future__ import annotations
 
+import csv
 import http
-from collections.abc import Callable
+import io
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import marshmallow as ma
@@ -62,3 +64,16 @@ class MarketBlueprint(Blueprint):
         func = self.alt_response(403, description="The caller's role does not allow this")(func)
         result: F = self.doc(security=BEARER)(func)
         return result
+
+
+def csv_response(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], filename: str) -> Response:
+    """Rows as a CSV download (UTF-8 with a BOM, so spreadsheet programs
+    read Chinese names right)."""
+    buffer = io.StringIO()
+    buffer.write("\ufeff")
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    response = Response(buffer.getvalue(), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

@@ -3,6 +3,7 @@
 from market.accounts import models as accounts
 from market.catalog import models as catalog
 from market.idempotency import IdempotencyKey
+from market.orders import models as orders
 from market.outbox import OutboxMessage
 
-__all__ = ["IdempotencyKey", "OutboxMessage", "accounts", "catalog"]
+__all__ = ["IdempotencyKey", "OutboxMessage", "accounts", "catalog", "orders"]

@@ -12,7 +12,7 @@ from datetime import timedelta
 from celery import Celery
 from flask import Flask
 
-TASK_MODULES = ("workers.outbox",)
+TASK_MODULES = ("workers.orders", "workers.outbox")
 
 
 def configure(celery: Celery, flask_app: Flask) -> Celery:
@@ -24,6 +24,10 @@ def configure(celery: Celery, flask_app: Flask) -> Celery:
         "relay-outbox": {
             "task": "outbox.relay",
             "schedule": timedelta(seconds=flask_app.config["OUTBOX_RELAY_INTERVAL_SECONDS"]),
+        },
+        "expire-unpaid-orders": {
+            "task": "orders.expire_unpaid",
+            "schedule": timedelta(seconds=flask_app.config["ORDER_EXPIRY_INTERVAL_SECONDS"]),
         },
     }
     return celery

@@ -1,0 +1,19 @@
+"""Domain events to Celery tasks, through the outbox.
+
+`publish()` writes one outbox row per task subscribed to the event, in the
+caller's transaction: the tasks run only if the change that caused the event
+commits, and each runs even if the broker was down at that moment.
+"""
+
+from __future__ import annotations
+
+from market.outbox import enqueue
+
+# Event type -> the Celery tasks (by name) that react to it. Each task takes
+# the event's ids as keyword arguments and must be idempotent.
+SUBSCRIBERS: dict[str, tuple[str, ...]] = {}
+
+
+def publish(event: str, **ids: int) -> None:
+    for task in SUBSCRIBERS.get(event, ()):
+        enqueue(task, event=event, **ids)

@@ -1,0 +1,1 @@
+"""Orders: multi-farm orders, farm parts, catch-weight packing, pickup."""

@@ -1,0 +1,170 @@
+from typing import Any
+
+from flask import Response, current_app
+
+from market.api import MarketBlueprint, csv_response
+from market.auth import current_actor
+from market.db import utcnow
+from market.extensions import limiter
+from market.idempotency import idempotent
+from market.orders import service
+from market.orders.models import StationStaff
+from market.orders.schemas import (
+    CollectSchema,
+    ManifestQuerySchema,
+    ManifestRowSchema,
+    ManifestSchema,
+    OrderCreateSchema,
+    OrderQuerySchema,
+    OrderSchema,
+    PackSchema,
+    ReasonSchema,
+    StaffGrantSchema,
+    StaffSchema,
+)
+from market.orders.service import LineRequest, OrderView, Weighing
+from market.pagination import Page, page_schema
+
+blp = MarketBlueprint("orders", __name__, url_prefix="/api/v1", description="Orders, packing and station pickup")
+PART = "/orders/<int:order_id>/parts/<int:part_id>"
+
+
+@blp.route("/orders", methods=["POST"])
+@blp.authenticated
+@idempotent
+@blp.arguments(OrderCreateSchema)
+@blp.response(201, OrderSchema)
+@blp.alt_response(409, description="Not enough stock: each short line with what is left")
+def place_order(body: dict[str, Any]) -> OrderView:
+    """Place an order (buyers); accepts an Idempotency-Key"""
+    actor = current_actor()
+    lines = [LineRequest(**line) for line in body.pop("lines")]
+    order = service.place_order(actor, lines=lines, **body)
+    return service.get_order(actor, order.id)
+
+
+@blp.route("/orders", methods=["GET"])
+@blp.authenticated
+@blp.arguments(OrderQuerySchema, location="query")
+@blp.response(200, page_schema(OrderSchema))
+def list_orders(args: dict[str, Any]) -> Page[OrderView]:
+    """Orders you may see, newest first; operators filter by state, farm, buyer, point and date"""
+    return service.list_orders(current_actor(), **args)
+
+
+@blp.route("/orders/<int:order_id>", methods=["GET"])
+@blp.authenticated
+@blp.response(200, OrderSchema)
+def get_order(order_id: int) -> OrderView:
+    """One order, as far as you may see it"""
+    return service.get_order(current_actor(), order_id)
+
+
+@blp.route("/orders/<int:order_id>/cancel", methods=["POST"])
+@blp.authenticated
+@blp.arguments(ReasonSchema)
+@blp.response(200, OrderSchema)
+def cancel_order(body: dict[str, Any], order_id: int) -> OrderView:
+    """Cancel an order (the buyer before packing; operators until completion)"""
+    return service.cancel_order(current_actor(), order_id, body["reason"])
+
+
+@blp.route("/orders/<int:order_id>/complete", methods=["POST"])
+@blp.authenticated
+@blp.response(200, OrderSchema)
+def complete_order(order_id: int) -> OrderView:
+    """Confirm a collected or delivered order is complete"""
+    return service.complete_order(current_actor(), order_id)
+
+
+@blp.route("/orders/<int:order_id>/pickup-code", methods=["POST"])
+@blp.authenticated
+@blp.response(200, OrderSchema)
+def renew_pickup_code(order_id: int) -> OrderView:
+    """Get a new pickup code (the buyer)"""
+    return service.renew_pickup_code(current_actor(), order_id)
+
+
+@blp.route("/orders/<int:order_id>/collect", methods=["POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_PICKUP"])
+@blp.authenticated
+@blp.arguments(CollectSchema)
+@blp.response(200, OrderSchema)
+@blp.alt_response(429, description="Too many wrong codes")
+def collect_order(body: dict[str, Any], order_id: int) -> OrderView:
+    """Hand an order over at the station against the buyer's pickup code (station staff)"""
+    return service.collect_order(current_actor(), order_id, body["code"])
+
+
+@blp.route(f"{PART}/pack", methods=["POST"])
+@blp.authenticated
+@blp.arguments(PackSchema)
+@blp.response(200, OrderSchema)
+def pack_part(body: dict[str, Any], order_id: int, part_id: int) -> OrderView:
+    """Record the weighed grams of each line of your part and mark it packed (farmers)"""
+    weighings = [Weighing(**w) for w in body["weights"]]
+    return service.pack_part(current_actor(), order_id, part_id, weighings)
+
+
+@blp.route(f"{PART}/ship", methods=["POST"])
+@blp.authenticated
+@blp.response(200, OrderSchema)
+def ship_part(order_id: int, part_id: int) -> OrderView:
+    """Mark your packed part shipped (farmers)"""
+    return service.ship_part(current_actor(), order_id, part_id)
+
+
+@blp.route(f"{PART}/deliver", methods=["POST"])
+@blp.authenticated
+@blp.response(200, OrderSchema)
+def deliver_part(order_id: int, part_id: int) -> OrderView:
+    """Mark your shipped part delivered to the buyer's address (farmers)"""
+    return service.deliver_part(current_actor(), order_id, part_id)
+
+
+@blp.route(f"{PART}/receive", methods=["POST"])
+@blp.authenticated
+@blp.response(200, OrderSchema)
+def receive_part(order_id: int, part_id: int) -> OrderView:
+    """Take a shipped part in at the fulfilment point (station staff)"""
+    return service.receive_part(current_actor(), order_id, part_id)
+
+
+@blp.route(f"{PART}/cancel", methods=["POST"])
+@blp.authenticated
+@blp.arguments(ReasonSchema)
+@blp.response(200, OrderSchema)
+def cancel_part(body: dict[str, Any], order_id: int, part_id: int) -> OrderView:
+    """Cancel your part of an order before it ships, with a reason (farmers)"""
+    return service.cancel_part(current_actor(), order_id, part_id, body["reason"])
+
+
+@blp.route("/fulfilment-points/<int:point_id>/staff", methods=["POST"])
+@blp.authenticated
+@blp.arguments(StaffSchema)
+@blp.response(201, StaffGrantSchema)
+def grant_staff(body: dict[str, Any], point_id: int) -> StationStaff:
+    """Make a user staff of a fulfilment point (operators)"""
+    return service.grant_station_staff(current_actor(), point_id, body["user_id"])
+
+
+@blp.route("/fulfilment-points/<int:point_id>/staff/<int:user_id>", methods=["DELETE"])
+@blp.authenticated
+@blp.response(204)
+def revoke_staff(point_id: int, user_id: int) -> None:
+    """Remove a user from a fulfilment point's staff (operators)"""
+    service.revoke_station_staff(current_actor(), point_id, user_id)
+
+
+@blp.route("/fulfilment-points/<int:point_id>/manifest", methods=["GET"])
+@blp.authenticated
+@blp.arguments(ManifestQuerySchema, location="query")
+@blp.response(200, ManifestSchema, description="JSON, or CSV (one row per line) with format=csv")
+def manifest(args: dict[str, Any], point_id: int) -> dict[str, Any] | Response:
+    """What arrives at a fulfilment point on a day and what waits for pickup (station staff)"""
+    day = args["date"] or utcnow().date()
+    rows = service.manifest(current_actor(), point_id, day)
+    if args["format"] == "csv":
+        dumped = ManifestRowSchema(many=True).dump(rows)
+        return csv_response(dumped, list(ManifestRowSchema().fields), f"manifest-{point_id}-{day}.csv")
+    return {"fulfilment_point_id": point_id, "date": day, "rows": rows}

@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from market.api import StrictSchema
+from market.catalog.schemas import MAX_GRAMS
+from market.orders.models import Fulfilment, OrderStatus, PartStatus
+from market.pagination import PageArgsSchema
+
+REASON = validate.Length(min=1, max=500)
+
+
+class LineRequestSchema(StrictSchema):
+    listing_id = fields.Integer(strict=True, required=True)
+    grams = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=MAX_GRAMS))
+
+
+class OrderCreateSchema(StrictSchema):
+    lines = fields.List(fields.Nested(LineRequestSchema), required=True, validate=validate.Length(min=1, max=50))
+    fulfilment_point_id = fields.Integer(
+        strict=True, load_default=None, metadata={"description": "Pick up here (a station or county centre)."}
+    )
+    delivery_address = fields.String(
+        load_default=None, validate=validate.Length(min=5, max=500), metadata={"description": "Or deliver here."}
+    )
+    notes = fields.String(load_default="", validate=validate.Length(max=1000))
+
+    @ma.validates_schema
+    def one_destination(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if (data.get("fulfilment_point_id") is None) == (data.get("delivery_address") is None):
+            raise ma.ValidationError("Give fulfilment_point_id or delivery_address, not both.", "fulfilment_point_id")
+
+
+class LotRefSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    code = fields.String(required=True)
+    harvest_date = fields.Date(required=True)
+
+
+class OrderLineSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    listing_id = fields.Integer(required=True)
+    lot = fields.Nested(LotRefSchema, allow_none=True)
+    product_name = fields.String(required=True)
+    price_per_kg = fields.Integer(required=True)
+    ordered_g = fields.Integer(required=True)
+    weighed_g = fields.Integer(allow_none=True)
+    amount = fields.Integer(required=True, metadata={"description": "Of the weighed grams once packed."})
+    short_reason = fields.String(allow_none=True)
+
+
+class OrderPartSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    farm_id = fields.Integer(required=True)
+    farm_name = fields.String(attribute="farm.name", required=True)
+    farm_village = fields.String(attribute="farm.village", required=True)
+    status = fields.Enum(PartStatus, by_value=True, required=True)
+    subtotal = fields.Integer(required=True)
+    cancel_reason = fields.String(allow_none=True)
+    lines = fields.List(fields.Nested(OrderLineSchema), required=True)
+
+
+class PointRefSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    county = fields.String(required=True)
+
+
+class OrderEventSchema(ma.Schema):
+    type = fields.String(required=True)
+    part_id = fields.Integer(allow_none=True)
+    detail = fields.String(required=True)
+    created_at = fields.DateTime(required=True)
+
+
+class OrderSchema(ma.Schema):
+    """An order as the caller may see it: farmers and station staff get
+    null for the money of other farms and for the pickup code."""
+
+    id = fields.Integer(required=True)
+    status = fields.Enum(OrderStatus, by_value=True, required=True)
+    buyer_id = fields.Integer(required=True)
+    buyer_name = fields.String(attribute="buyer.name", required=True)
+    fulfilment = fields.Enum(Fulfilment, by_value=True, required=True)
+    fulfilment_point = fields.Nested(PointRefSchema, allow_none=True)
+    delivery_address = fields.String(allow_none=True)
+    notes = fields.String(required=True)
+    currency = fields.String(required=True)
+    total = fields.Integer(allow_none=True, required=True)
+    max_total = fields.Integer(
+        allow_none=True, required=True, metadata={"description": "The most the order can reach within tolerance."}
+    )
+    pickup_code = fields.String(allow_none=True, required=True)
+    cancel_reason = fields.String(allow_none=True)
+    created_at = fields.DateTime(required=True)
+    expires_at = fields.DateTime(required=True)
+    paid_at = fields.DateTime(allow_none=True)
+    parts = fields.List(fields.Nested(OrderPartSchema), required=True)
+    events = fields.List(fields.Nested(OrderEventSchema), required=True)
+
+
+class OrderQuerySchema(PageArgsSchema):
+    status = fields.Enum(OrderStatus, by_value=True)
+    farm_id = fields.Integer()
+    buyer_id = fields.Integer()
+    fulfilment_point_id = fields.Integer()
+    created_from = fields.Date()
+    created_to = fields.Date()
+
+
+class ReasonSchema(StrictSchema):
+    reason = fields.String(required=True, validate=REASON)
+
+
+class WeighingSchema(StrictSchema):
+    line_id = fields.Integer(strict=True, required=True)
+    weighed_g = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, max=MAX_GRAMS))
+    short_reason = fields.String(load_default=None, validate=REASON)
+
+
+class PackSchema(StrictSchema):
+    weights = fields.List(fields.Nested(WeighingSchema), required=True, validate=validate.Length(min=1, max=50))
+
+
+class CollectSchema(StrictSchema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=12))
+
+
+class StaffSchema(StrictSchema):
+    user_id = fields.Integer(strict=True, required=True)
+
+
+class StaffGrantSchema(ma.Schema):
+    user_id = fields.Integer(required=True)
+    fulfilment_point_id = fields.Integer(required=True)
+    created_at = fields.DateTime(required=True)
+
+
+class ManifestQuerySchema(StrictSchema):
+    date = fields.Date(load_default=None, metadata={"description": "The day (UTC); today by default."})
+    format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]))
+
+
+class ManifestRowSchema(ma.Schema):
+    section = fields.String(required=True, metadata={"description": "arriving or waiting (for pickup)."})
+    order_id = fields.Integer(required=True)
+    part_id = fields.Integer(required=True)
+    farm_name = fields.String(required=True)
+    buyer_name = fields.String(required=True)
+    line_id = fields.Integer(required=True)
+    product_name = fields.String(required=True)
+    grams = fields.Integer(required=True)
+    part_status = fields.String(required=True)
+    order_status = fields.String(required=True)
+
+
+class ManifestSchema(ma.Schema):
+    fulfilment_point_id = fields.Integer(required=True)
+    date = fields.Date(required=True)
+    rows = fields.List(fields.Nested(ManifestRowSchema), required=True)

@@ -1,0 +1,704 @@
+"""Order rules: placing (no oversell), packing by weight, shipping, station
+pickup, cancellation and expiry, and who may see and do what.
+
+Visibility: a buyer sees their own orders; a farmer sees the orders with
+lines from their farms, and only those parts and lines, the buyer's name and
+the fulfilment point (no totals of other farms, no pickup code); station
+staff see the orders at their points; operators see everything.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
+
+from flask import current_app
+from sqlalchemy import ColumnElement, and_, exists, false, or_, select
+from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.exc import StaleDataError
+
+from market.accounts.models import Role, User
+from market.auth import Actor
+from market.catalog import service as catalog
+from market.catalog.models import Farm, FarmStatus, FulfilmentPoint, Listing, ListingStatus
+from market.db import utcnow
+from market.errors import Conflict, DomainError, Invalid, NotFound
+from market.events import publish
+from market.extensions import db
+from market.money import line_amount, tolerance_bounds
+from market.orders.models import (
+    AT_FARM,
+    Fulfilment,
+    Order,
+    OrderEvent,
+    OrderLine,
+    OrderPart,
+    OrderStatus,
+    PartStatus,
+    StationStaff,
+)
+from market.orders.pricing import PricedLine, price_line
+from market.pagination import Page, SortKey, keyset_page
+
+T = TypeVar("T")
+PICKUP_CODE_DIGITS = 6
+
+
+class Shortfall(Conflict):
+    slug = "out-of-stock"
+    title = "Not enough stock"
+
+
+class TooManyAttempts(DomainError):
+    status = 429
+    slug = "too-many-attempts"
+    title = "Too many wrong codes"
+
+
+class ConcurrentChange(Conflict):
+    slug = "concurrent-change"
+    title = "Changed at the same time"
+
+
+@dataclass(frozen=True)
+class LineRequest:
+    listing_id: int
+    grams: int
+
+
+@dataclass(frozen=True)
+class Weighing:
+    line_id: int
+    weighed_g: int
+    short_reason: str | None = None
+
+
+@dataclass
+class OrderView:
+    """An order as one caller may see it."""
+
+    order: Order
+    parts: list[OrderPart]
+    total: int | None
+    max_total: int | None
+    pickup_code: str | None
+    events: list[OrderEvent] = field(default_factory=list)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.order, name)
+
+
+# --- helpers ----------------------------------------------------------------
+
+
+def _is_operator(actor: Actor) -> bool:
+    return actor.has(Role.OPERATOR)
+
+
+def _station_ids(actor: Actor) -> set[int]:
+    return set(
+        db.session.scalars(select(StationStaff.fulfilment_point_id).where(StationStaff.user_id == actor.user_id))
+    )
+
+
+def _visible(actor: Actor) -> ColumnElement[bool]:
+    """Orders the actor may read at all."""
+    if _is_operator(actor):
+        return and_(Order.id.isnot(None))
+    clauses: list[ColumnElement[bool]] = []
+    if actor.has(Role.BUYER):
+        clauses.append(Order.buyer_id == actor.user_id)
+    if actor.has(Role.FARMER):
+        clauses.append(
+            exists().where(OrderPart.order_id == Order.id, OrderPart.farm_id == Farm.id, Farm.owner_id == actor.user_id)
+        )
+    clauses.append(
+        Order.fulfilment_point_id.in_(
+            select(StationStaff.fulfilment_point_id).where(StationStaff.user_id == actor.user_id)
+        )
+    )
+    return or_(*clauses) if clauses else false()
+
+
+def _load(actor: Actor, order_id: int, *, lock: bool = False) -> Order:
+    stmt = select(Order).where(Order.id == order_id, _visible(actor)).options(*_order_options())
+    if lock:
+        stmt = stmt.with_for_update(of=Order)
+    order = db.session.scalars(stmt).unique().one_or_none()
+    if order is None:
+        raise NotFound(f"Order {order_id} not found.")
+    return order
+
+
+def _order_options() -> list[Any]:
+    return [
+        selectinload(Order.parts).selectinload(OrderPart.farm),
+        selectinload(Order.parts).selectinload(OrderPart.lines).selectinload(OrderLine.lot),
+        selectinload(Order.lines),
+        selectinload(Order.fulfilment_point),
+        selectinload(Order.buyer),
+    ]
+
+
+def _part(order: Order, part_id: int) -> OrderPart:
+    for part in order.parts:
+        if part.id == part_id:
+            return part
+    raise NotFound(f"Order {order.id} has no part {part_id}.")
+
+
+def _own_part(actor: Actor, order: Order, part_id: int) -> OrderPart:
+    """A part the actor's farm packs and ships (operators: any part)."""
+    part = _part(order, part_id)
+    if _is_operator(actor):
+        return part
+    actor.require(Role.FARMER)
+    if part.farm.owner_id != actor.user_id:
+        raise NotFound(f"Order {order.id} has no part {part_id} of yours.")
+    return part
+
+
+def _require_station(actor: Actor, order: Order) -> None:
+    if _is_operator(actor):
+        return
+    if order.fulfilment_point_id is None or order.fulfilment_point_id not in _station_ids(actor):
+        raise NotFound(f"Order {order.id} is not at a station of yours.")
+
+
+def _event(order: Order, kind: str, actor: Actor | None, *, part: OrderPart | None = None, detail: str = "") -> None:
+    order.events.append(
+        OrderEvent(
+            type=kind, part_id=part.id if part else None, actor_id=actor.user_id if actor else None, detail=detail
+        )
+    )
+    publish(kind, order_id=order.id, **({"part_id": part.id} if part else {}))
+
+
+def _commit() -> None:
+    try:
+        db.session.commit()
+    except StaleDataError:
+        db.session.rollback()
+        raise ConcurrentChange("The order changed while this request ran; fetch it and try again.") from None
+
+
+def _changing(order: Order, actor: Actor | None, change: Callable[[], T]) -> T:
+    """Apply `change` to `order`, record the state events it caused, commit."""
+    before = order.status
+    result = change()
+    order.updated_at = utcnow()
+    if order.status != before:
+        _event(order, f"order.{order.status.value}", actor)
+    _commit()
+    return result
+
+
+def _return_stock(parts: Iterable[OrderPart]) -> None:
+    """Give back what cancelled parts took: all ordered grams before packing,
+    the weighed grams once packed (short lines have nothing to return)."""
+    lines: list[catalog.StockLine] = []
+    for part in parts:
+        packed = part.packed_at is not None
+        for line in part.lines:
+            grams = (line.weighed_g or 0) if packed else line.ordered_g
+            if grams > 0:
+                lines.append(catalog.StockLine(line.listing_id, grams))
+    if lines:
+        catalog.add_stock(lines)
+
+
+def _view(actor: Actor, order: Order, stations: set[int]) -> OrderView:
+    """What `actor` may see of `order`; `stations` are the actor's points."""
+    if _is_operator(actor) or order.buyer_id == actor.user_id:
+        return OrderView(order, list(order.parts), order.total, order.max_total, order.pickup_code, list(order.events))
+    if order.fulfilment_point_id in stations:
+        return OrderView(order, list(order.parts), None, None, None)
+    return OrderView(order, [p for p in order.parts if p.farm.owner_id == actor.user_id], None, None, None)
+
+
+# --- placing ----------------------------------------------------------------
+
+
+def _shortfall(requests: Sequence[LineRequest]) -> Shortfall:
+    ids = [r.listing_id for r in requests]
+    available: dict[int, int] = {
+        row.id: row.stock_g
+        for row in db.session.execute(
+            select(Listing.id, Listing.stock_g).where(Listing.id.in_(ids), catalog.purchasable_listing_filter())
+        )
+    }
+    short = []
+    errors: dict[str, list[str]] = {}
+    for index, request in enumerate(requests):
+        left = available.get(request.listing_id, 0)
+        if left < request.grams:
+            short.append({"listing_id": request.listing_id, "requested_g": request.grams, "available_g": left})
+            errors[f"lines.{index}.grams"] = [f"Only {left} g left."]
+    detail = "Not enough stock for: " + ", ".join(
+        f"listing {s['listing_id']} ({s['available_g']} g left)" for s in short
+    )
+    return Shortfall(detail, errors, short_lines=short)
+
+
+def _check_lines(requests: Sequence[LineRequest]) -> dict[int, Listing]:
+    seen: dict[int, int] = {}
+    errors: dict[str, list[str]] = {}
+    for index, request in enumerate(requests):
+        if request.listing_id in seen:
+            errors[f"lines.{index}.listing_id"] = [f"Listing already ordered in line {seen[request.listing_id]}."]
+        seen.setdefault(request.listing_id, index)
+    listings = {
+        listing.id: listing
+        for listing in db.session.scalars(
+            select(Listing)
+            .join(Listing.farm)
+            .where(Listing.id.in_(seen))
+            .options(selectinload(Listing.lots), selectinload(Listing.farm))
+        )
+    }
+    for index, request in enumerate(requests):
+        listing = listings.get(request.listing_id)
+        buyable = (ListingStatus.ACTIVE, ListingStatus.SOLD_OUT)  # sold out is a stock problem, told as one
+        if listing is None or listing.status not in buyable or listing.farm.status != FarmStatus.VERIFIED:
+            errors.setdefault(f"lines.{index}.listing_id", ["No listing on sale with this id."])
+        elif not listing.accepts_grams(request.grams):
+            errors[f"lines.{index}.grams"] = [
+                f"Order at least {listing.min_order_g} g, in steps of {listing.step_g} g."
+            ]
+    if errors:
+        raise Invalid("Some lines cannot be ordered; nothing was ordered.", errors)
+    return listings
+
+
+def _fulfilment(point_id: int | None, address: str | None) -> tuple[Fulfilment, FulfilmentPoint | None]:
+    if (point_id is None) == (address is None):
+        raise Invalid(
+            "Choose a fulfilment point for pickup or a delivery address, not both.",
+            {"fulfilment_point_id": ["Give this or delivery_address."]},
+        )
+    if point_id is None:
+        return Fulfilment.DELIVERY, None
+    point = db.session.get(FulfilmentPoint, point_id)
+    if point is None:
+        raise Invalid("Unknown fulfilment point.", {"fulfilment_point_id": [f"No fulfilment point {point_id}."]})
+    return Fulfilment.PICKUP, point
+
+
+def place_order(
+    actor: Actor,
+    *,
+    lines: Sequence[LineRequest],
+    fulfilment_point_id: int | None = None,
+    delivery_address: str | None = None,
+    notes: str = "",
+) -> Order:
+    """Place an order: price each line, take all stock or none, split by farm."""
+    actor.require(Role.BUYER)
+    fulfilment, point = _fulfilment(fulfilment_point_id, delivery_address)
+    listings = _check_lines(lines)
+    tolerance = current_app.config["WEIGHT_TOLERANCE_BP"]
+    priced = [price_line(listings[r.listing_id], r.grams, tolerance_bp=tolerance) for r in lines]
+
+    order = Order(
+        buyer_id=actor.user_id,
+        fulfilment=fulfilment,
+        fulfilment_point=point,
+        delivery_address=delivery_address,
+        notes=notes,
+        currency=current_app.config["MARKET_CURRENCY"],
+        total=sum(p.amount for p in priced),
+        max_total=sum(p.max_amount for p in priced),
+        expires_at=utcnow() + timedelta(minutes=current_app.config["ORDER_PAYMENT_MINUTES"]),
+    )
+    parts: dict[int, OrderPart] = {}
+    for line in priced:
+        farm_id = line.listing.farm_id
+        part = parts.get(farm_id)
+        if part is None:
+            part = parts[farm_id] = OrderPart(farm_id=farm_id, subtotal=0)
+            order.parts.append(part)
+        part.subtotal += line.amount
+        order.lines.append(_line(part, line))
+    db.session.add(order)
+    try:
+        catalog.take_stock(catalog.StockLine(r.listing_id, r.grams) for r in lines)
+    except catalog.OutOfStock:
+        db.session.rollback()
+        raise _shortfall(lines) from None
+    db.session.flush()
+    _event(order, "order.placed", actor)
+    db.session.commit()
+    return order
+
+
+def _line(part: OrderPart, priced: PricedLine) -> OrderLine:
+    lot = priced.listing.current_lot
+    return OrderLine(
+        part=part,
+        farm_id=priced.listing.farm_id,
+        listing_id=priced.listing.id,
+        lot_id=lot.id if lot else None,
+        product_name=priced.listing.product_name,
+        price_per_kg=priced.price_per_kg,
+        ordered_g=priced.grams,
+        amount=priced.amount,
+        max_amount=priced.max_amount,
+    )
+
+
+# --- reading ----------------------------------------------------------------
+
+
+def get_order(actor: Actor, order_id: int) -> OrderView:
+    return _view(actor, _load(actor, order_id), _station_ids(actor))
+
+
+def list_orders(
+    actor: Actor,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    status: OrderStatus | None = None,
+    farm_id: int | None = None,
+    buyer_id: int | None = None,
+    fulfilment_point_id: int | None = None,
+    created_from: date | None = None,
+    created_to: date | None = None,
+) -> Page[OrderView]:
+    """Orders the caller may see, newest first, with an operator's filters."""
+    stmt = select(Order).where(_visible(actor)).options(*_order_options())
+    if status is not None:
+        stmt = stmt.where(Order.status == status)
+    if farm_id is not None:
+        stmt = stmt.where(exists().where(OrderPart.order_id == Order.id, OrderPart.farm_id == farm_id))
+    if buyer_id is not None:
+        stmt = stmt.where(Order.buyer_id == buyer_id)
+    if fulfilment_point_id is not None:
+        stmt = stmt.where(Order.fulfilment_point_id == fulfilment_point_id)
+    if created_from is not None:
+        stmt = stmt.where(Order.created_at >= _midnight(created_from))
+    if created_to is not None:
+        stmt = stmt.where(Order.created_at < _midnight(created_to + timedelta(days=1)))
+    page = keyset_page(stmt, [SortKey(Order.id, "id", descending=True)], limit=limit, cursor=cursor)
+    stations = _station_ids(actor)
+    return Page([_view(actor, order, stations) for order in page.items], page.next_cursor)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time(), tzinfo=utcnow().tzinfo)
+
+
+# --- paying, packing, shipping, pickup --------------------------------------
+
+
+def mark_paid(order_id: int) -> bool:
+    """Record that the order's payment arrived. False when the order can no
+    longer take it (expired or cancelled): the caller refunds the payment."""
+    order = db.session.scalars(select(Order).where(Order.id == order_id).with_for_update()).one_or_none()
+    if order is None:
+        raise NotFound(f"Order {order_id} not found.")
+    if order.status != OrderStatus.PENDING_PAYMENT:
+        db.session.rollback()
+        return False
+    _changing(order, None, order.mark_paid)
+    return True
+
+
+def pack_part(actor: Actor, order_id: int, part_id: int, weighings: Sequence[Weighing]) -> OrderView:
+    """Record the weighed grams of every line of a part and mark it packed.
+
+    Each weight must lie within the tolerance of the ordered grams, or be 0
+    with a reason (the line is short). Amounts follow the weighed grams; the
+    order total with them, for the payment to capture.
+    """
+    order = _load(actor, order_id, lock=True)
+    part = _own_part(actor, order, part_id)
+    part.mark_packed()
+    tolerance = current_app.config["WEIGHT_TOLERANCE_BP"]
+    lines = {line.id: line for line in part.lines}
+    errors: dict[str, list[str]] = {}
+    given: set[int] = set()
+    for index, weighing in enumerate(weighings):
+        line = lines.get(weighing.line_id)
+        if line is None or weighing.line_id in given:
+            errors[f"weights.{index}.line_id"] = ["Not a line of this part, or given twice."]
+            continue
+        given.add(line.id)
+        low, high = tolerance_bounds(line.ordered_g, tolerance)
+        if weighing.short_reason:
+            if weighing.weighed_g != 0:
+                errors[f"weights.{index}.weighed_g"] = ["A line marked short weighs 0 g."]
+        elif not low <= weighing.weighed_g <= high:
+            errors[f"weights.{index}.weighed_g"] = [
+                f"Must be between {low} and {high} g for {line.ordered_g} g ordered, or 0 with a short_reason."
+            ]
+    missing = sorted(set(lines) - given)
+    if missing:
+        errors["weights"] = [f"Weigh every line of the part; missing line(s) {', '.join(map(str, missing))}."]
+    if errors:
+        db.session.rollback()
+        raise Invalid("The weights cannot be recorded; nothing was changed.", errors)
+    for weighing in weighings:
+        line = lines[weighing.line_id]
+        line.weighed_g = weighing.weighed_g
+        line.short_reason = weighing.short_reason
+        line.amount = line_amount(line.price_per_kg, weighing.weighed_g)
+    part.recompute_subtotal()
+    order.recompute_total()
+
+    def change() -> None:
+        _event(order, "part.packed", actor, part=part)
+        order.follow_parts()
+
+    _changing(order, actor, change)
+    return _view(actor, order, set())
+
+
+def ship_part(actor: Actor, order_id: int, part_id: int) -> OrderView:
+    order = _load(actor, order_id, lock=True)
+    part = _own_part(actor, order, part_id)
+
+    def change() -> None:
+        part.mark_shipped()
+        _event(order, "part.shipped", actor, part=part)
+        order.follow_parts()
+
+    _changing(order, actor, change)
+    return _view(actor, order, set())
+
+
+def deliver_part(actor: Actor, order_id: int, part_id: int) -> OrderView:
+    """The farmer (or an operator) hands a delivery part to the buyer."""
+    order = _load(actor, order_id, lock=True)
+    part = _own_part(actor, order, part_id)
+
+    def change() -> None:
+        part.mark_delivered()
+        _event(order, "part.delivered", actor, part=part)
+        order.follow_parts()
+
+    _changing(order, actor, change)
+    return _view(actor, order, set())
+
+
+def receive_part(actor: Actor, order_id: int, part_id: int) -> OrderView:
+    """Station staff take a shipped part in; when the last one is in, the
+    order is ready for pickup and the buyer gets a pickup code."""
+    order = _load(actor, order_id, lock=True)
+    _require_station(actor, order)
+    part = _part(order, part_id)
+
+    def change() -> None:
+        part.mark_arrived()
+        _event(order, "part.arrived", actor, part=part)
+        order.follow_parts()
+        if order.status == OrderStatus.READY_FOR_PICKUP:
+            _new_pickup_code(order)
+
+    _changing(order, actor, change)
+    return _view(actor, order, _station_ids(actor))
+
+
+def _new_pickup_code(order: Order) -> None:
+    order.pickup_code = f"{secrets.randbelow(10**PICKUP_CODE_DIGITS):0{PICKUP_CODE_DIGITS}d}"
+    order.pickup_failures = 0
+
+
+def renew_pickup_code(actor: Actor, order_id: int) -> OrderView:
+    """The buyer asks for a new code (after too many wrong tries, say)."""
+    order = _load(actor, order_id, lock=True)
+    if order.buyer_id != actor.user_id and not _is_operator(actor):
+        raise NotFound(f"Order {order_id} not found.")
+    if order.status != OrderStatus.READY_FOR_PICKUP:
+        raise Conflict(f"Order {order_id} is {order.status}; only an order ready for pickup has a code.")
+    _changing(order, actor, lambda: _new_pickup_code(order))
+    return _view(actor, order, set())
+
+
+def collect_order(actor: Actor, order_id: int, code: str) -> OrderView:
+    """Station staff hand the order over when the buyer's code matches.
+    Wrong codes are counted; past the limit the order takes no more until
+    the buyer renews the code."""
+    order = _load(actor, order_id, lock=True)
+    _require_station(actor, order)
+    if order.pickup_failures >= current_app.config["PICKUP_CODE_MAX_FAILURES"]:
+        raise TooManyAttempts("Too many wrong pickup codes; the buyer must renew the code in the app.")
+    if not _changing(order, actor, lambda: order.collect(code)):
+        raise Invalid("The pickup code is wrong.", {"code": ["Does not match this order's pickup code."]})
+    return _view(actor, order, _station_ids(actor))
+
+
+def complete_order(actor: Actor, order_id: int) -> OrderView:
+    """The buyer (or an operator) confirms the order is done."""
+    order = _load(actor, order_id, lock=True)
+    if order.buyer_id != actor.user_id and not _is_operator(actor):
+        raise NotFound(f"Order {order_id} not found.")
+    _changing(order, actor, order.complete)
+    return _view(actor, order, set())
+
+
+# --- cancelling and expiry --------------------------------------------------
+
+
+def cancel_order(actor: Actor, order_id: int, reason: str) -> OrderView:
+    """The buyer cancels before anything is packed; an operator at any time
+    before completion. Stock that has not left the farms comes back once."""
+    order = _load(actor, order_id, lock=True)
+    if not _is_operator(actor):
+        if order.buyer_id != actor.user_id:
+            raise NotFound(f"Order {order_id} not found.")
+        if any(p.status not in (PartStatus.PENDING, PartStatus.TO_PACK, PartStatus.CANCELLED) for p in order.parts):
+            raise Conflict(
+                f"Order {order_id} is already being packed; ask the farm or an operator to cancel it.",
+                current_status=order.status.value,
+            )
+    returning = [p for p in order.parts if p.status in AT_FARM]
+
+    def change() -> None:
+        order.cancel(reason)
+        _return_stock(returning)
+
+    _changing(order, actor, change)
+    return _view(actor, order, set())
+
+
+def cancel_part(actor: Actor, order_id: int, part_id: int, reason: str) -> OrderView:
+    """A farmer cancels their part of an order (before it ships), with a reason."""
+    order = _load(actor, order_id, lock=True)
+    part = _own_part(actor, order, part_id)
+
+    def change() -> None:
+        part.cancel(reason)
+        _return_stock([part])
+        _event(order, "part.cancelled", actor, part=part, detail=reason)
+        order.recompute_total()
+        order.follow_parts()
+
+    _changing(order, actor, change)
+    return _view(actor, order, set())
+
+
+def expire_unpaid(now: datetime | None = None, batch: int = 200) -> int:
+    """Expire orders left unpaid past their deadline and give their stock
+    back. Safe to run twice at once: each order is expired by whichever run
+    locks it first, and the other sees it is no longer pending."""
+    now = now or utcnow()
+    ids = db.session.scalars(
+        select(Order.id)
+        .where(Order.status == OrderStatus.PENDING_PAYMENT, Order.expires_at <= now)
+        .order_by(Order.id)
+        .limit(batch)
+    ).all()
+    db.session.rollback()
+    expired = 0
+    for order_id in ids:
+        order = db.session.scalars(
+            select(Order).where(Order.id == order_id).options(*_order_options()).with_for_update(of=Order)
+        ).one()
+        if order.status != OrderStatus.PENDING_PAYMENT or order.expires_at > now:
+            db.session.rollback()
+            continue
+        returning = list(order.parts)
+
+        def change(order: Order = order, returning: list[OrderPart] = returning) -> None:
+            order.expire()
+            _return_stock(returning)
+
+        try:
+            _changing(order, None, change)
+        except ConcurrentChange:
+            continue
+        expired += 1
+    return expired
+
+
+# --- stations ---------------------------------------------------------------
+
+
+def grant_station_staff(actor: Actor, point_id: int, user_id: int) -> StationStaff:
+    actor.require(Role.OPERATOR)
+    catalog.get_fulfilment_point(point_id)
+    existing = db.session.scalars(
+        select(StationStaff).where(StationStaff.user_id == user_id, StationStaff.fulfilment_point_id == point_id)
+    ).one_or_none()
+    if existing is not None:
+        return existing
+    if db.session.get(User, user_id) is None:
+        raise Invalid("Unknown user.", {"user_id": [f"No user {user_id}."]})
+    staff = StationStaff(user_id=user_id, fulfilment_point_id=point_id)
+    db.session.add(staff)
+    db.session.commit()
+    return staff
+
+
+def revoke_station_staff(actor: Actor, point_id: int, user_id: int) -> None:
+    actor.require(Role.OPERATOR)
+    staff = db.session.scalars(
+        select(StationStaff).where(StationStaff.user_id == user_id, StationStaff.fulfilment_point_id == point_id)
+    ).one_or_none()
+    if staff is None:
+        raise NotFound(f"User {user_id} is not staff at fulfilment point {point_id}.")
+    db.session.delete(staff)
+    db.session.commit()
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    section: str  # "arriving" (shipped to the point) or "waiting" (ready for pickup)
+    order_id: int
+    part_id: int
+    farm_name: str
+    buyer_name: str
+    line_id: int
+    product_name: str
+    grams: int
+    part_status: str
+    order_status: str
+
+
+def manifest(actor: Actor, point_id: int, day: date) -> list[ManifestRow]:
+    """What arrives at a fulfilment point (parts shipped there by `day`, not
+    yet received, or received that day) and what waits for pickup."""
+    point = catalog.get_fulfilment_point(point_id)
+    if not _is_operator(actor) and point.id not in _station_ids(actor):
+        raise NotFound(f"Fulfilment point {point_id} is not one of yours.")
+    start, end = _midnight(day), _midnight(day + timedelta(days=1))
+    orders = db.session.scalars(
+        select(Order)
+        .where(
+            Order.fulfilment_point_id == point_id,
+            Order.status.in_([OrderStatus.SHIPPED, OrderStatus.READY_FOR_PICKUP, OrderStatus.PACKED]),
+        )
+        .options(*_order_options())
+        .order_by(Order.id)
+    ).all()
+    rows: list[ManifestRow] = []
+    for order in orders:
+        for part in order.active_parts:
+            if order.status == OrderStatus.READY_FOR_PICKUP:
+                section = "waiting"
+            elif (part.status == PartStatus.SHIPPED and part.shipped_on is not None and part.shipped_on <= day) or (
+                part.status == PartStatus.ARRIVED and part.arrived_at is not None and start <= part.arrived_at < end
+            ):
+                section = "arriving"
+            else:
+                continue
+            rows.extend(
+                ManifestRow(
+                    section=section,
+                    order_id=order.id,
+                    part_id=part.id,
+                    farm_name=part.farm.name,
+                    buyer_name=order.buyer.name,
+                    line_id=line.id,
+                    product_name=line.product_name,
+                    grams=line.billed_g,
+                    part_status=part.status.value,
+                    order_status=order.status.value,
+                )
+                for line in part.lines
+            )
+    return rows

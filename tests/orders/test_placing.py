@@ -1,0 +1,153 @@
+"""Placing orders: pricing, farm parts, stock, and every refusal."""
+
+from __future__ import annotations
+
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from market.catalog.models import Listing, ListingStatus
+from market.extensions import db
+from market.orders.models import Order, OrderEvent
+from tests.orders.conftest import Shop, place
+
+PROBLEM = "application/problem+json"
+
+
+def stock(listing: Listing) -> int:
+    return db.session.scalar(select(Listing.stock_g).where(Listing.id == listing.id)) or 0
+
+
+def orders() -> int:
+    return db.session.scalar(select(func.count()).select_from(Order)) or 0
+
+
+def test_multi_farm_order_is_priced_per_line_and_split_by_farm(client: FlaskClient, shop: Shop) -> None:
+    order = place(client, shop, (shop.oranges, 1500), (shop.pomelos, 2000), (shop.nuts, 750))
+    assert order["status"] == "pending_payment"
+    assert order["currency"] == "CNY"
+    amounts = {line["product_name"]: line["amount"] for part in order["parts"] for line in part["lines"]}
+    assert amounts == {"Navel orange": 1499, "Pomelo": 1600, "Chestnut": 1800}  # 1498.5 rounds half-up
+    subtotals = {part["farm_id"]: part["subtotal"] for part in order["parts"]}
+    assert subtotals == {shop.orchard.id: 3099, shop.chestnuts.id: 1800}
+    assert order["total"] == 4899
+    # 10 % tolerance: the most each line can weigh is 1650 g, 2200 g, 825 g.
+    assert order["max_total"] == 1648 + 1760 + 1980
+    assert stock(shop.oranges) == 100_000 - 1500
+    assert stock(shop.nuts) == 100_000 - 750
+
+
+def test_line_records_price_lot_and_farm_as_they_were(client: FlaskClient, shop: Shop) -> None:
+    lot = client.post(
+        f"/api/v1/listings/{shop.oranges.id}/lots",
+        json={"code": "XW-2026-11", "harvest_date": "2026-11-20", "grams": 5000},
+        headers=shop.orchard_h,
+    )
+    assert lot.status_code == 201, lot.json
+    order = place(client, shop, (shop.oranges, 1000))
+    client.patch(f"/api/v1/listings/{shop.oranges.id}", json={"price_per_kg": 5000}, headers=shop.orchard_h)
+    line = order["parts"][0]["lines"][0]
+    assert line["lot"]["code"] == "XW-2026-11"
+    again = client.get(f"/api/v1/orders/{order['id']}", headers=shop.buyer_h).json
+    assert again["parts"][0]["lines"][0]["price_per_kg"] == 999
+
+
+def test_placing_writes_a_timeline_event(client: FlaskClient, shop: Shop) -> None:
+    order = place(client, shop, (shop.oranges, 1000))
+    assert [e["type"] for e in order["events"]] == ["order.placed"]
+    assert db.session.scalar(select(func.count()).select_from(OrderEvent)) == 1
+
+
+def test_shortfall_is_409_listing_each_short_line_and_takes_nothing(client: FlaskClient, shop: Shop) -> None:
+    shop.pomelos.stock_g = 1000
+    shop.nuts.stock_g = 500
+    db.session.commit()
+    response = client.post(
+        "/api/v1/orders",
+        json={
+            "lines": [
+                {"listing_id": shop.oranges.id, "grams": 2000},
+                {"listing_id": shop.pomelos.id, "grams": 1500},
+                {"listing_id": shop.nuts.id, "grams": 750},
+            ],
+            "fulfilment_point_id": shop.station.id,
+        },
+        headers=shop.buyer_h,
+    )
+    assert response.status_code == 409
+    assert response.content_type == PROBLEM
+    assert response.json["short_lines"] == [
+        {"listing_id": shop.pomelos.id, "requested_g": 1500, "available_g": 1000},
+        {"listing_id": shop.nuts.id, "requested_g": 750, "available_g": 500},
+    ]
+    assert set(response.json["errors"]) == {"lines.1.grams", "lines.2.grams"}
+    assert stock(shop.oranges) == 100_000
+    assert orders() == 0
+
+
+def test_selling_the_last_gram_marks_the_listing_sold_out(client: FlaskClient, shop: Shop) -> None:
+    shop.oranges.stock_g = 1500
+    db.session.commit()
+    place(client, shop, (shop.oranges, 1500))
+    db.session.refresh(shop.oranges)
+    assert shop.oranges.stock_g == 0
+    assert shop.oranges.status == ListingStatus.SOLD_OUT
+
+
+def bad(client: FlaskClient, shop: Shop, body: dict, status: int = 422) -> dict:  # type: ignore[type-arg]
+    response = client.post("/api/v1/orders", json=body, headers=shop.buyer_h)
+    assert response.status_code == status, response.json
+    assert response.content_type == PROBLEM
+    assert orders() == 0
+    assert stock(shop.oranges) == 100_000
+    return response.json  # type: ignore[no-any-return]
+
+
+def test_refusals_name_the_field_and_write_nothing(client: FlaskClient, shop: Shop) -> None:
+    point = {"fulfilment_point_id": shop.station.id}
+    ok = {"listing_id": shop.oranges.id, "grams": 1000}
+    cases = [
+        ({"lines": [{"listing_id": 999_999, "grams": 1000}], **point}, "lines.0.listing_id"),
+        ({"lines": [ok, {"listing_id": shop.nuts.id, "grams": 400}], **point}, "lines.1.grams"),  # under minimum
+        ({"lines": [{"listing_id": shop.oranges.id, "grams": 1200}], **point}, "lines.0.grams"),  # off the step
+        ({"lines": [ok, ok], **point}, "lines.1.listing_id"),
+        ({"lines": [ok], "fulfilment_point_id": 999_999}, "fulfilment_point_id"),
+        ({"lines": [ok]}, "fulfilment_point_id"),
+        ({"lines": [ok], **point, "delivery_address": "Lane 3, Xunwu"}, "fulfilment_point_id"),
+        ({"lines": [], **point}, "lines"),
+        ({"lines": [{"listing_id": shop.oranges.id, "grams": 1000.5}], **point}, "lines"),
+    ]
+    for body, field in cases:
+        problem = bad(client, shop, body)
+        flat = set(problem["errors"])
+        assert any(name.startswith(field) for name in flat), (body, problem)
+
+
+def test_paused_listing_and_unverified_farm_cannot_be_bought(client: FlaskClient, shop: Shop) -> None:
+    shop.pomelos.status = ListingStatus.PAUSED
+    shop.chestnuts.status = "suspended"
+    db.session.commit()
+    for listing in (shop.pomelos, shop.nuts):
+        problem = bad(
+            client, shop, {"lines": [{"listing_id": listing.id, "grams": 1000}], "delivery_address": "Lane 3"}
+        )
+        assert "lines.0.listing_id" in problem["errors"]
+
+
+def test_only_buyers_place_orders(client: FlaskClient, shop: Shop) -> None:
+    body = {"lines": [{"listing_id": shop.oranges.id, "grams": 1000}], "fulfilment_point_id": shop.station.id}
+    assert client.post("/api/v1/orders", json=body, headers=shop.orchard_h).status_code == 403
+    assert client.post("/api/v1/orders", json=body).status_code == 401
+    assert orders() == 0
+
+
+def test_idempotent_replay_returns_the_same_order_and_takes_stock_once(client: FlaskClient, shop: Shop) -> None:
+    body = {"lines": [{"listing_id": shop.oranges.id, "grams": 2000}], "delivery_address": "Lane 3, Xunwu"}
+    headers = {**shop.buyer_h, "Idempotency-Key": "order-1"}
+    first = client.post("/api/v1/orders", json=body, headers=headers)
+    second = client.post("/api/v1/orders", json=body, headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert first.json["id"] == second.json["id"]
+    assert orders() == 1
+    assert stock(shop.oranges) == 98_000
+    other = client.post("/api/v1/orders", json={**body, "notes": "ring twice"}, headers=headers)
+    assert other.status_code == 422
