@@ -58,6 +58,19 @@ class MarketApi(Api):
 
 
 class MarketBlueprint(Blueprint):
+    def arguments(self, schema: Any, *, location: str = "json", **kwargs: Any) -> Callable[[F], F]:
+        """flask-smorest's `arguments`; a JSON body may also be refused as
+        unreadable (400) before its schema is applied, so say so."""
+        parse: Callable[[F], F] = super().arguments(schema, location=location, **kwargs)
+        if location != "json":
+            return parse
+
+        def decorator(func: F) -> F:
+            documented: F = self.alt_response(400, description="The body is not valid JSON")(parse(func))
+            return documented
+
+        return decorator
+
     def authenticated(self, func: F) -> F:
         """Document that an endpoint needs a bearer token (and may refuse it)."""
         func = self.alt_response(401, description="Missing, expired or revoked token")(func)

@@ -55,6 +55,7 @@ def list_orders(args: dict[str, Any]) -> Page[OrderView]:
 @blp.route("/orders/<int:order_id>", methods=["GET"])
 @blp.authenticated
 @blp.response(200, OrderSchema)
+@blp.alt_response(404, description="No such order, or not one you may see")
 def get_order(order_id: int) -> OrderView:
     """One order, as far as you may see it"""
     return service.get_order(current_actor(), order_id)
@@ -64,6 +65,7 @@ def get_order(order_id: int) -> OrderView:
 @blp.authenticated
 @blp.arguments(ReasonSchema)
 @blp.response(200, OrderSchema)
+@blp.alt_response(404, description="No such order, or not one you may see")
 def cancel_order(body: dict[str, Any], order_id: int) -> OrderView:
     """Cancel an order (the buyer before packing; operators until completion)"""
     return service.cancel_order(current_actor(), order_id, body["reason"])
@@ -72,6 +74,7 @@ def cancel_order(body: dict[str, Any], order_id: int) -> OrderView:
 @blp.route("/orders/<int:order_id>/complete", methods=["POST"])
 @blp.authenticated
 @blp.response(200, OrderSchema)
+@blp.alt_response(404, description="No such order, or not one you may see")
 def complete_order(order_id: int) -> OrderView:
     """Confirm a collected or delivered order is complete"""
     return service.complete_order(current_actor(), order_id)
@@ -80,6 +83,7 @@ def complete_order(order_id: int) -> OrderView:
 @blp.route("/orders/<int:order_id>/pickup-code", methods=["POST"])
 @blp.authenticated
 @blp.response(200, OrderSchema)
+@blp.alt_response(404, description="No such order, or not one you may see")
 def renew_pickup_code(order_id: int) -> OrderView:
     """Get a new pickup code (the buyer)"""
     return service.renew_pickup_code(current_actor(), order_id)
@@ -91,6 +95,7 @@ def renew_pickup_code(order_id: int) -> OrderView:
 @blp.arguments(CollectSchema)
 @blp.response(200, OrderSchema)
 @blp.alt_response(429, description="Too many wrong codes")
+@blp.alt_response(404, description="No such order, or not one you may see")
 def collect_order(body: dict[str, Any], order_id: int) -> OrderView:
     """Hand an order over at the station against the buyer's pickup code (station staff)"""
     return service.collect_order(current_actor(), order_id, body["code"])
@@ -100,6 +105,7 @@ def collect_order(body: dict[str, Any], order_id: int) -> OrderView:
 @blp.authenticated
 @blp.arguments(PackSchema)
 @blp.response(200, OrderSchema)
+@blp.alt_response(404, description="No such order or part, or not one of yours")
 def pack_part(body: dict[str, Any], order_id: int, part_id: int) -> OrderView:
     """Record the weighed grams of each line of your part and mark it packed (farmers)"""
     weighings = [Weighing(**w) for w in body["weights"]]
@@ -109,6 +115,7 @@ def pack_part(body: dict[str, Any], order_id: int, part_id: int) -> OrderView:
 @blp.route(f"{PART}/ship", methods=["POST"])
 @blp.authenticated
 @blp.response(200, OrderSchema)
+@blp.alt_response(404, description="No such order or part, or not one of yours")
 def ship_part(order_id: int, part_id: int) -> OrderView:
     """Mark your packed part shipped (farmers)"""
     return service.ship_part(current_actor(), order_id, part_id)
@@ -117,6 +124,7 @@ def ship_part(order_id: int, part_id: int) -> OrderView:
 @blp.route(f"{PART}/deliver", methods=["POST"])
 @blp.authenticated
 @blp.response(200, OrderSchema)
+@blp.alt_response(404, description="No such order or part, or not one of yours")
 def deliver_part(order_id: int, part_id: int) -> OrderView:
     """Mark your shipped part delivered to the buyer's address (farmers)"""
     return service.deliver_part(current_actor(), order_id, part_id)
@@ -125,6 +133,7 @@ def deliver_part(order_id: int, part_id: int) -> OrderView:
 @blp.route(f"{PART}/receive", methods=["POST"])
 @blp.authenticated
 @blp.response(200, OrderSchema)
+@blp.alt_response(404, description="No such order or part, or not one of yours")
 def receive_part(order_id: int, part_id: int) -> OrderView:
     """Take a shipped part in at the fulfilment point (station staff)"""
     return service.receive_part(current_actor(), order_id, part_id)
@@ -134,6 +143,7 @@ def receive_part(order_id: int, part_id: int) -> OrderView:
 @blp.authenticated
 @blp.arguments(ReasonSchema)
 @blp.response(200, OrderSchema)
+@blp.alt_response(404, description="No such order or part, or not one of yours")
 def cancel_part(body: dict[str, Any], order_id: int, part_id: int) -> OrderView:
     """Cancel your part of an order before it ships, with a reason (farmers)"""
     return service.cancel_part(current_actor(), order_id, part_id, body["reason"])
@@ -143,6 +153,7 @@ def cancel_part(body: dict[str, Any], order_id: int, part_id: int) -> OrderView:
 @blp.authenticated
 @blp.arguments(StaffSchema)
 @blp.response(201, StaffGrantSchema)
+@blp.alt_response(404, description="No such fulfilment point")
 def grant_staff(body: dict[str, Any], point_id: int) -> StationStaff:
     """Make a user staff of a fulfilment point (operators)"""
     return service.grant_station_staff(current_actor(), point_id, body["user_id"])
@@ -151,6 +162,7 @@ def grant_staff(body: dict[str, Any], point_id: int) -> StationStaff:
 @blp.route("/fulfilment-points/<int:point_id>/staff/<int:user_id>", methods=["DELETE"])
 @blp.authenticated
 @blp.response(204)
+@blp.alt_response(404, description="The user is not staff at this fulfilment point")
 def revoke_staff(point_id: int, user_id: int) -> None:
     """Remove a user from a fulfilment point's staff (operators)"""
     service.revoke_station_staff(current_actor(), point_id, user_id)
@@ -160,6 +172,7 @@ def revoke_staff(point_id: int, user_id: int) -> None:
 @blp.authenticated
 @blp.arguments(ManifestQuerySchema, location="query")
 @blp.response(200, ManifestSchema, description="JSON, or CSV (one row per line) with format=csv")
+@blp.alt_response(404, description="No such fulfilment point of yours")
 def manifest(args: dict[str, Any], point_id: int) -> dict[str, Any] | Response:
     """What arrives at a fulfilment point on a day and what waits for pickup (station staff)"""
     day = args["date"] or utcnow().date()
