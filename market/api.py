@@ -10,22 +10,70 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import marshmallow as ma
-from flask import Response
+from flask import Flask, Response
 from flask_smorest import Api, Blueprint
+from flask_smorest.spec.plugins import integerconverter2paramschema
 from flask_smorest.utils import prepare_response
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter, Map
 
 from market import errors
 
 F = TypeVar("F", bound=Callable[..., Any])
 BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+# Row ids are PostgreSQL `integer`s. A larger number names no row, and the
+# database refuses it as a parameter (an error, not an empty result), so ids
+# in paths and request fields are bounded before any query runs.
+MAX_ID = 2**31 - 1
+
+
+UNSTORABLE_TEXT = "Must not contain NUL characters or unpaired surrogates."
+
+
+def _has_unstorable_text(value: Any) -> bool:
+    if isinstance(value, str):
+        if "\x00" in value:
+            return True
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, Mapping):
+        return any(_has_unstorable_text(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_unstorable_text(v) for v in value)
+    return False
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` in a route: a row id, 0 to MAX_ID; anything else is a 404."""
+
+    def __init__(self, url_map: Map, fixed_digits: int = 0, min: int | None = None, max: int | None = MAX_ID) -> None:
+        super().__init__(url_map, fixed_digits=fixed_digits, min=min, max=max)
 
 
 class StrictSchema(ma.Schema):
-    """Every request schema rejects unknown fields by name."""
+    """Every request schema rejects unknown fields by name, and takes a
+    field named `id` or `..._id` as a row id (1 to MAX_ID)."""
 
     class Meta:
         unknown = ma.RAISE
+
+    @ma.pre_load
+    def _text_the_database_can_store(self, data: Any, **kwargs: Any) -> Any:
+        # PostgreSQL text holds neither NUL nor unpaired UTF-16 surrogates
+        # (both can arrive as JSON escapes); refuse them by field here rather
+        # than as a database error.
+        if isinstance(data, Mapping):
+            bad = {name: [UNSTORABLE_TEXT] for name, value in data.items() if _has_unstorable_text(value)}
+            if bad:
+                raise ma.ValidationError(bad)
+        return data
+
+    def on_bind_field(self, field_name: str, field_obj: ma.fields.Field[Any]) -> None:
+        if isinstance(field_obj, ma.fields.Integer) and (field_name == "id" or field_name.endswith("_id")):
+            field_obj.validators = [*field_obj.validators, ma.validate.Range(min=1, max=MAX_ID)]
 
 
 class ProblemSchema(ma.Schema):
@@ -41,6 +89,11 @@ class MarketApi(Api):
     """flask-smorest's Api, answering every error with a problem document."""
 
     ERROR_SCHEMA = ProblemSchema
+
+    def init_app(self, app: Flask, *, spec_kwargs: dict[str, Any] | None = None) -> None:
+        app.url_map.converters["int"] = IdConverter
+        self.register_converter(IdConverter, integerconverter2paramschema)
+        super().init_app(app, spec_kwargs=spec_kwargs)
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         return errors.handle_http_exception(error)
