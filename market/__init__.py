@@ -15,6 +15,8 @@ from market.accounts.routes import blp as accounts_blp
 from market.catalog.routes import blp as catalog_blp
 from market.extensions import api, celery_init_app, db, limiter, migrate
 from market.orders.routes import blp as orders_blp
+from market.payments import gateway as payment_gateway
+from market.payments.routes import blp as payments_blp
 
 API_PREFIX = "/api/v1"
 DOCS_ASSETS = Path(flask_swagger_ui.__file__).parent / "dist"
@@ -64,6 +66,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(config.ROOT / "migrations"), render_as_batch=True)
     limiter.init_app(app)
     celery_init_app(app)
+    payment_gateway.init_app(app)
     errors.register(app)
     outbox.install()
 
@@ -78,7 +81,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.blp)
     app.add_url_rule(f"{API_PREFIX}/docs/assets/<path:filename>", "docs_asset", _docs_asset)
     app.before_request(_require_json)
-    for blueprint in (accounts_blp, catalog_blp, orders_blp):
+    for blueprint in (accounts_blp, catalog_blp, orders_blp, payments_blp):
         api.register_blueprint(blueprint)
 
     cli.register(app)

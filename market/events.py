@@ -11,7 +11,18 @@ from market.outbox import enqueue
 
 # Event type -> the Celery tasks (by name) that react to it. Each task takes
 # the event's ids as keyword arguments and must be idempotent.
-SUBSCRIBERS: dict[str, tuple[str, ...]] = {}
+SUBSCRIBERS: dict[str, tuple[str, ...]] = {
+    "order.placed": ("payments.open",),
+    # Capture follows packing; the later states subscribe too because a part
+    # cancelled at the last moment can move an order past "packed" at once.
+    "order.packed": ("payments.capture",),
+    "order.shipped": ("payments.capture",),
+    "order.ready_for_pickup": ("payments.capture",),
+    "order.delivered": ("payments.capture",),
+    "order.cancelled": ("payments.settle_closed_order",),
+    "order.expired": ("payments.settle_closed_order",),
+    "part.cancelled": ("payments.part_cancelled",),
+}
 
 
 def publish(event: str, **ids: int) -> None:

@@ -3,7 +3,9 @@
 from market.accounts import models as accounts
 from market.catalog import models as catalog
 from market.idempotency import IdempotencyKey
+from market.ledger import models as ledger
 from market.orders import models as orders
 from market.outbox import OutboxMessage
+from market.payments import models as payments
 
-__all__ = ["IdempotencyKey", "OutboxMessage", "accounts", "catalog", "orders"]
+__all__ = ["IdempotencyKey", "OutboxMessage", "accounts", "catalog", "ledger", "orders", "payments"]

@@ -37,6 +37,12 @@ def share(amount: int, basis_points: int) -> int:
     return _half_up_div(amount * basis_points, BASIS_POINTS)
 
 
+def prorate(value: int, part: int, whole: int) -> int:
+    """`value` x part / whole, half-up: the share of `value` that `part` of
+    `whole` carries (the commission on a partly refunded line)."""
+    return _half_up_div(value * part, whole) if whole else 0
+
+
 def tolerance_bounds(ordered_g: int, tolerance_bp: int) -> tuple[int, int]:
     """The least and most grams a weighing may give for `ordered_g` within
     `tolerance_bp` basis points either way (both inclusive, whole grams)."""

@@ -17,13 +17,14 @@ from typing import Any
 from celery import Celery
 from flask import current_app
 from sqlalchemy import JSON, Integer, String, Text, event, func, or_, select, update
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
 
 from market.db import UTCDateTime, utcnow
 from market.extensions import db
 
 log = logging.getLogger(__name__)
 PENDING_KEY = "outbox_pending"
+COMMITTED_KEY = "outbox_committed"
 # How long a relay owns a row while publishing it, so two relays never
 # publish the same row at once.
 CLAIM = timedelta(seconds=30)
@@ -105,9 +106,19 @@ def _mark(message_id: int, **values: Any) -> None:
 
 
 def _after_commit(session: Session) -> None:
+    # Publishing needs a connection of its own; the session still holds its
+    # connection here, so wait until the transaction has given it back
+    # (after_transaction_end), or a full pool would wait on itself.
     ids = session.info.pop(PENDING_KEY, None)
     if ids:
-        relay(ids)
+        session.info.setdefault(COMMITTED_KEY, []).extend(ids)
+
+
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        ids = session.info.pop(COMMITTED_KEY, None)
+        if ids:
+            relay(ids)
 
 
 def _after_rollback(session: Session) -> None:
@@ -118,4 +129,5 @@ def install() -> None:
     """Publish outbox rows right after the session that wrote them commits."""
     if not event.contains(db.session, "after_commit", _after_commit):
         event.listen(db.session, "after_commit", _after_commit)
+        event.listen(db.session, "after_transaction_end", _after_transaction_end)
         event.listen(db.session, "after_rollback", _after_rollback)

@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, text
 import config
 from market import create_app
 from market.extensions import db, limiter
+from tests.shop import Shop, make_shop
 
 REQUIRE_SERVICES = os.environ.get("MARKET_REQUIRE_SERVICES") == "1"
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
@@ -76,8 +77,14 @@ def settings_for(database_url: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def app(database_url: str) -> Iterator[Flask]:
-    app = create_app(settings_for(database_url))
+def app_overrides() -> dict[str, Any]:
+    """Settings a test module changes for its app (override this fixture)."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url: str, app_overrides: dict[str, Any]) -> Iterator[Flask]:
+    app = create_app(settings_for(database_url) | app_overrides)
     with app.app_context():
         limiter.reset()
         yield app
@@ -99,3 +106,8 @@ def _empty_tables() -> None:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def shop(app: Flask) -> Shop:
+    return make_shop()

@@ -395,15 +395,18 @@ def _midnight(day: date) -> datetime:
 
 
 def mark_paid(order_id: int) -> bool:
-    """Record that the order's payment arrived. False when the order can no
-    longer take it (expired or cancelled): the caller refunds the payment."""
+    """Record that the order's payment arrived; False when the order can no
+    longer take it (expired or cancelled), and the payment must go back.
+    Flushes only: the payment that caused it commits both as one fact."""
     order = db.session.scalars(select(Order).where(Order.id == order_id).with_for_update()).one_or_none()
     if order is None:
         raise NotFound(f"Order {order_id} not found.")
     if order.status != OrderStatus.PENDING_PAYMENT:
-        db.session.rollback()
         return False
-    _changing(order, None, order.mark_paid)
+    order.mark_paid()
+    order.updated_at = utcnow()
+    _event(order, "order.paid", None)
+    db.session.flush()
     return True
 
 

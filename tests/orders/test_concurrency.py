@@ -136,6 +136,7 @@ def test_concurrent_cancel_and_late_payment_return_stock_once(app: Flask, pg_app
 
     def pay() -> None:
         service.mark_paid(order_id)
+        db.session.commit()
 
     outcomes = race(pg_app, [cancel] * 8 + [pay] * 2)
     assert outcomes["ok"] >= 1

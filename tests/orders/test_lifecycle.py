@@ -15,7 +15,7 @@ from market.db import utcnow
 from market.extensions import db
 from market.orders import service
 from market.orders.models import Order, OrderStatus
-from tests.orders.conftest import Shop, part_of, pay, place
+from tests.shop import Shop, part_of, pay, place
 
 
 def stock(listing: Listing) -> int:

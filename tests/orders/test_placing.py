@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from market.catalog.models import Listing, ListingStatus
 from market.extensions import db
 from market.orders.models import Order, OrderEvent
-from tests.orders.conftest import Shop, place
+from tests.shop import Shop, place
 
 PROBLEM = "application/problem+json"
 

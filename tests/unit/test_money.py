@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from market.money import CurrencyMismatch, Money, format_minor, line_amount, share, tolerance_bounds, total
+from market.money import CurrencyMismatch, Money, format_minor, line_amount, prorate, share, tolerance_bounds, total
 
 
 @pytest.mark.parametrize(
@@ -50,3 +50,9 @@ def test_format_minor() -> None:
     assert format_minor(5) == "0.05"
     assert format_minor(-1205) == "-12.05"
     assert str(Money(1200, "CNY")) == "12.00 CNY"
+
+
+def test_prorate_half_up() -> None:
+    assert prorate(100, 500, 1998) == 25  # 25.025 -> 25
+    assert prorate(101, 1, 2) == 51  # 50.5 -> 51
+    assert prorate(7, 3, 0) == 0

@@ -1,9 +1,10 @@
+"""A small marketplace to test orders and payments in: two farms, three
+listings, a station with staff, buyers and an operator."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
 from market.accounts.models import Role, User
@@ -40,8 +41,7 @@ class Shop:
     other_buyer_h: dict[str, str]
 
 
-@pytest.fixture
-def shop(app: Flask) -> Shop:
+def make_shop() -> Shop:
     orchard = FarmFactory()
     chestnuts = FarmFactory(county="青龙满族自治县", province="河北省", village="肖营子村")
     centre = FulfilmentPointFactory()
@@ -79,6 +79,7 @@ def place(client: FlaskClient, shop: Shop, *lines: tuple[Listing, int], **extra:
 
 def pay(order_id: int) -> None:
     assert service.mark_paid(order_id)
+    db.session.commit()
 
 
 def part_of(order: dict, farm: Farm) -> dict:  # type: ignore[type-arg]

@@ -1,0 +1,1 @@
+"""The double-entry ledger: every money event is one balanced transaction."""

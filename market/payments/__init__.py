@@ -1,0 +1,1 @@
+"""Payments: a gateway per provider, the payment state, refunds, webhooks."""

@@ -1,0 +1,74 @@
+from typing import Any
+
+from flask import request
+
+from market.api import MarketBlueprint
+from market.auth import current_actor
+from market.idempotency import idempotent
+from market.payments import service, webhooks
+from market.payments.models import Payment, Refund
+from market.payments.schemas import (
+    OfflineConfirmationSchema,
+    PaymentSchema,
+    RefundRequestSchema,
+    RefundSchema,
+    WebhookResultSchema,
+)
+from market.payments.service import LineRefund
+
+blp = MarketBlueprint("payments", __name__, url_prefix="/api/v1", description="Payments, refunds and Stripe webhooks")
+WEBHOOK_PATH = "/api/v1/webhooks/stripe"
+
+
+@blp.route("/orders/<int:order_id>/payment", methods=["GET"])
+@blp.authenticated
+@blp.response(200, PaymentSchema)
+def get_payment(order_id: int) -> Payment:
+    """The order's payment, with the client secret for Stripe.js (the buyer; operators)"""
+    return service.get_payment(current_actor(), order_id)
+
+
+@blp.route("/orders/<int:order_id>/payment/offline-confirmation", methods=["POST"])
+@blp.authenticated
+@blp.arguments(OfflineConfirmationSchema)
+@blp.response(200, PaymentSchema)
+@blp.alt_response(409, description="The order is cancelled or expired, or the payment is not offline")
+def confirm_offline(body: dict[str, Any], order_id: int) -> Payment:
+    """Record cash or a bank transfer received for an order (operators)"""
+    return service.confirm_offline(current_actor(), order_id, **body)
+
+
+@blp.route("/orders/<int:order_id>/refunds", methods=["POST"])
+@blp.authenticated
+@idempotent
+@blp.arguments(RefundRequestSchema)
+@blp.response(201, RefundSchema)
+@blp.alt_response(409, description="Nothing captured to refund")
+def request_refund(body: dict[str, Any], order_id: int) -> Refund:
+    """Refund whole or part lines of a paid order (operators); accepts an Idempotency-Key"""
+    lines = [LineRefund(**line) for line in body["lines"]] if body["lines"] is not None else None
+    return service.request_refund(current_actor(), order_id, lines=lines, reason=body["reason"])
+
+
+@blp.route("/orders/<int:order_id>/refunds", methods=["GET"])
+@blp.authenticated
+@blp.response(200, RefundSchema(many=True))
+def list_refunds(order_id: int) -> list[Refund]:
+    """Refunds of an order (the buyer; operators)"""
+    return service.get_payment(current_actor(), order_id).refunds
+
+
+@blp.route("/payments/attention", methods=["GET"])
+@blp.authenticated
+@blp.response(200, PaymentSchema(many=True))
+def payments_needing_attention() -> list[Payment]:
+    """Payments a worker could not confirm after its retries (operators)"""
+    return service.list_attention(current_actor())
+
+
+@blp.route("/webhooks/stripe", methods=["POST"])
+@blp.response(200, WebhookResultSchema)
+@blp.alt_response(400, description="Bad or stale signature; nothing was stored")
+def stripe_webhook() -> dict[str, str]:
+    """Stripe's webhook endpoint (signed with the endpoint secret)"""
+    return {"result": webhooks.receive(request.get_data(), request.headers.get("Stripe-Signature"))}

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from market.api import StrictSchema
+from market.catalog.schemas import MAX_GRAMS
+from market.payments.models import PaymentStatus, Provider, RefundStatus
+
+
+class PaymentSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    order_id = fields.Integer(required=True)
+    provider = fields.Enum(Provider, by_value=True, required=True)
+    status = fields.Enum(PaymentStatus, by_value=True, required=True)
+    currency = fields.String(required=True)
+    amount = fields.Integer(required=True, metadata={"description": "Authorised: the most the order can reach."})
+    amount_captured = fields.Integer(required=True)
+    amount_refunded = fields.Integer(required=True)
+    client_secret = fields.String(
+        allow_none=True, required=True, metadata={"description": "For Stripe.js to confirm the card payment."}
+    )
+    failure_reason = fields.String(allow_none=True)
+    attention = fields.String(allow_none=True)
+    created_at = fields.DateTime(required=True)
+
+
+class OfflineConfirmationSchema(StrictSchema):
+    amount = fields.Integer(strict=True, required=True, validate=validate.Range(min=0))
+    reference = fields.String(required=True, validate=validate.Length(min=1, max=255))
+
+
+class RefundLineRequestSchema(StrictSchema):
+    line_id = fields.Integer(strict=True, required=True)
+    grams = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=MAX_GRAMS))
+
+
+class RefundRequestSchema(StrictSchema):
+    lines = fields.List(
+        fields.Nested(RefundLineRequestSchema),
+        load_default=None,
+        validate=validate.Length(min=1, max=50),
+        metadata={"description": "Lines and grams to refund; leave out to refund everything left."},
+    )
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+
+
+class RefundLineSchema(ma.Schema):
+    order_line_id = fields.Integer(required=True)
+    grams = fields.Integer(required=True)
+    amount = fields.Integer(required=True)
+
+
+class RefundSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    order_id = fields.Integer(required=True)
+    amount = fields.Integer(required=True)
+    reason = fields.String(required=True)
+    status = fields.Enum(RefundStatus, by_value=True, required=True)
+    failure_reason = fields.String(allow_none=True)
+    lines = fields.List(fields.Nested(RefundLineSchema), required=True)
+    created_at = fields.DateTime(required=True)
+    settled_at = fields.DateTime(allow_none=True)
+
+
+class WebhookResultSchema(ma.Schema):
+    result = fields.String(required=True, metadata={"description": "handled, ignored or duplicate"})

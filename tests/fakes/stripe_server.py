@@ -1,0 +1,271 @@
+"""A local stand-in for Stripe's API, run as an HTTP server on 127.0.0.1.
+
+It behaves like Stripe where our code depends on it: form-encoded requests,
+idempotency keys (a repeat replays the first answer, the same key with other
+parameters is refused), manual-capture PaymentIntents (capture at most what
+is capturable, the rest released), refunds at most what was captured, card
+errors (402) and injected server errors (500). Webhook payloads are signed
+with Stripe's scheme (`t=<ts>,v1=<HMAC-SHA256 of "<ts>.<payload>">`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+Response = tuple[int, dict[str, Any]]
+
+
+def _nest(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Stripe's form encoding: `metadata[order_id]=1` -> {"metadata": {"order_id": "1"}}."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        parts = re.findall(r"[^\[\]]+", key)
+        target = result
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = value
+    return result
+
+
+def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
+    """A Stripe-Signature header for `payload`."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    digest = hmac.new(secret.encode(), f"{ts}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={ts},v1={digest}"
+
+
+def _error(status: int, kind: str, message: str, code: str | None = None) -> Response:
+    body: dict[str, Any] = {"type": kind, "message": message}
+    if code:
+        body["code"] = code
+    return status, {"error": body}
+
+
+@dataclass
+class FakeStripe:
+    """The state of the fake account; tests drive it and read it."""
+
+    intents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calls: Counter[str] = field(default_factory=Counter)
+    fail_next: list[tuple[str, int]] = field(default_factory=list)  # (path prefix, HTTP status)
+    decline_next: list[str] = field(default_factory=list)  # path prefixes
+    hold: dict[str, float] = field(default_factory=dict)  # path prefix -> seconds to sit on a request
+    _keys: dict[str, tuple[str, dict[str, Any], Response]] = field(default_factory=dict)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    received: threading.Event = field(default_factory=threading.Event)
+
+    def _id(self, prefix: str) -> str:
+        return f"{prefix}_{next(self._ids):08d}"
+
+    # What a buyer does in Stripe.js: confirm the card, so the money is held.
+    def authorise(self, intent_id: str) -> dict[str, Any]:
+        with self.lock:
+            intent = self.intents[intent_id]
+            intent.update(status="requires_capture", amount_capturable=intent["amount"])
+            return dict(intent)
+
+    def event(self, kind: str, obj: dict[str, Any], *, event_id: str | None = None) -> bytes:
+        body = {
+            "id": event_id or self._id("evt"),
+            "object": "event",
+            "type": kind,
+            "created": int(time.time()),
+            "data": {"object": obj},
+            "livemode": False,
+            "api_version": "2025-01-01",
+        }
+        return json.dumps(body).encode()
+
+    # Request handling.
+    def handle(self, method: str, path: str, params: dict[str, Any], key: str | None) -> Response:
+        with self.lock:
+            self.calls[f"{method} {path}"] += 1
+            for index, (prefix, status) in enumerate(self.fail_next):
+                if path.startswith(prefix):
+                    del self.fail_next[index]
+                    return _error(status, "api_error", "An error occurred on Stripe's servers.")
+            if key is not None and method == "POST":
+                earlier = self._keys.get(key)
+                if earlier is not None:
+                    if earlier[0] != path or earlier[1] != params:
+                        return _error(
+                            400,
+                            "idempotency_error",
+                            "Keys for idempotent requests can only be used with the same parameters they were "
+                            "first used with.",
+                        )
+                    return earlier[2]
+            response = self._route(method, path, params)
+            if key is not None and method == "POST" and response[0] < 500:
+                self._keys[key] = (path, params, response)
+            return response
+
+    def _route(self, method: str, path: str, params: dict[str, Any]) -> Response:  # noqa: PLR0911 (one per endpoint)
+        if method == "POST" and path == "/v1/payment_intents":
+            return self._create_intent(params)
+        match = re.fullmatch(r"/v1/payment_intents/(pi_\w+)(/capture|/cancel)?", path)
+        if match:
+            intent = self.intents.get(match.group(1))
+            if intent is None:
+                return _error(404, "invalid_request_error", f"No such payment_intent: '{match.group(1)}'")
+            action = match.group(2)
+            if method == "GET" and action is None:
+                return 200, dict(intent)
+            if method == "POST" and action == "/capture":
+                return self._capture(intent, params)
+            if method == "POST" and action == "/cancel":
+                return self._cancel(intent)
+        if method == "POST" and path == "/v1/refunds":
+            return self._refund(params)
+        return _error(404, "invalid_request_error", f"Unrecognized request URL ({method}: {path}).")
+
+    def _create_intent(self, params: dict[str, Any]) -> Response:
+        amount = int(params["amount"])
+        if amount < 1 or amount > 99_999_999:
+            return _error(400, "invalid_request_error", "Amount must be between 1 and 99999999.", "amount_too_large")
+        if any(p.startswith("/v1/payment_intents") for p in self.decline_next):
+            self.decline_next.remove(next(p for p in self.decline_next if p.startswith("/v1/payment_intents")))
+            return _error(402, "card_error", "Your card was declined.", "card_declined")
+        intent_id = self._id("pi")
+        intent = {
+            "id": intent_id,
+            "object": "payment_intent",
+            "amount": amount,
+            "amount_capturable": 0,
+            "amount_received": 0,
+            "currency": params["currency"],
+            "capture_method": params.get("capture_method", "automatic"),
+            "transfer_group": params.get("transfer_group"),
+            "metadata": params.get("metadata", {}),
+            "client_secret": f"{intent_id}_secret_{next(self._ids)}",
+            "status": "requires_payment_method",
+        }
+        self.intents[intent_id] = intent
+        return 200, dict(intent)
+
+    def _capture(self, intent: dict[str, Any], params: dict[str, Any]) -> Response:
+        if intent["status"] != "requires_capture":
+            return _error(
+                400,
+                "invalid_request_error",
+                f"This PaymentIntent could not be captured because it has a status of {intent['status']}.",
+                "payment_intent_unexpected_state",
+            )
+        amount = int(params.get("amount_to_capture", intent["amount_capturable"]))
+        if amount > intent["amount_capturable"]:
+            return _error(
+                400, "invalid_request_error", "amount_to_capture exceeds amount_capturable.", "amount_too_large"
+            )
+        intent.update(status="succeeded", amount_received=amount, amount_capturable=0)
+        return 200, dict(intent)
+
+    def _cancel(self, intent: dict[str, Any]) -> Response:
+        if intent["status"] in ("succeeded", "canceled"):
+            return _error(
+                400,
+                "invalid_request_error",
+                f"You cannot cancel this PaymentIntent because it has a status of {intent['status']}.",
+                "payment_intent_unexpected_state",
+            )
+        intent.update(status="canceled", amount_capturable=0)
+        return 200, dict(intent)
+
+    def _refund(self, params: dict[str, Any]) -> Response:
+        intent = self.intents.get(params.get("payment_intent", ""))
+        if intent is None or intent["status"] != "succeeded":
+            return _error(400, "invalid_request_error", "This PaymentIntent has no successful charge to refund.")
+        amount = int(params.get("amount", intent["amount_received"]))
+        refunded = sum(r["amount"] for r in self.refunds.values() if r["payment_intent"] == intent["id"])
+        if amount > intent["amount_received"] - refunded:
+            return _error(
+                400,
+                "invalid_request_error",
+                f"Refund amount ({amount}) is greater than unrefunded amount on charge "
+                f"({intent['amount_received'] - refunded})",
+                "charge_already_refunded" if refunded else "amount_too_large",
+            )
+        refund = {
+            "id": self._id("re"),
+            "object": "refund",
+            "amount": amount,
+            "payment_intent": intent["id"],
+            "status": "succeeded",
+            "metadata": params.get("metadata", {}),
+        }
+        self.refunds[refund["id"]] = refund
+        return 200, dict(refund)
+
+    def total_refunded(self, intent_id: str) -> int:
+        with self.lock:
+            return sum(r["amount"] for r in self.refunds.values() if r["payment_intent"] == intent_id)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def _serve(self, method: str) -> None:
+        fake = self.server.fake
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length).decode() if length else url.query
+        if not (self.headers.get("Authorization") or "").startswith("Bearer sk_"):
+            status, body = _error(401, "invalid_request_error", "Invalid API Key provided.")
+        else:
+            fake.received.set()
+            for prefix, seconds in list(fake.hold.items()):
+                if url.path.startswith(prefix):
+                    time.sleep(seconds)
+            status, body = fake.handle(method, url.path, _nest(parse_qsl(raw)), self.headers.get("Idempotency-Key"))
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Request-Id", f"req_{time.monotonic_ns()}")
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, fake: FakeStripe) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.fake = fake
+
+
+class FakeStripeServer:
+    def __init__(self) -> None:
+        self.fake = FakeStripe()
+        self._server = _Server(self.fake)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeStripeServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
