@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.stripe_server import FakeStripe, FakeStripeServer
+from tests.workers.conftest import celery_app, worker  # noqa: F401 (fixtures for this package)
 
 WEBHOOK_SECRET = "whsec_test_secret"
 
