@@ -3,9 +3,21 @@
 from market.accounts import models as accounts
 from market.catalog import models as catalog
 from market.idempotency import IdempotencyKey
+from market.inventory import models as inventory
 from market.ledger import models as ledger
+from market.notifications import models as notifications
 from market.orders import models as orders
 from market.outbox import OutboxMessage
 from market.payments import models as payments
 
-__all__ = ["IdempotencyKey", "OutboxMessage", "accounts", "catalog", "ledger", "orders", "payments"]
+__all__ = [
+    "IdempotencyKey",
+    "OutboxMessage",
+    "accounts",
+    "catalog",
+    "inventory",
+    "ledger",
+    "notifications",
+    "orders",
+    "payments",
+]

@@ -177,6 +177,8 @@ class Listing(db.Model):  # type: ignore[name-defined]
     origin_county: Mapped[str] = mapped_column(String(80), index=True)
     price_per_kg: Mapped[int] = mapped_column(Integer)
     stock_g: Mapped[int] = mapped_column(Integer, default=0)
+    # The farmer hears about it when stock falls below this.
+    low_stock_threshold_g: Mapped[int | None] = mapped_column(Integer)
     min_order_g: Mapped[int] = mapped_column(Integer)
     step_g: Mapped[int] = mapped_column(Integer)
     description: Mapped[str] = mapped_column(Text, default="")

@@ -168,6 +168,9 @@ class ListingCreateSchema(StrictSchema):
         metadata={"description": "Minor units per kg."},
     )
     stock_g = grams(minimum=0, load_default=0)
+    low_stock_threshold_g = grams(
+        minimum=1, load_default=None, allow_none=True, metadata={"description": "Tell the farmer below this."}
+    )
     min_order_g = grams(minimum=1, required=True)
     step_g = grams(minimum=1, required=True, metadata={"description": "min_order_g must be a multiple of it."})
     description = fields.String(load_default="", validate=validate.Length(max=5000))
@@ -188,6 +191,7 @@ class ListingUpdateSchema(StrictSchema):
     brand = fields.String(allow_none=True)
     price_per_kg = fields.Integer(strict=True, validate=validate.Range(min=1, max=100_000_000))
     stock_g = grams(minimum=0)
+    low_stock_threshold_g = grams(minimum=1, allow_none=True)
     min_order_g = grams(minimum=1)
     step_g = grams(minimum=1)
     description = fields.String(validate=validate.Length(max=5000))
@@ -236,6 +240,7 @@ class ListingSchema(ma.Schema):
     price_per_kg = fields.Integer(required=True, metadata={"description": "Minor units of currency per kg."})
     currency = fields.Method("dump_currency", required=True, metadata={"type": "string"})
     stock_g = fields.Integer(required=True)
+    low_stock_threshold_g = fields.Integer(allow_none=True)
     min_order_g = fields.Integer(required=True)
     step_g = fields.Integer(required=True)
     description = fields.String(required=True)

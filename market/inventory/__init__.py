@@ -1,0 +1,1 @@
+"""Inventory sync: one stock shared with the farmer's other sales channels."""

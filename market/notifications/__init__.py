@@ -1,0 +1,1 @@
+"""Notifications: email, SMS and webhooks about orders, payouts and stock."""
