@@ -92,6 +92,11 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "STRIPE_SECRET_KEY": env.get("STRIPE_SECRET_KEY") or "",
         "STRIPE_WEBHOOK_SECRET": env.get("STRIPE_WEBHOOK_SECRET") or "",
         "STRIPE_API_BASE": env.get("STRIPE_API_BASE") or "",
+        # Orders are paid out only once settled (delivered or collected) this long.
+        "PAYOUT_HOLD_DAYS": _int(env, "PAYOUT_HOLD_DAYS", 3),
+        "STRIPE_CONNECT_COUNTRY": env.get("STRIPE_CONNECT_COUNTRY") or "SG",
+        "PAYOUT_ONBOARDING_RETURN_URL": env.get("PAYOUT_ONBOARDING_RETURN_URL") or "http://127.0.0.1:8000/connected",
+        "PAYOUT_ONBOARDING_REFRESH_URL": env.get("PAYOUT_ONBOARDING_REFRESH_URL") or "http://127.0.0.1:8000/connect",
         "CELERY": {
             "broker_url": broker_url,
             "broker_connection_retry_on_startup": True,

@@ -14,9 +14,11 @@ from market import cli, errors, health, outbox
 from market.accounts.routes import blp as accounts_blp
 from market.catalog.routes import blp as catalog_blp
 from market.extensions import api, celery_init_app, db, limiter, migrate
+from market.ledger.routes import blp as ledger_blp
 from market.orders.routes import blp as orders_blp
 from market.payments import gateway as payment_gateway
 from market.payments.routes import blp as payments_blp
+from market.payouts.routes import blp as payouts_blp
 
 API_PREFIX = "/api/v1"
 DOCS_ASSETS = Path(flask_swagger_ui.__file__).parent / "dist"
@@ -83,6 +85,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.before_request(_require_json)
     for blueprint in (accounts_blp, catalog_blp, orders_blp, payments_blp):
         api.register_blueprint(blueprint)
+    api.register_blueprint(payouts_blp)
+    api.register_blueprint(ledger_blp)
 
     cli.register(app)
     return app

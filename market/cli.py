@@ -16,12 +16,14 @@ from flask_migrate import upgrade
 import config
 from market import demo
 from market.accounts import service as accounts
+from market.payouts import checks
 
 
 def register(app: Flask) -> None:
     app.cli.add_command(create_operator)
     app.cli.add_command(seed_demo)
     app.cli.add_command(serve)
+    app.cli.add_command(ledger_check)
 
 
 @click.command("create-operator")
@@ -46,6 +48,19 @@ def _print_demo(tokens: dict[str, str], base_url: str = "http://127.0.0.1:8000")
         click.echo(f"  {email:<28} {token}")
     first = next(iter(tokens.values()))
     click.echo(f'\nTry:  curl -H "Authorization: Bearer {first}" {base_url}/api/v1/me\n')
+
+
+@click.command("ledger-check")
+def ledger_check() -> None:
+    """Check that every ledger transaction balances and that each farm's
+    payable matches its sales, premiums, refunds and payouts; exit 1 and
+    list every mismatch otherwise."""
+    problems = checks.check_ledger()
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise SystemExit(1)
+    click.echo("ledger consistent: every transaction balances and every farm payable matches its records")
 
 
 @click.command("serve")

@@ -9,6 +9,7 @@ from market.notifications import models as notifications
 from market.orders import models as orders
 from market.outbox import OutboxMessage
 from market.payments import models as payments
+from market.payouts import models as payouts
 
 __all__ = [
     "IdempotencyKey",
@@ -20,4 +21,5 @@ __all__ = [
     "notifications",
     "orders",
     "payments",
+    "payouts",
 ]

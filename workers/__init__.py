@@ -12,7 +12,7 @@ from datetime import timedelta
 from celery import Celery
 from flask import Flask
 
-TASK_MODULES = ("workers.orders", "workers.outbox", "workers.payments")
+TASK_MODULES = ("workers.orders", "workers.outbox", "workers.payments", "workers.payouts")
 
 
 def configure(celery: Celery, flask_app: Flask) -> Celery:

@@ -21,6 +21,8 @@ from market.ledger.models import AccountKind, LedgerAccount, LedgerEntry, Ledger
 
 BUYER_DEPOSITS = "buyer_deposits"
 PLATFORM_COMMISSION = "platform_commission"
+# Paid to farms by a payout, not yet confirmed as left our cash.
+PAYOUTS_IN_TRANSIT = "payouts_in_transit"
 
 
 class Unbalanced(ValueError):
@@ -39,6 +41,7 @@ def _kind(code: str) -> AccountKind:
     prefix = code.split(":", 1)[0]
     return {
         "gateway_cash": AccountKind.ASSET,
+        "payouts_in_transit": AccountKind.LIABILITY,
         "buyer_deposits": AccountKind.LIABILITY,
         "farm_payable": AccountKind.LIABILITY,
         "platform_commission": AccountKind.REVENUE,
@@ -67,6 +70,11 @@ def _account_ids(codes: Iterable[str]) -> dict[str, int]:
         db.session.execute(insert(LedgerAccount).values(rows).on_conflict_do_nothing(index_elements=["code"]))
         found.update({row.code: row.id for row in db.session.execute(_ids_of(missing))})
     return found
+
+
+def account_ids(codes: Iterable[str]) -> dict[str, int]:
+    """Ids of the accounts `codes` (created if missing), for set-based posting."""
+    return _account_ids(codes)
 
 
 def post(

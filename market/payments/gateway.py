@@ -43,6 +43,32 @@ class RefundResult:
     amount: int
 
 
+@dataclass(frozen=True)
+class ConnectedAccount:
+    id: str
+    payouts_enabled: bool
+    details_submitted: bool
+
+
+@dataclass(frozen=True)
+class AccountLink:
+    url: str
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class Transfer:
+    id: str
+    amount: int
+    amount_reversed: int
+
+
+@dataclass(frozen=True)
+class TransferReversal:
+    id: str
+    amount: int
+
+
 class PaymentGateway(Protocol):
     provider: Provider
 
@@ -57,6 +83,27 @@ class PaymentGateway(Protocol):
     def cancel(self, intent_id: str, *, key: str) -> Intent: ...
 
     def refund(self, intent_id: str, *, amount: int, key: str, reason: str) -> RefundResult: ...
+
+    def create_connected_account(self, *, farm_id: int, country: str, key: str) -> ConnectedAccount:
+        """An Express connected account for the farm, to receive transfers."""
+
+    def create_account_link(self, account_id: str, *, refresh_url: str, return_url: str, key: str) -> AccountLink:
+        """A one-time onboarding link the farmer follows to finish the account."""
+
+    def create_transfer(
+        self, *, amount: int, currency: str, destination: str, transfer_group: str, payout_id: int, key: str
+    ) -> Transfer:
+        """Move `amount` from the platform balance to a connected account."""
+
+    def find_transfer(self, *, transfer_group: str, payout_id: int) -> Transfer | None:
+        """The transfer made for `payout_id`, if any (for a retry after the
+        provider forgot the idempotency key)."""
+
+    def reverse_transfer(self, transfer_id: str, *, amount: int, key: str) -> TransferReversal:
+        """Take `amount` of a transfer back from the connected account."""
+
+
+NO_CONNECT = "Stripe Connect is not configured; pay this farm by bank transfer."
 
 
 class OfflineGateway:
@@ -79,6 +126,23 @@ class OfflineGateway:
 
     def refund(self, intent_id: str, *, amount: int, key: str, reason: str) -> RefundResult:
         return RefundResult(id=key, status="succeeded", amount=amount)
+
+    def create_connected_account(self, *, farm_id: int, country: str, key: str) -> ConnectedAccount:
+        raise GatewayError(NO_CONNECT)
+
+    def create_account_link(self, account_id: str, *, refresh_url: str, return_url: str, key: str) -> AccountLink:
+        raise GatewayError(NO_CONNECT)
+
+    def create_transfer(
+        self, *, amount: int, currency: str, destination: str, transfer_group: str, payout_id: int, key: str
+    ) -> Transfer:
+        raise GatewayError(NO_CONNECT)
+
+    def find_transfer(self, *, transfer_group: str, payout_id: int) -> Transfer | None:
+        return None
+
+    def reverse_transfer(self, transfer_id: str, *, amount: int, key: str) -> TransferReversal:
+        raise GatewayError(NO_CONNECT)
 
 
 def _intent(resource: Any) -> Intent:
@@ -148,6 +212,64 @@ class StripeGateway:
         params = {"payment_intent": intent_id, "amount": amount, "metadata": {"reason": reason[:500]}}
         obj = self._call(self.client.v1.refunds.create, params, {"idempotency_key": key})
         return RefundResult(id=obj["id"], status=obj["status"], amount=obj["amount"])
+
+    def create_connected_account(self, *, farm_id: int, country: str, key: str) -> ConnectedAccount:
+        params = {
+            "type": "express",
+            "country": country,
+            "capabilities": {"transfers": {"requested": True}},
+            "metadata": {"farm_id": str(farm_id)},
+        }
+        obj = self._call(self.client.v1.accounts.create, params, {"idempotency_key": key}).to_dict()
+        return ConnectedAccount(
+            id=obj["id"],
+            payouts_enabled=bool(obj.get("payouts_enabled")),
+            details_submitted=bool(obj.get("details_submitted")),
+        )
+
+    def create_account_link(self, account_id: str, *, refresh_url: str, return_url: str, key: str) -> AccountLink:
+        params = {
+            "account": account_id,
+            "refresh_url": refresh_url,
+            "return_url": return_url,
+            "type": "account_onboarding",
+        }
+        obj = self._call(self.client.v1.account_links.create, params, {"idempotency_key": key}).to_dict()
+        return AccountLink(url=obj["url"], expires_at=int(obj["expires_at"]))
+
+    def create_transfer(
+        self, *, amount: int, currency: str, destination: str, transfer_group: str, payout_id: int, key: str
+    ) -> Transfer:
+        params = {
+            "amount": amount,
+            "currency": currency.lower(),
+            "destination": destination,
+            "transfer_group": transfer_group,
+            "metadata": {"payout_id": str(payout_id)},
+        }
+        return _transfer(self._call(self.client.v1.transfers.create, params, {"idempotency_key": key}))
+
+    def find_transfer(self, *, transfer_group: str, payout_id: int) -> Transfer | None:
+        params: dict[str, Any] = {"transfer_group": transfer_group, "limit": 100}
+        while True:
+            page = self._call(self.client.v1.transfers.list, params).to_dict()
+            for obj in page["data"]:
+                if (obj.get("metadata") or {}).get("payout_id") == str(payout_id):
+                    return _transfer(obj)
+            if not page["has_more"] or not page["data"]:
+                return None
+            params["starting_after"] = page["data"][-1]["id"]
+
+    def reverse_transfer(self, transfer_id: str, *, amount: int, key: str) -> TransferReversal:
+        obj = self._call(
+            self.client.v1.transfers.reversals.create, transfer_id, {"amount": amount}, {"idempotency_key": key}
+        ).to_dict()
+        return TransferReversal(id=obj["id"], amount=obj["amount"])
+
+
+def _transfer(resource: Any) -> Transfer:
+    obj = resource if isinstance(resource, dict) else resource.to_dict()
+    return Transfer(id=obj["id"], amount=obj["amount"], amount_reversed=obj.get("amount_reversed") or 0)
 
 
 def init_app(app: Flask) -> None:

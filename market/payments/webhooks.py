@@ -15,6 +15,7 @@ from market.errors import DomainError
 from market.extensions import db
 from market.payments import service
 from market.payments.models import StripeEvent
+from market.payouts import service as payouts
 
 TOLERANCE_SECONDS = 300
 
@@ -40,6 +41,12 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], None]] = {
         _payment_intent(e)["id"], _payment_intent(e)["amount_received"]
     ),
     "payment_intent.canceled": lambda e: service.intent_cancelled(_payment_intent(e)["id"]),
+    "account.updated": lambda e: payouts.account_updated(
+        e["data"]["object"]["id"],
+        payouts_enabled=bool(e["data"]["object"].get("payouts_enabled")),
+        details_submitted=bool(e["data"]["object"].get("details_submitted")),
+        created=int(e["created"]),
+    ),
 }
 
 

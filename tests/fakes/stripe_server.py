@@ -4,7 +4,9 @@ It behaves like Stripe where our code depends on it: form-encoded requests,
 idempotency keys (a repeat replays the first answer, the same key with other
 parameters is refused), manual-capture PaymentIntents (capture at most what
 is capturable, the rest released), refunds at most what was captured, card
-errors (402) and injected server errors (500). Webhook payloads are signed
+errors (402) and injected server errors (500); for Connect, Express
+accounts, onboarding links, transfers (at most the platform balance, listed
+by transfer group) and their reversals. Webhook payloads are signed
 with Stripe's scheme (`t=<ts>,v1=<HMAC-SHA256 of "<ts>.<payload>">`).
 """
 
@@ -58,10 +60,16 @@ class FakeStripe:
 
     intents: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    transfers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reversals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # What the platform can transfer; None: unlimited.
+    available_balance: int | None = None
     calls: Counter[str] = field(default_factory=Counter)
     fail_next: list[tuple[str, int]] = field(default_factory=list)  # (path prefix, HTTP status)
     decline_next: list[str] = field(default_factory=list)  # path prefixes
     hold: dict[str, float] = field(default_factory=dict)  # path prefix -> seconds to sit on a request
+    refuse_next: list[tuple[str, str]] = field(default_factory=list)  # (path prefix, message): a 400
     _keys: dict[str, tuple[str, dict[str, Any], Response]] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -76,6 +84,20 @@ class FakeStripe:
             intent = self.intents[intent_id]
             intent.update(status="requires_capture", amount_capturable=intent["amount"])
             return dict(intent)
+
+    # What a farmer does on Stripe's onboarding pages.
+    def finish_onboarding(self, account_id: str) -> dict[str, Any]:
+        with self.lock:
+            account = self.accounts[account_id]
+            account.update(details_submitted=True, payouts_enabled=True, charges_enabled=True)
+            return dict(account)
+
+    def transferred_to(self, account_id: str) -> int:
+        """What the connected account holds from transfers, less reversals."""
+        with self.lock:
+            return sum(
+                t["amount"] - t["amount_reversed"] for t in self.transfers.values() if t["destination"] == account_id
+            )
 
     def event(self, kind: str, obj: dict[str, Any], *, event_id: str | None = None) -> bytes:
         body = {
@@ -97,6 +119,10 @@ class FakeStripe:
                 if path.startswith(prefix):
                     del self.fail_next[index]
                     return _error(status, "api_error", "An error occurred on Stripe's servers.")
+            for index, (prefix, message) in enumerate(self.refuse_next):
+                if path.startswith(prefix) and method == "POST":
+                    del self.refuse_next[index]
+                    return _error(400, "invalid_request_error", message)
             if key is not None and method == "POST":
                 earlier = self._keys.get(key)
                 if earlier is not None:
@@ -130,6 +156,15 @@ class FakeStripe:
                 return self._cancel(intent)
         if method == "POST" and path == "/v1/refunds":
             return self._refund(params)
+        if method == "POST" and path == "/v1/accounts":
+            return self._create_account(params)
+        if method == "POST" and path == "/v1/account_links":
+            return self._create_account_link(params)
+        if path == "/v1/transfers":
+            return self._create_transfer(params) if method == "POST" else self._list_transfers(params)
+        match = re.fullmatch(r"/v1/transfers/(tr_\w+)/reversals", path)
+        if match and method == "POST":
+            return self._reverse(match.group(1), params)
         return _error(404, "invalid_request_error", f"Unrecognized request URL ({method}: {path}).")
 
     def _create_intent(self, params: dict[str, Any]) -> Response:
@@ -207,6 +242,80 @@ class FakeStripe:
         }
         self.refunds[refund["id"]] = refund
         return 200, dict(refund)
+
+    def _create_account(self, params: dict[str, Any]) -> Response:
+        if params.get("type") != "express":
+            return _error(400, "invalid_request_error", "Only express accounts are supported here.")
+        account = {
+            "id": self._id("acct"),
+            "object": "account",
+            "type": "express",
+            "country": params.get("country"),
+            "metadata": params.get("metadata", {}),
+            "details_submitted": False,
+            "payouts_enabled": False,
+            "charges_enabled": False,
+        }
+        self.accounts[account["id"]] = account
+        return 200, dict(account)
+
+    def _create_account_link(self, params: dict[str, Any]) -> Response:
+        if params.get("account") not in self.accounts:
+            return _error(400, "invalid_request_error", f"No such account: '{params.get('account')}'")
+        link_id = self._id("link")
+        return 200, {
+            "object": "account_link",
+            "url": f"https://connect.stripe.test/setup/e/{params['account']}/{link_id}",
+            "created": int(time.time()),
+            "expires_at": int(time.time()) + 300,
+        }
+
+    def _create_transfer(self, params: dict[str, Any]) -> Response:
+        amount = int(params["amount"])
+        account = self.accounts.get(params.get("destination", ""))
+        if account is None:
+            return _error(400, "invalid_request_error", f"No such destination: '{params.get('destination')}'")
+        if not account["payouts_enabled"]:
+            return _error(400, "invalid_request_error", "The destination account cannot receive transfers yet.")
+        if self.available_balance is not None:
+            if amount > self.available_balance:
+                return _error(
+                    400,
+                    "invalid_request_error",
+                    "You have insufficient available funds in your Stripe account.",
+                    "balance_insufficient",
+                )
+            self.available_balance -= amount
+        transfer = {
+            "id": self._id("tr"),
+            "object": "transfer",
+            "amount": amount,
+            "amount_reversed": 0,
+            "currency": params["currency"],
+            "destination": account["id"],
+            "transfer_group": params.get("transfer_group"),
+            "metadata": params.get("metadata", {}),
+            "reversed": False,
+        }
+        self.transfers[transfer["id"]] = transfer
+        return 200, dict(transfer)
+
+    def _list_transfers(self, params: dict[str, Any]) -> Response:
+        found = [dict(t) for t in self.transfers.values() if t["transfer_group"] == params.get("transfer_group")]
+        return 200, {"object": "list", "url": "/v1/transfers", "has_more": False, "data": found}
+
+    def _reverse(self, transfer_id: str, params: dict[str, Any]) -> Response:
+        transfer = self.transfers.get(transfer_id)
+        if transfer is None:
+            return _error(404, "invalid_request_error", f"No such transfer: '{transfer_id}'")
+        amount = int(params.get("amount", transfer["amount"] - transfer["amount_reversed"]))
+        if amount > transfer["amount"] - transfer["amount_reversed"]:
+            return _error(400, "invalid_request_error", "The reversal amount exceeds what is left of the transfer.")
+        transfer["amount_reversed"] += amount
+        transfer["reversed"] = transfer["amount_reversed"] == transfer["amount"]
+        reversal = {"id": self._id("trr"), "object": "transfer_reversal", "amount": amount, "transfer": transfer_id}
+        self.reversals[reversal["id"]] = reversal
+        return 200, dict(reversal)
 
     def total_refunded(self, intent_id: str) -> int:
         with self.lock:

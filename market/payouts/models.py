@@ -1,0 +1,285 @@
+"""Payout records. Every settled amount a payout pays is named by a
+coverage row (captured line, refund line or premium transaction) that is
+unique across all payouts, so no amount is ever paid twice, however often
+or however overlapping the runs."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from market.catalog.models import Farm, PayoutMethod
+from market.db import UTCDateTime, enum_column, utcnow
+from market.errors import InvalidTransition
+from market.extensions import db
+
+
+class PayoutStatus(StrEnum):
+    PENDING = "pending"  # a worker is to send the Stripe transfer
+    AWAITING_CONFIRMATION = "awaiting_confirmation"  # in a bank file; an operator confirms the transfer
+    PAID = "paid"
+    FAILED = "failed"  # Stripe refused the transfer; failure_reason says why
+
+
+class ReversalStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+def _refuse(what: str, current: str, action: str) -> InvalidTransition:
+    return InvalidTransition(f"{what} is {current}; it cannot be {action}.", current_status=current)
+
+
+class PayoutAccount(db.Model):  # type: ignore[name-defined]
+    """How a farm is paid: a Stripe connected account, or bank details for
+    an offline transfer. The full account number is only ever written to the
+    operators' bank file; everything else shows the masked one."""
+
+    __tablename__ = "payout_accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), unique=True)
+    method: Mapped[PayoutMethod] = mapped_column(enum_column(PayoutMethod, "payout_method"))
+    stripe_account_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    payouts_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    details_submitted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # The `created` time of the newest account.updated event applied, so a
+    # late, older event does not undo a newer one.
+    stripe_state_at: Mapped[int | None] = mapped_column(Integer)
+    # Each request for an onboarding link bumps this; it names the link's
+    # idempotency key, so one request makes one link however often retried.
+    link_requests: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    link_requested_for: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    onboarding_url: Mapped[str | None] = mapped_column(Text)
+    onboarding_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    bank_account_holder: Mapped[str | None] = mapped_column(String(120))
+    bank_name: Mapped[str | None] = mapped_column(String(120))
+    bank_account_number: Mapped[str | None] = mapped_column(String(34))
+    bank_account_masked: Mapped[str | None] = mapped_column(String(34))
+    attention: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now(), onupdate=utcnow)
+
+    farm: Mapped[Farm] = relationship()
+
+    @property
+    def status(self) -> str:
+        """connecting (account being made), onboarding (the farmer has a link
+        to finish), enabled (Stripe pays out), or ready (bank details given)."""
+        if self.method == PayoutMethod.BANK_TRANSFER:
+            return "ready" if self.bank_account_number else "incomplete"
+        if self.payouts_enabled:
+            return "enabled"
+        if self.stripe_account_id is None or self.onboarding_url is None:
+            return "connecting"
+        return "onboarding"
+
+    @property
+    def ready(self) -> bool:
+        return self.status in ("enabled", "ready")
+
+
+class PayoutRun(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "payout_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period_end: Mapped[date] = mapped_column(Date)
+    cutoff: Mapped[datetime] = mapped_column(
+        UTCDateTime(), doc="Orders settled before this moment (period end and hold period) are paid."
+    )
+    currency: Mapped[str] = mapped_column(String(3))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    payouts_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    reversals_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+
+    payouts: Mapped[list[Payout]] = relationship(back_populates="run", order_by="Payout.id")
+
+
+class Payout(db.Model):  # type: ignore[name-defined]
+    """What one run pays one farm, with the statement totals; the covered
+    lines, refunds and premiums are the statement's detail."""
+
+    __tablename__ = "payouts"
+    __table_args__ = (
+        UniqueConstraint("run_id", "farm_id"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(
+            "amount = sales - commission + premiums - refunds - adjustments", name="amount_is_statement_net"
+        ),
+        Index("ix_payouts_farm_id_id", "farm_id", "id"),
+        Index("ix_payouts_status_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("payout_runs.id"), index=True)
+    farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"))
+    method: Mapped[PayoutMethod] = mapped_column(enum_column(PayoutMethod, "payout_method"))
+    status: Mapped[PayoutStatus] = mapped_column(enum_column(PayoutStatus, "payout_status"))
+    currency: Mapped[str] = mapped_column(String(3))
+    orders_count: Mapped[int] = mapped_column(Integer, default=0)
+    lines_count: Mapped[int] = mapped_column(Integer, default=0)
+    grams: Mapped[int] = mapped_column(Integer, default=0)
+    sales: Mapped[int] = mapped_column(Integer, default=0)
+    commission: Mapped[int] = mapped_column(Integer, default=0)
+    premiums: Mapped[int] = mapped_column(Integer, default=0)
+    refunds: Mapped[int] = mapped_column(Integer, default=0, doc="Refunds of lines paid by this payout (farm share).")
+    adjustments: Mapped[int] = mapped_column(
+        Integer, default=0, doc="Refunds of lines an earlier payout paid, netted here (farm share)."
+    )
+    amount: Mapped[int] = mapped_column(Integer)
+    stripe_account_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_transfer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    transfer_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    transfer_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    bank_reference: Mapped[str | None] = mapped_column(String(255))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    attention: Mapped[str | None] = mapped_column(
+        Text, doc="Set when a worker gave up after its retries; operators must look."
+    )
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now(), onupdate=utcnow)
+
+    run: Mapped[PayoutRun] = relationship(back_populates="payouts")
+    farm: Mapped[Farm] = relationship()
+
+    @property
+    def transfer_group(self) -> str:
+        return f"payout-run-{self.run_id}"
+
+    @property
+    def transfer_key(self) -> str:
+        """`payout-<id>` for the first try; a try after Stripe refused for
+        good needs a fresh key (Stripe would replay the refusal)."""
+        return (
+            f"payout-{self.id}" if self.transfer_attempts == 0 else f"payout-{self.id}-retry-{self.transfer_attempts}"
+        )
+
+    def mark_transferred(self, transfer_id: str) -> None:
+        if self.status != PayoutStatus.PENDING:
+            raise _refuse(f"Payout {self.id}", self.status, "marked paid")
+        self.status = PayoutStatus.PAID
+        self.stripe_transfer_id = transfer_id
+        self.failure_reason = None
+        self.attention = None
+        self.paid_at = utcnow()
+
+    def mark_failed(self, reason: str) -> None:
+        if self.status != PayoutStatus.PENDING:
+            raise _refuse(f"Payout {self.id}", self.status, "marked failed")
+        self.status = PayoutStatus.FAILED
+        self.failure_reason = reason[:2000]
+
+    def retry(self) -> None:
+        if self.status != PayoutStatus.FAILED:
+            raise _refuse(f"Payout {self.id}", self.status, "retried")
+        self.status = PayoutStatus.PENDING
+        self.transfer_attempts += 1
+        self.transfer_requested_at = None
+        self.attention = None
+
+    def confirm(self, bank_reference: str) -> None:
+        if self.method != PayoutMethod.BANK_TRANSFER:
+            raise _refuse(f"Payout {self.id}", "paid by Stripe transfer", "confirmed by hand")
+        if self.status != PayoutStatus.AWAITING_CONFIRMATION:
+            raise _refuse(f"Payout {self.id}", self.status, "confirmed")
+        self.status = PayoutStatus.PAID
+        self.bank_reference = bank_reference
+        self.paid_at = utcnow()
+
+
+class PayoutLine(db.Model):  # type: ignore[name-defined]
+    """A captured order line a payout pays: each is paid exactly once."""
+
+    __tablename__ = "payout_lines"
+    __table_args__ = (UniqueConstraint("captured_line_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id"), index=True)
+    captured_line_id: Mapped[int] = mapped_column(ForeignKey("captured_lines.id"))
+
+
+class TransferReversal(db.Model):  # type: ignore[name-defined]
+    """Money taken back from a farm's Stripe transfer for refunds of lines
+    that transfer had paid."""
+
+    __tablename__ = "transfer_reversals"
+    __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("payout_runs.id"), index=True)
+    farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), index=True)
+    amount: Mapped[int] = mapped_column(Integer)
+    status: Mapped[ReversalStatus] = mapped_column(enum_column(ReversalStatus, "reversal_status"))
+    stripe_reversal_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    payout: Mapped[Payout] = relationship()
+
+    def mark_succeeded(self, reversal_id: str) -> None:
+        if self.status != ReversalStatus.PENDING:
+            raise _refuse(f"Reversal {self.id}", self.status, "marked succeeded")
+        self.status = ReversalStatus.SUCCEEDED
+        self.stripe_reversal_id = reversal_id
+        self.settled_at = utcnow()
+
+    def mark_failed(self, reason: str) -> None:
+        if self.status != ReversalStatus.PENDING:
+            raise _refuse(f"Reversal {self.id}", self.status, "marked failed")
+        self.status = ReversalStatus.FAILED
+        self.failure_reason = reason[:2000]
+        self.settled_at = utcnow()
+
+
+class PayoutRefundLine(db.Model):  # type: ignore[name-defined]
+    """A refunded line's farm share, settled exactly once: netted in a
+    payout (`payout_id`) or recovered by a transfer reversal (`reversal_id`)."""
+
+    __tablename__ = "payout_refund_lines"
+    __table_args__ = (
+        UniqueConstraint("refund_line_id"),
+        CheckConstraint("(payout_id IS NULL) <> (reversal_id IS NULL)", name="one_settlement"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    refund_line_id: Mapped[int] = mapped_column(ForeignKey("refund_lines.id"))
+    payout_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"), index=True)
+    reversal_id: Mapped[int | None] = mapped_column(ForeignKey("transfer_reversals.id"), index=True)
+    farm_amount: Mapped[int] = mapped_column(Integer, doc="The refund's amount less its commission: the farm's share.")
+    adjustment: Mapped[bool] = mapped_column(
+        Boolean, doc="The refunded line was paid by an earlier payout (a negative adjustment)."
+    )
+
+
+class PayoutPremium(db.Model):  # type: ignore[name-defined]
+    """A premium ledger transaction's credit to a farm, paid exactly once."""
+
+    __tablename__ = "payout_premiums"
+    __table_args__ = (UniqueConstraint("ledger_transaction_id", "farm_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id"), index=True)
+    ledger_transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"))
+    farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"))
+    programme: Mapped[str] = mapped_column(String(80))
+    amount: Mapped[int] = mapped_column(Integer)

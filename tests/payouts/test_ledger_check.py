@@ -1,0 +1,51 @@
+"""`flask ledger-check`: silent success on a consistent ledger; every
+mismatch listed, and a non-zero exit, otherwise."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select, update
+
+from market.extensions import db
+from market.ledger import service as ledger
+from market.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
+from market.payouts.models import Payout
+from tests.payouts.conftest import bank_details, run, settled_order
+from tests.shop import Shop
+
+
+def test_a_consistent_ledger_passes(app: Flask, client: FlaskClient, shop: Shop) -> None:
+    bank_details(client, shop, shop.orchard.id)
+    settled_order(client, shop, (shop.oranges, 1000), (shop.nuts, 500))
+    run(client, shop)
+    result = app.test_cli_runner().invoke(args=["ledger-check"])
+    assert result.exit_code == 0, result.output
+    assert "consistent" in result.output
+
+
+def test_every_mismatch_is_listed_and_the_exit_is_non_zero(app: Flask, client: FlaskClient, shop: Shop) -> None:
+    bank_details(client, shop, shop.orchard.id)
+    settled_order(client, shop, (shop.oranges, 1000))
+    run(client, shop)
+    # An entry changed by hand unbalances its transaction and the farm's payable ...
+    capture = db.session.scalars(select(LedgerTransaction).where(LedgerTransaction.kind == "capture")).one()
+    farm_account = db.session.scalars(
+        select(LedgerAccount).where(LedgerAccount.code == ledger.farm_payable(shop.orchard.id))
+    ).one()
+    db.session.execute(
+        update(LedgerEntry)
+        .where(LedgerEntry.transaction_id == capture.id, LedgerEntry.account_id == farm_account.id)
+        .values(amount=LedgerEntry.amount - 1)
+    )
+    # ... and a payout whose amount no longer matches its ledger transaction.
+    db.session.execute(update(Payout).values(amount=Payout.amount + 5, sales=Payout.sales + 5))
+    db.session.commit()
+
+    result = app.test_cli_runner().invoke(args=["ledger-check"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert any("payment:" in line and "does not balance" in line for line in lines)
+    assert any(line.startswith(f"farm_payable:{shop.orchard.id} is ") for line in lines)
+    assert any(line.startswith("payouts_in_transit is ") for line in lines)
+    assert len(lines) == 3

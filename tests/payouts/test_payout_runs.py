@@ -1,0 +1,228 @@
+"""Payout runs over settled orders, paid by bank file: statements to the
+fen, repeated and overlapping runs, the hold period, the bank file and its
+confirmation, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+
+from flask.testing import FlaskClient
+from sqlalchemy import func, select, update
+
+from market.db import utcnow
+from market.extensions import db
+from market.ledger import service as ledger
+from market.ledger.models import LedgerTransaction
+from market.orders.models import OrderEvent
+from market.payouts import checks
+from market.payouts.models import Payout, PayoutLine, PayoutRun
+from tests.payouts.conftest import bank_details, queued, refund, run, settled_order
+from tests.shop import Shop
+
+
+def two_orders(client: FlaskClient, shop: Shop) -> tuple[dict, dict]:  # type: ignore[type-arg]
+    first = settled_order(client, shop, (shop.oranges, 2000), (shop.pomelos, 1500), weighed={shop.oranges.id: 2105})
+    second = settled_order(client, shop, (shop.nuts, 750), (shop.oranges, 1000))
+    pomelo_line = next(ln for p in first["parts"] for ln in p["lines"] if ln["listing_id"] == shop.pomelos.id)
+    refund(first["id"], pomelo_line["id"], 500)
+    return first, second
+
+
+def test_statement_to_the_fen(client: FlaskClient, shop: Shop) -> None:
+    bank_details(client, shop, shop.orchard.id)
+    bank_details(client, shop, shop.chestnuts.id)
+    first, second = two_orders(client, shop)
+
+    response = run(client, shop)
+    assert response.status_code == 201, response.json
+    assert response.json["payouts_count"] == 2
+    assert response.json["total"] == 3707 + 1710
+
+    listed = client.get("/api/v1/payouts", query_string={"farm_id": shop.orchard.id}, headers=shop.operator_h).json
+    (orchard,) = listed["items"]
+    # Oranges 2105 g at 9.99 = 21.03 (5% = 1.05), pomelos 1500 g at 8.00 =
+    # 12.00 (0.60), oranges 1000 g = 9.99 (0.50); 500 g of pomelos refunded:
+    # 4.00 less its 0.20 commission.
+    assert {k: orchard[k] for k in ("orders_count", "lines_count", "grams", "sales", "commission", "refunds")} == {
+        "orders_count": 2,
+        "lines_count": 3,
+        "grams": 4605,
+        "sales": 4302,
+        "commission": 215,
+        "refunds": 380,
+    }
+    assert (orchard["premiums"], orchard["adjustments"], orchard["amount"]) == (0, 0, 3707)
+    assert orchard["status"] == "awaiting_confirmation"
+
+    detail = client.get(f"/api/v1/payouts/{orchard['id']}", headers=shop.orchard_h).json
+    assert [o["order_id"] for o in detail["orders"]] == [first["id"], second["id"]]
+    assert [(ln["grams"], ln["amount"], ln["commission"], ln["net"]) for ln in detail["orders"][0]["lines"]] == [
+        (2105, 2103, 105, 1998),
+        (1500, 1200, 60, 1140),
+    ]
+    assert [(r["grams"], r["amount"], r["commission"], r["net"]) for r in detail["refunds"]] == [(500, 400, 20, 380)]
+    assert detail["premiums"] == []
+    assert detail["adjustments"] == []
+
+    # Each farm's payable is now settled into the payout, in transit.
+    assert ledger.balance(ledger.farm_payable(shop.orchard.id)) == 0
+    assert ledger.balance(ledger.farm_payable(shop.chestnuts.id)) == 0
+    assert ledger.balance(ledger.PAYOUTS_IN_TRANSIT) == -(3707 + 1710)
+    assert checks.check_ledger() == []
+
+    csv_response = client.get(f"/api/v1/payouts/{orchard['id']}/statement.csv", headers=shop.orchard_h)
+    assert csv_response.status_code == 200
+    assert csv_response.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(csv_response.get_data(as_text=True).lstrip("\ufeff"))))
+    assert [(r["section"], r["kg"], r["amount"], r["commission"], r["net"]) for r in rows] == [
+        ("sale", "2.105", "21.03", "1.05", "19.98"),
+        ("sale", "1.500", "12.00", "0.60", "11.40"),
+        ("sale", "1.000", "9.99", "0.50", "9.49"),
+        ("refund", "0.500", "-4.00", "-0.20", "-3.80"),
+        ("total", "4.605", "43.02", "2.15", "37.07"),
+    ]
+
+
+def test_running_again_or_overlapping_pays_nobody_twice(client: FlaskClient, shop: Shop) -> None:
+    bank_details(client, shop, shop.orchard.id)
+    bank_details(client, shop, shop.chestnuts.id)
+    two_orders(client, shop)
+    assert run(client, shop).json["payouts_count"] == 2
+    again = run(client, shop)
+    assert again.status_code == 201
+    assert (again.json["payouts_count"], again.json["total"]) == (0, 0)
+
+    # A new order settles; an overlapping run (the same period) pays only it.
+    settled_order(client, shop, (shop.nuts, 500))
+    overlapping = run(client, shop)
+    assert (overlapping.json["payouts_count"], overlapping.json["total"]) == (1, 1200 - 60)
+    assert db.session.scalar(select(func.count()).select_from(PayoutLine)) == 5
+    assert db.session.scalar(select(func.sum(Payout.amount))) == 3707 + 1710 + 1140
+    assert checks.check_ledger() == []
+
+
+def test_the_same_idempotency_key_replays_the_run(client: FlaskClient, shop: Shop) -> None:
+    bank_details(client, shop, shop.orchard.id)
+    settled_order(client, shop, (shop.oranges, 1000))
+    first = run(client, shop, **{"Idempotency-Key": "run-2026-w48"})
+    second = run(client, shop, **{"Idempotency-Key": "run-2026-w48"})
+    assert first.status_code == second.status_code == 201
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert second.json == first.json
+    assert db.session.scalar(select(func.count()).select_from(PayoutRun)) == 1
+
+
+def test_a_future_period_is_refused_and_writes_nothing(client: FlaskClient, shop: Shop) -> None:
+    bank_details(client, shop, shop.orchard.id)
+    settled_order(client, shop, (shop.oranges, 1000))
+    before = db.session.scalar(select(func.count()).select_from(LedgerTransaction))
+    response = run(client, shop, utcnow().date() + timedelta(days=1))
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"
+    assert "period_end" in response.json["errors"]
+    assert db.session.scalar(select(func.count()).select_from(PayoutRun)) == 0
+    assert db.session.scalar(select(func.count()).select_from(LedgerTransaction)) == before
+
+
+def test_orders_settled_within_the_hold_period_wait(client: FlaskClient, shop: Shop) -> None:
+    bank_details(client, shop, shop.orchard.id)
+    order = settled_order(client, shop, (shop.oranges, 1000))
+    client.application.config["PAYOUT_HOLD_DAYS"] = 3
+    assert run(client, shop).json["payouts_count"] == 0
+    # Delivered four days ago: past the hold, but not within a period that
+    # ended five days ago.
+    db.session.execute(
+        update(OrderEvent).where(OrderEvent.order_id == order["id"]).values(created_at=utcnow() - timedelta(days=4))
+    )
+    db.session.commit()
+    assert run(client, shop, utcnow().date() - timedelta(days=5)).json["payouts_count"] == 0
+    assert run(client, shop).json["payouts_count"] == 1
+
+
+def test_farms_without_payout_details_are_left_for_later(client: FlaskClient, shop: Shop) -> None:
+    bank_details(client, shop, shop.orchard.id)
+    settled_order(client, shop, (shop.oranges, 1000), (shop.nuts, 500))
+    assert run(client, shop).json["payouts_count"] == 1
+    bank_details(client, shop, shop.chestnuts.id)
+    later = run(client, shop).json
+    assert (later["payouts_count"], later["total"]) == (1, 1140)
+
+
+def test_bank_file_and_confirmation(client: FlaskClient, shop: Shop) -> None:
+    bank_details(client, shop, shop.orchard.id)
+    settled_order(client, shop, (shop.oranges, 1000))
+    run_id = run(client, shop).json["id"]
+    payout = db.session.scalars(select(Payout)).one()
+
+    response = client.get(f"/api/v1/payout-runs/{run_id}/bank-file.csv", headers=shop.operator_h)
+    assert response.status_code == 200
+    (row,) = csv.DictReader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff")))
+    assert row == {
+        "payout_id": str(payout.id),
+        "reference": f"payout-{payout.id}",
+        "farm": shop.orchard.name,
+        "account_holder": "刘长生",
+        "bank_name": "中国农业银行 寻乌支行",
+        "account_number": "6228480012345678901",
+        "amount": "949",
+        "currency": "CNY",
+    }
+    account = client.get(f"/api/v1/farms/{shop.orchard.id}/payout-account", headers=shop.orchard_h).json
+    assert account["bank_account_masked"] == "***************8901"
+    assert "6228480012345678901" not in str(account)
+
+    confirmed = client.post(
+        f"/api/v1/payouts/{payout.id}/confirm", json={"bank_reference": "ABC-2026-0001"}, headers=shop.operator_h
+    )
+    assert confirmed.status_code == 200, confirmed.json
+    assert (confirmed.json["status"], confirmed.json["bank_reference"]) == ("paid", "ABC-2026-0001")
+    assert ledger.balance(ledger.PAYOUTS_IN_TRANSIT) == 0
+    # The buyer paid 9.99 in, the farm was paid 9.49 out: the commission stays.
+    assert ledger.balance("gateway_cash:offline") == 999 - 949
+    assert checks.check_ledger() == []
+
+    twice = client.post(
+        f"/api/v1/payouts/{payout.id}/confirm", json={"bank_reference": "ABC-2026-0002"}, headers=shop.operator_h
+    )
+    assert twice.status_code == 409
+    assert twice.mimetype == "application/problem+json"
+    db.session.expire_all()
+    assert db.session.get(Payout, payout.id).bank_reference == "ABC-2026-0001"  # type: ignore[union-attr]
+    emptied = client.get(f"/api/v1/payout-runs/{run_id}/bank-file.csv", headers=shop.operator_h)
+    assert len(list(csv.DictReader(io.StringIO(emptied.get_data(as_text=True).lstrip("\ufeff"))))) == 0
+
+
+def test_a_run_queues_its_dispatch_through_the_outbox(client: FlaskClient, shop: Shop) -> None:
+    bank_details(client, shop, shop.orchard.id)
+    settled_order(client, shop, (shop.oranges, 1000))
+    run_id = run(client, shop).json["id"]
+    assert {"run_id": run_id} in queued("payouts.dispatch_run")
+
+
+def test_unknown_payouts_runs_and_farms_are_404(client: FlaskClient, shop: Shop) -> None:
+    for method, url in (
+        ("get", "/api/v1/payouts/999"),
+        ("get", "/api/v1/payouts/999/statement.csv"),
+        ("get", "/api/v1/payout-runs/999"),
+        ("get", "/api/v1/payout-runs/999/bank-file.csv"),
+    ):
+        response = getattr(client, method)(url, headers=shop.operator_h)
+        assert response.status_code == 404, url
+        assert response.mimetype == "application/problem+json"
+    missing = client.post("/api/v1/payouts/999/confirm", json={"bank_reference": "X"}, headers=shop.operator_h)
+    assert missing.status_code == 404
+    unknown_farm = client.post("/api/v1/farms/999/payout-account", json={"method": "stripe"}, headers=shop.orchard_h)
+    assert unknown_farm.status_code == 404
+
+
+def test_bank_details_are_required_for_bank_transfers(client: FlaskClient, shop: Shop) -> None:
+    response = client.post(
+        f"/api/v1/farms/{shop.orchard.id}/payout-account",
+        json={"method": "bank_transfer", "bank_name": "农行"},
+        headers=shop.orchard_h,
+    )
+    assert response.status_code == 422
+    assert set(response.json["errors"]) == {"account_holder", "account_number"}
+    assert client.get(f"/api/v1/farms/{shop.orchard.id}/payout-account", headers=shop.orchard_h).status_code == 404
