@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import redis
 from argon2 import PasswordHasher
 
 import config
@@ -142,6 +143,16 @@ def recreate_database(url: str) -> None:
         check=True,
         capture_output=True,
     )
+
+
+def reset_redis() -> None:
+    """Empty the benchmark's own Redis database: the tasks a run publishes
+    are never consumed (no worker runs), so each run starts from nothing."""
+    client = redis.Redis.from_url(REDIS_URL)
+    database = client.connection_pool.connection_kwargs.get("db", 0)
+    if int(database) <= 2:
+        raise SystemExit(f"refusing to empty Redis database {database}: it belongs to the tests and the app")
+    client.flushdb()
 
 
 def token_for_buyer(number: int) -> str:

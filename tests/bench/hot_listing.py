@@ -30,6 +30,7 @@ from tests.bench.common import (
     gunicorn,
     plain_url,
     recreate_database,
+    reset_redis,
     say,
     seed,
     table,
@@ -72,6 +73,7 @@ def main() -> None:
     url = database_url("bench")
     say("seeding ...")
     recreate_database(url)
+    reset_redis()
     seed(url, listings=100, stock_g=10_000_000)
     with psycopg.connect(plain_url(url)) as conn:
         row = conn.execute(

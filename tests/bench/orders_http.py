@@ -36,6 +36,7 @@ from tests.bench.common import (
     process_cpu_seconds,
     recreate_database,
     require_wrk,
+    reset_redis,
     run_wrk,
     say,
     seed,
@@ -153,6 +154,7 @@ def main() -> None:
     say(f"seeding {FARMS:,} farms, {LISTINGS:,} listings, {BUYERS:,} buyers ...")
     started = time.perf_counter()
     recreate_database(url)
+    reset_redis()
     seed(url, listings=LISTINGS, stock_g=STOCK_G)
     say(f"  seeded in {time.perf_counter() - started:.1f} s")
     listing_ids = active_listing_ids(url)
