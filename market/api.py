@@ -54,8 +54,9 @@ class IdConverter(IntegerConverter):
 
 
 class StrictSchema(ma.Schema):
-    """Every request schema rejects unknown fields by name, and takes a
-    field named `id` or `..._id` as a row id (1 to MAX_ID)."""
+    """Every request schema rejects unknown fields by name, takes a field
+    named `id` or `..._id` as a row id (1 to MAX_ID), and keeps every other
+    integer within the database's integer."""
 
     class Meta:
         unknown = ma.RAISE
@@ -72,8 +73,15 @@ class StrictSchema(ma.Schema):
         return data
 
     def on_bind_field(self, field_name: str, field_obj: ma.fields.Field[Any]) -> None:
-        if isinstance(field_obj, ma.fields.Integer) and (field_name == "id" or field_name.endswith("_id")):
+        if not isinstance(field_obj, ma.fields.Integer):
+            return
+        if field_name == "id" or field_name.endswith("_id"):
             field_obj.validators = [*field_obj.validators, ma.validate.Range(min=1, max=MAX_ID)]
+        else:
+            # Every integer is compared with or stored in an integer column;
+            # a field's own, narrower range still applies (the document shows
+            # the narrowest).
+            field_obj.validators = [*field_obj.validators, ma.validate.Range(min=-MAX_ID - 1, max=MAX_ID)]
 
 
 class ProblemSchema(ma.Schema):
@@ -111,6 +119,22 @@ class MarketApi(Api):
 
 
 class MarketBlueprint(Blueprint):
+    def route(self, rule: str, **kwargs: Any) -> Callable[[F], F]:
+        """flask-smorest's `route`; a path with an id in it can name nothing
+        (or nothing the caller may see), so its 404 is documented unless the
+        view already describes its own."""
+        register: Callable[[F], F] = super().route(rule, **kwargs)
+        if "<" not in rule:
+            return register
+
+        def decorator(func: F) -> F:
+            documented = getattr(func, "_apidoc", {}).get("response", {}).get("responses", {})
+            if 404 not in documented:
+                func = self.alt_response(404, description="Nothing with this id, or not visible to you")(func)
+            return register(func)
+
+        return decorator
+
     def arguments(self, schema: Any, *, location: str = "json", **kwargs: Any) -> Callable[[F], F]:
         """flask-smorest's `arguments`; a JSON body may also be refused as
         unreadable (400) before its schema is applied, so say so."""
