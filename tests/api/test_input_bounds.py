@@ -58,3 +58,20 @@ def test_text_the_database_cannot_store_is_422_by_field(app: Flask, client: Flas
 def test_nul_in_a_search_is_422(app: Flask, client: FlaskClient) -> None:
     problem = assert_problem(client.get("/api/v1/listings", query_string={"q": "navel\u0000"}), 422)
     assert "q" in problem["errors"]
+
+
+def test_an_integer_beyond_the_database_integer_in_a_query_is_422(app: Flask, client: FlaskClient) -> None:
+    problem = assert_problem(client.get("/api/v1/listings", query_string={"price_min": str(2**70)}), 422)
+    assert "price_min" in problem["errors"]
+
+
+def test_every_operation_with_an_id_in_its_path_documents_404(client: FlaskClient) -> None:
+    paths = client.get("/api/v1/openapi.json").json["paths"]
+    undocumented = [
+        f"{method.upper()} {path}"
+        for path, operations in paths.items()
+        if "{" in path
+        for method, operation in operations.items()
+        if method in ("get", "post", "put", "patch", "delete") and "404" not in operation["responses"]
+    ]
+    assert undocumented == []
