@@ -32,6 +32,10 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _list(env: Mapping[str, str], name: str) -> list[str]:
+    return [item.strip() for item in (env.get(name) or "").split(",") if item.strip()]
+
+
 def _transport_options(env: Mapping[str, str], broker_url: str) -> dict[str, Any]:
     if not broker_url.startswith(("redis://", "rediss://")):
         return {}
@@ -97,6 +101,24 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "STRIPE_CONNECT_COUNTRY": env.get("STRIPE_CONNECT_COUNTRY") or "SG",
         "PAYOUT_ONBOARDING_RETURN_URL": env.get("PAYOUT_ONBOARDING_RETURN_URL") or "http://127.0.0.1:8000/connected",
         "PAYOUT_ONBOARDING_REFRESH_URL": env.get("PAYOUT_ONBOARDING_REFRESH_URL") or "http://127.0.0.1:8000/connect",
+        "SMTP_HOST": env.get("SMTP_HOST") or "",
+        "SMTP_PORT": _int(env, "SMTP_PORT", 587),
+        "SMTP_USER": env.get("SMTP_USER") or "",
+        "SMTP_PASSWORD": env.get("SMTP_PASSWORD") or "",
+        "SMTP_FROM": env.get("SMTP_FROM") or "Farm market <noreply@farm-market.local>",
+        "SMTP_TLS": _bool(env, "SMTP_TLS", True),
+        "SMS_GATEWAY_URL": env.get("SMS_GATEWAY_URL") or "",
+        "SMS_API_KEY": env.get("SMS_API_KEY") or "",
+        "NOTIFICATION_MAILBOX": env.get("NOTIFICATION_MAILBOX") or str(instance / "outbox.mbox"),
+        "NOTIFY_MAX_ATTEMPTS": _int(env, "NOTIFY_MAX_ATTEMPTS", 6),
+        "NOTIFY_RETRY_BASE_SECONDS": _int(env, "NOTIFY_RETRY_BASE_SECONDS", 30),
+        "NOTIFY_REQUEUE_AFTER_SECONDS": _int(env, "NOTIFY_REQUEUE_AFTER_SECONDS", 900),
+        "NOTIFY_REQUEUE_INTERVAL_SECONDS": _int(env, "NOTIFY_REQUEUE_INTERVAL_SECONDS", 300),
+        "WEBHOOK_MAX_ATTEMPTS": _int(env, "WEBHOOK_MAX_ATTEMPTS", 8),
+        "WEBHOOK_RETRY_BASE_SECONDS": _int(env, "WEBHOOK_RETRY_BASE_SECONDS", 30),
+        "WEBHOOK_TIMEOUT_SECONDS": _int(env, "WEBHOOK_TIMEOUT_SECONDS", 10),
+        # CIDRs that webhook, push and feed URLs may reach although private.
+        "WEBHOOK_ALLOW_PRIVATE_NETWORKS": _list(env, "WEBHOOK_ALLOW_PRIVATE_NETWORKS"),
         "CELERY": {
             "broker_url": broker_url,
             "broker_connection_retry_on_startup": True,

@@ -11,17 +11,24 @@ from market.outbox import enqueue
 
 # Event type -> the Celery tasks (by name) that react to it. Each task takes
 # the event's ids as keyword arguments and must be idempotent.
+NOTIFY = "notifications.handle_event"
 SUBSCRIBERS: dict[str, tuple[str, ...]] = {
-    "order.placed": ("payments.open",),
+    "inventory.sale_refused": (NOTIFY,),
+    "listing.stock_low": (NOTIFY,),
+    "order.paid": (NOTIFY,),
+    "order.placed": ("payments.open", NOTIFY),
     # Capture follows packing; the later states subscribe too because a part
     # cancelled at the last moment can move an order past "packed" at once.
-    "order.packed": ("payments.capture",),
-    "order.shipped": ("payments.capture",),
-    "order.ready_for_pickup": ("payments.capture",),
+    "order.packed": ("payments.capture", NOTIFY),
+    "order.shipped": ("payments.capture", NOTIFY),
+    "order.ready_for_pickup": ("payments.capture", NOTIFY),
     "order.delivered": ("payments.capture",),
-    "order.cancelled": ("payments.settle_closed_order",),
-    "order.expired": ("payments.settle_closed_order",),
+    "order.cancelled": ("payments.settle_closed_order", NOTIFY),
+    "order.expired": ("payments.settle_closed_order", NOTIFY),
     "part.cancelled": ("payments.part_cancelled",),
+    "payment.failed": (NOTIFY,),
+    "payout.failed": (NOTIFY,),
+    "payout.paid": (NOTIFY,),
 }
 
 

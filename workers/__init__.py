@@ -12,7 +12,7 @@ from datetime import timedelta
 from celery import Celery
 from flask import Flask
 
-TASK_MODULES = ("workers.orders", "workers.outbox", "workers.payments", "workers.payouts")
+TASK_MODULES = ("workers.notifications", "workers.orders", "workers.outbox", "workers.payments", "workers.payouts")
 
 
 def configure(celery: Celery, flask_app: Flask) -> Celery:
@@ -28,6 +28,10 @@ def configure(celery: Celery, flask_app: Flask) -> Celery:
         "expire-unpaid-orders": {
             "task": "orders.expire_unpaid",
             "schedule": timedelta(seconds=flask_app.config["ORDER_EXPIRY_INTERVAL_SECONDS"]),
+        },
+        "requeue-overdue-notifications": {
+            "task": "notifications.requeue_overdue",
+            "schedule": timedelta(seconds=flask_app.config["NOTIFY_REQUEUE_INTERVAL_SECONDS"]),
         },
     }
     return celery

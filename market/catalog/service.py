@@ -38,6 +38,7 @@ from market.catalog.models import (
 )
 from market.db import utcnow
 from market.errors import Conflict, Invalid, InvalidTransition, NotFound
+from market.events import publish
 from market.extensions import db
 from market.pagination import Page, SortKey, keyset_page
 
@@ -564,40 +565,52 @@ def _merged(lines: Iterable[StockLine]) -> list[StockLine]:
     return [StockLine(listing_id, grams[listing_id]) for listing_id in sorted(grams)]
 
 
-def _execute_stock_update(listing_id: int, new_stock: ColumnElement[int], *conditions: ColumnElement[bool]) -> bool:
-    result = db.session.execute(
+def _execute_stock_update(
+    listing_id: int, new_stock: ColumnElement[int], *conditions: ColumnElement[bool]
+) -> tuple[int, int | None] | None:
+    """One conditional UPDATE; the new stock and the low-stock threshold, or
+    None when the conditions did not hold."""
+    row = db.session.execute(
         update(Listing)
         .where(Listing.id == listing_id, *conditions)
         .values(stock_g=new_stock, status=Listing.status_at_stock(new_stock), updated_at=utcnow())
-        .returning(Listing.id)
+        .returning(Listing.stock_g, Listing.low_stock_threshold_g)
         .execution_options(synchronize_session="fetch")
-    )
-    return result.scalar_one_or_none() is not None
+    ).one_or_none()
+    return None if row is None else (row[0], row[1])
 
 
-def take_stock(lines: Iterable[StockLine]) -> None:
+def _stock_moved(listing_id: int, before: int, after: int, threshold: int | None) -> None:
+    """Tell the other sales channels, and the farmer when stock just fell
+    below their threshold (once per fall, not on every sale below it)."""
+    publish("listing.stock_changed", listing_id=listing_id)
+    if threshold is not None and after < threshold <= before:
+        publish("listing.stock_low", listing_id=listing_id)
+
+
+def take_stock(lines: Iterable[StockLine], *, purchasable_only: bool = True) -> None:
     """Take grams from purchasable listings, all or nothing, for an order.
 
     Each listing is one conditional UPDATE (`stock_g >= grams`), so stock
-    never goes negative however many buyers race. Flushes only: the caller
-    owns the transaction and must roll back when this raises `OutOfStock`.
+    never goes negative however many buyers race. A sale on another sales
+    channel (`purchasable_only=False`) may take from any listing not
+    archived. Flushes only: the caller owns the transaction and must roll
+    back when this raises `OutOfStock`.
     """
+    sellable = purchasable_listing_filter() if purchasable_only else Listing.status != ListingStatus.ARCHIVED
     for line in _merged(lines):
-        if not _execute_stock_update(
-            line.listing_id,
-            Listing.stock_g - line.grams,
-            Listing.stock_g >= line.grams,
-            purchasable_listing_filter(),
-        ):
-            available = db.session.scalar(
-                select(Listing.stock_g).where(Listing.id == line.listing_id, purchasable_listing_filter())
-            )
+        moved = _execute_stock_update(
+            line.listing_id, Listing.stock_g - line.grams, Listing.stock_g >= line.grams, sellable
+        )
+        if moved is None:
+            available = db.session.scalar(select(Listing.stock_g).where(Listing.id == line.listing_id, sellable))
             detail = (
                 f"Listing {line.listing_id} cannot be bought now."
                 if available is None
                 else f"Listing {line.listing_id} has {available} g left, not {line.grams} g."
             )
             raise OutOfStock(detail, {"listing_id": [detail]}, listing_id=line.listing_id, available_g=available)
+        _stock_moved(line.listing_id, moved[0] + line.grams, *moved)
 
 
 def add_stock(lines: Iterable[StockLine]) -> None:
@@ -607,18 +620,23 @@ def add_stock(lines: Iterable[StockLine]) -> None:
     status. Flushes only: the caller commits.
     """
     for line in _merged(lines):
-        if not _execute_stock_update(line.listing_id, Listing.stock_g + line.grams):
+        moved = _execute_stock_update(line.listing_id, Listing.stock_g + line.grams)
+        if moved is None:
             raise NotFound(f"Listing {line.listing_id} not found.")
+        _stock_moved(line.listing_id, moved[0] - line.grams, *moved)
 
 
 return_stock = add_stock
 
 
 def _write_stock(listing_id: int, grams: int) -> None:
-    if not _execute_stock_update(listing_id, literal(grams), Listing.status != ListingStatus.ARCHIVED):
+    before = db.session.scalar(select(Listing.stock_g).where(Listing.id == listing_id).with_for_update())
+    moved = _execute_stock_update(listing_id, literal(grams), Listing.status != ListingStatus.ARCHIVED)
+    if before is None or moved is None:
         raise InvalidTransition(
             f"Listing {listing_id} is archived; its stock cannot change.", {"stock_g": ["The listing is archived."]}
         )
+    _stock_moved(listing_id, before, *moved)
 
 
 def set_stock(actor: Actor, items: list[dict[str, Any]]) -> list[Listing]:

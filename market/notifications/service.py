@@ -1,0 +1,547 @@
+"""Who hears about what, on which channel, and the sending itself.
+
+An event reaches `handle_event` once per occurrence (the outbox message that
+carried it, so a redelivered task is recognised). It writes one
+`Notification` row per user and chosen channel and one `WebhookDelivery` per
+subscribed endpoint, and queues a task for each in the same transaction.
+Each row is then sent by its own task, which locks it and sends only while
+it is still pending: a retried task never sends again what was sent.
+
+Events and the ids they carry (`market.events.publish(event, **ids)`):
+
+- order.placed, order.paid, order.packed, order.shipped,
+  order.ready_for_pickup, order.cancelled, order.expired: order_id
+- payment.failed: order_id (the payments domain publishes it)
+- payout.paid, payout.failed: payout_id (the payouts domain)
+- listing.stock_low: listing_id (the catalog, when stock falls below the
+  listing's low_stock_threshold_g)
+- inventory.sale_refused: channel_id, listing_id, grams, stock_g
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import exists, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+
+from market.accounts.models import Role, User
+from market.auth import Actor
+from market.catalog.models import Farm, Listing
+from market.db import utcnow
+from market.errors import Invalid, NotFound
+from market.extensions import TransientError, db
+from market.inventory.models import SalesChannel
+from market.money import format_minor
+from market.notifications.models import (
+    Channel,
+    DeliveryStatus,
+    Notification,
+    NotificationPreference,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from market.notifications.notifiers import Message, PermanentFailure, notifier_for
+from market.notifications.outbound import UnsafeUrl, post_signed, require_safe_url
+from market.notifications.templates import TEMPLATES, events_for, render
+from market.orders.models import Order, OrderPart
+from market.outbox import enqueue
+from market.pagination import Page, SortKey, keyset_page
+from market.payouts.models import Payout
+
+SEND_TASK = "notifications.send"
+DELIVER_TASK = "notifications.deliver_webhook"
+ERROR_LENGTH = 2000
+
+
+@dataclass(frozen=True)
+class Audience:
+    user: User
+    context: dict[str, Any]
+
+
+# --- who hears about an event -------------------------------------------------
+
+
+def _order(order_id: int) -> Order | None:
+    return db.session.scalars(
+        select(Order)
+        .where(Order.id == order_id)
+        .options(
+            selectinload(Order.parts).selectinload(OrderPart.farm).selectinload(Farm.owner),
+            selectinload(Order.parts).selectinload(OrderPart.lines),
+            selectinload(Order.buyer),
+            selectinload(Order.fulfilment_point),
+        )
+    ).one_or_none()
+
+
+def _grams(grams: int) -> str:
+    return f"{grams / 1000:g} kg"
+
+
+def _order_audience(event: str, order: Order) -> Iterator[Audience]:
+    base: dict[str, Any] = {"order_id": order.id, "currency": order.currency}
+    if TEMPLATES[event].audience == Role.FARMER:
+        for part in order.parts:
+            lines = ", ".join(f"{line.product_name} {_grams(line.ordered_g)}" for line in part.lines)
+            yield Audience(part.farm.owner, base | {"farm": part.farm.name, "lines": lines})
+        return
+    yield Audience(
+        order.buyer,
+        base
+        | {
+            "total": format_minor(order.total),
+            "pickup_code": order.pickup_code or "",
+            "point": order.fulfilment_point.name if order.fulfilment_point else "",
+            "reason": order.cancel_reason or "",
+        },
+    )
+
+
+def _payout_audience(event: str, ids: dict[str, int]) -> list[Audience]:
+    payout = db.session.get(Payout, ids["payout_id"])
+    if payout is None:
+        return []
+    farm = db.session.get(Farm, payout.farm_id)
+    if farm is None:
+        return []
+    context = {
+        "payout_id": payout.id,
+        "farm": farm.name,
+        "amount": format_minor(payout.amount),
+        "currency": payout.currency,
+        "reason": payout.failure_reason or "",
+    }
+    return [Audience(farm.owner, context)]
+
+
+def _stock_low_audience(event: str, ids: dict[str, int]) -> list[Audience]:
+    listing = db.session.get(Listing, ids["listing_id"])
+    if listing is None:
+        return []
+    context = {
+        "listing_id": listing.id,
+        "product": listing.product_name,
+        "sku": listing.sku or "-",
+        "stock_g": listing.stock_g,
+        "threshold_g": listing.low_stock_threshold_g,
+    }
+    return [Audience(listing.farm.owner, context)]
+
+
+def _sale_refused_audience(event: str, ids: dict[str, int]) -> list[Audience]:
+    channel = db.session.get(SalesChannel, ids["channel_id"])
+    listing = db.session.get(Listing, ids["listing_id"])
+    if channel is None or listing is None:
+        return []
+    context = {
+        "channel": channel.name,
+        "product": listing.product_name,
+        "grams": ids["grams"],
+        "stock_g": ids["stock_g"],
+    }
+    return [Audience(channel.farm.owner, context)]
+
+
+def _order_event_audience(event: str, ids: dict[str, int]) -> list[Audience]:
+    order = _order(ids["order_id"])
+    return list(_order_audience(event, order)) if order else []
+
+
+AUDIENCES: dict[str, Callable[[str, dict[str, int]], list[Audience]]] = {
+    "payout.paid": _payout_audience,
+    "payout.failed": _payout_audience,
+    "listing.stock_low": _stock_low_audience,
+    "inventory.sale_refused": _sale_refused_audience,
+}
+
+
+def _audience(event: str, ids: dict[str, int]) -> list[Audience]:
+    """The users `event` concerns, each with the values their text needs.
+    Rows that vanished meanwhile make an empty audience, not an error."""
+    return AUDIENCES.get(event, _order_event_audience)(event, ids)
+
+
+# --- preferences ----------------------------------------------------------------
+
+
+def _choices(user_id: int) -> dict[str, list[str]]:
+    rows = db.session.scalars(select(NotificationPreference).where(NotificationPreference.user_id == user_id))
+    return {row.event: list(row.channels) for row in rows}
+
+
+def channels_for(user: User, event: str) -> list[Channel]:
+    chosen = _choices(user.id).get(event)
+    if chosen is None:
+        return list(TEMPLATES[event].defaults)
+    return [Channel(name) for name in chosen]
+
+
+@dataclass(frozen=True)
+class Preference:
+    event: str
+    channels: list[Channel]
+    default: bool
+
+
+def get_preferences(actor: Actor) -> list[Preference]:
+    """Every event the caller can hear about, with the channels chosen (or
+    the default ones)."""
+    chosen = _choices(actor.user_id)
+    result = []
+    for event in events_for(actor.roles):
+        if event in chosen:
+            result.append(Preference(event, [Channel(c) for c in chosen[event]], default=False))
+        else:
+            result.append(Preference(event, list(TEMPLATES[event].defaults), default=True))
+    return result
+
+
+def set_preferences(actor: Actor, items: list[dict[str, Any]]) -> list[Preference]:
+    """Choose the channels for some events; the others keep their choice.
+    An empty list of channels silences an event."""
+    allowed = set(events_for(actor.roles))
+    errors: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        if item["event"] not in allowed:
+            errors[f"items.{index}.event"] = [
+                f"Not an event for your roles; choose from: {', '.join(sorted(allowed))}."
+            ]
+        elif item["event"] in seen:
+            errors[f"items.{index}.event"] = ["Given twice."]
+        seen.add(item["event"])
+    if errors:
+        raise Invalid("Some preferences name events you cannot receive; nothing was changed.", errors)
+    existing = {
+        row.event: row
+        for row in db.session.scalars(
+            select(NotificationPreference).where(NotificationPreference.user_id == actor.user_id)
+        )
+    }
+    for item in items:
+        channels = sorted({Channel(c).value for c in item["channels"]})
+        row = existing.get(item["event"])
+        if row is None:
+            db.session.add(NotificationPreference(user_id=actor.user_id, event=item["event"], channels=channels))
+        else:
+            row.channels = channels
+    db.session.commit()
+    return get_preferences(actor)
+
+
+# --- handling an event ------------------------------------------------------------
+
+
+def _handled(occurrence: str) -> bool:
+    return bool(
+        db.session.scalar(
+            select(
+                exists().where(Notification.occurrence == occurrence)
+                | exists().where(WebhookDelivery.occurrence == occurrence)
+            )
+        )
+    )
+
+
+def _recipient(user: User, channel: Channel) -> str | None:
+    return user.email if channel == Channel.EMAIL else user.phone
+
+
+def handle_event(occurrence: str, event: str, **ids: int) -> int:
+    """Write and queue every notification and webhook delivery for one
+    occurrence of `event`; returns how many. A repeat of an occurrence
+    already handled writes nothing."""
+    if _handled(occurrence):
+        return 0
+    now = utcnow()
+    created = 0
+    for audience in _audience(event, ids):
+        user = audience.user
+        for channel in channels_for(user, event):
+            recipient = _recipient(user, channel)
+            if not recipient:
+                continue
+            subject, body = render(event, user.language, audience.context)
+            notification = Notification(
+                occurrence=occurrence,
+                user_id=user.id,
+                event=event,
+                channel=channel,
+                recipient=recipient,
+                subject=subject,
+                body=body,
+                next_attempt_at=now,
+            )
+            db.session.add(notification)
+            db.session.flush()
+            enqueue(SEND_TASK, notification_id=notification.id)
+            created += 1
+        endpoints = db.session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.user_id == user.id))
+        payload = json.dumps(
+            {"id": occurrence, "type": event, "created_at": now.isoformat(), "data": ids | audience.context},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        for endpoint in endpoints:
+            if endpoint.wants(event):
+                _queue_delivery(endpoint, occurrence, event, payload, now)
+                created += 1
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # A concurrent run of the same occurrence won; its rows stand.
+        db.session.rollback()
+        return 0
+    return created
+
+
+def _queue_delivery(endpoint: WebhookEndpoint, occurrence: str, event: str, payload: str, now: datetime) -> None:
+    delivery = WebhookDelivery(
+        occurrence=occurrence, endpoint=endpoint, event=event, payload=payload, next_attempt_at=now
+    )
+    db.session.add(delivery)
+    db.session.flush()
+    enqueue(DELIVER_TASK, delivery_id=delivery.id)
+
+
+# --- sending ------------------------------------------------------------------------
+
+
+def _backoff(attempts: int, base_key: str) -> float:
+    base: float = current_app.config[base_key]
+    return float(base * 2 ** (attempts - 1))
+
+
+def send_notification(notification_id: int) -> float | None:
+    """Send one notification if it is still pending. Returns the seconds to
+    wait before another try, or None when it is done (sent or given up)."""
+    notification = db.session.scalars(
+        select(Notification).where(Notification.id == notification_id).with_for_update()
+    ).one_or_none()
+    if notification is None or notification.status != DeliveryStatus.PENDING:
+        db.session.rollback()
+        return None
+    notification.attempts += 1
+    message = Message(
+        recipient=notification.recipient,
+        subject=notification.subject,
+        body=notification.body,
+        idempotency_key=f"notification-{notification.id}",
+    )
+    retry_in = None
+    try:
+        notifier_for(notification.channel).send(message)
+    except TransientError as exc:
+        notification.last_error = str(exc)[:ERROR_LENGTH]
+        if notification.attempts >= current_app.config["NOTIFY_MAX_ATTEMPTS"]:
+            notification.status = DeliveryStatus.FAILED
+        else:
+            retry_in = _backoff(notification.attempts, "NOTIFY_RETRY_BASE_SECONDS")
+            notification.next_attempt_at = utcnow() + timedelta(seconds=retry_in)
+    except PermanentFailure as exc:
+        notification.last_error = str(exc)[:ERROR_LENGTH]
+        notification.status = DeliveryStatus.FAILED
+    else:
+        notification.status = DeliveryStatus.SENT
+        notification.sent_at = utcnow()
+        notification.last_error = None
+    db.session.commit()
+    return retry_in
+
+
+def deliver_webhook(delivery_id: int) -> float | None:
+    """POST one delivery to its endpoint if still pending; a non-2xx answer
+    or no answer is retried with exponential backoff up to
+    WEBHOOK_MAX_ATTEMPTS, then the delivery is failed. Returns the seconds to
+    wait before the next try, or None when done."""
+    delivery = db.session.scalars(
+        select(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id)
+        .options(selectinload(WebhookDelivery.endpoint))
+        .with_for_update(of=WebhookDelivery)
+    ).one_or_none()
+    if delivery is None or delivery.status != DeliveryStatus.PENDING:
+        db.session.rollback()
+        return None
+    endpoint = delivery.endpoint
+    delivery.attempts += 1
+    delivery.last_attempt_at = utcnow()
+    delivery.response_status = None
+    retry_in = None
+    if not endpoint.active:
+        delivery.status = DeliveryStatus.FAILED
+        delivery.last_error = "The endpoint is disabled."
+        db.session.commit()
+        return None
+    try:
+        response = post_signed(
+            endpoint.url,
+            delivery.payload.encode(),
+            secret=endpoint.secret,
+            idempotency_key=f"webhook-{delivery.occurrence}-{endpoint.id}",
+        )
+    except UnsafeUrl as exc:
+        delivery.status = DeliveryStatus.FAILED
+        delivery.last_error = f"Refused to call the URL: {exc}"[:ERROR_LENGTH]
+        db.session.commit()
+        return None
+    except TransientError as exc:
+        delivery.last_error = str(exc)[:ERROR_LENGTH]
+    else:
+        delivery.response_status = response.status_code
+        if 200 <= response.status_code < 300:
+            delivery.status = DeliveryStatus.SENT
+            delivery.delivered_at = utcnow()
+            delivery.last_error = None
+            db.session.commit()
+            return None
+        delivery.last_error = f"HTTP {response.status_code}: {response.text[:300]}"
+    if delivery.attempts >= current_app.config["WEBHOOK_MAX_ATTEMPTS"]:
+        delivery.status = DeliveryStatus.FAILED
+    else:
+        retry_in = _backoff(delivery.attempts, "WEBHOOK_RETRY_BASE_SECONDS")
+        delivery.next_attempt_at = utcnow() + timedelta(seconds=retry_in)
+    db.session.commit()
+    return retry_in
+
+
+def requeue_overdue(now: datetime | None = None) -> int:
+    """Queue again the pending notifications and deliveries whose retry is
+    long overdue (the broker lost the delayed task, a worker died holding
+    it). Sending checks the status, so a spare task sends nothing twice."""
+    now = now or utcnow()
+    overdue = now - timedelta(seconds=current_app.config["NOTIFY_REQUEUE_AFTER_SECONDS"])
+    notification_ids = db.session.scalars(
+        select(Notification.id)
+        .where(Notification.status == DeliveryStatus.PENDING, Notification.next_attempt_at < overdue)
+        .limit(500)
+    ).all()
+    delivery_ids = db.session.scalars(
+        select(WebhookDelivery.id)
+        .where(WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at < overdue)
+        .limit(500)
+    ).all()
+    for notification_id in notification_ids:
+        enqueue(SEND_TASK, notification_id=notification_id)
+    for delivery_id in delivery_ids:
+        enqueue(DELIVER_TASK, delivery_id=delivery_id)
+    # Not overdue again until another grace period has passed.
+    db.session.execute(update(Notification).where(Notification.id.in_(notification_ids)).values(next_attempt_at=now))
+    db.session.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_(delivery_ids)).values(next_attempt_at=now))
+    db.session.commit()
+    return len(notification_ids) + len(delivery_ids)
+
+
+# --- webhook endpoints ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreatedEndpoint:
+    endpoint: WebhookEndpoint
+    secret: str
+
+
+def _check_event_types(event_types: list[str]) -> None:
+    unknown = sorted(set(event_types) - set(TEMPLATES))
+    if unknown:
+        raise Invalid(
+            f"Unknown event types: {', '.join(unknown)}.",
+            {"event_types": [f"Choose from: {', '.join(TEMPLATES)}."]},
+        )
+
+
+def create_endpoint(actor: Actor, *, url: str, event_types: list[str], description: str = "") -> CreatedEndpoint:
+    """Register a URL for signed events; the secret is returned only here."""
+    require_safe_url(url, "url")
+    _check_event_types(event_types)
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    endpoint = WebhookEndpoint(
+        user_id=actor.user_id,
+        url=url,
+        event_types=sorted(set(event_types)),
+        secret=secret,
+        description=description,
+        active=True,
+    )
+    db.session.add(endpoint)
+    db.session.commit()
+    return CreatedEndpoint(endpoint, secret)
+
+
+def _own_endpoint(actor: Actor, endpoint_id: int) -> WebhookEndpoint:
+    endpoint = db.session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None or (endpoint.user_id != actor.user_id and not actor.has(Role.OPERATOR)):
+        raise NotFound(f"Webhook endpoint {endpoint_id} not found.")
+    return endpoint
+
+
+def get_endpoint(actor: Actor, endpoint_id: int) -> WebhookEndpoint:
+    return _own_endpoint(actor, endpoint_id)
+
+
+def list_endpoints(actor: Actor, *, limit: int, cursor: str | None = None) -> Page[WebhookEndpoint]:
+    stmt = select(WebhookEndpoint).where(WebhookEndpoint.user_id == actor.user_id)
+    return keyset_page(stmt, [SortKey(WebhookEndpoint.id, "id")], limit=limit, cursor=cursor)
+
+
+def update_endpoint(actor: Actor, endpoint_id: int, **changes: Any) -> WebhookEndpoint:
+    endpoint = _own_endpoint(actor, endpoint_id)
+    if "url" in changes:
+        require_safe_url(changes["url"], "url")
+    if "event_types" in changes:
+        _check_event_types(changes["event_types"])
+        changes["event_types"] = sorted(set(changes["event_types"]))
+    for name, value in changes.items():
+        setattr(endpoint, name, value)
+    db.session.commit()
+    return endpoint
+
+
+def delete_endpoint(actor: Actor, endpoint_id: int) -> None:
+    """Remove an endpoint and its delivery log."""
+    db.session.delete(_own_endpoint(actor, endpoint_id))
+    db.session.commit()
+
+
+def list_deliveries(actor: Actor, endpoint_id: int, *, limit: int, cursor: str | None = None) -> Page[WebhookDelivery]:
+    """An endpoint's delivery log, newest first."""
+    endpoint = _own_endpoint(actor, endpoint_id)
+    stmt = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
+    return keyset_page(stmt, [SortKey(WebhookDelivery.id, "id", descending=True)], limit=limit, cursor=cursor)
+
+
+def redeliver(actor: Actor, endpoint_id: int, delivery_id: int) -> WebhookDelivery:
+    """Send a delivery's event again, as a new entry in the log with the same
+    body (and so the same event id, for receivers that drop repeats)."""
+    endpoint = _own_endpoint(actor, endpoint_id)
+    original = db.session.get(WebhookDelivery, delivery_id)
+    if original is None or original.endpoint_id != endpoint.id:
+        raise NotFound(f"Delivery {delivery_id} not found on webhook endpoint {endpoint_id}.")
+    occurrence = f"{original.occurrence[:60]}~{secrets.token_hex(6)}"
+    delivery = WebhookDelivery(
+        occurrence=occurrence,
+        endpoint=endpoint,
+        event=original.event,
+        payload=original.payload,
+        next_attempt_at=utcnow(),
+    )
+    db.session.add(delivery)
+    db.session.flush()
+    enqueue(DELIVER_TASK, delivery_id=delivery.id)
+    db.session.commit()
+    return delivery
+
+
+def list_notifications(actor: Actor, *, limit: int, cursor: str | None = None) -> Page[Notification]:
+    """The caller's notification log, newest first."""
+    stmt = select(Notification).where(Notification.user_id == actor.user_id)
+    return keyset_page(stmt, [SortKey(Notification.id, "id", descending=True)], limit=limit, cursor=cursor)

@@ -1,0 +1,147 @@
+# ruff: noqa: RUF001  (Chinese texts use full-width punctuation on purpose)
+"""What each event says, in Chinese and English, and who hears it by default.
+
+Texts are short enough for one SMS; the email uses the same text with a
+subject line. Placeholders come from the context `service` builds per event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from market.accounts.models import Language, Role
+from market.notifications.models import Channel
+
+EMAIL = (Channel.EMAIL,)
+EMAIL_SMS = (Channel.EMAIL, Channel.SMS)
+
+
+@dataclass(frozen=True)
+class Template:
+    audience: Role
+    defaults: tuple[Channel, ...]
+    subject: dict[Language, str]
+    body: dict[Language, str]
+
+
+def _t(audience: Role, defaults: tuple[Channel, ...], zh: tuple[str, str], en: tuple[str, str]) -> Template:
+    return Template(
+        audience, defaults, {Language.ZH: zh[0], Language.EN: en[0]}, {Language.ZH: zh[1], Language.EN: en[1]}
+    )
+
+
+TEMPLATES: dict[str, Template] = {
+    "order.placed": _t(
+        Role.FARMER,
+        EMAIL_SMS,
+        ("新订单 #{order_id}", "【农市】新订单 #{order_id}：{lines}。请在付款后尽快备货。"),
+        ("New order #{order_id}", "[Farm market] New order #{order_id}: {lines}. Pack it once it is paid."),
+    ),
+    "order.paid": _t(
+        Role.BUYER,
+        EMAIL,
+        ("订单 #{order_id} 已付款", "【农市】订单 #{order_id} 已付款，金额 {total} {currency}。"),
+        ("Order #{order_id} is paid", "[Farm market] Order #{order_id} is paid: {total} {currency}."),
+    ),
+    "order.packed": _t(
+        Role.BUYER,
+        EMAIL,
+        ("订单 #{order_id} 已打包", "【农市】订单 #{order_id} 已称重打包，应付 {total} {currency}。"),
+        ("Order #{order_id} is packed", "[Farm market] Order #{order_id} is weighed and packed: {total} {currency}."),
+    ),
+    "order.shipped": _t(
+        Role.BUYER,
+        EMAIL,
+        ("订单 #{order_id} 已发货", "【农市】订单 #{order_id} 已发货。"),
+        ("Order #{order_id} has shipped", "[Farm market] Order #{order_id} has shipped."),
+    ),
+    "order.ready_for_pickup": _t(
+        Role.BUYER,
+        EMAIL_SMS,
+        ("订单 #{order_id} 可以取货", "【农市】订单 #{order_id} 已到 {point}，取货码 {pickup_code}。"),
+        (
+            "Order #{order_id} is ready for pickup",
+            "[Farm market] Order #{order_id} is at {point}. Pickup code: {pickup_code}.",
+        ),
+    ),
+    "order.cancelled": _t(
+        Role.BUYER,
+        EMAIL,
+        ("订单 #{order_id} 已取消", "【农市】订单 #{order_id} 已取消：{reason}"),
+        ("Order #{order_id} was cancelled", "[Farm market] Order #{order_id} was cancelled: {reason}"),
+    ),
+    "order.expired": _t(
+        Role.BUYER,
+        EMAIL,
+        ("订单 #{order_id} 已过期", "【农市】订单 #{order_id} 未在时限内付款，已关闭。"),
+        ("Order #{order_id} expired", "[Farm market] Order #{order_id} was not paid in time and is closed."),
+    ),
+    "payment.failed": _t(
+        Role.BUYER,
+        EMAIL_SMS,
+        ("订单 #{order_id} 付款失败", "【农市】订单 #{order_id} 付款失败，请在订单过期前重新付款。"),
+        (
+            "Payment for order #{order_id} failed",
+            "[Farm market] Payment for order #{order_id} failed; pay again before the order expires.",
+        ),
+    ),
+    "payout.paid": _t(
+        Role.FARMER,
+        EMAIL,
+        ("结算 #{payout_id} 已付款", "【农市】结算 #{payout_id} 已付给 {farm}：{amount} {currency}。"),
+        ("Payout #{payout_id} is paid", "[Farm market] Payout #{payout_id} to {farm} is paid: {amount} {currency}."),
+    ),
+    "payout.failed": _t(
+        Role.FARMER,
+        EMAIL_SMS,
+        (
+            "结算 #{payout_id} 失败",
+            "【农市】结算 #{payout_id}（{farm}，{amount} {currency}）付款失败：{reason}。请检查收款方式。",
+        ),
+        (
+            "Payout #{payout_id} failed",
+            "[Farm market] Payout #{payout_id} to {farm} ({amount} {currency}) failed: {reason}. "
+            "Check the payout method.",
+        ),
+    ),
+    "listing.stock_low": _t(
+        Role.FARMER,
+        EMAIL,
+        ("{product} 库存不足", "【农市】{product}（{sku}）库存仅剩 {stock_g} 克，低于提醒线 {threshold_g} 克。"),
+        (
+            "{product} is running low",
+            "[Farm market] {product} ({sku}) is down to {stock_g} g, below your {threshold_g} g threshold.",
+        ),
+    ),
+    "inventory.sale_refused": _t(
+        Role.FARMER,
+        EMAIL_SMS,
+        (
+            "{channel} 的销售超出库存",
+            "【农市】渠道「{channel}」报告售出 {product} {grams} 克，但库存只有 {stock_g} 克；未扣减，请核对库存。",
+        ),
+        (
+            "A sale on {channel} exceeds your stock",
+            "[Farm market] {channel} reported selling {grams} g of {product} but only {stock_g} g is in stock; "
+            "nothing was taken. Check your stock.",
+        ),
+    ),
+}
+
+
+class _Missing(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "-"
+
+
+def render(event: str, language: Language, context: dict[str, Any]) -> tuple[str, str]:
+    """(subject, body) for `event` in `language`."""
+    template = TEMPLATES[event]
+    values = _Missing(context)
+    return template.subject[language].format_map(values), template.body[language].format_map(values)
+
+
+def events_for(roles: frozenset[Role]) -> list[str]:
+    """The events a user with `roles` can hear about, in a stable order."""
+    return [event for event, template in TEMPLATES.items() if template.audience in roles]

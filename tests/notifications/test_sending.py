@@ -1,0 +1,237 @@
+"""Handling an event and sending each notification, against a real SMTP
+server and a local SMS gateway and webhook receiver (no worker: the service
+functions the tasks call, called directly)."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask
+from sqlalchemy import delete, select
+
+from market.accounts.models import Language, Role
+from market.catalog.models import Farm, Listing
+from market.catalog.service import StockLine, add_stock, take_stock
+from market.db import utcnow
+from market.extensions import db
+from market.notifications import service
+from market.notifications.models import Channel, DeliveryStatus, Notification, WebhookDelivery, WebhookEndpoint
+from market.outbox import OutboxMessage
+from tests.factories import FarmFactory, ListingFactory, UserFactory
+from tests.notifications.conftest import SMS_PATH, make_payout
+from tests.notifications.receivers import HttpReceiver, SmtpInbox
+
+
+def _farmer(**fields: object) -> tuple[object, int]:
+    farm = FarmFactory(owner=UserFactory(roles=[Role.FARMER], **fields))
+    return farm.owner, farm.id
+
+
+def _payout_paid(farm_id: int, occurrence: str = "outbox-1") -> int:
+    return service.handle_event(occurrence, "payout.paid", payout_id=make_payout(farm_id, 123456))
+
+
+def _payout_failed(farm_id: int) -> int:
+    payout_id = make_payout(farm_id, 500, failed_because="account closed")
+    return service.handle_event("outbox-1", "payout.failed", payout_id=payout_id)
+
+
+def _sent(channel: Channel) -> list[Notification]:
+    return list(db.session.scalars(select(Notification).where(Notification.channel == channel)))
+
+
+def _send_all() -> None:
+    for notification_id in db.session.scalars(select(Notification.id).order_by(Notification.id)).all():
+        service.send_notification(notification_id)
+
+
+def test_an_event_becomes_one_row_per_chosen_channel_and_queues_each(channels: Flask) -> None:
+    farmer, farm_id = _farmer(phone="+8613800000001")
+    assert _payout_failed(farm_id) == 2
+    rows = db.session.scalars(select(Notification).order_by(Notification.channel)).all()
+    assert [(r.channel, r.recipient, r.status) for r in rows] == [
+        (Channel.EMAIL, farmer.email, DeliveryStatus.PENDING),  # type: ignore[attr-defined]
+        (Channel.SMS, "+8613800000001", DeliveryStatus.PENDING),
+    ]
+    queued = db.session.scalars(select(OutboxMessage).where(OutboxMessage.task == "notifications.send")).all()
+    assert sorted(m.kwargs["notification_id"] for m in queued) == sorted(r.id for r in rows)
+
+
+def test_the_same_occurrence_handled_twice_adds_nothing(channels: Flask) -> None:
+    _, farm_id = _farmer()
+    payout_id = make_payout(farm_id, 100)
+    assert service.handle_event("outbox-1", "payout.paid", payout_id=payout_id) == 1
+    assert service.handle_event("outbox-1", "payout.paid", payout_id=payout_id) == 0
+    assert service.handle_event("outbox-2", "payout.paid", payout_id=payout_id) == 1
+    assert len(db.session.scalars(select(Notification)).all()) == 2
+
+
+def test_sms_is_skipped_for_a_user_without_a_phone(channels: Flask) -> None:
+    _, farm_id = _farmer(phone=None)
+    _payout_failed(farm_id)
+    assert [n.channel for n in db.session.scalars(select(Notification))] == [Channel.EMAIL]
+
+
+def test_a_sent_notification_is_never_sent_again(channels: Flask, smtp: SmtpInbox) -> None:
+    farmer, farm_id = _farmer()
+    _payout_paid(farm_id)
+    (notification,) = _sent(Channel.EMAIL)
+    assert service.send_notification(notification.id) is None
+    assert service.send_notification(notification.id) is None  # a retried task
+    assert len(smtp.to(farmer.email)) == 1  # type: ignore[attr-defined]
+    db.session.refresh(notification)
+    assert notification.status == DeliveryStatus.SENT
+    assert notification.attempts == 1
+    assert notification.sent_at is not None
+
+
+def test_texts_follow_the_users_language(channels: Flask, smtp: SmtpInbox) -> None:
+    zh, zh_farm = _farmer(language=Language.ZH)
+    en, en_farm = _farmer(language=Language.EN)
+    _payout_paid(zh_farm, "outbox-1")
+    _payout_paid(en_farm, "outbox-2")
+    _send_all()
+    (zh_mail,) = smtp.to(zh.email)  # type: ignore[attr-defined]
+    (en_mail,) = smtp.to(en.email)  # type: ignore[attr-defined]
+    assert str(zh_mail["Subject"]).startswith("结算 #") and str(zh_mail["Subject"]).endswith(" 已付款")
+    assert "1234.56 CNY" in zh_mail.get_content()
+    assert str(en_mail["Subject"]).startswith("Payout #") and str(en_mail["Subject"]).endswith(" is paid")
+    assert " to Orchard " in en_mail.get_content()
+
+
+def test_an_sms_gateway_that_fails_then_recovers_sends_once(
+    channels: Flask, receiver: HttpReceiver, smtp: SmtpInbox
+) -> None:
+    receiver.route(SMS_PATH, script=[503, 500])
+    _, farm_id = _farmer(phone="+8613800000002")
+    _payout_failed(farm_id)
+    (sms,) = _sent(Channel.SMS)
+    assert service.send_notification(sms.id) == 0.2
+    assert service.send_notification(sms.id) == 0.4
+    assert service.send_notification(sms.id) is None
+    assert service.send_notification(sms.id) is None
+    db.session.refresh(sms)
+    assert (sms.status, sms.attempts, sms.last_error) == (DeliveryStatus.SENT, 3, None)
+    posts = receiver.at(SMS_PATH)
+    assert len(posts) == 3
+    assert posts[-1].headers["Authorization"] == "Bearer sms-test-key"
+    assert posts[-1].headers["Idempotency-Key"] == f"notification-{sms.id}"
+    assert posts[-1].json() == {"to": "+8613800000002", "text": sms.body, "reference": f"notification-{sms.id}"}
+
+
+def test_a_channel_that_never_recovers_is_failed_after_the_limit(channels: Flask, receiver: HttpReceiver) -> None:
+    channels.config["NOTIFY_MAX_ATTEMPTS"] = 2
+    receiver.route(SMS_PATH, status=502)
+    _, farm_id = _farmer(phone="+8613800000003")
+    _payout_failed(farm_id)
+    (sms,) = _sent(Channel.SMS)
+    assert service.send_notification(sms.id) == 0.2
+    assert service.send_notification(sms.id) is None
+    db.session.refresh(sms)
+    assert (sms.status, sms.attempts, sms.last_error) == (DeliveryStatus.FAILED, 2, "SMS gateway answered 502")
+
+
+def test_a_refused_number_fails_at_once(channels: Flask, receiver: HttpReceiver) -> None:
+    receiver.route(SMS_PATH, status=400)
+    _, farm_id = _farmer(phone="+8613800000004")
+    _payout_failed(farm_id)
+    (sms,) = _sent(Channel.SMS)
+    assert service.send_notification(sms.id) is None
+    db.session.refresh(sms)
+    assert sms.status == DeliveryStatus.FAILED
+    assert sms.last_error is not None and "refused" in sms.last_error
+
+
+def test_without_smtp_or_gateway_messages_land_in_the_local_mailbox(app: Flask, tmp_path: Path) -> None:
+    path = tmp_path / "outbox.mbox"
+    app.config.update(SMTP_HOST="", SMS_GATEWAY_URL="", NOTIFICATION_MAILBOX=str(path))
+    farmer, farm_id = _farmer(phone="+8613800000005")
+    _payout_failed(farm_id)
+    _send_all()
+    messages = list(mailbox.mbox(path))
+    assert sorted((m["X-Market-Channel"], m["To"]) for m in messages) == [
+        ("email", farmer.email),  # type: ignore[attr-defined]
+        ("sms", "+8613800000005"),
+    ]
+
+
+def test_stock_falling_below_the_threshold_is_announced_once(channels: Flask) -> None:
+    listing = ListingFactory(stock_g=10_000, low_stock_threshold_g=4_000)
+
+    def stock_low_events() -> int:
+        return sum(
+            1
+            for m in db.session.scalars(select(OutboxMessage))
+            if m.kwargs.get("event") == "listing.stock_low" and m.kwargs.get("listing_id") == listing.id
+        )
+
+    take_stock([StockLine(listing.id, 5_000)])  # 5 kg left: still above
+    db.session.commit()
+    assert stock_low_events() == 0
+    take_stock([StockLine(listing.id, 2_000)])  # 3 kg: crosses below
+    db.session.commit()
+    assert stock_low_events() == 1
+    take_stock([StockLine(listing.id, 1_000)])  # further below: no repeat
+    db.session.commit()
+    assert stock_low_events() == 1
+    add_stock([StockLine(listing.id, 10_000)])
+    take_stock([StockLine(listing.id, 10_000)])  # restocked, then below again
+    db.session.commit()
+    assert stock_low_events() == 2
+
+    assert service.handle_event("outbox-9", "listing.stock_low", listing_id=listing.id) == 1
+    (notification,) = _sent(Channel.EMAIL)
+    assert "2000 g" in notification.body
+    assert "4000 g" in notification.body
+
+
+def test_the_low_stock_threshold_is_set_on_the_listing(channels: Flask) -> None:
+    listing = ListingFactory()
+    db.session.refresh(listing)
+    assert listing.low_stock_threshold_g is None
+    listing_id = listing.id
+    listing.low_stock_threshold_g = 2_500
+    db.session.commit()
+    assert db.session.get(Listing, listing_id).low_stock_threshold_g == 2_500  # type: ignore[union-attr]
+
+
+def test_a_webhook_url_that_now_resolves_inward_is_not_called(channels: Flask, receiver: HttpReceiver) -> None:
+    _, farm_id = _farmer()
+    farm = db.session.get(Farm, farm_id)
+    assert farm is not None
+    endpoint = WebhookEndpoint(
+        user_id=farm.owner_id, url=receiver.url("/hook"), event_types=["payout.paid"], secret="whsec_x", active=True
+    )
+    db.session.add(endpoint)
+    db.session.commit()
+    _payout_paid(farm_id)
+    (delivery,) = db.session.scalars(select(WebhookDelivery)).all()
+    channels.config["WEBHOOK_ALLOW_PRIVATE_NETWORKS"] = []  # as if DNS now pointed inside
+    assert service.deliver_webhook(delivery.id) is None
+    db.session.refresh(delivery)
+    assert delivery.status == DeliveryStatus.FAILED
+    assert delivery.last_error is not None and "private network" in delivery.last_error
+    assert receiver.at("/hook") == []
+    payload = json.loads(delivery.payload)
+    assert payload["type"] == "payout.paid"
+    assert payload["data"]["amount"] == "1234.56"
+
+
+def test_pending_messages_long_past_their_retry_are_queued_again(channels: Flask) -> None:
+    _, farm_id = _farmer()
+    _payout_paid(farm_id)
+    (notification,) = _sent(Channel.EMAIL)
+    db.session.execute(delete(OutboxMessage))
+    notification.next_attempt_at = utcnow() - timedelta(hours=1)
+    db.session.commit()
+
+    assert service.requeue_overdue() == 1
+    queued = db.session.scalars(select(OutboxMessage)).all()
+    assert [(m.task, m.kwargs) for m in queued] == [("notifications.send", {"notification_id": notification.id})]
+    assert service.requeue_overdue() == 0  # not overdue again until another grace period passes
+    service.send_notification(notification.id)
+    db.session.refresh(notification)
+    assert notification.status == DeliveryStatus.SENT
