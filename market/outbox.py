@@ -28,6 +28,8 @@ COMMITTED_KEY = "outbox_committed"
 # How long a relay owns a row while publishing it, so two relays never
 # publish the same row at once.
 CLAIM = timedelta(seconds=30)
+# Rows one relay call claims at most.
+BATCH = 500
 
 
 class OutboxMessage(db.Model):  # type: ignore[name-defined]
@@ -62,9 +64,13 @@ def relay(ids: list[int] | None = None, *, older_than: timedelta | None = None) 
     """Publish unsent outbox rows (those in `ids`, or all older than
     `older_than`) and mark them sent. Returns how many were published.
 
-    Each row is claimed, published and marked in short transactions of its
-    own, outside the caller's session, so a broker failure never touches the
-    caller's work; the first failure stops the batch (the broker is down).
+    The rows are claimed in one short transaction and marked in another,
+    outside the caller's session, so a broker failure never touches the
+    caller's work. The first failure stops the batch (the broker is down):
+    that row keeps its error, and it and the rest of the batch are released
+    at once for the next relay. A process that dies mid-batch leaves its
+    claims to expire (CLAIM), and the rows are published again: tasks are
+    idempotent.
     """
     now = utcnow()
     unsent = [
@@ -76,33 +82,37 @@ def relay(ids: list[int] | None = None, *, older_than: timedelta | None = None) 
     if older_than is not None:
         unsent.append(OutboxMessage.created_at < now - older_than)
     with db.engine.begin() as conn:
-        candidates = conn.scalars(select(OutboxMessage.id).where(*unsent).order_by(OutboxMessage.id).limit(500)).all()
+        candidates = select(OutboxMessage.id).where(*unsent).order_by(OutboxMessage.id).limit(BATCH)
+        claimed = conn.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(candidates.scalar_subquery()), *unsent)
+            .values(claimed_until=now + CLAIM, attempts=OutboxMessage.attempts + 1)
+            .returning(OutboxMessage.id, OutboxMessage.task, OutboxMessage.kwargs)
+        ).all()
+    if not claimed:
+        return 0
     celery = _celery()
-    published = 0
-    for message_id in candidates:
-        with db.engine.begin() as conn:
-            claimed = conn.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id == message_id, *unsent)
-                .values(claimed_until=now + CLAIM, attempts=OutboxMessage.attempts + 1)
-                .returning(OutboxMessage.task, OutboxMessage.kwargs)
-            ).one_or_none()
-        if claimed is None:
-            continue
+    sent: list[int] = []
+    failure: tuple[int, str] | None = None
+    for message in sorted(claimed, key=lambda row: row.id):
         try:
-            celery.send_task(claimed.task, kwargs=claimed.kwargs, task_id=f"outbox-{message_id}", retry=False)
+            celery.send_task(message.task, kwargs=message.kwargs, task_id=f"outbox-{message.id}", retry=False)
         except Exception as exc:  # kombu raises many kinds; each means "not now"
-            log.warning("outbox %s not published: %s", message_id, exc)
-            _mark(message_id, claimed_until=None, last_error=str(exc)[:2000])
+            log.warning("outbox %s not published: %s", message.id, exc)
+            failure = (message.id, str(exc)[:2000])
             break
-        _mark(message_id, sent_at=utcnow(), last_error=None)
-        published += 1
-    return published
-
-
-def _mark(message_id: int, **values: Any) -> None:
+        sent.append(message.id)
     with db.engine.begin() as conn:
-        conn.execute(update(OutboxMessage).where(OutboxMessage.id == message_id).values(**values))
+        if sent:
+            conn.execute(
+                update(OutboxMessage).where(OutboxMessage.id.in_(sent)).values(sent_at=utcnow(), last_error=None)
+            )
+        if failure is not None:
+            failed_id, error = failure
+            unsent_ids = [row.id for row in claimed if row.id not in sent]
+            conn.execute(update(OutboxMessage).where(OutboxMessage.id.in_(unsent_ids)).values(claimed_until=None))
+            conn.execute(update(OutboxMessage).where(OutboxMessage.id == failed_id).values(last_error=error))
+    return len(sent)
 
 
 def _after_commit(session: Session) -> None:

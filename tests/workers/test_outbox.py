@@ -83,3 +83,24 @@ def test_beat_schedule_runs_the_relay(celery_app: Celery) -> None:
     schedule = celery_app.conf.beat_schedule
     assert schedule["relay-outbox"]["task"] == "outbox.relay"
     assert "outbox.relay" in celery_app.tasks
+
+
+def test_a_batch_whose_broker_is_down_is_released_whole_and_sent_whole_later(
+    app: Flask, celery_app: Celery, private_redis: RedisServer
+) -> None:
+    celery_app.conf.broker_url = private_redis.url
+    messages = [outbox.enqueue("tests.record", marker=f"batch-{n}") for n in range(3)]
+    db.session.commit()  # one relay call for the three rows; the first publish fails
+    stored = [db.session.get(OutboxMessage, m.id) for m in messages]
+    for row in stored:
+        assert row is not None
+        db.session.refresh(row)
+        assert row.sent_at is None
+        assert row.claimed_until is None  # free for the next relay at once
+    assert stored[0] is not None and stored[0].last_error
+
+    private_redis.start()
+    with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        assert outbox.relay(older_than=timedelta(0)) == 3
+        assert wait_for(lambda: all(ran(f"batch-{n}") == 1 for n in range(3)))
+        assert outbox.relay(older_than=timedelta(0)) == 0
