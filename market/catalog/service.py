@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Date, Select, and_, false, func, literal, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager, joinedload, selectinload
+from sqlalchemy.orm.util import identity_key
 
 from market.accounts.models import Role
 from market.auth import Actor
@@ -570,13 +571,19 @@ def _execute_stock_update(
 ) -> tuple[int, int | None] | None:
     """One conditional UPDATE; the new stock and the low-stock threshold, or
     None when the conditions did not hold."""
+    # A Core UPDATE on the table: the ORM-enabled form with
+    # synchronize_session="fetch" cost five times the CPU on the order hot
+    # path. A listing loaded in this session is expired instead, so it reads
+    # the new stock and status when next used.
     row = db.session.execute(
-        update(Listing)
+        update(Listing.__table__)
         .where(Listing.id == listing_id, *conditions)
         .values(stock_g=new_stock, status=Listing.status_at_stock(new_stock), updated_at=utcnow())
         .returning(Listing.stock_g, Listing.low_stock_threshold_g)
-        .execution_options(synchronize_session="fetch")
     ).one_or_none()
+    loaded = db.session.identity_map.get(identity_key(Listing, listing_id))
+    if loaded is not None:
+        db.session.expire(loaded, ["stock_g", "status", "updated_at"])
     return None if row is None else (row[0], row[1])
 
 
