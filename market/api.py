@@ -85,6 +85,13 @@ class StrictSchema(ma.Schema):
 
 
 class ProblemSchema(ma.Schema):
+    """RFC 9457 problem details. A problem may carry extension members
+    (`short_lines` when out of stock, `current_status` on a refused
+    change), so the document allows more members than those below."""
+
+    class Meta:
+        unknown = ma.INCLUDE
+
     type = ma.fields.String(required=True)
     title = ma.fields.String(required=True)
     status = ma.fields.Integer(required=True)
