@@ -119,6 +119,9 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "WEBHOOK_TIMEOUT_SECONDS": _int(env, "WEBHOOK_TIMEOUT_SECONDS", 10),
         # CIDRs that webhook, push and feed URLs may reach although private.
         "WEBHOOK_ALLOW_PRIVATE_NETWORKS": _list(env, "WEBHOOK_ALLOW_PRIVATE_NETWORKS"),
+        "INVENTORY_FEED_MAX_BYTES": _int(env, "INVENTORY_FEED_MAX_BYTES", 2 * 1024 * 1024),
+        "INVENTORY_PUSH_RETRY_BASE_SECONDS": _int(env, "INVENTORY_PUSH_RETRY_BASE_SECONDS", 30),
+        "INVENTORY_SCHEDULER_INTERVAL_SECONDS": _int(env, "INVENTORY_SCHEDULER_INTERVAL_SECONDS", 30),
         "CELERY": {
             "broker_url": broker_url,
             "broker_connection_retry_on_startup": True,

@@ -14,6 +14,7 @@ from market import cli, errors, health, outbox
 from market.accounts.routes import blp as accounts_blp
 from market.catalog.routes import blp as catalog_blp
 from market.extensions import api, celery_init_app, db, limiter, migrate
+from market.inventory.routes import blp as inventory_blp
 from market.ledger.routes import blp as ledger_blp
 from market.notifications.routes import blp as notifications_blp
 from market.orders.routes import blp as orders_blp
@@ -84,7 +85,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.blp)
     app.add_url_rule(f"{API_PREFIX}/docs/assets/<path:filename>", "docs_asset", _docs_asset)
     app.before_request(_require_json)
-    for blueprint in (accounts_blp, catalog_blp, orders_blp, payments_blp, notifications_blp):
+    for blueprint in (accounts_blp, catalog_blp, orders_blp, payments_blp, notifications_blp, inventory_blp):
         api.register_blueprint(blueprint)
     api.register_blueprint(payouts_blp)
     api.register_blueprint(ledger_blp)

@@ -14,6 +14,7 @@ from market.outbox import enqueue
 NOTIFY = "notifications.handle_event"
 SUBSCRIBERS: dict[str, tuple[str, ...]] = {
     "inventory.sale_refused": (NOTIFY,),
+    "listing.stock_changed": ("inventory.queue_push",),
     "listing.stock_low": (NOTIFY,),
     "order.paid": (NOTIFY,),
     "order.placed": ("payments.open", NOTIFY),

@@ -12,7 +12,14 @@ from datetime import timedelta
 from celery import Celery
 from flask import Flask
 
-TASK_MODULES = ("workers.notifications", "workers.orders", "workers.outbox", "workers.payments", "workers.payouts")
+TASK_MODULES = (
+    "workers.inventory",
+    "workers.notifications",
+    "workers.orders",
+    "workers.outbox",
+    "workers.payments",
+    "workers.payouts",
+)
 
 
 def configure(celery: Celery, flask_app: Flask) -> Celery:
@@ -32,6 +39,10 @@ def configure(celery: Celery, flask_app: Flask) -> Celery:
         "requeue-overdue-notifications": {
             "task": "notifications.requeue_overdue",
             "schedule": timedelta(seconds=flask_app.config["NOTIFY_REQUEUE_INTERVAL_SECONDS"]),
+        },
+        "sync-sales-channels": {
+            "task": "inventory.run_due",
+            "schedule": timedelta(seconds=flask_app.config["INVENTORY_SCHEDULER_INTERVAL_SECONDS"]),
         },
     }
     return celery

@@ -1,0 +1,455 @@
+"""Keeping one stock with the farmer's other sales channels.
+
+- Push: every stock change of a listing with a SKU is queued for each of its
+  farm's push channels as (stock, version); versions rise by one per change
+  and channel, and a push sends only the latest stock per listing, so a
+  channel that was down gets one message with the current state, and a
+  receiver drops any version lower than one it already has.
+- Pull: a channel's feed is read on a schedule; the drop in a SKU's quantity
+  since the previous feed is a sale here too, a rise is a return.
+- Events: a channel reports sales and returns under its own event ids, each
+  applied exactly once.
+
+Sales take stock with the catalog's conditional update, so stock never goes
+below zero; a sale larger than the stock is refused, the farmer told, and
+(for a feed) tried again at the next read rather than lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import exists, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+
+from market.accounts.models import Role
+from market.auth import Actor
+from market.catalog import service as catalog
+from market.catalog.models import Farm, Listing
+from market.db import utcnow
+from market.errors import Conflict, Invalid, NotFound
+from market.events import publish
+from market.extensions import TransientError, db
+from market.inventory import feeds
+from market.inventory.models import ChannelListing, FeedFormat, InboundEvent, MovementKind, SalesChannel
+from market.notifications.outbound import UnsafeUrl, post_signed, require_safe_url
+from market.outbox import enqueue
+from market.pagination import Page, SortKey, keyset_page
+
+PUSH_TASK = "inventory.push_channel"
+PULL_TASK = "inventory.pull_channel"
+ERROR_LENGTH = 2000
+# Pushes to a failing channel back off up to this; they are never dropped.
+MAX_PUSH_BACKOFF = timedelta(hours=1)
+
+
+class SaleExceedsStock(Conflict):
+    slug = "out-of-stock"
+    title = "Sale exceeds stock"
+
+
+@dataclass(frozen=True)
+class CreatedChannel:
+    channel: SalesChannel
+    secret: str
+
+
+# --- channels ------------------------------------------------------------------
+
+
+def _own_farm(actor: Actor, farm_id: int) -> Farm:
+    actor.require(Role.FARMER, Role.OPERATOR)
+    farm = db.session.get(Farm, farm_id)
+    if farm is None or not (actor.has(Role.OPERATOR) or farm.owner_id == actor.user_id):
+        raise Invalid("No such farm of yours.", {"farm_id": [f"Farm {farm_id} is not one of yours."]})
+    return farm
+
+
+def _own_channel(actor: Actor, channel_id: int, *, field: str | None = None) -> SalesChannel:
+    actor.require(Role.FARMER, Role.OPERATOR)
+    channel = db.session.get(SalesChannel, channel_id)
+    if channel is None or not (actor.has(Role.OPERATOR) or channel.farm.owner_id == actor.user_id):
+        if field:
+            raise Invalid("No such sales channel of yours.", {field: [f"Channel {channel_id} is not one of yours."]})
+        raise NotFound(f"Sales channel {channel_id} not found.")
+    return channel
+
+
+def _check_urls(push_url: str | None, feed_url: str | None) -> None:
+    if push_url:
+        require_safe_url(push_url, "push_url")
+    if feed_url:
+        require_safe_url(feed_url, "feed_url")
+
+
+def create_channel(
+    actor: Actor,
+    *,
+    farm_id: int,
+    name: str,
+    push_url: str | None = None,
+    feed_url: str | None = None,
+    feed_format: FeedFormat = FeedFormat.JSON,
+    pull_interval_seconds: int = 300,
+) -> CreatedChannel:
+    """Register a sales channel for one of the caller's farms; its listings
+    are matched by SKU. The push signing secret is returned only here."""
+    farm = _own_farm(actor, farm_id)
+    _check_urls(push_url, feed_url)
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    channel = SalesChannel(
+        farm_id=farm.id,
+        name=name,
+        push_url=push_url,
+        feed_url=feed_url,
+        feed_format=feed_format,
+        pull_interval_seconds=pull_interval_seconds,
+        secret=secret,
+        active=True,
+        next_run_at=utcnow() if feed_url else None,
+    )
+    db.session.add(channel)
+    db.session.commit()
+    return CreatedChannel(channel, secret)
+
+
+def update_channel(actor: Actor, channel_id: int, **changes: Any) -> SalesChannel:
+    channel = _own_channel(actor, channel_id)
+    _check_urls(changes.get("push_url"), changes.get("feed_url"))
+    if changes.get("feed_url") and changes["feed_url"] != channel.feed_url:
+        # Another feed: its quantities start a new baseline.
+        channel.feed_etag = channel.feed_last_modified = None
+        db.session.execute(
+            update(ChannelListing).where(ChannelListing.channel_id == channel.id).values(reported_g=None)
+        )
+    for name, value in changes.items():
+        setattr(channel, name, value)
+    if channel.feed_url and channel.next_run_at is None:
+        channel.next_run_at = utcnow()
+    db.session.commit()
+    return channel
+
+
+def delete_channel(actor: Actor, channel_id: int) -> None:
+    db.session.delete(_own_channel(actor, channel_id))
+    db.session.commit()
+
+
+def get_channel(actor: Actor, channel_id: int) -> SalesChannel:
+    return _own_channel(actor, channel_id)
+
+
+def list_channels(
+    actor: Actor, *, limit: int, cursor: str | None = None, farm_id: int | None = None
+) -> Page[SalesChannel]:
+    """The caller's channels with their sync state; operators see all."""
+    actor.require(Role.FARMER, Role.OPERATOR)
+    stmt = select(SalesChannel).join(SalesChannel.farm)
+    if not actor.has(Role.OPERATOR):
+        stmt = stmt.where(Farm.owner_id == actor.user_id)
+    if farm_id is not None:
+        stmt = stmt.where(SalesChannel.farm_id == farm_id)
+    return keyset_page(stmt, [SortKey(SalesChannel.id, "id")], limit=limit, cursor=cursor)
+
+
+def _succeeded(channel: SalesChannel) -> None:
+    channel.last_success_at = utcnow()
+    channel.last_error = None
+
+
+def _failed(channel: SalesChannel, error: str) -> None:
+    channel.last_error = error[:ERROR_LENGTH]
+    channel.last_error_at = utcnow()
+
+
+def _state(channel_id: int, listing_id: int) -> ChannelListing:
+    """The channel's row for a listing, created on first use (by whichever
+    of two concurrent callers comes first)."""
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    db.session.execute(
+        insert(ChannelListing)
+        .values(channel_id=channel_id, listing_id=listing_id, push_version=0, pushed_version=0)
+        .on_conflict_do_nothing(index_elements=["channel_id", "listing_id"])
+    )
+    return db.session.scalars(
+        select(ChannelListing).where(ChannelListing.channel_id == channel_id, ChannelListing.listing_id == listing_id)
+    ).one()
+
+
+# --- push ----------------------------------------------------------------------------
+
+
+def queue_push(listing_id: int) -> int:
+    """After a stock change: record the listing's current stock under the
+    next version for each push channel of its farm and queue the pushes.
+    Returns how many channels were queued."""
+    listing = db.session.get(Listing, listing_id)
+    if listing is None or listing.sku is None:
+        db.session.rollback()
+        return 0
+    channels = db.session.scalars(
+        select(SalesChannel.id).where(
+            SalesChannel.farm_id == listing.farm_id, SalesChannel.push_url.isnot(None), SalesChannel.active
+        )
+    ).all()
+    for channel_id in channels:
+        state = _state(channel_id, listing_id)
+        # Take the row lock first, then read the stock: a later change's
+        # push waits for this one and so reads a stock at least as new,
+        # under a higher version.
+        db.session.execute(
+            update(ChannelListing)
+            .where(ChannelListing.id == state.id)
+            .values(push_version=ChannelListing.push_version + 1)
+        )
+        stock = db.session.scalar(select(Listing.stock_g).where(Listing.id == listing_id))
+        db.session.execute(update(ChannelListing).where(ChannelListing.id == state.id).values(push_stock_g=stock))
+        enqueue(PUSH_TASK, channel_id=channel_id)
+    db.session.commit()
+    return len(channels)
+
+
+def push_channel(channel_id: int) -> int:
+    """Send a channel the latest stock of every listing changed since its
+    last acknowledged push, in one signed POST. Returns how many listings
+    were sent; a failure is recorded on the channel and retried by
+    `run_due` with backoff."""
+    channel = db.session.get(SalesChannel, channel_id)
+    if channel is None or not channel.push_url or not channel.active:
+        db.session.rollback()
+        return 0
+    pending = db.session.scalars(
+        select(ChannelListing)
+        .where(ChannelListing.channel_id == channel.id, ChannelListing.push_version > ChannelListing.pushed_version)
+        .options(selectinload(ChannelListing.listing))
+        .order_by(ChannelListing.listing_id)
+    ).all()
+    if not pending:
+        db.session.rollback()
+        return 0
+    items = [
+        {"sku": s.listing.sku, "listing_id": s.listing_id, "stock_g": s.push_stock_g, "version": s.push_version}
+        for s in pending
+    ]
+    versions = {s.id: s.push_version for s in pending}
+    body = json.dumps({"channel_id": channel.id, "items": items}, separators=(",", ":")).encode()
+    key = "push-" + hashlib.sha256(body).hexdigest()[:32]
+    error = None
+    try:
+        response = post_signed(channel.push_url, body, secret=channel.secret, idempotency_key=key)
+        if not 200 <= response.status_code < 300:
+            error = f"Push answered HTTP {response.status_code}: {response.text[:300]}"
+    except (UnsafeUrl, TransientError) as exc:
+        error = f"Push failed: {exc}"
+    if error is not None:
+        channel.push_failures += 1
+        backoff = timedelta(
+            seconds=current_app.config["INVENTORY_PUSH_RETRY_BASE_SECONDS"] * 2 ** min(channel.push_failures - 1, 16)
+        )
+        channel.push_retry_at = utcnow() + min(backoff, MAX_PUSH_BACKOFF)
+        _failed(channel, error)
+        db.session.commit()
+        return 0
+    for state_id, version in versions.items():
+        db.session.execute(
+            update(ChannelListing)
+            .where(ChannelListing.id == state_id, ChannelListing.pushed_version < version)
+            .values(pushed_version=version)
+        )
+    channel.push_failures = 0
+    channel.push_retry_at = None
+    _succeeded(channel)
+    db.session.commit()
+    return len(items)
+
+
+# --- pull -----------------------------------------------------------------------------
+
+
+def run_due(now: datetime | None = None) -> int:
+    """The beat job: queue a read of every feed that is due and a retry of
+    every push whose backoff has passed. Returns how many were queued."""
+    now = now or utcnow()
+    due_feeds = db.session.scalars(
+        select(SalesChannel)
+        .where(SalesChannel.active, SalesChannel.feed_url.isnot(None), SalesChannel.next_run_at <= now)
+        .limit(500)
+    ).all()
+    for channel in due_feeds:
+        channel.next_run_at = now + timedelta(seconds=channel.pull_interval_seconds)
+        enqueue(PULL_TASK, channel_id=channel.id)
+    unsent = exists().where(
+        ChannelListing.channel_id == SalesChannel.id, ChannelListing.push_version > ChannelListing.pushed_version
+    )
+    due_pushes = db.session.scalars(
+        select(SalesChannel.id).where(
+            SalesChannel.active,
+            SalesChannel.push_url.isnot(None),
+            SalesChannel.push_retry_at <= now,
+            unsent,
+        )
+    ).all()
+    for channel_id in due_pushes:
+        enqueue(PUSH_TASK, channel_id=channel_id)
+    db.session.commit()
+    return len(due_feeds) + len(due_pushes)
+
+
+def _listings_by_sku(farm_id: int, skus: list[str]) -> dict[str, Listing]:
+    rows = db.session.scalars(select(Listing).where(Listing.farm_id == farm_id, Listing.sku.in_(skus)))
+    return {listing.sku: listing for listing in rows if listing.sku}
+
+
+def _refused(channel: SalesChannel, listing: Listing, grams: int, available: int | None) -> None:
+    publish(
+        "inventory.sale_refused",
+        channel_id=channel.id,
+        listing_id=listing.id,
+        grams=grams,
+        stock_g=available or 0,
+    )
+
+
+def pull_channel(channel_id: int) -> int:
+    """Read a channel's feed and apply the change in each SKU's quantity
+    since the previous read as sales or returns here. Returns how many
+    SKUs moved stock. Unknown SKUs and refused sales are recorded as the
+    channel's sync error; the other rows still apply, and a refused sale's
+    baseline is kept so the next read tries it again."""
+    channel = db.session.scalars(
+        select(SalesChannel).where(SalesChannel.id == channel_id).with_for_update()
+    ).one_or_none()
+    if channel is None or not channel.feed_url or not channel.active:
+        db.session.rollback()
+        return 0
+    try:
+        fetched = feeds.fetch(channel.feed_url, etag=channel.feed_etag, last_modified=channel.feed_last_modified)
+        quantities = None if fetched.body is None else feeds.parse(fetched.body, channel.feed_format)
+    except (feeds.FeedError, UnsafeUrl, TransientError) as exc:
+        _failed(channel, f"Feed not applied: {exc}")
+        db.session.commit()
+        return 0
+    if quantities is None:
+        _succeeded(channel)
+        db.session.commit()
+        return 0
+    listings = _listings_by_sku(channel.farm_id, list(quantities))
+    problems = []
+    unknown = sorted(set(quantities) - set(listings))
+    if unknown:
+        problems.append(f"Unknown SKUs skipped: {', '.join(unknown[:20])}.")
+    moved = 0
+    for sku in sorted(listings, key=lambda s: listings[s].id):
+        listing, current = listings[sku], quantities[sku]
+        state = _state(channel.id, listing.id)
+        previous, state.reported_g = state.reported_g, current
+        if previous is None or previous == current:
+            continue
+        if previous > current:
+            try:
+                catalog.take_stock([catalog.StockLine(listing.id, previous - current)], purchasable_only=False)
+            except catalog.OutOfStock as exc:
+                state.reported_g = previous
+                available = exc.extra.get("available_g")
+                problems.append(f"SKU {sku}: a sale of {previous - current} g exceeds the stock ({available} g).")
+                if channel.last_error is None or sku not in channel.last_error:
+                    _refused(channel, listing, previous - current, available)
+                continue
+        else:
+            catalog.add_stock([catalog.StockLine(listing.id, current - previous)])
+        moved += 1
+    channel.feed_etag, channel.feed_last_modified = fetched.etag, fetched.last_modified
+    if problems:
+        _failed(channel, " ".join(problems))
+        channel.last_success_at = utcnow()
+    else:
+        _succeeded(channel)
+    db.session.commit()
+    return moved
+
+
+# --- inbound events -----------------------------------------------------------------------
+
+
+def _event_hash(kind: MovementKind, sku: str, grams: int) -> str:
+    canonical = json.dumps({"type": kind.value, "sku": sku, "grams": grams}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _earlier(channel_id: int, event_id: str, request_hash: str) -> InboundEvent | None:
+    earlier = db.session.scalars(
+        select(InboundEvent).where(InboundEvent.channel_id == channel_id, InboundEvent.event_id == event_id)
+    ).one_or_none()
+    if earlier is not None and earlier.request_hash != request_hash:
+        raise Invalid(
+            f"Event {event_id!r} was already reported with different content.",
+            {"event_id": ["Already used on this channel for another sale or return."]},
+        )
+    return earlier
+
+
+def record_event(
+    actor: Actor, *, channel_id: int, event_id: str, type: MovementKind, sku: str, grams: int
+) -> tuple[InboundEvent, bool]:
+    """Apply a sale or return a channel reports, once per (channel, event
+    id). Returns the event and whether it was new; a repeat returns the
+    first one. A sale larger than the stock is refused (409) and the farmer
+    told; nothing is recorded, so the channel may send it again later."""
+    channel = _own_channel(actor, channel_id, field="channel_id")
+    request_hash = _event_hash(type, sku, grams)
+    earlier = _earlier(channel.id, event_id, request_hash)
+    if earlier is not None:
+        return earlier, False
+    listing = _listings_by_sku(channel.farm_id, [sku]).get(sku)
+    if listing is None:
+        raise Invalid(f"No listing with SKU {sku!r} on this farm.", {"sku": ["Unknown SKU for this channel's farm."]})
+    event = InboundEvent(
+        channel_id=channel.id,
+        event_id=event_id,
+        request_hash=request_hash,
+        kind=type,
+        sku=sku,
+        listing_id=listing.id,
+        grams=grams,
+        stock_after_g=0,
+    )
+    db.session.add(event)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # The same event arrived concurrently and was recorded first.
+        db.session.rollback()
+        earlier = _earlier(channel_id, event_id, request_hash)
+        if earlier is None:
+            raise
+        return earlier, False
+    line = catalog.StockLine(listing.id, grams)
+    if type == MovementKind.SALE:
+        try:
+            catalog.take_stock([line], purchasable_only=False)
+        except catalog.OutOfStock as exc:
+            db.session.rollback()
+            available = exc.extra.get("available_g")
+            _refused(channel, listing, grams, available)
+            _failed(channel, f"Event {event_id}: a sale of {grams} g of SKU {sku} exceeds the stock ({available} g).")
+            db.session.commit()
+            raise SaleExceedsStock(
+                f"The sale of {grams} g exceeds the stock of SKU {sku} ({available or 0} g); nothing was taken.",
+                {"grams": [f"Only {available or 0} g in stock."]},
+                available_g=available or 0,
+            ) from None
+    else:
+        catalog.add_stock([line])
+    event.stock_after_g = db.session.scalar(select(Listing.stock_g).where(Listing.id == listing.id)) or 0
+    _succeeded(channel)
+    db.session.commit()
+    return event, True

@@ -1,0 +1,164 @@
+"""Pushing stock changes to a channel: signed, coalesced to the latest stock
+per listing, each with a version the receiver can drop stale ones by."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from market.catalog.models import Listing
+from market.catalog.service import StockLine, add_stock, take_stock
+from market.extensions import db
+from market.inventory import service
+from market.inventory.models import SalesChannel
+from market.outbox import OutboxMessage
+from tests.inventory.conftest import Stall, create_channel
+from tests.notifications.receivers import HttpReceiver, Received
+from tests.notifications.test_delivery import verify_market_signature
+from tests.workers.conftest import wait_for
+
+PUSH = "/stock"
+
+
+class ChannelReceiver:
+    """What a channel does with our pushes: keep, per SKU, the stock of the
+    highest version seen and drop anything older."""
+
+    def __init__(self) -> None:
+        self.stock: dict[str, int] = {}
+        self.version: dict[str, int] = {}
+
+    def apply(self, request: Received) -> None:
+        for item in request.json()["items"]:
+            if item["version"] > self.version.get(item["sku"], 0):
+                self.version[item["sku"]] = item["version"]
+                self.stock[item["sku"]] = item["stock_g"]
+
+
+def _stock(listing: Listing) -> int:
+    db.session.rollback()
+    return db.session.scalar(select(Listing.stock_g).where(Listing.id == listing.id)) or 0
+
+
+def _queue_pushes() -> None:
+    """What the worker does for every `listing.stock_changed` in the outbox."""
+    for message in db.session.scalars(select(OutboxMessage).where(OutboxMessage.task == "inventory.queue_push")):
+        service.queue_push(message.kwargs["listing_id"])
+        db.session.delete(message)
+    db.session.commit()
+
+
+def _sell(listing: Listing, grams: int) -> None:
+    take_stock([StockLine(listing.id, grams)], purchasable_only=False)
+    db.session.commit()
+
+
+def test_a_push_carries_the_latest_stock_per_listing_with_rising_versions(
+    client: FlaskClient, stall: Stall, receiver: HttpReceiver
+) -> None:
+    created = create_channel(client, stall, push_url=receiver.url(PUSH))
+    _sell(stall.oranges, 1_000)
+    _sell(stall.oranges, 2_000)
+    _sell(stall.chestnuts, 500)
+    _queue_pushes()
+    assert service.push_channel(created["id"]) == 2  # three changes, two listings
+    assert service.push_channel(created["id"]) == 0  # nothing new to say
+
+    (push,) = receiver.at(PUSH)
+    assert verify_market_signature(created["secret"], push.body, push.headers["Market-Signature"])
+    assert push.json() == {
+        "channel_id": created["id"],
+        "items": [
+            {"sku": "ORANGE", "listing_id": stall.oranges.id, "stock_g": 47_000, "version": 2},
+            {"sku": "CHESTNUT", "listing_id": stall.chestnuts.id, "stock_g": 19_500, "version": 1},
+        ],
+    }
+
+    add_stock([StockLine(stall.oranges.id, 10_000)])
+    db.session.commit()
+    _queue_pushes()
+    assert service.push_channel(created["id"]) == 1
+    assert receiver.at(PUSH)[-1].json()["items"] == [
+        {"sku": "ORANGE", "listing_id": stall.oranges.id, "stock_g": 57_000, "version": 3}
+    ]
+
+
+def test_a_channel_that_was_down_gets_the_latest_stock_once_it_is_back(
+    client: FlaskClient, stall: Stall, receiver: HttpReceiver
+) -> None:
+    receiver.route(PUSH, status=503)
+    created = create_channel(client, stall, push_url=receiver.url(PUSH))
+    _sell(stall.oranges, 1_000)
+    _queue_pushes()
+    assert service.push_channel(created["id"]) == 0
+    channel = db.session.get(SalesChannel, created["id"])
+    assert channel is not None
+    assert channel.last_error is not None and "503" in channel.last_error
+    assert channel.push_retry_at is not None  # shown to the farmer as the next try
+
+    _sell(stall.oranges, 1_000)  # more changes while it is down
+    _queue_pushes()
+    service.push_channel(created["id"])
+    receiver.route(PUSH, status=200)
+    assert service.run_due() == 1  # the backoff (0 s in tests) has passed
+    queued = db.session.scalars(
+        select(OutboxMessage).where(OutboxMessage.task == "inventory.push_channel").order_by(OutboxMessage.id.desc())
+    ).first()
+    assert queued is not None and queued.kwargs == {"channel_id": created["id"]}
+    assert service.push_channel(created["id"]) == 1
+
+    channel_view = ChannelReceiver()
+    for request in receiver.at(PUSH):
+        channel_view.apply(request)
+    assert channel_view.stock == {"ORANGE": 48_000}
+    db.session.refresh(channel)
+    assert (channel.last_error, channel.push_failures, channel.push_retry_at) == (None, 0, None)
+    assert channel.last_success_at is not None
+
+
+def test_listings_without_a_sku_or_push_channel_push_nothing(
+    client: FlaskClient, stall: Stall, receiver: HttpReceiver
+) -> None:
+    _sell(stall.oranges, 1_000)
+    _queue_pushes()  # no channel yet
+    create_channel(client, stall, feed_url=receiver.url("/feed"))  # a feed-only channel
+    _sell(stall.oranges, 1_000)
+    _queue_pushes()
+    assert db.session.scalars(select(OutboxMessage).where(OutboxMessage.task == "inventory.push_channel")).all() == []
+
+
+@pytest.mark.usefixtures("worker")
+def test_pushes_from_the_worker_are_droppable_by_version_and_end_at_the_current_stock(
+    channels: Flask, client: FlaskClient, stall: Stall, receiver: HttpReceiver
+) -> None:
+    created = create_channel(client, stall, push_url=receiver.url(PUSH))
+    for grams in (1_000, 2_000, 500, 250):
+        _sell(stall.oranges, grams)
+    add_stock([StockLine(stall.chestnuts.id, 3_000)])
+    db.session.commit()
+    final = {"ORANGE": _stock(stall.oranges), "CHESTNUT": _stock(stall.chestnuts)}
+
+    channel_view = ChannelReceiver()
+
+    def caught_up() -> bool:
+        channel_view.__init__()  # type: ignore[misc]
+        for request in receiver.at(PUSH):
+            channel_view.apply(request)
+        return channel_view.stock == final
+
+    assert wait_for(caught_up, timeout=30)
+    assert final == {"ORANGE": 46_250, "CHESTNUT": 23_000}
+    versions: dict[str, list[int]] = {}
+    for request in receiver.at(PUSH):
+        assert verify_market_signature(created["secret"], request.body, request.headers["Market-Signature"])
+        for item in request.json()["items"]:
+            versions.setdefault(item["sku"], []).append(item["version"])
+    assert max(versions["ORANGE"]) == 4
+    assert max(versions["CHESTNUT"]) == 1
+    for seen in versions.values():
+        assert len(seen) == len(set(seen))  # no version sent twice with a different stock
+    assert json.loads(receiver.at(PUSH)[-1].body)["channel_id"] == created["id"]
