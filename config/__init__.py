@@ -99,6 +99,11 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # Orders are paid out only once settled (delivered or collected) this long.
         "PAYOUT_HOLD_DAYS": _int(env, "PAYOUT_HOLD_DAYS", 3),
         "STRIPE_CONNECT_COUNTRY": env.get("STRIPE_CONNECT_COUNTRY") or "SG",
+        # Balance transactions fetched per page, and how far past each end of
+        # a period records are read, so one timestamped a moment apart by the
+        # gateway and the ledger still matches.
+        "RECONCILIATION_PAGE_SIZE": _int(env, "RECONCILIATION_PAGE_SIZE", 100),
+        "RECONCILIATION_MARGIN_SECONDS": _int(env, "RECONCILIATION_MARGIN_SECONDS", 3600),
         "PAYOUT_ONBOARDING_RETURN_URL": env.get("PAYOUT_ONBOARDING_RETURN_URL") or "http://127.0.0.1:8000/connected",
         "PAYOUT_ONBOARDING_REFRESH_URL": env.get("PAYOUT_ONBOARDING_REFRESH_URL") or "http://127.0.0.1:8000/connect",
         "SMTP_HOST": env.get("SMTP_HOST") or "",

@@ -10,6 +10,7 @@ from market.orders import models as orders
 from market.outbox import OutboxMessage
 from market.payments import models as payments
 from market.payouts import models as payouts
+from market.reconciliation import models as reconciliation
 
 __all__ = [
     "IdempotencyKey",
@@ -22,4 +23,5 @@ __all__ = [
     "orders",
     "payments",
     "payouts",
+    "reconciliation",
 ]

@@ -19,6 +19,7 @@ TASK_MODULES = (
     "workers.outbox",
     "workers.payments",
     "workers.payouts",
+    "workers.reconciliation",
 )
 
 

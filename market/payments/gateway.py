@@ -69,6 +69,22 @@ class TransferReversal:
     amount: int
 
 
+@dataclass(frozen=True)
+class BalanceTransaction:
+    """One movement of the platform's balance at the provider. `amount` is
+    gross and signed as the provider signs it (a charge adds, a refund or
+    transfer takes away); `fee` is what the provider kept on top."""
+
+    id: str
+    type: str  # charge, payment, refund, transfer, transfer_refund (a reversal), ...
+    amount: int
+    fee: int
+    currency: str
+    created: int  # Unix seconds
+    source_id: str | None  # ch_..., re_..., tr_..., trr_...
+    payment_intent_id: str | None  # for charges and refunds
+
+
 class PaymentGateway(Protocol):
     provider: Provider
 
@@ -101,6 +117,10 @@ class PaymentGateway(Protocol):
 
     def reverse_transfer(self, transfer_id: str, *, amount: int, key: str) -> TransferReversal:
         """Take `amount` of a transfer back from the connected account."""
+
+    def balance_transactions(self, *, created_gte: int, created_lt: int, page_size: int) -> list[BalanceTransaction]:
+        """Every balance transaction created in [created_gte, created_lt)
+        (Unix seconds), fetched `page_size` at a time."""
 
 
 NO_CONNECT = "Stripe Connect is not configured; pay this farm by bank transfer."
@@ -143,6 +163,10 @@ class OfflineGateway:
 
     def reverse_transfer(self, transfer_id: str, *, amount: int, key: str) -> TransferReversal:
         raise GatewayError(NO_CONNECT)
+
+    def balance_transactions(self, *, created_gte: int, created_lt: int, page_size: int) -> list[BalanceTransaction]:
+        # Offline money is reconciled against the operators' confirmations.
+        return []
 
 
 def _intent(resource: Any) -> Intent:
@@ -265,6 +289,38 @@ class StripeGateway:
             self.client.v1.transfers.reversals.create, transfer_id, {"amount": amount}, {"idempotency_key": key}
         ).to_dict()
         return TransferReversal(id=obj["id"], amount=obj["amount"])
+
+    def balance_transactions(self, *, created_gte: int, created_lt: int, page_size: int) -> list[BalanceTransaction]:
+        params = {
+            "created": {"gte": created_gte, "lt": created_lt},
+            "limit": page_size,
+            "expand": ["data.source"],
+        }
+
+        def fetch() -> list[BalanceTransaction]:
+            # Pages are fetched lazily as the iterator advances, so the whole
+            # walk sits inside one `_call` to map every page's errors.
+            pages = self.client.v1.balance_transactions.list(params)  # type: ignore[arg-type]
+            return [_balance_transaction(obj.to_dict()) for obj in pages.auto_paging_iter()]
+
+        result: list[BalanceTransaction] = self._call(fetch)
+        return result
+
+
+def _balance_transaction(obj: dict[str, Any]) -> BalanceTransaction:
+    source = obj.get("source")
+    details = source if isinstance(source, dict) else {"id": source}
+    intent = details.get("payment_intent")
+    return BalanceTransaction(
+        id=obj["id"],
+        type=obj["type"],
+        amount=obj["amount"],
+        fee=obj.get("fee") or 0,
+        currency=obj["currency"],
+        created=obj["created"],
+        source_id=details.get("id"),
+        payment_intent_id=intent if isinstance(intent, str) or intent is None else intent.get("id"),
+    )
 
 
 def _transfer(resource: Any) -> Transfer:

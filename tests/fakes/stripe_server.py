@@ -6,8 +6,12 @@ parameters is refused), manual-capture PaymentIntents (capture at most what
 is capturable, the rest released), refunds at most what was captured, card
 errors (402) and injected server errors (500); for Connect, Express
 accounts, onboarding links, transfers (at most the platform balance, listed
-by transfer group) and their reversals. Webhook payloads are signed
-with Stripe's scheme (`t=<ts>,v1=<HMAC-SHA256 of "<ts>.<payload>">`).
+by transfer group) and their reversals. Every capture, refund, transfer and
+reversal leaves a balance transaction (charges with Stripe's fee, 2.9% + 30),
+listed newest first by `created` range with `starting_after` pages and an
+expandable `source`; tests can drop, alter or add balance transactions to
+stand for a gateway that disagrees with the ledger. Webhook payloads are
+signed with Stripe's scheme (`t=<ts>,v1=<HMAC-SHA256 of "<ts>.<payload>">`).
 """
 
 from __future__ import annotations
@@ -47,6 +51,11 @@ def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
     return f"t={ts},v1={digest}"
 
 
+def stripe_fee(amount: int) -> int:
+    """Stripe's card fee on a charge: 2.9% + 30 minor units, half-up."""
+    return (amount * 29 + 500) // 1000 + 30
+
+
 def _error(status: int, kind: str, message: str, code: str | None = None) -> Response:
     body: dict[str, Any] = {"type": kind, "message": message}
     if code:
@@ -63,6 +72,9 @@ class FakeStripe:
     accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
     transfers: dict[str, dict[str, Any]] = field(default_factory=dict)
     reversals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    charges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Oldest first; the list endpoint serves them newest first, like Stripe.
+    balance_transactions: list[dict[str, Any]] = field(default_factory=list)
     # What the platform can transfer; None: unlimited.
     available_balance: int | None = None
     calls: Counter[str] = field(default_factory=Counter)
@@ -98,6 +110,81 @@ class FakeStripe:
             return sum(
                 t["amount"] - t["amount_reversed"] for t in self.transfers.values() if t["destination"] == account_id
             )
+
+    # Balance transactions, and hooks that make the gateway disagree with the ledger.
+    def _record(self, kind: str, amount: int, currency: str, source: dict[str, Any], fee: int = 0) -> None:
+        self.balance_transactions.append(
+            {
+                "id": self._id("txn"),
+                "object": "balance_transaction",
+                "type": kind,
+                "amount": amount,
+                "fee": fee,
+                "net": amount - fee,
+                "currency": currency,
+                "created": int(time.time()),
+                "status": "available",
+                "source": source["id"],
+            }
+        )
+
+    def balance_transaction_of(self, source_id: str) -> dict[str, Any]:
+        with self.lock:
+            return next(t for t in self.balance_transactions if t["source"] == source_id)
+
+    def drop_balance_transaction(self, source_id: str) -> None:
+        """The gateway has no record of `source_id` (a charge, refund, transfer or reversal)."""
+        with self.lock:
+            self.balance_transactions.remove(self.balance_transaction_of(source_id))
+
+    def change_amount(self, source_id: str, amount: int) -> None:
+        """The gateway records another gross amount for `source_id` (signed like Stripe's)."""
+        with self.lock:
+            record = self.balance_transaction_of(source_id)
+            record.update(amount=amount, net=amount - record["fee"])
+
+    def add_unknown_charge(self, amount: int, currency: str = "cny") -> str:
+        """A charge the platform never asked for (made in the dashboard, say)."""
+        with self.lock:
+            return self._charge({"id": self._id("pi"), "currency": currency}, amount)["id"]
+
+    def _charge(self, intent: dict[str, Any], amount: int) -> dict[str, Any]:
+        charge = {
+            "id": self._id("ch"),
+            "object": "charge",
+            "amount": amount,
+            "currency": intent["currency"],
+            "payment_intent": intent["id"],
+            "status": "succeeded",
+        }
+        self.charges[charge["id"]] = charge
+        self._record("charge", amount, intent["currency"], charge, fee=stripe_fee(amount))
+        return charge
+
+    def _list_balance_transactions(self, params: dict[str, Any]) -> Response:
+        created = params.get("created") or {}
+        limit = int(params.get("limit", 10))
+        if not 1 <= limit <= 100:
+            return _error(400, "invalid_request_error", "limit must be between 1 and 100.")
+        found = [
+            t
+            for t in reversed(self.balance_transactions)
+            if ("gte" not in created or t["created"] >= int(created["gte"]))
+            and ("lt" not in created or t["created"] < int(created["lt"]))
+        ]
+        after = params.get("starting_after")
+        if after is not None:
+            ids = [t["id"] for t in found]
+            if after not in ids:
+                return _error(400, "invalid_request_error", f"No such balance_transaction: '{after}'")
+            found = found[ids.index(after) + 1 :]
+        expand = "data.source" in set((params.get("expand") or {}).values())
+        sources = {**self.charges, **self.refunds, **self.transfers, **self.reversals}
+        page = [
+            dict(t, source=dict(sources[t["source"]])) if expand and t["source"] in sources else dict(t)
+            for t in found[:limit]
+        ]
+        return 200, {"object": "list", "url": "/v1/balance_transactions", "has_more": len(found) > limit, "data": page}
 
     def event(self, kind: str, obj: dict[str, Any], *, event_id: str | None = None) -> bytes:
         body = {
@@ -165,6 +252,8 @@ class FakeStripe:
         match = re.fullmatch(r"/v1/transfers/(tr_\w+)/reversals", path)
         if match and method == "POST":
             return self._reverse(match.group(1), params)
+        if method == "GET" and path == "/v1/balance_transactions":
+            return self._list_balance_transactions(params)
         return _error(404, "invalid_request_error", f"Unrecognized request URL ({method}: {path}).")
 
     def _create_intent(self, params: dict[str, Any]) -> Response:
@@ -205,6 +294,7 @@ class FakeStripe:
                 400, "invalid_request_error", "amount_to_capture exceeds amount_capturable.", "amount_too_large"
             )
         intent.update(status="succeeded", amount_received=amount, amount_capturable=0)
+        intent["latest_charge"] = self._charge(intent, amount)["id"]
         return 200, dict(intent)
 
     def _cancel(self, intent: dict[str, Any]) -> Response:
@@ -241,6 +331,7 @@ class FakeStripe:
             "metadata": params.get("metadata", {}),
         }
         self.refunds[refund["id"]] = refund
+        self._record("refund", -amount, intent["currency"], refund)
         return 200, dict(refund)
 
     def _create_account(self, params: dict[str, Any]) -> Response:
@@ -298,6 +389,7 @@ class FakeStripe:
             "reversed": False,
         }
         self.transfers[transfer["id"]] = transfer
+        self._record("transfer", -amount, transfer["currency"], transfer)
         return 200, dict(transfer)
 
     def _list_transfers(self, params: dict[str, Any]) -> Response:
@@ -315,6 +407,7 @@ class FakeStripe:
         transfer["reversed"] = transfer["amount_reversed"] == transfer["amount"]
         reversal = {"id": self._id("trr"), "object": "transfer_reversal", "amount": amount, "transfer": transfer_id}
         self.reversals[reversal["id"]] = reversal
+        self._record("transfer_refund", amount, transfer["currency"], reversal)
         return 200, dict(reversal)
 
     def total_refunded(self, intent_id: str) -> int:

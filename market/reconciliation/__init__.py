@@ -1,0 +1,1 @@
+"""Operators' reconciliation of the ledger with the payment provider and the offline confirmations."""

@@ -1,0 +1,91 @@
+"""Reconciliation runs and what each found: one item per gateway record or
+ledger transaction of the period, with the outcome of matching them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from market.db import UTCDateTime, enum_column, utcnow
+from market.errors import Conflict, Invalid
+from market.extensions import db
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"  # queued for a worker
+    COMPLETED = "completed"
+    FAILED = "failed"  # the gateway refused or stayed unreachable; `error` says why
+
+
+class Outcome(StrEnum):
+    MATCHED = "matched"
+    MISSING_AT_GATEWAY = "missing_at_gateway"  # in the ledger, not at the gateway (or in our records)
+    MISSING_IN_LEDGER = "missing_in_ledger"  # at the gateway (or in our records), not in the ledger
+    AMOUNT_DIFFERS = "amount_differs"
+    FEE = "fee"  # a gateway fee not booked in the ledger: reported, never posted automatically
+
+
+class ReconciliationRun(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "reconciliation_runs"
+    __table_args__ = (CheckConstraint("period_end > period_start", name="period_ordered"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[RunStatus] = mapped_column(enum_column(RunStatus, "reconciliation_status"))
+    requested_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    gateway_records: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    fees_total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    items: Mapped[list[ReconciliationItem]] = relationship(back_populates="run", order_by="ReconciliationItem.id")
+
+
+class ReconciliationItem(db.Model):  # type: ignore[name-defined]
+    """One thing matched or not. Amounts are signed as the platform's cash
+    sees them (money in positive): `gateway_amount` from the provider's
+    balance transaction (or, offline, from the Payment or Payout record an
+    operator confirmed), `ledger_amount` from the `gateway_cash:*` entry."""
+
+    __tablename__ = "reconciliation_items"
+    __table_args__ = (
+        UniqueConstraint("run_id", "key"),
+        Index("ix_reconciliation_items_run_id_outcome_id", "run_id", "outcome", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("reconciliation_runs.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(300), doc="What was matched, unique in the run.")
+    provider: Mapped[str] = mapped_column(String(20))
+    object_type: Mapped[str] = mapped_column(String(40))
+    object_id: Mapped[str | None] = mapped_column(String(255), doc="The provider's id, or ours offline.")
+    balance_transaction_id: Mapped[str | None] = mapped_column(String(255))
+    ledger_reference: Mapped[str | None] = mapped_column(String(120))
+    order_id: Mapped[int | None] = mapped_column(Integer)
+    gateway_amount: Mapped[int | None] = mapped_column(Integer)
+    ledger_amount: Mapped[int | None] = mapped_column(Integer)
+    fee: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    outcome: Mapped[Outcome] = mapped_column(enum_column(Outcome, "reconciliation_outcome"))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+    fee_booked: Mapped[str | None] = mapped_column(
+        String(120), doc="The ledger reference of a fee booked on resolving."
+    )
+
+    run: Mapped[ReconciliationRun] = relationship(back_populates="items")
+
+    def resolve(self, user_id: int, note: str) -> None:
+        if self.outcome == Outcome.MATCHED:
+            raise Invalid(f"Item {self.id} matched; there is nothing to resolve.", {"item_id": ["Already matched."]})
+        if self.resolved_at is not None:
+            raise Conflict(f"Item {self.id} was resolved already.", resolved_at=self.resolved_at.isoformat())
+        self.resolved_at = utcnow()
+        self.resolved_by = user_id
+        self.resolution_note = note

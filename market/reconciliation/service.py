@@ -1,0 +1,573 @@
+"""Reconciliation: the ledger matched against the payment provider's records
+and against the operators' own confirmations, for one period.
+
+Stripe: every balance transaction of the period (charges, refunds,
+transfers, transfer reversals) is matched by its source object to the ledger
+transaction that recorded it (`capture` by PaymentIntent, `refund` by
+Refund, `payout_paid` by Transfer, `transfer_reversal` by TransferReversal),
+comparing the gross amount with the `gateway_cash:stripe` entry. Stripe's
+fee on each balance transaction is reported as a `fee` item and never
+posted by itself; an operator may book it into `gateway_fees` on resolving.
+
+Offline: each confirmed offline payment (`offline_receipt`) and confirmed
+bank payout (`payout_paid` from `gateway_cash:offline`) is matched to the
+Payment or Payout record the operator confirmed.
+
+Records near the period's edges are fetched with a margin on both sides, so
+a capture posted at 23:59:59 that Stripe timestamps 00:00:00 matches; an
+item belongs to the period when either side falls in it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import Row, func, select
+from sqlalchemy.exc import IntegrityError
+
+from market.accounts.models import Role
+from market.auth import Actor
+from market.catalog.models import PayoutMethod
+from market.db import utcnow
+from market.errors import Conflict, Invalid, NotFound
+from market.extensions import db
+from market.ledger import service as ledger
+from market.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
+from market.orders.models import Order
+from market.outbox import enqueue
+from market.pagination import Page, SortKey, keyset_page
+from market.payments.gateway import BalanceTransaction, GatewayError, gateway
+from market.payments.models import Payment, Provider, Refund
+from market.payouts.models import Payout, PayoutStatus, TransferReversal
+from market.reconciliation.models import Outcome, ReconciliationItem, ReconciliationRun, RunStatus
+
+GATEWAY_FEES = "gateway_fees"
+FEE_KIND = "gateway_fee"
+# Stripe's `created` is Unix seconds: nothing it holds is older than this.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+# Balance transaction types, by the object our ledger knows them by.
+CHARGE_TYPES = frozenset({"charge", "payment"})
+REVERSAL_TYPES = frozenset({"transfer_refund", "transfer_cancel"})
+ITEM_COLUMNS = (
+    "id", "provider", "object_type", "object_id", "balance_transaction_id", "ledger_reference", "order_id",
+    "gateway_amount", "ledger_amount", "fee", "occurred_at", "outcome", "resolved_at", "resolution_note",
+    "fee_booked",
+)  # fmt: skip
+
+
+class ReconciliationNotFound(NotFound):
+    pass
+
+
+@dataclass
+class _Side:
+    """What one side (gateway or ledger) says about one thing."""
+
+    amount: int
+    at: datetime
+    object_type: str
+    object_id: str | None = None
+    balance_transaction_id: str | None = None
+    reference: str | None = None
+    order_id: int | None = None
+
+
+@dataclass
+class _Match:
+    provider: str
+    gateway: dict[str, _Side] = field(default_factory=dict)
+    ledger: dict[str, _Side] = field(default_factory=dict)
+
+    def add_gateway(self, key: str, side: _Side) -> None:
+        earlier = self.gateway.get(key)
+        if earlier is not None:  # two records of one object: their sum is what the gateway holds
+            side.amount += earlier.amount
+            side.at = min(side.at, earlier.at)
+        self.gateway[key] = side
+
+    def add_ledger(self, key: str, side: _Side) -> None:
+        earlier = self.ledger.get(key)
+        if earlier is not None:
+            side.amount += earlier.amount
+            side.at = min(side.at, earlier.at)
+        self.ledger[key] = side
+
+    def items(self, run_id: int, start: datetime, end: datetime) -> list[ReconciliationItem]:
+        items = []
+        for key in self.gateway.keys() | self.ledger.keys():
+            theirs, ours = self.gateway.get(key), self.ledger.get(key)
+            if not any(side is not None and start <= side.at < end for side in (theirs, ours)):
+                continue  # fetched for the margin only
+            if theirs is None:
+                outcome = Outcome.MISSING_AT_GATEWAY
+            elif ours is None:
+                outcome = Outcome.MISSING_IN_LEDGER
+            else:
+                outcome = Outcome.MATCHED if theirs.amount == ours.amount else Outcome.AMOUNT_DIFFERS
+            either = theirs or ours
+            assert either is not None
+            items.append(
+                ReconciliationItem(
+                    run_id=run_id,
+                    key=key,
+                    provider=self.provider,
+                    object_type=either.object_type,
+                    object_id=(theirs and theirs.object_id) or (ours and ours.object_id),
+                    balance_transaction_id=theirs.balance_transaction_id if theirs else None,
+                    ledger_reference=ours.reference if ours else None,
+                    order_id=(ours and ours.order_id) or (theirs and theirs.order_id),
+                    gateway_amount=theirs.amount if theirs else None,
+                    ledger_amount=ours.amount if ours else None,
+                    fee=0,
+                    occurred_at=min(side.at for side in (theirs, ours) if side is not None),
+                    outcome=outcome,
+                )
+            )
+        return items
+
+
+# --- starting and running ---------------------------------------------------
+
+
+def start_run(actor: Actor, *, period_start: datetime, period_end: datetime) -> dict[str, Any]:
+    """Queue a reconciliation of [period_start, period_end) (operators). The
+    period must have ended: a period still running would report records
+    that simply have not happened yet."""
+    actor.require(Role.OPERATOR)
+    errors: dict[str, list[str]] = {}
+    if period_start < EARLIEST:
+        errors["period_start"] = ["Must not be before 1970-01-01T00:00:00Z."]
+    if period_end <= period_start:
+        errors["period_end"] = ["Must be after period_start."]
+    elif period_end > utcnow():
+        errors["period_end"] = ["Must not be in the future."]
+    if errors:
+        raise Invalid("The period cannot be reconciled.", errors)
+    run = ReconciliationRun(
+        period_start=period_start, period_end=period_end, status=RunStatus.PENDING, requested_by=actor.user_id
+    )
+    db.session.add(run)
+    db.session.flush()
+    enqueue("reconciliation.run", run_id=run.id)
+    db.session.commit()
+    return _summary(run, _counts([run.id])[run.id])
+
+
+def _locked_run(run_id: int) -> ReconciliationRun:
+    run = db.session.scalars(
+        select(ReconciliationRun).where(ReconciliationRun.id == run_id).with_for_update()
+    ).one_or_none()
+    if run is None:
+        raise ReconciliationNotFound(f"Reconciliation {run_id} not found.")
+    return run
+
+
+def perform(run_id: int) -> ReconciliationRun:
+    """Worker: fetch the gateway's records (outside any transaction), match
+    them and the offline confirmations to the ledger, and store every item
+    with the run's completion in one commit. Repeating it after it finished
+    changes nothing."""
+    run = db.session.get(ReconciliationRun, run_id)
+    if run is None:
+        raise ReconciliationNotFound(f"Reconciliation {run_id} not found.")
+    if run.status != RunStatus.PENDING:
+        return run
+    margin = timedelta(seconds=current_app.config["RECONCILIATION_MARGIN_SECONDS"])
+    since, until = run.period_start - margin, run.period_end + margin
+    db.session.commit()  # no transaction stays open across the provider call
+    try:
+        records = gateway().balance_transactions(
+            created_gte=math.floor(since.timestamp()),
+            created_lt=math.ceil(until.timestamp()),
+            page_size=current_app.config["RECONCILIATION_PAGE_SIZE"],
+        )
+    except GatewayError as error:
+        fail(run_id, f"The gateway refused the balance transactions: {error}")
+        return _locked_run(run_id)
+    run = _locked_run(run_id)
+    if run.status != RunStatus.PENDING:
+        db.session.commit()
+        return run
+    start, end = run.period_start, run.period_end
+    items = [
+        *_stripe(records, since, until).items(run.id, start, end),
+        *_fees(run.id, records, start, end),
+        *_offline(since, until).items(run.id, start, end),
+    ]
+    items.sort(key=lambda item: (item.provider != Provider.STRIPE, item.occurred_at or start, item.key))
+    db.session.add_all(items)
+    run.gateway_records = sum(1 for r in records if start <= _moment(r.created) < end)
+    run.fees_total = sum(r.fee for r in records if start <= _moment(r.created) < end)
+    run.status = RunStatus.COMPLETED
+    run.finished_at = utcnow()
+    db.session.commit()
+    return run
+
+
+def fail(run_id: int, problem: str) -> None:
+    """The run could not fetch the gateway's records (refused, or still
+    unreachable after the worker's retries): say so on the run."""
+    run = _locked_run(run_id)
+    if run.status == RunStatus.PENDING:
+        run.status = RunStatus.FAILED
+        run.error = problem[:2000]
+        run.finished_at = utcnow()
+    db.session.commit()
+
+
+def _moment(created: int) -> datetime:
+    return datetime.fromtimestamp(created, UTC)
+
+
+def _cash_movements(code: str, since: datetime, until: datetime, kinds: Iterable[str]) -> list[Row[Any]]:
+    """Ledger transactions of `kinds` in the window, with what each moved
+    through the cash account `code` (debits positive)."""
+    return list(
+        db.session.execute(
+            select(
+                LedgerTransaction.id,
+                LedgerTransaction.kind,
+                LedgerTransaction.reference,
+                LedgerTransaction.order_id,
+                LedgerTransaction.created_at,
+                func.sum(LedgerEntry.amount).label("amount"),
+            )
+            .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+            .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+            .where(
+                LedgerAccount.code == code,
+                LedgerTransaction.kind.in_(list(kinds)),
+                LedgerTransaction.created_at >= since,
+                LedgerTransaction.created_at < until,
+            )
+            .group_by(
+                LedgerTransaction.id,
+                LedgerTransaction.kind,
+                LedgerTransaction.reference,
+                LedgerTransaction.order_id,
+                LedgerTransaction.created_at,
+            )
+        )
+    )
+
+
+def _id_in(reference: str, prefix: str, suffix: str = "") -> int | None:
+    middle = reference.removeprefix(prefix).removesuffix(suffix)
+    return int(middle) if reference.startswith(prefix) and reference.endswith(suffix) and middle.isdigit() else None
+
+
+def _lookup(column: Any, key_column: Any, keys: Iterable[Any]) -> dict[Any, Any]:
+    wanted = list({key for key in keys if key is not None})
+    if not wanted:
+        return {}
+    return dict(db.session.execute(select(key_column, column).where(key_column.in_(wanted))).tuples().all())
+
+
+def _stripe(records: list[BalanceTransaction], since: datetime, until: datetime) -> _Match:
+    match = _Match(Provider.STRIPE.value)
+    for record in records:
+        source = record.source_id or record.id
+        if record.type in CHARGE_TYPES:
+            key, kind, object_id = f"charge:{record.payment_intent_id or source}", "charge", source
+        elif record.type == "refund":
+            key, kind, object_id = f"refund:{source}", "refund", source
+        elif record.type == "transfer":
+            key, kind, object_id = f"transfer:{source}", "transfer", source
+        elif record.type in REVERSAL_TYPES:
+            key, kind, object_id = f"transfer_reversal:{source}", "transfer_reversal", source
+        else:  # a kind of money movement the ledger does not record
+            key, kind, object_id = f"{record.type}:{source}", record.type, source
+        match.add_gateway(
+            key,
+            _Side(
+                amount=record.amount,
+                at=_moment(record.created),
+                object_type=kind,
+                object_id=object_id,
+                balance_transaction_id=record.id,
+            ),
+        )
+    rows = _cash_movements(
+        ledger.gateway_cash(Provider.STRIPE), since, until, ("capture", "refund", "payout_paid", "transfer_reversal")
+    )
+    intents = _lookup(
+        Payment.stripe_payment_intent_id, Payment.order_id, (r.order_id for r in rows if r.kind == "capture")
+    )
+    refunds = _lookup(Refund.stripe_refund_id, Refund.id, (_id_in(r.reference, "refund:") for r in rows))
+    transfers = _lookup(Payout.stripe_transfer_id, Payout.id, (_id_in(r.reference, "payout:", ":paid") for r in rows))
+    reversals = _lookup(
+        TransferReversal.stripe_reversal_id, TransferReversal.id, (_id_in(r.reference, "reversal:") for r in rows)
+    )
+    for row in rows:
+        recorded, provider_id = {
+            "capture": ("charge", intents.get(row.order_id)),
+            "refund": ("refund", refunds.get(_id_in(row.reference, "refund:"))),
+            "payout_paid": ("transfer", transfers.get(_id_in(row.reference, "payout:", ":paid"))),
+            "transfer_reversal": ("transfer_reversal", reversals.get(_id_in(row.reference, "reversal:"))),
+        }[row.kind]
+        # Without the provider's id there is nothing at the gateway to match.
+        key = f"{recorded}:{provider_id}" if provider_id else f"ledger:{row.reference}"
+        match.add_ledger(
+            key,
+            _Side(
+                amount=int(row.amount),
+                at=row.created_at,
+                object_type=recorded,
+                object_id=provider_id,
+                reference=row.reference,
+                order_id=row.order_id,
+            ),
+        )
+    return match
+
+
+def _fee_reference(balance_transaction_id: str) -> str:
+    return f"{FEE_KIND}:{balance_transaction_id}"
+
+
+def _fees(run_id: int, records: list[BalanceTransaction], start: datetime, end: datetime) -> list[ReconciliationItem]:
+    """A `fee` item for each fee the gateway took in the period; one an
+    operator has booked already is matched to its ledger transaction."""
+    charged = [r for r in records if r.fee and start <= _moment(r.created) < end]
+    booked = dict(
+        db.session.execute(
+            select(LedgerTransaction.reference, func.sum(LedgerEntry.amount))
+            .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+            .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+            .where(
+                LedgerAccount.code == ledger.gateway_cash(Provider.STRIPE),
+                LedgerTransaction.reference.in_([_fee_reference(r.id) for r in charged]),
+            )
+            .group_by(LedgerTransaction.reference)
+        )
+        .tuples()
+        .all()
+    )
+    items = []
+    for record in charged:
+        reference = _fee_reference(record.id)
+        ours = booked.get(reference)
+        items.append(
+            ReconciliationItem(
+                run_id=run_id,
+                key=f"fee:{record.id}",
+                provider=Provider.STRIPE.value,
+                object_type="fee",
+                object_id=record.source_id,
+                balance_transaction_id=record.id,
+                ledger_reference=reference if ours is not None else None,
+                gateway_amount=-record.fee,
+                ledger_amount=ours,
+                fee=record.fee,
+                occurred_at=_moment(record.created),
+                outcome=Outcome.FEE if ours is None else Outcome.MATCHED,
+                fee_booked=reference if ours is not None else None,
+            )
+        )
+    return items
+
+
+def _offline(since: datetime, until: datetime) -> _Match:
+    """Offline receipts and bank payouts in the ledger against the Payment
+    and Payout records the operators confirmed."""
+    match = _Match(Provider.OFFLINE.value)
+    receipts = db.session.execute(
+        select(Payment.id, Payment.order_id, Payment.amount, Payment.offline_reference, Order.paid_at)
+        .join(Order, Order.id == Payment.order_id)
+        .where(
+            Payment.provider == Provider.OFFLINE,
+            Payment.offline_reference.isnot(None),
+            Order.paid_at >= since,
+            Order.paid_at < until,
+        )
+    ).all()
+    for payment in receipts:
+        match.add_gateway(
+            f"receipt:payment-{payment.id}",
+            _Side(
+                amount=payment.amount,
+                at=payment.paid_at,
+                object_type="offline_receipt",
+                object_id=payment.offline_reference,
+                order_id=payment.order_id,
+            ),
+        )
+    payouts = db.session.execute(
+        select(Payout.id, Payout.amount, Payout.bank_reference, Payout.paid_at).where(
+            Payout.method == PayoutMethod.BANK_TRANSFER,
+            Payout.status == PayoutStatus.PAID,
+            Payout.paid_at >= since,
+            Payout.paid_at < until,
+        )
+    ).all()
+    for payout in payouts:
+        match.add_gateway(
+            f"bank_payout:payout-{payout.id}",
+            _Side(amount=-payout.amount, at=payout.paid_at, object_type="bank_payout", object_id=payout.bank_reference),
+        )
+    rows = _cash_movements(ledger.gateway_cash(Provider.OFFLINE), since, until, ("offline_receipt", "payout_paid"))
+    payments = _lookup(Payment.id, Payment.order_id, (r.order_id for r in rows if r.kind == "offline_receipt"))
+    for row in rows:
+        if row.kind == "offline_receipt":
+            key, kind = f"receipt:payment-{payments.get(row.order_id)}", "offline_receipt"
+        else:
+            key, kind = f"bank_payout:payout-{_id_in(row.reference, 'payout:', ':paid')}", "bank_payout"
+        match.add_ledger(
+            key,
+            _Side(
+                amount=int(row.amount),
+                at=row.created_at,
+                object_type=kind,
+                reference=row.reference,
+                order_id=row.order_id,
+            ),
+        )
+    return match
+
+
+# --- resolving --------------------------------------------------------------
+
+
+def resolve_item(actor: Actor, run_id: int, item_id: int, *, note: str, book_fee: bool = False) -> ReconciliationItem:
+    """An operator closes an item with a note; for a fee, optionally books
+    it as a `gateway_fees` expense (once per balance transaction, however
+    many runs report it)."""
+    actor.require(Role.OPERATOR)
+    item = db.session.scalars(
+        select(ReconciliationItem)
+        .where(ReconciliationItem.id == item_id, ReconciliationItem.run_id == run_id)
+        .with_for_update()
+    ).one_or_none()
+    if item is None:
+        raise ReconciliationNotFound(f"Reconciliation {run_id} has no item {item_id}.")
+    if book_fee and item.outcome != Outcome.FEE:
+        raise Invalid(f"Item {item_id} is not a gateway fee.", {"book_fee": ["Only fee items can be booked."]})
+    item.resolve(actor.user_id, note)
+    if book_fee:
+        assert item.balance_transaction_id is not None  # fee items come from balance transactions
+        reference = _fee_reference(item.balance_transaction_id)
+        if ledger.already_posted(reference):
+            db.session.rollback()
+            raise Conflict(f"The fee of {item.balance_transaction_id} is booked already.")
+        ledger.post(
+            FEE_KIND,
+            reference,
+            {GATEWAY_FEES: item.fee, ledger.gateway_cash(item.provider): -item.fee},
+            order_id=item.order_id,
+            memo=note[:500],
+        )
+        item.fee_booked = reference
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict(f"Item {item_id} was resolved at the same time.") from None
+    return item
+
+
+# --- reading ----------------------------------------------------------------
+
+
+def _counts(run_ids: list[int]) -> dict[int, dict[str, int]]:
+    counts: dict[int, dict[str, int]] = {run_id: dict.fromkeys(Outcome, 0) | {"unresolved": 0} for run_id in run_ids}
+    rows = db.session.execute(
+        select(
+            ReconciliationItem.run_id,
+            ReconciliationItem.outcome,
+            func.count(),
+            func.count() - func.count(ReconciliationItem.resolved_at),
+        )
+        .where(ReconciliationItem.run_id.in_(run_ids))
+        .group_by(ReconciliationItem.run_id, ReconciliationItem.outcome)
+    ).all()
+    for run_id, outcome, count, unresolved in rows:
+        counts[run_id][outcome] = count
+        if outcome != Outcome.MATCHED:
+            counts[run_id]["unresolved"] += unresolved
+    return counts
+
+
+def _summary(run: ReconciliationRun, counts: dict[str, int]) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "period_start": run.period_start,
+        "period_end": run.period_end,
+        "status": run.status,
+        "gateway_records": run.gateway_records,
+        "fees_total": run.fees_total,
+        "error": run.error,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+        "counts": counts,
+    }
+
+
+def _run(run_id: int) -> ReconciliationRun:
+    run = db.session.get(ReconciliationRun, run_id)
+    if run is None:
+        raise ReconciliationNotFound(f"Reconciliation {run_id} not found.")
+    return run
+
+
+def get_run(actor: Actor, run_id: int) -> dict[str, Any]:
+    """The run's status and how many items it found of each outcome."""
+    actor.require(Role.OPERATOR)
+    run = _run(run_id)
+    return _summary(run, _counts([run.id])[run.id])
+
+
+def list_runs(actor: Actor, *, limit: int, cursor: str | None = None) -> Page[dict[str, Any]]:
+    actor.require(Role.OPERATOR)
+    page = keyset_page(
+        select(ReconciliationRun), [SortKey(ReconciliationRun.id, "id", descending=True)], limit=limit, cursor=cursor
+    )
+    counts = _counts([run.id for run in page.items])
+    return Page(items=[_summary(run, counts[run.id]) for run in page.items], next_cursor=page.next_cursor)
+
+
+def _items(run_id: int, outcome: Outcome | None, resolved: bool | None) -> Any:
+    stmt = select(ReconciliationItem).where(ReconciliationItem.run_id == run_id)
+    if outcome is not None:
+        stmt = stmt.where(ReconciliationItem.outcome == outcome)
+    if resolved is not None:
+        stmt = stmt.where(
+            ReconciliationItem.resolved_at.isnot(None) if resolved else ReconciliationItem.resolved_at.is_(None)
+        )
+    return stmt
+
+
+def list_items(
+    actor: Actor,
+    run_id: int,
+    *,
+    outcome: Outcome | None = None,
+    resolved: bool | None = None,
+    limit: int,
+    cursor: str | None = None,
+) -> Page[ReconciliationItem]:
+    actor.require(Role.OPERATOR)
+    _run(run_id)
+    return keyset_page(
+        _items(run_id, outcome, resolved), [SortKey(ReconciliationItem.id, "id")], limit=limit, cursor=cursor
+    )
+
+
+def item_rows(
+    actor: Actor, run_id: int, *, outcome: Outcome | None = None, resolved: bool | None = None
+) -> list[dict[str, Any]]:
+    """Every item of the run (optionally of one outcome) as CSV rows."""
+    actor.require(Role.OPERATOR)
+    _run(run_id)
+    items = db.session.scalars(_items(run_id, outcome, resolved).order_by(ReconciliationItem.id)).all()
+    return [
+        {
+            name: (value.isoformat() if isinstance(value, datetime) else value)
+            for name, value in ((name, getattr(item, name)) for name in ITEM_COLUMNS)
+        }
+        for item in items
+    ]
