@@ -12,9 +12,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, json, request
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import OperationalError as DatabaseUnavailable
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 PROBLEM_JSON = "application/problem+json"
+# How long a client should wait before retrying after losing the database:
+# the pool reconnects on the next checkout, so a retry soon after succeeds.
+DATABASE_RETRY_AFTER_SECONDS = 1
 log = logging.getLogger(__name__)
 
 
@@ -150,6 +155,28 @@ def handle_http_exception(error: HTTPException) -> Response:
     return problem(status, error.name, detail, headers=headers)
 
 
+def handle_database_error(error: DBAPIError) -> Response:
+    """The connection was lost (the server restarted or ended our backend)
+    or PostgreSQL gave up on the transaction (deadlock, lock timeout): the
+    transaction rolled back whole, so the request can be retried as it was.
+    Any other database error is a bug: a 500."""
+    if not (error.connection_invalidated or isinstance(error, DatabaseUnavailable)):
+        return handle_unexpected(error)
+    from market.extensions import db  # noqa: PLC0415 (market.extensions imports market.api, which imports this module)
+
+    log.warning("database unavailable on %s %s: %s", request.method, request.path, error.orig)
+    # The session held the lost connection; roll it back so the next use of
+    # this session checks out a fresh one.
+    db.session.rollback()
+    return problem(
+        503,
+        "Service unavailable",
+        "The database connection was lost; nothing was changed. Retry the request.",
+        slug="database-unavailable",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
 def handle_unexpected(error: Exception) -> Response:
     if isinstance(error, HTTPException):
         return handle_http_exception(error)
@@ -160,4 +187,5 @@ def handle_unexpected(error: Exception) -> Response:
 def register(app: Flask) -> None:
     app.register_error_handler(DomainError, handle_domain_error)
     app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(DBAPIError, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected)
