@@ -1,0 +1,292 @@
+"""Payout run: `create_run` over 1,000,000 settled captured lines, against a
+plain SQL aggregation of the same per-farm sums.
+
+    .venv/bin/python -m tests.bench.payout_run [--lines 1000000 --farms 10000] [--reuse]
+
+Bulk-loads (generate_series) farms with bank payout accounts, delivered
+orders of four lines each, their payments and captured lines into its own
+database (`bench_payouts`; --reuse keeps an earlier load, which a run has
+paid out, so it is reset first), then times the plain aggregation and
+`create_run` for a period covering every line, and checks that the payouts
+add up to the aggregation farm by farm. The statements the run sent, with
+their time, go to bench-results/payout_run-statements.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+from sqlalchemy import event
+
+from market import create_app
+from market.accounts.models import Role
+from market.auth import Actor
+from market.db import utcnow
+from market.extensions import db
+from market.payouts import service as payouts
+from tests.bench.common import (
+    REDIS_URL,
+    RESULTS,
+    database_url,
+    plain_url,
+    recreate_database,
+    reset_redis,
+    say,
+    table,
+    write_results,
+)
+
+LINES_PER_ORDER = 4
+COMMISSION_PERCENT = 5
+SETTLED_DAYS_AGO = 10
+
+# The same lines create_run pays (settled orders, farms ready for payouts,
+# not yet paid), summed per farm in one statement. The seeded lines carry no
+# premium, so `amount - commission` is each line's farm share.
+AGGREGATION = """
+WITH settled AS (
+    SELECT e.order_id
+    FROM order_events e JOIN orders o ON o.id = e.order_id
+    WHERE e.type IN ('order.delivered', 'order.collected', 'order.completed')
+      AND o.status IN ('delivered', 'collected', 'completed')
+    GROUP BY e.order_id
+    HAVING min(e.created_at) < %(cutoff)s
+)
+SELECT c.farm_id, count(*) AS lines, sum(c.amount - c.commission) AS amount
+FROM captured_lines c
+JOIN payments p ON p.id = c.payment_id
+JOIN settled s ON s.order_id = p.order_id
+JOIN payout_accounts a ON a.farm_id = c.farm_id AND a.bank_account_number IS NOT NULL
+WHERE NOT EXISTS (SELECT 1 FROM payout_lines pl WHERE pl.captured_line_id = c.id)
+GROUP BY c.farm_id
+"""
+
+
+def seed(url: str, *, lines: int, farms: int) -> int:
+    """Farms with bank accounts, one operator, delivered orders with their
+    payments and captured lines. Returns the operator's user id."""
+    orders = lines // LINES_PER_ORDER
+    operator = farms + 1
+    buyers = 1000
+    # Line l (1-based) is line k = (l - 1) % 4 of order (l - 1) / 4 + 1; an
+    # order buys from one farm, its k-th listing. Grams and price are spread
+    # deterministically so the sums are not trivial.
+    grams = "(1000 + (l::bigint * 37) % 4000)"
+    price = "(500 + (l::bigint * 7919) % 5000)"
+    amount = f"({grams} * {price} / 1000)"
+    with psycopg.connect(plain_url(url)) as conn:
+        say(f"  users and {farms:,} farms with bank payout accounts")
+        conn.execute(
+            """INSERT INTO users (id, email, name, language, password_hash)
+               SELECT i, 'user' || i || '@bench.test', 'Bench user ' || i, 'zh', 'not-a-login'
+               FROM generate_series(1, %s) AS i""",
+            (operator + buyers,),
+        )
+        conn.execute("INSERT INTO user_roles (user_id, role) VALUES (%s, 'operator')", (operator,))
+        conn.execute("INSERT INTO categories (id, code, name_zh, name_en) VALUES (1, 'citrus', '柑橘', 'Citrus')")
+        conn.execute(
+            """INSERT INTO farms (id, owner_id, name, village, county, province, description, status, payout_method)
+               SELECT i, i, 'Bench farm ' || i, 'Village', '寻乌县', '江西省', '', 'verified', 'bank_transfer'
+               FROM generate_series(1, %s) AS i""",
+            (farms,),
+        )
+        conn.execute(
+            """INSERT INTO payout_accounts (farm_id, method, bank_account_holder, bank_name, bank_account_number,
+                                            bank_account_masked)
+               SELECT i, 'bank_transfer', 'Holder ' || i, 'Bench bank', lpad(i::text, 16, '6'),
+                      '************' || right(lpad(i::text, 16, '6'), 4)
+               FROM generate_series(1, %s) AS i""",
+            (farms,),
+        )
+        conn.execute(
+            f"""INSERT INTO listings (id, farm_id, category_id, sku, product_name, variety, grade, origin_county,
+                                      price_per_kg, stock_g, min_order_g, step_g, description, photo_urls, status)
+                SELECT i, 1 + (i - 1) / {LINES_PER_ORDER}, 1, 'SKU-' || i, 'Navel orange', 'Gannan', 'A', '寻乌县',
+                       1000, 0, 500, 500, '', '[]', 'sold_out'
+                FROM generate_series(1, %s) AS i""",  # noqa: S608 (module constants only)
+            (farms * LINES_PER_ORDER,),
+        )
+        say(f"  {orders:,} delivered orders, one part and one payment each")
+        order_total = (
+            f"(SELECT sum({amount}) FROM generate_series((o - 1) * {LINES_PER_ORDER} + 1, o * {LINES_PER_ORDER}) AS l)"  # noqa: S608
+        )
+        conn.execute(
+            f"""INSERT INTO orders (id, version, buyer_id, status, fulfilment, delivery_address, notes, currency,
+                                    total, max_total, created_at, expires_at, paid_at, closed_at)
+                SELECT o, 1, {operator} + 1 + o % {buyers}, 'delivered', 'delivery', 'Bench address', '', 'CNY',
+                       t, t, now() - interval '12 days', now() - interval '12 days' + interval '30 minutes',
+                       now() - interval '12 days', now() - interval '{SETTLED_DAYS_AGO} days'
+                FROM generate_series(1, {orders}) AS o, LATERAL (SELECT {order_total} AS t) AS totals"""  # noqa: S608
+        )
+        conn.execute(
+            f"""INSERT INTO order_parts (id, order_id, farm_id, status, subtotal)
+                SELECT id, id, 1 + (id - 1) % {farms}, 'delivered', total FROM orders""",  # noqa: S608
+        )
+        conn.execute(
+            """INSERT INTO payments (id, order_id, provider, status, currency, amount, amount_captured)
+               SELECT id, id, 'offline', 'captured', 'CNY', total, total FROM orders"""
+        )
+        conn.execute(
+            f"""INSERT INTO order_events (order_id, part_id, type, actor_id, detail, created_at)
+                SELECT id, id, 'order.delivered', {operator}, '', now() - interval '{SETTLED_DAYS_AGO} days'
+                FROM orders"""  # noqa: S608 (module constants only)
+        )
+        say(f"  {orders * LINES_PER_ORDER:,} order lines and captured lines")
+        order_of_line = f"((l - 1) / {LINES_PER_ORDER} + 1)"
+        farm_of_line = f"(1 + ({order_of_line} - 1) % {farms})"
+        listing_of_line = f"(({farm_of_line} - 1) * {LINES_PER_ORDER} + (l - 1) % {LINES_PER_ORDER} + 1)"
+        conn.execute(
+            f"""INSERT INTO order_lines (id, order_id, part_id, farm_id, listing_id, product_name, price_per_kg,
+                                         ordered_g, weighed_g, amount, max_amount)
+                SELECT l, {order_of_line}, {order_of_line}, {farm_of_line}, {listing_of_line}, 'Navel orange',
+                       {price}, {grams}, {grams}, {amount}, {amount}
+                FROM generate_series(1, {orders * LINES_PER_ORDER}) AS l"""  # noqa: S608 (integers only)
+        )
+        conn.execute(
+            f"""INSERT INTO captured_lines (id, payment_id, order_line_id, farm_id, grams, price_per_kg, amount,
+                                            commission)
+                SELECT id, order_id, id, farm_id, weighed_g, price_per_kg, amount,
+                       amount * {COMMISSION_PERCENT} / 100
+                FROM order_lines"""  # noqa: S608 (module constants only)
+        )
+        for table_name in ("users", "categories", "farms", "listings", "orders", "order_parts", "payments",
+                           "order_lines", "captured_lines"):  # fmt: skip
+            # The ids above were given explicitly; move each sequence past them.
+            conn.execute(
+                "SELECT setval(pg_get_serial_sequence(%s, 'id'), (SELECT max(id) FROM "  # noqa: S608 (fixed names)
+                + table_name
+                + "))",
+                (table_name,),
+            )
+    with psycopg.connect(plain_url(url), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return operator
+
+
+def unpay(url: str) -> None:
+    """Undo an earlier run so --reuse times the same work again."""
+    with psycopg.connect(plain_url(url)) as conn:
+        conn.execute(
+            """TRUNCATE payout_lines, payout_refund_lines, payout_premiums, transfer_reversals, payouts,
+                        payout_runs, ledger_entries, ledger_transactions, outbox"""
+        )
+    with psycopg.connect(plain_url(url), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+
+
+def aggregate(url: str, cutoff: Any) -> tuple[float, dict[int, tuple[int, int]]]:
+    with psycopg.connect(plain_url(url)) as conn:
+        started = time.perf_counter()
+        rows = conn.execute(AGGREGATION, {"cutoff": cutoff}).fetchall()
+        seconds = time.perf_counter() - started
+    return seconds, {farm: (count, total) for farm, count, total in rows}
+
+
+def main() -> None:  # noqa: PLR0915 (one straight script: load, time both, check, report)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=1_000_000, help="captured lines (a multiple of 4)")
+    parser.add_argument("--farms", type=int, default=10_000)
+    parser.add_argument("--reuse", action="store_true", help="keep the lines loaded by an earlier run")
+    args = parser.parse_args()
+    url = database_url("bench_payouts")
+    operator = args.farms + 1
+    if args.reuse:
+        say("resetting the payouts of an earlier run ...")
+        unpay(url)
+    else:
+        say(f"loading {args.lines:,} captured lines across {args.farms:,} farms (generate_series) ...")
+        started = time.perf_counter()
+        recreate_database(url)
+        operator = seed(url, lines=args.lines, farms=args.farms)
+        say(f"  loaded in {time.perf_counter() - started:.0f} s")
+    reset_redis()
+    # The run queues its dispatch task through the outbox; it goes to the
+    # benchmark's own Redis database, where no worker consumes it.
+    os.environ["REDIS_URL"] = REDIS_URL
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "RATELIMIT_ENABLED": False})
+    period_end = (utcnow() - timedelta(days=SETTLED_DAYS_AGO - 5)).date()
+    cutoff = payouts.run_cutoff(period_end, utcnow(), app.config["PAYOUT_HOLD_DAYS"])
+
+    say("plain SQL aggregation ...")
+    sql_seconds, expected = aggregate(url, cutoff)
+    say(f"  {sql_seconds:.2f} s, {len(expected):,} farms")
+
+    statements: list[tuple[float, str]] = []
+
+    def _start(conn: Any, *_: Any) -> None:
+        conn.info["bench_started"] = time.perf_counter()
+
+    def _end(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statements.append((time.perf_counter() - conn.info.pop("bench_started"), statement))
+
+    say("create_run ...")
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", _start)
+        event.listen(db.engine, "after_cursor_execute", _end)
+        started = time.perf_counter()
+        run = payouts.create_run(Actor(user_id=operator, roles=frozenset({Role.OPERATOR})), period_end=period_end)
+        run_seconds = time.perf_counter() - started
+        event.remove(db.engine, "before_cursor_execute", _start)
+        event.remove(db.engine, "after_cursor_execute", _end)
+        run_id, payouts_count, run_total = run.id, run.payouts_count, run.total
+    say(f"  {run_seconds:.2f} s, {payouts_count:,} payouts")
+
+    with psycopg.connect(plain_url(url)) as conn:
+        paid = {
+            farm: (count, amount)
+            for farm, count, amount in conn.execute(
+                "SELECT farm_id, lines_count, amount FROM payouts WHERE run_id = %s", (run_id,)
+            )
+        }
+        covered = conn.execute(
+            "SELECT count(*) FROM payout_lines JOIN payouts ON payouts.id = payout_id WHERE run_id = %s", (run_id,)
+        ).fetchone()
+    expected_total = sum(total for _, total in expected.values())
+    checks = {
+        "payouts_total": run_total,
+        "aggregation_total": expected_total,
+        "totals_equal": run_total == expected_total,
+        "per_farm_equal": paid == expected,
+        "lines_covered": covered[0] if covered else 0,
+        "lines_expected": sum(count for count, _ in expected.values()),
+    }
+    slowest = sorted(statements, reverse=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "payout_run-statements.txt").write_text(
+        "\n\n".join(f"-- {seconds:.3f} s\n{statement}" for seconds, statement in slowest)
+    )
+    rows = [
+        {"what": "plain SQL aggregation", "seconds": round(sql_seconds, 2)},
+        {"what": "create_run", "seconds": round(run_seconds, 2), "ratio": f"{run_seconds / sql_seconds:.1f}x"},
+    ] + [
+        {"what": "  " + " ".join(statement.split())[:70], "seconds": round(seconds, 2)}
+        for seconds, statement in slowest[:6]
+    ]
+    print(f"\n{args.lines:,} captured lines, {args.farms:,} farms, {payouts_count:,} payouts\n")
+    print(table(rows, ["what", "seconds", "ratio"]))
+    print("\nchecks: " + ", ".join(f"{k}={v}" for k, v in checks.items()))
+    path = write_results(
+        "payout_run",
+        {
+            "lines": args.lines,
+            "farms": args.farms,
+            "payouts": payouts_count,
+            "aggregation_seconds": round(sql_seconds, 3),
+            "create_run_seconds": round(run_seconds, 3),
+            "ratio": round(run_seconds / sql_seconds, 2),
+            "statements": [{"seconds": round(s, 3), "sql": " ".join(q.split())[:300]} for s, q in slowest[:15]],
+            "checks": checks,
+        },
+    )
+    print(f"\nwritten to {path}")
+    if not (checks["totals_equal"] and checks["per_farm_equal"]):
+        raise SystemExit("the payouts do not add up to the aggregation")
+
+
+if __name__ == "__main__":
+    main()
