@@ -21,6 +21,7 @@ from market.orders.routes import blp as orders_blp
 from market.payments import gateway as payment_gateway
 from market.payments.routes import blp as payments_blp
 from market.payouts.routes import blp as payouts_blp
+from market.premiums.routes import blp as premiums_blp
 from market.reconciliation.routes import blp as reconciliation_blp
 
 API_PREFIX = "/api/v1"
@@ -90,6 +91,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         api.register_blueprint(blueprint)
     api.register_blueprint(payouts_blp)
     api.register_blueprint(ledger_blp)
+    api.register_blueprint(premiums_blp)
     api.register_blueprint(reconciliation_blp)
 
     cli.register(app)

@@ -10,6 +10,7 @@ from market.orders import models as orders
 from market.outbox import OutboxMessage
 from market.payments import models as payments
 from market.payouts import models as payouts
+from market.premiums import models as premiums
 from market.reconciliation import models as reconciliation
 
 __all__ = [
@@ -23,5 +24,6 @@ __all__ = [
     "orders",
     "payments",
     "payouts",
+    "premiums",
     "reconciliation",
 ]

@@ -45,6 +45,7 @@ def _kind(code: str) -> AccountKind:
         "buyer_deposits": AccountKind.LIABILITY,
         "farm_payable": AccountKind.LIABILITY,
         "platform_commission": AccountKind.REVENUE,
+        "sponsor_liability": AccountKind.LIABILITY,
         "gateway_fees": AccountKind.EXPENSE,
     }[prefix]
 

@@ -19,6 +19,7 @@ from market.catalog.models import Farm, FulfilmentPoint, Listing, Lot
 from market.db import UTCDateTime, enum_column, utcnow
 from market.errors import InvalidTransition
 from market.extensions import db
+from market.premiums.models import LinePremium
 
 
 class OrderStatus(StrEnum):
@@ -136,7 +137,7 @@ class Order(db.Model):  # type: ignore[name-defined]
         return [p for p in self.parts if p.status != PartStatus.CANCELLED]
 
     def recompute_total(self) -> None:
-        self.total = sum(line.amount for line in self.lines if line.part.status != PartStatus.CANCELLED)
+        self.total = sum(line.charged for line in self.lines if line.part.status != PartStatus.CANCELLED)
 
     def mark_paid(self) -> None:
         if self.status != OrderStatus.PENDING_PAYMENT:
@@ -250,7 +251,7 @@ class OrderPart(db.Model):  # type: ignore[name-defined]
         self.cancel_reason = reason
 
     def recompute_subtotal(self) -> None:
-        self.subtotal = sum(line.amount for line in self.lines)
+        self.subtotal = sum(line.charged for line in self.lines)
 
 
 class OrderLine(db.Model):  # type: ignore[name-defined]
@@ -261,6 +262,7 @@ class OrderLine(db.Model):  # type: ignore[name-defined]
         CheckConstraint("ordered_g > 0", name="ordered_positive"),
         CheckConstraint("weighed_g IS NULL OR weighed_g >= 0", name="weighed_non_negative"),
         CheckConstraint("amount >= 0", name="amount_non_negative"),
+        CheckConstraint("premium_amount >= 0", name="premium_non_negative"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -273,14 +275,23 @@ class OrderLine(db.Model):  # type: ignore[name-defined]
     price_per_kg: Mapped[int] = mapped_column(Integer)
     ordered_g: Mapped[int] = mapped_column(Integer)
     weighed_g: Mapped[int | None] = mapped_column(Integer)
-    amount: Mapped[int] = mapped_column(Integer)
-    max_amount: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(Integer, doc="The produce: price_per_kg x grams.")
+    premium_amount: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0", doc="Buyer-funded premiums on the same grams."
+    )
+    max_amount: Mapped[int] = mapped_column(Integer, doc="Produce and premiums at the top of the tolerance.")
     short_reason: Mapped[str | None] = mapped_column(String(500))
 
     order: Mapped[Order] = relationship(back_populates="lines")
     part: Mapped[OrderPart] = relationship(back_populates="lines")
     listing: Mapped[Listing] = relationship()
     lot: Mapped[Lot | None] = relationship()
+    premiums: Mapped[list[LinePremium]] = relationship(order_by="LinePremium.programme_id")
+
+    @property
+    def charged(self) -> int:
+        """What the buyer pays for the line."""
+        return self.amount + self.premium_amount
 
     @property
     def billed_g(self) -> int:

@@ -66,6 +66,7 @@ def get_order(order_id: int) -> OrderView:
 @blp.arguments(ReasonSchema)
 @blp.response(200, OrderSchema)
 @blp.alt_response(404, description="No such order, or not one you may see")
+@blp.alt_response(409, description="Not possible in the current state (the problem names it)")
 def cancel_order(body: dict[str, Any], order_id: int) -> OrderView:
     """Cancel an order (the buyer before packing; operators until completion)"""
     return service.cancel_order(current_actor(), order_id, body["reason"])
@@ -75,6 +76,7 @@ def cancel_order(body: dict[str, Any], order_id: int) -> OrderView:
 @blp.authenticated
 @blp.response(200, OrderSchema)
 @blp.alt_response(404, description="No such order, or not one you may see")
+@blp.alt_response(409, description="Not possible in the current state (the problem names it)")
 def complete_order(order_id: int) -> OrderView:
     """Confirm a collected or delivered order is complete"""
     return service.complete_order(current_actor(), order_id)
@@ -84,6 +86,7 @@ def complete_order(order_id: int) -> OrderView:
 @blp.authenticated
 @blp.response(200, OrderSchema)
 @blp.alt_response(404, description="No such order, or not one you may see")
+@blp.alt_response(409, description="Not possible in the current state (the problem names it)")
 def renew_pickup_code(order_id: int) -> OrderView:
     """Get a new pickup code (the buyer)"""
     return service.renew_pickup_code(current_actor(), order_id)
@@ -96,6 +99,7 @@ def renew_pickup_code(order_id: int) -> OrderView:
 @blp.response(200, OrderSchema)
 @blp.alt_response(429, description="Too many wrong codes")
 @blp.alt_response(404, description="No such order, or not one you may see")
+@blp.alt_response(409, description="Not possible in the current state (the problem names it)")
 def collect_order(body: dict[str, Any], order_id: int) -> OrderView:
     """Hand an order over at the station against the buyer's pickup code (station staff)"""
     return service.collect_order(current_actor(), order_id, body["code"])
@@ -106,6 +110,7 @@ def collect_order(body: dict[str, Any], order_id: int) -> OrderView:
 @blp.arguments(PackSchema)
 @blp.response(200, OrderSchema)
 @blp.alt_response(404, description="No such order or part, or not one of yours")
+@blp.alt_response(409, description="Not possible in the current state (the problem names it)")
 def pack_part(body: dict[str, Any], order_id: int, part_id: int) -> OrderView:
     """Record the weighed grams of each line of your part and mark it packed (farmers)"""
     weighings = [Weighing(**w) for w in body["weights"]]
@@ -116,6 +121,7 @@ def pack_part(body: dict[str, Any], order_id: int, part_id: int) -> OrderView:
 @blp.authenticated
 @blp.response(200, OrderSchema)
 @blp.alt_response(404, description="No such order or part, or not one of yours")
+@blp.alt_response(409, description="Not possible in the current state (the problem names it)")
 def ship_part(order_id: int, part_id: int) -> OrderView:
     """Mark your packed part shipped (farmers)"""
     return service.ship_part(current_actor(), order_id, part_id)
@@ -125,6 +131,7 @@ def ship_part(order_id: int, part_id: int) -> OrderView:
 @blp.authenticated
 @blp.response(200, OrderSchema)
 @blp.alt_response(404, description="No such order or part, or not one of yours")
+@blp.alt_response(409, description="Not possible in the current state (the problem names it)")
 def deliver_part(order_id: int, part_id: int) -> OrderView:
     """Mark your shipped part delivered to the buyer's address (farmers)"""
     return service.deliver_part(current_actor(), order_id, part_id)
@@ -134,6 +141,7 @@ def deliver_part(order_id: int, part_id: int) -> OrderView:
 @blp.authenticated
 @blp.response(200, OrderSchema)
 @blp.alt_response(404, description="No such order or part, or not one of yours")
+@blp.alt_response(409, description="Not possible in the current state (the problem names it)")
 def receive_part(order_id: int, part_id: int) -> OrderView:
     """Take a shipped part in at the fulfilment point (station staff)"""
     return service.receive_part(current_actor(), order_id, part_id)
@@ -144,6 +152,7 @@ def receive_part(order_id: int, part_id: int) -> OrderView:
 @blp.arguments(ReasonSchema)
 @blp.response(200, OrderSchema)
 @blp.alt_response(404, description="No such order or part, or not one of yours")
+@blp.alt_response(409, description="Not possible in the current state (the problem names it)")
 def cancel_part(body: dict[str, Any], order_id: int, part_id: int) -> OrderView:
     """Cancel your part of an order before it ships, with a reason (farmers)"""
     return service.cancel_part(current_actor(), order_id, part_id, body["reason"])

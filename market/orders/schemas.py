@@ -40,6 +40,15 @@ class LotRefSchema(ma.Schema):
     harvest_date = fields.Date(required=True)
 
 
+class LinePremiumSchema(ma.Schema):
+    programme_id = fields.Integer(required=True)
+    name = fields.String(attribute="programme.name", required=True)
+    funded_by = fields.String(required=True, metadata={"description": "buyer (in the total) or sponsor (not charged)"})
+    rate_per_kg = fields.Integer(required=True)
+    amount = fields.Integer(required=True)
+    note = fields.String(allow_none=True, metadata={"description": "Set when the budget ran short or was released."})
+
+
 class OrderLineSchema(ma.Schema):
     id = fields.Integer(required=True)
     listing_id = fields.Integer(required=True)
@@ -49,6 +58,8 @@ class OrderLineSchema(ma.Schema):
     ordered_g = fields.Integer(required=True)
     weighed_g = fields.Integer(allow_none=True)
     amount = fields.Integer(required=True, metadata={"description": "Of the weighed grams once packed."})
+    premium_amount = fields.Integer(required=True, metadata={"description": "Buyer-funded premiums, in the total."})
+    premiums = fields.List(fields.Nested(LinePremiumSchema), required=True)
     short_reason = fields.String(allow_none=True)
 
 

@@ -42,9 +42,12 @@ from market.orders.models import (
 )
 from market.orders.pricing import PricedLine, price_line
 from market.pagination import Page, SortKey, keyset_page
+from market.premiums import service as premiums
 
 T = TypeVar("T")
 PICKUP_CODE_DIGITS = 6
+# Before packing is complete no money has been taken (capture follows it).
+UNCAPTURED = frozenset({OrderStatus.PENDING_PAYMENT, OrderStatus.PAID})
 
 
 class Shortfall(Conflict):
@@ -137,6 +140,7 @@ def _order_options() -> list[Any]:
     return [
         selectinload(Order.parts).selectinload(OrderPart.farm),
         selectinload(Order.parts).selectinload(OrderPart.lines).selectinload(OrderLine.lot),
+        selectinload(Order.parts).selectinload(OrderPart.lines).selectinload(OrderLine.premiums),
         selectinload(Order.lines),
         selectinload(Order.fulfilment_point),
         selectinload(Order.buyer),
@@ -196,16 +200,21 @@ def _changing(order: Order, actor: Actor | None, change: Callable[[], T]) -> T:
     return result
 
 
-def _return_stock(parts: Iterable[OrderPart]) -> None:
-    """Give back what cancelled parts took: all ordered grams before packing,
-    the weighed grams once packed (short lines have nothing to return)."""
+def _give_back(order: Order, parts: Iterable[OrderPart]) -> None:
+    """Give back what cancelled parts took: their stock (all ordered grams
+    before packing, the weighed grams once packed; short lines have nothing
+    to return) and, while no money was taken, their sponsor reservations
+    (after capture a refund reverses the premiums instead)."""
     lines: list[catalog.StockLine] = []
+    uncaptured = order.status in UNCAPTURED
     for part in parts:
         packed = part.packed_at is not None
         for line in part.lines:
             grams = (line.weighed_g or 0) if packed else line.ordered_g
             if grams > 0:
                 lines.append(catalog.StockLine(line.listing_id, grams))
+            if uncaptured:
+                premiums.release(line.premiums, "the order line was cancelled")
     if lines:
         catalog.add_stock(lines)
 
@@ -300,7 +309,16 @@ def place_order(
     fulfilment, point = _fulfilment(fulfilment_point_id, delivery_address)
     listings = _check_lines(lines)
     tolerance = current_app.config["WEIGHT_TOLERANCE_BP"]
-    priced = [price_line(listings[r.listing_id], r.grams, tolerance_bp=tolerance) for r in lines]
+    programmes = premiums.active_programmes()
+    priced = [
+        price_line(
+            listings[r.listing_id],
+            r.grams,
+            tolerance_bp=tolerance,
+            premiums=premiums.quotes(programmes, listings[r.listing_id], actor.user_id, r.grams),
+        )
+        for r in lines
+    ]
 
     order = Order(
         buyer_id=actor.user_id,
@@ -309,7 +327,7 @@ def place_order(
         delivery_address=delivery_address,
         notes=notes,
         currency=current_app.config["MARKET_CURRENCY"],
-        total=sum(p.amount for p in priced),
+        total=sum(p.amount + p.premium_amount for p in priced),
         max_total=sum(p.max_amount for p in priced),
         expires_at=utcnow() + timedelta(minutes=current_app.config["ORDER_PAYMENT_MINUTES"]),
     )
@@ -320,7 +338,7 @@ def place_order(
         if part is None:
             part = parts[farm_id] = OrderPart(farm_id=farm_id, subtotal=0)
             order.parts.append(part)
-        part.subtotal += line.amount
+        part.subtotal += line.amount + line.premium_amount
         order.lines.append(_line(part, line))
     db.session.add(order)
     try:
@@ -328,6 +346,10 @@ def place_order(
     except catalog.OutOfStock:
         db.session.rollback()
         raise _shortfall(lines) from None
+    # Budgets are reserved after stock, so every order locks listings first
+    # and programmes second, in id order: concurrent orders cannot deadlock.
+    for order_line, line in zip(order.lines, priced, strict=True):
+        order_line.premiums = premiums.premiums_for_line(line.premiums, line.listing.farm_id)
     db.session.flush()
     _event(order, "order.placed", actor)
     db.session.commit()
@@ -345,6 +367,7 @@ def _line(part: OrderPart, priced: PricedLine) -> OrderLine:
         price_per_kg=priced.price_per_kg,
         ordered_g=priced.grams,
         amount=priced.amount,
+        premium_amount=priced.premium_amount,
         max_amount=priced.max_amount,
     )
 
@@ -449,27 +472,32 @@ def pack_part(actor: Actor, order_id: int, part_id: int, weighings: Sequence[Wei
         line.weighed_g = weighing.weighed_g
         line.short_reason = weighing.short_reason
         line.amount = line_amount(line.price_per_kg, weighing.weighed_g)
+        line.premium_amount = premiums.reweigh(line.premiums, weighing.weighed_g)
     part.recompute_subtotal()
     order.recompute_total()
+    _advance_part(actor, order, part, lambda: None, "part.packed")
+    return _view(actor, order, set())
+
+
+def _advance_part(actor: Actor, order: Order, part: OrderPart, mark: Callable[[], None], kind: str) -> None:
+    """Move one part on (`mark`), record it, and let the order follow; the
+    order becoming ready for pickup gives the buyer a pickup code."""
 
     def change() -> None:
-        _event(order, "part.packed", actor, part=part)
+        was_ready = order.status == OrderStatus.READY_FOR_PICKUP
+        mark()
+        _event(order, kind, actor, part=part)
         order.follow_parts()
+        if order.status == OrderStatus.READY_FOR_PICKUP and not was_ready:
+            _new_pickup_code(order)
 
     _changing(order, actor, change)
-    return _view(actor, order, set())
 
 
 def ship_part(actor: Actor, order_id: int, part_id: int) -> OrderView:
     order = _load(actor, order_id, lock=True)
     part = _own_part(actor, order, part_id)
-
-    def change() -> None:
-        part.mark_shipped()
-        _event(order, "part.shipped", actor, part=part)
-        order.follow_parts()
-
-    _changing(order, actor, change)
+    _advance_part(actor, order, part, part.mark_shipped, "part.shipped")
     return _view(actor, order, set())
 
 
@@ -477,13 +505,7 @@ def deliver_part(actor: Actor, order_id: int, part_id: int) -> OrderView:
     """The farmer (or an operator) hands a delivery part to the buyer."""
     order = _load(actor, order_id, lock=True)
     part = _own_part(actor, order, part_id)
-
-    def change() -> None:
-        part.mark_delivered()
-        _event(order, "part.delivered", actor, part=part)
-        order.follow_parts()
-
-    _changing(order, actor, change)
+    _advance_part(actor, order, part, part.mark_delivered, "part.delivered")
     return _view(actor, order, set())
 
 
@@ -493,15 +515,7 @@ def receive_part(actor: Actor, order_id: int, part_id: int) -> OrderView:
     order = _load(actor, order_id, lock=True)
     _require_station(actor, order)
     part = _part(order, part_id)
-
-    def change() -> None:
-        part.mark_arrived()
-        _event(order, "part.arrived", actor, part=part)
-        order.follow_parts()
-        if order.status == OrderStatus.READY_FOR_PICKUP:
-            _new_pickup_code(order)
-
-    _changing(order, actor, change)
+    _advance_part(actor, order, part, part.mark_arrived, "part.arrived")
     return _view(actor, order, _station_ids(actor))
 
 
@@ -561,8 +575,8 @@ def cancel_order(actor: Actor, order_id: int, reason: str) -> OrderView:
     returning = [p for p in order.parts if p.status in AT_FARM]
 
     def change() -> None:
+        _give_back(order, returning)
         order.cancel(reason)
-        _return_stock(returning)
 
     _changing(order, actor, change)
     return _view(actor, order, set())
@@ -574,8 +588,8 @@ def cancel_part(actor: Actor, order_id: int, part_id: int, reason: str) -> Order
     part = _own_part(actor, order, part_id)
 
     def change() -> None:
+        _give_back(order, [part])
         part.cancel(reason)
-        _return_stock([part])
         _event(order, "part.cancelled", actor, part=part, detail=reason)
         order.recompute_total()
         order.follow_parts()
@@ -607,8 +621,8 @@ def expire_unpaid(now: datetime | None = None, batch: int = 200) -> int:
         returning = list(order.parts)
 
         def change(order: Order = order, returning: list[OrderPart] = returning) -> None:
+            _give_back(order, returning)
             order.expire()
-            _return_stock(returning)
 
         try:
             _changing(order, None, change)

@@ -120,10 +120,17 @@ class CapturedLine(db.Model):  # type: ignore[name-defined]
     farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), index=True)
     grams: Mapped[int] = mapped_column(Integer)
     price_per_kg: Mapped[int] = mapped_column(Integer)
-    amount: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(Integer, doc="The produce, on which commission is taken.")
+    premium: Mapped[int] = mapped_column(
+        Integer, server_default="0", doc="Buyer-funded premiums, passed wholly to the farm."
+    )
     commission: Mapped[int] = mapped_column(Integer)
 
     payment: Mapped[Payment] = relationship(back_populates="captured_lines")
+
+    @property
+    def farm_share(self) -> int:
+        return self.amount - self.commission + self.premium
 
 
 class RefundLine(db.Model):  # type: ignore[name-defined]
@@ -137,8 +144,13 @@ class RefundLine(db.Model):  # type: ignore[name-defined]
     order_line_id: Mapped[int] = mapped_column(ForeignKey("order_lines.id"), index=True)
     farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), index=True)
     grams: Mapped[int] = mapped_column(Integer)
-    amount: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(Integer, doc="Produce returned to the buyer.")
+    premium: Mapped[int] = mapped_column(Integer, server_default="0", doc="Buyer-funded premium returned to the buyer.")
     commission: Mapped[int] = mapped_column(Integer, doc="The platform commission this refund gives back.")
+
+    @property
+    def farm_share(self) -> int:
+        return self.amount - self.commission + self.premium
 
     refund: Mapped[Refund] = relationship(back_populates="lines")
 

@@ -23,6 +23,7 @@ WEBHOOK_PATH = "/api/v1/webhooks/stripe"
 @blp.route("/orders/<int:order_id>/payment", methods=["GET"])
 @blp.authenticated
 @blp.response(200, PaymentSchema)
+@blp.alt_response(404, description="No such order, or not one you may see")
 def get_payment(order_id: int) -> Payment:
     """The order's payment, with the client secret for Stripe.js (the buyer; operators)"""
     return service.get_payment(current_actor(), order_id)
@@ -33,6 +34,7 @@ def get_payment(order_id: int) -> Payment:
 @blp.arguments(OfflineConfirmationSchema)
 @blp.response(200, PaymentSchema)
 @blp.alt_response(409, description="The order is cancelled or expired, or the payment is not offline")
+@blp.alt_response(404, description="No such order, or not one you may see")
 def confirm_offline(body: dict[str, Any], order_id: int) -> Payment:
     """Record cash or a bank transfer received for an order (operators)"""
     return service.confirm_offline(current_actor(), order_id, **body)
@@ -44,6 +46,7 @@ def confirm_offline(body: dict[str, Any], order_id: int) -> Payment:
 @blp.arguments(RefundRequestSchema)
 @blp.response(201, RefundSchema)
 @blp.alt_response(409, description="Nothing captured to refund")
+@blp.alt_response(404, description="No such order, or not one you may see")
 def request_refund(body: dict[str, Any], order_id: int) -> Refund:
     """Refund whole or part lines of a paid order (operators); accepts an Idempotency-Key"""
     lines = [LineRefund(**line) for line in body["lines"]] if body["lines"] is not None else None
@@ -53,6 +56,7 @@ def request_refund(body: dict[str, Any], order_id: int) -> Refund:
 @blp.route("/orders/<int:order_id>/refunds", methods=["GET"])
 @blp.authenticated
 @blp.response(200, RefundSchema(many=True))
+@blp.alt_response(404, description="No such order, or not one you may see")
 def list_refunds(order_id: int) -> list[Refund]:
     """Refunds of an order (the buyer; operators)"""
     return service.get_payment(current_actor(), order_id).refunds

@@ -38,6 +38,7 @@ from market.payments.models import (
     RefundLine,
     RefundStatus,
 )
+from market.premiums import service as premiums
 
 PACKED_OR_LATER = frozenset(
     {
@@ -242,15 +243,19 @@ def commission_bp(line: OrderLine) -> int:
 
 
 def _settled_lines(order: Order) -> list[OrderLine]:
-    return [line for line in order.lines if line.part.status != PartStatus.CANCELLED and line.amount > 0]
+    return [line for line in order.lines if line.part.status != PartStatus.CANCELLED and line.charged > 0]
 
 
 def _record_capture(payment: Payment, amount: int) -> None:
     order = db.session.scalars(
         select(Order)
         .where(Order.id == payment.order_id)
-        .options(selectinload(Order.lines).selectinload(OrderLine.part))
+        .options(
+            selectinload(Order.lines).selectinload(OrderLine.part),
+            selectinload(Order.lines).selectinload(OrderLine.premiums),
+        )
     ).one()
+    lines = _settled_lines(order)
     captured = [
         CapturedLine(
             order_line_id=line.id,
@@ -258,11 +263,12 @@ def _record_capture(payment: Payment, amount: int) -> None:
             grams=line.billed_g,
             price_per_kg=line.price_per_kg,
             amount=line.amount,
+            premium=line.premium_amount,
             commission=share(line.amount, commission_bp(line)),
         )
-        for line in _settled_lines(order)
+        for line in lines
     ]
-    if sum(line.amount for line in captured) != amount:
+    if sum(line.amount + line.premium for line in captured) != amount:
         raise GatewayError(f"Captured {amount} but order {order.id} totals {order.total}.")
     payment.captured_lines = captured
     payment.amount_captured = amount
@@ -272,11 +278,12 @@ def _record_capture(payment: Payment, amount: int) -> None:
         pair
         for line in captured
         for pair in (
-            (ledger.farm_payable(line.farm_id), -(line.amount - line.commission)),
+            (ledger.farm_payable(line.farm_id), -line.farm_share),
             (ledger.PLATFORM_COMMISSION, -line.commission),
         )
     )
     ledger.post("capture", f"payment:{payment.id}:capture", {source: amount, **sales}, order_id=order.id)
+    premiums.post_sponsor_premiums((p for line in lines for p in line.premiums), order.id)
     if payment.provider == Provider.OFFLINE and payment.amount > amount:
         # The buyer paid the most the order could reach; the rest goes back.
         released = payment.amount - amount
@@ -381,19 +388,33 @@ def settle_closed_order(order_id: int) -> Payment | None:
     return payment
 
 
-def _refunded(captured: CapturedLine) -> tuple[int, int, int]:
-    """Grams, amount and commission already given back on a captured line."""
+@dataclass(frozen=True)
+class Refunded:
+    """What refunds (pending or done) already give back on a captured line."""
+
+    grams: int
+    amount: int
+    premium: int
+    commission: int
+
+
+def _refunded(captured: CapturedLine) -> Refunded:
     rows = db.session.execute(
-        select(RefundLine.grams, RefundLine.amount, RefundLine.commission)
+        select(RefundLine.grams, RefundLine.amount, RefundLine.premium, RefundLine.commission)
         .join(Refund)
         .where(RefundLine.order_line_id == captured.order_line_id, Refund.status != RefundStatus.FAILED)
     ).all()
-    return sum(r.grams for r in rows), sum(r.amount for r in rows), sum(r.commission for r in rows)
+    return Refunded(
+        grams=sum(r.grams for r in rows),
+        amount=sum(r.amount for r in rows),
+        premium=sum(r.premium for r in rows),
+        commission=sum(r.commission for r in rows),
+    )
 
 
 def _left_to_refund(payment: Payment, lines: Iterable[CapturedLine] | None = None) -> list[LineRefund]:
     left = [
-        LineRefund(line.order_line_id, line.grams - _refunded(line)[0])
+        LineRefund(line.order_line_id, line.grams - _refunded(line).grams)
         for line in (payment.captured_lines if lines is None else lines)
     ]
     return [line for line in left if line.grams > 0]
@@ -437,14 +458,14 @@ def request_refund(
             errors[f"lines.{index}.line_id"] = ["Not a paid line of this order."]
             continue
         done = _refunded(line)
-        left = line.grams - done[0]
+        left = line.grams - done.grams
         if not 0 < request.grams <= left:
             errors[f"lines.{index}.grams"] = [f"Between 1 and {left} g can still be refunded on this line."]
             continue
         refund_lines.append(_refund_line(line, request.grams, done))
     if not refund_lines and not errors:
         errors["lines"] = ["Nothing is left to refund."]
-    amount = sum(r.amount for r in refund_lines)
+    amount = sum(r.amount + r.premium for r in refund_lines)
     pending = sum(r.amount for r in payment.refunds if r.status == RefundStatus.PENDING)
     if not errors and amount + pending > payment.refundable:
         errors["lines"] = [f"At most {payment.refundable - pending} can still be refunded."]
@@ -467,19 +488,43 @@ def request_refund(
     return refund
 
 
-def _refund_line(line: CapturedLine, grams: int, done: tuple[int, int, int]) -> RefundLine:
-    """The amount and commission a refund of `grams` gives back; the last
-    grams of a line take exactly what is left, so rounding never refunds
-    more than was paid or reverses more commission than was taken."""
-    _, refunded, reversed_commission = done
-    if grams == line.grams - done[0]:
-        amount, commission = line.amount - refunded, line.commission - reversed_commission
+def _refund_line(line: CapturedLine, grams: int, done: Refunded) -> RefundLine:
+    """What a refund of `grams` gives back: produce, buyer premium and the
+    commission on the produce, in proportion; the last grams of a line take
+    exactly what is left, so rounding never returns more than was paid."""
+    if grams == line.grams - done.grams:
+        amount = line.amount - done.amount
+        premium = line.premium - done.premium
+        commission = line.commission - done.commission
     else:
-        amount = min(line_amount(line.price_per_kg, grams), line.amount - refunded)
-        commission = min(prorate(line.commission, amount, line.amount), line.commission - reversed_commission)
+        amount = min(line_amount(line.price_per_kg, grams), line.amount - done.amount)
+        premium = min(prorate(line.premium, grams, line.grams), line.premium - done.premium)
+        commission = min(prorate(line.commission, amount, line.amount), line.commission - done.commission)
     return RefundLine(
-        order_line_id=line.order_line_id, grams=grams, amount=amount, commission=commission, farm_id=line.farm_id
+        order_line_id=line.order_line_id,
+        farm_id=line.farm_id,
+        grams=grams,
+        amount=amount,
+        premium=premium,
+        commission=commission,
     )
+
+
+def _reverse_premiums(refund: Refund, payment: Payment) -> None:
+    """Sponsor premiums follow the produce back: the refunded share of each
+    leaves the farm and returns to the programme's budget."""
+    captured = {line.order_line_id: line for line in payment.captured_lines}
+    for refund_line in refund.lines:
+        line = db.session.get(OrderLine, refund_line.order_line_id)
+        assert line is not None  # captured lines point at order lines
+        earlier = _refunded(captured[line.id]).grams - refund_line.grams
+        premiums.reverse_sponsor_premiums(
+            line.premiums,
+            refund_line.grams,
+            captured[line.id].grams - earlier,
+            refund_id=refund.id,
+            order_id=refund.order_id,
+        )
 
 
 def _refund(refund_id: int) -> Refund:
@@ -520,7 +565,7 @@ def process_refund(refund_id: int) -> Refund:
         pair
         for line in refund.lines
         for pair in (
-            (ledger.farm_payable(line.farm_id), line.amount - line.commission),
+            (ledger.farm_payable(line.farm_id), line.farm_share),
             (ledger.PLATFORM_COMMISSION, line.commission),
         )
     )
@@ -531,5 +576,6 @@ def process_refund(refund_id: int) -> Refund:
         order_id=order_id,
         memo=reason,
     )
+    _reverse_premiums(refund, payment)
     db.session.commit()
     return refund

@@ -38,7 +38,7 @@ def unbalanced_transactions() -> list[str]:
 
 def farm_mismatches() -> list[str]:
     """A farm's payable (a credit, so negative when owed) must be
-    -(captured less commission) + (refunded less commission) - premiums
+    -(captured less commission, with buyer premiums) + (refunded likewise) - sponsor premiums
     + payouts - reversals."""
     booked = _by_farm(
         db.session.execute(
@@ -50,14 +50,14 @@ def farm_mismatches() -> list[str]:
     )
     captured = _by_farm(
         db.session.execute(
-            select(CapturedLine.farm_id, func.sum(CapturedLine.amount - CapturedLine.commission)).group_by(
-                CapturedLine.farm_id
-            )
+            select(
+                CapturedLine.farm_id, func.sum(CapturedLine.amount - CapturedLine.commission + CapturedLine.premium)
+            ).group_by(CapturedLine.farm_id)
         )
     )
     refunded = _by_farm(
         db.session.execute(
-            select(RefundLine.farm_id, func.sum(RefundLine.amount - RefundLine.commission))
+            select(RefundLine.farm_id, func.sum(RefundLine.amount - RefundLine.commission + RefundLine.premium))
             .join(Refund, Refund.id == RefundLine.refund_id)
             .where(Refund.status == RefundStatus.SUCCEEDED)
             .group_by(RefundLine.farm_id)

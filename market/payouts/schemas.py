@@ -100,8 +100,9 @@ class StatementLineSchema(ma.Schema):
     grams = fields.Integer(required=True)
     price_per_kg = fields.Integer(required=True)
     amount = fields.Integer(required=True)
+    buyer_premium = fields.Integer(required=True, metadata={"description": "Buyer-funded premiums, no commission."})
     commission = fields.Integer(required=True)
-    net = fields.Integer(required=True)
+    net = fields.Integer(required=True, metadata={"description": "amount - commission + buyer_premium"})
 
 
 class StatementOrderSchema(ma.Schema):
@@ -116,7 +117,9 @@ class StatementRefundSchema(ma.Schema):
     grams = fields.Integer(required=True)
     amount = fields.Integer(required=True)
     commission = fields.Integer(required=True)
-    net = fields.Integer(required=True, metadata={"description": "The farm's share: amount less commission."})
+    net = fields.Integer(
+        required=True, metadata={"description": "The farm's share: amount less commission, with buyer premiums."}
+    )
 
 
 class StatementPremiumSchema(ma.Schema):

@@ -289,7 +289,8 @@ def _unpaid_sales(cutoff: datetime) -> Select[Any]:
             CapturedLine.farm_id.label("farm_id"),
             Payment.order_id.label("order_id"),
             CapturedLine.grams.label("grams"),
-            CapturedLine.amount.label("amount"),
+            # Sales include buyer-funded premiums: the farm gets them whole.
+            (CapturedLine.amount + CapturedLine.premium).label("amount"),
             CapturedLine.commission.label("commission"),
         )
         .join(Payment, Payment.id == CapturedLine.payment_id)
@@ -306,7 +307,7 @@ def _unsettled_refunds() -> Select[Any]:
         select(
             RefundLine.id.label("refund_line_id"),
             RefundLine.farm_id.label("farm_id"),
-            (RefundLine.amount - RefundLine.commission).label("farm_amount"),
+            (RefundLine.amount - RefundLine.commission + RefundLine.premium).label("farm_amount"),
             CapturedLine.id.label("captured_line_id"),
             PayoutLine.payout_id.label("paid_by"),
         )
@@ -575,7 +576,7 @@ def _restate_from_coverage(run: PayoutRun) -> None:
     def total(stmt: Select[Any], column: Any) -> Any:
         return stmt.with_only_columns(func.coalesce(func.sum(column), 0)).scalar_subquery()
 
-    sales = total(sale, CapturedLine.amount)
+    sales = total(sale, CapturedLine.amount + CapturedLine.premium)
     commission = total(sale, CapturedLine.commission)
     premiums = (
         select(func.coalesce(func.sum(PayoutPremium.amount), 0))
@@ -839,6 +840,7 @@ def statement(actor: Actor, payout_id: int) -> dict[str, Any]:
             CapturedLine.grams,
             CapturedLine.price_per_kg,
             CapturedLine.amount,
+            CapturedLine.premium,
             CapturedLine.commission,
         )
         .select_from(PayoutLine)
@@ -857,8 +859,9 @@ def statement(actor: Actor, payout_id: int) -> dict[str, Any]:
                 "grams": row.grams,
                 "price_per_kg": row.price_per_kg,
                 "amount": row.amount,
+                "buyer_premium": row.premium,
                 "commission": row.commission,
-                "net": row.amount - row.commission,
+                "net": row.amount - row.commission + row.premium,
             }
         )
     refund_rows = db.session.execute(
@@ -968,7 +971,8 @@ def bank_file(actor: Actor, run_id: int) -> list[dict[str, Any]]:
 
 
 STATEMENT_COLUMNS = (
-    "section", "order_id", "order_line_id", "item", "kg", "price_per_kg", "amount", "commission", "net",
+    "section", "order_id", "order_line_id", "item", "kg", "price_per_kg",
+    "amount", "buyer_premium", "commission", "net",
 )  # fmt: skip
 
 
@@ -992,6 +996,7 @@ def statement_rows(detail: dict[str, Any]) -> list[dict[str, Any]]:
                     "kg": format_minor(line["grams"], 3),
                     "price_per_kg": money(line["price_per_kg"]),
                     "amount": money(line["amount"]),
+                    "buyer_premium": money(line["buyer_premium"]),
                     "commission": money(line["commission"]),
                     "net": money(line["net"]),
                 }

@@ -1,0 +1,1 @@
+"""Per-kilogram premiums: programmes, their budgets, and what each line earns."""

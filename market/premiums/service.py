@@ -1,0 +1,340 @@
+"""Premium rules: which programmes apply to a line, budgets that never
+overshoot, recomputation on the weighed grams, release on cancellation.
+
+A buyer-funded premium is added to what the buyer pays and passed wholly to
+the farm. A sponsor-funded one is reserved against the programme's budget
+when the order is placed (a conditional update: never past the cap, also
+under concurrency; a line gets what is left when the budget runs short and
+says so), cut to the weighed grams at packing, given back on cancellation,
+and paid to the farm from the sponsor's liability when the money is taken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from market.accounts.models import Role, User
+from market.auth import Actor
+from market.catalog.models import Brand, Category, Listing
+from market.catalog.service import get_listing
+from market.db import utcnow
+from market.errors import Invalid, NotFound
+from market.extensions import db
+from market.ledger import service as ledger
+from market.money import line_amount, prorate
+from market.pagination import Page, SortKey, keyset_page
+from market.premiums.models import SCOPE_FIELDS, FarmPremiumUsage, FundedBy, LinePremium, PremiumProgramme
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A programme's premium on `grams` of a line, before any reservation."""
+
+    programme: PremiumProgramme
+    amount: int
+
+
+def sponsor_liability(programme_id: int) -> str:
+    return f"sponsor_liability:{programme_id}"
+
+
+# --- programmes -------------------------------------------------------------
+
+
+def _active(now: datetime) -> Any:
+    return and_(
+        PremiumProgramme.valid_from <= now,
+        or_(PremiumProgramme.valid_until.is_(None), PremiumProgramme.valid_until > now),
+    )
+
+
+def _scopes_overlap(a: dict[str, Any], b: PremiumProgramme) -> bool:
+    """Two scopes can match the same line unless some field is set on both to different values."""
+    return all(a.get(name) is None or getattr(b, name) is None or a[name] == getattr(b, name) for name in SCOPE_FIELDS)
+
+
+def create_programme(actor: Actor, **fields: Any) -> PremiumProgramme:
+    """A new programme (operators). A sponsor cannot run two programmes that
+    could pay the same line at the same time: that would pay it twice."""
+    actor.require(Role.OPERATOR)
+    errors: dict[str, list[str]] = {}
+    if fields["funded_by"] == FundedBy.SPONSOR and fields.get("budget_cap") is None:
+        errors["budget_cap"] = ["A sponsor-funded programme needs a budget cap."]
+    if fields["funded_by"] == FundedBy.BUYER and (fields.get("budget_cap") or fields.get("farm_cap")):
+        errors["budget_cap"] = ["Buyer-funded premiums are paid by buyers; they have no budget."]
+    until = fields.get("valid_until")
+    if until is not None and until <= fields["valid_from"]:
+        errors["valid_until"] = ["Must be after valid_from."]
+    for name, model in (("category_id", Category), ("brand_id", Brand), ("buyer_id", User)):
+        if fields.get(name) is not None and db.session.get(model, fields[name]) is None:
+            errors[name] = [f"No such {name.removesuffix('_id')}."]
+    if errors:
+        raise Invalid("The programme cannot be created.", errors)
+    same_time = [
+        PremiumProgramme.sponsor == fields["sponsor"],
+        or_(PremiumProgramme.valid_until.is_(None), PremiumProgramme.valid_until > fields["valid_from"]),
+    ]
+    if until is not None:
+        same_time.append(PremiumProgramme.valid_from < until)
+    clashes = db.session.scalars(select(PremiumProgramme).where(*same_time)).all()
+    clash = next((p for p in clashes if _scopes_overlap(fields, p)), None)
+    if clash is not None:
+        raise Invalid(
+            f"Programme {clash.id} ({clash.name}) of the same sponsor already covers these lines in this window.",
+            {"valid_from": [f"Overlaps programme {clash.id}; end it first or narrow the scope."]},
+        )
+    programme = PremiumProgramme(**fields)
+    db.session.add(programme)
+    db.session.commit()
+    return programme
+
+
+def _programme(programme_id: int) -> PremiumProgramme:
+    programme = db.session.get(PremiumProgramme, programme_id)
+    if programme is None:
+        raise NotFound(f"Premium programme {programme_id} not found.")
+    return programme
+
+
+def get_programme(actor: Actor, programme_id: int) -> PremiumProgramme:
+    actor.require(Role.OPERATOR)
+    return _programme(programme_id)
+
+
+def list_programmes(actor: Actor, *, limit: int, cursor: str | None = None, active: bool | None = None) -> Page[Any]:
+    actor.require(Role.OPERATOR)
+    stmt = select(PremiumProgramme)
+    if active is not None:
+        now = utcnow()
+        stmt = stmt.where(_active(now) if active else ~_active(now))
+    return keyset_page(stmt, [SortKey(PremiumProgramme.id, "id", descending=True)], limit=limit, cursor=cursor)
+
+
+def end_programme(actor: Actor, programme_id: int) -> PremiumProgramme:
+    """Stop a programme now; lines already placed keep their premiums."""
+    actor.require(Role.OPERATOR)
+    programme = _programme(programme_id)
+    now = utcnow()
+    if programme.valid_until is None or programme.valid_until > now:
+        programme.valid_until = now
+        db.session.commit()
+    return programme
+
+
+# --- matching and quoting ---------------------------------------------------
+
+
+def active_programmes(now: datetime | None = None) -> list[PremiumProgramme]:
+    """Programmes running now whose budget is not spent: one query per order."""
+    return list(
+        db.session.scalars(
+            select(PremiumProgramme)
+            .where(
+                _active(now or utcnow()),
+                or_(PremiumProgramme.budget_cap.is_(None), PremiumProgramme.budget_used < PremiumProgramme.budget_cap),
+            )
+            .order_by(PremiumProgramme.id)
+        )
+    )
+
+
+def matches(programme: PremiumProgramme, listing: Listing, buyer_id: int | None) -> bool:
+    values = {
+        "category_id": listing.category_id,
+        "product_name": listing.product_name,
+        "variety": listing.variety,
+        "brand_id": listing.brand_id,
+        "origin_county": listing.origin_county,
+        "origin_province": listing.farm.province,
+        "buyer_id": buyer_id,
+    }
+    return all(getattr(programme, name) is None or getattr(programme, name) == values[name] for name in SCOPE_FIELDS)
+
+
+def quotes(programmes: Iterable[PremiumProgramme], listing: Listing, buyer_id: int, grams: int) -> list[Quote]:
+    return [Quote(p, line_amount(p.rate_per_kg, grams)) for p in programmes if matches(p, listing, buyer_id)]
+
+
+def applicable(actor: Actor | None, listing_id: int) -> list[PremiumProgramme]:
+    """What premiums a listing earns per kg now: buyers and the public see the
+    buyer-funded ones (they pay them); the owning farmer and operators see all."""
+    listing = get_listing(actor, listing_id)
+    sees_all = actor is not None and (actor.has(Role.OPERATOR) or listing.farm.owner_id == actor.user_id)
+    return [
+        p
+        for p in active_programmes()
+        if matches(p, listing, None if sees_all or actor is None else actor.user_id)
+        and (sees_all or p.funded_by == FundedBy.BUYER)
+    ]
+
+
+# --- reservations -----------------------------------------------------------
+
+
+def _farm_usage(programme_id: int, farm_id: int) -> FarmPremiumUsage:
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    db.session.execute(
+        insert(FarmPremiumUsage)
+        .values(programme_id=programme_id, farm_id=farm_id, used=0)
+        .on_conflict_do_nothing(index_elements=["programme_id", "farm_id"])
+    )
+    return db.session.scalars(
+        select(FarmPremiumUsage)
+        .where(FarmPremiumUsage.programme_id == programme_id, FarmPremiumUsage.farm_id == farm_id)
+        .with_for_update()
+    ).one()
+
+
+def _reserve(programme: PremiumProgramme, farm_id: int, wanted: int) -> int:
+    """Take up to `wanted` from the budget (and the farm's cap); return what
+    was granted. The common case is one conditional UPDATE; when the budget
+    is short the row is locked and the line gets what is left."""
+    if wanted <= 0:
+        return 0
+    if programme.farm_cap is not None:
+        usage = _farm_usage(programme.id, farm_id)
+        wanted = min(wanted, programme.farm_cap - usage.used)
+        if wanted <= 0:
+            return 0
+    granted = db.session.execute(
+        update(PremiumProgramme)
+        .where(
+            PremiumProgramme.id == programme.id,
+            PremiumProgramme.budget_used + wanted <= PremiumProgramme.budget_cap,
+        )
+        .values(budget_used=PremiumProgramme.budget_used + wanted)
+        .returning(PremiumProgramme.id)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if granted is None:
+        used, cap = db.session.execute(
+            select(PremiumProgramme.budget_used, PremiumProgramme.budget_cap)
+            .where(PremiumProgramme.id == programme.id)
+            .with_for_update()
+        ).one()
+        wanted = min(wanted, (cap or 0) - used)
+        if wanted <= 0:
+            return 0
+        db.session.execute(
+            update(PremiumProgramme)
+            .where(PremiumProgramme.id == programme.id)
+            .values(budget_used=PremiumProgramme.budget_used + wanted)
+            .execution_options(synchronize_session=False)
+        )
+    if programme.farm_cap is not None:
+        usage.used += wanted
+    return wanted
+
+
+def _release(premium: LinePremium, amount: int) -> None:
+    if amount <= 0:
+        return
+    db.session.execute(
+        update(PremiumProgramme)
+        .where(PremiumProgramme.id == premium.programme_id)
+        .values(budget_used=PremiumProgramme.budget_used - amount)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.execute(
+        update(FarmPremiumUsage)
+        .where(FarmPremiumUsage.programme_id == premium.programme_id, FarmPremiumUsage.farm_id == premium.farm_id)
+        .values(used=FarmPremiumUsage.used - amount)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def premiums_for_line(quotes_: Sequence[Quote], farm_id: int) -> list[LinePremium]:
+    """The line's premiums, sponsor ones reserved (in programme id order, so
+    concurrent orders lock programme rows in the same order)."""
+    premiums = []
+    for quote in sorted(quotes_, key=lambda q: q.programme.id):
+        programme = quote.programme
+        amount, note = quote.amount, None
+        if programme.funded_by == FundedBy.SPONSOR:
+            amount = _reserve(programme, farm_id, quote.amount)
+            if amount < quote.amount:
+                note = f"Budget short: {amount} of {quote.amount} reserved."
+        premiums.append(
+            LinePremium(
+                programme_id=programme.id,
+                farm_id=farm_id,
+                funded_by=programme.funded_by,
+                rate_per_kg=programme.rate_per_kg,
+                amount=amount,
+                note=note,
+            )
+        )
+    return premiums
+
+
+def reweigh(premiums: Iterable[LinePremium], weighed_g: int) -> int:
+    """Recompute premiums on the weighed grams; sponsor premiums never grow
+    past what was reserved, and the excess goes back to the budget. Returns
+    the buyer-funded premium of the line."""
+    buyer = 0
+    for premium in premiums:
+        full = line_amount(premium.rate_per_kg, weighed_g)
+        if premium.funded_by == FundedBy.BUYER:
+            premium.amount = full
+            buyer += full
+        elif full < premium.amount:
+            _release(premium, premium.amount - full)
+            premium.amount = full
+    return buyer
+
+
+def release(premiums: Iterable[LinePremium], reason: str) -> None:
+    """Give back sponsor reservations of lines that will never be paid."""
+    for premium in premiums:
+        if premium.funded_by == FundedBy.SPONSOR and premium.amount:
+            _release(premium, premium.amount)
+            premium.amount = 0
+            premium.note = f"Released: {reason}."
+
+
+# --- money ------------------------------------------------------------------
+
+
+def post_sponsor_premiums(premiums: Iterable[LinePremium], order_id: int) -> None:
+    """The money was taken: each sponsor premium becomes the farm's, out of
+    the sponsor's liability (one ledger transaction per line premium)."""
+    for premium in premiums:
+        if premium.funded_by == FundedBy.SPONSOR and premium.amount:
+            ledger.post(
+                "premium",
+                f"premium:{premium.id}:programme:{premium.programme_id}",
+                {
+                    sponsor_liability(premium.programme_id): premium.amount,
+                    ledger.farm_payable(premium.farm_id): -premium.amount,
+                },
+                order_id=order_id,
+            )
+
+
+def reverse_sponsor_premiums(
+    premiums: Iterable[LinePremium], grams: int, left_g: int, *, refund_id: int, order_id: int
+) -> None:
+    """A refund of `grams` of the `left_g` grams still paid on a line takes
+    the same share of each sponsor premium back from the farm and returns it
+    to the budget; the last grams take all that is left."""
+    for premium in premiums:
+        if premium.funded_by != FundedBy.SPONSOR or not premium.amount:
+            continue
+        share = premium.amount if grams >= left_g else prorate(premium.amount, grams, left_g)
+        if share <= 0:
+            continue
+        ledger.post(
+            "premium_reversal",
+            f"refund:{refund_id}:premium:{premium.id}:programme:{premium.programme_id}",
+            {ledger.farm_payable(premium.farm_id): share, sponsor_liability(premium.programme_id): -share},
+            order_id=order_id,
+        )
+        _release(premium, share)
+        premium.amount -= share

@@ -1,0 +1,235 @@
+"""Per-kg premiums: buyer-funded ones in the buyer's total, sponsor-funded
+ones reserved against a budget that never overshoots, recomputed on the
+weighed grams, released on cancellation, paid and reversed in the ledger."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from market import create_app
+from market.accounts.models import Role
+from market.auth import Actor
+from market.db import utcnow
+from market.errors import DomainError
+from market.extensions import db
+from market.ledger import service as ledger
+from market.orders import service as orders
+from market.orders.service import LineRequest
+from market.payments import service as payments
+from market.premiums.models import LinePremium, PremiumProgramme
+from tests.conftest import needs, settings_for
+from tests.factories import ListingFactory, UserFactory
+from tests.shop import Shop, pay, place
+
+START = (utcnow() - timedelta(days=1)).isoformat()
+
+
+def programme(client: FlaskClient, shop: Shop, **fields: Any) -> dict[str, Any]:
+    body = {"name": "Xunwu navel bonus", "sponsor": "Fresh Mart", "rate_per_kg": 100, "valid_from": START} | fields
+    response = client.post("/api/v1/premium-programmes", json=body, headers=shop.operator_h)
+    assert response.status_code == 201, response.json
+    return response.json  # type: ignore[no-any-return]
+
+
+def used(programme_id: int) -> int:
+    db.session.expire_all()
+    found = db.session.get(PremiumProgramme, programme_id)
+    assert found is not None
+    return found.budget_used
+
+
+def line_of(order: dict[str, Any]) -> dict[str, Any]:
+    return order["parts"][0]["lines"][0]  # type: ignore[no-any-return]
+
+
+def test_buyer_funded_premium_is_added_to_the_total_and_shown_on_the_line(client: FlaskClient, shop: Shop) -> None:
+    programme(client, shop, funded_by="buyer", product_name="Navel orange", origin_county="寻乌县")
+    order = place(client, shop, (shop.oranges, 2000), (shop.nuts, 1000))
+    line = next(ln for p in order["parts"] for ln in p["lines"] if ln["listing_id"] == shop.oranges.id)
+    assert line["amount"] == 1998
+    assert line["premium_amount"] == 200
+    assert [p["amount"] for p in line["premiums"]] == [200]
+    assert order["total"] == 1998 + 200 + 2400
+    assert order["max_total"] == 2198 + 220 + 2640  # premiums at the top of the tolerance too
+
+
+def test_sponsor_budget_is_reserved_and_never_overshoots(client: FlaskClient, shop: Shop) -> None:
+    sponsored = programme(client, shop, funded_by="sponsor", budget_cap=500)
+    first = place(client, shop, (shop.oranges, 2000))
+    assert line_of(first)["premiums"][0]["amount"] == 200
+    assert first["total"] == 1998  # never charged to the buyer
+    place(client, shop, (shop.oranges, 2000))
+    short = place(client, shop, (shop.oranges, 2000))
+    assert line_of(short)["premiums"][0]["amount"] == 100
+    assert "Budget short" in line_of(short)["premiums"][0]["note"]
+    assert used(sponsored["id"]) == 500
+    after = place(client, shop, (shop.oranges, 2000))
+    assert line_of(after)["premiums"] == []  # a spent programme stops applying
+    shown = client.get(f"/api/v1/premium-programmes/{sponsored['id']}", headers=shop.operator_h).json
+    assert shown["exhausted"] is True
+    assert shown["budget_left"] == 0
+    owner_view = client.get(f"/api/v1/listings/{shop.oranges.id}/premiums", headers=shop.orchard_h).json
+    assert owner_view == []
+
+
+def test_farm_cap_limits_one_farm(client: FlaskClient, shop: Shop) -> None:
+    sponsored = programme(client, shop, funded_by="sponsor", budget_cap=10_000, farm_cap=300)
+    place(client, shop, (shop.oranges, 2000))
+    second = place(client, shop, (shop.oranges, 2000))
+    assert line_of(second)["premiums"][0]["amount"] == 100
+    nuts = place(client, shop, (shop.nuts, 1000))  # another farm has its own cap
+    assert line_of(nuts)["premiums"][0]["amount"] == 100
+    assert used(sponsored["id"]) == 400
+
+
+def test_weighing_recomputes_premiums_and_releases_the_excess(client: FlaskClient, shop: Shop) -> None:
+    sponsored = programme(client, shop, funded_by="sponsor", budget_cap=5000)
+    programme(client, shop, funded_by="buyer", sponsor="Co-op", rate_per_kg=50)
+    order = place(client, shop, (shop.oranges, 2000))
+    pay(order["id"])
+    part = order["parts"][0]
+    packed = client.post(
+        f"/api/v1/orders/{order['id']}/parts/{part['id']}/pack",
+        json={"weights": [{"line_id": line_of(order)["id"], "weighed_g": 1900}]},
+        headers=shop.orchard_h,
+    ).json
+    amounts = {p["funded_by"]: p["amount"] for p in line_of(packed)["premiums"]}
+    assert amounts == {"sponsor": 190, "buyer": 95}
+    assert used(sponsored["id"]) == 190
+    assert packed["parts"][0]["subtotal"] == 1898 + 95
+
+
+def test_cancelling_before_capture_releases_the_reservation(client: FlaskClient, shop: Shop) -> None:
+    sponsored = programme(client, shop, funded_by="sponsor", budget_cap=5000)
+    order = place(client, shop, (shop.oranges, 2000))
+    assert used(sponsored["id"]) == 200
+    client.post(f"/api/v1/orders/{order['id']}/cancel", json={"reason": "wrong address"}, headers=shop.buyer_h)
+    assert used(sponsored["id"]) == 0
+    expiring = place(client, shop, (shop.oranges, 2000))
+    orders.expire_unpaid(utcnow() + timedelta(hours=1))
+    assert used(sponsored["id"]) == 0
+    assert expiring["id"]
+
+
+def test_capture_pays_premiums_to_the_farm_and_a_refund_takes_them_back(client: FlaskClient, shop: Shop) -> None:
+    sponsored = programme(client, shop, funded_by="sponsor", budget_cap=5000)
+    programme(client, shop, funded_by="buyer", sponsor="Co-op", rate_per_kg=50)
+    order = place(client, shop, (shop.oranges, 2000))
+    payments.open_payment(order["id"])
+    confirmed = client.post(
+        f"/api/v1/orders/{order['id']}/payment/offline-confirmation",
+        json={"amount": order["max_total"], "reference": "cash"},
+        headers=shop.operator_h,
+    )
+    assert confirmed.status_code == 200, confirmed.json
+    part = order["parts"][0]
+    client.post(
+        f"/api/v1/orders/{order['id']}/parts/{part['id']}/pack",
+        json={"weights": [{"line_id": line_of(order)["id"], "weighed_g": 2000}]},
+        headers=shop.orchard_h,
+    )
+    payments.capture(order["id"])
+    farm = f"farm_payable:{shop.orchard.id}"
+    # Produce less 5 % commission, plus the buyer premium, plus the sponsor premium.
+    assert ledger.balance(farm) == -(1998 - 100 + 100 + 200)
+    assert ledger.balance(f"sponsor_liability:{sponsored['id']}") == 200
+    refund = client.post(f"/api/v1/orders/{order['id']}/refunds", json={"reason": "mouldy"}, headers=shop.operator_h)
+    assert refund.json["amount"] == 1998 + 100
+    payments.process_refund(refund.json["id"])
+    assert ledger.balance(farm) == 0
+    assert ledger.balance(f"sponsor_liability:{sponsored['id']}") == 0
+    assert used(sponsored["id"]) == 0
+
+
+def test_listing_shows_buyers_what_they_pay_and_farmers_all_they_earn(client: FlaskClient, shop: Shop) -> None:
+    programme(client, shop, funded_by="sponsor", budget_cap=5000)
+    programme(client, shop, funded_by="buyer", sponsor="Co-op", rate_per_kg=50)
+    url = f"/api/v1/listings/{shop.oranges.id}/premiums"
+    assert [p["funded_by"] for p in client.get(url, headers=shop.buyer_h).json] == ["buyer"]
+    assert [p["funded_by"] for p in client.get(url).json] == ["buyer"]
+    assert sorted(p["funded_by"] for p in client.get(url, headers=shop.orchard_h).json) == ["buyer", "sponsor"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"funded_by": "buyer", "rate_per_kg": -100}, "rate_per_kg"),
+        ({"funded_by": "buyer", "rate_per_kg": 0}, "rate_per_kg"),
+        ({"funded_by": "sponsor"}, "budget_cap"),
+        ({"funded_by": "buyer", "valid_until": (utcnow() - timedelta(days=2)).isoformat()}, "valid_until"),
+        ({"funded_by": "buyer", "category_id": 999_999}, "category_id"),
+        ({"funded_by": "buyer", "valid_from": "2026-11-01T00:00:00"}, "valid_from"),  # no time zone
+    ],
+)
+def test_bad_programmes_are_422(client: FlaskClient, shop: Shop, fields: dict[str, Any], field: str) -> None:
+    body = {"name": "x", "sponsor": "s", "rate_per_kg": 100, "valid_from": START} | fields
+    response = client.post("/api/v1/premium-programmes", json=body, headers=shop.operator_h)
+    assert response.status_code == 422, response.json
+    assert field in response.json["errors"]
+    assert client.get("/api/v1/premium-programmes", headers=shop.operator_h).json["items"] == []
+
+
+def test_overlapping_windows_of_one_sponsor_are_refused(client: FlaskClient, shop: Shop) -> None:
+    programme(client, shop, funded_by="sponsor", budget_cap=1000, product_name="Navel orange")
+    body = {"name": "again", "sponsor": "Fresh Mart", "rate_per_kg": 80, "valid_from": START, "funded_by": "sponsor"}
+    overlapping = client.post("/api/v1/premium-programmes", json=body | {"budget_cap": 500}, headers=shop.operator_h)
+    assert overlapping.status_code == 422
+    disjoint = body | {"budget_cap": 500, "product_name": "Chestnut"}
+    assert client.post("/api/v1/premium-programmes", json=disjoint, headers=shop.operator_h).status_code == 201
+
+
+def test_only_operators_run_programmes(client: FlaskClient, shop: Shop) -> None:
+    body = {"name": "x", "sponsor": "s", "rate_per_kg": 100, "valid_from": START, "funded_by": "buyer"}
+    assert client.post("/api/v1/premium-programmes", json=body, headers=shop.orchard_h).status_code == 403
+    assert client.get("/api/v1/premium-programmes", headers=shop.buyer_h).status_code == 403
+
+
+@pytest.fixture
+def pg_app(app: Flask, database_url: str) -> Iterator[Flask]:
+    needs("postgresql")
+    settings = settings_for(database_url)
+    settings["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_size": 20, "max_overflow": 0, "pool_timeout": 60}
+    racing = create_app(settings)
+    yield racing
+    with racing.app_context():
+        db.engine.dispose()
+
+
+def test_concurrent_orders_never_reserve_past_the_budget(app: Flask, pg_app: Flask, shop: Shop) -> None:
+    client = app.test_client()
+    sponsored = programme(client, shop, funded_by="sponsor", budget_cap=1050)  # ten orders and a half
+    listing_id = ListingFactory(stock_g=1_000_000, min_order_g=1000, step_g=1000).id
+    actors = [Actor(UserFactory(roles=[Role.BUYER]).id, frozenset({Role.BUYER})) for _ in range(30)]
+    barrier = threading.Barrier(len(actors))
+    outcomes: Counter[str] = Counter()
+
+    def buy(actor: Actor) -> None:
+        with pg_app.app_context():
+            barrier.wait()
+            try:
+                orders.place_order(actor, lines=[LineRequest(listing_id, 1000)], delivery_address="Lane 1, Xunwu")
+                outcomes["ok"] += 1
+            except DomainError:
+                outcomes["refused"] += 1
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=buy, args=(actor,)) for actor in actors]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert outcomes == Counter({"ok": 30})
+    assert used(sponsored["id"]) == 1050
+    granted = sorted(p.amount for p in db.session.query(LinePremium).all() if p.amount)
+    assert sum(granted) == 1050
+    assert granted.count(100) == 10
+    assert granted.count(50) == 1
