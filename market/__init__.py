@@ -23,6 +23,7 @@ from market.payments.routes import blp as payments_blp
 from market.payouts.routes import blp as payouts_blp
 from market.premiums.routes import blp as premiums_blp
 from market.reconciliation.routes import blp as reconciliation_blp
+from market.reports.routes import blp as reports_blp
 
 API_PREFIX = "/api/v1"
 DOCS_ASSETS = Path(flask_swagger_ui.__file__).parent / "dist"
@@ -93,6 +94,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     api.register_blueprint(ledger_blp)
     api.register_blueprint(premiums_blp)
     api.register_blueprint(reconciliation_blp)
+    api.register_blueprint(reports_blp)
 
     cli.register(app)
     return app

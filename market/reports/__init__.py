@@ -1,0 +1,1 @@
+"""Reports for operators and the programmes they publish to."""

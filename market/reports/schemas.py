@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from datetime import date
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from market.api import StrictSchema
+
+# A day's end is the next day's start, which must exist as a date.
+LAST_DAY = date(9999, 12, 30)
+DAYS = validate.Range(min=date(1970, 1, 1), max=LAST_DAY)
+
+
+class ImpactQuerySchema(StrictSchema):
+    start = fields.Date(required=True, data_key="from", validate=DAYS, metadata={"description": "First day (UTC)."})
+    end = fields.Date(required=True, data_key="to", validate=DAYS, metadata={"description": "Last day (UTC)."})
+    group_by = fields.String(load_default="county", validate=validate.OneOf(["county", "programme"]))
+    format = fields.String(
+        load_default="json", validate=validate.OneOf(["json", "csv"]), metadata={"description": "csv: a download."}
+    )
+
+
+class ImpactFiguresSchema(ma.Schema):
+    grams_sold = fields.Integer(required=True, metadata={"description": "Captured less refunded, in grams."})
+    sales = fields.Integer(required=True, metadata={"description": "Produce captured less refunded, minor units."})
+    premiums_paid = fields.Integer(required=True)
+    premiums_reserved = fields.Integer(
+        required=True, metadata={"description": "Sponsor budget held for unpaid lines of orders placed in the period."}
+    )
+    payouts_made = fields.Integer(required=True)
+    farms_paid = fields.Integer(required=True)
+    farmers_paid = fields.Integer(required=True)
+
+
+class ImpactRowSchema(ImpactFiguresSchema):
+    province = fields.String()
+    county = fields.String(metadata={"description": "The farm's county (group_by=county)."})
+    programme_id = fields.Integer()
+    programme = fields.String()
+    sponsor = fields.String()
+    funded_by = fields.String()
+
+
+class ImpactReportSchema(ma.Schema):
+    period_from = fields.Date(required=True)
+    period_to = fields.Date(required=True)
+    group_by = fields.String(required=True)
+    currency = fields.String(required=True)
+    rows = fields.List(fields.Nested(ImpactRowSchema), required=True)
+    totals = fields.Nested(ImpactFiguresSchema, required=True, metadata={"description": "Farms counted once."})

@@ -1,0 +1,287 @@
+"""The impact report: what the marketplace did for farms, per county or per
+premium programme, over a period, straight from the ledger and the captured
+lines. Every figure is one aggregate over a union of facts (set-based SQL,
+never a loop over lines):
+
+- grams_sold, sales: produce captured in the period (by the time of its
+  "capture" ledger transaction) less what refunds settled in the period gave
+  back. Sales are the produce only, in minor units.
+- premiums_paid: premiums that became the farms' in the period. Sponsor
+  premiums from the ledger ("premium" less "premium_reversal"); buyer-funded
+  premiums as captured, less refunds of them (per county; a refund does not
+  split its premium by programme, so per programme buyer premiums are as
+  captured). Per programme, the produce is that of the lines that earned it.
+- premiums_reserved: sponsor budget still held for lines of orders placed
+  in the period that have not been paid for yet.
+- payouts_made, farms_paid, farmers_paid: payouts paid in the period (a
+  Stripe transfer made or a bank transfer confirmed), and the distinct farms
+  and farm owners they paid. Per programme: the premiums of that programme
+  those payouts carried.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import Integer, Select, String, and_, case, cast, func, literal, null, select, union_all
+
+from market.accounts.models import Role
+from market.auth import Actor
+from market.catalog.models import Farm
+from market.errors import Invalid
+from market.extensions import db
+from market.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
+from market.money import format_minor
+from market.orders.models import Order, OrderLine
+from market.payments.models import CapturedLine, Payment, Refund, RefundLine, RefundStatus
+from market.payouts.models import Payout, PayoutPremium, PayoutStatus
+from market.premiums.models import FundedBy, LinePremium, PremiumProgramme
+
+PREMIUM_KINDS = ("premium", "premium_reversal")
+MEASURES = (
+    "grams_sold", "sales", "premiums_paid", "premiums_reserved", "payouts_made", "farms_paid", "farmers_paid",
+)  # fmt: skip
+KEYS = {
+    "county": ("province", "county"),
+    "programme": ("programme_id", "programme", "sponsor", "funded_by"),
+}
+CSV_COLUMNS = {
+    group: ("period_from", "period_to", *keys, "kg_sold", *MEASURES[1:]) for group, keys in KEYS.items()
+}  # fmt: skip
+ZERO = literal(0, Integer)
+NONE = cast(null(), Integer)
+
+
+def _window(start: date, end: date) -> tuple[datetime, datetime]:
+    """The days `start` to `end`, both whole, in UTC."""
+    return datetime.combine(start, time.min, UTC), datetime.combine(end + timedelta(days=1), time.min, UTC)
+
+
+def _fact(
+    key: Any,
+    *,
+    grams: Any = ZERO,
+    sales: Any = ZERO,
+    paid: Any = ZERO,
+    reserved: Any = ZERO,
+    payouts: Any = ZERO,
+    farm: Any = NONE,
+    owner: Any = NONE,
+) -> list[Any]:
+    """One row shape for every kind of fact, so they can be unioned."""
+    return [
+        key.label("key"),
+        grams.label("grams_sold"),
+        sales.label("sales"),
+        paid.label("premiums_paid"),
+        reserved.label("premiums_reserved"),
+        payouts.label("payouts_made"),
+        farm.label("paid_farm_id"),
+        owner.label("paid_owner_id"),
+    ]
+
+
+def _captured_in(since: datetime, until: datetime) -> Select[Any]:
+    """Captured lines whose capture was posted in the window."""
+    return (
+        select(CapturedLine)
+        .join(Payment, Payment.id == CapturedLine.payment_id)
+        .join(
+            LedgerTransaction,
+            and_(LedgerTransaction.order_id == Payment.order_id, LedgerTransaction.kind == "capture"),
+        )
+        .where(LedgerTransaction.created_at >= since, LedgerTransaction.created_at < until)
+    )
+
+
+def _refunded_in(since: datetime, until: datetime) -> Select[Any]:
+    return (
+        select(RefundLine)
+        .join(Refund, Refund.id == RefundLine.refund_id)
+        .where(Refund.status == RefundStatus.SUCCEEDED, Refund.settled_at >= since, Refund.settled_at < until)
+    )
+
+
+def _paid_payouts(since: datetime, until: datetime) -> Select[Any]:
+    return (
+        select(Payout)
+        .join(Farm, Farm.id == Payout.farm_id)
+        .where(Payout.status == PayoutStatus.PAID, Payout.paid_at >= since, Payout.paid_at < until)
+    )
+
+
+def _unpaid_reservations(since: datetime, until: datetime) -> Select[Any]:
+    """Sponsor premiums held for lines of orders placed in the window and
+    not captured yet (released reservations are already zero)."""
+    captured = select(CapturedLine.id).where(CapturedLine.order_line_id == LinePremium.order_line_id).exists()
+    return (
+        select(LinePremium)
+        .join(OrderLine, OrderLine.id == LinePremium.order_line_id)
+        .join(Order, Order.id == OrderLine.order_id)
+        .where(
+            LinePremium.funded_by == FundedBy.SPONSOR,
+            Order.created_at >= since,
+            Order.created_at < until,
+            ~captured,
+        )
+    )
+
+
+def _county_facts(since: datetime, until: datetime) -> Any:
+    county = Farm.province + literal("\x1f") + Farm.county  # one key column; split again below
+    sponsor_premiums = (
+        select(*_fact(county, paid=-LedgerEntry.amount))
+        .select_from(LedgerEntry)
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+        .join(Farm, Farm.id == LedgerAccount.farm_id)
+        .where(
+            LedgerTransaction.kind.in_(PREMIUM_KINDS),
+            LedgerTransaction.created_at >= since,
+            LedgerTransaction.created_at < until,
+        )
+    )
+    return union_all(
+        _captured_in(since, until)
+        .with_only_columns(
+            *_fact(county, grams=CapturedLine.grams, sales=CapturedLine.amount, paid=CapturedLine.premium)
+        )
+        .join(Farm, Farm.id == CapturedLine.farm_id),
+        _refunded_in(since, until)
+        .with_only_columns(*_fact(county, grams=-RefundLine.grams, sales=-RefundLine.amount, paid=-RefundLine.premium))
+        .join(Farm, Farm.id == RefundLine.farm_id),
+        sponsor_premiums,
+        _unpaid_reservations(since, until)
+        .with_only_columns(*_fact(county, reserved=LinePremium.amount))
+        .join(Farm, Farm.id == LinePremium.farm_id),
+        _paid_payouts(since, until).with_only_columns(
+            *_fact(county, payouts=Payout.amount, farm=Payout.farm_id, owner=Farm.owner_id)
+        ),
+    ).subquery()
+
+
+def _liability_code() -> Any:
+    return literal("sponsor_liability:") + cast(PremiumProgramme.id, String)
+
+
+def _programme_facts(since: datetime, until: datetime) -> Any:
+    sponsor_premiums = (
+        select(*_fact(PremiumProgramme.id, paid=LedgerEntry.amount))
+        .select_from(LedgerEntry)
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+        .join(PremiumProgramme, LedgerAccount.code == _liability_code())
+        .where(
+            LedgerTransaction.kind.in_(PREMIUM_KINDS),
+            LedgerTransaction.created_at >= since,
+            LedgerTransaction.created_at < until,
+        )
+    )
+    return union_all(
+        _captured_in(since, until)
+        .with_only_columns(
+            *_fact(
+                LinePremium.programme_id,
+                grams=CapturedLine.grams,
+                sales=CapturedLine.amount,
+                paid=_buyer_amount(),
+            )
+        )
+        .join(LinePremium, LinePremium.order_line_id == CapturedLine.order_line_id),
+        _refunded_in(since, until)
+        .with_only_columns(*_fact(LinePremium.programme_id, grams=-RefundLine.grams, sales=-RefundLine.amount))
+        .join(LinePremium, LinePremium.order_line_id == RefundLine.order_line_id),
+        sponsor_premiums,
+        _unpaid_reservations(since, until).with_only_columns(
+            *_fact(LinePremium.programme_id, reserved=LinePremium.amount)
+        ),
+        _paid_payouts(since, until)
+        .with_only_columns(
+            *_fact(PremiumProgramme.id, payouts=PayoutPremium.amount, farm=Payout.farm_id, owner=Farm.owner_id)
+        )
+        .join(PayoutPremium, PayoutPremium.payout_id == Payout.id)
+        .join(PremiumProgramme, PayoutPremium.programme == _liability_code()),
+    ).subquery()
+
+
+def _buyer_amount() -> Any:
+    """A buyer-funded premium reaches the farm with the capture; a sponsor's
+    is counted from the ledger instead."""
+    return case((LinePremium.funded_by == FundedBy.BUYER, LinePremium.amount), else_=0)
+
+
+def _measures(facts: Any) -> list[Any]:
+    return [
+        func.coalesce(func.sum(facts.c.grams_sold), 0).label("grams_sold"),
+        func.coalesce(func.sum(facts.c.sales), 0).label("sales"),
+        func.coalesce(func.sum(facts.c.premiums_paid), 0).label("premiums_paid"),
+        func.coalesce(func.sum(facts.c.premiums_reserved), 0).label("premiums_reserved"),
+        func.coalesce(func.sum(facts.c.payouts_made), 0).label("payouts_made"),
+        func.count(func.distinct(facts.c.paid_farm_id)).label("farms_paid"),
+        func.count(func.distinct(facts.c.paid_owner_id)).label("farmers_paid"),
+    ]
+
+
+def impact(actor: Actor, *, start: date, end: date, group_by: str) -> dict[str, Any]:
+    """The impact report for the days `start` to `end` (operators)."""
+    actor.require(Role.OPERATOR)
+    if end < start:
+        raise Invalid("The period ends before it starts.", {"to": ["Must not be before from."]})
+    since, until = _window(start, end)
+    facts = _county_facts(since, until) if group_by == "county" else _programme_facts(since, until)
+    grouped = db.session.execute(
+        select(facts.c.key, *_measures(facts)).group_by(facts.c.key).order_by(facts.c.key)
+    ).all()
+    totals = db.session.execute(select(*_measures(facts))).one()._asdict()
+    if group_by == "county":
+        rows = [
+            dict(zip(("province", "county"), row.key.split("\x1f", 1), strict=True))
+            | {name: int(getattr(row, name)) for name in MEASURES}
+            for row in grouped
+        ]
+    else:
+        programmes = {
+            p.id: p
+            for p in db.session.scalars(
+                select(PremiumProgramme).where(PremiumProgramme.id.in_([r.key for r in grouped]))
+            )
+        }
+        rows = [
+            {
+                "programme_id": row.key,
+                "programme": programmes[row.key].name,
+                "sponsor": programmes[row.key].sponsor,
+                "funded_by": programmes[row.key].funded_by.value,
+            }
+            | {name: int(getattr(row, name)) for name in MEASURES}
+            for row in grouped
+        ]
+    return {
+        "period_from": start,
+        "period_to": end,
+        "group_by": group_by,
+        "currency": current_app.config["MARKET_CURRENCY"],
+        "rows": rows,
+        "totals": {name: int(totals[name]) for name in MEASURES},
+    }
+
+
+def impact_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report as spreadsheet rows: kilograms and money as decimals."""
+    rows = []
+    for row in [*report["rows"], {"province": "total", "programme": "total", **report["totals"]}]:
+        rows.append(
+            row
+            | {
+                "period_from": report["period_from"].isoformat(),
+                "period_to": report["period_to"].isoformat(),
+                "kg_sold": format_minor(row["grams_sold"], 3),
+            }
+            | {
+                name: format_minor(row[name])
+                for name in ("sales", "premiums_paid", "premiums_reserved", "payouts_made")
+            }
+        )
+    return rows

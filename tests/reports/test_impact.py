@@ -1,0 +1,167 @@
+"""The impact report on a small scenario, checked to the fen by hand: two
+farms in two counties, a sponsor's premium on oranges and a buyer-funded one
+on pomelos, a refund, an order not yet paid and bank payouts."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from market.db import utcnow
+from market.extensions import db
+from market.payouts.models import Payout
+from market.premiums import service as premiums
+from market.premiums.models import FundedBy
+from tests.payouts.conftest import bank_details, operator, refund, run, settled_order
+from tests.shop import Shop, place
+
+ORCHARD_COUNTY = ("江西省", "寻乌县")
+CHESTNUT_COUNTY = ("河北省", "青龙满族自治县")
+
+
+@pytest.fixture
+def app_overrides() -> dict[str, Any]:
+    return {"PAYOUT_HOLD_DAYS": 0}
+
+
+def scenario(client: FlaskClient, shop: Shop) -> dict[str, int]:
+    actor = operator()
+    start = utcnow() - timedelta(days=1)
+    sponsor = premiums.create_programme(
+        actor, name="Navel bonus", sponsor="Fresh Mart", funded_by=FundedBy.SPONSOR, rate_per_kg=100,
+        product_name=shop.oranges.product_name, valid_from=start, budget_cap=100_000,
+    )  # fmt: skip
+    buyer = premiums.create_programme(
+        actor, name="Pomelo fair price", sponsor="Buyers", funded_by=FundedBy.BUYER, rate_per_kg=50,
+        product_name=shop.pomelos.product_name, valid_from=start,
+    )  # fmt: skip
+    bank_details(client, shop, shop.orchard.id)
+    bank_details(client, shop, shop.chestnuts.id)
+    # Oranges 2 kg at 9.99 (+1.00/kg sponsor), pomelos 1 kg at 8.00 (+0.50/kg buyer).
+    first = settled_order(client, shop, (shop.oranges, 2000), (shop.pomelos, 1000))
+    settled_order(client, shop, (shop.nuts, 1000))  # 1 kg at 24.00
+    line = next(ln["id"] for p in first["parts"] for ln in p["lines"] if ln["listing_id"] == shop.oranges.id)
+    refund(first["id"], line, 500)  # 5.00 back; 0.50 of the sponsor's premium goes back to the budget
+    place(client, shop, (shop.oranges, 1000))  # not paid: 1.00 of the sponsor's budget held
+    assert run(client, shop).status_code == 201
+    for payout in db.session.scalars(select(Payout)).all():
+        response = client.post(
+            f"/api/v1/payouts/{payout.id}/confirm", json={"bank_reference": f"B{payout.id}"}, headers=shop.operator_h
+        )
+        assert response.status_code == 200
+    return {"sponsor": sponsor.id, "buyer": buyer.id}
+
+
+def report(client: FlaskClient, shop: Shop, **query: str) -> Any:
+    today = utcnow().date().isoformat()
+    response = client.get(
+        "/api/v1/reports/impact", query_string={"from": today, "to": today} | query, headers=shop.operator_h
+    )
+    assert response.status_code == 200, response.json
+    return response
+
+
+def test_impact_by_county_to_the_fen(client: FlaskClient, shop: Shop) -> None:
+    scenario(client, shop)
+    body = report(client, shop).json
+    rows = {(row["province"], row["county"]): row for row in body["rows"]}
+    # Orchard: 2 kg oranges 19.98 + 1 kg pomelos 8.00, less 0.5 kg oranges 5.00.
+    # Premiums: pomelos 0.50 (buyer) + oranges 2.00 - 0.50 (sponsor).
+    # Payout: 19.98 + 8.50 - commission (1.00 + 0.40) + premiums 1.50 - refund (5.00 - 0.25) = 23.83.
+    assert {k: v for k, v in rows[ORCHARD_COUNTY].items() if k not in ("province", "county")} == {
+        "grams_sold": 2500,
+        "sales": 2298,
+        "premiums_paid": 200,
+        "premiums_reserved": 100,
+        "payouts_made": 2383,
+        "farms_paid": 1,
+        "farmers_paid": 1,
+    }
+    # Chestnuts: 1 kg at 24.00, less 1.20 commission.
+    assert {k: v for k, v in rows[CHESTNUT_COUNTY].items() if k not in ("province", "county")} == {
+        "grams_sold": 1000,
+        "sales": 2400,
+        "premiums_paid": 0,
+        "premiums_reserved": 0,
+        "payouts_made": 2280,
+        "farms_paid": 1,
+        "farmers_paid": 1,
+    }
+    assert body["totals"] == {
+        "grams_sold": 3500,
+        "sales": 4698,
+        "premiums_paid": 200,
+        "premiums_reserved": 100,
+        "payouts_made": 4663,
+        "farms_paid": 2,
+        "farmers_paid": 2,
+    }
+    assert sum(p.amount for p in db.session.scalars(select(Payout))) == 4663
+
+
+def test_impact_by_programme_to_the_fen(client: FlaskClient, shop: Shop) -> None:
+    ids = scenario(client, shop)
+    body = report(client, shop, group_by="programme").json
+    rows = {row["programme_id"]: row for row in body["rows"]}
+    assert rows[ids["sponsor"]] == {
+        "programme_id": ids["sponsor"],
+        "programme": "Navel bonus",
+        "sponsor": "Fresh Mart",
+        "funded_by": "sponsor",
+        "grams_sold": 1500,
+        "sales": 1498,
+        "premiums_paid": 150,
+        "premiums_reserved": 100,
+        "payouts_made": 150,
+        "farms_paid": 1,
+        "farmers_paid": 1,
+    }
+    assert rows[ids["buyer"]] | {"programme": ""} == {
+        "programme_id": ids["buyer"],
+        "programme": "",
+        "sponsor": "Buyers",
+        "funded_by": "buyer",
+        "grams_sold": 1000,
+        "sales": 800,
+        "premiums_paid": 50,
+        "premiums_reserved": 0,
+        "payouts_made": 0,
+        "farms_paid": 0,
+        "farmers_paid": 0,
+    }
+
+
+def test_a_period_without_activity_is_empty_and_the_csv_matches(client: FlaskClient, shop: Shop) -> None:
+    scenario(client, shop)
+    yesterday = (utcnow().date() - timedelta(days=1)).isoformat()
+    empty = report(client, shop, **{"from": yesterday, "to": yesterday}).json
+    assert empty["rows"] == []
+    assert set(empty["totals"].values()) == {0}
+
+    response = report(client, shop, format="csv")
+    assert response.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
+    orchard = next(row for row in rows if row["county"] == ORCHARD_COUNTY[1])
+    assert (orchard["kg_sold"], orchard["sales"], orchard["payouts_made"]) == ("2.500", "22.98", "23.83")
+    assert rows[-1]["province"] == "total"
+    assert rows[-1]["payouts_made"] == "46.63"
+
+
+def test_only_operators_see_the_report_and_the_period_must_be_in_order(client: FlaskClient, shop: Shop) -> None:
+    today = utcnow().date()
+    query = {"from": today.isoformat(), "to": today.isoformat()}
+    assert client.get("/api/v1/reports/impact", query_string=query, headers=shop.orchard_h).status_code == 403
+    backwards = {"from": today.isoformat(), "to": (today - timedelta(days=1)).isoformat()}
+    refused = client.get("/api/v1/reports/impact", query_string=backwards, headers=shop.operator_h)
+    assert refused.status_code == 422
+    assert "to" in refused.json["errors"]
+    bad_group = client.get(
+        "/api/v1/reports/impact", query_string=query | {"group_by": "village"}, headers=shop.operator_h
+    )
+    assert bad_group.status_code == 422
