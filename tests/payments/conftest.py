@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+import config
+from tests.conftest import DATABASE_URL, REDIS_URL
 from tests.fakes.stripe_server import FakeStripe, FakeStripeServer
 from tests.workers.conftest import celery_app, worker  # noqa: F401 (fixtures for this package)
 
@@ -28,3 +33,21 @@ def stripe_settings(server: FakeStripeServer) -> dict[str, Any]:
         "STRIPE_API_BASE": server.url,
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
     }
+
+
+def start_worker_process(server: FakeStripeServer, **env: str) -> subprocess.Popen[bytes]:
+    """A real `celery -A workers worker` process against the fake Stripe, on
+    the test database and Redis, that a test may SIGKILL mid-task (a message
+    it held comes back after CELERY_VISIBILITY_TIMEOUT)."""
+    settings = os.environ | {
+        "DATABASE_URL": DATABASE_URL,
+        "REDIS_URL": REDIS_URL,
+        "STRIPE_SECRET_KEY": "sk_test_fake",
+        "STRIPE_API_BASE": server.url,
+        "CELERY_VISIBILITY_TIMEOUT": "3",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "workers", "worker", "--pool=solo", "--loglevel=WARNING"],
+        cwd=config.ROOT,
+        env=settings | env,
+    )

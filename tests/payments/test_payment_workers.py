@@ -4,10 +4,7 @@ capture that, restarted, captures once."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -17,16 +14,15 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-import config
 from market.extensions import db
 from market.ledger import service as ledger
 from market.ledger.models import LedgerTransaction
 from market.orders.models import Order, OrderStatus
 from market.payments import service as payments
 from market.payments.models import Payment, PaymentStatus
-from tests.conftest import DATABASE_URL, REDIS_URL, needs
+from tests.conftest import needs
 from tests.fakes.stripe_server import FakeStripe, FakeStripeServer, sign
-from tests.payments.conftest import WEBHOOK_SECRET, stripe_settings
+from tests.payments.conftest import WEBHOOK_SECRET, start_worker_process, stripe_settings
 from tests.shop import Shop, place
 from tests.workers.conftest import wait_for
 
@@ -71,21 +67,6 @@ def test_order_to_capture_through_the_outbox_and_a_worker(
     intent = fake_stripe.intents[payment.stripe_payment_intent_id or ""]
     assert intent["amount_received"] == 2098
     assert ledger.balance("gateway_cash:stripe") == 2098
-
-
-def start_worker_process(server: FakeStripeServer) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "DATABASE_URL": DATABASE_URL,
-        "REDIS_URL": REDIS_URL,
-        "STRIPE_SECRET_KEY": "sk_test_fake",
-        "STRIPE_API_BASE": server.url,
-        "CELERY_VISIBILITY_TIMEOUT": "3",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers", "worker", "--pool=solo", "--loglevel=WARNING"],
-        cwd=config.ROOT,
-        env=env,
-    )
 
 
 def test_worker_killed_mid_capture_captures_once_after_restart(

@@ -4,10 +4,7 @@ is paid exactly once."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -17,12 +14,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-import config
 from market.extensions import db
 from market.payouts import checks
 from market.payouts.models import Payout, PayoutStatus
-from tests.conftest import DATABASE_URL, REDIS_URL, needs
+from tests.conftest import needs
 from tests.fakes.stripe_server import FakeStripeServer
+from tests.payments.conftest import start_worker_process
 from tests.payouts.conftest import connect_stripe, run, settled_order, stripe_overrides
 from tests.shop import Shop
 from tests.workers.conftest import wait_for
@@ -36,22 +33,6 @@ def app_overrides(stripe_server: FakeStripeServer) -> dict[str, Any]:
 def statuses() -> list[PayoutStatus]:
     db.session.expire_all()
     return [p.status for p in db.session.scalars(select(Payout).order_by(Payout.id))]
-
-
-def start_worker_process(server: FakeStripeServer) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "DATABASE_URL": DATABASE_URL,
-        "REDIS_URL": REDIS_URL,
-        "STRIPE_SECRET_KEY": "sk_test_fake",
-        "STRIPE_API_BASE": server.url,
-        "CELERY_VISIBILITY_TIMEOUT": "3",
-        "OUTBOX_RESEND_AFTER_SECONDS": "1",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers", "worker", "--pool=solo", "--loglevel=WARNING"],
-        cwd=config.ROOT,
-        env=env,
-    )
 
 
 def test_worker_killed_mid_transfer_pays_each_farm_once_after_restart(
@@ -69,7 +50,7 @@ def test_worker_killed_mid_transfer_pays_each_farm_once_after_restart(
     response = run(client, shop)
     assert response.status_code == 201
     assert response.json["payouts_count"] == 2
-    first = start_worker_process(stripe_server)
+    first = start_worker_process(stripe_server, OUTBOX_RESEND_AFTER_SECONDS="1")
     try:
         assert fake.received.wait(30), "the worker never called the provider"
         time.sleep(0.5)  # the first transfer is now in flight at the provider
@@ -83,7 +64,7 @@ def test_worker_killed_mid_transfer_pays_each_farm_once_after_restart(
     assert PayoutStatus.PAID not in statuses()
     del fake.hold["/v1/transfers"]
 
-    second = start_worker_process(stripe_server)
+    second = start_worker_process(stripe_server, OUTBOX_RESEND_AFTER_SECONDS="1")
     try:
         assert wait_for(lambda: statuses() == [PayoutStatus.PAID, PayoutStatus.PAID], 60), statuses()
     finally:
