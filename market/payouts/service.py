@@ -24,8 +24,12 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
     Select,
     String,
+    Table,
     case,
     cast,
     delete,
@@ -82,6 +86,21 @@ LINK_MARGIN = timedelta(minutes=1)
 # Any fixed number: runs hold this PostgreSQL advisory lock, so two runs
 # never choose their lines at the same time.
 RUN_LOCK = 0x7061796F
+# The captured lines a run pays, chosen once into a temporary table (dropped
+# before the run commits): the payouts' totals and the lines they cover are
+# built from that one choice, and PostgreSQL plans the joins on it from its
+# analysed size rather than from an estimate of an anti-join.
+RUN_SALES = Table(
+    "payout_run_sales",
+    MetaData(),
+    Column("captured_line_id", Integer, nullable=False),
+    Column("farm_id", Integer, nullable=False),
+    Column("order_id", Integer, nullable=False),
+    Column("grams", Integer, nullable=False),
+    Column("amount", Integer, nullable=False),
+    Column("commission", Integer, nullable=False),
+    prefixes=["TEMPORARY"],
+)
 
 
 class PayoutNotFound(NotFound):
@@ -468,8 +487,24 @@ def _reversal_refused(payout_id: int) -> bool:
     return db.session.scalar(refused.exists().select()) or False
 
 
+def _analyze(*tables: Table) -> None:
+    """PostgreSQL plans from the statistics last gathered, which know nothing
+    of the rows this transaction wrote; ANALYZE sees them (SQLite has no
+    statistics to refresh)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        for table in tables:
+            db.session.execute(text(f"ANALYZE {table.name}"))
+
+
+def _choose_sales(cutoff: datetime) -> Table:
+    RUN_SALES.create(db.session.connection())
+    db.session.execute(insert(RUN_SALES).from_select([c.name for c in RUN_SALES.c], _unpaid_sales(cutoff)))
+    _analyze(RUN_SALES)
+    return RUN_SALES
+
+
 def _write_payouts(run: PayoutRun, cutoff: datetime) -> None:
-    sales = _unpaid_sales(cutoff).subquery()
+    sales = _choose_sales(cutoff)
     refunds = _unsettled_refunds().subquery()
     premiums = _unpaid_premiums(cutoff).subquery()
     zero = literal(0)
@@ -525,6 +560,7 @@ def _write_payouts(run: PayoutRun, cutoff: datetime) -> None:
         "commission", "premiums", "refunds", "adjustments", "amount", "stripe_account_id",
     ]  # fmt: skip
     db.session.execute(insert(Payout).from_select(columns, per_farm))
+    _analyze(Payout.__table__)
     this_run = select(Payout.id, Payout.farm_id).where(Payout.run_id == run.id).subquery()
     db.session.execute(
         insert(PayoutLine).from_select(
@@ -559,53 +595,47 @@ def _write_payouts(run: PayoutRun, cutoff: datetime) -> None:
             ).select_from(premiums).join(this_run, this_run.c.farm_id == premiums.c.farm_id),
         )
     )  # fmt: skip
+    sales.drop(db.session.connection())
     _restate_from_coverage(run)
 
 
 def _restate_from_coverage(run: PayoutRun) -> None:
-    """Set each payout's statement totals from what it covers: each statement
-    above saw its own moment, so a refund that landed between them is
-    counted exactly as it was covered."""
-    sale = (
-        select(PayoutLine.payout_id)
-        .join(CapturedLine, CapturedLine.id == PayoutLine.captured_line_id)
-        .where(PayoutLine.payout_id == Payout.id)
-    )
-    refund = select(PayoutRefundLine.payout_id).where(PayoutRefundLine.payout_id == Payout.id)
-
-    def total(stmt: Select[Any], column: Any) -> Any:
-        return stmt.with_only_columns(func.coalesce(func.sum(column), 0)).scalar_subquery()
-
-    sales = total(sale, CapturedLine.amount + CapturedLine.premium)
-    commission = total(sale, CapturedLine.commission)
-    premiums = (
-        select(func.coalesce(func.sum(PayoutPremium.amount), 0))
-        .where(PayoutPremium.payout_id == Payout.id)
-        .scalar_subquery()
-    )
-    refunds = total(refund.where(PayoutRefundLine.adjustment.is_(False)), PayoutRefundLine.farm_amount)
-    adjustments = total(refund.where(PayoutRefundLine.adjustment.is_(True)), PayoutRefundLine.farm_amount)
-    orders = (
-        select(func.count(func.distinct(Payment.order_id)))
-        .select_from(PayoutLine)
-        .join(CapturedLine, CapturedLine.id == PayoutLine.captured_line_id)
-        .join(Payment, Payment.id == CapturedLine.payment_id)
-        .where(PayoutLine.payout_id == Payout.id)
-        .scalar_subquery()
+    """Set each payout's refund and premium totals from what it covers: each
+    statement above saw its own moment, so a refund or premium that landed
+    between them is counted exactly as it was covered. (The sales totals
+    need no restating: the payouts and their lines come from one choice.)"""
+    this_run = select(Payout.id).where(Payout.run_id == run.id)
+    zero = literal(0)
+    covered = union_all(
+        select(
+            Payout.id.label("payout_id"), zero.label("premiums"), zero.label("refunds"), zero.label("adjustments")
+        ).where(Payout.run_id == run.id),
+        select(PayoutPremium.payout_id, PayoutPremium.amount, zero, zero).where(PayoutPremium.payout_id.in_(this_run)),
+        select(
+            PayoutRefundLine.payout_id,
+            zero,
+            case((PayoutRefundLine.adjustment, 0), else_=PayoutRefundLine.farm_amount),
+            case((PayoutRefundLine.adjustment, PayoutRefundLine.farm_amount), else_=0),
+        ).where(PayoutRefundLine.payout_id.in_(this_run)),
+    ).subquery()
+    totals = (
+        select(
+            covered.c.payout_id,
+            func.sum(covered.c.premiums).label("premiums"),
+            func.sum(covered.c.refunds).label("refunds"),
+            func.sum(covered.c.adjustments).label("adjustments"),
+        )
+        .group_by(covered.c.payout_id)
+        .subquery()
     )
     db.session.execute(
         update(Payout)
-        .where(Payout.run_id == run.id)
+        .where(Payout.id == totals.c.payout_id)
         .values(
-            orders_count=orders,
-            lines_count=sale.with_only_columns(func.count()).scalar_subquery(),
-            grams=total(sale, CapturedLine.grams),
-            sales=sales,
-            commission=commission,
-            premiums=premiums,
-            refunds=refunds,
-            adjustments=adjustments,
-            amount=sales - commission + premiums - refunds - adjustments,
+            premiums=totals.c.premiums,
+            refunds=totals.c.refunds,
+            adjustments=totals.c.adjustments,
+            amount=Payout.sales - Payout.commission + totals.c.premiums - totals.c.refunds - totals.c.adjustments,
         )
         .execution_options(synchronize_session=False)
     )
