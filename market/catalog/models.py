@@ -19,7 +19,9 @@ from sqlalchemy import (
     and_,
     case,
     func,
+    literal_column,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -161,13 +163,16 @@ class Listing(db.Model):  # type: ignore[name-defined]
         CheckConstraint("step_g > 0", name="step_positive"),
         # Integer division on every backend, and no "%" to escape in the DDL.
         CheckConstraint("min_order_g = (min_order_g / step_g) * step_g", name="min_order_fits_step"),
-        # Browse sorts by these, each with id as the tie-breaker.
+        # Browse sorts by these, each with id as the tie-breaker (harvest
+        # date's index is below the class: it indexes an expression).
         Index("ix_listings_price_per_kg_id", "price_per_kg", "id"),
-        Index("ix_listings_harvest_date_id", "harvest_date", "id"),
+        # One farm's listings, newest first; also serves the farm_id
+        # foreign key, so no index on farm_id alone.
+        Index("ix_listings_farm_id_id", "farm_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), index=True)
+    farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"))
     category_id: Mapped[int] = mapped_column(ForeignKey("categories.id"), index=True)
     brand_id: Mapped[int | None] = mapped_column(ForeignKey("brands.id"), index=True)
     sku: Mapped[str | None] = mapped_column(String(64))
@@ -203,10 +208,18 @@ class Listing(db.Model):  # type: ignore[name-defined]
     def current_lot(self) -> Lot | None:
         return max(self.lots, key=lambda lot: (lot.harvest_date, lot.id or 0), default=None)
 
-    @property
+    @hybrid_property
     def harvest_sort_date(self) -> date:
         """The value browse sorts on for "freshest first" (and puts in its cursor)."""
         return self.harvest_date or NEVER_HARVESTED
+
+    @harvest_sort_date.inplace.expression
+    @classmethod
+    def _harvest_sort_date_expression(cls) -> ColumnElement[date]:
+        # The date is written into the SQL, not bound: PostgreSQL uses the
+        # expression index below only for the very same expression, and a
+        # bound value (in a generic plan of a prepared statement) is not.
+        return func.coalesce(cls.harvest_date, literal_column(f"'{NEVER_HARVESTED.isoformat()}'", Date()))
 
     @property
     def purchasable(self) -> bool:
@@ -250,6 +263,10 @@ class Listing(db.Model):  # type: ignore[name-defined]
             (and_(cls.status == ListingStatus.SOLD_OUT, stock_g > 0), ListingStatus.ACTIVE.value),
             else_=cls.status,
         )
+
+
+# Browse's "freshest harvest first": ORDER BY this expression DESC, id DESC.
+Index("ix_listings_harvest_sort_date_id", Listing.harvest_sort_date.desc(), Listing.id.desc())
 
 
 class Lot(db.Model):  # type: ignore[name-defined]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, Select, and_, false, func, literal, or_, select, true, update
+from sqlalchemy import ColumnElement, Select, and_, false, literal, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager, joinedload, selectinload
 from sqlalchemy.orm.util import identity_key
@@ -25,7 +25,6 @@ from sqlalchemy.orm.util import identity_key
 from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog.models import (
-    NEVER_HARVESTED,
     Brand,
     BrandCounty,
     Category,
@@ -476,8 +475,9 @@ def _sort_keys(sort: str) -> list[SortKey]:
     if sort == "-price":
         return [SortKey(Listing.price_per_kg, "price_per_kg", descending=True), SortKey(Listing.id, "id", True)]
     if sort == "harvest_date":
-        harvested = func.coalesce(Listing.harvest_date, literal(NEVER_HARVESTED, Date()))
-        return [SortKey(harvested, "harvest_sort_date", descending=True), SortKey(Listing.id, "id", True)]
+        # Listing.harvest_sort_date is the expression ix_listings_harvest_sort_date_id indexes.
+        harvested = SortKey(Listing.harvest_sort_date, "harvest_sort_date", descending=True)
+        return [harvested, SortKey(Listing.id, "id", descending=True)]
     return [SortKey(Listing.id, "id", descending=True)]
 
 
@@ -517,7 +517,9 @@ def list_listings(
         Listing.price_per_kg >= price_min if price_min is not None else None,
         Listing.price_per_kg <= price_max if price_max is not None else None,
         in_stock_clause,
-        Listing.harvest_date > harvested_after if harvested_after else None,
+        # On the sort expression, so its index serves the filter too; the same
+        # rows, as a listing never harvested sorts at 0001-01-01.
+        Listing.harvest_sort_date > harvested_after if harvested_after else None,
         Listing.updated_at >= updated_since if updated_since else None,
     ]
     stmt = (

@@ -10,6 +10,7 @@ from sqlalchemy import event, func, select
 from market.accounts.models import Role
 from market.catalog.models import Category, Farm, FarmStatus, Listing, ListingStatus, Lot
 from market.extensions import db
+from tests.conftest import needs
 from tests.factories import (
     BrandFactory,
     CategoryFactory,
@@ -396,6 +397,57 @@ def test_browse_sorts_and_pages_with_a_stable_cursor(client: FlaskClient) -> Non
     assert all_pages("harvest_date") == ["L5", "L4", "L2", "L1", "L6", "L3", "L0"]
     bad = client.get("/api/v1/listings", query_string={"sort": "price", "cursor": "garbage"})
     assert bad.status_code == 422 and "cursor" in bad.json["errors"]
+
+
+def test_harvested_after_leaves_out_listings_never_harvested(client: FlaskClient) -> None:
+    farm = FarmFactory()
+    ListingFactory(farm=farm, sku="HARVESTED", harvest_date=date(2026, 11, 20))
+    ListingFactory(farm=farm, sku="NEVER", harvest_date=None)
+
+    assert browse(client, harvested_after="2026-10-01") == ["HARVESTED"]
+    assert browse(client, harvested_after="0001-01-01") == ["HARVESTED"]
+
+
+def freshest_first_queries(client: FlaskClient) -> list[tuple[str, Any]]:
+    """The listings query of "freshest harvest first", page 1 and page 2."""
+    farm = FarmFactory()
+    for n in range(3):
+        ListingFactory(farm=farm, harvest_date=date(2026, 11, n + 1) if n else None)
+    queries: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        if statement.lstrip().startswith("SELECT") and "FROM listings" in statement:
+            queries.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        first = client.get("/api/v1/listings", query_string={"sort": "harvest_date", "limit": 1}).json
+        cursor = first["next_cursor"]
+        client.get("/api/v1/listings", query_string={"sort": "harvest_date", "limit": 1, "cursor": cursor})
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert len(queries) == 2
+    return queries
+
+
+def test_freshest_first_orders_by_the_indexed_expression_with_the_date_written_in(client: FlaskClient) -> None:
+    # A bound date would not match ix_listings_harvest_sort_date_id in a
+    # prepared statement's generic plan.
+    for statement, _ in freshest_first_queries(client):
+        order_by = statement.rsplit("ORDER BY", 1)[1]
+        assert "coalesce(listings.harvest_date, '0001-01-01') DESC, listings.id DESC" in order_by, statement
+
+
+def test_freshest_first_reads_its_index_in_order_on_postgresql(client: FlaskClient) -> None:
+    needs("postgresql")
+    for statement, parameters in freshest_first_queries(client):
+        with db.engine.connect() as conn:
+            # On a few rows a sequential scan and a sort are cheapest; without
+            # them, only an index on the very ORDER BY expression is left.
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            conn.exec_driver_sql("SET LOCAL enable_sort = off")
+            plan = "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {statement}", parameters))
+        assert "Index Scan using ix_listings_harvest_sort_date_id on listings" in plan, plan
 
 
 def test_a_page_of_fifty_listings_takes_a_constant_number_of_queries(client: FlaskClient) -> None:
