@@ -7,25 +7,33 @@ Runs everything as production does, on its own PostgreSQL database
 (`bench_workers`, BENCH_DATABASE_URL to change) and a private redis-server on
 a free port that the script starts, stops and starts again (the shared Redis
 is never touched): `celery -A workers worker --loglevel=INFO` (prefork,
---concurrency processes) and `celery -A workers beat`, with email going to a
-local SMTP server (aiosmtpd) in this process.
+--concurrency processes) and `celery -A workers beat` with the production
+relay settings, and email going to a local SMTP server (aiosmtpd) in this
+process. The worker's INFO log (bench-results/workers-worker.log) says when
+each task, named by its outbox row, succeeded.
 
 Orders are placed through the service layer by --producers threads (as many
 as gunicorn 2 x 4 serves at once). Each order writes outbox rows for
 payments.open, notifications.handle_event and inventory.queue_push (one per
 line), published right after commit; handle_event then writes and queues one
-notifications.send per farm, which emails the farmer.
+notifications.send per farm, which emails the farmer: about six tasks per
+order, two of them one after the other before the email leaves.
 
-1. Throughput: --events orders at full speed; tasks per second from the
-   first outbox row written to the last task done, and the latency of each
-   task (outbox row written to task done, from the worker's log) and of each
-   email (order committed to email accepted by the SMTP server).
-2. Outage: the private Redis is stopped for --seconds-down while the
+1. Together: --events orders at full speed while the worker runs; tasks per
+   second from the first outbox row written to the last task done, the
+   latency of each task (outbox row written to task done) and of each email
+   (order committed to email accepted by the SMTP server).
+2. Worker alone: the worker is stopped, --events orders are placed (their
+   first tasks wait in Redis), then the worker is started; tasks per second
+   from the worker being ready to the last task done.
+3. Outage: the private Redis is stopped for --seconds-down while the
    producers keep placing orders (they must still commit), then started
-   again (empty, as a Redis without persistence comes back); the drain time
-   runs until every task has run. Every task of both phases is then checked
-   to have run exactly once (by its task id in the worker's log) and every
-   email to have arrived once.
+   again (empty, as a Redis without persistence comes back); the drain runs
+   until every task has run.
+
+Every task of every phase is then checked to have run exactly once (by its
+task id in the worker's log), every order to have its payment, and every
+farm's email to have arrived once.
 """
 
 from __future__ import annotations
