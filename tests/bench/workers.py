@@ -707,10 +707,16 @@ def outage(bench: Bench, redis_server: PrivateRedis) -> dict[str, Any]:
     }
 
 
-def report(args: argparse.Namespace, phases: dict[str, dict[str, Any]], checks: dict[str, Any]) -> None:
+def report(
+    args: argparse.Namespace, phases: dict[str, dict[str, Any]], checks: dict[str, Any], code: dict[str, Any]
+) -> None:
     print(
         f"\nWorkers: outbox relay -> private Redis -> celery worker (prefork, {args.concurrency} processes) + beat;"
         f" {args.producers} threads placing orders; load average {load_average()}"
+    )
+    print(
+        f"code: {code['commit']}"
+        + (f" with uncommitted {', '.join(code['uncommitted'])}" if code["uncommitted"] else "")
     )
     throughput = [{"phase": name, **phases[name]} for name in ("together", "worker alone")]
     print(
@@ -775,6 +781,19 @@ def totals(phases: dict[str, dict[str, Any]]) -> dict[str, int]:
     }
 
 
+def code_state() -> dict[str, Any]:
+    """The commit, and the files under test that differ from it: the
+    figures belong to the working tree as it was when the run started."""
+
+    def git(*command: str) -> str:
+        return subprocess.run(  # noqa: S603 (a fixed git command)
+            [shutil.which("git") or "git", *command], cwd=config.ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    changed = git("status", "--porcelain", "--", "market", "workers", "config", "migrations")
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": changed.splitlines()}
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=300, help="orders placed in each throughput phase")
@@ -795,6 +814,7 @@ def main() -> None:
     for path in (worker_log, beat_log):
         path.write_bytes(b"")
     load_start = load_average()
+    code = code_state()
     say(f"load average {load_start}; seeding {FARMS:,} farms, {LISTINGS:,} listings, {BUYERS:,} buyers ...")
     redis_server = PrivateRedis(RESULTS / "workers-redis.log")
     sink = SmtpSink()
@@ -850,11 +870,12 @@ def main() -> None:
                 sink.controller.stop()
 
     checks = totals(phases)
-    report(args, phases, checks)
+    report(args, phases, checks, code)
     path = write_results(
         "workers",
         {
             "settings": {**vars(args), "listings": LISTINGS, "farms": FARMS, "buyers": BUYERS},
+            "code": code,
             "relay": {
                 name: app.config[name]
                 for name in ("OUTBOX_RELAY_INTERVAL_SECONDS", "OUTBOX_RESEND_AFTER_SECONDS", "CELERY")
