@@ -45,6 +45,10 @@ def _transport_options(env: Mapping[str, str], broker_url: str) -> dict[str, Any
         "visibility_timeout": _int(env, "CELERY_VISIBILITY_TIMEOUT", 3600),
         "socket_connect_timeout": 2,
         "socket_timeout": 5,
+        # One connection attempt when publishing: with Redis down, kombu's
+        # default retries held every request that publishes for 6 s. What is
+        # not published stays in the outbox for the beat job to send.
+        "max_retries": 0,
     }
 
 
