@@ -16,7 +16,7 @@ from typing import Any
 
 from celery import Celery
 from flask import current_app
-from sqlalchemy import JSON, Integer, String, Text, event, func, or_, select, update
+from sqlalchemy import JSON, Integer, String, Text, event, func, inspect, or_, select, update
 from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
 
 from market.db import UTCDateTime, utcnow
@@ -50,8 +50,8 @@ def enqueue(task: str, **kwargs: Any) -> OutboxMessage:
     in the current transaction; it is published only if that transaction commits."""
     message = OutboxMessage(task=task, kwargs=kwargs)
     db.session.add(message)
-    db.session.flush()
-    db.session.info.setdefault(PENDING_KEY, []).append(message.id)
+    # Written with the caller's other rows at the next flush, in one batch.
+    db.session.info.setdefault(PENDING_KEY, []).append(message)
     return message
 
 
@@ -119,7 +119,11 @@ def _after_commit(session: Session) -> None:
     # Publishing needs a connection of its own; the session still holds its
     # connection here, so wait until the transaction has given it back
     # (after_transaction_end), or a full pool would wait on itself.
-    ids = session.info.pop(PENDING_KEY, None)
+    messages: list[OutboxMessage] = session.info.pop(PENDING_KEY, [])
+    # Only messages that were written: one added in a savepoint that was
+    # rolled back has no identity.
+    identities: list[tuple[Any, ...] | None] = [inspect(message).identity for message in messages]
+    ids = [int(identity[0]) for identity in identities if identity is not None]
     if ids:
         session.info.setdefault(COMMITTED_KEY, []).extend(ids)
 
