@@ -75,18 +75,27 @@ def hash_token(token: str) -> str:
 def authenticate_token(token: str) -> Actor:
     """Resolve a bearer token to an actor, or raise `Unauthenticated`."""
     now = utcnow()
-    row = db.session.execute(
-        select(ApiToken.id, ApiToken.user_id, ApiToken.expires_at, ApiToken.revoked_at, ApiToken.last_used_at).where(
-            ApiToken.token_hash == hash_token(token)
+    # The token and its user's roles in one round trip: a row per role.
+    rows = db.session.execute(
+        select(
+            ApiToken.id,
+            ApiToken.user_id,
+            ApiToken.expires_at,
+            ApiToken.revoked_at,
+            ApiToken.last_used_at,
+            UserRole.role,
         )
-    ).one_or_none()
-    if row is None:
+        .outerjoin(UserRole, UserRole.user_id == ApiToken.user_id)
+        .where(ApiToken.token_hash == hash_token(token))
+    ).all()
+    if not rows:
         raise Unauthenticated("The token is not valid.")
+    row = rows[0]
     if row.revoked_at is not None:
         raise Unauthenticated("The token has been revoked.")
     if row.expires_at <= now:
         raise Unauthenticated("The token has expired.")
-    roles = frozenset(db.session.scalars(select(UserRole.role).where(UserRole.user_id == row.user_id)))
+    roles = frozenset(r.role for r in rows if r.role is not None)
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY:
         db.session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
         db.session.commit()
