@@ -530,35 +530,38 @@ def _write_payouts(run: PayoutRun, cutoff: datetime) -> None:
         - func.sum(items.c.refunds)
         - func.sum(items.c.adjustments)
     )
-    per_farm = (
+    totals = (
         select(
-            literal(run.id),
             items.c.farm_id,
-            PayoutAccount.method,
-            case(
-                (PayoutAccount.method == PayoutMethod.STRIPE, literal(PayoutStatus.PENDING.value)),
-                else_=literal(PayoutStatus.AWAITING_CONFIRMATION.value),
-            ),
-            literal(run.currency),
-            func.count(func.distinct(items.c.order_id)),
-            func.sum(items.c.lines),
-            func.sum(items.c.grams),
-            func.sum(items.c.sales),
-            func.sum(items.c.commission),
-            func.sum(items.c.premiums),
-            func.sum(items.c.refunds),
-            func.sum(items.c.adjustments),
-            net,
-            PayoutAccount.stripe_account_id,
+            func.count(func.distinct(items.c.order_id)).label("orders_count"),
+            func.sum(items.c.lines).label("lines_count"),
+            func.sum(items.c.grams).label("grams"),
+            func.sum(items.c.sales).label("sales"),
+            func.sum(items.c.commission).label("commission"),
+            func.sum(items.c.premiums).label("premiums"),
+            func.sum(items.c.refunds).label("refunds"),
+            func.sum(items.c.adjustments).label("adjustments"),
+            net.label("amount"),
         )
-        .join(PayoutAccount, PayoutAccount.farm_id == items.c.farm_id)
-        .group_by(items.c.farm_id, PayoutAccount.method, PayoutAccount.stripe_account_id)
+        .group_by(items.c.farm_id)
         .having(net > 0)
+        .subquery()
     )
-    columns = [
-        "run_id", "farm_id", "method", "status", "currency", "orders_count", "lines_count", "grams", "sales",
-        "commission", "premiums", "refunds", "adjustments", "amount", "stripe_account_id",
-    ]  # fmt: skip
+    # The accounts join the farms' totals, not their lines: sorting every
+    # line with its farm's account to group them was most of the statement.
+    per_farm = select(
+        literal(run.id),
+        totals.c.farm_id,
+        PayoutAccount.method,
+        case(
+            (PayoutAccount.method == PayoutMethod.STRIPE, literal(PayoutStatus.PENDING.value)),
+            else_=literal(PayoutStatus.AWAITING_CONFIRMATION.value),
+        ),
+        literal(run.currency),
+        *totals.c[1:],
+        PayoutAccount.stripe_account_id,
+    ).join(PayoutAccount, PayoutAccount.farm_id == totals.c.farm_id)
+    columns = ["run_id", "farm_id", "method", "status", "currency", *totals.c.keys()[1:], "stripe_account_id"]
     db.session.execute(insert(Payout).from_select(columns, per_farm))
     _analyze(Payout.__table__)
     this_run = select(Payout.id, Payout.farm_id).where(Payout.run_id == run.id).subquery()
