@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 
 import marshmallow as ma
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import ColumnElement, Select, literal, tuple_
 
 from market import errors
 from market.api import StrictSchema
@@ -87,20 +87,28 @@ def _decode_cursor(cursor: str, keys: Sequence[SortKey]) -> list[Any]:
     return values
 
 
+def _after(keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool]:
+    """The rows after `values` in the order of `keys`: a row comparison,
+    `(a, id) < (x, y)`, so PostgreSQL starts the index scan at the cursor
+    (the same condition spelled as ORs is applied as a filter from the start
+    of the index, and a deep page reads every row before it)."""
+    columns = tuple_(*(key.column for key in keys))
+    bound = tuple_(*(literal(value, key.column.type) for key, value in zip(keys, values, strict=True)))
+    return columns < bound if keys[0].descending else columns > bound
+
+
 def keyset_page(stmt: Select[Any], keys: Sequence[SortKey], *, limit: int, cursor: str | None) -> Page[Any]:
     """One page of `stmt` in a stable order, continuing after `cursor`.
 
     The last key must be unique (the primary key) so the order is total and
     a page boundary never skips or repeats a row, even while rows are added.
+    All keys sort the same way (one index can then serve the order and the
+    cursor).
     """
+    if len({key.descending for key in keys}) != 1:
+        raise ValueError("keyset_page: every sort key must sort the same way")
     if cursor:
-        after = _decode_cursor(cursor, keys)
-        clauses = []
-        for i, key in enumerate(keys):
-            equal = [k.column == v for k, v in zip(keys[:i], after[:i], strict=True)]
-            beyond = key.column < after[i] if key.descending else key.column > after[i]
-            clauses.append(and_(*equal, beyond))
-        stmt = stmt.where(or_(*clauses))
+        stmt = stmt.where(_after(keys, _decode_cursor(cursor, keys)))
     stmt = stmt.order_by(*(k.column.desc() if k.descending else k.column.asc() for k in keys)).limit(limit + 1)
     rows = list(db.session.scalars(stmt))
     more = len(rows) > limit
