@@ -16,8 +16,9 @@ from market.extensions import db
 from market.ledger import service as ledger
 from market.ledger.models import LedgerTransaction
 from market.orders.models import OrderEvent
+from market.payments.models import CapturedLine, Payment
 from market.payouts import checks
-from market.payouts.models import Payout, PayoutLine, PayoutRun
+from market.payouts.models import Payout, PayoutLine, PayoutRefundLine, PayoutRun
 from tests.payouts.conftest import bank_details, queued, refund, run, settled_order
 from tests.shop import Shop
 
@@ -100,6 +101,56 @@ def test_running_again_or_overlapping_pays_nobody_twice(client: FlaskClient, sho
     assert (overlapping.json["payouts_count"], overlapping.json["total"]) == (1, 1200 - 60)
     assert db.session.scalar(select(func.count()).select_from(PayoutLine)) == 5
     assert db.session.scalar(select(func.sum(Payout.amount))) == 3707 + 1710 + 1140
+    assert checks.check_ledger() == []
+
+
+def test_every_payout_states_exactly_what_it_covers(client: FlaskClient, shop: Shop) -> None:
+    bank_details(client, shop, shop.orchard.id)
+    bank_details(client, shop, shop.chestnuts.id)
+    first, _ = two_orders(client, shop)
+    assert run(client, shop).json["payouts_count"] == 2
+    # A refund of a line the first run paid is netted from the next payout.
+    orange_line = next(ln for p in first["parts"] for ln in p["lines"] if ln["listing_id"] == shop.oranges.id)
+    refund(first["id"], orange_line["id"], 1000)
+    settled_order(client, shop, (shop.oranges, 3000), (shop.nuts, 500))
+    assert run(client, shop).json["payouts_count"] == 2
+
+    sales = {
+        row.payout_id: row
+        for row in db.session.execute(
+            select(
+                PayoutLine.payout_id,
+                func.count(func.distinct(Payment.order_id)).label("orders_count"),
+                func.count().label("lines_count"),
+                func.sum(CapturedLine.grams).label("grams"),
+                func.sum(CapturedLine.amount + CapturedLine.premium).label("sales"),
+                func.sum(CapturedLine.commission).label("commission"),
+            )
+            .join(CapturedLine, CapturedLine.id == PayoutLine.captured_line_id)
+            .join(Payment, Payment.id == CapturedLine.payment_id)
+            .group_by(PayoutLine.payout_id)
+        )
+    }
+    refunds = {
+        (payout_id, adjustment): total
+        for payout_id, adjustment, total in db.session.execute(
+            select(
+                PayoutRefundLine.payout_id, PayoutRefundLine.adjustment, func.sum(PayoutRefundLine.farm_amount)
+            ).group_by(PayoutRefundLine.payout_id, PayoutRefundLine.adjustment)
+        )
+    }
+    assert refunds, "the runs settled no refund"
+    for payout in db.session.scalars(select(Payout)):
+        covered = sales[payout.id]
+        assert (payout.orders_count, payout.lines_count, payout.grams, payout.sales, payout.commission) == (
+            covered.orders_count,
+            covered.lines_count,
+            covered.grams,
+            covered.sales,
+            covered.commission,
+        )
+        assert payout.refunds == refunds.get((payout.id, False), 0)
+        assert payout.adjustments == refunds.get((payout.id, True), 0)
     assert checks.check_ledger() == []
 
 
