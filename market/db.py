@@ -9,6 +9,20 @@ from typing import Any
 from sqlalchemy import DateTime, Dialect, Enum
 from sqlalchemy.types import TypeDecorator
 
+from market.extensions import db
+
+
+def commit_keeping_state() -> None:
+    """Commit without expiring what the session holds, for a response built
+    from the objects the transaction just wrote (they are what was stored;
+    the next request starts a new session)."""
+    session = db.session()
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -39,8 +39,7 @@ def place_order(body: dict[str, Any]) -> OrderView:
     """Place an order (buyers); accepts an Idempotency-Key"""
     actor = current_actor()
     lines = [LineRequest(**line) for line in body.pop("lines")]
-    order = service.place_order(actor, lines=lines, **body)
-    return service.get_order(actor, order.id)
+    return service.place_order(actor, lines=lines, **body)
 
 
 @blp.route("/orders", methods=["GET"])

@@ -17,14 +17,14 @@ from typing import Any, TypeVar
 
 from flask import current_app
 from sqlalchemy import ColumnElement, and_, exists, false, or_, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import contains_eager, lazyload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from market.accounts.models import Role, User
 from market.auth import Actor
 from market.catalog import service as catalog
 from market.catalog.models import Farm, FarmStatus, FulfilmentPoint, Listing, ListingStatus
-from market.db import utcnow
+from market.db import commit_keeping_state, utcnow
 from market.errors import Conflict, DomainError, Invalid, NotFound
 from market.events import publish
 from market.extensions import db
@@ -265,7 +265,7 @@ def _check_lines(requests: Sequence[LineRequest]) -> dict[int, Listing]:
             select(Listing)
             .join(Listing.farm)
             .where(Listing.id.in_(seen))
-            .options(selectinload(Listing.lots), selectinload(Listing.farm))
+            .options(selectinload(Listing.lots), contains_eager(Listing.farm))
         )
     }
     for index, request in enumerate(requests):
@@ -303,7 +303,7 @@ def place_order(
     fulfilment_point_id: int | None = None,
     delivery_address: str | None = None,
     notes: str = "",
-) -> Order:
+) -> OrderView:
     """Place an order: price each line, take all stock or none, split by farm."""
     actor.require(Role.BUYER)
     fulfilment, point = _fulfilment(fulfilment_point_id, delivery_address)
@@ -321,7 +321,7 @@ def place_order(
     ]
 
     order = Order(
-        buyer_id=actor.user_id,
+        buyer=db.session.get(User, actor.user_id, options=[lazyload(User.roles)]),  # shown by name only
         fulfilment=fulfilment,
         fulfilment_point=point,
         delivery_address=delivery_address,
@@ -330,19 +330,21 @@ def place_order(
         total=sum(p.amount + p.premium_amount for p in priced),
         max_total=sum(p.max_amount for p in priced),
         expires_at=utcnow() + timedelta(minutes=current_app.config["ORDER_PAYMENT_MINUTES"]),
+        events=[],
     )
-    parts: dict[int, OrderPart] = {}
+    # Parts in farm order and lines in request order, as a reload shows them.
+    farms = {line.listing.farm_id: line.listing.farm for line in priced}
+    parts = {farm_id: OrderPart(farm_id=farm_id, farm=farms[farm_id], subtotal=0) for farm_id in sorted(farms)}
+    order.parts.extend(parts.values())
     for line in priced:
-        farm_id = line.listing.farm_id
-        part = parts.get(farm_id)
-        if part is None:
-            part = parts[farm_id] = OrderPart(farm_id=farm_id, subtotal=0)
-            order.parts.append(part)
+        part = parts[line.listing.farm_id]
         part.subtotal += line.amount + line.premium_amount
         order.lines.append(_line(part, line))
     db.session.add(order)
     try:
-        catalog.take_stock(catalog.StockLine(r.listing_id, r.grams) for r in lines)
+        # The outbox rows each line's stock move adds are written in one batch at the end.
+        with db.session.no_autoflush:
+            catalog.take_stock(catalog.StockLine(r.listing_id, r.grams) for r in lines)
     except catalog.OutOfStock:
         db.session.rollback()
         raise _shortfall(lines) from None
@@ -352,8 +354,9 @@ def place_order(
         order_line.premiums = premiums.premiums_for_line(line.premiums, line.listing.farm_id)
     db.session.flush()
     _event(order, "order.placed", actor)
-    db.session.commit()
-    return order
+    # The response shows what this transaction wrote: no need to load it again.
+    commit_keeping_state()
+    return _view(actor, order, stations=set())
 
 
 def _line(part: OrderPart, priced: PricedLine) -> OrderLine:
@@ -362,13 +365,14 @@ def _line(part: OrderPart, priced: PricedLine) -> OrderLine:
         part=part,
         farm_id=priced.listing.farm_id,
         listing_id=priced.listing.id,
-        lot_id=lot.id if lot else None,
+        lot=lot,
         product_name=priced.listing.product_name,
         price_per_kg=priced.price_per_kg,
         ordered_g=priced.grams,
         amount=priced.amount,
         premium_amount=priced.premium_amount,
         max_amount=priced.max_amount,
+        premiums=[],
     )
 
 
