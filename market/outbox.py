@@ -62,7 +62,8 @@ def _celery() -> Celery:
 
 def relay(ids: list[int] | None = None, *, older_than: timedelta | None = None) -> int:
     """Publish unsent outbox rows (those in `ids`, or all older than
-    `older_than`) and mark them sent. Returns how many were published.
+    `older_than` or already tried) and mark them sent, at most BATCH of
+    them. Returns how many were published.
 
     The rows are claimed in one short transaction and marked in another,
     outside the caller's session, so a broker failure never touches the
@@ -80,7 +81,9 @@ def relay(ids: list[int] | None = None, *, older_than: timedelta | None = None) 
     if ids is not None:
         unsent.append(OutboxMessage.id.in_(ids))
     if older_than is not None:
-        unsent.append(OutboxMessage.created_at < now - older_than)
+        # A row an earlier relay failed to publish has no relay waiting on
+        # it: it goes at once, without waiting to be `older_than`.
+        unsent.append(or_(OutboxMessage.created_at < now - older_than, OutboxMessage.attempts > 0))
     with db.engine.begin() as conn:
         candidates = select(OutboxMessage.id).where(*unsent).order_by(OutboxMessage.id).limit(BATCH)
         claimed = conn.execute(
@@ -130,9 +133,12 @@ def _after_commit(session: Session) -> None:
 
 def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:
-        ids = session.info.pop(COMMITTED_KEY, None)
-        if ids:
-            relay(ids)
+        ids = session.info.pop(COMMITTED_KEY, [])
+        # A bulk change can write more rows than one relay call takes. With
+        # the broker down each call fails at its first row at once, and
+        # every row is left as tried, for the beat job.
+        for start in range(0, len(ids), BATCH):
+            relay(ids[start : start + BATCH])
 
 
 def _after_rollback(session: Session) -> None:

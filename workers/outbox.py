@@ -10,6 +10,11 @@ from market import outbox
 
 @shared_task(name="outbox.relay", acks_late=False)
 def relay_stuck() -> int:
-    """Publish outbox rows that were committed but never reached the broker."""
+    """Publish outbox rows that were committed but never reached the broker,
+    batch after batch until none is left (after an outage the backlog drains
+    at the broker's pace, not one batch per beat interval)."""
     older_than = timedelta(seconds=current_app.config["OUTBOX_RESEND_AFTER_SECONDS"])
-    return outbox.relay(older_than=older_than)
+    total = 0
+    while (sent := outbox.relay(older_than=older_than)) == outbox.BATCH:
+        total += sent
+    return total + sent

@@ -10,7 +10,7 @@ from datetime import timedelta
 from celery import Celery, shared_task
 from celery.contrib.testing.worker import start_worker
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from market import outbox
 from market.extensions import db
@@ -104,3 +104,28 @@ def test_a_batch_whose_broker_is_down_is_released_whole_and_sent_whole_later(
         assert outbox.relay(older_than=timedelta(0)) == 3
         assert wait_for(lambda: all(ran(f"batch-{n}") == 1 for n in range(3)))
         assert outbox.relay(older_than=timedelta(0)) == 0
+
+
+def test_the_beat_job_sends_a_row_that_failed_at_once_and_drains_more_than_a_batch(
+    app: Flask, celery_app: Celery, private_redis: RedisServer
+) -> None:
+    """Rows that could not be published wait for no resend age (only rows
+    never tried do), and one beat run sends the whole backlog, not one batch."""
+    app.config["OUTBOX_RESEND_AFTER_SECONDS"] = 3600
+    celery_app.conf.broker_url = private_redis.url
+    for n in range(outbox.BATCH + 5):
+        outbox.enqueue("tests.never-consumed", n=n)
+    db.session.commit()  # the broker is down: the first publish fails, all rows wait
+    unsent = select(OutboxMessage.id).where(OutboxMessage.sent_at.is_(None))
+    assert len(db.session.scalars(unsent).all()) == outbox.BATCH + 5
+
+    # A row no relay has tried yet (written as a caller's commit would, minus
+    # the publish that follows it): younger than the resend age, it waits.
+    fresh = db.session.execute(
+        insert(OutboxMessage).values(task="tests.never-consumed", kwargs={"n": -1}).returning(OutboxMessage.id)
+    ).scalar_one()
+    db.session.commit()
+
+    private_redis.start()
+    assert relay_stuck() == outbox.BATCH + 5
+    assert db.session.scalars(unsent).all() == [fresh]
