@@ -497,6 +497,9 @@ def _analyze(*tables: Table) -> None:
 
 
 def _choose_sales(cutoff: datetime) -> Table:
+    """Fill RUN_SALES for this run. It is created inside the run's
+    transaction (on SQLite too, as the run has already written), so a run
+    rolled back takes the table with it."""
     RUN_SALES.create(db.session.connection())
     db.session.execute(insert(RUN_SALES).from_select([c.name for c in RUN_SALES.c], _unpaid_sales(cutoff)))
     _analyze(RUN_SALES)
@@ -547,8 +550,8 @@ def _write_payouts(run: PayoutRun, cutoff: datetime) -> None:
         .having(net > 0)
         .subquery()
     )
-    # The accounts join the farms' totals, not their lines: sorting every
-    # line with its farm's account to group them was most of the statement.
+    # The accounts are joined to each farm's totals, not to its lines:
+    # grouping lines that carry their account means sorting a million wide rows.
     per_farm = select(
         literal(run.id),
         totals.c.farm_id,
@@ -558,7 +561,7 @@ def _write_payouts(run: PayoutRun, cutoff: datetime) -> None:
             else_=literal(PayoutStatus.AWAITING_CONFIRMATION.value),
         ),
         literal(run.currency),
-        *totals.c[1:],
+        *totals.c[1:],  # the statement totals, after the farm
         PayoutAccount.stripe_account_id,
     ).join(PayoutAccount, PayoutAccount.farm_id == totals.c.farm_id)
     columns = ["run_id", "farm_id", "method", "status", "currency", *totals.c.keys()[1:], "stripe_account_id"]
