@@ -25,6 +25,7 @@ BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 # database refuses it as a parameter (an error, not an empty result), so ids
 # in paths and request fields are bounded before any query runs.
 MAX_ID = 2**31 - 1
+MAX_BIGINT = 2**63 - 1
 
 
 UNSTORABLE_TEXT = "Must not contain NUL characters or unpaired surrogates."
@@ -53,6 +54,11 @@ class IdConverter(IntegerConverter):
         super().__init__(url_map, fixed_digits=fixed_digits, min=min, max=max)
 
 
+class BigInteger(ma.fields.Integer):
+    """An integer kept in a `bigint` column: money that adds up over many
+    orders (budgets, payout totals)."""
+
+
 class StrictSchema(ma.Schema):
     """Every request schema rejects unknown fields by name, takes a field
     named `id` or `..._id` as a row id (1 to MAX_ID), and keeps every other
@@ -78,10 +84,11 @@ class StrictSchema(ma.Schema):
         if field_name == "id" or field_name.endswith("_id"):
             field_obj.validators = [*field_obj.validators, ma.validate.Range(min=1, max=MAX_ID)]
         else:
-            # Every integer is compared with or stored in an integer column;
-            # a field's own, narrower range still applies (the document shows
-            # the narrowest).
-            field_obj.validators = [*field_obj.validators, ma.validate.Range(min=-MAX_ID - 1, max=MAX_ID)]
+            # Every integer is compared with or stored in an integer (or
+            # bigint) column; a field's own, narrower range still applies
+            # (the document shows the narrowest).
+            limit = MAX_BIGINT if isinstance(field_obj, BigInteger) else MAX_ID
+            field_obj.validators = [*field_obj.validators, ma.validate.Range(min=-limit - 1, max=limit)]
 
 
 class ProblemSchema(ma.Schema):

@@ -9,6 +9,7 @@ from datetime import date, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
@@ -105,7 +106,7 @@ class PayoutRun(db.Model):  # type: ignore[name-defined]
     currency: Mapped[str] = mapped_column(String(3))
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     payouts_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     reversals_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
 
@@ -135,15 +136,17 @@ class Payout(db.Model):  # type: ignore[name-defined]
     currency: Mapped[str] = mapped_column(String(3))
     orders_count: Mapped[int] = mapped_column(Integer, default=0)
     lines_count: Mapped[int] = mapped_column(Integer, default=0)
-    grams: Mapped[int] = mapped_column(Integer, default=0)
-    sales: Mapped[int] = mapped_column(Integer, default=0)
-    commission: Mapped[int] = mapped_column(Integer, default=0)
-    premiums: Mapped[int] = mapped_column(Integer, default=0)
-    refunds: Mapped[int] = mapped_column(Integer, default=0, doc="Refunds of lines paid by this payout (farm share).")
-    adjustments: Mapped[int] = mapped_column(
-        Integer, default=0, doc="Refunds of lines an earlier payout paid, netted here (farm share)."
+    grams: Mapped[int] = mapped_column(BigInteger, default=0)
+    sales: Mapped[int] = mapped_column(BigInteger, default=0)
+    commission: Mapped[int] = mapped_column(BigInteger, default=0)
+    premiums: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunds: Mapped[int] = mapped_column(
+        BigInteger, default=0, doc="Refunds of lines paid by this payout (farm share)."
     )
-    amount: Mapped[int] = mapped_column(Integer)
+    adjustments: Mapped[int] = mapped_column(
+        BigInteger, default=0, doc="Refunds of lines an earlier payout paid, netted here (farm share)."
+    )
+    amount: Mapped[int] = mapped_column(BigInteger)
     stripe_account_id: Mapped[str | None] = mapped_column(String(255))
     stripe_transfer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     transfer_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -227,7 +230,7 @@ class TransferReversal(db.Model):  # type: ignore[name-defined]
     payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id"), index=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("payout_runs.id"), index=True)
     farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), index=True)
-    amount: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[ReversalStatus] = mapped_column(enum_column(ReversalStatus, "reversal_status"))
     stripe_reversal_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     failure_reason: Mapped[str | None] = mapped_column(Text)
@@ -282,4 +285,4 @@ class PayoutPremium(db.Model):  # type: ignore[name-defined]
     ledger_transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"))
     farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"))
     programme: Mapped[str] = mapped_column(String(80))
-    amount: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(BigInteger)

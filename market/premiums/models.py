@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from market.db import UTCDateTime, enum_column
@@ -44,9 +44,9 @@ class PremiumProgramme(db.Model):  # type: ignore[name-defined]
     buyer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     valid_from: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
-    budget_cap: Mapped[int | None] = mapped_column(Integer)
-    farm_cap: Mapped[int | None] = mapped_column(Integer)
-    budget_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    budget_cap: Mapped[int | None] = mapped_column(BigInteger)
+    farm_cap: Mapped[int | None] = mapped_column(BigInteger)
+    budget_used: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
 
     @property
@@ -70,7 +70,7 @@ class FarmPremiumUsage(db.Model):  # type: ignore[name-defined]
     id: Mapped[int] = mapped_column(primary_key=True)
     programme_id: Mapped[int] = mapped_column(ForeignKey("premium_programmes.id"))
     farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"))
-    used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    used: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class LinePremium(db.Model):  # type: ignore[name-defined]

@@ -5,11 +5,11 @@ from datetime import UTC, datetime
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from market.api import StrictSchema
+from market.api import BigInteger, StrictSchema
 from market.pagination import PageArgsSchema
 from market.premiums.models import FundedBy
 
-MONEY = validate.Range(min=1, max=2**31 - 1)  # stored as PostgreSQL integer
+POSITIVE = validate.Range(min=1)
 # Programmes run in this era; anything outside is a typo, and dates far out
 # cannot be compared across time zones without overflowing.
 WINDOW = validate.Range(
@@ -22,7 +22,7 @@ class ProgrammeCreateSchema(StrictSchema):
     sponsor = fields.String(required=True, validate=validate.Length(min=1, max=120))
     funded_by = fields.Enum(FundedBy, by_value=True, required=True)
     rate_per_kg = fields.Integer(
-        strict=True, required=True, validate=MONEY, metadata={"description": "Minor units per kg."}
+        strict=True, required=True, validate=POSITIVE, metadata={"description": "Minor units per kg."}
     )
     category_id = fields.Integer(strict=True, load_default=None)
     product_name = fields.String(load_default=None, validate=validate.Length(min=1, max=120))
@@ -33,8 +33,8 @@ class ProgrammeCreateSchema(StrictSchema):
     buyer_id = fields.Integer(strict=True, load_default=None)
     valid_from = fields.AwareDateTime(required=True, validate=WINDOW)
     valid_until = fields.AwareDateTime(load_default=None, validate=WINDOW)
-    budget_cap = fields.Integer(strict=True, load_default=None, validate=MONEY)
-    farm_cap = fields.Integer(strict=True, load_default=None, validate=MONEY)
+    budget_cap = BigInteger(strict=True, load_default=None, validate=POSITIVE)
+    farm_cap = BigInteger(strict=True, load_default=None, validate=POSITIVE)
 
 
 class ProgrammeSchema(ma.Schema):

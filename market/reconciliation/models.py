@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from market.db import UTCDateTime, enum_column, utcnow
@@ -38,7 +38,7 @@ class ReconciliationRun(db.Model):  # type: ignore[name-defined]
     status: Mapped[RunStatus] = mapped_column(enum_column(RunStatus, "reconciliation_status"))
     requested_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     gateway_records: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    fees_total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    fees_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

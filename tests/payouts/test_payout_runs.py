@@ -277,3 +277,26 @@ def test_bank_details_are_required_for_bank_transfers(client: FlaskClient, shop:
     assert response.status_code == 422
     assert set(response.json["errors"]) == {"account_holder", "account_number"}
     assert client.get(f"/api/v1/farms/{shop.orchard.id}/payout-account", headers=shop.orchard_h).status_code == 404
+
+
+def test_a_farm_paid_more_than_a_32_bit_integer_of_fen(client: FlaskClient, shop: Shop) -> None:
+    """County-scale volume: 1,800 t of citrus in two orders pays one farm
+    over 21,474,836.47 yuan (2^31 - 1 fen); the payout, the run and the
+    ledger hold it."""
+    for listing in (shop.oranges, shop.pomelos):
+        listing.stock_g = 1_800_000_000
+    db.session.commit()
+    bank_details(client, shop, shop.orchard.id)
+    for _ in range(2):
+        settled_order(client, shop, (shop.oranges, 900_000_000), (shop.pomelos, 900_000_000))
+
+    response = run(client, shop)
+    assert response.status_code == 201, response.json
+    # Per order: 900,000 kg at 9.99 + 900,000 kg at 8.00 = 1,619,100,000 fen.
+    sales = 2 * 1_619_100_000
+    commission = sales * 5 // 100
+    assert response.json["total"] == sales - commission == 3_076_290_000
+    (payout,) = client.get("/api/v1/payouts", headers=shop.operator_h).json["items"]
+    assert (payout["grams"], payout["sales"], payout["amount"]) == (3_600_000_000, sales, sales - commission)
+    assert ledger.balance(ledger.PAYOUTS_IN_TRANSIT) == -(sales - commission)
+    assert checks.check_ledger() == []

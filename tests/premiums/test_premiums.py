@@ -164,6 +164,7 @@ def test_listing_shows_buyers_what_they_pay_and_farmers_all_they_earn(client: Fl
         ({"funded_by": "buyer", "rate_per_kg": -100}, "rate_per_kg"),
         ({"funded_by": "buyer", "rate_per_kg": 0}, "rate_per_kg"),
         ({"funded_by": "sponsor"}, "budget_cap"),
+        ({"funded_by": "sponsor", "budget_cap": 2**63}, "budget_cap"),  # beyond a bigint
         ({"funded_by": "buyer", "valid_until": (utcnow() - timedelta(days=2)).isoformat()}, "valid_until"),
         ({"funded_by": "buyer", "category_id": 999_999}, "category_id"),
         ({"funded_by": "buyer", "valid_from": "2026-11-01T00:00:00"}, "valid_from"),  # no time zone
@@ -175,6 +176,14 @@ def test_bad_programmes_are_422(client: FlaskClient, shop: Shop, fields: dict[st
     assert response.status_code == 422, response.json
     assert field in response.json["errors"]
     assert client.get("/api/v1/premium-programmes", headers=shop.operator_h).json["items"] == []
+
+
+def test_a_county_budget_beyond_a_32_bit_integer_of_fen(client: FlaskClient, shop: Shop) -> None:
+    # One yuan a kg on 30,000 t of navel oranges: 3,000,000,000 fen.
+    made = programme(client, shop, funded_by="sponsor", budget_cap=3_000_000_000, farm_cap=2_500_000_000)
+    assert (made["budget_cap"], made["farm_cap"]) == (3_000_000_000, 2_500_000_000)
+    found = client.get("/api/v1/premium-programmes", headers=shop.operator_h).json["items"]
+    assert [p["budget_cap"] for p in found] == [3_000_000_000]
 
 
 def test_overlapping_windows_of_one_sponsor_are_refused(client: FlaskClient, shop: Shop) -> None:
