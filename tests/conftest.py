@@ -4,6 +4,13 @@ The suite runs on SQLite by default. With DATABASE_URL (PostgreSQL) and
 REDIS_URL set, the same tests run there, and the integration tests that need
 them run too. MARKET_REQUIRE_SERVICES=1 (set by .ci/run) turns "PostgreSQL or
 Redis missing" from a skip into a failure.
+
+Under pytest-xdist (the default, see pyproject.toml) each worker process
+gets its own database (`test` -> `test_gw0`, created when missing), its own
+Redis database number (REDIS_URL's plus the worker's index, so Celery
+brokers and rate limits never mix) and its own temporary instance folder:
+tests empty every table and purge the queue between tests, so two workers
+must never share any of them. Without xdist the URLs are used as given.
 """
 
 from __future__ import annotations
@@ -12,12 +19,13 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 import config
 from market import create_app
@@ -25,8 +33,77 @@ from market.extensions import db, limiter
 from tests.shop import Shop, make_shop
 
 REQUIRE_SERVICES = os.environ.get("MARKET_REQUIRE_SERVICES") == "1"
-DATABASE_URL = os.environ.get("DATABASE_URL", "")
-REDIS_URL = os.environ.get("REDIS_URL", "")
+# "gw0", "gw1"... in a pytest-xdist worker; "" in a run without xdist.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+WORKER_COUNT = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+REDIS_DATABASES = 16  # Redis' default `databases`: numbers 0-15
+
+
+def worker_database_url(url: str, worker: str = WORKER) -> str:
+    """The worker's own database: `test` -> `test_gw0` on PostgreSQL, `x.sqlite3` -> `x_gw0.sqlite3`."""
+    if not url or not worker:
+        return url
+    parsed = make_url(config.load({"DATABASE_URL": url})["SQLALCHEMY_DATABASE_URI"])
+    if parsed.get_backend_name() == "postgresql":
+        parsed = parsed.set(database=f"{parsed.database}_{worker}")
+    elif parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database)
+        parsed = parsed.set(database=str(path.with_stem(f"{path.stem}_{worker}")))
+    return parsed.render_as_string(hide_password=False)
+
+
+def _redis_db(url: str) -> int:
+    """The database number of a Redis URL: the path of redis:// and rediss://, `?db=` of unix://."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return int(parse_qs(parts.query).get("db", ["0"])[0])
+    return int(parts.path.strip("/") or 0)
+
+
+def _with_redis_db(url: str, number: int) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = {k: v for k, v in parse_qs(parts.query).items() if k != "db"} | {"db": [str(number)]}
+        return f"unix://{parts.path}?{urlencode(query, doseq=True)}"
+    return urlunsplit(parts._replace(path=f"/{number}"))
+
+
+def redis_overflow(url: str, workers: int) -> str | None:
+    """Why `workers` xdist workers cannot each have a Redis database from `url`'s on, if they cannot."""
+    base = _redis_db(url)
+    if base + workers <= REDIS_DATABASES:
+        return None
+    return (
+        f"REDIS_URL={url} with {workers} xdist workers needs Redis databases {base}-{base + workers - 1}, "
+        f"but Redis has 0-{REDIS_DATABASES - 1}: use a lower database number in REDIS_URL or fewer workers (-n)"
+    )
+
+
+def worker_redis_url(url: str, worker: str = WORKER, workers: int = WORKER_COUNT) -> str:
+    """The worker's own Redis database: REDIS_URL's number plus the worker's index."""
+    if not url or not worker:
+        return url
+    problem = redis_overflow(url, workers)
+    if problem:
+        raise pytest.UsageError(problem)
+    # A worker that replaces a crashed one gets the next id (gw4 of 4): the
+    # modulo hands it the crashed worker's database.
+    index = int(worker.removeprefix("gw")) % workers
+    return _with_redis_db(url, _redis_db(url) + index)
+
+
+DATABASE_URL = worker_database_url(os.environ.get("DATABASE_URL", ""))
+REDIS_URL = worker_redis_url(os.environ.get("REDIS_URL", ""))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse, before starting any worker, more xdist workers than Redis has databases for."""
+    workers = getattr(config.option, "numprocesses", None)
+    redis_url = os.environ.get("REDIS_URL", "")
+    if not WORKER and redis_url and isinstance(workers, int) and workers > 1:
+        problem = redis_overflow(redis_url, workers)
+        if problem:
+            raise pytest.UsageError(problem)
 
 
 def _database_url(tmp_root: Path) -> str:
@@ -50,11 +127,37 @@ def needs(service: str) -> None:
     pytest.skip(message)
 
 
+def _create_database(url: str) -> None:
+    """Create the worker's PostgreSQL database unless it exists (through the `postgres` maintenance database)."""
+    target = make_url(url)
+    engine = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": target.database})
+            if not exists:
+                conn.execute(text(f"CREATE DATABASE {conn.dialect.identifier_preparer.quote(target.database)}"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def instance_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The app's instance folder (mailbox, embedded broker files), one per
+    test process and never the checkout's `instance/`; the worker processes
+    tests start inherit it."""
+    path = tmp_path_factory.mktemp("instance")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MARKET_INSTANCE", str(path))
+        yield path
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = _database_url(tmp_path_factory.mktemp("db"))
     if REQUIRE_SERVICES and not is_postgres(url):
         pytest.fail("MARKET_REQUIRE_SERVICES=1 but DATABASE_URL is not PostgreSQL")
+    if is_postgres(url) and WORKER:
+        _create_database(url)
     if is_postgres(url):
         engine = create_engine(url)
         with engine.begin() as conn:
@@ -70,7 +173,14 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def settings_for(database_url: str) -> dict[str, Any]:
     broker = REDIS_URL or "memory://"
-    settings = config.load({"DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "SECRET_KEY": "test"})
+    settings = config.load(
+        {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": REDIS_URL,
+            "SECRET_KEY": "test",
+            "MARKET_INSTANCE": os.environ.get("MARKET_INSTANCE", ""),
+        }
+    )
     settings["CELERY"]["broker_url"] = broker
     settings["TESTING"] = True
     return settings
