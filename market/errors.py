@@ -166,8 +166,13 @@ def handle_database_error(error: DBAPIError) -> Response:
 
     log.warning("database unavailable on %s %s: %s", request.method, request.path, error.orig)
     # The session held the lost connection; roll it back so the next use of
-    # this session checks out a fresh one.
-    db.session.rollback()
+    # this session checks out a fresh one. The rollback can itself fail on
+    # what is left of the connection (psycopg: "another command is already
+    # in progress"); then drop the connection without asking the server.
+    try:
+        db.session.rollback()
+    except DBAPIError:
+        db.session().invalidate()
     return problem(
         503,
         "Service unavailable",
