@@ -25,18 +25,26 @@ branch_labels = None
 depends_on = None
 
 
+# The same expression the browse query orders by, with the date written in:
+# SQLite cannot reflect this index, and a batch migration that recreates the
+# listings table there must create it again.
+HARVEST_SORT = [sa.literal_column("coalesce(harvest_date, '0001-01-01') DESC"), sa.literal_column('id DESC')]
+
+
 def upgrade():
     # New indexes first, so farm_id is never without one.
+    if op.get_bind().dialect.name == 'postgresql':
+        # Built concurrently: a live listings table keeps taking stock
+        # changes while the indexes build.
+        with op.get_context().autocommit_block():
+            op.create_index('ix_listings_farm_id_id', 'listings', ['farm_id', 'id'], postgresql_concurrently=True)
+            op.create_index('ix_listings_harvest_sort_date_id', 'listings', HARVEST_SORT, postgresql_concurrently=True)
+            op.drop_index('ix_listings_farm_id', table_name='listings', postgresql_concurrently=True)
+            op.drop_index('ix_listings_harvest_date_id', table_name='listings', postgresql_concurrently=True)
+        return
     with op.batch_alter_table('listings', schema=None) as batch_op:
         batch_op.create_index('ix_listings_farm_id_id', ['farm_id', 'id'], unique=False)
-        # The same expression the browse query orders by, with the date
-        # written in: SQLite cannot reflect this index, and a batch migration
-        # that recreates the listings table there must create it again.
-        batch_op.create_index(
-            'ix_listings_harvest_sort_date_id',
-            [sa.literal_column("coalesce(harvest_date, '0001-01-01') DESC"), sa.literal_column('id DESC')],
-            unique=False,
-        )
+        batch_op.create_index('ix_listings_harvest_sort_date_id', HARVEST_SORT, unique=False)
         batch_op.drop_index('ix_listings_farm_id')
         batch_op.drop_index('ix_listings_harvest_date_id')
 
