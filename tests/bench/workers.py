@@ -84,6 +84,7 @@ from tests.bench.common import (
     write_results,
 )
 from tests.bench.orders_http import busy_cpu_seconds
+from tests.ports import free_port
 
 LISTINGS = 10_000
 STOCK_G = 1_000_000_000  # a tonne per listing: nothing sells out
@@ -91,13 +92,6 @@ WARMUP_ORDERS = 10
 PROGRESS_EVERY = 3.0
 # Give up waiting for tasks after this long without one finishing.
 STALL_SECONDS = 180.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def load_average() -> list[float]:

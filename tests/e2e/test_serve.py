@@ -14,15 +14,9 @@ import urllib.request
 from pathlib import Path
 
 import config
+from tests.ports import free_port
 
 BOOT_SECONDS = 60
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def get(url: str, token: str | None = None) -> tuple[int, dict[str, object]]:

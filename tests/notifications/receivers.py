@@ -7,7 +7,6 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import socket
 import threading
 from dataclasses import dataclass, field
 from email.message import Message
@@ -17,12 +16,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.ports import free_port
 
 
 class SmtpInbox:

@@ -14,6 +14,7 @@ from celery.contrib.testing.worker import start_worker
 from flask import Flask
 
 from tests.conftest import needs
+from tests.ports import free_port
 from workers import configure
 
 
@@ -45,9 +46,7 @@ class RedisServer:
     """A private redis-server, so a test can take the broker down and up."""
 
     def __init__(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
