@@ -471,6 +471,7 @@ def pack_part(actor: Actor, order_id: int, part_id: int, weighings: Sequence[Wei
     if errors:
         db.session.rollback()
         raise Invalid("The weights cannot be recorded; nothing was changed.", errors)
+    _restock_by_weighing([(lines[w.line_id], w.weighed_g) for w in weighings])
     for weighing in weighings:
         line = lines[weighing.line_id]
         line.weighed_g = weighing.weighed_g
@@ -481,6 +482,27 @@ def pack_part(actor: Actor, order_id: int, part_id: int, weighings: Sequence[Wei
     order.recompute_total()
     _advance_part(actor, order, part, lambda: None, "part.packed")
     return _view(actor, order, set())
+
+
+def _restock_by_weighing(weighed: Sequence[tuple[OrderLine, int]]) -> None:
+    """Stock follows the goods: the ordered grams left stock at placing, so
+    packing takes what was weighed over the order and gives back what was
+    weighed under it (a short line gives back all it ordered). Weighing
+    over takes from any listing not archived, paused ones included; when
+    even that stock is short the packing is refused and nothing changes."""
+    moves = [(line.listing_id, grams - line.ordered_g) for line, grams in weighed]
+    more = [catalog.StockLine(listing_id, grams) for listing_id, grams in moves if grams > 0]
+    less = [catalog.StockLine(listing_id, -grams) for listing_id, grams in moves if grams < 0]
+    try:
+        catalog.take_stock(more, purchasable_only=False)
+    except catalog.OutOfStock as error:
+        db.session.rollback()
+        raise Shortfall(
+            f"Weighing over the order takes the extra grams from stock, and {error.detail} "
+            "Add the harvest to the listing's stock, or weigh less.",
+            {"weights": [error.detail]},
+        ) from None
+    catalog.add_stock(less)
 
 
 def _advance_part(actor: Actor, order: Order, part: OrderPart, mark: Callable[[], None], kind: str) -> None:
@@ -622,7 +644,7 @@ def expire_unpaid(now: datetime | None = None, batch: int = 200) -> int:
         if order.status != OrderStatus.PENDING_PAYMENT or order.expires_at > now:
             db.session.rollback()
             continue
-        returning = list(order.parts)
+        returning = [part for part in order.parts if part.status in AT_FARM]
 
         def change(order: Order = order, returning: list[OrderPart] = returning) -> None:
             _give_back(order, returning)

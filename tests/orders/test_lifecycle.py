@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from market.catalog.models import Listing
 from market.db import utcnow
@@ -110,7 +110,7 @@ def test_every_line_must_be_weighed(client: FlaskClient, shop: Shop) -> None:
     assert "weights" in response.json["errors"]
 
 
-def test_a_short_line_weighs_zero_with_a_reason_and_returns_no_stock(client: FlaskClient, shop: Shop) -> None:
+def test_a_short_line_weighs_zero_with_a_reason_and_gives_its_grams_back(client: FlaskClient, shop: Shop) -> None:
     order = place(client, shop, (shop.oranges, 2000), (shop.pomelos, 1000))
     part = order["parts"][0]
     pay(order["id"])
@@ -124,7 +124,36 @@ def test_a_short_line_weighs_zero_with_a_reason_and_returns_no_stock(client: Fla
     assert packed["total"] is None  # the farmer sees their part, not the order total
     assert packed["parts"][0]["subtotal"] == 1898
     assert packed["parts"][0]["lines"][1]["short_reason"] == "frost damage"
-    assert stock(shop.pomelos) == 99_000  # under-weight and short lines give nothing back
+    # Stock follows the goods: what was weighed under the order goes back.
+    assert stock(shop.oranges) == 100_000 - 1900
+    assert stock(shop.pomelos) == 100_000
+
+
+def test_weighing_over_the_order_takes_the_extra_from_stock(client: FlaskClient, shop: Shop) -> None:
+    order = place(client, shop, (shop.oranges, 2000))
+    part = order["parts"][0]
+    pay(order["id"])
+    post(client, f"/api/v1/orders/{order['id']}/parts/{part['id']}/pack", shop.orchard_h, weights(part, 2150))
+    assert stock(shop.oranges) == 100_000 - 2150
+    post(client, f"/api/v1/orders/{order['id']}/cancel", shop.operator_h, {"reason": "buyer unreachable"})
+    assert stock(shop.oranges) == 100_000  # the weighed produce goes back, no more and no less
+
+
+def test_weighing_over_with_no_stock_left_is_refused_and_changes_nothing(client: FlaskClient, shop: Shop) -> None:
+    order = place(client, shop, (shop.oranges, 2000))
+    part = order["parts"][0]
+    pay(order["id"])
+    db.session.execute(update(Listing).where(Listing.id == shop.oranges.id).values(stock_g=100))
+    db.session.commit()
+    url = f"/api/v1/orders/{order['id']}/parts/{part['id']}/pack"
+    refused = client.post(url, json=weights(part, 2150), headers=shop.orchard_h)
+    assert refused.status_code == 409, refused.json
+    assert refused.headers["Content-Type"] == "application/problem+json"
+    assert "100 g left" in refused.json["detail"]
+    assert stock(shop.oranges) == 100
+    assert client.get(f"/api/v1/orders/{order['id']}", headers=shop.buyer_h).json["status"] == "paid"
+    post(client, url, shop.orchard_h, weights(part, 2100))
+    assert stock(shop.oranges) == 0
 
 
 def test_packing_before_payment_is_refused_with_the_current_state(client: FlaskClient, shop: Shop) -> None:
@@ -210,7 +239,7 @@ def test_buyer_cannot_cancel_once_packing_started_but_an_operator_can(client: Fl
     url = f"/api/v1/orders/{order['id']}/cancel"
     assert client.post(url, json={"reason": "late"}, headers=shop.buyer_h).status_code == 409
     post(client, url, shop.operator_h, {"reason": "buyer unreachable"})
-    assert stock(shop.oranges) == 100_000 - 2000 + 1900  # the packed, weighed produce goes back
+    assert stock(shop.oranges) == 100_000  # the packed, weighed produce goes back: all that left stock
     assert stock(shop.nuts) == 100_000
 
 
@@ -240,6 +269,18 @@ def test_unpaid_orders_expire_once_and_give_stock_back(app: Flask, client: Flask
     assert stock(shop.oranges) == 100_000
     assert db.session.get(Order, order["id"]).status == OrderStatus.EXPIRED  # type: ignore[union-attr]
     assert service.mark_paid(order["id"]) is False  # a late payment is refused; the payment is refunded
+
+
+def test_an_order_expiring_after_a_part_was_cancelled_gives_that_part_back_once(
+    app: Flask, client: FlaskClient, shop: Shop
+) -> None:
+    order = place(client, shop, (shop.oranges, 2000), (shop.nuts, 1000))
+    orchard = part_of(order, shop.orchard)
+    post(client, f"/api/v1/orders/{order['id']}/parts/{orchard['id']}/cancel", shop.orchard_h, {"reason": "hail"})
+    assert stock(shop.oranges) == 100_000
+    later = utcnow() + timedelta(minutes=app.config["ORDER_PAYMENT_MINUTES"] + 1)
+    assert service.expire_unpaid(later) == 1
+    assert (stock(shop.oranges), stock(shop.nuts)) == (100_000, 100_000)
 
 
 def test_manifest_lists_arrivals_and_waiting_orders_as_json_and_csv(client: FlaskClient, shop: Shop) -> None:
