@@ -16,7 +16,7 @@ from flask_migrate import upgrade
 import config
 from market import demo
 from market.accounts import service as accounts
-from market.payouts import checks
+from market.settlement import checks
 
 
 def register(app: Flask) -> None:

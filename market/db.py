@@ -1,15 +1,48 @@
-"""Column types shared by every domain's models."""
+"""Column types shared by every domain's models, and the transaction
+helpers every service uses."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, Dialect, Enum
+from sqlalchemy import DateTime, Dialect, Enum, Select
 from sqlalchemy.types import TypeDecorator
 
 from market.extensions import db
+
+T = TypeVar("T")
+Row = TypeVar("Row", bound=tuple[Any, ...])
+
+
+@contextmanager
+def unit_of_work() -> Iterator[None]:
+    """One service call's transaction: everything written in the block is
+    committed when it ends, and rolled back when it raises."""
+    try:
+        yield
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+
+
+def outside_transaction(call: Callable[[], T]) -> T:
+    """Call a provider with no transaction open and no row locked: what was
+    decided is committed first. Whatever the call answers is recorded
+    afterwards on rows locked afresh (`locked`) and checked again, since
+    anything may have changed while the provider worked."""
+    db.session.commit()
+    return call()
+
+
+def locked(stmt: Select[Row]) -> Select[Row]:
+    """`stmt` locking its rows and reading them afresh, over whatever the
+    session still holds from before."""
+    return stmt.with_for_update().execution_options(populate_existing=True)
 
 
 def commit_keeping_state() -> None:

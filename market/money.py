@@ -32,6 +32,12 @@ def line_amount(price_per_kg: int, grams: int) -> int:
     return _half_up_div(price_per_kg * grams, GRAMS_PER_KG)
 
 
+def smallest_grams_worth_a_unit(price_per_kg: int) -> int:
+    """The fewest grams whose `line_amount` at `price_per_kg` is at least one
+    minor unit: half-up rounding makes it price x grams >= half a kilogram's unit."""
+    return max(1, -(-GRAMS_PER_KG // 2 // price_per_kg)) if price_per_kg > 0 else 0
+
+
 def share(amount: int, basis_points: int) -> int:
     """`basis_points` / 10,000 of `amount` (a commission), half-up."""
     return _half_up_div(amount * basis_points, BASIS_POINTS)

@@ -244,9 +244,13 @@ class OrderPart(db.Model):  # type: ignore[name-defined]
             raise _refuse(f"Part {self.id}", self.status, "delivered")
         self.status = PartStatus.DELIVERED
 
-    def cancel(self, reason: str) -> None:
+    def check_cancellable(self) -> None:
+        """Only a part whose goods are still at the farm can be cancelled."""
         if self.status not in AT_FARM:
             raise _refuse(f"Part {self.id}", self.status, "cancelled")
+
+    def cancel(self, reason: str) -> None:
+        self.check_cancellable()
         self.status = PartStatus.CANCELLED
         self.cancel_reason = reason
 

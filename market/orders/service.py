@@ -10,7 +10,7 @@ staff see the orders at their points; operators see everything.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
@@ -28,9 +28,8 @@ from market.db import commit_keeping_state, utcnow
 from market.errors import Conflict, DomainError, Invalid, NotFound
 from market.events import publish
 from market.extensions import db
-from market.money import line_amount, tolerance_bounds
+from market.money import tolerance_bounds
 from market.orders.models import (
-    AT_FARM,
     Fulfilment,
     Order,
     OrderEvent,
@@ -43,11 +42,10 @@ from market.orders.models import (
 from market.orders.pricing import PricedLine, price_line
 from market.pagination import Page, SortKey, keyset_page
 from market.premiums import service as premiums
+from market.settlement import service as settlement
 
 T = TypeVar("T")
 PICKUP_CODE_DIGITS = 6
-# Before packing is complete no money has been taken (capture follows it).
-UNCAPTURED = frozenset({OrderStatus.PENDING_PAYMENT, OrderStatus.PAID})
 
 
 class Shortfall(Conflict):
@@ -198,25 +196,6 @@ def _changing(order: Order, actor: Actor | None, change: Callable[[], T]) -> T:
         _event(order, f"order.{order.status.value}", actor)
     _commit()
     return result
-
-
-def _give_back(order: Order, parts: Iterable[OrderPart]) -> None:
-    """Give back what cancelled parts took: their stock (all ordered grams
-    before packing, the weighed grams once packed; short lines have nothing
-    to return) and, while no money was taken, their sponsor reservations
-    (after capture a refund reverses the premiums instead)."""
-    lines: list[catalog.StockLine] = []
-    uncaptured = order.status in UNCAPTURED
-    for part in parts:
-        packed = part.packed_at is not None
-        for line in part.lines:
-            grams = (line.weighed_g or 0) if packed else line.ordered_g
-            if grams > 0:
-                lines.append(catalog.StockLine(line.listing_id, grams))
-            if uncaptured:
-                premiums.release(line.premiums, "the order line was cancelled")
-    if lines:
-        catalog.add_stock(lines)
 
 
 def _view(actor: Actor, order: Order, stations: set[int]) -> OrderView:
@@ -474,10 +453,8 @@ def pack_part(actor: Actor, order_id: int, part_id: int, weighings: Sequence[Wei
     _restock_by_weighing([(lines[w.line_id], w.weighed_g) for w in weighings])
     for weighing in weighings:
         line = lines[weighing.line_id]
-        line.weighed_g = weighing.weighed_g
         line.short_reason = weighing.short_reason
-        line.amount = line_amount(line.price_per_kg, weighing.weighed_g)
-        line.premium_amount = premiums.reweigh(line.premiums, weighing.weighed_g)
+        settlement.weigh(line, weighing.weighed_g)
     part.recompute_subtotal()
     order.recompute_total()
     _advance_part(actor, order, part, lambda: None, "part.packed")
@@ -598,10 +575,9 @@ def cancel_order(actor: Actor, order_id: int, reason: str) -> OrderView:
                 f"Order {order_id} is already being packed; ask the farm or an operator to cancel it.",
                 current_status=order.status.value,
             )
-    returning = [p for p in order.parts if p.status in AT_FARM]
 
     def change() -> None:
-        _give_back(order, returning)
+        settlement.close_parts(order, order.parts)
         order.cancel(reason)
 
     _changing(order, actor, change)
@@ -614,10 +590,13 @@ def cancel_part(actor: Actor, order_id: int, part_id: int, reason: str) -> Order
     part = _own_part(actor, order, part_id)
 
     def change() -> None:
-        _give_back(order, [part])
+        part.check_cancellable()  # before anything moves
+        money_taken = settlement.close_parts(order, [part])
         part.cancel(reason)
         _event(order, "part.cancelled", actor, part=part, detail=reason)
-        order.recompute_total()
+        if not money_taken:  # else the capture stands and the part is refunded
+            part.recompute_subtotal()
+            order.recompute_total()
         order.follow_parts()
 
     _changing(order, actor, change)
@@ -644,10 +623,9 @@ def expire_unpaid(now: datetime | None = None, batch: int = 200) -> int:
         if order.status != OrderStatus.PENDING_PAYMENT or order.expires_at > now:
             db.session.rollback()
             continue
-        returning = [part for part in order.parts if part.status in AT_FARM]
 
-        def change(order: Order = order, returning: list[OrderPart] = returning) -> None:
-            _give_back(order, returning)
+        def change(order: Order = order) -> None:
+            settlement.close_parts(order, order.parts)
             order.expire()
 
         try:

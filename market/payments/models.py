@@ -23,6 +23,7 @@ class PaymentStatus(StrEnum):
     REQUIRES_PAYMENT = "requires_payment"  # waiting for the buyer (card) or the operator (offline)
     FAILED = "failed"  # the last try failed; the buyer may try again until the order expires
     AUTHORISED = "authorised"  # money held (card) or received (offline), not yet taken
+    CAPTURING = "capturing"  # the lines to capture are fixed; the provider is being asked
     CAPTURED = "captured"
     CANCELLED = "cancelled"
 
@@ -46,6 +47,9 @@ class Payment(db.Model):  # type: ignore[name-defined]
     status: Mapped[PaymentStatus] = mapped_column(enum_column(PaymentStatus, "payment_status"))
     currency: Mapped[str] = mapped_column(String(3))
     amount: Mapped[int] = mapped_column(Integer, doc="What is authorised: the most the order can reach.")
+    capture_amount: Mapped[int | None] = mapped_column(
+        Integer, doc="What the capture was decided to take (its captured lines), from the moment it was decided."
+    )
     amount_captured: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     amount_refunded: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
@@ -89,7 +93,9 @@ class PaymentAttempt(db.Model):  # type: ignore[name-defined]
 
 class Refund(db.Model):  # type: ignore[name-defined]
     __tablename__ = "refunds"
-    __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
+    # A refund of grams whose money rounding has already given back returns
+    # nothing; it is recorded (the grams matter to premiums) without the provider.
+    __table_args__ = (CheckConstraint("amount >= 0", name="amount_not_negative"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
@@ -128,10 +134,6 @@ class CapturedLine(db.Model):  # type: ignore[name-defined]
 
     payment: Mapped[Payment] = relationship(back_populates="captured_lines")
 
-    @property
-    def farm_share(self) -> int:
-        return self.amount - self.commission + self.premium
-
 
 class RefundLine(db.Model):  # type: ignore[name-defined]
     """What part of which order line a refund returns."""
@@ -147,10 +149,6 @@ class RefundLine(db.Model):  # type: ignore[name-defined]
     amount: Mapped[int] = mapped_column(Integer, doc="Produce returned to the buyer.")
     premium: Mapped[int] = mapped_column(Integer, server_default="0", doc="Buyer-funded premium returned to the buyer.")
     commission: Mapped[int] = mapped_column(Integer, doc="The platform commission this refund gives back.")
-
-    @property
-    def farm_share(self) -> int:
-        return self.amount - self.commission + self.premium
 
     refund: Mapped[Refund] = relationship(back_populates="lines")
 

@@ -12,18 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from market.accounts.models import Role
 from market.auth import Actor
-from market.db import utcnow
+from market.db import locked, outside_transaction, unit_of_work, utcnow
 from market.errors import Conflict, Invalid, NotFound
 from market.events import publish
 from market.extensions import db
 from market.ledger import service as ledger
-from market.money import line_amount, prorate, share
+from market.money import smallest_grams_worth_a_unit
 from market.orders import service as orders
 from market.orders.models import Order, OrderLine, OrderStatus, PartStatus
 from market.outbox import enqueue
@@ -38,7 +37,7 @@ from market.payments.models import (
     RefundLine,
     RefundStatus,
 )
-from market.premiums import service as premiums
+from market.settlement import service as settlement
 
 PACKED_OR_LATER = frozenset(
     {
@@ -51,7 +50,8 @@ PACKED_OR_LATER = frozenset(
     }
 )
 # Payment states a webhook may no longer move (it arrived late or twice).
-SETTLED = frozenset({PaymentStatus.CAPTURED, PaymentStatus.CANCELLED})
+SETTLED = frozenset({PaymentStatus.CAPTURING, PaymentStatus.CAPTURED, PaymentStatus.CANCELLED})
+CLOSED = frozenset({OrderStatus.CANCELLED, OrderStatus.EXPIRED})
 
 
 class PaymentNotFound(NotFound):
@@ -152,7 +152,7 @@ def open_payment(order_id: int) -> Payment:
 
 def _by_intent(intent_id: str) -> Payment | None:
     return db.session.scalars(
-        select(Payment).where(Payment.stripe_payment_intent_id == intent_id).with_for_update()
+        locked(select(Payment).where(Payment.stripe_payment_intent_id == intent_id))
     ).one_or_none()
 
 
@@ -185,11 +185,18 @@ def intent_failed(intent_id: str, reason: str) -> None:
 
 def intent_captured(intent_id: str, amount_received: int) -> None:
     """Stripe confirms a capture (payment_intent.succeeded); records it if
-    our own capture call's answer was lost."""
+    our own capture call's answer was lost. A capture the marketplace never
+    decided (made at the provider by hand) is for operators to look at."""
     payment = _by_intent(intent_id)
-    if payment is None or payment.status != PaymentStatus.AUTHORISED:
+    if payment is None:
         return
-    _record_capture(payment, amount_received)
+    if payment.status == PaymentStatus.CAPTURING:
+        _record_capture(payment, amount_received)
+    elif payment.status != PaymentStatus.CAPTURED:
+        payment.attention = (
+            f"The provider captured {amount_received} while the payment was {payment.status}; "
+            "the marketplace did not decide this capture."
+        )
 
 
 def intent_cancelled(intent_id: str) -> None:
@@ -237,112 +244,99 @@ def confirm_offline(actor: Actor, order_id: int, *, amount: int, reference: str)
 # --- capture ----------------------------------------------------------------
 
 
-def commission_bp(line: OrderLine) -> int:
-    bp: int = current_app.config["COMMISSION_BP"]
-    return bp
-
-
-def _settled_lines(order: Order) -> list[OrderLine]:
-    return [line for line in order.lines if line.part.status != PartStatus.CANCELLED and line.charged > 0]
-
-
-def _record_capture(payment: Payment, amount: int) -> None:
+def _decide_capture(order_id: int) -> Payment:
+    """Fix what the capture of a packed order takes, under the order's and
+    the payment's locks (in that order, as cancelling takes them), once."""
     order = db.session.scalars(
-        select(Order)
-        .where(Order.id == payment.order_id)
-        .options(
-            selectinload(Order.lines).selectinload(OrderLine.part),
-            selectinload(Order.lines).selectinload(OrderLine.premiums),
+        locked(select(Order).where(Order.id == order_id)).options(
+            selectinload(Order.lines).selectinload(OrderLine.part)
         )
-    ).one()
-    lines = _settled_lines(order)
-    captured = [
-        CapturedLine(
-            order_line_id=line.id,
-            farm_id=line.farm_id,
-            grams=line.billed_g,
-            price_per_kg=line.price_per_kg,
-            amount=line.amount,
-            premium=line.premium_amount,
-            commission=share(line.amount, commission_bp(line)),
-        )
-        for line in lines
-    ]
-    if sum(line.amount + line.premium for line in captured) != amount:
-        raise GatewayError(f"Captured {amount} but order {order.id} totals {order.total}.")
-    payment.captured_lines = captured
-    payment.amount_captured = amount
-    payment.status = PaymentStatus.CAPTURED
-    source = ledger.BUYER_DEPOSITS if payment.provider == Provider.OFFLINE else ledger.gateway_cash(payment.provider)
-    sales = ledger.split(
-        pair
-        for line in captured
-        for pair in (
-            (ledger.farm_payable(line.farm_id), -line.farm_share),
-            (ledger.PLATFORM_COMMISSION, -line.commission),
-        )
-    )
-    ledger.post("capture", f"payment:{payment.id}:capture", {source: amount, **sales}, order_id=order.id)
-    premiums.post_sponsor_premiums((p for line in lines for p in line.premiums), order.id)
-    if payment.provider == Provider.OFFLINE and payment.amount > amount:
-        # The buyer paid the most the order could reach; the rest goes back.
-        released = payment.amount - amount
-        ledger.post(
-            "release",
-            f"payment:{payment.id}:release",
-            {ledger.BUYER_DEPOSITS: released, ledger.gateway_cash(Provider.OFFLINE): -released},
-            order_id=order.id,
-        )
-
-
-def capture(order_id: int) -> Payment:
-    """Take exactly the weighed total of a packed order; release the rest of
-    the authorisation. Repeating it after success changes nothing."""
-    payment = _payment_of(order_id)
-    order = db.session.get(Order, order_id)
-    if payment.status == PaymentStatus.CAPTURED:
+    ).one_or_none()
+    if order is None:
+        raise NotFound(f"Order {order_id} not found.")
+    payment = settlement.lock_payment(order_id)
+    if payment is None:
+        raise PaymentNotFound(f"Order {order_id} has no payment yet.")
+    if payment.status in settlement.CAPTURE_DECIDED:
         return payment
-    if order is None or order.status not in PACKED_OR_LATER:
-        raise Conflict(f"Order {order_id} is not packed; nothing to capture yet.")
+    if order.status not in PACKED_OR_LATER:
+        raise Conflict(f"Order {order_id} is {order.status}, not packed; nothing to capture.")
     if payment.status != PaymentStatus.AUTHORISED:
         raise Conflict(f"The payment of order {order_id} is {payment.status}, not authorised.")
-    amount = order.total
-    if payment.provider == Provider.OFFLINE:
-        payment = _payment_of(order_id, lock=True)
-        _record_capture(payment, amount)
-        db.session.commit()
-        return payment
-    intent_id = payment.stripe_payment_intent_id
-    assert intent_id is not None  # an authorised card payment has its intent
-    key = f"order-{order_id}-capture"
-    db.session.commit()
-    if amount == 0:  # every line came out short: nothing to take
-        intent = gateway().cancel(intent_id, key=f"order-{order_id}-cancel")
-    else:
-        try:
-            intent = gateway().capture(intent_id, amount=amount, key=key)
-        except GatewayError as error:
-            intent = _already_captured(intent_id, error)
-    payment = _payment_of(order_id, lock=True)
-    if payment.status == PaymentStatus.CAPTURED:  # a webhook recorded it meanwhile
-        return payment
-    if intent.status == "canceled":
-        payment.status = PaymentStatus.CANCELLED
-        _attempt(payment, "cancel", f"order-{order_id}-cancel", object_id=intent.id)
-    else:
-        _attempt(payment, "capture", key, amount=intent.amount_received, object_id=intent.id)
-        _record_capture(payment, intent.amount_received)
-    db.session.commit()
+    settlement.decide_capture(order, payment)
     return payment
 
 
-def _already_captured(intent_id: str, error: GatewayError) -> Intent:
-    """A capture refused because it already happened (the answer to our first
-    call was lost and the key has expired) counts as that capture."""
-    intent = gateway().get_intent(intent_id)
-    if intent.status == "succeeded":
-        return intent
-    raise error
+def capture(order_id: int) -> Payment:
+    """Take the weighed total of a packed order and release the rest of the
+    authorisation. The lines to capture are fixed first; a part cancelled
+    after that is refunded once the capture is recorded. Repeating it
+    (a retry, a second event) finishes the same capture or changes nothing.
+
+    A refusal puts the payment on the operators' list with the provider's
+    reason; an answer that may hide a success (a refused repeat of a capture
+    whose first answer was lost) is checked against the intent first."""
+    with unit_of_work():
+        payment = _decide_capture(order_id)
+    if payment.status != PaymentStatus.CAPTURING:
+        return payment
+    if payment.provider == Provider.OFFLINE:
+        return _finish_capture(order_id, payment.capture_amount or 0, None)
+    intent_id, amount = payment.stripe_payment_intent_id, payment.capture_amount or 0
+    assert intent_id is not None  # an authorised card payment has its intent
+    key = f"order-{order_id}-capture" if amount else f"order-{order_id}-cancel"
+    try:
+        intent = outside_transaction(
+            lambda: (
+                gateway().capture(intent_id, amount=amount, key=key) if amount else gateway().cancel(intent_id, key=key)
+            )  # every line came out short: nothing to take
+        )
+    except GatewayError as error:
+        intent = gateway().get_intent(intent_id)
+        if intent.status not in ("succeeded", "canceled"):
+            return _capture_refused(order_id, key, str(error))
+    return _finish_capture(order_id, intent.amount_received, intent, key=key)
+
+
+def _finish_capture(order_id: int, received: int, intent: Intent | None, *, key: str = "") -> Payment:
+    with unit_of_work():
+        payment = settlement.lock_payment(order_id)
+        assert payment is not None
+        if payment.status != PaymentStatus.CAPTURING:  # a webhook recorded it meanwhile
+            return payment
+        if intent is not None:
+            _attempt(payment, "capture", key, amount=received, object_id=intent.id)
+        if intent is not None and intent.status == "canceled":
+            payment.status = PaymentStatus.CANCELLED
+        else:
+            _record_capture(payment, received)
+    return payment
+
+
+def _record_capture(payment: Payment, received: int) -> None:
+    """Record a capture, then refund at once what was cancelled after it
+    was decided (the provider took it all the same)."""
+    try:
+        settlement.record_capture(payment, received)
+    except settlement.CaptureMismatch as error:
+        payment.attention = str(error)
+        return
+    order = db.session.get(Order, payment.order_id, populate_existing=True)
+    assert order is not None
+    closed = order.status in CLOSED
+    cancelled = {line.id for line in order.lines if closed or line.part.status == PartStatus.CANCELLED}
+    _refund_rest(payment, cancelled, reason="cancelled while the payment was being captured")
+
+
+def _capture_refused(order_id: int, key: str, reason: str) -> Payment:
+    with unit_of_work():
+        payment = settlement.lock_payment(order_id)
+        assert payment is not None
+        if payment.status == PaymentStatus.CAPTURING:
+            _attempt(payment, "capture", key, ok=False, error=reason)
+            settlement.undecide_capture(payment)
+            payment.attention = f"The provider refused the capture: {reason}"[:2000]
+    return payment
 
 
 # --- cancellation and refunds -----------------------------------------------
@@ -350,89 +344,89 @@ def _already_captured(intent_id: str, error: GatewayError) -> Intent:
 
 def settle_closed_order(order_id: int) -> Payment | None:
     """The order was cancelled or expired: release an authorisation, hand
-    back an offline deposit, or refund what was captured."""
-    payment = db.session.scalars(select(Payment).where(Payment.order_id == order_id)).one_or_none()
-    if payment is None:
-        return None
-    if payment.status == PaymentStatus.CAPTURED:
-        if _left_to_refund(payment) and not _open_refunds(payment):
-            request_refund(None, order_id, reason="order cancelled")
-        return payment
-    if payment.status == PaymentStatus.CANCELLED:
-        return payment
-    if payment.provider == Provider.OFFLINE:
-        payment = _payment_of(order_id, lock=True)
-        if payment.status == PaymentStatus.AUTHORISED:
-            ledger.post(
-                "deposit_returned",
-                f"payment:{payment.id}:deposit_returned",
-                {ledger.BUYER_DEPOSITS: payment.amount, ledger.gateway_cash(Provider.OFFLINE): -payment.amount},
-                order_id=order_id,
-            )
-        payment.status = PaymentStatus.CANCELLED
-        db.session.commit()
-        return payment
-    if payment.stripe_payment_intent_id is None:
-        payment.status = PaymentStatus.CANCELLED
-        db.session.commit()
-        return payment
+    back an offline deposit, or refund all that was captured and is not
+    refunded or being refunded yet."""
+    with unit_of_work():
+        payment = settlement.lock_payment(order_id)
+        if payment is None or payment.status == PaymentStatus.CANCELLED:
+            return payment
+        if payment.status == PaymentStatus.CAPTURED:
+            _refund_rest(payment, None, reason="order cancelled")
+            return payment
+        if payment.status == PaymentStatus.CAPTURING:
+            pass  # finished below: recording it refunds it
+        elif payment.provider == Provider.OFFLINE:
+            if payment.status == PaymentStatus.AUTHORISED:
+                ledger.post(
+                    "deposit_returned",
+                    f"payment:{payment.id}:deposit_returned",
+                    {ledger.BUYER_DEPOSITS: payment.amount, ledger.gateway_cash(Provider.OFFLINE): -payment.amount},
+                    order_id=order_id,
+                )
+            payment.status = PaymentStatus.CANCELLED
+            return payment
+        elif payment.stripe_payment_intent_id is None:
+            payment.status = PaymentStatus.CANCELLED
+            return payment
+    if payment.status == PaymentStatus.CAPTURING:
+        return capture(order_id)
+    return _release_hold(order_id, payment)
+
+
+def _release_hold(order_id: int, payment: Payment | None) -> Payment | None:
+    """Cancel the card authorisation of a closed order."""
+    assert payment is not None
     intent_id = payment.stripe_payment_intent_id
+    assert intent_id is not None
     key = f"order-{order_id}-cancel"
-    db.session.commit()
-    intent = gateway().cancel(intent_id, key=key)
-    payment = _payment_of(order_id, lock=True)
-    _attempt(payment, "cancel", key, object_id=intent.id)
-    if payment.status != PaymentStatus.CAPTURED:
-        payment.status = PaymentStatus.CANCELLED
-    db.session.commit()
+    try:
+        intent = outside_transaction(lambda: gateway().cancel(intent_id, key=key))
+    except GatewayError as error:
+        intent = gateway().get_intent(intent_id)
+        if intent.status != "canceled":
+            with unit_of_work():
+                payment = settlement.lock_payment(order_id)
+                assert payment is not None
+                _attempt(payment, "cancel", key, ok=False, error=str(error))
+                payment.attention = (
+                    f"The order is closed but its authorisation could not be released ({intent.status}): {error}"
+                )[:2000]
+            return payment
+    with unit_of_work():
+        payment = settlement.lock_payment(order_id)
+        assert payment is not None
+        _attempt(payment, "cancel", key, object_id=intent.id)
+        if payment.status not in settlement.CAPTURE_DECIDED:
+            payment.status = PaymentStatus.CANCELLED
     return payment
 
 
-@dataclass(frozen=True)
-class Refunded:
-    """What refunds (pending or done) already give back on a captured line."""
-
-    grams: int
-    amount: int
-    premium: int
-    commission: int
-
-
-def _refunded(captured: CapturedLine) -> Refunded:
-    rows = db.session.execute(
-        select(RefundLine.grams, RefundLine.amount, RefundLine.premium, RefundLine.commission)
-        .join(Refund)
-        .where(RefundLine.order_line_id == captured.order_line_id, Refund.status != RefundStatus.FAILED)
-    ).all()
-    return Refunded(
-        grams=sum(r.grams for r in rows),
-        amount=sum(r.amount for r in rows),
-        premium=sum(r.premium for r in rows),
-        commission=sum(r.commission for r in rows),
-    )
-
-
-def _left_to_refund(payment: Payment, lines: Iterable[CapturedLine] | None = None) -> list[LineRefund]:
-    left = [
-        LineRefund(line.order_line_id, line.grams - _refunded(line).grams)
-        for line in (payment.captured_lines if lines is None else lines)
-    ]
-    return [line for line in left if line.grams > 0]
-
-
-def _open_refunds(payment: Payment) -> bool:
-    return any(refund.status == RefundStatus.PENDING for refund in payment.refunds)
-
-
 def refund_cancelled_part(order_id: int, part_id: int) -> None:
-    """A part cancelled after the money was taken is refunded line by line."""
-    payment = db.session.scalars(select(Payment).where(Payment.order_id == order_id)).one_or_none()
-    if payment is None or payment.status != PaymentStatus.CAPTURED:
-        return  # not captured yet: the capture takes the recomputed total
-    part_lines = set(db.session.scalars(select(OrderLine.id).where(OrderLine.part_id == part_id)))
-    left = _left_to_refund(payment, [line for line in payment.captured_lines if line.order_line_id in part_lines])
+    """A part cancelled after its capture was decided is refunded line by
+    line (before that, it is simply not captured)."""
+    with unit_of_work():
+        payment = settlement.lock_payment(order_id)
+        if payment is None or payment.status not in settlement.CAPTURE_DECIDED:
+            return
+        if payment.status == PaymentStatus.CAPTURED:
+            part_lines = set(db.session.scalars(select(OrderLine.id).where(OrderLine.part_id == part_id)))
+            _refund_rest(payment, part_lines, reason=f"part {part_id} cancelled")
+            return
+    capture(order_id)  # recording the capture refunds the part
+
+
+def _refund_rest(payment: Payment, line_ids: set[int] | None, *, reason: str) -> None:
+    """Refund whatever of these captured lines (all when None) is not
+    refunded or being refunded yet, pending refunds notwithstanding."""
+    lines = [line for line in payment.captured_lines if line_ids is None or line.order_line_id in line_ids]
+    left = _left_to_refund(lines)
     if left:
-        request_refund(None, order_id, lines=left, reason=f"part {part_id} cancelled")
+        _new_refund(payment, left, reason=reason, requested_by=None)
+
+
+def _left_to_refund(lines: Iterable[CapturedLine]) -> list[LineRefund]:
+    left = [LineRefund(line.order_line_id, line.grams - settlement.refunded(line).grams) for line in lines]
+    return [line for line in left if line.grams > 0]
 
 
 def request_refund(
@@ -442,14 +436,24 @@ def request_refund(
     None). Never more than was captured; a worker then asks the provider."""
     if actor is not None:
         actor.require(Role.OPERATOR)
-    payment = _payment_of(order_id, lock=True)
-    if payment.status != PaymentStatus.CAPTURED:
-        raise Conflict(
-            f"The payment of order {order_id} is {payment.status}; only captured money can be refunded.",
-            current_status=payment.status.value,
-        )
+    with unit_of_work():
+        payment = settlement.lock_payment(order_id)
+        if payment is None:
+            raise PaymentNotFound(f"Order {order_id} has no payment yet.")
+        if payment.status != PaymentStatus.CAPTURED:
+            raise Conflict(
+                f"The payment of order {order_id} is {payment.status}; only captured money can be refunded.",
+                current_status=payment.status.value,
+            )
+        wanted = _left_to_refund(payment.captured_lines) if lines is None else list(lines)
+        return _new_refund(payment, wanted, reason=reason, requested_by=actor.user_id if actor else None)
+
+
+def _new_refund(payment: Payment, wanted: Sequence[LineRefund], *, reason: str, requested_by: int | None) -> Refund:
+    """A pending refund of `wanted`, checked line by line, queued for the
+    provider; one that returns no money (rounding gave it all back already)
+    is recorded at once."""
     captured = {line.order_line_id: line for line in payment.captured_lines}
-    wanted = _left_to_refund(payment) if lines is None else list(lines)
     errors: dict[str, list[str]] = {}
     refund_lines: list[RefundLine] = []
     for index, request in enumerate(wanted):
@@ -457,125 +461,80 @@ def request_refund(
         if line is None:
             errors[f"lines.{index}.line_id"] = ["Not a paid line of this order."]
             continue
-        done = _refunded(line)
+        done = settlement.refunded(line)
         left = line.grams - done.grams
         if not 0 < request.grams <= left:
             errors[f"lines.{index}.grams"] = [f"Between 1 and {left} g can still be refunded on this line."]
             continue
-        refund_lines.append(_refund_line(line, request.grams, done))
+        refund_line = settlement.refund_share(line, request.grams, done)
+        if requested_by is not None and request.grams < left and refund_line.amount + refund_line.premium == 0:
+            errors[f"lines.{index}.grams"] = [
+                f"{request.grams} g returns less than one minor unit; refund at least "
+                f"{smallest_grams_worth_a_unit(line.price_per_kg)} g, or all {left} g left."
+            ]
+            continue
+        refund_lines.append(refund_line)
     if not refund_lines and not errors:
         errors["lines"] = ["Nothing is left to refund."]
-    amount = sum(r.amount + r.premium for r in refund_lines)
-    pending = sum(r.amount for r in payment.refunds if r.status == RefundStatus.PENDING)
-    if not errors and amount + pending > payment.refundable:
-        errors["lines"] = [f"At most {payment.refundable - pending} can still be refunded."]
     if errors:
-        db.session.rollback()
         raise Invalid("The refund cannot be made; nothing was changed.", errors)
     refund = Refund(
         payment=payment,
-        order_id=order_id,
-        amount=amount,
+        order_id=payment.order_id,
+        amount=sum(r.amount + r.premium for r in refund_lines),
         reason=reason,
         status=RefundStatus.PENDING,
-        requested_by=actor.user_id if actor else None,
+        requested_by=requested_by,
         lines=refund_lines,
     )
     db.session.add(refund)
     db.session.flush()
-    enqueue("payments.refund", refund_id=refund.id, order_id=order_id)
-    db.session.commit()
+    if refund.amount == 0:
+        settlement.record_refund(refund, payment)
+        refund.settled_at = utcnow()
+    else:
+        enqueue("payments.refund", refund_id=refund.id, order_id=payment.order_id)
     return refund
 
 
-def _refund_line(line: CapturedLine, grams: int, done: Refunded) -> RefundLine:
-    """What a refund of `grams` gives back: produce, buyer premium and the
-    commission on the produce, in proportion; the last grams of a line take
-    exactly what is left, so rounding never returns more than was paid."""
-    if grams == line.grams - done.grams:
-        amount = line.amount - done.amount
-        premium = line.premium - done.premium
-        commission = line.commission - done.commission
-    else:
-        amount = min(line_amount(line.price_per_kg, grams), line.amount - done.amount)
-        premium = min(prorate(line.premium, grams, line.grams), line.premium - done.premium)
-        commission = min(prorate(line.commission, amount, line.amount), line.commission - done.commission)
-    return RefundLine(
-        order_line_id=line.order_line_id,
-        farm_id=line.farm_id,
-        grams=grams,
-        amount=amount,
-        premium=premium,
-        commission=commission,
-    )
-
-
-def _reverse_premiums(refund: Refund, payment: Payment) -> None:
-    """Sponsor premiums follow the produce back: the refunded share of each
-    leaves the farm and returns to the programme's budget."""
-    captured = {line.order_line_id: line for line in payment.captured_lines}
-    for refund_line in refund.lines:
-        line = db.session.get(OrderLine, refund_line.order_line_id)
-        assert line is not None  # captured lines point at order lines
-        earlier = _refunded(captured[line.id]).grams - refund_line.grams
-        premiums.reverse_sponsor_premiums(
-            line.premiums,
-            refund_line.grams,
-            captured[line.id].grams - earlier,
-            refund_id=refund.id,
-            order_id=refund.order_id,
-        )
-
-
 def _refund(refund_id: int) -> Refund:
-    refund = db.session.get(Refund, refund_id)
+    refund = db.session.get(Refund, refund_id, populate_existing=True)
     if refund is None:
         raise NotFound(f"Refund {refund_id} not found.")
     return refund
 
 
 def process_refund(refund_id: int) -> Refund:
-    """Ask the provider to return a pending refund; record it with its entry."""
+    """Ask the provider to return a pending refund; record it with its entry.
+    A refusal leaves the refund failed (it no longer counts) and puts the
+    payment on the operators' list with the provider's reason."""
     refund = _refund(refund_id)
     if refund.status != RefundStatus.PENDING:
         return refund
     key = f"refund-{refund.id}"
     order_id, amount, reason = refund.order_id, refund.amount, refund.reason
     intent_id = refund.payment.stripe_payment_intent_id or ""
-    db.session.commit()  # no transaction stays open across the provider call
     try:
-        result = gateway().refund(intent_id, amount=amount, key=key, reason=reason)
+        result = outside_transaction(lambda: gateway().refund(intent_id, amount=amount, key=key, reason=reason))
     except GatewayError as error:
+        with unit_of_work():
+            payment = settlement.lock_payment(order_id)
+            assert payment is not None
+            refund = _refund(refund_id)
+            if refund.status == RefundStatus.PENDING:
+                refund.status = RefundStatus.FAILED
+                refund.failure_reason = str(error)
+                _attempt(payment, "refund", key, amount=amount, ok=False, error=str(error))
+                payment.attention = f"Refund {refund_id} of {amount} was refused: {error}"[:2000]
+        return refund
+    with unit_of_work():
+        payment = settlement.lock_payment(order_id)
+        assert payment is not None
         refund = _refund(refund_id)
-        refund.status = RefundStatus.FAILED
-        refund.failure_reason = str(error)
-        _attempt(refund.payment, "refund", key, amount=amount, ok=False, error=str(error))
-        db.session.commit()
-        return refund
-    payment = _payment_of(order_id, lock=True)
-    refund = _refund(refund_id)
-    if refund.status != RefundStatus.PENDING:
-        return refund
-    refund.status = RefundStatus.SUCCEEDED
-    refund.stripe_refund_id = result.id if payment.provider == Provider.STRIPE else None
-    refund.settled_at = utcnow()
-    payment.amount_refunded += amount
-    _attempt(payment, "refund", key, amount=amount, object_id=result.id)
-    debits = ledger.split(
-        pair
-        for line in refund.lines
-        for pair in (
-            (ledger.farm_payable(line.farm_id), line.farm_share),
-            (ledger.PLATFORM_COMMISSION, line.commission),
-        )
-    )
-    ledger.post(
-        "refund",
-        f"refund:{refund.id}",
-        {**debits, ledger.gateway_cash(payment.provider): -amount},
-        order_id=order_id,
-        memo=reason,
-    )
-    _reverse_premiums(refund, payment)
-    db.session.commit()
+        if refund.status != RefundStatus.PENDING:
+            return refund
+        refund.stripe_refund_id = result.id if payment.provider == Provider.STRIPE else None
+        refund.settled_at = utcnow()
+        _attempt(payment, "refund", key, amount=amount, object_id=result.id)
+        settlement.record_refund(refund, payment)
     return refund

@@ -1,7 +1,7 @@
-"""Payout records. Every settled amount a payout pays is named by a
-coverage row (captured line, refund line or premium transaction) that is
-unique across all payouts, so no amount is ever paid twice, however often
-or however overlapping the runs."""
+"""Payout records. What a payout pays are farm entries
+(market/settlement/models.py), each naming the one payout or transfer
+reversal that settled it, so no amount is ever paid twice, however often or
+however overlapping the runs."""
 
 from __future__ import annotations
 
@@ -114,8 +114,8 @@ class PayoutRun(db.Model):  # type: ignore[name-defined]
 
 
 class Payout(db.Model):  # type: ignore[name-defined]
-    """What one run pays one farm, with the statement totals; the covered
-    lines, refunds and premiums are the statement's detail."""
+    """What one run pays one farm, with the statement totals; the farm
+    entries it settled are the statement's detail."""
 
     __tablename__ = "payouts"
     __table_args__ = (
@@ -208,17 +208,6 @@ class Payout(db.Model):  # type: ignore[name-defined]
         self.paid_at = utcnow()
 
 
-class PayoutLine(db.Model):  # type: ignore[name-defined]
-    """A captured order line a payout pays: each is paid exactly once."""
-
-    __tablename__ = "payout_lines"
-    __table_args__ = (UniqueConstraint("captured_line_id"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id"), index=True)
-    captured_line_id: Mapped[int] = mapped_column(ForeignKey("captured_lines.id"))
-
-
 class TransferReversal(db.Model):  # type: ignore[name-defined]
     """Money taken back from a farm's Stripe transfer for refunds of lines
     that transfer had paid."""
@@ -252,37 +241,3 @@ class TransferReversal(db.Model):  # type: ignore[name-defined]
         self.status = ReversalStatus.FAILED
         self.failure_reason = reason[:2000]
         self.settled_at = utcnow()
-
-
-class PayoutRefundLine(db.Model):  # type: ignore[name-defined]
-    """A refunded line's farm share, settled exactly once: netted in a
-    payout (`payout_id`) or recovered by a transfer reversal (`reversal_id`)."""
-
-    __tablename__ = "payout_refund_lines"
-    __table_args__ = (
-        UniqueConstraint("refund_line_id"),
-        CheckConstraint("(payout_id IS NULL) <> (reversal_id IS NULL)", name="one_settlement"),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    refund_line_id: Mapped[int] = mapped_column(ForeignKey("refund_lines.id"))
-    payout_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"), index=True)
-    reversal_id: Mapped[int | None] = mapped_column(ForeignKey("transfer_reversals.id"), index=True)
-    farm_amount: Mapped[int] = mapped_column(Integer, doc="The refund's amount less its commission: the farm's share.")
-    adjustment: Mapped[bool] = mapped_column(
-        Boolean, doc="The refunded line was paid by an earlier payout (a negative adjustment)."
-    )
-
-
-class PayoutPremium(db.Model):  # type: ignore[name-defined]
-    """A premium ledger transaction's credit to a farm, paid exactly once."""
-
-    __tablename__ = "payout_premiums"
-    __table_args__ = (UniqueConstraint("ledger_transaction_id", "farm_id"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id"), index=True)
-    ledger_transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"))
-    farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"))
-    programme: Mapped[str] = mapped_column(String(80))
-    amount: Mapped[int] = mapped_column(BigInteger)

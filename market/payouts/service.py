@@ -1,11 +1,7 @@
-"""Payout rules: connecting a farm for payouts, payout runs with their
-statements, Stripe transfers and reversals, bank-file payouts, and reading.
-
-A run pays what the ledger owes each farm for settled orders and nothing
-else: every captured line, refund line and premium transaction it pays is
-recorded in a coverage table with a unique key, so a repeated or
-overlapping run finds it taken and pays nobody twice. Runs are built with
-set-based SQL (one statement per kind of row, never a loop over lines).
+"""Payout rules: connecting a farm for payouts, payout runs (runs.py) with
+their statements, Stripe transfers and reversals, bank-file payouts, and
+reading. Every amount a payout pays or takes back is a farm entry
+(market/settlement/models.py) that names the payout or reversal settling it.
 
 Ledger conventions (debits positive):
 - "payout" `payout:<id>`: Dr farm_payable:<farm> / Cr payouts_in_transit
@@ -19,32 +15,13 @@ Provider calls run outside open transactions, keyed by our ids
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import (
-    Column,
-    Integer,
-    MetaData,
-    Select,
-    String,
-    Table,
-    case,
-    cast,
-    delete,
-    false,
-    func,
-    insert,
-    literal,
-    null,
-    select,
-    text,
-    true,
-    union_all,
-    update,
-)
+from sqlalchemy import Select, func, select, true, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 
 from market.accounts.models import Role
 from market.auth import Actor
@@ -54,53 +31,29 @@ from market.errors import Conflict, Invalid, NotFound
 from market.events import publish
 from market.extensions import db
 from market.ledger import service as ledger
-from market.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from market.money import format_minor
-from market.orders.models import Order, OrderEvent, OrderLine, OrderStatus
+from market.orders.models import OrderLine
 from market.outbox import enqueue
 from market.pagination import Page, SortKey, keyset_page
 from market.payments.gateway import GatewayError, gateway
-from market.payments.models import CapturedLine, Payment, Provider, Refund, RefundLine, RefundStatus
+from market.payments.models import Provider
+from market.payouts import runs
 from market.payouts.models import (
     Payout,
     PayoutAccount,
-    PayoutLine,
-    PayoutPremium,
-    PayoutRefundLine,
     PayoutRun,
     PayoutStatus,
     ReversalStatus,
     TransferReversal,
 )
+from market.premiums.models import PremiumProgramme
+from market.settlement.models import PREMIUM_KINDS, EntryKind, FarmEntry
 
-SETTLED_STATES = (OrderStatus.DELIVERED, OrderStatus.COLLECTED, OrderStatus.COMPLETED)
-SETTLING_EVENTS = ("order.delivered", "order.collected", "order.completed")
-# Sponsor premiums credit the farm ("premium") and are taken back when the
-# produce is refunded ("premium_reversal"); both are read by programme.
-PREMIUM_KINDS = ("premium", "premium_reversal")
 # Stripe forgets idempotency keys after about a day; a transfer retried
 # later than this first asks Stripe whether it was made.
 KEY_LIFETIME = timedelta(hours=23)
 # An onboarding link about to expire is not handed out; a new one is made.
 LINK_MARGIN = timedelta(minutes=1)
-# Any fixed number: runs hold this PostgreSQL advisory lock, so two runs
-# never choose their lines at the same time.
-RUN_LOCK = 0x7061796F
-# The captured lines a run pays, chosen once into a temporary table (dropped
-# before the run commits): the payouts' totals and the lines they cover are
-# built from that one choice, and PostgreSQL plans the joins on it from its
-# analysed size rather than from an estimate of an anti-join.
-RUN_SALES = Table(
-    "payout_run_sales",
-    MetaData(),
-    Column("captured_line_id", Integer, nullable=False),
-    Column("farm_id", Integer, nullable=False),
-    Column("order_id", Integer, nullable=False),
-    Column("grams", Integer, nullable=False),
-    Column("amount", Integer, nullable=False),
-    Column("commission", Integer, nullable=False),
-    prefixes=["TEMPORARY"],
-)
 
 
 class PayoutNotFound(NotFound):
@@ -278,407 +231,8 @@ def account_updated(account_id: str, *, payouts_enabled: bool, details_submitted
     account.stripe_state_at = created
 
 
-# --- choosing what a run pays ----------------------------------------------
-
-
-def _settled_orders(cutoff: datetime) -> Select[Any]:
-    """Orders delivered, collected or completed, settled before `cutoff`."""
-    return (
-        select(OrderEvent.order_id.label("order_id"))
-        .join(Order, Order.id == OrderEvent.order_id)
-        .where(OrderEvent.type.in_(SETTLING_EVENTS), Order.status.in_(SETTLED_STATES))
-        .group_by(OrderEvent.order_id)
-        .having(func.min(OrderEvent.created_at) < cutoff)
-    )
-
-
-def _ready_farms() -> Select[Any]:
-    return select(PayoutAccount.farm_id).where(
-        ((PayoutAccount.method == PayoutMethod.STRIPE) & PayoutAccount.payouts_enabled)
-        | ((PayoutAccount.method == PayoutMethod.BANK_TRANSFER) & PayoutAccount.bank_account_number.isnot(None))
-    )
-
-
-def _unpaid_sales(cutoff: datetime) -> Select[Any]:
-    """Captured lines of settled orders that no payout has paid."""
-    settled = _settled_orders(cutoff).subquery()
-    return (
-        select(
-            CapturedLine.id.label("captured_line_id"),
-            CapturedLine.farm_id.label("farm_id"),
-            Payment.order_id.label("order_id"),
-            CapturedLine.grams.label("grams"),
-            # Sales include buyer-funded premiums: the farm gets them whole.
-            (CapturedLine.amount + CapturedLine.premium).label("amount"),
-            CapturedLine.commission.label("commission"),
-        )
-        .join(Payment, Payment.id == CapturedLine.payment_id)
-        .join(settled, settled.c.order_id == Payment.order_id)
-        .where(~select(PayoutLine.id).where(PayoutLine.captured_line_id == CapturedLine.id).exists())
-        .where(CapturedLine.farm_id.in_(_ready_farms()))
-    )
-
-
-def _unsettled_refunds() -> Select[Any]:
-    """Succeeded refund lines no payout or reversal has settled, with the
-    payout that paid the refunded line (`paid_by`, None if none has yet)."""
-    return (
-        select(
-            RefundLine.id.label("refund_line_id"),
-            RefundLine.farm_id.label("farm_id"),
-            (RefundLine.amount - RefundLine.commission + RefundLine.premium).label("farm_amount"),
-            CapturedLine.id.label("captured_line_id"),
-            PayoutLine.payout_id.label("paid_by"),
-        )
-        .join(Refund, Refund.id == RefundLine.refund_id)
-        .join(CapturedLine, CapturedLine.order_line_id == RefundLine.order_line_id)
-        .outerjoin(PayoutLine, PayoutLine.captured_line_id == CapturedLine.id)
-        .where(Refund.status == RefundStatus.SUCCEEDED)
-        .where(~select(PayoutRefundLine.id).where(PayoutRefundLine.refund_line_id == RefundLine.id).exists())
-    )
-
-
-def _unpaid_premiums(cutoff: datetime) -> Select[Any]:
-    """Credits of "premium" ledger transactions to farms, not yet paid, for
-    settled orders (or, without an order, posted before the cutoff). The
-    programme is the transaction's other account (`sponsor_liability:<id>`
-    for a sponsor's premium)."""
-    settled = _settled_orders(cutoff).subquery()
-    counterpart = LedgerAccount.__table__.alias("counterpart")
-    counter_entry = LedgerEntry.__table__.alias("counter_entry")
-    programme = (
-        select(func.min(counterpart.c.code))
-        .select_from(counter_entry.join(counterpart, counterpart.c.id == counter_entry.c.account_id))
-        .where(counter_entry.c.transaction_id == LedgerTransaction.id, counterpart.c.farm_id.is_(None))
-        .scalar_subquery()
-    )
-    return (
-        select(
-            LedgerTransaction.id.label("ledger_transaction_id"),
-            LedgerAccount.farm_id.label("farm_id"),
-            func.coalesce(programme, LedgerTransaction.reference).label("programme"),
-            (-func.sum(LedgerEntry.amount)).label("amount"),
-        )
-        .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
-        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
-        .where(LedgerTransaction.kind.in_(PREMIUM_KINDS), LedgerAccount.farm_id.isnot(None))
-        .where(LedgerAccount.farm_id.in_(_ready_farms()))
-        .where(
-            (LedgerTransaction.order_id.in_(select(settled.c.order_id)))
-            | (LedgerTransaction.order_id.is_(None) & (LedgerTransaction.created_at < cutoff))
-        )
-        .where(
-            ~select(PayoutPremium.id)
-            .where(
-                PayoutPremium.ledger_transaction_id == LedgerTransaction.id,
-                PayoutPremium.farm_id == LedgerAccount.farm_id,
-            )
-            .exists()
-        )
-        .group_by(LedgerTransaction.id, LedgerAccount.farm_id, LedgerTransaction.reference)
-    )
-
-
-# --- payout runs ------------------------------------------------------------
-
-
-def run_cutoff(period_end: date, now: datetime, hold_days: int) -> datetime:
-    """Orders settled before the end of `period_end` and at least
-    `hold_days` ago are due."""
-    period_close = datetime.combine(period_end + timedelta(days=1), time.min, tzinfo=UTC)
-    return min(period_close, now - timedelta(days=hold_days))
-
-
-def create_run(actor: Actor, *, period_end: date) -> PayoutRun:
-    """Pay every farm what it is owed for orders settled up to `period_end`
-    (and past the hold period): recover refunds of already paid lines by
-    transfer reversal where the transfer covers them, net the rest, and
-    write one payout per farm with a positive net, its statement and its
-    ledger transaction. Nothing already paid is paid again."""
-    actor.require(Role.OPERATOR)
-    now = utcnow()
-    if period_end > now.date():
-        raise Invalid(
-            "A payout run cannot cover a period that has not ended.", {"period_end": ["Must not be in the future."]}
-        )
-    cutoff = run_cutoff(period_end, now, current_app.config["PAYOUT_HOLD_DAYS"])
-    db.session.commit()  # the serialising lock below is the transaction's first statement
-    if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RUN_LOCK})
-    run = PayoutRun(
-        period_end=period_end, cutoff=cutoff, currency=current_app.config["MARKET_CURRENCY"], created_by=actor.user_id
-    )
-    db.session.add(run)
-    db.session.flush()
-    try:
-        run.reversals_count = _recover_by_reversal(run)
-        _write_payouts(run, cutoff)
-        _post_payouts(run)
-        db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
-        raise Conflict("Another payout run took some of these lines at the same time; run it again.") from None
-    totals = db.session.execute(
-        select(func.count(Payout.id), func.coalesce(func.sum(Payout.amount), 0)).where(Payout.run_id == run.id)
-    ).one()
-    run.payouts_count, run.total = totals[0], totals[1]
-    enqueue("payouts.dispatch_run", run_id=run.id)
-    db.session.commit()
-    return run
-
-
-def _recover_by_reversal(run: PayoutRun) -> int:
-    """Refunds of lines a Stripe transfer paid are taken back from that
-    transfer when what is left of it covers them; the rest are netted."""
-    refunds = _unsettled_refunds().subquery()
-    owed_by_payout = db.session.execute(
-        select(refunds.c.paid_by, func.sum(refunds.c.farm_amount))
-        .where(refunds.c.paid_by.isnot(None))
-        .group_by(refunds.c.paid_by)
-        .order_by(refunds.c.paid_by)
-    ).all()
-    made = 0
-    for payout_id, owed in owed_by_payout:
-        payout = db.session.get(Payout, payout_id)
-        assert payout is not None
-        if payout.method != PayoutMethod.STRIPE or payout.stripe_transfer_id is None or owed <= 0:
-            continue
-        if owed > payout.amount - _reversed(payout.id) or _reversal_refused(payout.id):
-            continue
-        reversal = TransferReversal(
-            payout_id=payout.id, run_id=run.id, farm_id=payout.farm_id, amount=owed, status=ReversalStatus.PENDING
-        )
-        db.session.add(reversal)
-        db.session.flush()
-        db.session.execute(
-            insert(PayoutRefundLine).from_select(
-                ["refund_line_id", "reversal_id", "farm_amount", "adjustment"],
-                select(refunds.c.refund_line_id, literal(reversal.id), refunds.c.farm_amount, true()).where(
-                    refunds.c.paid_by == payout.id
-                ),
-            )
-        )
-        # What was actually taken (a refund may have landed meanwhile).
-        reversal.amount = db.session.scalar(
-            select(func.sum(PayoutRefundLine.farm_amount)).where(PayoutRefundLine.reversal_id == reversal.id)
-        )
-        enqueue("payouts.reverse", reversal_id=reversal.id)
-        made += 1
-    return made
-
-
-def _reversed(payout_id: int) -> int:
-    return (
-        db.session.scalar(
-            select(func.coalesce(func.sum(TransferReversal.amount), 0)).where(
-                TransferReversal.payout_id == payout_id, TransferReversal.status != ReversalStatus.FAILED
-            )
-        )
-        or 0
-    )
-
-
-def _reversal_refused(payout_id: int) -> bool:
-    """Stripe refused a reversal of this transfer before (the connected
-    account's balance was too low, say): net instead of asking again."""
-    refused = select(TransferReversal.id).where(
-        TransferReversal.payout_id == payout_id, TransferReversal.status == ReversalStatus.FAILED
-    )
-    return db.session.scalar(refused.exists().select()) or False
-
-
-def _analyze(*tables: Table) -> None:
-    """PostgreSQL plans from the statistics last gathered, which know nothing
-    of the rows this transaction wrote; ANALYZE sees them (SQLite has no
-    statistics to refresh)."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        for table in tables:
-            db.session.execute(text(f"ANALYZE {table.name}"))
-
-
-def _choose_sales(cutoff: datetime) -> Table:
-    """Fill RUN_SALES for this run. It is created inside the run's
-    transaction (on SQLite too, as the run has already written), so a run
-    rolled back takes the table with it."""
-    RUN_SALES.create(db.session.connection())
-    db.session.execute(insert(RUN_SALES).from_select([c.name for c in RUN_SALES.c], _unpaid_sales(cutoff)))
-    _analyze(RUN_SALES)
-    return RUN_SALES
-
-
-def _write_payouts(run: PayoutRun, cutoff: datetime) -> None:
-    sales = _choose_sales(cutoff)
-    refunds = _unsettled_refunds().subquery()
-    premiums = _unpaid_premiums(cutoff).subquery()
-    zero = literal(0)
-    items = union_all(
-        select(
-            sales.c.farm_id, sales.c.order_id, literal(1).label("lines"), sales.c.grams, sales.c.amount.label("sales"),
-            sales.c.commission, zero.label("premiums"), zero.label("refunds"), zero.label("adjustments"),
-        ),
-        # Refunds of lines paid in this run come off the same payout.
-        select(
-            refunds.c.farm_id, null(), zero, zero, zero, zero, zero, refunds.c.farm_amount, zero,
-        ).join(sales, sales.c.captured_line_id == refunds.c.captured_line_id),
-        # Refunds of lines an earlier payout paid, not recovered by reversal.
-        select(
-            refunds.c.farm_id, null(), zero, zero, zero, zero, zero, zero, refunds.c.farm_amount,
-        ).where(refunds.c.paid_by.isnot(None), refunds.c.farm_id.in_(_ready_farms())),
-        select(premiums.c.farm_id, null(), zero, zero, zero, zero, premiums.c.amount, zero, zero),
-    ).subquery()  # fmt: skip
-    net = (
-        func.sum(items.c.sales)
-        - func.sum(items.c.commission)
-        + func.sum(items.c.premiums)
-        - func.sum(items.c.refunds)
-        - func.sum(items.c.adjustments)
-    )
-    totals = (
-        select(
-            items.c.farm_id,
-            func.count(func.distinct(items.c.order_id)).label("orders_count"),
-            func.sum(items.c.lines).label("lines_count"),
-            func.sum(items.c.grams).label("grams"),
-            func.sum(items.c.sales).label("sales"),
-            func.sum(items.c.commission).label("commission"),
-            func.sum(items.c.premiums).label("premiums"),
-            func.sum(items.c.refunds).label("refunds"),
-            func.sum(items.c.adjustments).label("adjustments"),
-            net.label("amount"),
-        )
-        .group_by(items.c.farm_id)
-        .having(net > 0)
-        .subquery()
-    )
-    # The accounts are joined to each farm's totals, not to its lines:
-    # grouping lines that carry their account means sorting a million wide rows.
-    per_farm = select(
-        literal(run.id),
-        totals.c.farm_id,
-        PayoutAccount.method,
-        case(
-            (PayoutAccount.method == PayoutMethod.STRIPE, literal(PayoutStatus.PENDING.value)),
-            else_=literal(PayoutStatus.AWAITING_CONFIRMATION.value),
-        ),
-        literal(run.currency),
-        *totals.c[1:],  # the statement totals, after the farm
-        PayoutAccount.stripe_account_id,
-    ).join(PayoutAccount, PayoutAccount.farm_id == totals.c.farm_id)
-    columns = ["run_id", "farm_id", "method", "status", "currency", *totals.c.keys()[1:], "stripe_account_id"]
-    db.session.execute(insert(Payout).from_select(columns, per_farm))
-    _analyze(Payout.__table__)
-    this_run = select(Payout.id, Payout.farm_id).where(Payout.run_id == run.id).subquery()
-    db.session.execute(
-        insert(PayoutLine).from_select(
-            ["payout_id", "captured_line_id"],
-            select(this_run.c.id, sales.c.captured_line_id)
-            .select_from(sales)
-            .join(this_run, this_run.c.farm_id == sales.c.farm_id),
-        )
-    )
-    # Now that this run's lines are covered, every refund to settle here
-    # has a paying payout: this one (a refund of a line it pays) or an
-    # earlier one (an adjustment).
-    db.session.execute(
-        insert(PayoutRefundLine).from_select(
-            ["refund_line_id", "payout_id", "farm_amount", "adjustment"],
-            select(
-                refunds.c.refund_line_id,
-                this_run.c.id,
-                refunds.c.farm_amount,
-                case((refunds.c.paid_by == this_run.c.id, false()), else_=true()),
-            )
-            .join(this_run, this_run.c.farm_id == refunds.c.farm_id)
-            .where(refunds.c.paid_by.isnot(None)),
-        )
-    )
-    db.session.execute(
-        insert(PayoutPremium).from_select(
-            ["payout_id", "ledger_transaction_id", "farm_id", "programme", "amount"],
-            select(
-                this_run.c.id, premiums.c.ledger_transaction_id, premiums.c.farm_id, premiums.c.programme,
-                premiums.c.amount,
-            ).select_from(premiums).join(this_run, this_run.c.farm_id == premiums.c.farm_id),
-        )
-    )  # fmt: skip
-    sales.drop(db.session.connection())
-    _restate_from_coverage(run)
-
-
-def _restate_from_coverage(run: PayoutRun) -> None:
-    """Set each payout's refund and premium totals from what it covers: each
-    statement above saw its own moment, so a refund or premium that landed
-    between them is counted exactly as it was covered. (The sales totals
-    need no restating: the payouts and their lines come from one choice.)"""
-    this_run = select(Payout.id).where(Payout.run_id == run.id)
-    zero = literal(0)
-    covered = union_all(
-        select(
-            Payout.id.label("payout_id"), zero.label("premiums"), zero.label("refunds"), zero.label("adjustments")
-        ).where(Payout.run_id == run.id),
-        select(PayoutPremium.payout_id, PayoutPremium.amount, zero, zero).where(PayoutPremium.payout_id.in_(this_run)),
-        select(
-            PayoutRefundLine.payout_id,
-            zero,
-            case((PayoutRefundLine.adjustment, 0), else_=PayoutRefundLine.farm_amount),
-            case((PayoutRefundLine.adjustment, PayoutRefundLine.farm_amount), else_=0),
-        ).where(PayoutRefundLine.payout_id.in_(this_run)),
-    ).subquery()
-    totals = (
-        select(
-            covered.c.payout_id,
-            func.sum(covered.c.premiums).label("premiums"),
-            func.sum(covered.c.refunds).label("refunds"),
-            func.sum(covered.c.adjustments).label("adjustments"),
-        )
-        .group_by(covered.c.payout_id)
-        .subquery()
-    )
-    db.session.execute(
-        update(Payout)
-        .where(Payout.id == totals.c.payout_id)
-        .values(
-            premiums=totals.c.premiums,
-            refunds=totals.c.refunds,
-            adjustments=totals.c.adjustments,
-            amount=Payout.sales - Payout.commission + totals.c.premiums - totals.c.refunds - totals.c.adjustments,
-        )
-        .execution_options(synchronize_session=False)
-    )
-
-
-def _post_payouts(run: PayoutRun) -> None:
-    """One "payout" ledger transaction per payout of the run, written set-wise:
-    Dr farm_payable:<farm> / Cr payouts_in_transit."""
-    farms = db.session.scalars(select(Payout.farm_id).where(Payout.run_id == run.id)).all()
-    if not farms:
-        return
-    ids = ledger.account_ids([ledger.PAYOUTS_IN_TRANSIT, *(ledger.farm_payable(farm) for farm in farms)])
-    reference = literal("payout:") + cast(Payout.id, String)
-    db.session.execute(
-        insert(LedgerTransaction).from_select(
-            ["kind", "reference", "memo"],
-            select(literal("payout"), reference, literal(f"payout run {run.id}")).where(Payout.run_id == run.id),
-        )
-    )
-    of_run = (
-        select(LedgerTransaction.id.label("transaction_id"), Payout.farm_id, Payout.amount)
-        .join(LedgerTransaction, LedgerTransaction.reference == reference)
-        .where(Payout.run_id == run.id)
-        .subquery()
-    )
-    farm_account = literal("farm_payable:") + cast(of_run.c.farm_id, String)
-    db.session.execute(
-        insert(LedgerEntry).from_select(
-            ["transaction_id", "account_id", "amount"],
-            union_all(
-                select(of_run.c.transaction_id, LedgerAccount.id, of_run.c.amount).join(
-                    LedgerAccount, LedgerAccount.code == farm_account
-                ),
-                select(of_run.c.transaction_id, literal(ids[ledger.PAYOUTS_IN_TRANSIT]), -of_run.c.amount),
-            ),
-        )
-    )
+create_run = runs.create_run
+run_cutoff = runs.run_cutoff
 
 
 # --- paying -----------------------------------------------------------------
@@ -808,7 +362,13 @@ def reverse(reversal_id: int) -> TransferReversal:
         ).one()
         if reversal.status == ReversalStatus.PENDING:
             reversal.mark_failed(str(error))
-            db.session.execute(delete(PayoutRefundLine).where(PayoutRefundLine.reversal_id == reversal_id))
+            # Its take-backs are netted from the farm's next payout instead.
+            db.session.execute(
+                update(FarmEntry)
+                .where(FarmEntry.reversal_id == reversal_id, FarmEntry.kind != EntryKind.TRANSFER_REVERSAL)
+                .values(reversal_id=None)
+                .execution_options(synchronize_session=False)
+            )
         db.session.commit()
         return reversal
     reversal = db.session.scalars(
@@ -816,6 +376,15 @@ def reverse(reversal_id: int) -> TransferReversal:
     ).one()
     if reversal.status == ReversalStatus.PENDING:
         reversal.mark_succeeded(result.id)
+        db.session.add(
+            FarmEntry(
+                kind=EntryKind.TRANSFER_REVERSAL,
+                reference=f"reversal:{reversal.id}",
+                farm_id=reversal.farm_id,
+                net=amount,
+                reversal_id=reversal.id,
+            )
+        )
         ledger.post(
             "transfer_reversal",
             f"reversal:{reversal.id}",
@@ -864,27 +433,26 @@ def get_payout(actor: Actor, payout_id: int) -> Payout:
 
 
 def statement(actor: Actor, payout_id: int) -> dict[str, Any]:
-    """The payout with its detail: orders and lines, refunds (of this
-    payout's lines, and of earlier payouts' lines netted here), premiums by
-    programme, and reversals taken back from this payout's transfer."""
+    """The payout with its detail, all read from the farm entries it paid:
+    orders and lines, refunds (of this payout's lines, and of earlier
+    payouts' lines netted here as adjustments), premiums by programme, and
+    reversals taken back from this payout's transfer."""
     payout = get_payout(actor, payout_id)
     lines = db.session.execute(
         select(
-            Payment.order_id,
-            CapturedLine.order_line_id,
+            FarmEntry.order_id,
+            FarmEntry.order_line_id,
             OrderLine.product_name,
-            CapturedLine.grams,
-            CapturedLine.price_per_kg,
-            CapturedLine.amount,
-            CapturedLine.premium,
-            CapturedLine.commission,
+            FarmEntry.grams,
+            OrderLine.price_per_kg,
+            FarmEntry.produce,
+            FarmEntry.premium,
+            FarmEntry.commission,
+            FarmEntry.net,
         )
-        .select_from(PayoutLine)
-        .join(CapturedLine, CapturedLine.id == PayoutLine.captured_line_id)
-        .join(Payment, Payment.id == CapturedLine.payment_id)
-        .join(OrderLine, OrderLine.id == CapturedLine.order_line_id)
-        .where(PayoutLine.payout_id == payout.id)
-        .order_by(Payment.order_id, CapturedLine.order_line_id)
+        .join(OrderLine, OrderLine.id == FarmEntry.order_line_id)
+        .where(FarmEntry.payout_id == payout.id, FarmEntry.kind == EntryKind.SALE)
+        .order_by(FarmEntry.order_id, FarmEntry.order_line_id)
     ).all()
     orders: dict[int, list[dict[str, Any]]] = {}
     for row in lines:
@@ -894,33 +462,32 @@ def statement(actor: Actor, payout_id: int) -> dict[str, Any]:
                 "product_name": row.product_name,
                 "grams": row.grams,
                 "price_per_kg": row.price_per_kg,
-                "amount": row.amount,
+                "amount": row.produce,
                 "buyer_premium": row.premium,
                 "commission": row.commission,
-                "net": row.amount - row.commission + row.premium,
+                "net": row.net,
             }
         )
-    refund_rows = db.session.execute(
-        _refund_detail().where(PayoutRefundLine.payout_id == payout.id).order_by(RefundLine.id)
-    ).all()
+    refund_rows = db.session.execute(_refund_detail(payout.id).where(FarmEntry.payout_id == payout.id)).all()
     premiums = db.session.execute(
-        select(PayoutPremium.programme, func.sum(PayoutPremium.amount).label("amount"))
-        .where(PayoutPremium.payout_id == payout.id)
-        .group_by(PayoutPremium.programme)
-        .order_by(PayoutPremium.programme)
+        select(PremiumProgramme.name, func.sum(FarmEntry.net).label("amount"))
+        .join(PremiumProgramme, PremiumProgramme.id == FarmEntry.programme_id)
+        .where(FarmEntry.payout_id == payout.id, FarmEntry.kind.in_(PREMIUM_KINDS))
+        .group_by(PremiumProgramme.id, PremiumProgramme.name)
+        .order_by(PremiumProgramme.id)
     ).all()
     reversals = db.session.scalars(
         select(TransferReversal).where(TransferReversal.payout_id == payout.id).order_by(TransferReversal.id)
     ).all()
     reversal_lines = db.session.execute(
-        _refund_detail().where(PayoutRefundLine.reversal_id.in_([r.id for r in reversals])).order_by(RefundLine.id)
+        _refund_detail(payout.id).where(FarmEntry.reversal_id.in_([r.id for r in reversals]))
     ).all()
     return {
         "payout": payout,
         "orders": [{"order_id": order_id, "lines": order_lines} for order_id, order_lines in orders.items()],
         "refunds": [row._asdict() for row in refund_rows if not row.adjustment],
         "adjustments": [row._asdict() for row in refund_rows if row.adjustment],
-        "premiums": [{"programme": row.programme, "amount": row.amount} for row in premiums],
+        "premiums": [{"programme": row.name, "amount": int(row.amount)} for row in premiums],
         "reversals": [
             {
                 "id": reversal.id,
@@ -936,22 +503,29 @@ def statement(actor: Actor, payout_id: int) -> dict[str, Any]:
     }
 
 
-def _refund_detail() -> Select[Any]:
+def _refund_detail(payout_id: int) -> Select[Any]:
+    """Refunded parts of lines, as the farm sees them; an adjustment is one
+    whose line another payout paid."""
+    sale = aliased(FarmEntry)
+    paid_by = (
+        select(sale.payout_id)
+        .where(sale.order_line_id == FarmEntry.order_line_id, sale.kind == EntryKind.SALE)
+        .scalar_subquery()
+    )
     return (
         select(
-            RefundLine.refund_id,
-            Refund.order_id,
-            RefundLine.order_line_id,
-            RefundLine.grams,
-            RefundLine.amount,
-            RefundLine.commission,
-            PayoutRefundLine.farm_amount.label("net"),
-            PayoutRefundLine.adjustment,
-            PayoutRefundLine.reversal_id,
+            FarmEntry.refund_id,
+            FarmEntry.order_id,
+            FarmEntry.order_line_id,
+            (-FarmEntry.grams).label("grams"),
+            (-FarmEntry.produce).label("amount"),
+            (-FarmEntry.commission).label("commission"),
+            (-FarmEntry.net).label("net"),
+            (func.coalesce(paid_by, 0) != payout_id).label("adjustment"),
+            FarmEntry.reversal_id,
         )
-        .select_from(PayoutRefundLine)
-        .join(RefundLine, RefundLine.id == PayoutRefundLine.refund_line_id)
-        .join(Refund, Refund.id == RefundLine.refund_id)
+        .where(FarmEntry.kind == EntryKind.REFUND)
+        .order_by(FarmEntry.id)
     )
 
 

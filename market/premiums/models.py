@@ -75,7 +75,8 @@ class FarmPremiumUsage(db.Model):  # type: ignore[name-defined]
 
 class LinePremium(db.Model):  # type: ignore[name-defined]
     """One programme's premium on one order line. For sponsor programmes
-    `amount` is reserved against the budget until the line settles."""
+    `amount` is what the line holds of the budget: reserved until a capture
+    is decided, then earned, less what refunds took back."""
 
     __tablename__ = "line_premiums"
     __table_args__ = (
@@ -89,7 +90,12 @@ class LinePremium(db.Model):  # type: ignore[name-defined]
     farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), index=True)
     funded_by: Mapped[FundedBy] = mapped_column(enum_column(FundedBy, "funded_by"))
     rate_per_kg: Mapped[int] = mapped_column(Integer)
-    amount: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(
+        Integer, doc="Sponsor: what the line holds of the budget now (reserved, then earned less reversals)."
+    )
+    granted: Mapped[int] = mapped_column(
+        Integer, server_default="0", doc="Sponsor: what was reserved at placing, the most the line can earn."
+    )
     note: Mapped[str | None] = mapped_column(Text)
 
     programme: Mapped[PremiumProgramme] = relationship()

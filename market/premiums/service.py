@@ -27,8 +27,7 @@ from market.catalog.service import get_listing
 from market.db import utcnow
 from market.errors import Invalid, NotFound
 from market.extensions import db
-from market.ledger import service as ledger
-from market.money import line_amount, prorate
+from market.money import line_amount
 from market.pagination import Page, SortKey, keyset_page
 from market.premiums.models import SCOPE_FIELDS, FarmPremiumUsage, FundedBy, LinePremium, PremiumProgramme
 
@@ -268,26 +267,11 @@ def premiums_for_line(quotes_: Sequence[Quote], farm_id: int) -> list[LinePremiu
                 funded_by=programme.funded_by,
                 rate_per_kg=programme.rate_per_kg,
                 amount=amount,
+                granted=amount,
                 note=note,
             )
         )
     return premiums
-
-
-def reweigh(premiums: Iterable[LinePremium], weighed_g: int) -> int:
-    """Recompute premiums on the weighed grams; sponsor premiums never grow
-    past what was reserved, and the excess goes back to the budget. Returns
-    the buyer-funded premium of the line."""
-    buyer = 0
-    for premium in premiums:
-        full = line_amount(premium.rate_per_kg, weighed_g)
-        if premium.funded_by == FundedBy.BUYER:
-            premium.amount = full
-            buyer += full
-        elif full < premium.amount:
-            _release(premium, premium.amount - full)
-            premium.amount = full
-    return buyer
 
 
 def release(premiums: Iterable[LinePremium], reason: str) -> None:
@@ -302,39 +286,13 @@ def release(premiums: Iterable[LinePremium], reason: str) -> None:
 # --- money ------------------------------------------------------------------
 
 
-def post_sponsor_premiums(premiums: Iterable[LinePremium], order_id: int) -> None:
-    """The money was taken: each sponsor premium becomes the farm's, out of
-    the sponsor's liability (one ledger transaction per line premium)."""
-    for premium in premiums:
-        if premium.funded_by == FundedBy.SPONSOR and premium.amount:
-            ledger.post(
-                "premium",
-                f"premium:{premium.id}:programme:{premium.programme_id}",
-                {
-                    sponsor_liability(premium.programme_id): premium.amount,
-                    ledger.farm_payable(premium.farm_id): -premium.amount,
-                },
-                order_id=order_id,
-            )
-
-
-def reverse_sponsor_premiums(
-    premiums: Iterable[LinePremium], grams: int, left_g: int, *, refund_id: int, order_id: int
-) -> None:
-    """A refund of `grams` of the `left_g` grams still paid on a line takes
-    the same share of each sponsor premium back from the farm and returns it
-    to the budget; the last grams take all that is left."""
-    for premium in premiums:
-        if premium.funded_by != FundedBy.SPONSOR or not premium.amount:
-            continue
-        share = premium.amount if grams >= left_g else prorate(premium.amount, grams, left_g)
-        if share <= 0:
-            continue
-        ledger.post(
-            "premium_reversal",
-            f"refund:{refund_id}:premium:{premium.id}:programme:{premium.programme_id}",
-            {ledger.farm_payable(premium.farm_id): share, sponsor_liability(premium.programme_id): -share},
-            order_id=order_id,
-        )
-        _release(premium, share)
-        premium.amount -= share
+def reverse_to(premium: LinePremium, due: int) -> int:
+    """Bring a sponsor premium down to `due` and give the rest back to the
+    budget; returns what was given back. Settlement records what that
+    means for the farm (nothing while it was only reserved)."""
+    take = premium.amount - due
+    if take <= 0:
+        return 0
+    _release(premium, take)
+    premium.amount = due
+    return take

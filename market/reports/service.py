@@ -7,7 +7,7 @@ never a loop over lines):
   "capture" ledger transaction) less what refunds settled in the period gave
   back. Sales are the produce only, in minor units.
 - premiums_paid: premiums that became the farms' in the period. Sponsor
-  premiums from the ledger ("premium" less "premium_reversal"); buyer-funded
+  premiums from the farm entries (earned less reversed); buyer-funded
   premiums as captured, less refunds of them (per county; a refund does not
   split its premium by programme, so per programme buyer premiums are as
   captured). Per programme, the produce is that of the lines that earned it.
@@ -25,21 +25,21 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Integer, Select, String, and_, case, cast, func, literal, null, select, union_all
+from sqlalchemy import Integer, Select, and_, case, cast, func, literal, null, select, union_all
 
 from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog.models import Farm
 from market.errors import Invalid
 from market.extensions import db
-from market.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
+from market.ledger.models import LedgerTransaction
 from market.money import format_minor
 from market.orders.models import Order, OrderLine
 from market.payments.models import CapturedLine, Payment, Refund, RefundLine, RefundStatus
-from market.payouts.models import Payout, PayoutPremium, PayoutStatus
+from market.payouts.models import Payout, PayoutStatus
 from market.premiums.models import FundedBy, LinePremium, PremiumProgramme
+from market.settlement.models import PREMIUM_KINDS, FarmEntry
 
-PREMIUM_KINDS = ("premium", "premium_reversal")
 MEASURES = (
     "grams_sold", "sales", "premiums_paid", "premiums_reserved", "payouts_made", "farms_paid", "farmers_paid",
 )  # fmt: skip
@@ -129,20 +129,19 @@ def _unpaid_reservations(since: datetime, until: datetime) -> Select[Any]:
     )
 
 
+def _premiums_moved(key: Any, since: datetime, until: datetime) -> Select[Any]:
+    """Sponsor premiums the farms earned in the window, less what refunds took back."""
+    return (
+        select(*_fact(key, paid=FarmEntry.net))
+        .select_from(FarmEntry)
+        .join(Farm, Farm.id == FarmEntry.farm_id)
+        .where(FarmEntry.kind.in_(PREMIUM_KINDS), FarmEntry.created_at >= since, FarmEntry.created_at < until)
+    )
+
+
 def _county_facts(since: datetime, until: datetime) -> Any:
     county = Farm.province + literal("\x1f") + Farm.county  # one key column; split again below
-    sponsor_premiums = (
-        select(*_fact(county, paid=-LedgerEntry.amount))
-        .select_from(LedgerEntry)
-        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
-        .join(Farm, Farm.id == LedgerAccount.farm_id)
-        .where(
-            LedgerTransaction.kind.in_(PREMIUM_KINDS),
-            LedgerTransaction.created_at >= since,
-            LedgerTransaction.created_at < until,
-        )
-    )
+    sponsor_premiums = _premiums_moved(county, since, until)
     return union_all(
         _captured_in(since, until)
         .with_only_columns(
@@ -162,23 +161,8 @@ def _county_facts(since: datetime, until: datetime) -> Any:
     ).subquery()
 
 
-def _liability_code() -> Any:
-    return literal("sponsor_liability:") + cast(PremiumProgramme.id, String)
-
-
 def _programme_facts(since: datetime, until: datetime) -> Any:
-    sponsor_premiums = (
-        select(*_fact(PremiumProgramme.id, paid=LedgerEntry.amount))
-        .select_from(LedgerEntry)
-        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
-        .join(PremiumProgramme, LedgerAccount.code == _liability_code())
-        .where(
-            LedgerTransaction.kind.in_(PREMIUM_KINDS),
-            LedgerTransaction.created_at >= since,
-            LedgerTransaction.created_at < until,
-        )
-    )
+    sponsor_premiums = _premiums_moved(FarmEntry.programme_id, since, until)
     return union_all(
         _captured_in(since, until)
         .with_only_columns(
@@ -199,10 +183,9 @@ def _programme_facts(since: datetime, until: datetime) -> Any:
         ),
         _paid_payouts(since, until)
         .with_only_columns(
-            *_fact(PremiumProgramme.id, payouts=PayoutPremium.amount, farm=Payout.farm_id, owner=Farm.owner_id)
+            *_fact(FarmEntry.programme_id, payouts=FarmEntry.net, farm=Payout.farm_id, owner=Farm.owner_id)
         )
-        .join(PayoutPremium, PayoutPremium.payout_id == Payout.id)
-        .join(PremiumProgramme, PayoutPremium.programme == _liability_code()),
+        .join(FarmEntry, and_(FarmEntry.payout_id == Payout.id, FarmEntry.kind.in_(PREMIUM_KINDS))),
     ).subquery()
 
 

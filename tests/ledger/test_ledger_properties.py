@@ -26,9 +26,9 @@ from market.orders.service import LineRequest, Weighing
 from market.payments import service as payments
 from market.payments.models import CapturedLine, Refund, RefundLine, RefundStatus
 from market.payouts import service as payouts
-from market.payouts.checks import check_ledger
 from market.payouts.models import Payout
 from market.premiums.models import FundedBy, LinePremium, PremiumProgramme
+from market.settlement.checks import check_ledger
 from tests.conftest import _empty_tables
 from tests.factories import UserFactory
 from tests.shop import Shop, make_shop
@@ -148,7 +148,7 @@ class Market:
         if order is None:
             return
         payment = payments.get_payment(self.operator, order.id)
-        left = payments._left_to_refund(payment)
+        left = payments._left_to_refund(payment.captured_lines)
         if left:
             wanted = [payments.LineRefund(line.line_id, max(1, line.grams * percent // 100)) for line in left[:1]]
             payments.request_refund(self.operator, order.id, lines=wanted, reason="bruised")

@@ -96,7 +96,7 @@ def test_worker_killed_mid_capture_captures_once_after_restart(
             first.kill()
     time.sleep(4.5)  # the held capture completes at the provider; nobody hears the answer
     assert fake.intents[intent_id]["status"] == "succeeded"
-    assert payment_of(order["id"]).status == PaymentStatus.AUTHORISED  # type: ignore[union-attr]
+    assert payment_of(order["id"]).status == PaymentStatus.CAPTURING  # type: ignore[union-attr]
     del fake.hold[capture_path]
 
     second = start_worker_process(stripe_server)

@@ -46,6 +46,7 @@ def test_every_mismatch_is_listed_and_the_exit_is_non_zero(app: Flask, client: F
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert any("payment:" in line and "does not balance" in line for line in lines)
-    assert any(line.startswith(f"farm_payable:{shop.orchard.id} is ") for line in lines)
+    assert any(line.startswith(f"farm {shop.orchard.id}: farm_payable:{shop.orchard.id} owes ") for line in lines)
+    assert any(line.startswith("payout ") and "the entries it settled add up to" in line for line in lines)
     assert any(line.startswith("payouts_in_transit is ") for line in lines)
-    assert len(lines) == 3
+    assert len(lines) == 4

@@ -10,15 +10,17 @@ from datetime import timedelta
 
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import aliased
 
 from market.db import utcnow
 from market.extensions import db
 from market.ledger import service as ledger
 from market.ledger.models import LedgerTransaction
 from market.orders.models import OrderEvent
-from market.payments.models import CapturedLine, Payment
-from market.payouts import checks
-from market.payouts.models import Payout, PayoutLine, PayoutRefundLine, PayoutRun
+from market.payments.models import CapturedLine
+from market.payouts.models import Payout, PayoutRun
+from market.settlement import checks
+from market.settlement.models import EntryKind, FarmEntry
 from tests.payouts.conftest import bank_details, queued, refund, run, settled_order
 from tests.shop import Shop
 
@@ -99,7 +101,8 @@ def test_running_again_or_overlapping_pays_nobody_twice(client: FlaskClient, sho
     settled_order(client, shop, (shop.nuts, 500))
     overlapping = run(client, shop)
     assert (overlapping.json["payouts_count"], overlapping.json["total"]) == (1, 1200 - 60)
-    assert db.session.scalar(select(func.count()).select_from(PayoutLine)) == 5
+    paid_sales = select(func.count()).where(FarmEntry.kind == EntryKind.SALE, FarmEntry.payout_id.isnot(None))
+    assert db.session.scalar(paid_sales) == 5
     assert db.session.scalar(select(func.sum(Payout.amount))) == 3707 + 1710 + 1140
     assert checks.check_ledger() == []
 
@@ -119,24 +122,26 @@ def test_every_payout_states_exactly_what_it_covers(client: FlaskClient, shop: S
         row.payout_id: row
         for row in db.session.execute(
             select(
-                PayoutLine.payout_id,
-                func.count(func.distinct(Payment.order_id)).label("orders_count"),
+                FarmEntry.payout_id,
+                func.count(func.distinct(FarmEntry.order_id)).label("orders_count"),
                 func.count().label("lines_count"),
                 func.sum(CapturedLine.grams).label("grams"),
                 func.sum(CapturedLine.amount + CapturedLine.premium).label("sales"),
                 func.sum(CapturedLine.commission).label("commission"),
             )
-            .join(CapturedLine, CapturedLine.id == PayoutLine.captured_line_id)
-            .join(Payment, Payment.id == CapturedLine.payment_id)
-            .group_by(PayoutLine.payout_id)
+            .join(CapturedLine, CapturedLine.order_line_id == FarmEntry.order_line_id)
+            .where(FarmEntry.kind == EntryKind.SALE)
+            .group_by(FarmEntry.payout_id)
         )
     }
+    sale = aliased(FarmEntry)
     refunds = {
-        (payout_id, adjustment): total
+        (payout_id, adjustment): -total
         for payout_id, adjustment, total in db.session.execute(
-            select(
-                PayoutRefundLine.payout_id, PayoutRefundLine.adjustment, func.sum(PayoutRefundLine.farm_amount)
-            ).group_by(PayoutRefundLine.payout_id, PayoutRefundLine.adjustment)
+            select(FarmEntry.payout_id, sale.payout_id != FarmEntry.payout_id, func.sum(FarmEntry.net))
+            .join(sale, (sale.order_line_id == FarmEntry.order_line_id) & (sale.kind == EntryKind.SALE))
+            .where(FarmEntry.kind == EntryKind.REFUND)
+            .group_by(FarmEntry.payout_id, sale.payout_id != FarmEntry.payout_id)
         )
     }
     assert refunds, "the runs settled no refund"

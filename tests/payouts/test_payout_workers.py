@@ -15,8 +15,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from market.extensions import db
-from market.payouts import checks
 from market.payouts.models import Payout, PayoutStatus
+from market.settlement import checks
 from tests.conftest import needs
 from tests.fakes.stripe_server import FakeStripeServer
 from tests.payments.conftest import start_worker_process

@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 from market.extensions import TransientError, db
 from market.ledger import service as ledger
 from market.payments.gateway import OfflineGateway
-from market.payouts import checks
 from market.payouts import service as payouts
 from market.payouts.models import Payout, PayoutAccount, PayoutStatus, ReversalStatus, TransferReversal
+from market.settlement import checks
 from tests.fakes.stripe_server import FakeStripe, FakeStripeServer
 from tests.payouts.conftest import (
     account_updated,

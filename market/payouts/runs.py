@@ -1,0 +1,366 @@
+"""Payout runs: each farm is paid the net of its settled farm entries
+(market/settlement/models.py) that no payout or transfer reversal has
+settled yet. An entry names the one payout that paid it (`payout_id`), so a
+repeated or overlapping run pays nobody twice. Runs are built with
+set-based SQL: one statement per step, never a loop over lines.
+
+Which entries are due (docs/settlement.md):
+- every entry of an order delivered, collected or completed before the
+  run's cutoff, and of an order closed (cancelled, expired) before it with
+  no refund still pending: by then it is known what the farm keeps;
+- a take-back (refund, premium reversal) of a line an earlier payout paid,
+  as soon as it is recorded. When that payout was a Stripe transfer that
+  still covers it, it is taken back from the transfer (a reversal) rather
+  than netted.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    Select,
+    String,
+    Table,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.orm import aliased
+
+from market.accounts.models import Role
+from market.auth import Actor
+from market.catalog.models import PayoutMethod
+from market.db import utcnow
+from market.errors import Conflict, Invalid
+from market.extensions import db
+from market.ledger import service as ledger
+from market.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
+from market.orders.models import Order, OrderEvent, OrderStatus
+from market.outbox import enqueue
+from market.payments.models import Refund, RefundStatus
+from market.payouts.models import Payout, PayoutAccount, PayoutRun, PayoutStatus, ReversalStatus, TransferReversal
+from market.settlement.models import EARNED, PREMIUM_KINDS, TAKE_BACKS, EntryKind, FarmEntry
+
+SETTLED_STATES = (OrderStatus.DELIVERED, OrderStatus.COLLECTED, OrderStatus.COMPLETED)
+SETTLING_EVENTS = ("order.delivered", "order.collected", "order.completed")
+CLOSED_STATES = (OrderStatus.CANCELLED, OrderStatus.EXPIRED)
+# Any fixed number: runs hold this PostgreSQL advisory lock, so two runs
+# never choose their entries at the same time.
+RUN_LOCK = 0x7061796F
+# The entries a run pays, chosen once into a temporary table (dropped before
+# the run commits): the payouts' totals and the entries they settle come from
+# that one choice, and PostgreSQL plans the joins on it from its analysed
+# size rather than from an estimate of an anti-join.
+RUN_ENTRIES = Table(
+    "payout_run_entries",
+    MetaData(),
+    Column("entry_id", Integer, nullable=False),
+    Column("farm_id", Integer, nullable=False),
+    Column("order_id", Integer),
+    Column("kind", String(32), nullable=False),
+    Column("grams", BigInteger, nullable=False),
+    Column("produce", BigInteger, nullable=False),
+    Column("commission", BigInteger, nullable=False),
+    Column("premium", BigInteger, nullable=False),
+    Column("net", BigInteger, nullable=False),
+    Column("paid_earlier", Integer, nullable=False),  # 1: a take-back of a line an earlier payout paid
+    prefixes=["TEMPORARY"],
+)
+
+
+def run_cutoff(period_end: date, now: datetime, hold_days: int) -> datetime:
+    """Orders settled before the end of `period_end` and at least
+    `hold_days` ago are due."""
+    period_close = datetime.combine(period_end + timedelta(days=1), time.min, tzinfo=UTC)
+    return min(period_close, now - timedelta(days=hold_days))
+
+
+def ready_farms() -> Select[Any]:
+    return select(PayoutAccount.farm_id).where(
+        ((PayoutAccount.method == PayoutMethod.STRIPE) & PayoutAccount.payouts_enabled)
+        | ((PayoutAccount.method == PayoutMethod.BANK_TRANSFER) & PayoutAccount.bank_account_number.isnot(None))
+    )
+
+
+def _settled_orders(cutoff: datetime) -> Select[Any]:
+    """Orders delivered, collected or completed, settled before `cutoff`."""
+    return (
+        select(OrderEvent.order_id.label("order_id"))
+        .join(Order, Order.id == OrderEvent.order_id)
+        .where(OrderEvent.type.in_(SETTLING_EVENTS), Order.status.in_(SETTLED_STATES))
+        .group_by(OrderEvent.order_id)
+        .having(func.min(OrderEvent.created_at) < cutoff)
+    )
+
+
+def _closed_orders(cutoff: datetime) -> Select[Any]:
+    """Orders closed before `cutoff` whose refunds have all come back."""
+    pending = select(Refund.id).where(Refund.order_id == Order.id, Refund.status == RefundStatus.PENDING)
+    return select(Order.id.label("order_id")).where(
+        Order.status.in_(CLOSED_STATES), Order.closed_at < cutoff, ~pending.exists()
+    )
+
+
+def _paid_sale() -> Any:
+    """The sale of the same line, already paid by a payout."""
+    sale = aliased(FarmEntry)
+    return exists().where(
+        sale.order_line_id == FarmEntry.order_line_id, sale.kind == EntryKind.SALE, sale.payout_id.isnot(None)
+    )
+
+
+def _due_entries(cutoff: datetime) -> Select[Any]:
+    """Earned entries of ready farms, due and not yet settled."""
+    due_orders = _settled_orders(cutoff).union(_closed_orders(cutoff)).subquery()
+    paid_earlier = and_(FarmEntry.kind.in_(TAKE_BACKS), _paid_sale())
+    return select(
+        FarmEntry.id,
+        FarmEntry.farm_id,
+        FarmEntry.order_id,
+        FarmEntry.kind,
+        FarmEntry.grams,
+        FarmEntry.produce,
+        FarmEntry.commission,
+        FarmEntry.premium,
+        FarmEntry.net,
+        case((paid_earlier, 1), else_=0),
+    ).where(
+        FarmEntry.kind.in_(EARNED),
+        FarmEntry.payout_id.is_(None),
+        FarmEntry.reversal_id.is_(None),
+        FarmEntry.farm_id.in_(ready_farms()),
+        or_(FarmEntry.order_id.in_(select(due_orders.c.order_id)), paid_earlier),
+    )
+
+
+def create_run(actor: Actor, *, period_end: date) -> PayoutRun:
+    """Pay every farm what its due entries come to: take refunds of lines a
+    Stripe transfer paid back from that transfer where it still covers them,
+    then write one payout per farm with a positive net, settle its entries
+    and post its ledger transaction. Nothing already paid is paid again."""
+    actor.require(Role.OPERATOR)
+    now = utcnow()
+    if period_end > now.date():
+        raise Invalid(
+            "A payout run cannot cover a period that has not ended.", {"period_end": ["Must not be in the future."]}
+        )
+    cutoff = run_cutoff(period_end, now, current_app.config["PAYOUT_HOLD_DAYS"])
+    db.session.commit()  # the serialising lock below is the transaction's first statement
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RUN_LOCK})
+    run = PayoutRun(
+        period_end=period_end, cutoff=cutoff, currency=current_app.config["MARKET_CURRENCY"], created_by=actor.user_id
+    )
+    db.session.add(run)
+    db.session.flush()
+    run.reversals_count = _recover_by_reversal(run)
+    _write_payouts(run, cutoff)
+    _post_payouts(run)
+    totals = db.session.execute(
+        select(func.count(Payout.id), func.coalesce(func.sum(Payout.amount), 0)).where(Payout.run_id == run.id)
+    ).one()
+    run.payouts_count, run.total = totals[0], int(totals[1])
+    enqueue("payouts.dispatch_run", run_id=run.id)
+    db.session.commit()
+    return run
+
+
+def _recover_by_reversal(run: PayoutRun) -> int:
+    """Take-backs of lines a Stripe transfer paid come back from that
+    transfer when what is left of it covers them; the rest are netted."""
+    sale = aliased(FarmEntry)
+    owed = (
+        select(FarmEntry.id.label("entry_id"), sale.payout_id.label("paid_by"), FarmEntry.net)
+        .join(sale, and_(sale.order_line_id == FarmEntry.order_line_id, sale.kind == EntryKind.SALE))
+        .where(
+            FarmEntry.kind.in_(TAKE_BACKS),
+            FarmEntry.payout_id.is_(None),
+            FarmEntry.reversal_id.is_(None),
+            sale.payout_id.isnot(None),
+        )
+        .subquery()
+    )
+    by_payout = db.session.execute(
+        select(owed.c.paid_by, -func.sum(owed.c.net)).group_by(owed.c.paid_by).order_by(owed.c.paid_by)
+    ).all()
+    made = 0
+    for payout_id, amount in by_payout:
+        payout = db.session.get(Payout, payout_id)
+        assert payout is not None
+        if payout.method != PayoutMethod.STRIPE or payout.stripe_transfer_id is None or amount <= 0:
+            continue
+        if amount > payout.amount - _reversed(payout.id) or _reversal_refused(payout.id):
+            continue
+        reversal = TransferReversal(
+            payout_id=payout.id, run_id=run.id, farm_id=payout.farm_id, amount=amount, status=ReversalStatus.PENDING
+        )
+        db.session.add(reversal)
+        db.session.flush()
+        db.session.execute(
+            update(FarmEntry)
+            .where(FarmEntry.id.in_(select(owed.c.entry_id).where(owed.c.paid_by == payout.id)))
+            .values(reversal_id=reversal.id)
+            .execution_options(synchronize_session=False)
+        )
+        enqueue("payouts.reverse", reversal_id=reversal.id)
+        made += 1
+    return made
+
+
+def _reversed(payout_id: int) -> int:
+    return int(
+        db.session.scalar(
+            select(func.coalesce(func.sum(TransferReversal.amount), 0)).where(
+                TransferReversal.payout_id == payout_id, TransferReversal.status != ReversalStatus.FAILED
+            )
+        )
+        or 0
+    )
+
+
+def _reversal_refused(payout_id: int) -> bool:
+    """Stripe refused a reversal of this transfer before (the connected
+    account's balance was too low, say): net instead of asking again."""
+    refused = select(TransferReversal.id).where(
+        TransferReversal.payout_id == payout_id, TransferReversal.status == ReversalStatus.FAILED
+    )
+    return bool(db.session.scalar(refused.exists().select()))
+
+
+def _analyze(*tables: Table) -> None:
+    """PostgreSQL plans from the statistics last gathered, which know nothing
+    of the rows this transaction wrote; ANALYZE sees them (SQLite has no
+    statistics to refresh)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        for table in tables:
+            db.session.execute(text(f"ANALYZE {table.name}"))
+
+
+def _write_payouts(run: PayoutRun, cutoff: datetime) -> None:
+    """Choose the due entries once, total them per farm, write a payout for
+    each farm with a positive net and mark its entries paid by it."""
+    chosen = RUN_ENTRIES
+    chosen.create(db.session.connection())
+    db.session.execute(insert(chosen).from_select([c.name for c in chosen.c], _due_entries(cutoff)))
+    _analyze(chosen)
+    sale, refund = chosen.c.kind == EntryKind.SALE.value, chosen.c.kind == EntryKind.REFUND.value
+    premium = chosen.c.kind.in_([k.value for k in PREMIUM_KINDS])
+
+    def total(condition: Any, value: Any) -> Any:
+        return func.coalesce(func.sum(case((condition, value), else_=0)), 0)
+
+    net = func.sum(chosen.c.net)
+    totals = (
+        select(
+            chosen.c.farm_id,
+            func.count(func.distinct(case((sale, chosen.c.order_id)))).label("orders_count"),
+            total(sale, 1).label("lines_count"),
+            total(sale, chosen.c.grams).label("grams"),
+            total(sale, chosen.c.produce + chosen.c.premium).label("sales"),
+            total(sale, chosen.c.commission).label("commission"),
+            total(premium, chosen.c.net).label("premiums"),
+            total(refund & (chosen.c.paid_earlier == 0), -chosen.c.net).label("refunds"),
+            total(refund & (chosen.c.paid_earlier == 1), -chosen.c.net).label("adjustments"),
+            net.label("amount"),
+        )
+        .group_by(chosen.c.farm_id)
+        .having(net > 0)
+        .subquery()
+    )
+    # The accounts are joined to each farm's totals, not to its entries:
+    # grouping entries that carry their account means sorting wide rows.
+    per_farm = select(
+        literal(run.id),
+        totals.c.farm_id,
+        PayoutAccount.method,
+        case(
+            (PayoutAccount.method == PayoutMethod.STRIPE, literal(PayoutStatus.PENDING.value)),
+            else_=literal(PayoutStatus.AWAITING_CONFIRMATION.value),
+        ),
+        literal(run.currency),
+        *totals.c[1:],
+        PayoutAccount.stripe_account_id,
+    ).join(PayoutAccount, PayoutAccount.farm_id == totals.c.farm_id)
+    columns = ["run_id", "farm_id", "method", "status", "currency", *totals.c.keys()[1:], "stripe_account_id"]
+    db.session.execute(insert(Payout).from_select(columns, per_farm))
+    _analyze(Payout.__table__)
+    this_run = select(Payout.id, Payout.farm_id).where(Payout.run_id == run.id).subquery()
+    paying = select(chosen.c.entry_id, this_run.c.id.label("payout_id")).join(
+        this_run, this_run.c.farm_id == chosen.c.farm_id
+    )
+    expected = db.session.scalar(select(func.count()).select_from(paying.subquery()))
+    paid = paying.subquery()
+    settled = db.session.execute(  # type: ignore[attr-defined]  # an UPDATE's result has its rowcount
+        update(FarmEntry)
+        .where(FarmEntry.id == paid.c.entry_id, FarmEntry.payout_id.is_(None), FarmEntry.reversal_id.is_(None))
+        .values(payout_id=paid.c.payout_id)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    chosen.drop(db.session.connection())
+    if settled != expected:
+        db.session.rollback()
+        raise Conflict("Another payout run or reversal settled some of these entries at the same time; run it again.")
+
+
+def _post_payouts(run: PayoutRun) -> None:
+    """Each payout of the run as the farm's entry and one "payout" ledger
+    transaction (Dr farm_payable:<farm> / Cr payouts_in_transit), set-wise."""
+    farms = db.session.scalars(select(Payout.farm_id).where(Payout.run_id == run.id)).all()
+    if not farms:
+        return
+    db.session.execute(
+        insert(FarmEntry).from_select(
+            ["reference", "farm_id", "kind", "grams", "produce", "commission", "premium", "net", "payout_id"],
+            select(
+                literal("payout:") + cast(Payout.id, String),
+                Payout.farm_id,
+                literal(EntryKind.PAYOUT.value),
+                literal(0),
+                literal(0),
+                literal(0),
+                literal(0),
+                -Payout.amount,
+                Payout.id,
+            ).where(Payout.run_id == run.id),
+        )
+    )
+    ids = ledger.account_ids([ledger.PAYOUTS_IN_TRANSIT, *(ledger.farm_payable(farm) for farm in farms)])
+    reference = literal("payout:") + cast(Payout.id, String)
+    db.session.execute(
+        insert(LedgerTransaction).from_select(
+            ["kind", "reference", "memo"],
+            select(literal("payout"), reference, literal(f"payout run {run.id}")).where(Payout.run_id == run.id),
+        )
+    )
+    of_run = (
+        select(LedgerTransaction.id.label("transaction_id"), Payout.farm_id, Payout.amount)
+        .join(LedgerTransaction, LedgerTransaction.reference == reference)
+        .where(Payout.run_id == run.id)
+        .subquery()
+    )
+    farm_account = literal("farm_payable:") + cast(of_run.c.farm_id, String)
+    db.session.execute(
+        insert(LedgerEntry).from_select(
+            ["transaction_id", "account_id", "amount"],
+            select(of_run.c.transaction_id, LedgerAccount.id, of_run.c.amount)
+            .join(LedgerAccount, LedgerAccount.code == farm_account)
+            .union_all(
+                select(of_run.c.transaction_id, literal(ids[ledger.PAYOUTS_IN_TRANSIT]), -of_run.c.amount),
+            ),
+        )
+    )

@@ -1,0 +1,252 @@
+"""`ledger-check`: every settlement invariant (docs/settlement.md) checked
+over the whole database at once, each figure one aggregate query. Each
+problem is a sentence naming the order, farm, payout or programme at fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import func, select
+
+from market.extensions import db
+from market.ledger import service as ledger
+from market.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
+from market.orders.models import OrderLine, OrderPart, PartStatus
+from market.payments.models import CapturedLine, Payment, PaymentStatus, Refund, RefundLine, RefundStatus
+from market.payouts.models import Payout, PayoutStatus
+from market.premiums.models import FundedBy, LinePremium, PremiumProgramme
+from market.settlement.models import EARNED, PREMIUM_KINDS, EntryKind, FarmEntry
+
+
+def _by_key(rows: Iterable[Any]) -> dict[int, int]:
+    return {key: int(amount or 0) for key, amount in rows}
+
+
+def unbalanced_transactions() -> list[str]:
+    rows = db.session.execute(
+        select(LedgerTransaction.reference, func.coalesce(func.sum(LedgerEntry.amount), 0))
+        .outerjoin(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .group_by(LedgerTransaction.id, LedgerTransaction.reference)
+        .having(func.coalesce(func.sum(LedgerEntry.amount), 0) != 0)
+        .order_by(LedgerTransaction.id)
+    ).all()
+    return [f"transaction {reference} does not balance: debits exceed credits by {off}" for reference, off in rows]
+
+
+def farm_mismatches() -> list[str]:
+    """Per farm: the ledger's payable is what its entries add up to, its
+    sales are its captured lines and its refunds its returned ones."""
+    booked = _by_key(
+        db.session.execute(
+            select(LedgerAccount.farm_id, func.sum(LedgerEntry.amount))
+            .join(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id)
+            .where(LedgerAccount.farm_id.isnot(None))
+            .group_by(LedgerAccount.farm_id)
+        )
+    )
+    entries = _by_key(
+        db.session.execute(select(FarmEntry.farm_id, func.sum(FarmEntry.net)).group_by(FarmEntry.farm_id))
+    )
+    sold = _by_key(
+        db.session.execute(
+            select(FarmEntry.farm_id, func.sum(FarmEntry.net))
+            .where(FarmEntry.kind == EntryKind.SALE)
+            .group_by(FarmEntry.farm_id)
+        )
+    )
+    captured = _by_key(
+        db.session.execute(
+            select(CapturedLine.farm_id, func.sum(CapturedLine.amount - CapturedLine.commission + CapturedLine.premium))
+            .join(Payment, Payment.id == CapturedLine.payment_id)
+            .where(Payment.status == PaymentStatus.CAPTURED)
+            .group_by(CapturedLine.farm_id)
+        )
+    )
+    taken_back = _by_key(
+        db.session.execute(
+            select(FarmEntry.farm_id, -func.sum(FarmEntry.net))
+            .where(FarmEntry.kind == EntryKind.REFUND)
+            .group_by(FarmEntry.farm_id)
+        )
+    )
+    returned = _by_key(
+        db.session.execute(
+            select(RefundLine.farm_id, func.sum(RefundLine.amount - RefundLine.commission + RefundLine.premium))
+            .join(Refund, Refund.id == RefundLine.refund_id)
+            .where(Refund.status == RefundStatus.SUCCEEDED)
+            .group_by(RefundLine.farm_id)
+        )
+    )
+    problems = []
+    for farm_id in sorted(set(booked) | set(entries) | set(captured) | set(returned)):
+        payable = -booked.get(farm_id, 0)
+        if payable != entries.get(farm_id, 0):
+            problems.append(
+                f"farm {farm_id}: {ledger.farm_payable(farm_id)} owes {payable} "
+                f"but the farm's entries add up to {entries.get(farm_id, 0)}"
+            )
+        if sold.get(farm_id, 0) != captured.get(farm_id, 0):
+            problems.append(
+                f"farm {farm_id}: sales entries are worth {sold.get(farm_id, 0)} "
+                f"but its captured lines {captured.get(farm_id, 0)}"
+            )
+        if taken_back.get(farm_id, 0) != returned.get(farm_id, 0):
+            problems.append(
+                f"farm {farm_id}: refund entries take back {taken_back.get(farm_id, 0)} "
+                f"but its refunded lines {returned.get(farm_id, 0)}"
+            )
+    return problems
+
+
+def payout_mismatches() -> list[str]:
+    """Per payout: what it paid is what the entries it settled add up to."""
+    settled = _by_key(
+        db.session.execute(
+            select(FarmEntry.payout_id, func.sum(FarmEntry.net))
+            .where(FarmEntry.kind.in_(EARNED), FarmEntry.payout_id.isnot(None))
+            .group_by(FarmEntry.payout_id)
+        )
+    )
+    paid = _by_key(
+        db.session.execute(
+            select(FarmEntry.payout_id, -func.sum(FarmEntry.net))
+            .where(FarmEntry.kind == EntryKind.PAYOUT)
+            .group_by(FarmEntry.payout_id)
+        )
+    )
+    problems = []
+    for payout_id, amount in db.session.execute(select(Payout.id, Payout.amount).order_by(Payout.id)):
+        if not amount == paid.get(payout_id) == settled.get(payout_id):
+            problems.append(
+                f"payout {payout_id} of {amount}: its entry says {paid.get(payout_id)}, "
+                f"the entries it settled add up to {settled.get(payout_id)}"
+            )
+    return problems
+
+
+def order_mismatches() -> list[str]:
+    """Per order: captured less refunded is what its captured lines are
+    still worth, and never more was captured than authorised."""
+    worth = _by_key(
+        db.session.execute(
+            select(Payment.order_id, func.sum(CapturedLine.amount + CapturedLine.premium))
+            .join(CapturedLine, CapturedLine.payment_id == Payment.id)
+            .where(Payment.status == PaymentStatus.CAPTURED)
+            .group_by(Payment.order_id)
+        )
+    )
+    returned = _by_key(
+        db.session.execute(
+            select(Refund.order_id, func.sum(RefundLine.amount + RefundLine.premium))
+            .join(RefundLine, RefundLine.refund_id == Refund.id)
+            .where(Refund.status == RefundStatus.SUCCEEDED)
+            .group_by(Refund.order_id)
+        )
+    )
+    problems = []
+    rows = db.session.execute(
+        select(Payment.order_id, Payment.amount, Payment.amount_captured, Payment.amount_refunded).order_by(
+            Payment.order_id
+        )
+    )
+    for order_id, authorised, captured, refunded in rows:
+        kept = worth.get(order_id, 0) - returned.get(order_id, 0)
+        if captured - refunded != kept:
+            problems.append(
+                f"order {order_id}: captured {captured} less refunded {refunded} is {captured - refunded}, "
+                f"but its lines are worth {kept}"
+            )
+        if captured > authorised:
+            problems.append(f"order {order_id}: captured {captured}, more than the {authorised} authorised")
+    return problems
+
+
+def programme_mismatches() -> list[str]:
+    """Per sponsor programme: the budget used is what its lines hold
+    (reserved while open, earned less reversed once captured), never above
+    the cap; what the farms earned is what the captured lines hold; a line
+    cancelled before any capture holds nothing."""
+    held = _by_key(
+        db.session.execute(
+            select(LinePremium.programme_id, func.sum(LinePremium.amount))
+            .where(LinePremium.funded_by == FundedBy.SPONSOR)
+            .group_by(LinePremium.programme_id)
+        )
+    )
+    captured_lines = select(CapturedLine.order_line_id).join(Payment).where(Payment.status == PaymentStatus.CAPTURED)
+    held_captured = _by_key(
+        db.session.execute(
+            select(LinePremium.programme_id, func.sum(LinePremium.amount))
+            .where(LinePremium.funded_by == FundedBy.SPONSOR, LinePremium.order_line_id.in_(captured_lines))
+            .group_by(LinePremium.programme_id)
+        )
+    )
+    earned = _by_key(
+        db.session.execute(
+            select(FarmEntry.programme_id, func.sum(FarmEntry.net))
+            .where(FarmEntry.kind.in_(PREMIUM_KINDS))
+            .group_by(FarmEntry.programme_id)
+        )
+    )
+    decided = select(CapturedLine.order_line_id)
+    stranded = _by_key(
+        db.session.execute(
+            select(LinePremium.programme_id, func.sum(LinePremium.amount))
+            .join(OrderLine, OrderLine.id == LinePremium.order_line_id)
+            .join(OrderPart, OrderPart.id == OrderLine.part_id)
+            .where(
+                LinePremium.funded_by == FundedBy.SPONSOR,
+                OrderPart.status == PartStatus.CANCELLED,
+                LinePremium.order_line_id.not_in(decided),
+            )
+            .group_by(LinePremium.programme_id)
+        )
+    )
+    problems = []
+    for programme_id, used, cap in db.session.execute(
+        select(PremiumProgramme.id, PremiumProgramme.budget_used, PremiumProgramme.budget_cap)
+        .where(PremiumProgramme.funded_by == FundedBy.SPONSOR)
+        .order_by(PremiumProgramme.id)
+    ):
+        if used != held.get(programme_id, 0):
+            problems.append(
+                f"programme {programme_id}: budget used is {used} but its lines hold {held.get(programme_id, 0)}"
+            )
+        if cap is not None and used > cap:
+            problems.append(f"programme {programme_id}: budget used {used} is over its cap of {cap}")
+        if earned.get(programme_id, 0) != held_captured.get(programme_id, 0):
+            problems.append(
+                f"programme {programme_id}: farms earned {earned.get(programme_id, 0)} net of reversals, "
+                f"but its captured lines hold {held_captured.get(programme_id, 0)}"
+            )
+        if stranded.get(programme_id, 0):
+            problems.append(
+                f"programme {programme_id}: {stranded[programme_id]} is still reserved for lines cancelled "
+                "before any money was taken"
+            )
+    return problems
+
+
+def in_transit_mismatch() -> list[str]:
+    unpaid = (
+        db.session.scalar(select(func.coalesce(func.sum(Payout.amount), 0)).where(Payout.status != PayoutStatus.PAID))
+        or 0
+    )
+    actual = ledger.balance(ledger.PAYOUTS_IN_TRANSIT)
+    if actual != -unpaid:
+        return [f"{ledger.PAYOUTS_IN_TRANSIT} is {actual} but payouts not yet paid total {unpaid}"]
+    return []
+
+
+def check_ledger() -> list[str]:
+    """Every mismatch found, as sentences; empty when settlement is right."""
+    return (
+        unbalanced_transactions()
+        + farm_mismatches()
+        + payout_mismatches()
+        + order_mismatches()
+        + programme_mismatches()
+        + in_transit_mismatch()
+    )

@@ -1,0 +1,87 @@
+"""The farms' money, one row per movement, written once when it is decided.
+
+A farm's balance with the marketplace (its payable) is the sum of its rows'
+`net`; payout runs, statements, the ledger's farm accounts, reports and
+`ledger-check` all read these rows. Amounts are signed from the farm's side:
+a sale adds, a refund takes back, a payout takes what was paid.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from market.db import UTCDateTime, enum_column
+from market.extensions import db
+
+
+class EntryKind(StrEnum):
+    SALE = "sale"  # a captured line: produce, the commission on it, buyer premiums
+    SPONSOR_PREMIUM = "sponsor_premium"  # earned from a sponsor programme when the line was captured
+    REFUND = "refund"  # a refunded part of a line: produce, commission and buyer premium back
+    PREMIUM_REVERSAL = "premium_reversal"  # the sponsor premium the kept grams no longer earn
+    PAYOUT = "payout"  # what a payout paid the farm
+    TRANSFER_REVERSAL = "transfer_reversal"  # taken back from a payout's transfer
+
+
+# What a payout run pays (or nets); payouts and reversals are how it is paid.
+EARNED = (EntryKind.SALE, EntryKind.SPONSOR_PREMIUM, EntryKind.REFUND, EntryKind.PREMIUM_REVERSAL)
+TAKE_BACKS = (EntryKind.REFUND, EntryKind.PREMIUM_REVERSAL)
+PREMIUM_KINDS = (EntryKind.SPONSOR_PREMIUM, EntryKind.PREMIUM_REVERSAL)
+
+
+class FarmEntry(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "farm_entries"
+    __table_args__ = (
+        CheckConstraint(
+            "kind IN ('payout', 'transfer_reversal') OR net = produce - commission + premium", name="net_is_farm_share"
+        ),
+        CheckConstraint("payout_id IS NULL OR reversal_id IS NULL", name="settled_once"),
+        Index("ix_farm_entries_unsettled", "farm_id", "kind", postgresql_where="payout_id IS NULL"),
+        Index("ix_farm_entries_payout_id", "payout_id"),
+        Index("ix_farm_entries_order_line_id", "order_line_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(String(120), unique=True, doc="What decided it; never written twice.")
+    farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"))
+    kind: Mapped[EntryKind] = mapped_column(enum_column(EntryKind, "entry_kind"))
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    order_line_id: Mapped[int | None] = mapped_column(ForeignKey("order_lines.id"))
+    programme_id: Mapped[int | None] = mapped_column(ForeignKey("premium_programmes.id"), index=True)
+    refund_id: Mapped[int | None] = mapped_column(ForeignKey("refunds.id"))
+    grams: Mapped[int] = mapped_column(BigInteger, default=0)
+    produce: Mapped[int] = mapped_column(BigInteger, default=0)
+    commission: Mapped[int] = mapped_column(BigInteger, default=0)
+    premium: Mapped[int] = mapped_column(BigInteger, default=0)
+    net: Mapped[int] = mapped_column(BigInteger)
+    payout_id: Mapped[int | None] = mapped_column(
+        ForeignKey("payouts.id"), doc="The payout that paid or netted it (a payout's own row: that payout)."
+    )
+    reversal_id: Mapped[int | None] = mapped_column(
+        ForeignKey("transfer_reversals.id"), index=True, doc="The transfer reversal that recovered it."
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now(), index=True)
+
+
+def farm_share(produce: int, commission: int, premium: int) -> int:
+    """What a movement is worth to the farm: the produce less the platform's
+    commission on it, plus premiums. The one place this sum is made."""
+    return produce - commission + premium
+
+
+def entry(kind: EntryKind, reference: str, farm_id: int, *, produce: int = 0, commission: int = 0,
+          premium: int = 0, **fields: int | None) -> FarmEntry:  # fmt: skip
+    return FarmEntry(
+        kind=kind,
+        reference=reference,
+        farm_id=farm_id,
+        produce=produce,
+        commission=commission,
+        premium=premium,
+        net=farm_share(produce, commission, premium),
+        **fields,
+    )
