@@ -144,7 +144,7 @@ class Order(db.Model):  # type: ignore[name-defined]
             raise _refuse(f"Order {self.id}", self.status, "paid")
         self.status = OrderStatus.PAID
         self.paid_at = utcnow()
-        for part in self.parts:
+        for part in self.active_parts:  # a part cancelled while unpaid stays cancelled
             part.status = PartStatus.TO_PACK
 
     def expire(self) -> None:

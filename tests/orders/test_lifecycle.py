@@ -283,6 +283,18 @@ def test_an_order_expiring_after_a_part_was_cancelled_gives_that_part_back_once(
     assert (stock(shop.oranges), stock(shop.nuts)) == (100_000, 100_000)
 
 
+def test_paying_leaves_a_part_cancelled_while_unpaid_cancelled(client: FlaskClient, shop: Shop) -> None:
+    order = place(client, shop, (shop.oranges, 2000), (shop.nuts, 1000))
+    orchard = part_of(order, shop.orchard)
+    post(client, f"/api/v1/orders/{order['id']}/parts/{orchard['id']}/cancel", shop.orchard_h, {"reason": "hail"})
+    pay(order["id"])
+    parts = {
+        p["id"]: p["status"] for p in client.get(f"/api/v1/orders/{order['id']}", headers=shop.buyer_h).json["parts"]
+    }
+    assert parts == {orchard["id"]: "cancelled", part_of(order, shop.chestnuts)["id"]: "to_pack"}
+    assert stock(shop.oranges) == 100_000
+
+
 def test_manifest_lists_arrivals_and_waiting_orders_as_json_and_csv(client: FlaskClient, shop: Shop) -> None:
     waiting = ready_order(client, shop)
     arriving = place(client, shop, (shop.nuts, 500))

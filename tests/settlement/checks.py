@@ -1,0 +1,476 @@
+"""The settlement invariants, each a function returning the violations it
+finds as sentences naming the listing, order, farm or programme.
+
+They read the tables the services write (orders, payments, captured and
+refund lines, line premiums, the ledger, payouts) and the fake provider's
+own records; nothing here calls a service. When settlement moves to other
+tables, these are the functions to re-point; the state machine that drives
+the services does not change.
+
+Every-step checks: `stock`, `order_money`, `sponsor_budgets`, `kept_premiums`,
+`farm_earnings`, `ledger`. Checks that hold once every pending worker step
+has run: `after_quiesce`; and once a payout run has been paid out:
+`after_payout_run`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from market.extensions import db
+from market.ledger import service as ledger
+from market.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
+from market.money import line_amount
+from market.orders.models import Order, OrderLine, OrderStatus, PartStatus
+from market.payments.models import CapturedLine, Payment, PaymentStatus, Provider, Refund, RefundLine, RefundStatus
+from market.payouts.models import Payout, ReversalStatus, TransferReversal
+from market.premiums.models import FundedBy, LinePremium, PremiumProgramme
+from market.settlement.checks import check_ledger
+from market.settlement.models import EntryKind, FarmEntry
+from tests.fakes.stripe_server import FakeStripe
+
+CLOSED = (OrderStatus.CANCELLED, OrderStatus.EXPIRED)
+SETTLED = (OrderStatus.DELIVERED, OrderStatus.COLLECTED, OrderStatus.COMPLETED)
+PACKED_OR_LATER = (
+    OrderStatus.PACKED,
+    OrderStatus.SHIPPED,
+    OrderStatus.READY_FOR_PICKUP,
+    OrderStatus.COLLECTED,
+    OrderStatus.DELIVERED,
+    OrderStatus.COMPLETED,
+)
+
+
+@dataclass
+class Books:
+    """What the test knows independently of the services: each listing's
+    stock when the market opened and the lots added since."""
+
+    initial_stock: dict[int, int] = field(default_factory=dict)
+    lots_added: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+
+
+# --- helpers ----------------------------------------------------------------
+
+
+def _held_g(line: OrderLine) -> int:
+    """Grams a line keeps out of stock: none once its part was cancelled
+    before leaving the farm, the weighed grams once packed, else the
+    ordered grams. Produce that left the farm (shipped) stays sold."""
+    part = line.part
+    if part.status == PartStatus.CANCELLED and part.shipped_at is None:
+        return 0
+    if part.packed_at is not None:
+        return line.weighed_g or 0
+    return line.ordered_g
+
+
+def _line_cancelled(line: OrderLine) -> bool:
+    return line.part.status == PartStatus.CANCELLED or line.order.status in CLOSED
+
+
+def _refunded_lines(payment: Payment, *, statuses: tuple[RefundStatus, ...]) -> dict[int, list[RefundLine]]:
+    by_line: dict[int, list[RefundLine]] = defaultdict(list)
+    for refund in payment.refunds:
+        if refund.status in statuses:
+            for refund_line in refund.lines:
+                by_line[refund_line.order_line_id].append(refund_line)
+    return by_line
+
+
+def _premium_moves(kind: EntryKind) -> dict[tuple[int, int], int]:
+    """Sponsor premiums earned by (SPONSOR_PREMIUM) or taken back from
+    (PREMIUM_REVERSAL) the farms, by (order line, programme), as positive
+    amounts."""
+    rows = db.session.execute(
+        select(FarmEntry.order_line_id, FarmEntry.programme_id, func.sum(FarmEntry.net))
+        .where(FarmEntry.kind == kind)
+        .group_by(FarmEntry.order_line_id, FarmEntry.programme_id)
+    ).all()
+    return {(line_id, programme_id): abs(int(amount)) for line_id, programme_id, amount in rows}
+
+
+def _earned_premium(
+    premium: LinePremium, earned: dict[tuple[int, int], int], taken_back: dict[tuple[int, int], int]
+) -> tuple[int, int]:
+    """(paid to the farm, taken back) for one line premium."""
+    key = (premium.order_line_id, premium.programme_id)
+    return earned.get(key, 0), taken_back.get(key, 0)
+
+
+def _captured_by_line() -> dict[int, CapturedLine]:
+    """The lines whose capture is recorded (a capture decided and still at
+    the provider holds its lines' premiums as reserved)."""
+    return {
+        c.order_line_id: c
+        for c in db.session.scalars(select(CapturedLine).join(Payment).where(Payment.status == PaymentStatus.CAPTURED))
+    }
+
+
+def _capturing_lines() -> set[int]:
+    """Lines of a capture decided but not yet recorded: cancelling them is a refund to come."""
+    return set(
+        db.session.scalars(
+            select(CapturedLine.order_line_id).join(Payment).where(Payment.status == PaymentStatus.CAPTURING)
+        )
+    )
+
+
+# --- 1. stock ----------------------------------------------------------------
+
+
+def stock(books: Books) -> list[str]:
+    """Per listing: initial stock + lots added = current stock + grams the
+    order lines hold (see `_held_g`); stock is never negative."""
+    from market.catalog.models import Listing  # noqa: PLC0415 (kept beside its one use)
+
+    problems = []
+    held: dict[int, int] = defaultdict(int)
+    detail: dict[int, list[str]] = defaultdict(list)
+    for line in db.session.scalars(select(OrderLine).options(selectinload(OrderLine.part)).order_by(OrderLine.id)):
+        grams = _held_g(line)
+        held[line.listing_id] += grams
+        detail[line.listing_id].append(
+            f"order {line.order_id} line {line.id} ({line.part.status}, ordered {line.ordered_g} g, "
+            f"weighed {line.weighed_g}) holds {grams} g"
+        )
+    for listing_id, initial in sorted(books.initial_stock.items()):
+        listing = db.session.get(Listing, listing_id)
+        assert listing is not None
+        added = books.lots_added.get(listing_id, 0)
+        if listing.stock_g < 0:
+            problems.append(f"listing {listing_id} ({listing.product_name}): stock is negative ({listing.stock_g} g)")
+        if initial + added != listing.stock_g + held[listing_id]:
+            problems.append(
+                f"listing {listing_id} ({listing.product_name}): initial {initial} g + lots {added} g = "
+                f"{initial + added} g, but stock {listing.stock_g} g + held by orders {held[listing_id]} g = "
+                f"{listing.stock_g + held[listing_id]} g (off by {listing.stock_g + held[listing_id] - initial - added}"
+                f" g); " + "; ".join(detail[listing_id])
+            )
+    return problems
+
+
+# --- 2. each order's money ---------------------------------------------------
+
+
+def order_money(fake: FakeStripe) -> list[str]:
+    """Per order: never captured more than authorised; what is recorded as
+    captured and refunded is what the provider holds; captured - refunded
+    (succeeded) = what the captured lines are still worth; a live line's
+    capture is what its weighing charged."""
+    problems = []
+    payments = db.session.scalars(
+        select(Payment)
+        .options(selectinload(Payment.refunds).selectinload(Refund.lines), selectinload(Payment.captured_lines))
+        .order_by(Payment.order_id)
+    ).all()
+    loaded = {
+        order.id: order
+        for order in db.session.scalars(select(Order).options(selectinload(Order.lines).selectinload(OrderLine.part)))
+    }
+    for payment in payments:
+        order = loaded[payment.order_id]
+        name = f"order {order.id} ({order.status}, payment {payment.status})"
+        problems += _provider_problems(name, payment, fake) + _line_problems(name, order, payment)
+    return problems
+
+
+def _provider_problems(name: str, payment: Payment, fake: FakeStripe) -> list[str]:
+    problems = []
+    if payment.amount_captured > payment.amount:
+        problems.append(f"{name}: captured {payment.amount_captured} > authorised {payment.amount}")
+    if payment.provider == Provider.STRIPE and payment.stripe_payment_intent_id:
+        intent = fake.intents.get(payment.stripe_payment_intent_id)
+        received = intent["amount_received"] if intent else 0
+        if received != payment.amount_captured:
+            problems.append(
+                f"{name}: Stripe captured {received} on {payment.stripe_payment_intent_id}, "
+                f"our payment records {payment.amount_captured}"
+            )
+        at_stripe = fake.total_refunded(payment.stripe_payment_intent_id)
+        if at_stripe != payment.amount_refunded:
+            problems.append(f"{name}: Stripe refunded {at_stripe}, our payment records {payment.amount_refunded}")
+    return problems
+
+
+def _line_problems(name: str, order: Order, payment: Payment) -> list[str]:
+    problems = []
+    succeeded = sum(r.amount for r in payment.refunds if r.status == RefundStatus.SUCCEEDED)
+    if succeeded != payment.amount_refunded:
+        problems.append(
+            f"{name}: succeeded refunds total {succeeded}, payment.amount_refunded is {payment.amount_refunded}"
+        )
+    planned = {c.order_line_id: c for c in payment.captured_lines}
+    captured_lines = planned if payment.status == PaymentStatus.CAPTURED else {}
+    if payment.status == PaymentStatus.CAPTURING:
+        decided = sum(c.amount + c.premium for c in planned.values())
+        if decided != payment.capture_amount:
+            problems.append(f"{name}: the capture decided {payment.capture_amount}, its lines total {decided}")
+    recorded = sum(c.amount + c.premium for c in captured_lines.values())
+    if recorded != payment.amount_captured:
+        problems.append(
+            f"{name}: captured lines total {recorded}, payment.amount_captured is {payment.amount_captured}"
+        )
+    done = _refunded_lines(payment, statuses=(RefundStatus.SUCCEEDED,))
+    asked = _refunded_lines(payment, statuses=(RefundStatus.SUCCEEDED, RefundStatus.PENDING))
+    worth = 0
+    for line in order.lines:
+        captured = captured_lines.get(line.id)
+        if captured is None:
+            if payment.status == PaymentStatus.CAPTURED and not _line_cancelled(line) and line.charged > 0:
+                problems.append(f"{name}: line {line.id} is live and charged {line.charged} but was not captured")
+            continue
+        returned = sum(r.amount + r.premium for r in done.get(line.id, []))
+        worth += captured.amount + captured.premium - returned
+        asked_g = sum(r.grams for r in asked.get(line.id, []))
+        if asked_g > captured.grams or returned > captured.amount + captured.premium:
+            problems.append(
+                f"{name}: line {line.id} captured {captured.grams} g / {captured.amount + captured.premium}, "
+                f"refunds ask {asked_g} g and returned {returned}"
+            )
+        if not _line_cancelled(line) and (captured.amount, captured.premium) != (line.amount, line.premium_amount):
+            problems.append(
+                f"{name}: line {line.id} captured {captured.amount}+{captured.premium} but its weighing "
+                f"charges {line.amount}+{line.premium_amount}"
+            )
+    if payment.amount_captured - payment.amount_refunded != worth:
+        problems.append(
+            f"{name}: captured {payment.amount_captured} - refunded {payment.amount_refunded} = "
+            f"{payment.amount_captured - payment.amount_refunded}, but its captured lines are still worth {worth}"
+        )
+    return problems
+
+
+# --- 3. sponsor budgets ------------------------------------------------------
+
+
+def sponsor_budgets() -> list[str]:
+    """Per sponsor programme: budget_used = reserved on open (uncaptured,
+    live) lines + earned ("premium") - reversed ("premium_reversal");
+    0 <= used <= cap; no reservation left on a cancelled or expired line
+    that was never captured."""
+    problems = []
+    captured = _captured_by_line()
+    capturing = _capturing_lines()
+    earned = _premium_moves(EntryKind.SPONSOR_PREMIUM)
+    reversed_ = _premium_moves(EntryKind.PREMIUM_REVERSAL)
+    for programme in db.session.scalars(
+        select(PremiumProgramme).where(PremiumProgramme.funded_by == FundedBy.SPONSOR).order_by(PremiumProgramme.id)
+    ):
+        name = f"programme {programme.id} ({programme.name}, cap {programme.budget_cap})"
+        reserved = 0
+        for premium in db.session.scalars(select(LinePremium).where(LinePremium.programme_id == programme.id)):
+            line = db.session.get(OrderLine, premium.order_line_id)
+            assert line is not None
+            if line.id in captured:
+                continue
+            if _line_cancelled(line) and line.id not in capturing:
+                if premium.amount:
+                    problems.append(
+                        f"{name}: {premium.amount} still reserved for order {line.order_id} line {line.id}, "
+                        f"which was cancelled ({line.order.status}, part {line.part.status}) and never captured"
+                    )
+            else:
+                reserved += premium.amount
+        paid = sum(v for (_, programme_id), v in earned.items() if programme_id == programme.id)
+        taken = sum(v for (_, programme_id), v in reversed_.items() if programme_id == programme.id)
+        if programme.budget_used != reserved + paid - taken:
+            problems.append(
+                f"{name}: budget_used is {programme.budget_used}, but reserved on open lines {reserved} + "
+                f"earned {paid} - reversed {taken} = {reserved + paid - taken}"
+            )
+        if not 0 <= programme.budget_used <= (programme.budget_cap or 0):
+            problems.append(f"{name}: budget_used {programme.budget_used} outside 0..{programme.budget_cap}")
+    return problems
+
+
+def kept_premiums() -> list[str]:
+    """Per captured line with a sponsor premium: what the farm keeps (earned
+    - reversed) is what the line premium says, and is what the kept grams
+    (captured - refunded) earn at the programme's rate, never more than the
+    premium at capture. Lines whose reservation fell short of the budget
+    are left out (their share is a matter of policy)."""
+    problems = []
+    captured = _captured_by_line()
+    earned, taken_back = _premium_moves(EntryKind.SPONSOR_PREMIUM), _premium_moves(EntryKind.PREMIUM_REVERSAL)
+    for premium in db.session.scalars(
+        select(LinePremium).where(LinePremium.funded_by == FundedBy.SPONSOR).order_by(LinePremium.id)
+    ):
+        line_capture = captured.get(premium.order_line_id)
+        if line_capture is None:
+            continue
+        paid, taken = _earned_premium(premium, earned, taken_back)
+        name = f"programme {premium.programme_id}: order line {premium.order_line_id} (farm {premium.farm_id})"
+        if paid - taken != premium.amount:
+            problems.append(
+                f"{name}: earned {paid} - reversed {taken} = {paid - taken}, line premium says {premium.amount}"
+            )
+        if premium.note and premium.note.startswith("Budget short"):
+            continue
+        refunded_g = db.session.scalar(
+            select(func.coalesce(func.sum(RefundLine.grams), 0))
+            .join(Refund, Refund.id == RefundLine.refund_id)
+            .where(RefundLine.order_line_id == premium.order_line_id, Refund.status == RefundStatus.SUCCEEDED)
+        )
+        kept_g = line_capture.grams - int(refunded_g or 0)
+        expected = min(paid, line_amount(premium.rate_per_kg, kept_g))
+        if paid - taken != expected:
+            problems.append(
+                f"{name}: keeps {paid - taken} of {paid} sponsor premium, but its {kept_g} kept g of "
+                f"{line_capture.grams} captured earn {expected} at {premium.rate_per_kg}/kg"
+            )
+    return problems
+
+
+# --- 4. each farm's money ----------------------------------------------------
+
+
+def farm_earnings() -> list[str]:
+    """Per farm: earned (captured farm share - refunded farm share + sponsor
+    premiums kept on captured lines) = paid out - transfer reversals +
+    payable (-balance of farm_payable:<id>); no line is sold to its farm
+    twice (an entry names the one payout that settled it, so none is paid twice)."""
+    problems = []
+    captured = _captured_by_line()
+    farm_ids = set(db.session.scalars(select(OrderLine.farm_id).distinct())) | set(
+        db.session.scalars(select(Payout.farm_id).distinct())
+    )
+    for farm_id in sorted(farm_ids):
+        share = sum(c.amount - c.commission + c.premium for c in captured.values() if c.farm_id == farm_id)
+        refunded = sum(
+            r.amount - r.commission + r.premium
+            for r in db.session.scalars(
+                select(RefundLine)
+                .join(Refund, Refund.id == RefundLine.refund_id)
+                .where(RefundLine.farm_id == farm_id, Refund.status == RefundStatus.SUCCEEDED)
+            )
+        )
+        premiums = sum(
+            p.amount
+            for p in db.session.scalars(
+                select(LinePremium).where(LinePremium.farm_id == farm_id, LinePremium.funded_by == FundedBy.SPONSOR)
+            )
+            if p.order_line_id in captured
+        )
+        earned = share - refunded + premiums
+        paid = int(
+            db.session.scalar(select(func.coalesce(func.sum(Payout.amount), 0)).where(Payout.farm_id == farm_id))
+        )
+        reversed_ = int(
+            db.session.scalar(
+                select(func.coalesce(func.sum(TransferReversal.amount), 0)).where(
+                    TransferReversal.farm_id == farm_id, TransferReversal.status == ReversalStatus.SUCCEEDED
+                )
+            )
+        )
+        payable = -ledger.balance(ledger.farm_payable(farm_id))
+        if earned != paid - reversed_ + payable:
+            problems.append(
+                f"farm {farm_id}: earned {earned} (captured share {share} - refunded {refunded} + sponsor premiums "
+                f"{premiums}) but paid out {paid} - reversed {reversed_} + payable {payable} = "
+                f"{paid - reversed_ + payable}"
+            )
+    for line_id, count in db.session.execute(
+        select(FarmEntry.order_line_id, func.count())
+        .where(FarmEntry.kind == EntryKind.SALE)
+        .group_by(FarmEntry.order_line_id)
+        .having(func.count() > 1)
+    ):
+        problems.append(f"order line {line_id} is sold to its farm {count} times")
+    return problems
+
+
+# --- 5. the ledger -------------------------------------------------------------
+
+
+def ledger_balances() -> list[str]:
+    """The ledger balances and `ledger-check` finds nothing."""
+    problems = list(check_ledger())
+    total = db.session.scalar(select(func.coalesce(func.sum(LedgerEntry.amount), 0)))
+    if total:
+        problems.append(f"the ledger's entries sum to {total}, not 0")
+    return problems
+
+
+# --- once the workers are done -----------------------------------------------
+
+
+def after_quiesce(fake: FakeStripe) -> list[str]:
+    """Once every pending worker step has run: a closed order keeps no money
+    (an authorisation released, a capture fully refunded) unless an operator
+    was told; a cancelled part's captured lines are fully refunded; no
+    refund is left pending; a packed order is captured or flagged."""
+    problems = []
+    for payment in db.session.scalars(select(Payment).order_by(Payment.order_id)):
+        order = db.session.get(Order, payment.order_id)
+        assert order is not None
+        name = f"order {order.id} ({order.status}, payment {payment.status})"
+        pending = [r.id for r in payment.refunds if r.status == RefundStatus.PENDING]
+        if pending:
+            problems.append(f"{name}: refunds {pending} still pending after every worker step ran")
+        flagged = payment.attention is not None
+        intent = fake.intents.get(payment.stripe_payment_intent_id or "")
+        if order.status in CLOSED:
+            if payment.status in (PaymentStatus.AUTHORISED,) and not flagged:
+                problems.append(f"{name}: the order is closed but its payment is still authorised, and nobody is told")
+            if intent is not None and intent["status"] == "requires_capture" and not flagged:
+                problems.append(f"{name}: the order is closed but Stripe still holds {intent['amount_capturable']}")
+            kept = payment.amount_captured - payment.amount_refunded
+            if kept and not flagged:
+                failed = [f"{r.id} ({r.failure_reason})" for r in payment.refunds if r.status == RefundStatus.FAILED]
+                problems.append(
+                    f"{name}: the order is closed but keeps {kept} of {payment.amount_captured} captured "
+                    f"(refunded {payment.amount_refunded}; failed refunds: {failed or 'none'}), and nobody is told"
+                )
+        elif payment.status == PaymentStatus.CAPTURED:
+            done = _refunded_lines(payment, statuses=(RefundStatus.SUCCEEDED,))
+            for captured in payment.captured_lines:
+                line = db.session.get(OrderLine, captured.order_line_id)
+                assert line is not None
+                returned = sum(r.amount + r.premium for r in done.get(line.id, []))
+                kept = captured.amount + captured.premium - returned
+                if line.part.status == PartStatus.CANCELLED and kept and not flagged:
+                    problems.append(
+                        f"{name}: line {line.id} of cancelled part {line.part_id} keeps {kept} captured, "
+                        "and nobody is told"
+                    )
+        if order.status in PACKED_OR_LATER and order.total and payment.status != PaymentStatus.CAPTURED and not flagged:
+            problems.append(f"{name}: the order is packed but its payment was never captured, and nobody is told")
+    return problems
+
+
+def _due_left(farm_id: int) -> int:
+    """What the farm's payable holds beyond the money of orders still on
+    their way (neither settled nor closed): what a payout run should have
+    paid (positive) or netted (negative)."""
+    account = ledger.farm_payable(farm_id)
+    in_flight = db.session.scalar(
+        select(func.coalesce(func.sum(LedgerEntry.amount), 0))
+        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .join(Order, Order.id == LedgerTransaction.order_id)
+        .where(LedgerAccount.code == account, Order.status.not_in([*SETTLED, *CLOSED]))
+    )
+    return -ledger.balance(account) + int(in_flight or 0)
+
+
+def after_payout_run(run_id: int, ready_farms: list[int]) -> list[str]:
+    """After a payout run and its transfers and reversals: a farm the run
+    paid has nothing due left (every refund and premium reversal of its
+    settled or closed orders netted); a farm it did not pay is owed nothing."""
+    problems = []
+    for farm_id in ready_farms:
+        left = _due_left(farm_id)
+        paid = db.session.scalar(select(Payout.amount).where(Payout.run_id == run_id, Payout.farm_id == farm_id))
+        if paid is not None and left != 0:
+            problems.append(
+                f"farm {farm_id}: payout run {run_id} paid it {paid} but left {left} due on settled or closed "
+                f"orders ({'owed to it' if left > 0 else 'owed by it, never netted'})"
+            )
+        elif paid is None and left > 0:
+            problems.append(f"farm {farm_id}: payout run {run_id} paid nothing, but {left} is due to it")
+    return problems

@@ -1,0 +1,736 @@
+"""Model-based: the whole life of orders, interleaved at random, with the
+settlement invariants checked after every step.
+
+A hypothesis state machine drives the real services, the very functions the
+routes, the Stripe webhook receiver and the Celery tasks call: placing an
+order over two farms (a sponsor programme with a small budget and a
+buyer-funded one running), paying offline or by card against the local fake
+Stripe (authorisation webhooks late, twice or after the order closed),
+packing by weight (over, under, exact, short), shipping, station pickup and
+delivery, capture (also with a cancel landing between the provider's answer
+and our record of it), cancelling parts and orders, expiry, refunds by line
+and grams (tiny ones too, some refused by the provider), payout runs with
+bank transfers and a Stripe Connect farm. Worker steps are the outbox rows
+the services write, run by calling the task's service function, in any
+order, some twice.
+
+The invariants live in `tests/settlement/checks.py`, one function each.
+
+CI profile (15 examples of up to 25 steps, no shrinking: the failing
+sequence is printed as generated and kept in .hypothesis/ for the next run):
+
+    DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test REDIS_URL=redis://127.0.0.1:6379/0 \\
+      .venv/bin/python -m pytest tests/settlement -n 0
+
+Long profile (400 examples of up to 60 steps, failures shrunk to a short
+sequence):
+
+    SETTLEMENT_PROFILE=long DATABASE_URL=... REDIS_URL=... .venv/bin/python -m pytest tests/settlement -n 0
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from sqlalchemy import select
+
+from market.accounts.models import Role
+from market.auth import Actor
+from market.catalog import service as catalog
+from market.catalog.models import PayoutMethod
+from market.db import utcnow
+from market.errors import DomainError
+from market.extensions import TransientError, db
+from market.money import tolerance_bounds
+from market.orders import service as orders
+from market.orders.models import Fulfilment, Order, OrderStatus, PartStatus, StationStaff
+from market.orders.service import LineRequest, Weighing
+from market.outbox import OutboxMessage
+from market.payments import service as payments
+from market.payments.gateway import GatewayError, Intent, OfflineGateway, RefundResult
+from market.payments.models import Payment, PaymentStatus, Provider, Refund, RefundStatus
+from market.payouts import service as payouts
+from market.payouts.models import Payout, PayoutStatus
+from market.premiums.models import FundedBy, PremiumProgramme
+from tests.conftest import _empty_tables, settings_for
+from tests.factories import UserFactory
+from tests.fakes.stripe_server import FakeStripe, FakeStripeServer
+from tests.payments.conftest import stripe_settings
+from tests.settlement import checks
+from tests.shop import make_shop
+
+PROFILES = {
+    # Bounded for CI: no shrinking (it can take minutes); the failing
+    # sequence is printed as generated and replayed from .hypothesis/.
+    "ci": settings(
+        max_examples=15,
+        phases=[Phase.explicit, Phase.reuse, Phase.generate],
+        stateful_step_count=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    ),
+    "long": settings(
+        max_examples=400,
+        stateful_step_count=60,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    ),
+}
+PROFILE = PROFILES[os.environ.get("SETTLEMENT_PROFILE", "ci")]
+
+SPONSOR_RATE = 1000  # per kg: a sponsor premium in whole fen per gram, so rounding never blurs a check
+SPONSOR_CAP = 4000
+BUYER_RATE = 50
+WEIGHINGS = st.sampled_from(["exact", "over", "under", "most", "least", "short"])
+LISTINGS = st.lists(st.integers(0, 2), min_size=1, max_size=3, unique=True)
+STEPS = st.integers(0, 3)
+REFUND_SIZES = st.sampled_from(["1g", "2g", "tenth", "half", "rest"])
+# Worker steps that move money or stock, by outbox task name (the rest send notifications).
+TASKS: dict[str, Callable[..., Any]] = {
+    "payments.open": lambda order_id, **_: payments.open_payment(order_id),
+    "payments.capture": lambda order_id, **_: payments.capture(order_id),
+    "payments.settle_closed_order": lambda order_id, **_: payments.settle_closed_order(order_id),
+    "payments.part_cancelled": lambda order_id, part_id, **_: payments.refund_cancelled_part(order_id, part_id),
+    "payments.refund": lambda refund_id, **_: payments.process_refund(refund_id),
+    "payouts.dispatch_run": lambda run_id, **_: payouts.dispatch_run(run_id),
+    "payouts.transfer": lambda payout_id, **_: payouts.transfer(payout_id),
+    "payouts.reverse": lambda reversal_id, **_: payouts.reverse(reversal_id),
+}
+
+
+def forget_everything(fake: FakeStripe) -> None:
+    """A fresh Stripe account for a fresh database: ids there restart at 1,
+    so our idempotency keys (`order-1-intent`) would replay the last example's."""
+    fresh = FakeStripe()
+    for name in (
+        "intents", "refunds", "accounts", "transfers", "reversals", "charges", "balance_transactions",
+        "available_balance", "calls", "fail_next", "decline_next", "hold", "refuse_next", "_keys",
+    ):  # fmt: skip
+        setattr(fake, name, getattr(fresh, name))
+
+
+def actor(user_id: int, *roles: Role) -> Actor:
+    return Actor(user_id=user_id, roles=frozenset(roles))
+
+
+class SettlementGateway:
+    """The app's payment gateway for this test: the real Stripe gateway
+    (pointed at the fake), or the offline one while an offline payment is
+    being opened and for refunds of offline payments. Armed by a rule, it
+    runs another service call right after the provider answered a capture
+    and before `capture()` records it: a cancel racing the capture."""
+
+    def __init__(self, stripe_gateway: Any, app: Flask) -> None:
+        self.stripe = stripe_gateway
+        self.offline = OfflineGateway()
+        self.app = app
+        self.opening_offline = False
+        self.refuse_offline_refund = False
+        self.after_capture: Callable[[], None] | None = None
+        self.race_errors: list[str] = []
+
+    @property
+    def provider(self) -> Provider:
+        return Provider.OFFLINE if self.opening_offline else Provider.STRIPE
+
+    def create_intent(self, **kwargs: Any) -> Intent | None:
+        chosen = self.offline if self.opening_offline else self.stripe
+        result: Intent | None = chosen.create_intent(**kwargs)
+        return result
+
+    def capture(self, intent_id: str, *, amount: int, key: str) -> Intent:
+        intent: Intent = self.stripe.capture(intent_id, amount=amount, key=key)
+        race, self.after_capture = self.after_capture, None
+        if race is not None:
+            with self.app.app_context():  # its own session, as another request or worker would have
+                try:
+                    race()
+                except DomainError:
+                    db.session.rollback()
+                except Exception as error:
+                    db.session.rollback()
+                    self.race_errors.append(f"{type(error).__name__}: {error}")
+        return intent
+
+    def refund(self, intent_id: str, *, amount: int, key: str, reason: str) -> RefundResult:
+        if intent_id:
+            result: RefundResult = self.stripe.refund(intent_id, amount=amount, key=key, reason=reason)
+            return result
+        if self.refuse_offline_refund:
+            self.refuse_offline_refund = False
+            raise GatewayError("The bank returned the transfer: account closed.")
+        return self.offline.refund(intent_id, amount=amount, key=key, reason=reason)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stripe, name)
+
+
+@dataclass
+class Task:
+    outbox_id: int
+    name: str
+    kwargs: dict[str, Any]
+
+
+class OrderLife(RuleBasedStateMachine):
+    orders = Bundle("orders")
+
+    def __init__(self, app: Flask, fake: FakeStripe) -> None:
+        super().__init__()
+        self.app = app
+        self.fake = fake
+        self.books = checks.Books()
+        self.errors: list[str] = []
+        self.later: list[str] = []  # violations found once the workers were done
+        self.pending: list[Task] = []
+        self.done: list[Task] = []
+        self.outbox_seen = 0
+        self.lots = 0
+
+    # --- running steps ----------------------------------------------------
+
+    def attempt(self, what: str, step: Callable[[], Any]) -> Any:
+        """Run one service call as a request or task would: a domain refusal
+        is rolled back and fine; anything else is a 500 and a failure."""
+        try:
+            return step()
+        except DomainError:
+            db.session.rollback()
+        except Exception as error:
+            db.session.rollback()
+            self.errors.append(f"{what}: {type(error).__name__}: {error}")
+        finally:
+            self.errors.extend(f"{what}, racing cancel: {e}" for e in self.gateway.race_errors)
+            self.gateway.race_errors.clear()
+        return None
+
+    def collect_tasks(self) -> None:
+        db.session.rollback()
+        for message in db.session.scalars(
+            select(OutboxMessage).where(OutboxMessage.id > self.outbox_seen).order_by(OutboxMessage.id)
+        ):
+            self.outbox_seen = message.id
+            if message.task in TASKS:
+                self.pending.append(Task(message.id, message.task, dict(message.kwargs)))
+        db.session.rollback()
+
+    def run_task(self, task: Task) -> bool:
+        """Run a worker step; False when it hit a transient error (retried later)."""
+        try:
+            TASKS[task.name](**task.kwargs)
+        except TransientError:
+            db.session.rollback()
+            return False
+        except DomainError:
+            db.session.rollback()
+        except Exception as error:
+            db.session.rollback()
+            self.errors.append(f"worker {task.name}({task.kwargs}): {type(error).__name__}: {error}")
+        finally:
+            self.errors.extend(f"worker {task.name}, racing cancel: {e}" for e in self.gateway.race_errors)
+            self.gateway.race_errors.clear()
+        return True
+
+    def drain(self) -> None:
+        for _ in range(50):
+            self.collect_tasks()
+            if not self.pending:
+                return
+            task = self.pending.pop(0)
+            if self.run_task(task):
+                self.done.append(task)
+            else:
+                self.pending.append(task)
+
+    # --- the market ---------------------------------------------------------
+
+    @initialize(target=orders, listings=LISTINGS, steps=STEPS, pickup=st.booleans(), card=st.booleans())
+    def open_market(self, listings: list[int], steps: int, pickup: bool, card: bool) -> int:
+        """Two farms (one paid by bank transfer, one by Stripe Connect), three
+        listings, the two programmes, and a first order."""
+        # The previous example's session must let go of its rows before the
+        # tables are emptied, or TRUNCATE waits on it for ever.
+        db.session.remove()
+        _empty_tables()
+        self.gateway: SettlementGateway = self.app.extensions["payment_gateway"]
+        self.gateway.after_capture = None
+        self.gateway.refuse_offline_refund = False
+        forget_everything(self.fake)
+        shop = make_shop()
+        self.shop = shop
+        shop.pomelos.price_per_kg = 400  # a gram of pomelo is worth less than half a fen
+        db.session.commit()
+        self.buyer = actor(shop.buyer.id, Role.BUYER)
+        self.operator = actor(UserFactory(roles=[Role.OPERATOR]).id, Role.OPERATOR)
+        self.staff = actor(db.session.scalars(select(StationStaff.user_id)).first() or 0, Role.BUYER)
+        self.farmers = {farm.id: actor(farm.owner_id, Role.FARMER) for farm in (shop.orchard, shop.chestnuts)}
+        self.listings = [shop.oranges.id, shop.pomelos.id, shop.nuts.id]
+        self.books.initial_stock = {listing_id: 100_000 for listing_id in self.listings}
+        start = utcnow() - timedelta(days=1)
+        db.session.add_all(
+            [
+                PremiumProgramme(
+                    name="Harvest bonus", sponsor="County co-op", funded_by=FundedBy.SPONSOR,
+                    rate_per_kg=SPONSOR_RATE, valid_from=start, budget_cap=SPONSOR_CAP,
+                ),
+                PremiumProgramme(
+                    name="Retail plus", sponsor="Fresh Mart", funded_by=FundedBy.BUYER, rate_per_kg=BUYER_RATE,
+                    valid_from=start, product_name="Navel orange",
+                ),
+            ]
+        )  # fmt: skip
+        db.session.commit()
+        orchard = shop.orchard
+        payouts.connect_payout_account(
+            self.farmers[orchard.id],
+            orchard.id,
+            method=PayoutMethod.BANK_TRANSFER,
+            account_holder=orchard.name,
+            bank_name="Rural Credit Cooperative",
+            account_number="6217000012345678",
+        )
+        chestnuts_id = shop.chestnuts.id
+        payouts.connect_payout_account(self.farmers[chestnuts_id], chestnuts_id, method=PayoutMethod.STRIPE)
+        account = payouts.connect_account(chestnuts_id)
+        assert account is not None and account.stripe_account_id is not None
+        self.fake.finish_onboarding(account.stripe_account_id)
+        payouts.account_updated(
+            account.stripe_account_id, payouts_enabled=True, details_submitted=True, created=int(utcnow().timestamp())
+        )
+        db.session.commit()
+        self.ready_farms = [orchard.id, chestnuts_id]
+        self.collect_tasks()
+        self.pending.clear()
+        self.outbox_seen = db.session.scalar(select(OutboxMessage.id).order_by(OutboxMessage.id.desc())) or 0
+        return self.place_order(listings, steps, pickup, card)
+
+    def order(self, order_id: int) -> Order:
+        db.session.rollback()
+        order = db.session.get(Order, order_id)
+        assert order is not None
+        return order
+
+    def payment(self, order_id: int) -> Payment | None:
+        return db.session.scalars(select(Payment).where(Payment.order_id == order_id)).one_or_none()
+
+    def intent_of(self, order_id: int) -> str | None:
+        payment = self.payment(order_id)
+        return payment.stripe_payment_intent_id if payment else None
+
+    # --- buyers -----------------------------------------------------------
+
+    @rule(target=orders, listings=LISTINGS, steps=STEPS, pickup=st.booleans(), card=st.booleans())
+    def place_order(self, listings: list[int], steps: int, pickup: bool, card: bool) -> int:
+        lines = []
+        for index in listings:
+            listing = {0: self.shop.oranges, 1: self.shop.pomelos, 2: self.shop.nuts}[index]
+            lines.append(LineRequest(self.listings[index], listing.min_order_g + steps * listing.step_g))
+        where: dict[str, Any] = (
+            {"fulfilment_point_id": self.shop.station.id} if pickup else {"delivery_address": "寻乌县 长宁镇 12号"}
+        )
+        placed = self.attempt("place_order", lambda: orders.place_order(self.buyer, lines=lines, **where))
+        if placed is None:
+            return 0
+        order_id: int = placed.id
+        # The "payments.open" task, with the gateway the buyer chose.
+        self.gateway.opening_offline = not card
+        try:
+            self.attempt("open_payment", lambda: payments.open_payment(order_id))
+        finally:
+            self.gateway.opening_offline = False
+        return order_id
+
+    @rule(order=orders, webhook=st.sampled_from(["now", "twice", "later"]))
+    def buyer_confirms_card(self, order: int, webhook: str) -> None:
+        """Stripe.js confirms the card; Stripe then sends amount_capturable_updated."""
+        intent_id = self.intent_of(order) if order else None
+        db.session.rollback()
+        if intent_id is None or self.fake.intents[intent_id]["status"] != "requires_payment_method":
+            return
+        self.fake.authorise(intent_id)
+        for _ in range({"now": 1, "twice": 2, "later": 0}[webhook]):
+            self.stripe_sends_authorised(order)
+
+    @rule(order=orders)
+    def stripe_sends_authorised(self, order: int) -> None:
+        """The webhook, possibly late, repeated, or after the order closed."""
+        intent_id = self.intent_of(order) if order else None
+        db.session.rollback()
+        if intent_id is None or self.fake.intents[intent_id]["status"] == "requires_payment_method":
+            return
+
+        def receive() -> None:
+            payments.intent_authorised(intent_id)
+            db.session.commit()
+
+        self.attempt("webhook amount_capturable_updated", receive)
+
+    @rule(order=orders)
+    def stripe_sends_succeeded(self, order: int) -> None:
+        intent_id = self.intent_of(order) if order else None
+        db.session.rollback()
+        if intent_id is None or self.fake.intents[intent_id]["status"] != "succeeded":
+            return
+        received = self.fake.intents[intent_id]["amount_received"]
+
+        def receive() -> None:
+            payments.intent_captured(intent_id, received)
+            db.session.commit()
+
+        self.attempt("webhook payment_intent.succeeded", receive)
+
+    @rule(order=orders)
+    def operator_confirms_offline_payment(self, order: int) -> None:
+        payment = self.payment(order) if order else None
+        if payment is None or payment.provider != Provider.OFFLINE:
+            return
+        amount = payment.amount
+        self.attempt(
+            "confirm_offline",
+            lambda: payments.confirm_offline(self.operator, order, amount=amount, reference="cash at the station"),
+        )
+
+    @rule(order=orders)
+    def buyer_cancels(self, order: int) -> None:
+        if order:
+            self.attempt("buyer cancel_order", lambda: orders.cancel_order(self.buyer, order, "changed my mind"))
+
+    @rule(order=orders)
+    def operator_cancels(self, order: int) -> None:
+        if order:
+            self.attempt("operator cancel_order", lambda: orders.cancel_order(self.operator, order, "farm flooded"))
+
+    @rule(order=orders, part=st.integers(0, 1))
+    def farmer_cancels_part(self, order: int, part: int) -> None:
+        if not order:
+            return
+        parts = self.order(order).parts
+        chosen = parts[part % len(parts)]
+        farmer, part_id = self.farmers[chosen.farm_id], chosen.id
+        self.attempt("cancel_part", lambda: orders.cancel_part(farmer, order, part_id, "hail damage"))
+
+    @rule(minutes=st.just(60))
+    def orders_expire(self, minutes: int) -> None:
+        self.attempt("expire_unpaid", lambda: orders.expire_unpaid(now=utcnow() + timedelta(minutes=minutes)))
+
+    @rule(listing=st.integers(0, 2), grams=st.sampled_from([500, 2500]))
+    def farmer_adds_lot(self, listing: int, grams: int) -> None:
+        listing_id = self.listings[listing]
+        farm_id = self.shop.nuts.farm_id if listing == 2 else self.shop.orchard.id
+        self.lots += 1
+        lot = self.attempt(
+            "add_lot",
+            lambda: catalog.add_lot(
+                self.farmers[farm_id], listing_id, code=f"LOT-{self.lots}", grams=grams, harvest_date=utcnow().date()
+            ),
+        )
+        if lot is not None:
+            self.books.lots_added[listing_id] += grams
+
+    # --- farms and stations -----------------------------------------------
+
+    @rule(order=orders, part=st.integers(0, 1), weighings=st.lists(WEIGHINGS, min_size=1, max_size=3))
+    def farmer_packs(self, order: int, part: int, weighings: list[str]) -> None:
+        if not order:
+            return
+        parts = self.order(order).parts
+        chosen = parts[part % len(parts)]
+        tolerance = self.app.config["WEIGHT_TOLERANCE_BP"]
+        weights = []
+        for index, line in enumerate(chosen.lines):
+            how = weighings[index % len(weighings)]
+            low, high = tolerance_bounds(line.ordered_g, tolerance)
+            grams = {
+                "exact": line.ordered_g,
+                "over": line.ordered_g + line.ordered_g // 20,
+                "under": line.ordered_g - line.ordered_g // 20,
+                "most": high,
+                "least": low,
+                "short": 0,
+            }[how]
+            weights.append(Weighing(line.id, grams, "frost damage" if how == "short" else None))
+        farmer, part_id = self.farmers[chosen.farm_id], chosen.id
+        self.attempt("pack_part", lambda: orders.pack_part(farmer, order, part_id, weights))
+
+    @rule(order=orders)
+    def parts_ship_and_arrive(self, order: int) -> None:
+        """Every packed part ships; the station takes it in or the farmer delivers it."""
+        if not order:
+            return
+        current = self.order(order)
+        plan = [(p.id, p.farm_id) for p in current.active_parts]
+        pickup = current.fulfilment == Fulfilment.PICKUP
+        for part_id, farm_id in plan:
+            farmer = self.farmers[farm_id]
+            self.attempt("ship_part", lambda f=farmer, p=part_id: orders.ship_part(f, order, p))
+            if pickup:
+                self.attempt("receive_part", lambda p=part_id: orders.receive_part(self.staff, order, p))
+            else:
+                self.attempt("deliver_part", lambda f=farmer, p=part_id: orders.deliver_part(f, order, p))
+
+    @rule(order=orders, complete=st.booleans())
+    def buyer_collects(self, order: int, complete: bool) -> None:
+        if not order:
+            return
+        code = self.order(order).pickup_code
+        if code is not None:
+            self.attempt("collect_order", lambda: orders.collect_order(self.staff, order, code))
+        if complete:
+            self.attempt("complete_order", lambda: orders.complete_order(self.buyer, order))
+
+    @rule(order=orders, weighings=st.lists(WEIGHINGS, min_size=1, max_size=3))
+    def order_moves_on(self, order: int, weighings: list[str]) -> None:
+        """The order's next ordinary step, whatever its state: paid, the
+        next part packed, captured, shipped and handed over, collected."""
+        if not order:
+            return
+        current = self.order(order)
+        status, payment = current.status, self.payment(order)
+        unpacked = [i for i, p in enumerate(current.parts) if p.status == PartStatus.TO_PACK]
+        if status == OrderStatus.PENDING_PAYMENT and payment is not None:
+            if payment.provider == Provider.OFFLINE:
+                self.operator_confirms_offline_payment(order)
+            else:
+                self.buyer_confirms_card(order, "now")
+        elif unpacked:
+            self.farmer_packs(order, unpacked[0], weighings)
+        elif status == OrderStatus.PACKED and payment is not None and payment.status != PaymentStatus.CAPTURED:
+            self.capture(order)
+        elif status in (OrderStatus.PACKED, OrderStatus.SHIPPED):
+            self.parts_ship_and_arrive(order)
+        elif status in (OrderStatus.READY_FOR_PICKUP, OrderStatus.DELIVERED, OrderStatus.COLLECTED):
+            self.buyer_collects(order, complete=True)
+
+    # --- money: capture, refunds ------------------------------------------
+
+    @rule(order=orders)
+    def capture(self, order: int) -> None:
+        """The capture task (after packing, or its retry)."""
+        if order:
+            self.attempt("capture", lambda: payments.capture(order))
+
+    @rule(order=orders, race=st.sampled_from(["cancel_order", "cancel_part"]), part=st.integers(0, 1))
+    def capture_racing_a_cancel(self, order: int, race: str, part: int) -> None:
+        """A cancel lands after Stripe captured and before we record it."""
+        if not order:
+            return
+        parts = self.order(order).parts
+        chosen = parts[part % len(parts)]
+        farmer, part_id = self.farmers[chosen.farm_id], chosen.id
+        if race == "cancel_order":
+            self.gateway.after_capture = lambda: orders.cancel_order(self.operator, order, "recalled lot")
+        else:
+            self.gateway.after_capture = lambda: orders.cancel_part(farmer, order, part_id, "recalled lot")
+        try:
+            self.attempt("capture", lambda: payments.capture(order))
+        finally:
+            self.gateway.after_capture = None
+
+    @rule(order=orders)
+    def stripe_refuses_next_capture(self, order: int) -> None:
+        intent_id = self.intent_of(order) if order else None
+        db.session.rollback()
+        if intent_id is not None:
+            self.fake.refuse_next.append((f"/v1/payment_intents/{intent_id}/capture", "The charge expired."))
+
+    @rule(order=orders, webhook=st.booleans())
+    def stripe_authorisation_lapses(self, order: int, webhook: bool) -> None:
+        """Stripe cancels an authorisation left uncaptured for seven days
+        (every capture from now on is refused) and says so by webhook,
+        which may be lost."""
+        intent_id = self.intent_of(order) if order else None
+        db.session.rollback()
+        if intent_id is None or self.fake.intents[intent_id]["status"] != "requires_capture":
+            return
+        with self.fake.lock:
+            self.fake.intents[intent_id].update(status="canceled", amount_capturable=0)
+        if webhook:
+
+            def receive() -> None:
+                payments.intent_cancelled(intent_id)
+                db.session.commit()
+
+            self.attempt("webhook payment_intent.canceled", receive)
+
+    @rule(order=orders, line=st.integers(0, 2), size=REFUND_SIZES)
+    def operator_refunds(self, order: int, line: int, size: str) -> None:
+        payment = self.payment(order) if order else None
+        if payment is None or not payment.captured_lines:
+            return
+        captured = payment.captured_lines[line % len(payment.captured_lines)]
+        grams = {
+            "1g": 1,
+            "2g": 2,
+            "tenth": max(1, captured.grams // 10),
+            "half": max(1, captured.grams // 2),
+            "rest": captured.grams,
+        }[size]
+        request = [payments.LineRefund(captured.order_line_id, grams)]
+        self.attempt(
+            "request_refund",
+            lambda: payments.request_refund(self.operator, order, lines=request, reason="bruised"),
+        )
+
+    @rule(which=st.integers(0, 3), refused=st.booleans())
+    def refund_worker(self, which: int, refused: bool) -> None:
+        """The refund task for one pending refund; the provider may refuse it."""
+        db.session.rollback()
+        pending = db.session.scalars(
+            select(Refund).where(Refund.status == RefundStatus.PENDING).order_by(Refund.id)
+        ).all()
+        if not pending:
+            return
+        refund = pending[which % len(pending)]
+        refund_id = refund.id
+        if refused and refund.payment.provider == Provider.STRIPE:
+            self.fake.refuse_next.append(("/v1/refunds", "The card's account is closed."))
+        elif refused:
+            self.gateway.refuse_offline_refund = True
+        db.session.rollback()
+        self.attempt("process_refund", lambda: payments.process_refund(refund_id))
+        self.gateway.refuse_offline_refund = False
+        self.fake.refuse_next[:] = [r for r in self.fake.refuse_next if r[0] != "/v1/refunds"]
+
+    # --- operators: payouts ---------------------------------------------------
+
+    @rule()
+    def payout_run(self) -> None:
+        self.attempt("create_run", lambda: payouts.create_run(self.operator, period_end=utcnow().date()))
+
+    @rule()
+    def operator_confirms_bank_transfers(self) -> None:
+        db.session.rollback()
+        for payout_id in db.session.scalars(
+            select(Payout.id).where(Payout.status == PayoutStatus.AWAITING_CONFIRMATION).order_by(Payout.id)
+        ).all():
+            self.attempt(
+                "confirm_bank_transfer",
+                lambda p=payout_id: payouts.confirm_bank_transfer(self.operator, p, bank_reference=f"BANK-{p}"),
+            )
+
+    # --- workers --------------------------------------------------------------
+
+    @rule(which=st.integers(0, 7))
+    def worker_runs_a_task(self, which: int) -> None:
+        """One queued worker step, not necessarily the oldest."""
+        self.collect_tasks()
+        if not self.pending:
+            return
+        task = self.pending.pop(which % len(self.pending))
+        if self.run_task(task):
+            self.done.append(task)
+        else:
+            self.pending.append(task)
+
+    @precondition(lambda self: bool(self.done))
+    @rule(which=st.integers(0, 7))
+    def worker_redelivers_a_task(self, which: int) -> None:
+        """A task delivered again (acks_late after a worker died)."""
+        if self.done:
+            self.run_task(self.done[which % len(self.done)])
+
+    @rule()
+    def quiesce(self) -> None:
+        """Every pending worker step runs, then a payout run is made and paid;
+        the checks that hold only once all is settled are made here."""
+        self.drain()
+        db.session.rollback()
+        self.later.extend(checks.after_quiesce(self.fake))
+        db.session.rollback()
+        run = self.attempt("create_run", lambda: payouts.create_run(self.operator, period_end=utcnow().date()))
+        if run is None:
+            return
+        run_id = run.id
+        self.drain()
+        self.operator_confirms_bank_transfers()
+        db.session.rollback()
+        self.later.extend(checks.after_payout_run(run_id, self.ready_farms))
+        db.session.rollback()
+
+    def teardown(self) -> None:
+        if not hasattr(self, "gateway"):
+            return
+        self.gateway.after_capture = None
+        try:
+            self.quiesce()
+            self.assert_clean("after every worker step ran", list(self.errors) + list(self.later))
+        finally:
+            db.session.remove()
+
+    # --- invariants -------------------------------------------------------------
+
+    def assert_clean(self, what: str, problems: list[str]) -> None:
+        db.session.rollback()
+        assert not problems, f"{what}:\n  " + "\n  ".join(problems)
+
+    @invariant()
+    def no_step_failed_with_a_500(self) -> None:
+        self.assert_clean("steps failed with more than a refusal", self.errors)
+
+    @invariant()
+    def stock_is_conserved(self) -> None:
+        db.session.rollback()
+        self.assert_clean("stock not conserved", checks.stock(self.books))
+
+    @invariant()
+    def each_orders_money_adds_up(self) -> None:
+        db.session.rollback()
+        self.assert_clean("order money", checks.order_money(self.fake))
+
+    @invariant()
+    def sponsor_budgets_add_up(self) -> None:
+        db.session.rollback()
+        self.assert_clean("sponsor budget", checks.sponsor_budgets())
+
+    @invariant()
+    def kept_premiums_follow_kept_grams(self) -> None:
+        db.session.rollback()
+        self.assert_clean("kept sponsor premium", checks.kept_premiums())
+
+    @invariant()
+    def farms_earned_what_they_are_paid_and_owed(self) -> None:
+        db.session.rollback()
+        self.assert_clean("farm money", checks.farm_earnings())
+
+    @invariant()
+    def ledger_balances(self) -> None:
+        db.session.rollback()
+        self.assert_clean("ledger", checks.ledger_balances())
+
+    @invariant()
+    def settled_once_the_workers_are_done(self) -> None:
+        self.assert_clean("once the workers were done", self.later)
+
+
+@pytest.fixture
+def stripe_server() -> Iterator[FakeStripeServer]:
+    with FakeStripeServer() as server:
+        yield server
+
+
+@pytest.fixture
+def app_overrides(database_url: str, stripe_server: FakeStripeServer) -> dict[str, Any]:
+    celery = settings_for(database_url)["CELERY"] | {"broker_url": "memory://"}  # tasks are run by the machine
+    return {"PAYOUT_HOLD_DAYS": 0, "CELERY": celery, **stripe_settings(stripe_server)}
+
+
+def test_order_life_keeps_settlement_whole(app: Flask, stripe_server: FakeStripeServer) -> None:
+    app.extensions["payment_gateway"] = SettlementGateway(app.extensions["payment_gateway"], app)
+    run_state_machine_as_test(lambda: OrderLife(app, stripe_server.fake), settings=PROFILE)
