@@ -25,7 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from market.catalog.models import Farm, PayoutMethod
 from market.db import UTCDateTime, enum_column, utcnow
-from market.errors import InvalidTransition
+from market.errors import InvalidTransition, NotFound
 from market.extensions import db
 
 
@@ -40,6 +40,10 @@ class ReversalStatus(StrEnum):
     PENDING = "pending"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+
+
+class PayoutNotFound(NotFound):
+    pass
 
 
 def _refuse(what: str, current: str, action: str) -> InvalidTransition:

@@ -1,0 +1,206 @@
+"""Paying payouts: Stripe transfers (keyed `payout-<id>`), bank-file
+transfers an operator confirms, and transfer reversals (`reversal-<id>`)
+that take refunds of paid lines back.
+
+Ledger conventions (debits positive):
+- "payout_paid" `payout:<id>:paid`: Dr payouts_in_transit / Cr gateway_cash:stripe
+  (a transfer) or gateway_cash:offline (a confirmed bank transfer)
+- "transfer_reversal" `reversal:<id>`: Dr gateway_cash:stripe / Cr farm_payable:<farm>
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from market.accounts.models import Role
+from market.auth import Actor
+from market.catalog.models import PayoutMethod
+from market.db import utcnow
+from market.errors import NotFound
+from market.events import publish
+from market.extensions import db
+from market.ledger import service as ledger
+from market.outbox import enqueue
+from market.payments.gateway import GatewayError, gateway
+from market.payments.models import Provider
+from market.payouts.models import (
+    Payout,
+    PayoutNotFound,
+    PayoutStatus,
+    ReversalStatus,
+    TransferReversal,
+)
+from market.settlement.models import EntryKind, FarmEntry
+
+# Stripe forgets idempotency keys after about a day; a transfer retried
+# later than this first asks Stripe whether it was made.
+KEY_LIFETIME = timedelta(hours=23)
+
+
+# --- paying -----------------------------------------------------------------
+
+
+def dispatch_run(run_id: int) -> int:
+    """Worker: queue a transfer for each of the run's Stripe payouts still
+    to pay (a repeat queues them again, harmlessly)."""
+    ids = db.session.scalars(
+        select(Payout.id).where(Payout.run_id == run_id, Payout.status == PayoutStatus.PENDING).order_by(Payout.id)
+    ).all()
+    for payout_id in ids:
+        enqueue("payouts.transfer", payout_id=payout_id)
+    db.session.commit()
+    return len(ids)
+
+
+def _payout(payout_id: int, *, lock: bool = False) -> Payout:
+    stmt = select(Payout).where(Payout.id == payout_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    payout = db.session.scalars(stmt).one_or_none()
+    if payout is None:
+        raise PayoutNotFound(f"Payout {payout_id} not found.")
+    return payout
+
+
+def _paid(payout: Payout, provider: Provider) -> None:
+    ledger.post(
+        "payout_paid",
+        f"payout:{payout.id}:paid",
+        {ledger.PAYOUTS_IN_TRANSIT: payout.amount, ledger.gateway_cash(provider): -payout.amount},
+        memo=payout.bank_reference or payout.stripe_transfer_id or "",
+    )
+    publish("payout.paid", payout_id=payout.id)
+
+
+def transfer(payout_id: int) -> Payout:
+    """Worker: pay a Stripe payout by Transfer to the farm's connected
+    account. Repeating it, even after the worker died mid-call, makes one
+    transfer: the key is the payout's, and after Stripe has forgotten the
+    key, the transfer group is searched first."""
+    payout = _payout(payout_id)
+    if payout.status != PayoutStatus.PENDING or payout.method != PayoutMethod.STRIPE:
+        return payout
+    found = None
+    if payout.transfer_requested_at is None:
+        payout.transfer_requested_at = utcnow()
+        db.session.commit()
+    elif utcnow() - payout.transfer_requested_at > KEY_LIFETIME:
+        group = payout.transfer_group
+        db.session.commit()
+        found = gateway().find_transfer(transfer_group=group, payout_id=payout_id)
+    if found is None:
+        payout = _payout(payout_id)
+        amount, currency, key = payout.amount, payout.currency, payout.transfer_key
+        destination, group = payout.stripe_account_id or "", payout.transfer_group
+        db.session.commit()  # no transaction stays open across the provider call
+        try:
+            found = gateway().create_transfer(
+                amount=amount,
+                currency=currency,
+                destination=destination,
+                transfer_group=group,
+                payout_id=payout_id,
+                key=key,
+            )
+        except GatewayError as error:
+            payout = _payout(payout_id, lock=True)
+            if payout.status == PayoutStatus.PENDING:
+                payout.mark_failed(str(error))
+                publish("payout.failed", payout_id=payout.id)
+            db.session.commit()
+            return payout
+    payout = _payout(payout_id, lock=True)
+    if payout.status == PayoutStatus.PENDING:
+        payout.mark_transferred(found.id)
+        _paid(payout, Provider.STRIPE)
+    db.session.commit()
+    return payout
+
+
+def flag(payout_id: int, problem: str) -> None:
+    """Surface a payout a worker could not pay after all its retries."""
+    payout = db.session.get(Payout, payout_id)
+    if payout is not None:
+        payout.attention = problem[:2000]
+        db.session.commit()
+
+
+def retry_payout(actor: Actor, payout_id: int) -> Payout:
+    """An operator sends a failed Stripe payout again (after the farm fixed
+    its account, say)."""
+    actor.require(Role.OPERATOR)
+    payout = _payout(payout_id, lock=True)
+    payout.retry()
+    enqueue("payouts.transfer", payout_id=payout.id)
+    db.session.commit()
+    return payout
+
+
+def confirm_bank_transfer(actor: Actor, payout_id: int, *, bank_reference: str) -> Payout:
+    """An operator confirms a bank-file payout was executed."""
+    actor.require(Role.OPERATOR)
+    payout = _payout(payout_id, lock=True)
+    payout.confirm(bank_reference)
+    _paid(payout, Provider.OFFLINE)
+    db.session.commit()
+    return payout
+
+
+def reverse(reversal_id: int) -> TransferReversal:
+    """Worker: take a reversal's amount back from the farm's transfer. If
+    Stripe refuses, the refunds it was for are netted from the next payout."""
+    reversal = db.session.get(TransferReversal, reversal_id)
+    if reversal is None:
+        raise NotFound(f"Reversal {reversal_id} not found.")
+    if reversal.status != ReversalStatus.PENDING:
+        return reversal
+    transfer_id, amount = reversal.payout.stripe_transfer_id or "", reversal.amount
+    db.session.commit()
+    try:
+        result = gateway().reverse_transfer(transfer_id, amount=amount, key=f"reversal-{reversal_id}")
+    except GatewayError as error:
+        reversal = db.session.scalars(
+            select(TransferReversal).where(TransferReversal.id == reversal_id).with_for_update()
+        ).one()
+        if reversal.status == ReversalStatus.PENDING:
+            reversal.mark_failed(str(error))
+            # Its take-backs are netted from the farm's next payout instead.
+            db.session.execute(
+                update(FarmEntry)
+                .where(FarmEntry.reversal_id == reversal_id, FarmEntry.kind != EntryKind.TRANSFER_REVERSAL)
+                .values(reversal_id=None)
+                .execution_options(synchronize_session=False)
+            )
+        db.session.commit()
+        return reversal
+    reversal = db.session.scalars(
+        select(TransferReversal).where(TransferReversal.id == reversal_id).with_for_update()
+    ).one()
+    if reversal.status == ReversalStatus.PENDING:
+        reversal.mark_succeeded(result.id)
+        db.session.add(
+            FarmEntry(
+                kind=EntryKind.TRANSFER_REVERSAL,
+                reference=f"reversal:{reversal.id}",
+                farm_id=reversal.farm_id,
+                net=amount,
+                reversal_id=reversal.id,
+            )
+        )
+        ledger.post(
+            "transfer_reversal",
+            f"reversal:{reversal.id}",
+            {ledger.gateway_cash(Provider.STRIPE): amount, ledger.farm_payable(reversal.farm_id): -amount},
+            memo=f"reverses part of payout {reversal.payout_id}",
+        )
+    db.session.commit()
+    return reversal
+
+
+def flag_reversal(reversal_id: int, problem: str) -> None:
+    reversal = db.session.get(TransferReversal, reversal_id)
+    if reversal is not None:
+        reversal.failure_reason = problem[:2000]
+        db.session.commit()
