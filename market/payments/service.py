@@ -67,11 +67,8 @@ class LineRefund:
 # --- reading ----------------------------------------------------------------
 
 
-def _payment_of(order_id: int, *, lock: bool = False) -> Payment:
-    stmt = select(Payment).where(Payment.order_id == order_id)
-    if lock:
-        stmt = stmt.with_for_update()
-    payment = db.session.scalars(stmt).one_or_none()
+def _payment_of(order_id: int) -> Payment:
+    payment = db.session.scalars(select(Payment).where(Payment.order_id == order_id)).one_or_none()
     if payment is None:
         raise PaymentNotFound(f"Order {order_id} has no payment yet.")
     return payment
@@ -93,10 +90,10 @@ def list_attention(actor: Actor) -> list[Payment]:
 
 def flag(order_id: int, problem: str) -> None:
     """Surface a payment that could not be confirmed after all retries."""
-    payment = db.session.scalars(select(Payment).where(Payment.order_id == order_id)).one_or_none()
-    if payment is not None:
-        payment.attention = problem[:2000]
-        db.session.commit()
+    with unit_of_work():
+        payment = settlement.lock_order_and_payment(order_id)
+        if payment is not None:
+            payment.attention = problem[:2000]
 
 
 def _attempt(payment: Payment, action: str, key: str, *, amount: int | None = None, ok: bool = True,
@@ -115,45 +112,46 @@ def open_payment(order_id: int) -> Payment:
     """Open the order's payment: a manual-capture PaymentIntent for the most
     the order can reach within the weighing tolerance, or an offline payment
     for an operator to confirm. Repeating it changes nothing."""
-    order = db.session.get(Order, order_id)
-    if order is None:
-        raise NotFound(f"Order {order_id} not found.")
-    payment = db.session.scalars(select(Payment).where(Payment.order_id == order_id)).one_or_none()
     provider = gateway().provider
-    if payment is None:
-        payment = Payment(
-            order_id=order.id,
-            provider=provider,
-            status=PaymentStatus.CREATING if provider == Provider.STRIPE else PaymentStatus.REQUIRES_PAYMENT,
-            currency=order.currency,
-            amount=order.max_total,
-        )
-        db.session.add(payment)
-        db.session.commit()
-    if payment.status != PaymentStatus.CREATING:
-        return payment
-    if order.status != OrderStatus.PENDING_PAYMENT:
-        payment.status = PaymentStatus.CANCELLED
-        db.session.commit()
-        return payment
-    key = f"order-{order.id}-intent"
-    db.session.commit()  # no transaction stays open across the provider call
-    intent = gateway().create_intent(order_id=order.id, amount=payment.amount, currency=payment.currency, key=key)
-    if intent is None:
-        payment.status = PaymentStatus.REQUIRES_PAYMENT
-    else:
-        payment.stripe_payment_intent_id = intent.id
-        payment.client_secret = intent.client_secret
-        payment.status = PaymentStatus.REQUIRES_PAYMENT
-        _attempt(payment, "create_intent", key, amount=payment.amount, object_id=intent.id)
-    db.session.commit()
+    with unit_of_work():
+        order = db.session.get(Order, order_id)
+        if order is None:
+            raise NotFound(f"Order {order_id} not found.")
+        payment = settlement.lock_order_and_payment(order_id)
+        if payment is None:
+            payment = Payment(
+                order_id=order.id,
+                provider=provider,
+                status=PaymentStatus.CREATING if provider == Provider.STRIPE else PaymentStatus.REQUIRES_PAYMENT,
+                currency=order.currency,
+                amount=order.max_total,
+            )
+            db.session.add(payment)
+        if payment.status != PaymentStatus.CREATING:
+            return payment
+        if order.status != OrderStatus.PENDING_PAYMENT:
+            payment.status = PaymentStatus.CANCELLED
+            return payment
+        amount, currency = payment.amount, payment.currency
+    key = f"order-{order_id}-intent"
+    intent = outside_transaction(
+        lambda: gateway().create_intent(order_id=order_id, amount=amount, currency=currency, key=key)
+    )
+    with unit_of_work():
+        payment = settlement.lock_order_and_payment(order_id)
+        assert payment is not None
+        if payment.status == PaymentStatus.CREATING:
+            payment.status = PaymentStatus.REQUIRES_PAYMENT
+            if intent is not None:
+                payment.stripe_payment_intent_id = intent.id
+                payment.client_secret = intent.client_secret
+                _attempt(payment, "create_intent", key, amount=amount, object_id=intent.id)
     return payment
 
 
 def _by_intent(intent_id: str) -> Payment | None:
-    return db.session.scalars(
-        locked(select(Payment).where(Payment.stripe_payment_intent_id == intent_id))
-    ).one_or_none()
+    order_id = db.session.scalar(select(Payment.order_id).where(Payment.stripe_payment_intent_id == intent_id))
+    return None if order_id is None else settlement.lock_order_and_payment(order_id)
 
 
 def _authorise(payment: Payment) -> None:
@@ -211,33 +209,34 @@ def confirm_offline(actor: Actor, order_id: int, *, amount: int, reference: str)
     The amount must be what the order asks for (its most within tolerance);
     the difference to the weighed total is handed back at packing."""
     actor.require(Role.OPERATOR)
-    payment = _payment_of(order_id, lock=True)
-    if payment.provider != Provider.OFFLINE:
-        raise Conflict(f"Order {order_id} is paid by card, not offline.")
-    if payment.status not in (PaymentStatus.REQUIRES_PAYMENT, PaymentStatus.FAILED):
-        raise Conflict(f"The payment of order {order_id} is {payment.status}.", current_status=payment.status.value)
-    if amount != payment.amount:
-        raise Invalid(
-            f"Order {order_id} asks for {payment.amount}, not {amount}.",
-            {"amount": [f"Must be exactly {payment.amount} (minor units)."]},
+    with unit_of_work():
+        payment = settlement.lock_order_and_payment(order_id)
+        if payment is None:
+            raise PaymentNotFound(f"Order {order_id} has no payment yet.")
+        if payment.provider != Provider.OFFLINE:
+            raise Conflict(f"Order {order_id} is paid by card, not offline.")
+        if payment.status not in (PaymentStatus.REQUIRES_PAYMENT, PaymentStatus.FAILED):
+            raise Conflict(f"The payment of order {order_id} is {payment.status}.", current_status=payment.status.value)
+        if amount != payment.amount:
+            raise Invalid(
+                f"Order {order_id} asks for {payment.amount}, not {amount}.",
+                {"amount": [f"Must be exactly {payment.amount} (minor units)."]},
+            )
+        if not orders.mark_paid(order_id):
+            order = db.session.get(Order, order_id)
+            assert order is not None
+            raise Conflict(
+                f"Order {order_id} is {order.status}; it takes no payment.", current_status=order.status.value
+            )
+        payment.status = PaymentStatus.AUTHORISED
+        payment.offline_reference = reference
+        ledger.post(
+            "offline_receipt",
+            f"payment:{payment.id}:receipt",
+            {ledger.gateway_cash(Provider.OFFLINE): amount, ledger.BUYER_DEPOSITS: -amount},
+            order_id=order_id,
+            memo=reference,
         )
-    if not orders.mark_paid(order_id):
-        db.session.rollback()
-        order = db.session.get(Order, order_id)
-        raise Conflict(
-            f"Order {order_id} is {order.status if order else 'gone'}; it takes no payment.",
-            current_status=order.status.value if order else None,
-        )
-    payment.status = PaymentStatus.AUTHORISED
-    payment.offline_reference = reference
-    ledger.post(
-        "offline_receipt",
-        f"payment:{payment.id}:receipt",
-        {ledger.gateway_cash(Provider.OFFLINE): amount, ledger.BUYER_DEPOSITS: -amount},
-        order_id=order_id,
-        memo=reference,
-    )
-    db.session.commit()
     return payment
 
 
@@ -300,7 +299,7 @@ def capture(order_id: int) -> Payment:
 
 def _finish_capture(order_id: int, received: int, intent: Intent | None, *, key: str = "") -> Payment:
     with unit_of_work():
-        payment = settlement.lock_payment(order_id)
+        payment = settlement.lock_order_and_payment(order_id)
         assert payment is not None
         if payment.status != PaymentStatus.CAPTURING:  # a webhook recorded it meanwhile
             return payment
@@ -330,7 +329,7 @@ def _record_capture(payment: Payment, received: int) -> None:
 
 def _capture_refused(order_id: int, key: str, reason: str) -> Payment:
     with unit_of_work():
-        payment = settlement.lock_payment(order_id)
+        payment = settlement.lock_order_and_payment(order_id)
         assert payment is not None
         if payment.status == PaymentStatus.CAPTURING:
             _attempt(payment, "capture", key, ok=False, error=reason)
@@ -347,7 +346,7 @@ def settle_closed_order(order_id: int) -> Payment | None:
     back an offline deposit, or refund all that was captured and is not
     refunded or being refunded yet."""
     with unit_of_work():
-        payment = settlement.lock_payment(order_id)
+        payment = settlement.lock_order_and_payment(order_id)
         if payment is None or payment.status == PaymentStatus.CANCELLED:
             return payment
         if payment.status == PaymentStatus.CAPTURED:
@@ -385,7 +384,7 @@ def _release_hold(order_id: int, payment: Payment | None) -> Payment | None:
         intent = gateway().get_intent(intent_id)
         if intent.status != "canceled":
             with unit_of_work():
-                payment = settlement.lock_payment(order_id)
+                payment = settlement.lock_order_and_payment(order_id)
                 assert payment is not None
                 _attempt(payment, "cancel", key, ok=False, error=str(error))
                 payment.attention = (
@@ -393,7 +392,7 @@ def _release_hold(order_id: int, payment: Payment | None) -> Payment | None:
                 )[:2000]
             return payment
     with unit_of_work():
-        payment = settlement.lock_payment(order_id)
+        payment = settlement.lock_order_and_payment(order_id)
         assert payment is not None
         _attempt(payment, "cancel", key, object_id=intent.id)
         if payment.status not in settlement.CAPTURE_DECIDED:
@@ -405,7 +404,7 @@ def refund_cancelled_part(order_id: int, part_id: int) -> None:
     """A part cancelled after its capture was decided is refunded line by
     line (before that, it is simply not captured)."""
     with unit_of_work():
-        payment = settlement.lock_payment(order_id)
+        payment = settlement.lock_order_and_payment(order_id)
         if payment is None or payment.status not in settlement.CAPTURE_DECIDED:
             return
         if payment.status == PaymentStatus.CAPTURED:
@@ -437,7 +436,7 @@ def request_refund(
     if actor is not None:
         actor.require(Role.OPERATOR)
     with unit_of_work():
-        payment = settlement.lock_payment(order_id)
+        payment = settlement.lock_order_and_payment(order_id)
         if payment is None:
             raise PaymentNotFound(f"Order {order_id} has no payment yet.")
         if payment.status != PaymentStatus.CAPTURED:
@@ -518,7 +517,7 @@ def process_refund(refund_id: int) -> Refund:
         result = outside_transaction(lambda: gateway().refund(intent_id, amount=amount, key=key, reason=reason))
     except GatewayError as error:
         with unit_of_work():
-            payment = settlement.lock_payment(order_id)
+            payment = settlement.lock_order_and_payment(order_id)
             assert payment is not None
             refund = _refund(refund_id)
             if refund.status == RefundStatus.PENDING:
@@ -528,7 +527,7 @@ def process_refund(refund_id: int) -> Refund:
                 payment.attention = f"Refund {refund_id} of {amount} was refused: {error}"[:2000]
         return refund
     with unit_of_work():
-        payment = settlement.lock_payment(order_id)
+        payment = settlement.lock_order_and_payment(order_id)
         assert payment is not None
         refund = _refund(refund_id)
         if refund.status != RefundStatus.PENDING:

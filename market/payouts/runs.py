@@ -45,7 +45,7 @@ from sqlalchemy.orm import aliased
 from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog.models import PayoutMethod
-from market.db import utcnow
+from market.db import unit_of_work, utcnow
 from market.errors import Conflict, Invalid
 from market.extensions import db
 from market.ledger import service as ledger
@@ -161,22 +161,25 @@ def create_run(actor: Actor, *, period_end: date) -> PayoutRun:
         )
     cutoff = run_cutoff(period_end, now, current_app.config["PAYOUT_HOLD_DAYS"])
     db.session.commit()  # the serialising lock below is the transaction's first statement
-    if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RUN_LOCK})
-    run = PayoutRun(
-        period_end=period_end, cutoff=cutoff, currency=current_app.config["MARKET_CURRENCY"], created_by=actor.user_id
-    )
-    db.session.add(run)
-    db.session.flush()
-    run.reversals_count = _recover_by_reversal(run)
-    _write_payouts(run, cutoff)
-    _post_payouts(run)
-    totals = db.session.execute(
-        select(func.count(Payout.id), func.coalesce(func.sum(Payout.amount), 0)).where(Payout.run_id == run.id)
-    ).one()
-    run.payouts_count, run.total = totals[0], int(totals[1])
-    enqueue("payouts.dispatch_run", run_id=run.id)
-    db.session.commit()
+    with unit_of_work():
+        if db.session.get_bind().dialect.name == "postgresql":
+            db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RUN_LOCK})
+        run = PayoutRun(
+            period_end=period_end,
+            cutoff=cutoff,
+            currency=current_app.config["MARKET_CURRENCY"],
+            created_by=actor.user_id,
+        )
+        db.session.add(run)
+        db.session.flush()
+        run.reversals_count = _recover_by_reversal(run)
+        _write_payouts(run, cutoff)
+        _post_payouts(run)
+        totals = db.session.execute(
+            select(func.count(Payout.id), func.coalesce(func.sum(Payout.amount), 0)).where(Payout.run_id == run.id)
+        ).one()
+        run.payouts_count, run.total = totals[0], int(totals[1])
+        enqueue("payouts.dispatch_run", run_id=run.id)
     return run
 
 
@@ -313,7 +316,6 @@ def _write_payouts(run: PayoutRun, cutoff: datetime) -> None:
     ).rowcount
     chosen.drop(db.session.connection())
     if settled != expected:
-        db.session.rollback()
         raise Conflict("Another payout run or reversal settled some of these entries at the same time; run it again.")
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog.models import PayoutMethod
-from market.db import utcnow
+from market.db import locked, outside_transaction, unit_of_work, utcnow
 from market.errors import NotFound
 from market.events import publish
 from market.extensions import db
@@ -45,20 +45,18 @@ KEY_LIFETIME = timedelta(hours=23)
 def dispatch_run(run_id: int) -> int:
     """Worker: queue a transfer for each of the run's Stripe payouts still
     to pay (a repeat queues them again, harmlessly)."""
-    ids = db.session.scalars(
-        select(Payout.id).where(Payout.run_id == run_id, Payout.status == PayoutStatus.PENDING).order_by(Payout.id)
-    ).all()
-    for payout_id in ids:
-        enqueue("payouts.transfer", payout_id=payout_id)
-    db.session.commit()
+    with unit_of_work():
+        ids = db.session.scalars(
+            select(Payout.id).where(Payout.run_id == run_id, Payout.status == PayoutStatus.PENDING).order_by(Payout.id)
+        ).all()
+        for payout_id in ids:
+            enqueue("payouts.transfer", payout_id=payout_id)
     return len(ids)
 
 
 def _payout(payout_id: int, *, lock: bool = False) -> Payout:
     stmt = select(Payout).where(Payout.id == payout_id)
-    if lock:
-        stmt = stmt.with_for_update()
-    payout = db.session.scalars(stmt).one_or_none()
+    payout = db.session.scalars(locked(stmt) if lock else stmt).one_or_none()
     if payout is None:
         raise PayoutNotFound(f"Payout {payout_id} not found.")
     return payout
@@ -79,128 +77,133 @@ def transfer(payout_id: int) -> Payout:
     account. Repeating it, even after the worker died mid-call, makes one
     transfer: the key is the payout's, and after Stripe has forgotten the
     key, the transfer group is searched first."""
-    payout = _payout(payout_id)
-    if payout.status != PayoutStatus.PENDING or payout.method != PayoutMethod.STRIPE:
-        return payout
-    found = None
-    if payout.transfer_requested_at is None:
-        payout.transfer_requested_at = utcnow()
-        db.session.commit()
-    elif utcnow() - payout.transfer_requested_at > KEY_LIFETIME:
-        group = payout.transfer_group
-        db.session.commit()
-        found = gateway().find_transfer(transfer_group=group, payout_id=payout_id)
-    if found is None:
-        payout = _payout(payout_id)
+    with unit_of_work():
+        payout = _payout(payout_id, lock=True)
+        if payout.status != PayoutStatus.PENDING or payout.method != PayoutMethod.STRIPE:
+            return payout
+        late = payout.transfer_requested_at is not None and utcnow() - payout.transfer_requested_at > KEY_LIFETIME
+        if payout.transfer_requested_at is None:
+            payout.transfer_requested_at = utcnow()
         amount, currency, key = payout.amount, payout.currency, payout.transfer_key
         destination, group = payout.stripe_account_id or "", payout.transfer_group
-        db.session.commit()  # no transaction stays open across the provider call
+    found = (
+        outside_transaction(lambda: gateway().find_transfer(transfer_group=group, payout_id=payout_id))
+        if late
+        else None
+    )
+    if found is None:
         try:
-            found = gateway().create_transfer(
-                amount=amount,
-                currency=currency,
-                destination=destination,
-                transfer_group=group,
-                payout_id=payout_id,
-                key=key,
+            found = outside_transaction(
+                lambda: gateway().create_transfer(
+                    amount=amount,
+                    currency=currency,
+                    destination=destination,
+                    transfer_group=group,
+                    payout_id=payout_id,
+                    key=key,
+                )
             )
         except GatewayError as error:
-            payout = _payout(payout_id, lock=True)
-            if payout.status == PayoutStatus.PENDING:
-                payout.mark_failed(str(error))
-                publish("payout.failed", payout_id=payout.id)
-            db.session.commit()
+            with unit_of_work():
+                payout = _payout(payout_id, lock=True)
+                if payout.status == PayoutStatus.PENDING:
+                    payout.mark_failed(str(error))
+                    publish("payout.failed", payout_id=payout.id)
             return payout
-    payout = _payout(payout_id, lock=True)
-    if payout.status == PayoutStatus.PENDING:
-        payout.mark_transferred(found.id)
-        _paid(payout, Provider.STRIPE)
-    db.session.commit()
+    with unit_of_work():
+        payout = _payout(payout_id, lock=True)
+        if payout.status == PayoutStatus.PENDING:
+            payout.mark_transferred(found.id)
+            _paid(payout, Provider.STRIPE)
     return payout
 
 
 def flag(payout_id: int, problem: str) -> None:
     """Surface a payout a worker could not pay after all its retries."""
-    payout = db.session.get(Payout, payout_id)
-    if payout is not None:
-        payout.attention = problem[:2000]
-        db.session.commit()
+    with unit_of_work():
+        payout = db.session.get(Payout, payout_id, with_for_update=True)
+        if payout is not None:
+            payout.attention = problem[:2000]
 
 
 def retry_payout(actor: Actor, payout_id: int) -> Payout:
     """An operator sends a failed Stripe payout again (after the farm fixed
     its account, say)."""
     actor.require(Role.OPERATOR)
-    payout = _payout(payout_id, lock=True)
-    payout.retry()
-    enqueue("payouts.transfer", payout_id=payout.id)
-    db.session.commit()
+    with unit_of_work():
+        payout = _payout(payout_id, lock=True)
+        payout.retry()
+        enqueue("payouts.transfer", payout_id=payout.id)
     return payout
 
 
 def confirm_bank_transfer(actor: Actor, payout_id: int, *, bank_reference: str) -> Payout:
     """An operator confirms a bank-file payout was executed."""
     actor.require(Role.OPERATOR)
-    payout = _payout(payout_id, lock=True)
-    payout.confirm(bank_reference)
-    _paid(payout, Provider.OFFLINE)
-    db.session.commit()
+    with unit_of_work():
+        payout = _payout(payout_id, lock=True)
+        payout.confirm(bank_reference)
+        _paid(payout, Provider.OFFLINE)
     return payout
+
+
+def _reversal(reversal_id: int) -> TransferReversal:
+    reversal = db.session.scalars(
+        locked(select(TransferReversal).where(TransferReversal.id == reversal_id))
+    ).one_or_none()
+    if reversal is None:
+        raise NotFound(f"Reversal {reversal_id} not found.")
+    return reversal
 
 
 def reverse(reversal_id: int) -> TransferReversal:
     """Worker: take a reversal's amount back from the farm's transfer. If
-    Stripe refuses, the refunds it was for are netted from the next payout."""
-    reversal = db.session.get(TransferReversal, reversal_id)
-    if reversal is None:
-        raise NotFound(f"Reversal {reversal_id} not found.")
-    if reversal.status != ReversalStatus.PENDING:
-        return reversal
-    transfer_id, amount = reversal.payout.stripe_transfer_id or "", reversal.amount
-    db.session.commit()
+    Stripe refuses, the take-backs it was for are netted from the next payout."""
+    with unit_of_work():
+        reversal = _reversal(reversal_id)
+        if reversal.status != ReversalStatus.PENDING:
+            return reversal
+        transfer_id, amount = reversal.payout.stripe_transfer_id or "", reversal.amount
     try:
-        result = gateway().reverse_transfer(transfer_id, amount=amount, key=f"reversal-{reversal_id}")
+        result = outside_transaction(
+            lambda: gateway().reverse_transfer(transfer_id, amount=amount, key=f"reversal-{reversal_id}")
+        )
     except GatewayError as error:
-        reversal = db.session.scalars(
-            select(TransferReversal).where(TransferReversal.id == reversal_id).with_for_update()
-        ).one()
-        if reversal.status == ReversalStatus.PENDING:
-            reversal.mark_failed(str(error))
-            # Its take-backs are netted from the farm's next payout instead.
-            db.session.execute(
-                update(FarmEntry)
-                .where(FarmEntry.reversal_id == reversal_id, FarmEntry.kind != EntryKind.TRANSFER_REVERSAL)
-                .values(reversal_id=None)
-                .execution_options(synchronize_session=False)
-            )
-        db.session.commit()
+        with unit_of_work():
+            reversal = _reversal(reversal_id)
+            if reversal.status == ReversalStatus.PENDING:
+                reversal.mark_failed(str(error))
+                db.session.execute(
+                    update(FarmEntry)
+                    .where(FarmEntry.reversal_id == reversal_id, FarmEntry.kind != EntryKind.TRANSFER_REVERSAL)
+                    .values(reversal_id=None)
+                    .execution_options(synchronize_session=False)
+                )
         return reversal
-    reversal = db.session.scalars(
-        select(TransferReversal).where(TransferReversal.id == reversal_id).with_for_update()
-    ).one()
-    if reversal.status == ReversalStatus.PENDING:
-        reversal.mark_succeeded(result.id)
-        db.session.add(
-            FarmEntry(
-                kind=EntryKind.TRANSFER_REVERSAL,
-                reference=f"reversal:{reversal.id}",
-                farm_id=reversal.farm_id,
-                net=amount,
-                reversal_id=reversal.id,
+    with unit_of_work():
+        reversal = _reversal(reversal_id)
+        if reversal.status == ReversalStatus.PENDING:
+            reversal.mark_succeeded(result.id)
+            db.session.add(
+                FarmEntry(
+                    kind=EntryKind.TRANSFER_REVERSAL,
+                    reference=f"reversal:{reversal.id}",
+                    farm_id=reversal.farm_id,
+                    net=amount,
+                    reversal_id=reversal.id,
+                )
             )
-        )
-        ledger.post(
-            "transfer_reversal",
-            f"reversal:{reversal.id}",
-            {ledger.gateway_cash(Provider.STRIPE): amount, ledger.farm_payable(reversal.farm_id): -amount},
-            memo=f"reverses part of payout {reversal.payout_id}",
-        )
-    db.session.commit()
+            ledger.post(
+                "transfer_reversal",
+                f"reversal:{reversal.id}",
+                {ledger.gateway_cash(Provider.STRIPE): amount, ledger.farm_payable(reversal.farm_id): -amount},
+                memo=f"reverses part of payout {reversal.payout_id}",
+            )
     return reversal
 
 
 def flag_reversal(reversal_id: int, problem: str) -> None:
-    reversal = db.session.get(TransferReversal, reversal_id)
-    if reversal is not None:
-        reversal.failure_reason = problem[:2000]
-        db.session.commit()
+    with unit_of_work():
+        reversal = db.session.get(TransferReversal, reversal_id, with_for_update=True)
+        if reversal is not None:
+            reversal.failure_reason = problem[:2000]

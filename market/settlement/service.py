@@ -48,8 +48,16 @@ class CaptureMismatch(Exception):
 
 def lock_payment(order_id: int) -> Payment | None:
     """The order's payment, locked and read afresh (not from the session's
-    possibly stale copy): every settlement decision is taken under it."""
+    possibly stale copy): every settlement decision is taken under it. The
+    caller holds the order's lock already: every path takes the order's lock
+    first and the payment's second, so no two of them can deadlock."""
     return db.session.scalars(locked(select(Payment).where(Payment.order_id == order_id))).one_or_none()
+
+
+def lock_order_and_payment(order_id: int) -> Payment | None:
+    """The order's lock, then its payment locked and read afresh."""
+    db.session.execute(select(Order.id).where(Order.id == order_id).with_for_update())
+    return lock_payment(order_id)
 
 
 def capture_decided(payment: Payment | None) -> bool:
