@@ -52,15 +52,19 @@ def _print_demo(tokens: dict[str, str], base_url: str = "http://127.0.0.1:8000")
 
 @click.command("ledger-check")
 def ledger_check() -> None:
-    """Check that every ledger transaction balances and that each farm's
-    payable matches its sales, premiums, refunds and payouts; exit 1 and
-    list every mismatch otherwise."""
+    """Check the settlement invariants (docs/settlement.md): every order's
+    money, every sponsor budget, every farm's earnings against its payouts
+    and payable, every payout against what it settled, a balanced ledger;
+    exit 1 and list every mismatch, naming what breaks it, otherwise."""
     problems = checks.check_ledger()
     for problem in problems:
         click.echo(problem, err=True)
     if problems:
         raise SystemExit(1)
-    click.echo("ledger consistent: every transaction balances and every farm payable matches its records")
+    click.echo(
+        "settlement consistent: every transaction balances; every order, sponsor budget, farm and payout "
+        "matches its records"
+    )
 
 
 @click.command("serve")
