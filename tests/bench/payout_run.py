@@ -4,12 +4,14 @@ plain SQL aggregation of the same per-farm sums.
     .venv/bin/python -m tests.bench.payout_run [--lines 1000000 --farms 10000] [--reuse]
 
 Bulk-loads (generate_series) farms with bank payout accounts, delivered
-orders of four lines each, their payments and captured lines into its own
-database (`bench_payouts`; --reuse keeps an earlier load, which a run has
-paid out, so it is reset first), then times the plain aggregation and
-`create_run` for a period covering every line, and checks that the payouts
-add up to the aggregation farm by farm. The statements the run sent, with
-their time, go to bench-results/payout_run-statements.txt.
+orders of four lines each, their payments, captured lines and the `sale`
+farm entry a capture writes for each line into its own database
+(`bench_payouts`; --reuse keeps an earlier load, which a run has paid out,
+so it is reset first), then times the plain aggregation and `create_run`
+for a period covering every line, and checks that the payouts add up to
+the aggregation farm by farm and that every sale entry was settled by one
+payout. The statements the run sent, with their time, go to
+bench-results/payout_run-statements.txt.
 """
 
 from __future__ import annotations
@@ -45,9 +47,11 @@ LINES_PER_ORDER = 4
 COMMISSION_PERCENT = 5
 SETTLED_DAYS_AGO = 10
 
-# The same lines create_run pays (settled orders, farms ready for payouts,
-# not yet paid), summed per farm in one statement. The seeded lines carry no
-# premium, so `amount - commission` is each line's farm share.
+# The same entries create_run pays (the sale entries of settled orders, of
+# farms ready for payouts, that no payout or reversal has settled yet),
+# summed per farm in one statement. The seeded lines carry no premium and
+# have no refunds, so each entry's `net` (amount - commission) is all the
+# farm is owed for its line.
 AGGREGATION = """
 WITH settled AS (
     SELECT e.order_id
@@ -57,19 +61,18 @@ WITH settled AS (
     GROUP BY e.order_id
     HAVING min(e.created_at) < %(cutoff)s
 )
-SELECT c.farm_id, count(*) AS lines, sum(c.amount - c.commission) AS amount
-FROM captured_lines c
-JOIN payments p ON p.id = c.payment_id
-JOIN settled s ON s.order_id = p.order_id
-JOIN payout_accounts a ON a.farm_id = c.farm_id AND a.bank_account_number IS NOT NULL
-WHERE NOT EXISTS (SELECT 1 FROM payout_lines pl WHERE pl.captured_line_id = c.id)
-GROUP BY c.farm_id
+SELECT f.farm_id, count(*) AS lines, sum(f.net) AS amount
+FROM farm_entries f
+JOIN settled s ON s.order_id = f.order_id
+JOIN payout_accounts a ON a.farm_id = f.farm_id AND a.bank_account_number IS NOT NULL
+WHERE f.kind = 'sale' AND f.payout_id IS NULL AND f.reversal_id IS NULL
+GROUP BY f.farm_id
 """
 
 
 def seed(url: str, *, lines: int, farms: int) -> int:
     """Farms with bank accounts, one operator, delivered orders with their
-    payments and captured lines. Returns the operator's user id."""
+    payments, captured lines and sale entries. Returns the operator's user id."""
     orders = lines // LINES_PER_ORDER
     operator = farms + 1
     buyers = 1000
@@ -138,7 +141,7 @@ def seed(url: str, *, lines: int, farms: int) -> int:
                 SELECT id, id, 'order.delivered', {operator}, '', now() - interval '{SETTLED_DAYS_AGO} days'
                 FROM orders"""  # noqa: S608 (module constants only)
         )
-        say(f"  {orders * LINES_PER_ORDER:,} order lines and captured lines")
+        say(f"  {orders * LINES_PER_ORDER:,} order lines, captured lines and sale entries")
         order_of_line = f"((l - 1) / {LINES_PER_ORDER} + 1)"
         farm_of_line = f"(1 + ({order_of_line} - 1) % {farms})"
         listing_of_line = f"(({farm_of_line} - 1) * {LINES_PER_ORDER} + (l - 1) % {LINES_PER_ORDER} + 1)"
@@ -156,6 +159,16 @@ def seed(url: str, *, lines: int, farms: int) -> int:
                        amount * {COMMISSION_PERCENT} / 100
                 FROM order_lines"""  # noqa: S608 (module constants only)
         )
+        # What recording the capture writes for each captured line
+        # (market/settlement/service.py record_capture): its farm's sale.
+        conn.execute(
+            """INSERT INTO farm_entries (reference, farm_id, kind, order_id, order_line_id, grams, produce,
+                                         commission, premium, net, created_at)
+               SELECT 'line:' || c.order_line_id || ':sale', c.farm_id, 'sale', p.order_id, c.order_line_id,
+                      c.grams, c.amount, c.commission, 0, c.amount - c.commission, o.paid_at
+               FROM captured_lines c JOIN payments p ON p.id = c.payment_id JOIN orders o ON o.id = p.order_id
+               ORDER BY c.id"""
+        )
         for table_name in ("users", "categories", "farms", "listings", "orders", "order_parts", "payments",
                            "order_lines", "captured_lines"):  # fmt: skip
             # The ids above were given explicitly; move each sequence past them.
@@ -171,12 +184,23 @@ def seed(url: str, *, lines: int, farms: int) -> int:
 
 
 def unpay(url: str) -> None:
-    """Undo an earlier run so --reuse times the same work again."""
+    """Undo an earlier run so --reuse times the same work again: the
+    entries it settled are unsettled, and what it wrote (payout entries,
+    reversals, payouts, the run, ledger rows, outbox) is deleted. The seed
+    writes no ledger rows, so all of them are the run's. farm_entries
+    refers to payouts and transfer_reversals, so those are deleted rather
+    than truncated (a TRUNCATE would have to cascade to the entries)."""
     with psycopg.connect(plain_url(url)) as conn:
         conn.execute(
-            """TRUNCATE payout_lines, payout_refund_lines, payout_premiums, transfer_reversals, payouts,
-                        payout_runs, ledger_entries, ledger_transactions, outbox"""
+            """UPDATE farm_entries SET payout_id = NULL, reversal_id = NULL
+               WHERE (payout_id IS NOT NULL OR reversal_id IS NOT NULL)
+                 AND kind NOT IN ('payout', 'transfer_reversal')"""
         )
+        conn.execute("DELETE FROM farm_entries WHERE kind IN ('payout', 'transfer_reversal')")
+        conn.execute("DELETE FROM transfer_reversals")
+        conn.execute("DELETE FROM payouts")
+        conn.execute("DELETE FROM payout_runs")
+        conn.execute("TRUNCATE ledger_entries, ledger_transactions, outbox")
     with psycopg.connect(plain_url(url), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
 
@@ -246,7 +270,14 @@ def main() -> None:  # noqa: PLR0915 (one straight script: load, time both, chec
             )
         }
         covered = conn.execute(
-            "SELECT count(*) FROM payout_lines JOIN payouts ON payouts.id = payout_id WHERE run_id = %s", (run_id,)
+            """SELECT count(*) FROM farm_entries f JOIN payouts ON payouts.id = f.payout_id
+               WHERE payouts.run_id = %s AND f.kind = 'sale'""",
+            (run_id,),
+        ).fetchone()
+        payout_entries = conn.execute(
+            """SELECT count(*) FROM farm_entries f JOIN payouts ON payouts.id = f.payout_id
+               WHERE payouts.run_id = %s AND f.kind = 'payout' AND f.net = -payouts.amount""",
+            (run_id,),
         ).fetchone()
     expected_total = sum(total for _, total in expected.values())
     checks = {
@@ -256,6 +287,7 @@ def main() -> None:  # noqa: PLR0915 (one straight script: load, time both, chec
         "per_farm_equal": paid == expected,
         "lines_covered": covered[0] if covered else 0,
         "lines_expected": sum(count for count, _ in expected.values()),
+        "payout_entries": payout_entries[0] if payout_entries else 0,
     }
     slowest = sorted(statements, reverse=True)
     RESULTS.mkdir(exist_ok=True)
@@ -288,6 +320,8 @@ def main() -> None:  # noqa: PLR0915 (one straight script: load, time both, chec
     print(f"\nwritten to {path}")
     if not (checks["totals_equal"] and checks["per_farm_equal"]):
         raise SystemExit("the payouts do not add up to the aggregation")
+    if checks["lines_covered"] != checks["lines_expected"] or checks["payout_entries"] != payouts_count:
+        raise SystemExit("the run did not settle every sale entry once, with one payout entry per payout")
 
 
 if __name__ == "__main__":
