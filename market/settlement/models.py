@@ -40,8 +40,17 @@ class FarmEntry(db.Model):  # type: ignore[name-defined]
             "kind IN ('payout', 'transfer_reversal') OR net = produce - commission + premium", name="net_is_farm_share"
         ),
         CheckConstraint("payout_id IS NULL OR reversal_id IS NULL", name="settled_once"),
+        # Settling a sale entry writes a new version of its row into every
+        # index that holds it, so the sparse columns are indexed only where set.
         Index("ix_farm_entries_unsettled", "farm_id", "kind", postgresql_where="payout_id IS NULL"),
-        Index("ix_farm_entries_payout_id", "payout_id"),
+        Index("ix_farm_entries_payout_id", "payout_id", postgresql_where="payout_id IS NOT NULL"),
+        Index("ix_farm_entries_reversal_id", "reversal_id", postgresql_where="reversal_id IS NOT NULL"),
+        Index("ix_farm_entries_programme_id", "programme_id", postgresql_where="programme_id IS NOT NULL"),
+        Index(
+            "ix_farm_entries_premium_created_at",
+            "created_at",
+            postgresql_where="kind IN ('sponsor_premium', 'premium_reversal')",
+        ),
         Index("ix_farm_entries_order_line_id", "order_line_id"),
     )
 
@@ -51,7 +60,7 @@ class FarmEntry(db.Model):  # type: ignore[name-defined]
     kind: Mapped[EntryKind] = mapped_column(enum_column(EntryKind, "entry_kind"))
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
     order_line_id: Mapped[int | None] = mapped_column(ForeignKey("order_lines.id"))
-    programme_id: Mapped[int | None] = mapped_column(ForeignKey("premium_programmes.id"), index=True)
+    programme_id: Mapped[int | None] = mapped_column(ForeignKey("premium_programmes.id"))
     refund_id: Mapped[int | None] = mapped_column(ForeignKey("refunds.id"))
     grams: Mapped[int] = mapped_column(BigInteger, default=0)
     produce: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -62,9 +71,9 @@ class FarmEntry(db.Model):  # type: ignore[name-defined]
         ForeignKey("payouts.id"), doc="The payout that paid or netted it (a payout's own row: that payout)."
     )
     reversal_id: Mapped[int | None] = mapped_column(
-        ForeignKey("transfer_reversals.id"), index=True, doc="The transfer reversal that recovered it."
+        ForeignKey("transfer_reversals.id"), doc="The transfer reversal that recovered it."
     )
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now(), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
 
 
 def farm_share(produce: int, commission: int, premium: int) -> int:

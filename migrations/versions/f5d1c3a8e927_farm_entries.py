@@ -92,13 +92,13 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_farm_entries')),
     sa.UniqueConstraint('reference', name=op.f('uq_farm_entries_reference'))
     )
-    op.create_index(op.f('ix_farm_entries_created_at'), 'farm_entries', ['created_at'], unique=False)
     op.create_index(op.f('ix_farm_entries_order_id'), 'farm_entries', ['order_id'], unique=False)
-    op.create_index(op.f('ix_farm_entries_programme_id'), 'farm_entries', ['programme_id'], unique=False)
-    op.create_index(op.f('ix_farm_entries_reversal_id'), 'farm_entries', ['reversal_id'], unique=False)
-    op.create_index('ix_farm_entries_payout_id', 'farm_entries', ['payout_id'], unique=False)
     op.create_index('ix_farm_entries_order_line_id', 'farm_entries', ['order_line_id'], unique=False)
     op.create_index('ix_farm_entries_unsettled', 'farm_entries', ['farm_id', 'kind'], unique=False, postgresql_where=sa.text('payout_id IS NULL'))
+    op.create_index('ix_farm_entries_payout_id', 'farm_entries', ['payout_id'], unique=False, postgresql_where=sa.text('payout_id IS NOT NULL'))
+    op.create_index('ix_farm_entries_reversal_id', 'farm_entries', ['reversal_id'], unique=False, postgresql_where=sa.text('reversal_id IS NOT NULL'))
+    op.create_index('ix_farm_entries_programme_id', 'farm_entries', ['programme_id'], unique=False, postgresql_where=sa.text('programme_id IS NOT NULL'))
+    op.create_index('ix_farm_entries_premium_created_at', 'farm_entries', ['created_at'], unique=False, postgresql_where=sa.text("kind IN ('sponsor_premium', 'premium_reversal')"))
     for select in BACKFILL:
         _execute(f"INSERT INTO farm_entries ({COLUMNS}) {select}")
     op.drop_table('payout_premiums')
