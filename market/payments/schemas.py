@@ -3,7 +3,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from market.api import StrictSchema
+from market.api import BigInteger, StrictSchema
 from market.catalog.schemas import MAX_GRAMS
 from market.payments.models import PaymentStatus, Provider, RefundStatus
 
@@ -26,7 +26,7 @@ class PaymentSchema(ma.Schema):
 
 
 class OfflineConfirmationSchema(StrictSchema):
-    amount = fields.Integer(strict=True, required=True, validate=validate.Range(min=0))
+    amount = BigInteger(strict=True, required=True, validate=validate.Range(min=0))
     reference = fields.String(required=True, validate=validate.Length(min=1, max=255))
 
 

@@ -268,7 +268,9 @@ class PayoutRefundLine(db.Model):  # type: ignore[name-defined]
     refund_line_id: Mapped[int] = mapped_column(ForeignKey("refund_lines.id"))
     payout_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"), index=True)
     reversal_id: Mapped[int | None] = mapped_column(ForeignKey("transfer_reversals.id"), index=True)
-    farm_amount: Mapped[int] = mapped_column(Integer, doc="The refund's amount less its commission: the farm's share.")
+    farm_amount: Mapped[int] = mapped_column(
+        BigInteger, doc="The refund's amount less its commission: the farm's share."
+    )
     adjustment: Mapped[bool] = mapped_column(
         Boolean, doc="The refunded line was paid by an earlier payout (a negative adjustment)."
     )
