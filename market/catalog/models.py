@@ -244,7 +244,7 @@ class Listing(db.Model):  # type: ignore[name-defined]
 
     def add_lot(self, lot: Lot) -> None:
         """Record a harvest lot; the caller adds its grams with one UPDATE
-        (`service.add_stock`) so a concurrent sale is never overwritten."""
+        (`service.receive_stock`) so a concurrent sale is never overwritten."""
         if self.status == ListingStatus.ARCHIVED:
             raise InvalidTransition(f"Listing {self.id} is archived; it takes no new lots.")
         self.lots.append(lot)
