@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
 from market import errors
+from market.money import MAX_BIGINT
 
 F = TypeVar("F", bound=Callable[..., Any])
 BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
@@ -25,7 +26,6 @@ BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 # database refuses it as a parameter (an error, not an empty result), so ids
 # in paths and request fields are bounded before any query runs.
 MAX_ID = 2**31 - 1
-MAX_BIGINT = 2**63 - 1
 
 
 UNSTORABLE_TEXT = "Must not contain NUL characters or unpaired surrogates."
@@ -55,8 +55,8 @@ class IdConverter(IntegerConverter):
 
 
 class BigInteger(ma.fields.Integer):
-    """An integer kept in a `bigint` column: money that adds up over many
-    orders (budgets, payout totals)."""
+    """An integer kept in a `bigint` column: money and grams (their bounds
+    are in `market.money`). The document shows it as an int64."""
 
 
 class StrictSchema(ma.Schema):
@@ -115,6 +115,7 @@ class MarketApi(Api):
     def init_app(self, app: Flask, *, spec_kwargs: dict[str, Any] | None = None) -> None:
         app.url_map.converters["int"] = IdConverter
         self.register_converter(IdConverter, integerconverter2paramschema)
+        self.register_field(BigInteger, "integer", "int64")
         super().init_app(app, spec_kwargs=spec_kwargs)
 
     def handle_http_exception(self, error: HTTPException) -> Response:

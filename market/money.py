@@ -14,6 +14,43 @@ from dataclasses import dataclass
 GRAMS_PER_KG = 1000
 BASIS_POINTS = 10_000
 
+# Bounds on every amount and gram count the API accepts. Amounts and grams
+# are stored in PostgreSQL `bigint` columns (and summed in SQL), so each bound
+# is chosen, far beyond any real trade, to keep the products and sums made
+# from them inside a signed 64-bit integer, MAX_BIGINT (about 9.22e18), with
+# room to spare. They hold with a commission and a weighing tolerance of at
+# most 10,000 basis points (100 %).
+MAX_BIGINT = 2**63 - 1
+# Grams on one order line, harvest lot, refund line or sales channel event:
+# 1,000 t. The weighing tolerance's bounds multiply it by at most
+# BASIS_POINTS + 10,000: 1e9 x 2e4 = 2e13.
+MAX_LINE_G = 10**9
+# The most a weighing may give: a line's grams plus at most 100 % tolerance.
+MAX_WEIGHED_G = 2 * MAX_LINE_G
+# A price: 1,000,000 yuan a kg, in fen. price x grams <= 1e8 x 2e9 = 2e17, so
+# a line's amount is at most 2e14 and its commission's product (amount x
+# basis points) at most 2e18.
+MAX_PRICE_PER_KG = 10**8
+# A premium's rate per kg is bounded like a price: rate x grams <= 2e17.
+MAX_RATE_PER_KG = MAX_PRICE_PER_KG
+# Lines in one order (and weighings in one packing, lines in one refund).
+# Each line reaches at most 2e14 of produce plus 2e14 per buyer-funded
+# premium, so an order's most is 50 x 2e14 = 1e16 plus as much again per
+# premium on a line: inside a bigint for up to 900 premiums on each line.
+MAX_ORDER_LINES = 50
+# A listing's stock: 1,000,000 t, whether set directly, read from a channel's
+# feed or reached by adding lots and channel returns (refused beyond it).
+# Grams given back by cancelled or expired orders are never refused; they
+# lift it past the bound only by what open orders took from it, so stock and
+# stock + a line's grams stay near 1e12, far inside a bigint.
+MAX_STOCK_G = 10**12
+# A sponsor programme's budget cap or per-farm cap: ten trillion yuan, in
+# fen. Reserving checks used + a line's premium <= cap in SQL:
+# 1e15 + 2e14 at most.
+MAX_BUDGET = 10**15
+# (prorate's value x part can pass 64 bits within these bounds; it is only
+# ever computed in Python, whose integers do not overflow.)
+
 
 class CurrencyMismatch(ValueError):
     """Two amounts in different currencies were combined."""

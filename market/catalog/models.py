@@ -8,11 +8,11 @@ from enum import StrEnum
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     Date,
     ForeignKey,
     Index,
-    Integer,
     String,
     Text,
     UniqueConstraint,
@@ -180,12 +180,12 @@ class Listing(db.Model):  # type: ignore[name-defined]
     variety: Mapped[str] = mapped_column(String(80), default="")
     grade: Mapped[str] = mapped_column(String(40), default="")
     origin_county: Mapped[str] = mapped_column(String(80), index=True)
-    price_per_kg: Mapped[int] = mapped_column(Integer)
-    stock_g: Mapped[int] = mapped_column(Integer, default=0)
+    price_per_kg: Mapped[int] = mapped_column(BigInteger)
+    stock_g: Mapped[int] = mapped_column(BigInteger, default=0)
     # The farmer hears about it when stock falls below this.
-    low_stock_threshold_g: Mapped[int | None] = mapped_column(Integer)
-    min_order_g: Mapped[int] = mapped_column(Integer)
-    step_g: Mapped[int] = mapped_column(Integer)
+    low_stock_threshold_g: Mapped[int | None] = mapped_column(BigInteger)
+    min_order_g: Mapped[int] = mapped_column(BigInteger)
+    step_g: Mapped[int] = mapped_column(BigInteger)
     description: Mapped[str] = mapped_column(Text, default="")
     photo_urls: Mapped[list[str]] = mapped_column(JSON, default=list)
     # The latest lot's harvest date, kept here so browse can filter and sort
@@ -244,7 +244,7 @@ class Listing(db.Model):  # type: ignore[name-defined]
 
     def add_lot(self, lot: Lot) -> None:
         """Record a harvest lot; the caller adds its grams with one UPDATE
-        (`service.add_stock`) so a concurrent sale is never overwritten."""
+        (`service.receive_stock`) so a concurrent sale is never overwritten."""
         if self.status == ListingStatus.ARCHIVED:
             raise InvalidTransition(f"Listing {self.id} is archived; it takes no new lots.")
         self.lots.append(lot)
@@ -285,7 +285,7 @@ class Lot(db.Model):  # type: ignore[name-defined]
     harvest_date: Mapped[date] = mapped_column(Date)
     plot: Mapped[str] = mapped_column(String(120), default="")
     grade: Mapped[str] = mapped_column(String(40), default="")
-    grams: Mapped[int] = mapped_column(Integer)
+    grams: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
 
     listing: Mapped[Listing] = relationship(back_populates="lots")

@@ -7,19 +7,20 @@ import marshmallow as ma
 from flask import current_app
 from marshmallow import fields, validate
 
-from market.api import StrictSchema
+from market.api import BigInteger, StrictSchema
 from market.catalog.models import FarmStatus, FulfilmentPointKind, Listing, ListingStatus, PayoutMethod
+from market.money import MAX_LINE_G, MAX_PRICE_PER_KG, MAX_STOCK_G
 from market.pagination import PageArgsSchema
 
 PLACE = validate.Length(min=1, max=80)
 CODE = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,39}$", error="Lowercase letters, digits, '-' and '_' (up to 40).")
 SKU = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$", error="Letters, digits and . _ / - (up to 64).")
 PHONE = validate.Regexp(r"^\+?[0-9][0-9 -]{5,30}$")
-MAX_GRAMS = 1_000_000_000  # a thousand tonnes: anything beyond is a typo
+PRICE = validate.Range(min=1, max=MAX_PRICE_PER_KG)
 
 
-def grams(*, minimum: int, **kwargs: Any) -> fields.Integer:
-    return fields.Integer(strict=True, validate=validate.Range(min=minimum, max=MAX_GRAMS), **kwargs)
+def grams(*, minimum: int, maximum: int = MAX_LINE_G, **kwargs: Any) -> BigInteger:
+    return BigInteger(strict=True, validate=validate.Range(min=minimum, max=maximum), **kwargs)
 
 
 # Farms
@@ -161,15 +162,16 @@ class ListingCreateSchema(StrictSchema):
         load_default=None, allow_none=True, validate=PLACE, metadata={"description": "The farm's county if omitted."}
     )
     brand = fields.String(load_default=None, allow_none=True, metadata={"description": "A regional brand code."})
-    price_per_kg = fields.Integer(
-        strict=True,
-        required=True,
-        validate=validate.Range(min=1, max=100_000_000),
-        metadata={"description": "Minor units per kg."},
+    price_per_kg = BigInteger(
+        strict=True, required=True, validate=PRICE, metadata={"description": "Minor units per kg."}
     )
-    stock_g = grams(minimum=0, load_default=0)
+    stock_g = grams(minimum=0, maximum=MAX_STOCK_G, load_default=0)
     low_stock_threshold_g = grams(
-        minimum=1, load_default=None, allow_none=True, metadata={"description": "Tell the farmer below this."}
+        minimum=1,
+        maximum=MAX_STOCK_G,
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Tell the farmer below this."},
     )
     min_order_g = grams(minimum=1, required=True)
     step_g = grams(minimum=1, required=True, metadata={"description": "min_order_g must be a multiple of it."})
@@ -189,9 +191,9 @@ class ListingUpdateSchema(StrictSchema):
     grade = fields.String(validate=validate.Length(max=40))
     origin_county = fields.String(validate=PLACE)
     brand = fields.String(allow_none=True)
-    price_per_kg = fields.Integer(strict=True, validate=validate.Range(min=1, max=100_000_000))
-    stock_g = grams(minimum=0)
-    low_stock_threshold_g = grams(minimum=1, allow_none=True)
+    price_per_kg = BigInteger(strict=True, validate=PRICE)
+    stock_g = grams(minimum=0, maximum=MAX_STOCK_G)
+    low_stock_threshold_g = grams(minimum=1, maximum=MAX_STOCK_G, allow_none=True)
     min_order_g = grams(minimum=1)
     step_g = grams(minimum=1)
     description = fields.String(validate=validate.Length(max=5000))
@@ -283,7 +285,7 @@ class StockItemSchema(StrictSchema):
     listing_id = fields.Integer(strict=True)
     sku = fields.String(validate=validate.Length(min=1, max=64))
     farm_id = fields.Integer(strict=True)
-    stock_g = grams(minimum=0, required=True)
+    stock_g = grams(minimum=0, maximum=MAX_STOCK_G, required=True)
 
     @ma.validates_schema
     def one_address(self, data: dict[str, Any], **kwargs: Any) -> None:

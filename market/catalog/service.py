@@ -40,6 +40,7 @@ from market.db import utcnow
 from market.errors import Conflict, Invalid, InvalidTransition, NotFound
 from market.events import publish
 from market.extensions import db
+from market.money import MAX_STOCK_G
 from market.pagination import Page, SortKey, keyset_page
 
 PUBLIC_BROWSE_STATUSES = (ListingStatus.ACTIVE, ListingStatus.SOLD_OUT)
@@ -542,7 +543,11 @@ def add_lot(actor: Actor, listing_id: int, *, code: str, grams: int, **fields: A
     lot = Lot(farm_id=listing.farm_id, code=code, grams=grams, **fields)
     listing.add_lot(lot)
     _flush_or_conflict(f"Lot {code!r} already exists on this farm.", {"code": ["Already used on this farm."]})
-    add_stock([StockLine(listing.id, grams)])
+    try:
+        receive_stock([StockLine(listing.id, grams)])
+    except Invalid:
+        db.session.rollback()
+        raise
     db.session.commit()
     return lot
 
@@ -623,15 +628,38 @@ def take_stock(lines: Iterable[StockLine], *, purchasable_only: bool = True) -> 
 
 
 def add_stock(lines: Iterable[StockLine]) -> None:
-    """Give grams back (a cancelled or expired order) or add a harvest.
+    """Give grams back (a cancelled or expired order; a channel's feed
+    rising again, each reading at most MAX_STOCK_G).
 
     A sold_out listing becomes active again; an archived one keeps its
-    status. Flushes only: the caller commits.
+    status. Never refused for the amount. Flushes only: the caller commits.
     """
     for line in _merged(lines):
         moved = _execute_stock_update(line.listing_id, Listing.stock_g + line.grams)
         if moved is None:
             raise NotFound(f"Listing {line.listing_id} not found.")
+        _stock_moved(line.listing_id, moved[0] - line.grams, *moved)
+
+
+def receive_stock(lines: Iterable[StockLine], *, field: str = "grams") -> None:
+    """Add new produce (a harvest lot, a return on another sales channel) as
+    `add_stock` does, but never above MAX_STOCK_G: a line that would pass it
+    raises `Invalid` naming `field`, and the caller rolls back. Flushes only.
+    """
+    for line in _merged(lines):
+        moved = _execute_stock_update(
+            line.listing_id, Listing.stock_g + line.grams, Listing.stock_g <= MAX_STOCK_G - line.grams
+        )
+        if moved is None:
+            stock = db.session.scalar(select(Listing.stock_g).where(Listing.id == line.listing_id))
+            if stock is None:
+                raise NotFound(f"Listing {line.listing_id} not found.")
+            room = max(MAX_STOCK_G - stock, 0)
+            raise Invalid(
+                f"Listing {line.listing_id} holds {stock} g; {line.grams} g more would pass the most a listing "
+                f"may hold ({MAX_STOCK_G} g).",
+                {field: [f"At most {room} g more fit on this listing."]},
+            )
         _stock_moved(line.listing_id, moved[0] - line.grams, *moved)
 
 

@@ -14,6 +14,7 @@ from flask import current_app
 
 from market.extensions import TransientError
 from market.inventory.models import FeedFormat
+from market.money import MAX_STOCK_G
 from market.notifications.outbound import USER_AGENT, check_url
 
 
@@ -71,6 +72,8 @@ def _quantity(value: Any, where: str) -> int:
         value = int(value.strip())
     if not isinstance(value, int) or value < 0:
         raise FeedError(f"{where}: quantity_g must be a whole number of grams, 0 or more.")
+    if value > MAX_STOCK_G:
+        raise FeedError(f"{where}: quantity_g must be at most {MAX_STOCK_G} g, the most a listing may hold.")
     return value
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from market.catalog.models import Farm, Listing
@@ -67,9 +67,9 @@ class ChannelListing(db.Model):  # type: ignore[name-defined]
     id: Mapped[int] = mapped_column(primary_key=True)
     channel_id: Mapped[int] = mapped_column(ForeignKey("sales_channels.id", ondelete="CASCADE"))
     listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id", ondelete="CASCADE"), index=True)
-    reported_g: Mapped[int | None] = mapped_column(Integer)
+    reported_g: Mapped[int | None] = mapped_column(BigInteger)
     push_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    push_stock_g: Mapped[int | None] = mapped_column(Integer)
+    push_stock_g: Mapped[int | None] = mapped_column(BigInteger)
     pushed_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     listing: Mapped[Listing] = relationship()
@@ -91,6 +91,6 @@ class InboundEvent(db.Model):  # type: ignore[name-defined]
     kind: Mapped[MovementKind] = mapped_column(enum_column(MovementKind, "movement_kind"))
     sku: Mapped[str] = mapped_column(String(64))
     listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id"), index=True)
-    grams: Mapped[int] = mapped_column(Integer)
-    stock_after_g: Mapped[int] = mapped_column(Integer)
+    grams: Mapped[int] = mapped_column(BigInteger)
+    stock_after_g: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())

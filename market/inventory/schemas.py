@@ -3,9 +3,10 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from market.api import StrictSchema
-from market.catalog.schemas import MAX_GRAMS, SKU
+from market.api import BigInteger, StrictSchema
+from market.catalog.schemas import SKU
 from market.inventory.models import FeedFormat, MovementKind
+from market.money import MAX_LINE_G
 from market.pagination import PageArgsSchema
 
 URL = validate.Length(min=1, max=500)
@@ -68,7 +69,7 @@ class InboundEventSchema(StrictSchema):
     )
     type = fields.Enum(MovementKind, by_value=True, required=True)
     sku = fields.String(required=True, validate=SKU)
-    grams = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=MAX_GRAMS))
+    grams = BigInteger(strict=True, required=True, validate=validate.Range(min=1, max=MAX_LINE_G))
 
 
 class RecordedEventSchema(ma.Schema):

@@ -448,7 +448,11 @@ def record_event(
                 available_g=available or 0,
             ) from None
     else:
-        catalog.add_stock([line])
+        try:
+            catalog.receive_stock([line])
+        except Invalid:
+            db.session.rollback()
+            raise
     event.stock_after_g = db.session.scalar(select(Listing.stock_g).where(Listing.id == listing.id)) or 0
     _succeeded(channel)
     db.session.commit()

@@ -11,7 +11,18 @@ from __future__ import annotations
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from market.accounts.models import User
@@ -105,9 +116,9 @@ class Order(db.Model):  # type: ignore[name-defined]
     delivery_address: Mapped[str | None] = mapped_column(String(500))
     notes: Mapped[str] = mapped_column(Text, default="")
     currency: Mapped[str] = mapped_column(String(3))
-    total: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(BigInteger)
     max_total: Mapped[int] = mapped_column(
-        Integer, doc="The most the order can reach within the weighing tolerance: what a payment authorises."
+        BigInteger, doc="The most the order can reach within the weighing tolerance: what a payment authorises."
     )
     pickup_code: Mapped[str | None] = mapped_column(String(12))
     pickup_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -209,7 +220,7 @@ class OrderPart(db.Model):  # type: ignore[name-defined]
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
     farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"))
     status: Mapped[PartStatus] = mapped_column(enum_column(PartStatus, "part_status"), default=PartStatus.PENDING)
-    subtotal: Mapped[int] = mapped_column(Integer)
+    subtotal: Mapped[int] = mapped_column(BigInteger)
     cancel_reason: Mapped[str | None] = mapped_column(String(500))
     packed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     shipped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -276,14 +287,14 @@ class OrderLine(db.Model):  # type: ignore[name-defined]
     listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id"), index=True)
     lot_id: Mapped[int | None] = mapped_column(ForeignKey("lots.id"), index=True)
     product_name: Mapped[str] = mapped_column(String(120))
-    price_per_kg: Mapped[int] = mapped_column(Integer)
-    ordered_g: Mapped[int] = mapped_column(Integer)
-    weighed_g: Mapped[int | None] = mapped_column(Integer)
-    amount: Mapped[int] = mapped_column(Integer, doc="The produce: price_per_kg x grams.")
+    price_per_kg: Mapped[int] = mapped_column(BigInteger)
+    ordered_g: Mapped[int] = mapped_column(BigInteger)
+    weighed_g: Mapped[int | None] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger, doc="The produce: price_per_kg x grams.")
     premium_amount: Mapped[int] = mapped_column(
-        Integer, default=0, server_default="0", doc="Buyer-funded premiums on the same grams."
+        BigInteger, default=0, server_default="0", doc="Buyer-funded premiums on the same grams."
     )
-    max_amount: Mapped[int] = mapped_column(Integer, doc="Produce and premiums at the top of the tolerance.")
+    max_amount: Mapped[int] = mapped_column(BigInteger, doc="Produce and premiums at the top of the tolerance.")
     short_reason: Mapped[str | None] = mapped_column(String(500))
 
     order: Mapped[Order] = relationship(back_populates="lines")

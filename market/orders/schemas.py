@@ -5,8 +5,8 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from market.api import StrictSchema
-from market.catalog.schemas import MAX_GRAMS
+from market.api import BigInteger, StrictSchema
+from market.money import MAX_LINE_G, MAX_ORDER_LINES, MAX_WEIGHED_G
 from market.orders.models import Fulfilment, OrderStatus, PartStatus
 from market.pagination import PageArgsSchema
 
@@ -15,11 +15,13 @@ REASON = validate.Length(min=1, max=500)
 
 class LineRequestSchema(StrictSchema):
     listing_id = fields.Integer(strict=True, required=True)
-    grams = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=MAX_GRAMS))
+    grams = BigInteger(strict=True, required=True, validate=validate.Range(min=1, max=MAX_LINE_G))
 
 
 class OrderCreateSchema(StrictSchema):
-    lines = fields.List(fields.Nested(LineRequestSchema), required=True, validate=validate.Length(min=1, max=50))
+    lines = fields.List(
+        fields.Nested(LineRequestSchema), required=True, validate=validate.Length(min=1, max=MAX_ORDER_LINES)
+    )
     fulfilment_point_id = fields.Integer(
         strict=True, load_default=None, metadata={"description": "Pick up here (a station or county centre)."}
     )
@@ -128,12 +130,14 @@ class ReasonSchema(StrictSchema):
 
 class WeighingSchema(StrictSchema):
     line_id = fields.Integer(strict=True, required=True)
-    weighed_g = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, max=MAX_GRAMS))
+    weighed_g = BigInteger(strict=True, required=True, validate=validate.Range(min=0, max=MAX_WEIGHED_G))
     short_reason = fields.String(load_default=None, validate=REASON)
 
 
 class PackSchema(StrictSchema):
-    weights = fields.List(fields.Nested(WeighingSchema), required=True, validate=validate.Length(min=1, max=50))
+    weights = fields.List(
+        fields.Nested(WeighingSchema), required=True, validate=validate.Length(min=1, max=MAX_ORDER_LINES)
+    )
 
 
 class CollectSchema(StrictSchema):

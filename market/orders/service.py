@@ -9,6 +9,7 @@ staff see the orders at their points; operators see everything.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ from market.orders.pricing import PricedLine, price_line
 from market.pagination import Page, SortKey, keyset_page
 from market.premiums import service as premiums
 from market.settlement import service as settlement
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 PICKUP_CODE_DIGITS = 6
@@ -606,7 +609,9 @@ def cancel_part(actor: Actor, order_id: int, part_id: int, reason: str) -> Order
 def expire_unpaid(now: datetime | None = None, batch: int = 200) -> int:
     """Expire orders left unpaid past their deadline and give their stock
     back. Safe to run twice at once: each order is expired by whichever run
-    locks it first, and the other sees it is no longer pending."""
+    locks it first, and the other sees it is no longer pending. Each order
+    is its own transaction: one that fails is rolled back, logged with its
+    id and counted as failed, and the others still expire."""
     now = now or utcnow()
     ids = db.session.scalars(
         select(Order.id)
@@ -615,24 +620,31 @@ def expire_unpaid(now: datetime | None = None, batch: int = 200) -> int:
         .limit(batch)
     ).all()
     db.session.rollback()
-    expired = 0
+    expired = failed = 0
     for order_id in ids:
-        order = db.session.scalars(
-            select(Order).where(Order.id == order_id).options(*_order_options()).with_for_update(of=Order)
-        ).one()
-        if order.status != OrderStatus.PENDING_PAYMENT or order.expires_at > now:
-            db.session.rollback()
-            continue
-
-        def change(order: Order = order) -> None:
-            settlement.close_parts(order, order.parts)
-            order.expire()
-
         try:
+            order = db.session.scalars(
+                select(Order).where(Order.id == order_id).options(*_order_options()).with_for_update(of=Order)
+            ).one()
+            if order.status != OrderStatus.PENDING_PAYMENT or order.expires_at > now:
+                db.session.rollback()
+                continue
+
+            def change(order: Order = order) -> None:
+                settlement.close_parts(order, order.parts)
+                order.expire()
+
             _changing(order, None, change)
         except ConcurrentChange:
             continue
+        except Exception:
+            db.session.rollback()
+            failed += 1
+            log.exception("Order %s could not be expired; it stays pending and is tried again next run.", order_id)
+            continue
         expired += 1
+    if failed:
+        log.error("Expired %s unpaid orders; %s could not be expired.", expired, failed)
     return expired
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from market.db import UTCDateTime, enum_column, utcnow
@@ -46,12 +46,12 @@ class Payment(db.Model):  # type: ignore[name-defined]
     provider: Mapped[Provider] = mapped_column(enum_column(Provider, "payment_provider"))
     status: Mapped[PaymentStatus] = mapped_column(enum_column(PaymentStatus, "payment_status"))
     currency: Mapped[str] = mapped_column(String(3))
-    amount: Mapped[int] = mapped_column(Integer, doc="What is authorised: the most the order can reach.")
+    amount: Mapped[int] = mapped_column(BigInteger, doc="What is authorised: the most the order can reach.")
     capture_amount: Mapped[int | None] = mapped_column(
-        Integer, doc="What the capture was decided to take (its captured lines), from the moment it was decided."
+        BigInteger, doc="What the capture was decided to take (its captured lines), from the moment it was decided."
     )
-    amount_captured: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    amount_refunded: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    amount_captured: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     client_secret: Mapped[str | None] = mapped_column(String(255))
     offline_reference: Mapped[str | None] = mapped_column(String(255))
@@ -82,7 +82,7 @@ class PaymentAttempt(db.Model):  # type: ignore[name-defined]
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
     action: Mapped[str] = mapped_column(String(40))
     idempotency_key: Mapped[str] = mapped_column(String(120))
-    amount: Mapped[int | None] = mapped_column(Integer)
+    amount: Mapped[int | None] = mapped_column(BigInteger)
     succeeded: Mapped[bool]
     provider_object_id: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(Text)
@@ -100,7 +100,7 @@ class Refund(db.Model):  # type: ignore[name-defined]
     id: Mapped[int] = mapped_column(primary_key=True)
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
-    amount: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(String(500))
     status: Mapped[RefundStatus] = mapped_column(enum_column(RefundStatus, "refund_status"))
     stripe_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
@@ -124,13 +124,13 @@ class CapturedLine(db.Model):  # type: ignore[name-defined]
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
     order_line_id: Mapped[int] = mapped_column(ForeignKey("order_lines.id"))
     farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), index=True)
-    grams: Mapped[int] = mapped_column(Integer)
-    price_per_kg: Mapped[int] = mapped_column(Integer)
-    amount: Mapped[int] = mapped_column(Integer, doc="The produce, on which commission is taken.")
+    grams: Mapped[int] = mapped_column(BigInteger)
+    price_per_kg: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger, doc="The produce, on which commission is taken.")
     premium: Mapped[int] = mapped_column(
-        Integer, server_default="0", doc="Buyer-funded premiums, passed wholly to the farm."
+        BigInteger, server_default="0", doc="Buyer-funded premiums, passed wholly to the farm."
     )
-    commission: Mapped[int] = mapped_column(Integer)
+    commission: Mapped[int] = mapped_column(BigInteger)
 
     payment: Mapped[Payment] = relationship(back_populates="captured_lines")
 
@@ -145,10 +145,12 @@ class RefundLine(db.Model):  # type: ignore[name-defined]
     refund_id: Mapped[int] = mapped_column(ForeignKey("refunds.id", ondelete="CASCADE"), index=True)
     order_line_id: Mapped[int] = mapped_column(ForeignKey("order_lines.id"), index=True)
     farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), index=True)
-    grams: Mapped[int] = mapped_column(Integer)
-    amount: Mapped[int] = mapped_column(Integer, doc="Produce returned to the buyer.")
-    premium: Mapped[int] = mapped_column(Integer, server_default="0", doc="Buyer-funded premium returned to the buyer.")
-    commission: Mapped[int] = mapped_column(Integer, doc="The platform commission this refund gives back.")
+    grams: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger, doc="Produce returned to the buyer.")
+    premium: Mapped[int] = mapped_column(
+        BigInteger, server_default="0", doc="Buyer-funded premium returned to the buyer."
+    )
+    commission: Mapped[int] = mapped_column(BigInteger, doc="The platform commission this refund gives back.")
 
     refund: Mapped[Refund] = relationship(back_populates="lines")
 

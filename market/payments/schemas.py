@@ -3,8 +3,8 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from market.api import StrictSchema
-from market.catalog.schemas import MAX_GRAMS
+from market.api import BigInteger, StrictSchema
+from market.money import MAX_ORDER_LINES, MAX_WEIGHED_G
 from market.payments.models import PaymentStatus, Provider, RefundStatus
 
 
@@ -26,20 +26,20 @@ class PaymentSchema(ma.Schema):
 
 
 class OfflineConfirmationSchema(StrictSchema):
-    amount = fields.Integer(strict=True, required=True, validate=validate.Range(min=0))
+    amount = BigInteger(strict=True, required=True, validate=validate.Range(min=0))
     reference = fields.String(required=True, validate=validate.Length(min=1, max=255))
 
 
 class RefundLineRequestSchema(StrictSchema):
     line_id = fields.Integer(strict=True, required=True)
-    grams = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=MAX_GRAMS))
+    grams = BigInteger(strict=True, required=True, validate=validate.Range(min=1, max=MAX_WEIGHED_G))
 
 
 class RefundRequestSchema(StrictSchema):
     lines = fields.List(
         fields.Nested(RefundLineRequestSchema),
         load_default=None,
-        validate=validate.Length(min=1, max=50),
+        validate=validate.Length(min=1, max=MAX_ORDER_LINES),
         metadata={"description": "Lines and grams to refund; leave out to refund everything left."},
     )
     reason = fields.String(required=True, validate=validate.Length(min=1, max=500))

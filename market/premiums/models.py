@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from market.db import UTCDateTime, enum_column
@@ -33,7 +33,7 @@ class PremiumProgramme(db.Model):  # type: ignore[name-defined]
     name: Mapped[str] = mapped_column(String(120))
     sponsor: Mapped[str] = mapped_column(String(120))
     funded_by: Mapped[FundedBy] = mapped_column(enum_column(FundedBy, "funded_by"))
-    rate_per_kg: Mapped[int] = mapped_column(Integer)
+    rate_per_kg: Mapped[int] = mapped_column(BigInteger)
     # Scope: every field that is set must match the line; unset fields match all.
     category_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id"))
     product_name: Mapped[str | None] = mapped_column(String(120))
@@ -89,12 +89,12 @@ class LinePremium(db.Model):  # type: ignore[name-defined]
     programme_id: Mapped[int] = mapped_column(ForeignKey("premium_programmes.id"), index=True)
     farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), index=True)
     funded_by: Mapped[FundedBy] = mapped_column(enum_column(FundedBy, "funded_by"))
-    rate_per_kg: Mapped[int] = mapped_column(Integer)
+    rate_per_kg: Mapped[int] = mapped_column(BigInteger)
     amount: Mapped[int] = mapped_column(
-        Integer, doc="Sponsor: what the line holds of the budget now (reserved, then earned less reversals)."
+        BigInteger, doc="Sponsor: what the line holds of the budget now (reserved, then earned less reversals)."
     )
     granted: Mapped[int] = mapped_column(
-        Integer, server_default="0", doc="Sponsor: what was reserved at placing, the most the line can earn."
+        BigInteger, server_default="0", doc="Sponsor: what was reserved at placing, the most the line can earn."
     )
     note: Mapped[str | None] = mapped_column(Text)
 

@@ -6,10 +6,12 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from market.api import BigInteger, StrictSchema
+from market.money import MAX_BUDGET, MAX_RATE_PER_KG
 from market.pagination import PageArgsSchema
 from market.premiums.models import FundedBy
 
-POSITIVE = validate.Range(min=1)
+RATE = validate.Range(min=1, max=MAX_RATE_PER_KG)
+BUDGET = validate.Range(min=1, max=MAX_BUDGET)
 # Programmes run in this era; anything outside is a typo, and dates far out
 # cannot be compared across time zones without overflowing.
 WINDOW = validate.Range(
@@ -21,9 +23,7 @@ class ProgrammeCreateSchema(StrictSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=120))
     sponsor = fields.String(required=True, validate=validate.Length(min=1, max=120))
     funded_by = fields.Enum(FundedBy, by_value=True, required=True)
-    rate_per_kg = fields.Integer(
-        strict=True, required=True, validate=POSITIVE, metadata={"description": "Minor units per kg."}
-    )
+    rate_per_kg = BigInteger(strict=True, required=True, validate=RATE, metadata={"description": "Minor units per kg."})
     category_id = fields.Integer(strict=True, load_default=None)
     product_name = fields.String(load_default=None, validate=validate.Length(min=1, max=120))
     variety = fields.String(load_default=None, validate=validate.Length(min=1, max=80))
@@ -33,8 +33,8 @@ class ProgrammeCreateSchema(StrictSchema):
     buyer_id = fields.Integer(strict=True, load_default=None)
     valid_from = fields.AwareDateTime(required=True, validate=WINDOW)
     valid_until = fields.AwareDateTime(load_default=None, validate=WINDOW)
-    budget_cap = BigInteger(strict=True, load_default=None, validate=POSITIVE)
-    farm_cap = BigInteger(strict=True, load_default=None, validate=POSITIVE)
+    budget_cap = BigInteger(strict=True, load_default=None, validate=BUDGET)
+    farm_cap = BigInteger(strict=True, load_default=None, validate=BUDGET)
 
 
 class ProgrammeSchema(ma.Schema):

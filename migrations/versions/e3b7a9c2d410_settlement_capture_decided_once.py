@@ -2,7 +2,7 @@
 premium a line was granted, refunds that return no money
 
 Revision ID: e3b7a9c2d410
-Revises: 4a11416acebc
+Revises: c1a5e0b64b1f
 Create Date: 2026-11-30 12:40:00.000000
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'e3b7a9c2d410'
-down_revision = '4a11416acebc'
+down_revision = 'c1a5e0b64b1f'
 branch_labels = None
 depends_on = None
 
@@ -26,7 +26,7 @@ def _statuses(values):
 
 def upgrade():
     with op.batch_alter_table('payments', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('capture_amount', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('capture_amount', sa.BigInteger(), nullable=True))
         batch_op.drop_constraint(op.f('ck_payments_payment_status'), type_='check')
         batch_op.create_check_constraint('payment_status', _statuses(NEW_STATUSES))
     # A payment captured before this revision captured its lines' total.
@@ -35,7 +35,7 @@ def upgrade():
         batch_op.drop_constraint(op.f('ck_refunds_amount_positive'), type_='check')
         batch_op.create_check_constraint('amount_not_negative', 'amount >= 0')
     with op.batch_alter_table('line_premiums', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('granted', sa.Integer(), server_default='0', nullable=False))
+        batch_op.add_column(sa.Column('granted', sa.BigInteger(), server_default='0', nullable=False))
     # What a line holds now is the most it was granted that is still known.
     op.execute("UPDATE line_premiums SET granted = amount")
 

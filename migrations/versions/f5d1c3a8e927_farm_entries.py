@@ -122,7 +122,7 @@ def downgrade():
     sa.Column('refund_line_id', sa.Integer(), nullable=False),
     sa.Column('payout_id', sa.Integer(), nullable=True),
     sa.Column('reversal_id', sa.Integer(), nullable=True),
-    sa.Column('farm_amount', sa.Integer(), nullable=False),
+    sa.Column('farm_amount', sa.BigInteger(), nullable=False),
     sa.Column('adjustment', sa.Boolean(), nullable=False),
     sa.CheckConstraint('(payout_id IS NULL) <> (reversal_id IS NULL)', name=op.f('ck_payout_refund_lines_one_settlement')),
     sa.ForeignKeyConstraint(['payout_id'], ['payouts.id'], name=op.f('fk_payout_refund_lines_payout_id_payouts')),

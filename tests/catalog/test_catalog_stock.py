@@ -1,4 +1,5 @@
-"""The stock functions the orders domain calls: take_stock and return_stock."""
+"""The stock functions the orders domain calls: take_stock and return_stock;
+and stock at the scale of a county's harvest."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import threading
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 
 from market.catalog import service
 from market.catalog.models import FarmStatus, Listing, ListingStatus
@@ -14,6 +16,7 @@ from market.errors import Invalid, NotFound
 from market.extensions import db
 from tests.conftest import needs
 from tests.factories import FarmFactory, ListingFactory
+from tests.shop import Shop, place
 
 
 def stock_and_status(listing_id: int) -> tuple[int, ListingStatus]:
@@ -83,6 +86,26 @@ def test_stock_changes_move_updated_at(app: Flask) -> None:
     db.session.commit()
     db.session.expire_all()
     assert db.session.get(Listing, listing.id).updated_at > before  # type: ignore[union-attr]
+
+
+def test_an_order_on_a_listing_stocked_past_a_32_bit_integer_of_grams_can_be_cancelled(
+    client: FlaskClient, shop: Shop
+) -> None:
+    """Three harvest lots of 1,000 t put over 2,147,483,647 g on one
+    listing; orders on it still take their grams and give them back."""
+    for day in (10, 20, 30):
+        lot = {"code": f"XW-2026-11-{day}", "harvest_date": f"2026-11-{day}", "grams": 1_000_000_000}
+        created = client.post(f"/api/v1/listings/{shop.oranges.id}/lots", json=lot, headers=shop.orchard_h)
+        assert created.status_code == 201, created.json
+    stocked = 100_000 + 3_000_000_000
+    assert stock_and_status(shop.oranges.id) == (stocked, ListingStatus.ACTIVE)
+    order = place(client, shop, (shop.oranges, 2000))
+    assert stock_and_status(shop.oranges.id)[0] == stocked - 2000
+
+    cancel = client.post(f"/api/v1/orders/{order['id']}/cancel", json={"reason": "ordered twice"}, headers=shop.buyer_h)
+    assert cancel.status_code == 200, cancel.json
+    assert cancel.json["status"] == "cancelled"
+    assert stock_and_status(shop.oranges.id) == (stocked, ListingStatus.ACTIVE)
 
 
 def test_the_purchasable_filter_selects_active_listings_of_verified_farms(app: Flask) -> None:

@@ -15,6 +15,7 @@ from market.db import utcnow
 from market.extensions import db
 from market.inventory import service
 from market.inventory.models import SalesChannel
+from market.money import MAX_STOCK_G
 from market.outbox import OutboxMessage
 from tests.inventory.conftest import Stall, create_channel
 from tests.notifications.receivers import HttpReceiver
@@ -82,6 +83,7 @@ def test_a_malformed_feed_is_a_sync_error_and_moves_nothing(
         (b"{not json", "not valid JSON"),
         (json.dumps([{"sku": "ORANGE", "quantity_g": -5}]).encode(), "quantity_g"),
         (json.dumps([{"sku": "ORANGE", "quantity_g": 1.5}]).encode(), "quantity_g"),
+        (json.dumps([{"sku": "ORANGE", "quantity_g": MAX_STOCK_G + 1}]).encode(), "the most a listing may hold"),
         (json.dumps([{"quantity_g": 5}]).encode(), "sku is missing"),
         (json.dumps([{"sku": "ORANGE", "quantity_g": 1}, {"sku": "ORANGE", "quantity_g": 2}]).encode(), "twice"),
         (json.dumps({"stock": []}).encode(), "list of items"),

@@ -3,6 +3,7 @@ pickup, delivery, completion, cancellation and expiry."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -13,8 +14,10 @@ from sqlalchemy import select, update
 from market.catalog.models import Listing
 from market.db import utcnow
 from market.extensions import db
+from market.money import MAX_BIGINT
 from market.orders import service
 from market.orders.models import Order, OrderStatus
+from tests.conftest import needs
 from tests.shop import Shop, part_of, pay, place
 
 
@@ -293,6 +296,33 @@ def test_paying_leaves_a_part_cancelled_while_unpaid_cancelled(client: FlaskClie
     }
     assert parts == {orchard["id"]: "cancelled", part_of(order, shop.chestnuts)["id"]: "to_pack"}
     assert stock(shop.oranges) == 100_000
+
+
+def test_an_order_that_cannot_expire_does_not_hold_up_the_others(
+    app: Flask, client: FlaskClient, shop: Shop, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pomelos' listing already holds a bigint's worth of grams (written
+    behind the API's back), so giving the first order's grams back overflows
+    on PostgreSQL: that order stays pending and is logged, and the orders
+    after it expire and give their stock back."""
+    needs("postgresql")
+    stuck = place(client, shop, (shop.pomelos, 2000))
+    oranges = place(client, shop, (shop.oranges, 3000))
+    nuts = place(client, shop, (shop.nuts, 1000))
+    shop.pomelos.stock_g = MAX_BIGINT
+    db.session.commit()
+    later = utcnow() + timedelta(minutes=app.config["ORDER_PAYMENT_MINUTES"] + 1)
+
+    with caplog.at_level(logging.ERROR, logger="market.orders.service"):
+        assert service.expire_unpaid(later) == 2
+
+    statuses = [db.session.scalar(select(Order.status).where(Order.id == o["id"])) for o in (stuck, oranges, nuts)]
+    assert statuses == [OrderStatus.PENDING_PAYMENT, OrderStatus.EXPIRED, OrderStatus.EXPIRED]
+    assert (stock(shop.pomelos), stock(shop.oranges), stock(shop.nuts)) == (MAX_BIGINT, 100_000, 100_000)
+    failure, summary = [r for r in caplog.records if r.name == "market.orders.service"]
+    assert f"Order {stuck['id']} could not be expired" in failure.getMessage()
+    assert failure.exc_info is not None
+    assert "1 could not be expired" in summary.getMessage()
 
 
 def test_manifest_lists_arrivals_and_waiting_orders_as_json_and_csv(client: FlaskClient, shop: Shop) -> None:

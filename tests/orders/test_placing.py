@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from market.catalog.models import Listing, ListingStatus
 from market.extensions import db
 from market.orders.models import Order, OrderEvent
+from market.payments import service as payments
 from tests.shop import Shop, place
 
 PROBLEM = "application/problem+json"
@@ -91,6 +92,27 @@ def test_selling_the_last_gram_marks_the_listing_sold_out(client: FlaskClient, s
     db.session.refresh(shop.oranges)
     assert shop.oranges.stock_g == 0
     assert shop.oranges.status == ListingStatus.SOLD_OUT
+
+
+def test_an_order_of_more_than_a_32_bit_integer_of_fen_is_placed_and_paid(client: FlaskClient, shop: Shop) -> None:
+    """A county-scale order: 1,000 t of chestnuts at 24.00 a kg is
+    2,400,000,000 fen, past 21,474,836.47 yuan (2^31 - 1 fen); the order, its
+    line, its payment and the ledger hold it."""
+    shop.nuts.stock_g = 1_000_000_000
+    db.session.commit()
+    order = place(client, shop, (shop.nuts, 1_000_000_000))
+    (line,) = order["parts"][0]["lines"]
+    assert (line["ordered_g"], line["amount"]) == (1_000_000_000, 2_400_000_000)
+    assert (order["total"], order["max_total"]) == (2_400_000_000, 2_640_000_000)  # 10 % tolerance
+    assert payments.open_payment(order["id"]).amount == 2_640_000_000
+    paid = client.post(
+        f"/api/v1/orders/{order['id']}/payment/offline-confirmation",
+        json={"amount": 2_640_000_000, "reference": "bank transfer, Qinglong county"},
+        headers=shop.operator_h,
+    )
+    assert paid.status_code == 200, paid.json
+    assert paid.json["amount"] == 2_640_000_000
+    assert client.get(f"/api/v1/orders/{order['id']}", headers=shop.buyer_h).json["status"] == "paid"
 
 
 def bad(client: FlaskClient, shop: Shop, body: dict, status: int = 422) -> dict:  # type: ignore[type-arg]

@@ -2,7 +2,24 @@ from __future__ import annotations
 
 import pytest
 
-from market.money import CurrencyMismatch, Money, format_minor, line_amount, prorate, share, tolerance_bounds, total
+from market.money import (
+    BASIS_POINTS,
+    MAX_BIGINT,
+    MAX_BUDGET,
+    MAX_LINE_G,
+    MAX_ORDER_LINES,
+    MAX_PRICE_PER_KG,
+    MAX_RATE_PER_KG,
+    MAX_WEIGHED_G,
+    CurrencyMismatch,
+    Money,
+    format_minor,
+    line_amount,
+    prorate,
+    share,
+    tolerance_bounds,
+    total,
+)
 
 
 @pytest.mark.parametrize(
@@ -56,3 +73,17 @@ def test_prorate_half_up() -> None:
     assert prorate(100, 500, 1998) == 25  # 25.025 -> 25
     assert prorate(101, 1, 2) == 51  # 50.5 -> 51
     assert prorate(7, 3, 0) == 0
+
+
+def test_the_worst_case_arithmetic_on_the_api_bounds_fits_a_bigint() -> None:
+    """The products and sums the services make from accepted input, each at
+    its bound, with commission and tolerance at 10,000 basis points."""
+    assert MAX_LINE_G * (BASIS_POINTS + BASIS_POINTS) < MAX_BIGINT  # tolerance_bounds
+    assert tolerance_bounds(MAX_LINE_G, BASIS_POINTS) == (0, MAX_WEIGHED_G)
+    assert MAX_PRICE_PER_KG * MAX_WEIGHED_G < MAX_BIGINT  # line_amount
+    assert MAX_RATE_PER_KG * MAX_WEIGHED_G < MAX_BIGINT
+    line = line_amount(MAX_PRICE_PER_KG, MAX_WEIGHED_G)
+    premium = line_amount(MAX_RATE_PER_KG, MAX_WEIGHED_G)
+    assert line * BASIS_POINTS < MAX_BIGINT  # share: the commission on a line
+    assert MAX_ORDER_LINES * (line + 900 * premium) < MAX_BIGINT  # an order's most, 900 premiums a line
+    assert MAX_BUDGET + premium < MAX_BIGINT  # reserving against a cap
