@@ -17,7 +17,8 @@ from market.extensions import db
 from market.ledger import service as ledger
 from market.ledger.models import LedgerTransaction
 from market.orders.models import OrderEvent
-from market.payments.models import CapturedLine
+from market.payments import service as payments
+from market.payments.models import CapturedLine, Refund, RefundStatus
 from market.payouts.models import Payout, PayoutRun
 from market.settlement import checks
 from market.settlement.models import EntryKind, FarmEntry
@@ -304,4 +305,45 @@ def test_a_farm_paid_more_than_a_32_bit_integer_of_fen(client: FlaskClient, shop
     (payout,) = client.get("/api/v1/payouts", headers=shop.operator_h).json["items"]
     assert (payout["grams"], payout["sales"], payout["amount"]) == (3_600_000_000, sales, sales - commission)
     assert ledger.balance(ledger.PAYOUTS_IN_TRANSIT) == -(sales - commission)
+    assert checks.check_ledger() == []
+
+
+def test_a_statement_with_sponsor_premiums_and_a_reversal_after_payout_as_csv(client: FlaskClient, shop: Shop) -> None:
+    """The premium section's sums come back from PostgreSQL as numerics; the
+    CSV still formats them. A sponsor premium taken back after the farm was
+    paid (the order cancelled by an operator) is netted from the next payout."""
+    programme = client.post(
+        "/api/v1/premium-programmes",
+        json={
+            "name": "Navel bonus", "sponsor": "County co-op", "funded_by": "sponsor", "rate_per_kg": 100,
+            "budget_cap": 100_000, "valid_from": (utcnow() - timedelta(days=1)).isoformat(),
+        },
+        headers=shop.operator_h,
+    )  # fmt: skip
+    assert programme.status_code == 201, programme.json
+    bank_details(client, shop, shop.orchard.id)
+    order = settled_order(client, shop, (shop.oranges, 2000))
+    first = run(client, shop).json
+    (paid,) = client.get("/api/v1/payouts", query_string={"run_id": first["id"]}, headers=shop.operator_h).json["items"]
+    assert (paid["premiums"], paid["amount"]) == (200, 1998 - 100 + 200)
+    statement = client.get(f"/api/v1/payouts/{paid['id']}/statement.csv", headers=shop.orchard_h)
+    assert statement.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(statement.get_data(as_text=True).lstrip("\ufeff"))))
+    premium = next(row for row in rows if row["section"] == "premium")
+    assert (premium["item"], premium["net"]) == ("Navel bonus", "2.00")
+
+    cancelled = client.post(f"/api/v1/orders/{order['id']}/cancel", json={"reason": "recall"}, headers=shop.operator_h)
+    assert cancelled.status_code == 200, cancelled.json
+    payments.settle_closed_order(order["id"])
+    for refund_id in db.session.scalars(select(Refund.id).where(Refund.status == RefundStatus.PENDING)).all():
+        payments.process_refund(refund_id)
+    settled_order(client, shop, (shop.oranges, 3000))
+    second = run(client, shop).json
+    (netted,) = client.get("/api/v1/payouts", query_string={"run_id": second["id"]}, headers=shop.operator_h).json[
+        "items"
+    ]
+    # 3 kg sold (29.97 less 1.50, plus 3.00 premium), less the first order's
+    # produce (19.98 less 1.00) and its premium (2.00) given back.
+    assert netted["premiums"] == 300 - 200
+    assert netted["amount"] == (2997 - 150 + 300) - (1998 - 100) - 200
     assert checks.check_ledger() == []
