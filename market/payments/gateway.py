@@ -26,6 +26,12 @@ class CardDeclined(GatewayError):
     """The buyer's card was declined; `str(error)` is the provider's reason."""
 
 
+class AmbiguousAnswer(TransientError):
+    """The provider's answer does not say whether the request took effect (a
+    request with the same key still in flight, say): look the object up
+    before anything else; failing that, retry with the same key."""
+
+
 @dataclass(frozen=True)
 class Intent:
     id: str
@@ -198,6 +204,8 @@ class StripeGateway:
             return method(*args, **kwargs)
         except stripe.CardError as error:
             raise CardDeclined(error.user_message or str(error)) from error
+        except stripe.IdempotencyError as error:
+            raise AmbiguousAnswer(str(error)) from error
         except (stripe.APIConnectionError, stripe.RateLimitError) as error:
             raise TransientError(str(error)) from error
         except stripe.APIError as error:  # Stripe's own 5xx

@@ -26,7 +26,7 @@ from market.money import smallest_grams_worth_a_unit
 from market.orders import service as orders
 from market.orders.models import Order, OrderLine, OrderStatus, PartStatus
 from market.outbox import enqueue
-from market.payments.gateway import GatewayError, Intent, gateway
+from market.payments.gateway import AmbiguousAnswer, GatewayError, Intent, gateway
 from market.payments.models import (
     CapturedLine,
     Payment,
@@ -283,18 +283,30 @@ def capture(order_id: int) -> Payment:
         return _finish_capture(order_id, payment.capture_amount or 0, None)
     intent_id, amount = payment.stripe_payment_intent_id, payment.capture_amount or 0
     assert intent_id is not None  # an authorised card payment has its intent
-    key = f"order-{order_id}-capture" if amount else f"order-{order_id}-cancel"
+    key = _capture_key(payment) if amount else f"order-{order_id}-cancel"
     try:
         intent = outside_transaction(
             lambda: (
                 gateway().capture(intent_id, amount=amount, key=key) if amount else gateway().cancel(intent_id, key=key)
             )  # every line came out short: nothing to take
         )
+    except AmbiguousAnswer:
+        intent = gateway().get_intent(intent_id)
+        if intent.status not in ("succeeded", "canceled"):
+            raise  # still undecided at the provider: retried with the same key
     except GatewayError as error:
         intent = gateway().get_intent(intent_id)
         if intent.status not in ("succeeded", "canceled"):
             return _capture_refused(order_id, key, str(error))
     return _finish_capture(order_id, intent.amount_received, intent, key=key)
+
+
+def _capture_key(payment: Payment) -> str:
+    """`order-<id>-capture` for the first capture decided; after a refusal
+    a new one (the provider replays a refusal for the key that had it)."""
+    refused = sum(1 for a in payment.attempts if a.action == "capture" and not a.succeeded)
+    base = f"order-{payment.order_id}-capture"
+    return base if refused == 0 else f"{base}-retry-{refused}"
 
 
 def _finish_capture(order_id: int, received: int, intent: Intent | None, *, key: str = "") -> Payment:

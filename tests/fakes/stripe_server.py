@@ -206,10 +206,6 @@ class FakeStripe:
                 if path.startswith(prefix):
                     del self.fail_next[index]
                     return _error(status, "api_error", "An error occurred on Stripe's servers.")
-            for index, (prefix, message) in enumerate(self.refuse_next):
-                if path.startswith(prefix) and method == "POST":
-                    del self.refuse_next[index]
-                    return _error(400, "invalid_request_error", message)
             if key is not None and method == "POST":
                 earlier = self._keys.get(key)
                 if earlier is not None:
@@ -221,7 +217,14 @@ class FakeStripe:
                             "first used with.",
                         )
                     return earlier[2]
-            response = self._route(method, path, params)
+            refusal = next(
+                (i for i, (prefix, _) in enumerate(self.refuse_next) if path.startswith(prefix) and method == "POST"),
+                None,
+            )
+            if refusal is not None:  # stored for the key like any answer: Stripe replays a refusal
+                response = _error(400, "invalid_request_error", self.refuse_next.pop(refusal)[1])
+            else:
+                response = self._route(method, path, params)
             if key is not None and method == "POST" and response[0] < 500:
                 self._keys[key] = (path, params, response)
             return response

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from market.db import unit_of_work
-from market.extensions import db
+from market.extensions import TransientError, db
 from market.ledger import service as ledger
 from market.payments import service as payments
 from market.payments.models import Payment, PaymentStatus, Refund, RefundStatus
@@ -125,7 +125,10 @@ def test_a_capture_the_provider_refuses_is_on_the_attention_list_with_its_reason
     listed = client.get("/api/v1/payments/attention", headers=shop.operator_h).json
     assert [p["order_id"] for p in listed] == [order["id"]]
     assert "authorization has expired" in listed[0]["attention"]
-    assert payments.capture(order["id"]).status == PaymentStatus.CAPTURED  # an operator's retry goes through
+    # An operator's retry goes through, under a new key: Stripe would replay the refusal for the old one.
+    assert payments.capture(order["id"]).status == PaymentStatus.CAPTURED
+    keys = [a.idempotency_key for a in payment_of(order["id"]).attempts if a.action == "capture"]
+    assert keys == [f"order-{order['id']}-capture", f"order-{order['id']}-capture-retry-1"]
     assert check_ledger() == []
 
 
@@ -208,3 +211,21 @@ def test_an_over_weighed_line_keeps_the_premium_its_kept_kilograms_earn(
     refund_all_pending()
     assert used(sponsored["id"]) == 100  # 1 kg kept earns 1.00
     assert check_ledger() == []
+
+
+def test_an_answer_that_may_hide_a_capture_is_looked_up_and_retried_not_refused(
+    client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
+) -> None:
+    """Stripe answers `idempotency_error` when a key comes back with other
+    parameters (a key another database used first, say): whether anything
+    was captured is unknown, so the intent is looked up, and while it holds
+    the money the capture is retried (transient), never taken as refused."""
+    order, payment = paid_order(client, fake_stripe, shop)
+    pack_all(client, shop, order, weighed(order, 2000))
+    key = f"order-{order['id']}-capture"
+    fake_stripe.handle("POST", "/v1/refunds", {"payment_intent": "pi_elsewhere", "amount": "1"}, key)
+    with pytest.raises(TransientError):
+        payments.capture(order["id"])
+    held = payment_of(order["id"])
+    assert (held.status, held.attention) == (PaymentStatus.CAPTURING, None)
+    assert fake_stripe.calls[f"GET /v1/payment_intents/{payment.stripe_payment_intent_id}"] == 1
