@@ -19,7 +19,6 @@ from market.errors import Conflict, Invalid, NotFound
 from market.extensions import db
 from market.outbox import enqueue
 from market.payments.gateway import GatewayError, gateway
-from market.payouts import runs
 from market.payouts.models import (
     PayoutAccount,
 )
@@ -197,7 +196,3 @@ def account_updated(account_id: str, *, payouts_enabled: bool, details_submitted
     account.payouts_enabled = payouts_enabled
     account.details_submitted = details_submitted
     account.stripe_state_at = created
-
-
-create_run = runs.create_run
-run_cutoff = runs.run_cutoff
