@@ -24,6 +24,11 @@ def _by_key(rows: Iterable[Any]) -> dict[int, int]:
     return {key: int(amount or 0) for key, amount in rows}
 
 
+def _entries_by(key: Any, *conditions: Any, sign: int = 1) -> dict[int, int]:
+    """The farm entries' net summed by `key` (a farm, payout or programme)."""
+    return _by_key(db.session.execute(select(key, sign * func.sum(FarmEntry.net)).where(*conditions).group_by(key)))
+
+
 def unbalanced_transactions() -> list[str]:
     rows = db.session.execute(
         select(LedgerTransaction.reference, func.coalesce(func.sum(LedgerEntry.amount), 0))
@@ -46,16 +51,8 @@ def farm_mismatches() -> list[str]:
             .group_by(LedgerAccount.farm_id)
         )
     )
-    entries = _by_key(
-        db.session.execute(select(FarmEntry.farm_id, func.sum(FarmEntry.net)).group_by(FarmEntry.farm_id))
-    )
-    sold = _by_key(
-        db.session.execute(
-            select(FarmEntry.farm_id, func.sum(FarmEntry.net))
-            .where(FarmEntry.kind == EntryKind.SALE)
-            .group_by(FarmEntry.farm_id)
-        )
-    )
+    entries = _entries_by(FarmEntry.farm_id)
+    sold = _entries_by(FarmEntry.farm_id, FarmEntry.kind == EntryKind.SALE)
     captured = _by_key(
         db.session.execute(
             select(CapturedLine.farm_id, func.sum(CapturedLine.amount - CapturedLine.commission + CapturedLine.premium))
@@ -64,13 +61,7 @@ def farm_mismatches() -> list[str]:
             .group_by(CapturedLine.farm_id)
         )
     )
-    taken_back = _by_key(
-        db.session.execute(
-            select(FarmEntry.farm_id, -func.sum(FarmEntry.net))
-            .where(FarmEntry.kind == EntryKind.REFUND)
-            .group_by(FarmEntry.farm_id)
-        )
-    )
+    taken_back = _entries_by(FarmEntry.farm_id, FarmEntry.kind == EntryKind.REFUND, sign=-1)
     returned = _by_key(
         db.session.execute(
             select(RefundLine.farm_id, func.sum(RefundLine.amount - RefundLine.commission + RefundLine.premium))
@@ -102,20 +93,8 @@ def farm_mismatches() -> list[str]:
 
 def payout_mismatches() -> list[str]:
     """Per payout: what it paid is what the entries it settled add up to."""
-    settled = _by_key(
-        db.session.execute(
-            select(FarmEntry.payout_id, func.sum(FarmEntry.net))
-            .where(FarmEntry.kind.in_(EARNED), FarmEntry.payout_id.isnot(None))
-            .group_by(FarmEntry.payout_id)
-        )
-    )
-    paid = _by_key(
-        db.session.execute(
-            select(FarmEntry.payout_id, -func.sum(FarmEntry.net))
-            .where(FarmEntry.kind == EntryKind.PAYOUT)
-            .group_by(FarmEntry.payout_id)
-        )
-    )
+    settled = _entries_by(FarmEntry.payout_id, FarmEntry.kind.in_(EARNED), FarmEntry.payout_id.isnot(None))
+    paid = _entries_by(FarmEntry.payout_id, FarmEntry.kind == EntryKind.PAYOUT, sign=-1)
     problems = []
     for payout_id, amount in db.session.execute(select(Payout.id, Payout.amount).order_by(Payout.id)):
         if not amount == paid.get(payout_id) == settled.get(payout_id):
@@ -183,13 +162,7 @@ def programme_mismatches() -> list[str]:
             .group_by(LinePremium.programme_id)
         )
     )
-    earned = _by_key(
-        db.session.execute(
-            select(FarmEntry.programme_id, func.sum(FarmEntry.net))
-            .where(FarmEntry.kind.in_(PREMIUM_KINDS))
-            .group_by(FarmEntry.programme_id)
-        )
-    )
+    earned = _entries_by(FarmEntry.programme_id, FarmEntry.kind.in_(PREMIUM_KINDS))
     decided = select(CapturedLine.order_line_id)
     stranded = _by_key(
         db.session.execute(

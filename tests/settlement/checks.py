@@ -27,22 +27,14 @@ from market.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from market.money import line_amount
 from market.orders.models import Order, OrderLine, OrderStatus, PartStatus
 from market.payments.models import CapturedLine, Payment, PaymentStatus, Provider, Refund, RefundLine, RefundStatus
+from market.payments.service import CLOSED, PACKED_OR_LATER
 from market.payouts.models import Payout, ReversalStatus, TransferReversal
 from market.premiums.models import FundedBy, LinePremium, PremiumProgramme
 from market.settlement.checks import check_ledger
 from market.settlement.models import EntryKind, FarmEntry
 from tests.fakes.stripe_server import FakeStripe
 
-CLOSED = (OrderStatus.CANCELLED, OrderStatus.EXPIRED)
 SETTLED = (OrderStatus.DELIVERED, OrderStatus.COLLECTED, OrderStatus.COMPLETED)
-PACKED_OR_LATER = (
-    OrderStatus.PACKED,
-    OrderStatus.SHIPPED,
-    OrderStatus.READY_FOR_PICKUP,
-    OrderStatus.COLLECTED,
-    OrderStatus.DELIVERED,
-    OrderStatus.COMPLETED,
-)
 
 
 @dataclass
