@@ -598,7 +598,6 @@ def cancel_part(actor: Actor, order_id: int, part_id: int, reason: str) -> Order
         part.cancel(reason)
         _event(order, "part.cancelled", actor, part=part, detail=reason)
         if not money_taken:  # else the capture stands and the part is refunded
-            part.recompute_subtotal()
             order.recompute_total()
         order.follow_parts()
 
