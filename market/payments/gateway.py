@@ -45,8 +45,9 @@ class Intent:
 @dataclass(frozen=True)
 class RefundResult:
     id: str
-    status: str
+    status: str  # pending, requires_action, succeeded, failed, canceled
     amount: int
+    failure_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -241,9 +242,13 @@ class StripeGateway:
         return _intent(self._call(self.client.v1.payment_intents.cancel, intent_id, None, {"idempotency_key": key}))
 
     def refund(self, intent_id: str, *, amount: int, key: str, reason: str) -> RefundResult:
-        params = {"payment_intent": intent_id, "amount": amount, "metadata": {"reason": reason[:500]}}
-        obj = self._call(self.client.v1.refunds.create, params, {"idempotency_key": key})
-        return RefundResult(id=obj["id"], status=obj["status"], amount=obj["amount"])
+        # The key names our refund, so a refund.updated that overtakes our own
+        # record of the answer still finds it.
+        params = {"payment_intent": intent_id, "amount": amount, "metadata": {"reason": reason[:500], "key": key}}
+        obj = self._call(self.client.v1.refunds.create, params, {"idempotency_key": key}).to_dict()
+        return RefundResult(
+            id=obj["id"], status=obj["status"], amount=obj["amount"], failure_reason=obj.get("failure_reason")
+        )
 
     def create_connected_account(self, *, farm_id: int, country: str, key: str) -> ConnectedAccount:
         params = {

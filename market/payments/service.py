@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -516,13 +517,15 @@ def _refund(refund_id: int) -> Refund:
 
 
 def process_refund(refund_id: int) -> Refund:
-    """Ask the provider to return a pending refund; record it with its entry.
-    A refusal leaves the refund failed (it no longer counts) and puts the
-    payment on the operators' list with the provider's reason."""
+    """Ask the provider to return a pending refund. Its answer decides: done
+    (recorded with its entries), still pending at the provider (the refund
+    stays pending until Stripe's refund.updated says how it ended), or
+    refused, failed or cancelled (the refund no longer counts, and the
+    payment goes on the operators' list with the provider's reason)."""
     refund = _refund(refund_id)
-    if refund.status != RefundStatus.PENDING:
+    if refund.status != RefundStatus.PENDING or refund.stripe_refund_id is not None:
         return refund
-    key = f"refund-{refund.id}"
+    key = refund_key(refund.id)
     order_id, amount, reason = refund.order_id, refund.amount, refund.reason
     intent_id = refund.payment.stripe_payment_intent_id or ""
     try:
@@ -531,21 +534,59 @@ def process_refund(refund_id: int) -> Refund:
         with unit_of_work():
             payment = settlement.lock_order_and_payment(order_id)
             assert payment is not None
-            refund = _refund(refund_id)
-            if refund.status == RefundStatus.PENDING:
-                refund.status = RefundStatus.FAILED
-                refund.failure_reason = str(error)
-                _attempt(payment, "refund", key, amount=amount, ok=False, error=str(error))
-                payment.attention = f"Refund {refund_id} of {amount} was refused: {error}"[:2000]
-        return refund
+            _attempt(payment, "refund", key, amount=amount, ok=False, error=str(error))
+            return _refund_ended(payment, _refund(refund_id), "failed", str(error))
     with unit_of_work():
         payment = settlement.lock_order_and_payment(order_id)
         assert payment is not None
-        refund = _refund(refund_id)
-        if refund.status != RefundStatus.PENDING:
-            return refund
-        refund.stripe_refund_id = result.id if payment.provider == Provider.STRIPE else None
-        refund.settled_at = utcnow()
         _attempt(payment, "refund", key, amount=amount, object_id=result.id)
+        refund = _refund(refund_id)
+        if payment.provider == Provider.STRIPE and refund.stripe_refund_id is None:
+            refund.stripe_refund_id = result.id
+        return _refund_ended(payment, refund, result.status, result.failure_reason)
+
+
+def refund_key(refund_id: int) -> str:
+    return f"refund-{refund_id}"
+
+
+def _refund_ended(payment: Payment, refund: Refund, status: str, reason: str | None) -> Refund:
+    """Apply the provider's word on a refund, once: a pending refund that
+    succeeded is recorded; one that failed or was cancelled stops counting
+    and is put before the operators; anything else leaves it pending. A
+    refund that fails after it had succeeded (rare: the buyer's bank sent
+    it back) goes to the operators as it is."""
+    if refund.status == RefundStatus.PENDING and status == "succeeded":
+        refund.settled_at = utcnow()
         settlement.record_refund(refund, payment)
+    elif refund.status == RefundStatus.PENDING and status in ("failed", "canceled"):
+        refund.status = RefundStatus.FAILED
+        refund.failure_reason = reason or status
+        refund.settled_at = utcnow()
+        payment.attention = f"Refund {refund.id} of {refund.amount} {status}: {refund.failure_reason}"[:2000]
+    elif refund.status == RefundStatus.SUCCEEDED and status in ("failed", "canceled"):
+        payment.attention = (
+            f"Refund {refund.id} of {refund.amount} {status} at the provider after it had succeeded "
+            f"({reason or 'no reason given'}); the money is back in the platform's balance, not with the buyer."
+        )[:2000]
     return refund
+
+
+def refund_updated(obj: dict[str, Any]) -> None:
+    """Stripe's refund.updated, refund.failed or charge.refund.updated: how
+    a refund ended. Found by its id, or, when the event overtook our record
+    of the provider's first answer, by the key in its metadata. The webhook
+    receiver commits."""
+    refund_id = db.session.scalar(select(Refund.id).where(Refund.stripe_refund_id == obj.get("id")))
+    key = str((obj.get("metadata") or {}).get("key") or "")
+    if refund_id is None and key.startswith("refund-") and key.removeprefix("refund-").isdigit():
+        refund_id = int(key.removeprefix("refund-"))
+    refund = db.session.get(Refund, refund_id) if refund_id is not None else None
+    if refund is None:
+        return
+    payment = settlement.lock_order_and_payment(refund.order_id)
+    assert payment is not None
+    refund = _refund(refund.id)
+    if refund.stripe_refund_id is None:
+        refund.stripe_refund_id = str(obj.get("id"))
+    _refund_ended(payment, refund, str(obj.get("status")), obj.get("failure_reason"))

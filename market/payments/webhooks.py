@@ -41,6 +41,9 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], None]] = {
         _payment_intent(e)["id"], _payment_intent(e)["amount_received"]
     ),
     "payment_intent.canceled": lambda e: service.intent_cancelled(_payment_intent(e)["id"]),
+    "refund.updated": lambda e: service.refund_updated(e["data"]["object"]),
+    "refund.failed": lambda e: service.refund_updated(e["data"]["object"]),
+    "charge.refund.updated": lambda e: service.refund_updated(e["data"]["object"]),
     "account.updated": lambda e: payouts.account_updated(
         e["data"]["object"]["id"],
         payouts_enabled=bool(e["data"]["object"].get("payouts_enabled")),

@@ -82,6 +82,8 @@ class FakeStripe:
     decline_next: list[str] = field(default_factory=list)  # path prefixes
     hold: dict[str, float] = field(default_factory=dict)  # path prefix -> seconds to sit on a request
     refuse_next: list[tuple[str, str]] = field(default_factory=list)  # (path prefix, message): a 400
+    # How the next refunds come out when created ("pending" ones end by `finish_refund`).
+    refund_outcomes: list[str] = field(default_factory=list)
     _keys: dict[str, tuple[str, dict[str, Any], Response]] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -316,7 +318,11 @@ class FakeStripe:
         if intent is None or intent["status"] != "succeeded":
             return _error(400, "invalid_request_error", "This PaymentIntent has no successful charge to refund.")
         amount = int(params.get("amount", intent["amount_received"]))
-        refunded = sum(r["amount"] for r in self.refunds.values() if r["payment_intent"] == intent["id"])
+        refunded = sum(
+            r["amount"]
+            for r in self.refunds.values()
+            if r["payment_intent"] == intent["id"] and r["status"] in ("pending", "succeeded")
+        )
         if amount > intent["amount_received"] - refunded:
             return _error(
                 400,
@@ -330,7 +336,7 @@ class FakeStripe:
             "object": "refund",
             "amount": amount,
             "payment_intent": intent["id"],
-            "status": "succeeded",
+            "status": self.refund_outcomes.pop(0) if self.refund_outcomes else "succeeded",
             "metadata": params.get("metadata", {}),
         }
         self.refunds[refund["id"]] = refund
@@ -413,9 +419,24 @@ class FakeStripe:
         self._record("transfer_refund", amount, transfer["currency"], reversal)
         return 200, dict(reversal)
 
-    def total_refunded(self, intent_id: str) -> int:
+    def finish_refund(self, refund_id: str, status: str, failure_reason: str | None = None) -> dict[str, Any]:
+        """What the buyer's bank does to a pending refund; returns the refund for a refund.updated event."""
         with self.lock:
-            return sum(r["amount"] for r in self.refunds.values() if r["payment_intent"] == intent_id)
+            refund = self.refunds[refund_id]
+            refund.update(status=status, failure_reason=failure_reason)
+            if status in ("failed", "canceled"):
+                intent = self.intents[refund["payment_intent"]]
+                self._record("refund_failure", refund["amount"], intent["currency"], refund)
+            return dict(refund)
+
+    def total_refunded(self, intent_id: str) -> int:
+        """What went back to the buyer: refunds that succeeded."""
+        with self.lock:
+            return sum(
+                r["amount"]
+                for r in self.refunds.values()
+                if r["payment_intent"] == intent_id and r["status"] == "succeeded"
+            )
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -20,7 +20,7 @@ from market.settlement.checks import check_ledger
 from tests.factories import ListingFactory
 from tests.fakes.stripe_server import FakeStripe, FakeStripeServer
 from tests.payments.conftest import stripe_settings
-from tests.payments.test_stripe_payments import pack_all, paid_order
+from tests.payments.test_stripe_payments import deliver, pack_all, paid_order
 from tests.premiums.test_premiums import programme
 from tests.shop import Shop, part_of
 
@@ -229,3 +229,68 @@ def test_an_answer_that_may_hide_a_capture_is_looked_up_and_retried_not_refused(
     held = payment_of(order["id"])
     assert (held.status, held.attention) == (PaymentStatus.CAPTURING, None)
     assert fake_stripe.calls[f"GET /v1/payment_intents/{payment.stripe_payment_intent_id}"] == 1
+
+
+def test_a_pending_refund_counts_once_stripe_says_it_succeeded(
+    client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
+) -> None:
+    order, _ = paid_order(client, fake_stripe, shop)
+    pack_all(client, shop, order, weighed(order, 2000))
+    payments.capture(order["id"])
+    fake_stripe.refund_outcomes.append("pending")
+    refund = payments.process_refund(payments.request_refund(None, order["id"], reason="bruised").id)
+    assert (refund.status, refund.stripe_refund_id is not None) == (RefundStatus.PENDING, True)
+    assert payment_of(order["id"]).amount_refunded == 0
+    payments.process_refund(refund.id)  # a worker's retry asks nothing more
+    assert fake_stripe.calls["POST /v1/refunds"] == 1
+    done = fake_stripe.finish_refund(refund.stripe_refund_id or "", "succeeded")
+    assert deliver(client, fake_stripe, "refund.updated", done).status_code == 200
+    assert deliver(client, fake_stripe, "charge.refund.updated", done).status_code == 200  # the same news twice
+    settled = payment_of(order["id"])
+    assert (settled.amount_refunded, settled.attention) == (1998, None)
+    assert ledger.balance(ledger.farm_payable(shop.orchard.id)) == 0
+    assert check_ledger() == []
+
+
+def test_a_pending_refund_that_fails_stops_counting_and_goes_to_the_operators(
+    client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
+) -> None:
+    sponsored = programme(client, shop, funded_by="sponsor", budget_cap=5000)
+    order, _ = paid_order(client, fake_stripe, shop)
+    pack_all(client, shop, order, weighed(order, 2000))
+    payments.capture(order["id"])
+    fake_stripe.refund_outcomes.append("pending")
+    refund = payments.process_refund(payments.request_refund(None, order["id"], reason="bruised").id)
+    failed = fake_stripe.finish_refund(refund.stripe_refund_id or "", "failed", "expired_or_canceled_card")
+    assert deliver(client, fake_stripe, "refund.failed", failed).status_code == 200
+    db.session.expire_all()
+    assert db.session.get(Refund, refund.id).status == RefundStatus.FAILED  # type: ignore[union-attr]
+    held = payment_of(order["id"])
+    assert held.amount_refunded == 0
+    assert "expired_or_canceled_card" in (held.attention or "")
+    assert used(sponsored["id"]) == 200  # nothing was taken back
+    listed = client.get("/api/v1/payments/attention", headers=shop.operator_h).json
+    assert [p["order_id"] for p in listed] == [order["id"]]
+    again = payments.request_refund(None, order["id"], reason="bruised, again")  # the grams are refundable again
+    assert again.amount == 1998
+    assert check_ledger() == []
+
+
+def test_a_refund_event_that_overtakes_the_providers_answer_is_applied_by_its_key(
+    client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
+) -> None:
+    order, _ = paid_order(client, fake_stripe, shop)
+    pack_all(client, shop, order, weighed(order, 2000))
+    payments.capture(order["id"])
+    refund = payments.request_refund(None, order["id"], reason="bruised")
+    fake_stripe.refund_outcomes.append("pending")
+    status, made = fake_stripe.handle(
+        "POST", "/v1/refunds", {"payment_intent": payment_of(order["id"]).stripe_payment_intent_id, "amount": "1998",
+                                "metadata": {"key": f"refund-{refund.id}"}}, f"refund-{refund.id}",
+    )  # fmt: skip
+    assert status == 200
+    done = fake_stripe.finish_refund(made["id"], "succeeded")
+    assert deliver(client, fake_stripe, "refund.updated", done).status_code == 200
+    assert payment_of(order["id"]).amount_refunded == 1998
+    assert payments.process_refund(refund.id).status == RefundStatus.SUCCEEDED  # the worker's call changes nothing
+    assert check_ledger() == []
