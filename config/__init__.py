@@ -100,6 +100,9 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "STRIPE_SECRET_KEY": env.get("STRIPE_SECRET_KEY") or "",
         "STRIPE_WEBHOOK_SECRET": env.get("STRIPE_WEBHOOK_SECRET") or "",
         "STRIPE_API_BASE": env.get("STRIPE_API_BASE") or "",
+        # Put before every idempotency key sent to Stripe: one per environment
+        # sharing a Stripe account, changed when a database starts afresh.
+        "STRIPE_IDEMPOTENCY_PREFIX": env.get("STRIPE_IDEMPOTENCY_PREFIX") or "",
         # Orders are paid out only once settled (delivered or collected) this long.
         "PAYOUT_HOLD_DAYS": _int(env, "PAYOUT_HOLD_DAYS", 3),
         "STRIPE_CONNECT_COUNTRY": env.get("STRIPE_CONNECT_COUNTRY") or "SG",

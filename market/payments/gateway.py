@@ -191,7 +191,13 @@ def _intent(resource: Any) -> Intent:
 class StripeGateway:
     provider = Provider.STRIPE
 
-    def __init__(self, secret_key: str, *, api_base: str | None = None, timeout: float = 20.0) -> None:
+    def __init__(
+        self, secret_key: str, *, api_base: str | None = None, key_prefix: str = "", timeout: float = 20.0
+    ) -> None:
+        # Every idempotency key starts with the deployment's prefix, so two
+        # environments (or a database started afresh) sharing one Stripe
+        # account never replay each other's answers.
+        self.key_prefix = key_prefix
         base_addresses: dict[str, str | None] = {"api": api_base} if api_base else {}
         self.client = stripe.StripeClient(
             secret_key,
@@ -199,6 +205,9 @@ class StripeGateway:
             max_network_retries=2,
             http_client=stripe.RequestsClient(timeout=timeout),
         )
+
+    def _key(self, key: str) -> dict[str, str]:
+        return {"idempotency_key": f"{self.key_prefix}{key}"}
 
     def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -223,7 +232,7 @@ class StripeGateway:
             "metadata": {"order_id": str(order_id)},
             "automatic_payment_methods": {"enabled": True},
         }
-        return _intent(self._call(self.client.v1.payment_intents.create, params, {"idempotency_key": key}))
+        return _intent(self._call(self.client.v1.payment_intents.create, params, self._key(key)))
 
     def get_intent(self, intent_id: str) -> Intent:
         return _intent(self._call(self.client.v1.payment_intents.retrieve, intent_id))
@@ -234,18 +243,18 @@ class StripeGateway:
                 self.client.v1.payment_intents.capture,
                 intent_id,
                 {"amount_to_capture": amount},
-                {"idempotency_key": key},
+                self._key(key),
             )
         )
 
     def cancel(self, intent_id: str, *, key: str) -> Intent:
-        return _intent(self._call(self.client.v1.payment_intents.cancel, intent_id, None, {"idempotency_key": key}))
+        return _intent(self._call(self.client.v1.payment_intents.cancel, intent_id, None, self._key(key)))
 
     def refund(self, intent_id: str, *, amount: int, key: str, reason: str) -> RefundResult:
         # The key names our refund, so a refund.updated that overtakes our own
         # record of the answer still finds it.
         params = {"payment_intent": intent_id, "amount": amount, "metadata": {"reason": reason[:500], "key": key}}
-        obj = self._call(self.client.v1.refunds.create, params, {"idempotency_key": key}).to_dict()
+        obj = self._call(self.client.v1.refunds.create, params, self._key(key)).to_dict()
         return RefundResult(
             id=obj["id"], status=obj["status"], amount=obj["amount"], failure_reason=obj.get("failure_reason")
         )
@@ -257,7 +266,7 @@ class StripeGateway:
             "capabilities": {"transfers": {"requested": True}},
             "metadata": {"farm_id": str(farm_id)},
         }
-        obj = self._call(self.client.v1.accounts.create, params, {"idempotency_key": key}).to_dict()
+        obj = self._call(self.client.v1.accounts.create, params, self._key(key)).to_dict()
         return ConnectedAccount(
             id=obj["id"],
             payouts_enabled=bool(obj.get("payouts_enabled")),
@@ -271,7 +280,7 @@ class StripeGateway:
             "return_url": return_url,
             "type": "account_onboarding",
         }
-        obj = self._call(self.client.v1.account_links.create, params, {"idempotency_key": key}).to_dict()
+        obj = self._call(self.client.v1.account_links.create, params, self._key(key)).to_dict()
         return AccountLink(url=obj["url"], expires_at=int(obj["expires_at"]))
 
     def create_transfer(
@@ -284,7 +293,7 @@ class StripeGateway:
             "transfer_group": transfer_group,
             "metadata": {"payout_id": str(payout_id)},
         }
-        return _transfer(self._call(self.client.v1.transfers.create, params, {"idempotency_key": key}))
+        return _transfer(self._call(self.client.v1.transfers.create, params, self._key(key)))
 
     def find_transfer(self, *, transfer_group: str, payout_id: int) -> Transfer | None:
         params: dict[str, Any] = {"transfer_group": transfer_group, "limit": 100}
@@ -299,7 +308,7 @@ class StripeGateway:
 
     def reverse_transfer(self, transfer_id: str, *, amount: int, key: str) -> TransferReversal:
         obj = self._call(
-            self.client.v1.transfers.reversals.create, transfer_id, {"amount": amount}, {"idempotency_key": key}
+            self.client.v1.transfers.reversals.create, transfer_id, {"amount": amount}, self._key(key)
         ).to_dict()
         return TransferReversal(id=obj["id"], amount=obj["amount"])
 
@@ -344,7 +353,11 @@ def _transfer(resource: Any) -> Transfer:
 def init_app(app: Flask) -> None:
     key = app.config["STRIPE_SECRET_KEY"]
     gateway: PaymentGateway = (
-        StripeGateway(key, api_base=app.config["STRIPE_API_BASE"] or None) if key else OfflineGateway()
+        StripeGateway(
+            key, api_base=app.config["STRIPE_API_BASE"] or None, key_prefix=app.config["STRIPE_IDEMPOTENCY_PREFIX"]
+        )
+        if key
+        else OfflineGateway()
     )
     app.extensions["payment_gateway"] = gateway
 
