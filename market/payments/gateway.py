@@ -54,6 +54,7 @@ class RefundResult:
 class ConnectedAccount:
     id: str
     payouts_enabled: bool
+    transfers_active: bool  # the transfers capability: whether transfers to it are accepted
     details_submitted: bool
 
 
@@ -271,6 +272,7 @@ class StripeGateway:
             id=obj["id"],
             payouts_enabled=bool(obj.get("payouts_enabled")),
             details_submitted=bool(obj.get("details_submitted")),
+            transfers_active=transfers_active(obj),
         )
 
     def create_account_link(self, account_id: str, *, refresh_url: str, return_url: str, key: str) -> AccountLink:
@@ -343,6 +345,13 @@ def _balance_transaction(obj: dict[str, Any]) -> BalanceTransaction:
         source_id=details.get("id"),
         payment_intent_id=intent if isinstance(intent, str) or intent is None else intent.get("id"),
     )
+
+
+def transfers_active(account: dict[str, Any]) -> bool:
+    """Whether Stripe accepts transfers to a connected account: its
+    `transfers` capability is active (`payouts_enabled` is about the
+    account's own payouts to its bank, not about receiving transfers)."""
+    return (account.get("capabilities") or {}).get("transfers") == "active"
 
 
 def _transfer(resource: Any) -> Transfer:

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from market.errors import DomainError
 from market.extensions import db
 from market.payments import service
+from market.payments.gateway import transfers_active
 from market.payments.models import StripeEvent
 from market.payouts import service as payouts
 
@@ -48,6 +49,7 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], None]] = {
         e["data"]["object"]["id"],
         payouts_enabled=bool(e["data"]["object"].get("payouts_enabled")),
         details_submitted=bool(e["data"]["object"].get("details_submitted")),
+        transfers_active=transfers_active(e["data"]["object"]),
         created=int(e["created"]),
     ),
 }

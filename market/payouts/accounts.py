@@ -92,6 +92,7 @@ def connect_payout_account(
             farm_id=farm_id,
             method=method,
             payouts_enabled=False,
+            transfers_active=False,
             details_submitted=False,
             link_requests=0,
             link_requested_for=0,
@@ -121,7 +122,7 @@ def _request_onboarding_link(account: PayoutAccount) -> None:
         account.onboarding_expires_at is not None and account.onboarding_expires_at > now + LINK_MARGIN
     )
     outstanding = account.link_requests > account.link_requested_for
-    if account.payouts_enabled or fresh or outstanding:
+    if account.transfers_active or fresh or outstanding:
         return
     account.link_requests += 1
     account.onboarding_url = None
@@ -147,9 +148,10 @@ def connect_account(farm_id: int) -> PayoutAccount | None:
             if account.stripe_account_id is None:
                 account.stripe_account_id = created.id
                 account.payouts_enabled = created.payouts_enabled
+                account.transfers_active = created.transfers_active
                 account.details_submitted = created.details_submitted
             db.session.commit()
-        if account.payouts_enabled or account.link_requests == account.link_requested_for:
+        if account.transfers_active or account.link_requests == account.link_requested_for:
             return account
         number, stripe_id = account.link_requests, account.stripe_account_id
         assert stripe_id is not None
@@ -184,8 +186,11 @@ def flag_account(farm_id: int, problem: str) -> None:
         db.session.commit()
 
 
-def account_updated(account_id: str, *, payouts_enabled: bool, details_submitted: bool, created: int) -> None:
-    """Stripe's account.updated: keep payouts_enabled current. An event
+def account_updated(
+    account_id: str, *, payouts_enabled: bool, details_submitted: bool, transfers_active: bool, created: int
+) -> None:
+    """Stripe's account.updated: keep the account's state current; transfers
+    go only to an account whose transfers capability is active. An event
     older than the one last applied is ignored (events come in any order).
     The webhook receiver commits."""
     account = db.session.scalars(
@@ -194,5 +199,6 @@ def account_updated(account_id: str, *, payouts_enabled: bool, details_submitted
     if account is None or (account.stripe_state_at is not None and created < account.stripe_state_at):
         return
     account.payouts_enabled = payouts_enabled
+    account.transfers_active = transfers_active
     account.details_submitted = details_submitted
     account.stripe_state_at = created

@@ -63,6 +63,9 @@ class PayoutAccount(db.Model):  # type: ignore[name-defined]
     stripe_account_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     payouts_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     details_submitted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    transfers_active: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default="0", doc="Stripe accepts transfers to it (its transfers capability)."
+    )
     # The `created` time of the newest account.updated event applied, so a
     # late, older event does not undo a newer one.
     stripe_state_at: Mapped[int | None] = mapped_column(Integer)
@@ -88,7 +91,7 @@ class PayoutAccount(db.Model):  # type: ignore[name-defined]
         to finish), enabled (Stripe pays out), or ready (bank details given)."""
         if self.method == PayoutMethod.BANK_TRANSFER:
             return "ready" if self.bank_account_number else "incomplete"
-        if self.payouts_enabled:
+        if self.transfers_active:
             return "enabled"
         if self.stripe_account_id is None or self.onboarding_url is None:
             return "connecting"

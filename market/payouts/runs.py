@@ -92,7 +92,7 @@ def run_cutoff(period_end: date, now: datetime, hold_days: int) -> datetime:
 
 def ready_farms() -> Select[Any]:
     return select(PayoutAccount.farm_id).where(
-        ((PayoutAccount.method == PayoutMethod.STRIPE) & PayoutAccount.payouts_enabled)
+        ((PayoutAccount.method == PayoutMethod.STRIPE) & PayoutAccount.transfers_active)
         | ((PayoutAccount.method == PayoutMethod.BANK_TRANSFER) & PayoutAccount.bank_account_number.isnot(None))
     )
 

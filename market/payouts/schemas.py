@@ -33,6 +33,9 @@ class PayoutAccountSchema(ma.Schema):
     )
     stripe_account_id = fields.String(allow_none=True)
     payouts_enabled = fields.Boolean(required=True)
+    transfers_active = fields.Boolean(
+        required=True, metadata={"description": "Stripe accepts transfers to the account: payouts can be sent."}
+    )
     onboarding_url = fields.String(
         allow_none=True, metadata={"description": "Where the farmer finishes the Stripe account; null until made."}
     )

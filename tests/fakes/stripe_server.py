@@ -103,7 +103,9 @@ class FakeStripe:
     def finish_onboarding(self, account_id: str) -> dict[str, Any]:
         with self.lock:
             account = self.accounts[account_id]
-            account.update(details_submitted=True, payouts_enabled=True, charges_enabled=True)
+            account.update(
+                details_submitted=True, payouts_enabled=True, charges_enabled=True, capabilities={"transfers": "active"}
+            )
             return dict(account)
 
     def transferred_to(self, account_id: str) -> int:
@@ -355,6 +357,7 @@ class FakeStripe:
             "details_submitted": False,
             "payouts_enabled": False,
             "charges_enabled": False,
+            "capabilities": {"transfers": "inactive"},
         }
         self.accounts[account["id"]] = account
         return 200, dict(account)
@@ -375,7 +378,7 @@ class FakeStripe:
         account = self.accounts.get(params.get("destination", ""))
         if account is None:
             return _error(400, "invalid_request_error", f"No such destination: '{params.get('destination')}'")
-        if not account["payouts_enabled"]:
+        if account["capabilities"].get("transfers") != "active":
             return _error(400, "invalid_request_error", "The destination account cannot receive transfers yet.")
         if self.available_balance is not None:
             if amount > self.available_balance:

@@ -74,10 +74,27 @@ def test_connecting_a_farm_makes_an_express_account_and_an_onboarding_link(
     enabled = fake.finish_onboarding(account_id)
     assert account_updated(client, fake, enabled).status_code == 200
     # An older event arriving late does not undo the newer state.
-    stale = dict(enabled, payouts_enabled=False)
+    stale = dict(enabled, payouts_enabled=False, capabilities={"transfers": "inactive"})
     assert account_updated(client, fake, stale, created=1).status_code == 200
     now = client.get(url, headers=shop.operator_h).json
-    assert (now["status"], now["payouts_enabled"]) == ("enabled", True)
+    assert (now["status"], now["payouts_enabled"], now["transfers_active"]) == ("enabled", True, True)
+
+
+def test_transfers_go_only_to_an_account_whose_transfers_capability_is_active(
+    client: FlaskClient, shop: Shop, fake: FakeStripe
+) -> None:
+    """Stripe pays an account out to its bank (payouts_enabled) separately
+    from accepting transfers to it (capabilities.transfers): the run follows
+    the capability."""
+    account = connect_stripe(client, shop, fake, shop.orchard.id)
+    assert account.stripe_account_id is not None
+    restricted = dict(fake.accounts[account.stripe_account_id], capabilities={"transfers": "pending"})
+    assert account_updated(client, fake, restricted).status_code == 200
+    settled_order(client, shop, (shop.oranges, 2000), fake=fake)
+    assert run(client, shop).json["payouts_count"] == 0  # owed, but not sent where Stripe would refuse it
+    active = dict(restricted, payouts_enabled=False, capabilities={"transfers": "active"})
+    assert account_updated(client, fake, active).status_code == 200
+    assert run(client, shop).json["payouts_count"] == 1
 
 
 def test_a_stripe_payout_is_paid_by_one_transfer(client: FlaskClient, shop: Shop, fake: FakeStripe) -> None:

@@ -312,7 +312,11 @@ class OrderLife(RuleBasedStateMachine):
         assert account is not None and account.stripe_account_id is not None
         self.fake.finish_onboarding(account.stripe_account_id)
         payouts.account_updated(
-            account.stripe_account_id, payouts_enabled=True, details_submitted=True, created=int(utcnow().timestamp())
+            account.stripe_account_id,
+            payouts_enabled=True,
+            details_submitted=True,
+            transfers_active=True,
+            created=int(utcnow().timestamp()),
         )
         db.session.commit()
         self.ready_farms = [orchard.id, chestnuts_id]
