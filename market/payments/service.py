@@ -199,10 +199,21 @@ def intent_captured(intent_id: str, amount_received: int) -> None:
 
 
 def intent_cancelled(intent_id: str) -> None:
+    """Stripe cancelled the intent: released by us (the order closed), or a
+    hold that lapsed. A lapsed hold of an order still open is never a silent
+    loss: the payment goes on the operators' list, as the order can no
+    longer be captured."""
     payment = _by_intent(intent_id)
     if payment is None or payment.status in SETTLED:
         return
+    held = payment.status == PaymentStatus.AUTHORISED
     payment.status = PaymentStatus.CANCELLED
+    order = db.session.get(Order, payment.order_id)
+    if held and order is not None and order.status not in CLOSED:
+        payment.attention = (
+            f"The card authorisation of order {order.id} lapsed at the provider while the order is {order.status}: "
+            "it cannot be captured; the buyer must pay again, or the order be cancelled."
+        )
 
 
 def confirm_offline(actor: Actor, order_id: int, *, amount: int, reference: str) -> Payment:

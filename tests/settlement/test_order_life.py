@@ -102,6 +102,9 @@ WEIGHINGS = st.sampled_from(["exact", "over", "under", "most", "least", "short"]
 LISTINGS = st.lists(st.integers(0, 2), min_size=1, max_size=3, unique=True)
 STEPS = st.integers(0, 3)
 REFUND_SIZES = st.sampled_from(["1g", "2g", "tenth", "half", "rest"])
+# Steps that end an order's life act on one draw in four, so that lives
+# also run their whole course (paid, packed, captured, refunded, paid out).
+WHIM = st.integers(0, 3)
 # Worker steps that move money or stock, by outbox task name (the rest send notifications).
 TASKS: dict[str, Callable[..., Any]] = {
     "payments.open": lambda order_id, **_: payments.open_payment(order_id),
@@ -411,27 +414,29 @@ class OrderLife(RuleBasedStateMachine):
             lambda: payments.confirm_offline(self.operator, order, amount=amount, reference="cash at the station"),
         )
 
-    @rule(order=orders)
-    def buyer_cancels(self, order: int) -> None:
-        if order:
+    @rule(order=orders, whim=WHIM)
+    def buyer_cancels(self, order: int, whim: int) -> None:
+        if order and not whim:
             self.attempt("buyer cancel_order", lambda: orders.cancel_order(self.buyer, order, "changed my mind"))
 
-    @rule(order=orders)
-    def operator_cancels(self, order: int) -> None:
-        if order:
+    @rule(order=orders, whim=WHIM)
+    def operator_cancels(self, order: int, whim: int) -> None:
+        if order and not whim:
             self.attempt("operator cancel_order", lambda: orders.cancel_order(self.operator, order, "farm flooded"))
 
-    @rule(order=orders, part=st.integers(0, 1))
-    def farmer_cancels_part(self, order: int, part: int) -> None:
-        if not order:
+    @rule(order=orders, part=st.integers(0, 1), whim=WHIM)
+    def farmer_cancels_part(self, order: int, part: int, whim: int) -> None:
+        if not order or whim:
             return
         parts = self.order(order).parts
         chosen = parts[part % len(parts)]
         farmer, part_id = self.farmers[chosen.farm_id], chosen.id
         self.attempt("cancel_part", lambda: orders.cancel_part(farmer, order, part_id, "hail damage"))
 
-    @rule(minutes=st.just(60))
-    def orders_expire(self, minutes: int) -> None:
+    @rule(minutes=st.just(60), whim=WHIM)
+    def orders_expire(self, minutes: int, whim: int) -> None:
+        if whim:
+            return
         self.attempt("expire_unpaid", lambda: orders.expire_unpaid(now=utcnow() + timedelta(minutes=minutes)))
 
     @rule(listing=st.integers(0, 2), grams=st.sampled_from([500, 2500]))
@@ -499,6 +504,13 @@ class OrderLife(RuleBasedStateMachine):
         if complete:
             self.attempt("complete_order", lambda: orders.complete_order(self.buyer, order))
 
+    @rule(order=orders, weighings=st.lists(WEIGHINGS, min_size=1, max_size=3), steps=st.integers(2, 6))
+    def order_goes_a_long_way(self, order: int, weighings: list[str], steps: int) -> None:
+        """Several ordinary steps of one order in a row: lives that run their
+        whole course, to capture, refunds and payouts."""
+        for _ in range(steps):
+            self.order_moves_on(order, weighings)
+
     @rule(order=orders, weighings=st.lists(WEIGHINGS, min_size=1, max_size=3))
     def order_moves_on(self, order: int, weighings: list[str]) -> None:
         """The order's next ordinary step, whatever its state: paid, the
@@ -554,12 +566,12 @@ class OrderLife(RuleBasedStateMachine):
         if intent_id is not None:
             self.fake.refuse_next.append((f"/v1/payment_intents/{intent_id}/capture", "The charge expired."))
 
-    @rule(order=orders, webhook=st.booleans())
-    def stripe_authorisation_lapses(self, order: int, webhook: bool) -> None:
+    @rule(order=orders, webhook=st.booleans(), whim=WHIM)
+    def stripe_authorisation_lapses(self, order: int, webhook: bool, whim: int) -> None:
         """Stripe cancels an authorisation left uncaptured for seven days
         (every capture from now on is refused) and says so by webhook,
         which may be lost."""
-        intent_id = self.intent_of(order) if order else None
+        intent_id = self.intent_of(order) if order and not whim else None
         db.session.rollback()
         if intent_id is None or self.fake.intents[intent_id]["status"] != "requires_capture":
             return
@@ -592,9 +604,11 @@ class OrderLife(RuleBasedStateMachine):
             lambda: payments.request_refund(self.operator, order, lines=request, reason="bruised"),
         )
 
-    @rule(which=st.integers(0, 3), refused=st.booleans())
-    def refund_worker(self, which: int, refused: bool) -> None:
-        """The refund task for one pending refund; the provider may refuse it."""
+    @rule(which=st.integers(0, 3), outcome=st.sampled_from(["succeeded", "refused", "pending"]))
+    def refund_worker(self, which: int, outcome: str) -> None:
+        """The refund task for one pending refund; the provider may refuse it,
+        or (Stripe) answer that it is pending until the buyer's bank says."""
+        refused = outcome == "refused"
         db.session.rollback()
         pending = db.session.scalars(
             select(Refund).where(Refund.status == RefundStatus.PENDING).order_by(Refund.id)
@@ -607,10 +621,39 @@ class OrderLife(RuleBasedStateMachine):
             self.fake.refuse_next.append(("/v1/refunds", "The card's account is closed."))
         elif refused:
             self.gateway.refuse_offline_refund = True
+        elif outcome == "pending" and refund.payment.provider == Provider.STRIPE:
+            self.fake.refund_outcomes.append("pending")
         db.session.rollback()
         self.attempt("process_refund", lambda: payments.process_refund(refund_id))
         self.gateway.refuse_offline_refund = False
         self.fake.refuse_next[:] = [r for r in self.fake.refuse_next if r[0] != "/v1/refunds"]
+
+    @rule()
+    def stripe_will_leave_the_next_refund_pending(self) -> None:
+        """Whichever step asks Stripe for the next refund (a worker's task,
+        say) hears it is pending, until the buyer's bank answers."""
+        self.fake.refund_outcomes.append("pending")
+
+    @rule(which=st.integers(0, 3), outcome=st.sampled_from(["succeeded", "failed", "canceled"]), twice=st.booleans())
+    def stripe_finishes_a_refund(self, which: int, outcome: str, twice: bool) -> None:
+        """The buyer's bank answers a refund Stripe had pending; its
+        refund.updated webhook comes once or twice."""
+        waiting = [r["id"] for r in self.fake.refunds.values() if r["status"] == "pending"]
+        if waiting:
+            self.finish_refund(waiting[which % len(waiting)], outcome, twice=twice)
+
+    def finish_refund(self, stripe_refund_id: str, outcome: str, *, twice: bool = False) -> None:
+        event = self.fake.finish_refund(
+            stripe_refund_id, outcome, None if outcome == "succeeded" else "lost_or_stolen_card"
+        )
+
+        def receive() -> None:
+            payments.refund_updated(event)
+            db.session.commit()
+
+        for _ in range(2 if twice else 1):
+            db.session.rollback()
+            self.attempt("webhook refund.updated", receive)
 
     # --- operators: payouts ---------------------------------------------------
 
@@ -655,6 +698,8 @@ class OrderLife(RuleBasedStateMachine):
         """Every pending worker step runs, then a payout run is made and paid;
         the checks that hold only once all is settled are made here."""
         self.drain()
+        for stripe_refund_id in [r["id"] for r in self.fake.refunds.values() if r["status"] == "pending"]:
+            self.finish_refund(stripe_refund_id, "succeeded")  # the banks answer in the end
         db.session.rollback()
         self.later.extend(checks.after_quiesce(self.fake))
         db.session.rollback()
