@@ -10,6 +10,8 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, Dialect, Enum, Select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.types import TypeDecorator
 
 from market.extensions import db
@@ -43,6 +45,13 @@ def locked(stmt: Select[Row]) -> Select[Row]:
     """`stmt` locking its rows and reading them afresh, over whatever the
     session still holds from before."""
     return stmt.with_for_update().execution_options(populate_existing=True)
+
+
+def insert_if_absent(model: type[Any], key: list[str], *rows: dict[str, Any]) -> None:
+    """INSERT each row unless one with the same `key` columns exists (written
+    meanwhile by a concurrent caller, say), on PostgreSQL and SQLite alike."""
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    db.session.execute(insert(model).values(list(rows)).on_conflict_do_nothing(index_elements=key))
 
 
 def commit_keeping_state() -> None:

@@ -26,8 +26,6 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import exists, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
@@ -35,7 +33,7 @@ from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog import service as catalog
 from market.catalog.models import Farm, Listing
-from market.db import utcnow
+from market.db import insert_if_absent, utcnow
 from market.errors import Conflict, Invalid, NotFound
 from market.events import publish
 from market.extensions import TransientError, db
@@ -174,11 +172,10 @@ def _failed(channel: SalesChannel, error: str) -> None:
 def _state(channel_id: int, listing_id: int) -> ChannelListing:
     """The channel's row for a listing, created on first use (by whichever
     of two concurrent callers comes first)."""
-    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    db.session.execute(
-        insert(ChannelListing)
-        .values(channel_id=channel_id, listing_id=listing_id, push_version=0, pushed_version=0)
-        .on_conflict_do_nothing(index_elements=["channel_id", "listing_id"])
+    insert_if_absent(
+        ChannelListing,
+        ["channel_id", "listing_id"],
+        {"channel_id": channel_id, "listing_id": listing_id, "push_version": 0, "pushed_version": 0},
     )
     return db.session.scalars(
         select(ChannelListing).where(ChannelListing.channel_id == channel_id, ChannelListing.listing_id == listing_id)

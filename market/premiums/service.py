@@ -17,14 +17,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from market.accounts.models import Role, User
 from market.auth import Actor
 from market.catalog.models import Brand, Category, Listing
 from market.catalog.service import get_listing
-from market.db import utcnow
+from market.db import insert_if_absent, utcnow
 from market.errors import Invalid, NotFound
 from market.extensions import db
 from market.money import line_amount
@@ -178,11 +176,8 @@ def applicable(actor: Actor | None, listing_id: int) -> list[PremiumProgramme]:
 
 
 def _farm_usage(programme_id: int, farm_id: int) -> FarmPremiumUsage:
-    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    db.session.execute(
-        insert(FarmPremiumUsage)
-        .values(programme_id=programme_id, farm_id=farm_id, used=0)
-        .on_conflict_do_nothing(index_elements=["programme_id", "farm_id"])
+    insert_if_absent(
+        FarmPremiumUsage, ["programme_id", "farm_id"], {"programme_id": programme_id, "farm_id": farm_id, "used": 0}
     )
     return db.session.scalars(
         select(FarmPremiumUsage)
