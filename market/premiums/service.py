@@ -22,7 +22,7 @@ from market.accounts.models import Role, User
 from market.auth import Actor
 from market.catalog.models import Brand, Category, Listing
 from market.catalog.service import get_listing
-from market.db import insert_if_absent, utcnow
+from market.db import insert_if_absent, unit_of_work, utcnow
 from market.errors import Invalid, NotFound
 from market.extensions import db
 from market.money import line_amount
@@ -88,8 +88,8 @@ def create_programme(actor: Actor, **fields: Any) -> PremiumProgramme:
             {"valid_from": [f"Overlaps programme {clash.id}; end it first or narrow the scope."]},
         )
     programme = PremiumProgramme(**fields)
-    db.session.add(programme)
-    db.session.commit()
+    with unit_of_work():
+        db.session.add(programme)
     return programme
 
 
@@ -117,11 +117,11 @@ def list_programmes(actor: Actor, *, limit: int, cursor: str | None = None, acti
 def end_programme(actor: Actor, programme_id: int) -> PremiumProgramme:
     """Stop a programme now; lines already placed keep their premiums."""
     actor.require(Role.OPERATOR)
-    programme = _programme(programme_id)
-    now = utcnow()
-    if programme.valid_until is None or programme.valid_until > now:
-        programme.valid_until = now
-        db.session.commit()
+    with unit_of_work():
+        programme = _programme(programme_id)
+        now = utcnow()
+        if programme.valid_until is None or programme.valid_until > now:
+            programme.valid_until = now
     return programme
 
 
