@@ -35,7 +35,7 @@ from sqlalchemy.orm import selectinload
 from market.accounts.models import Role, User
 from market.auth import Actor
 from market.catalog.models import Farm, Listing
-from market.db import utcnow
+from market.db import unit_of_work, utcnow
 from market.errors import Invalid, NotFound
 from market.extensions import TransientError, db
 from market.inventory.models import SalesChannel
@@ -221,20 +221,20 @@ def set_preferences(actor: Actor, items: list[dict[str, Any]]) -> list[Preferenc
         seen.add(item["event"])
     if errors:
         raise Invalid("Some preferences name events you cannot receive; nothing was changed.", errors)
-    existing = {
-        row.event: row
-        for row in db.session.scalars(
-            select(NotificationPreference).where(NotificationPreference.user_id == actor.user_id)
-        )
-    }
-    for item in items:
-        channels = sorted({Channel(c).value for c in item["channels"]})
-        row = existing.get(item["event"])
-        if row is None:
-            db.session.add(NotificationPreference(user_id=actor.user_id, event=item["event"], channels=channels))
-        else:
-            row.channels = channels
-    db.session.commit()
+    with unit_of_work():
+        existing = {
+            row.event: row
+            for row in db.session.scalars(
+                select(NotificationPreference).where(NotificationPreference.user_id == actor.user_id)
+            )
+        }
+        for item in items:
+            channels = sorted({Channel(c).value for c in item["channels"]})
+            row = existing.get(item["event"])
+            if row is None:
+                db.session.add(NotificationPreference(user_id=actor.user_id, event=item["event"], channels=channels))
+            else:
+                row.channels = channels
     return get_preferences(actor)
 
 
@@ -260,8 +260,15 @@ def handle_event(occurrence: str, event: str, **ids: int) -> int:
     """Write and queue every notification and webhook delivery for one
     occurrence of `event`; returns how many. A repeat of an occurrence
     already handled writes nothing."""
-    if _handled(occurrence):
+    try:
+        with unit_of_work():
+            return 0 if _handled(occurrence) else _write_event(occurrence, event, ids)
+    except IntegrityError:
+        # A concurrent run of the same occurrence won; its rows stand.
         return 0
+
+
+def _write_event(occurrence: str, event: str, ids: dict[str, int]) -> int:
     now = utcnow()
     created = 0
     for audience in _audience(event, ids):
@@ -295,12 +302,6 @@ def handle_event(occurrence: str, event: str, **ids: int) -> int:
             if endpoint.wants(event):
                 _queue_delivery(endpoint, occurrence, event, payload, now)
                 created += 1
-    try:
-        db.session.commit()
-    except IntegrityError:
-        # A concurrent run of the same occurrence won; its rows stand.
-        db.session.rollback()
-        return 0
     return created
 
 
@@ -418,26 +419,30 @@ def requeue_overdue(now: datetime | None = None) -> int:
     """Queue again the pending notifications and deliveries whose retry is
     long overdue (the broker lost the delayed task, a worker died holding
     it). Sending checks the status, so a spare task sends nothing twice."""
-    now = now or utcnow()
-    overdue = now - timedelta(seconds=current_app.config["NOTIFY_REQUEUE_AFTER_SECONDS"])
-    notification_ids = db.session.scalars(
-        select(Notification.id)
-        .where(Notification.status == DeliveryStatus.PENDING, Notification.next_attempt_at < overdue)
-        .limit(500)
-    ).all()
-    delivery_ids = db.session.scalars(
-        select(WebhookDelivery.id)
-        .where(WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at < overdue)
-        .limit(500)
-    ).all()
-    for notification_id in notification_ids:
-        enqueue(SEND_TASK, notification_id=notification_id)
-    for delivery_id in delivery_ids:
-        enqueue(DELIVER_TASK, delivery_id=delivery_id)
-    # Not overdue again until another grace period has passed.
-    db.session.execute(update(Notification).where(Notification.id.in_(notification_ids)).values(next_attempt_at=now))
-    db.session.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_(delivery_ids)).values(next_attempt_at=now))
-    db.session.commit()
+    with unit_of_work():
+        now = now or utcnow()
+        overdue = now - timedelta(seconds=current_app.config["NOTIFY_REQUEUE_AFTER_SECONDS"])
+        notification_ids = db.session.scalars(
+            select(Notification.id)
+            .where(Notification.status == DeliveryStatus.PENDING, Notification.next_attempt_at < overdue)
+            .limit(500)
+        ).all()
+        delivery_ids = db.session.scalars(
+            select(WebhookDelivery.id)
+            .where(WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at < overdue)
+            .limit(500)
+        ).all()
+        for notification_id in notification_ids:
+            enqueue(SEND_TASK, notification_id=notification_id)
+        for delivery_id in delivery_ids:
+            enqueue(DELIVER_TASK, delivery_id=delivery_id)
+        # Not overdue again until another grace period has passed.
+        db.session.execute(
+            update(Notification).where(Notification.id.in_(notification_ids)).values(next_attempt_at=now)
+        )
+        db.session.execute(
+            update(WebhookDelivery).where(WebhookDelivery.id.in_(delivery_ids)).values(next_attempt_at=now)
+        )
     return len(notification_ids) + len(delivery_ids)
 
 
@@ -472,8 +477,8 @@ def create_endpoint(actor: Actor, *, url: str, event_types: list[str], descripti
         description=description,
         active=True,
     )
-    db.session.add(endpoint)
-    db.session.commit()
+    with unit_of_work():
+        db.session.add(endpoint)
     return CreatedEndpoint(endpoint, secret)
 
 
@@ -494,22 +499,22 @@ def list_endpoints(actor: Actor, *, limit: int, cursor: str | None = None) -> Pa
 
 
 def update_endpoint(actor: Actor, endpoint_id: int, **changes: Any) -> WebhookEndpoint:
-    endpoint = _own_endpoint(actor, endpoint_id)
-    if "url" in changes:
-        require_safe_url(changes["url"], "url")
-    if "event_types" in changes:
-        _check_event_types(changes["event_types"])
-        changes["event_types"] = sorted(set(changes["event_types"]))
-    for name, value in changes.items():
-        setattr(endpoint, name, value)
-    db.session.commit()
+    with unit_of_work():
+        endpoint = _own_endpoint(actor, endpoint_id)
+        if "url" in changes:
+            require_safe_url(changes["url"], "url")
+        if "event_types" in changes:
+            _check_event_types(changes["event_types"])
+            changes["event_types"] = sorted(set(changes["event_types"]))
+        for name, value in changes.items():
+            setattr(endpoint, name, value)
     return endpoint
 
 
 def delete_endpoint(actor: Actor, endpoint_id: int) -> None:
     """Remove an endpoint and its delivery log."""
-    db.session.delete(_own_endpoint(actor, endpoint_id))
-    db.session.commit()
+    with unit_of_work():
+        db.session.delete(_own_endpoint(actor, endpoint_id))
 
 
 def list_deliveries(actor: Actor, endpoint_id: int, *, limit: int, cursor: str | None = None) -> Page[WebhookDelivery]:
@@ -522,22 +527,22 @@ def list_deliveries(actor: Actor, endpoint_id: int, *, limit: int, cursor: str |
 def redeliver(actor: Actor, endpoint_id: int, delivery_id: int) -> WebhookDelivery:
     """Send a delivery's event again, as a new entry in the log with the same
     body (and so the same event id, for receivers that drop repeats)."""
-    endpoint = _own_endpoint(actor, endpoint_id)
-    original = db.session.get(WebhookDelivery, delivery_id)
-    if original is None or original.endpoint_id != endpoint.id:
-        raise NotFound(f"Delivery {delivery_id} not found on webhook endpoint {endpoint_id}.")
-    occurrence = f"{original.occurrence[:60]}~{secrets.token_hex(6)}"
-    delivery = WebhookDelivery(
-        occurrence=occurrence,
-        endpoint=endpoint,
-        event=original.event,
-        payload=original.payload,
-        next_attempt_at=utcnow(),
-    )
-    db.session.add(delivery)
-    db.session.flush()
-    enqueue(DELIVER_TASK, delivery_id=delivery.id)
-    db.session.commit()
+    with unit_of_work():
+        endpoint = _own_endpoint(actor, endpoint_id)
+        original = db.session.get(WebhookDelivery, delivery_id)
+        if original is None or original.endpoint_id != endpoint.id:
+            raise NotFound(f"Delivery {delivery_id} not found on webhook endpoint {endpoint_id}.")
+        occurrence = f"{original.occurrence[:60]}~{secrets.token_hex(6)}"
+        delivery = WebhookDelivery(
+            occurrence=occurrence,
+            endpoint=endpoint,
+            event=original.event,
+            payload=original.payload,
+            next_attempt_at=utcnow(),
+        )
+        db.session.add(delivery)
+        db.session.flush()
+        enqueue(DELIVER_TASK, delivery_id=delivery.id)
     return delivery
 
 
