@@ -35,7 +35,7 @@ from sqlalchemy.orm import selectinload
 from market.accounts.models import Role, User
 from market.auth import Actor
 from market.catalog.models import Farm, Listing
-from market.db import unit_of_work, utcnow
+from market.db import locked, outside_transaction, unit_of_work, utcnow
 from market.errors import Invalid, NotFound
 from market.extensions import TransientError, db
 from market.inventory.models import SalesChannel
@@ -59,6 +59,9 @@ from market.payouts.models import Payout
 SEND_TASK = "notifications.send"
 DELIVER_TASK = "notifications.deliver_webhook"
 ERROR_LENGTH = 2000
+# How long a worker's claim to be sending a notification or delivery holds
+# (many times the outbound timeouts); past it, the worker is taken to have died.
+SEND_LEASE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -322,96 +325,141 @@ def _backoff(attempts: int, base_key: str) -> float:
     return float(base * 2 ** (attempts - 1))
 
 
+def _claimed_for(sending_since: datetime | None) -> float | None:
+    """Seconds until another worker's claim to be sending a row runs out,
+    or None when the row is free to send."""
+    if sending_since is None:
+        return None
+    left = (sending_since + SEND_LEASE - utcnow()).total_seconds()
+    return left if left > 0 else None
+
+
+def _notification(notification_id: int) -> Notification | None:
+    return db.session.scalars(locked(select(Notification).where(Notification.id == notification_id))).one_or_none()
+
+
 def send_notification(notification_id: int) -> float | None:
     """Send one notification if it is still pending. Returns the seconds to
-    wait before another try, or None when it is done (sent or given up)."""
-    notification = db.session.scalars(
-        select(Notification).where(Notification.id == notification_id).with_for_update()
-    ).one_or_none()
-    if notification is None or notification.status != DeliveryStatus.PENDING:
-        db.session.rollback()
-        return None
-    notification.attempts += 1
-    message = Message(
-        recipient=notification.recipient,
-        subject=notification.subject,
-        body=notification.body,
-        idempotency_key=f"notification-{notification.id}",
-    )
-    retry_in = None
+    wait before another try, or None when it is done (sent or given up).
+
+    It is claimed first and sent with no transaction open; the outcome is
+    recorded on the row locked afresh, unless another worker took it over
+    (after SEND_LEASE) meanwhile. While one worker sends it, another one
+    sends nothing and looks again once the claim has run out."""
+    with unit_of_work():
+        notification = _notification(notification_id)
+        if notification is None or notification.status != DeliveryStatus.PENDING:
+            return None
+        busy = _claimed_for(notification.sending_since)
+        if busy is not None:
+            return busy
+        notification.attempts += 1
+        notification.sending_since = utcnow()
+        attempt, channel = notification.attempts, notification.channel
+        message = Message(
+            recipient=notification.recipient,
+            subject=notification.subject,
+            body=notification.body,
+            idempotency_key=f"notification-{notification.id}",
+        )
+    error, permanent = None, False
     try:
-        notifier_for(notification.channel).send(message)
+        outside_transaction(lambda: notifier_for(channel).send(message))
     except TransientError as exc:
-        notification.last_error = str(exc)[:ERROR_LENGTH]
-        if notification.attempts >= current_app.config["NOTIFY_MAX_ATTEMPTS"]:
+        error = str(exc)
+    except PermanentFailure as exc:
+        error, permanent = str(exc), True
+    retry_in = None
+    with unit_of_work():
+        notification = _notification(notification_id)
+        if notification is None or notification.status != DeliveryStatus.PENDING or notification.attempts != attempt:
+            return None  # deleted, or taken over by a worker that found the claim run out
+        notification.sending_since = None
+        if error is None:
+            notification.status = DeliveryStatus.SENT
+            notification.sent_at = utcnow()
+            notification.last_error = None
+            return None
+        notification.last_error = error[:ERROR_LENGTH]
+        if permanent or notification.attempts >= current_app.config["NOTIFY_MAX_ATTEMPTS"]:
             notification.status = DeliveryStatus.FAILED
         else:
             retry_in = _backoff(notification.attempts, "NOTIFY_RETRY_BASE_SECONDS")
             notification.next_attempt_at = utcnow() + timedelta(seconds=retry_in)
-    except PermanentFailure as exc:
-        notification.last_error = str(exc)[:ERROR_LENGTH]
-        notification.status = DeliveryStatus.FAILED
-    else:
-        notification.status = DeliveryStatus.SENT
-        notification.sent_at = utcnow()
-        notification.last_error = None
-    db.session.commit()
     return retry_in
+
+
+def _delivery(delivery_id: int) -> WebhookDelivery | None:
+    return db.session.scalars(
+        locked(select(WebhookDelivery).where(WebhookDelivery.id == delivery_id)).options(
+            selectinload(WebhookDelivery.endpoint)
+        )
+    ).one_or_none()
 
 
 def deliver_webhook(delivery_id: int) -> float | None:
     """POST one delivery to its endpoint if still pending; a non-2xx answer
     or no answer is retried with exponential backoff up to
     WEBHOOK_MAX_ATTEMPTS, then the delivery is failed. Returns the seconds to
-    wait before the next try, or None when done."""
-    delivery = db.session.scalars(
-        select(WebhookDelivery)
-        .where(WebhookDelivery.id == delivery_id)
-        .options(selectinload(WebhookDelivery.endpoint))
-        .with_for_update(of=WebhookDelivery)
-    ).one_or_none()
-    if delivery is None or delivery.status != DeliveryStatus.PENDING:
-        db.session.rollback()
-        return None
-    endpoint = delivery.endpoint
-    delivery.attempts += 1
-    delivery.last_attempt_at = utcnow()
-    delivery.response_status = None
-    retry_in = None
-    if not endpoint.active:
-        delivery.status = DeliveryStatus.FAILED
-        delivery.last_error = "The endpoint is disabled."
-        db.session.commit()
-        return None
+    wait before the next try, or None when done. Claimed and posted as a
+    notification is sent (`send_notification`)."""
+    with unit_of_work():
+        delivery = _delivery(delivery_id)
+        if delivery is None or delivery.status != DeliveryStatus.PENDING:
+            return None
+        busy = _claimed_for(delivery.sending_since)
+        if busy is not None:
+            return busy
+        endpoint = delivery.endpoint
+        delivery.attempts += 1
+        delivery.last_attempt_at = utcnow()
+        delivery.response_status = None
+        if not endpoint.active:
+            delivery.status = DeliveryStatus.FAILED
+            delivery.last_error = "The endpoint is disabled."
+            return None
+        delivery.sending_since = utcnow()
+        attempt, url, secret = delivery.attempts, endpoint.url, endpoint.secret
+        payload, key = delivery.payload.encode(), f"webhook-{delivery.occurrence}-{endpoint.id}"
+    status = error = refused = None
     try:
-        response = post_signed(
-            endpoint.url,
-            delivery.payload.encode(),
-            secret=endpoint.secret,
-            idempotency_key=f"webhook-{delivery.occurrence}-{endpoint.id}",
-        )
+        response = outside_transaction(lambda: post_signed(url, payload, secret=secret, idempotency_key=key))
     except UnsafeUrl as exc:
-        delivery.status = DeliveryStatus.FAILED
-        delivery.last_error = f"Refused to call the URL: {exc}"[:ERROR_LENGTH]
-        db.session.commit()
-        return None
+        refused = f"Refused to call the URL: {exc}"
     except TransientError as exc:
-        delivery.last_error = str(exc)[:ERROR_LENGTH]
+        error = str(exc)
     else:
-        delivery.response_status = response.status_code
-        if 200 <= response.status_code < 300:
+        status = response.status_code
+        if not 200 <= status < 300:
+            error = f"HTTP {status}: {response.text[:300]}"
+    return _record_delivery(delivery_id, attempt, status=status, error=error, refused=refused)
+
+
+def _record_delivery(
+    delivery_id: int, attempt: int, *, status: int | None, error: str | None, refused: str | None
+) -> float | None:
+    retry_in = None
+    with unit_of_work():
+        delivery = _delivery(delivery_id)
+        if delivery is None or delivery.status != DeliveryStatus.PENDING or delivery.attempts != attempt:
+            return None  # deleted, or taken over by a worker that found the claim run out
+        delivery.sending_since = None
+        delivery.response_status = status
+        if refused is not None:
+            delivery.status = DeliveryStatus.FAILED
+            delivery.last_error = refused[:ERROR_LENGTH]
+            return None
+        if error is None:
             delivery.status = DeliveryStatus.SENT
             delivery.delivered_at = utcnow()
             delivery.last_error = None
-            db.session.commit()
             return None
-        delivery.last_error = f"HTTP {response.status_code}: {response.text[:300]}"
-    if delivery.attempts >= current_app.config["WEBHOOK_MAX_ATTEMPTS"]:
-        delivery.status = DeliveryStatus.FAILED
-    else:
-        retry_in = _backoff(delivery.attempts, "WEBHOOK_RETRY_BASE_SECONDS")
-        delivery.next_attempt_at = utcnow() + timedelta(seconds=retry_in)
-    db.session.commit()
+        delivery.last_error = error[:ERROR_LENGTH]
+        if delivery.attempts >= current_app.config["WEBHOOK_MAX_ATTEMPTS"]:
+            delivery.status = DeliveryStatus.FAILED
+        else:
+            retry_in = _backoff(delivery.attempts, "WEBHOOK_RETRY_BASE_SECONDS")
+            delivery.next_attempt_at = utcnow() + timedelta(seconds=retry_in)
     return retry_in
 
 
