@@ -325,13 +325,18 @@ def _backoff(attempts: int, base_key: str) -> float:
     return float(base * 2 ** (attempts - 1))
 
 
-def _claimed_for(sending_since: datetime | None) -> float | None:
-    """Seconds until another worker's claim to be sending a row runs out,
-    or None when the row is free to send."""
-    if sending_since is None:
-        return None
-    left = (sending_since + SEND_LEASE - utcnow()).total_seconds()
-    return left if left > 0 else None
+def _claim(row: Notification | WebhookDelivery | None) -> tuple[int | None, float | None]:
+    """Claim a row to send: (the attempt this is, None); or (None, the
+    seconds until another worker's claim runs out); or (None, None) when
+    it is no longer pending."""
+    if row is None or row.status != DeliveryStatus.PENDING:
+        return None, None
+    now = utcnow()
+    if row.sending_since is not None and row.sending_since + SEND_LEASE > now:
+        return None, (row.sending_since + SEND_LEASE - now).total_seconds()
+    row.attempts += 1
+    row.sending_since = now
+    return row.attempts, None
 
 
 def _notification(notification_id: int) -> Notification | None:
@@ -348,14 +353,10 @@ def send_notification(notification_id: int) -> float | None:
     sends nothing and looks again once the claim has run out."""
     with unit_of_work():
         notification = _notification(notification_id)
-        if notification is None or notification.status != DeliveryStatus.PENDING:
-            return None
-        busy = _claimed_for(notification.sending_since)
-        if busy is not None:
-            return busy
-        notification.attempts += 1
-        notification.sending_since = utcnow()
-        attempt, channel = notification.attempts, notification.channel
+        attempt, wait = _claim(notification)
+        if notification is None or attempt is None:
+            return wait
+        channel = notification.channel
         message = Message(
             recipient=notification.recipient,
             subject=notification.subject,
@@ -405,21 +406,18 @@ def deliver_webhook(delivery_id: int) -> float | None:
     notification is sent (`send_notification`)."""
     with unit_of_work():
         delivery = _delivery(delivery_id)
-        if delivery is None or delivery.status != DeliveryStatus.PENDING:
-            return None
-        busy = _claimed_for(delivery.sending_since)
-        if busy is not None:
-            return busy
+        attempt, wait = _claim(delivery)
+        if delivery is None or attempt is None:
+            return wait
         endpoint = delivery.endpoint
-        delivery.attempts += 1
         delivery.last_attempt_at = utcnow()
         delivery.response_status = None
         if not endpoint.active:
             delivery.status = DeliveryStatus.FAILED
             delivery.last_error = "The endpoint is disabled."
+            delivery.sending_since = None
             return None
-        delivery.sending_since = utcnow()
-        attempt, url, secret = delivery.attempts, endpoint.url, endpoint.secret
+        url, secret = endpoint.url, endpoint.secret
         payload, key = delivery.payload.encode(), f"webhook-{delivery.occurrence}-{endpoint.id}"
     status = error = refused = None
     try:
