@@ -36,7 +36,7 @@ from market.catalog.models import (
     ListingStatus,
     Lot,
 )
-from market.db import unit_of_work, utcnow
+from market.db import get_or_404, unit_of_work, utcnow
 from market.errors import Conflict, Invalid, InvalidTransition, NotFound
 from market.events import publish
 from market.extensions import db
@@ -194,10 +194,7 @@ def update_fulfilment_point(actor: Actor, point_id: int, **changes: Any) -> Fulf
 
 
 def get_fulfilment_point(point_id: int) -> FulfilmentPoint:
-    point = db.session.get(FulfilmentPoint, point_id)
-    if point is None:
-        raise NotFound(f"Fulfilment point {point_id} not found.")
-    return point
+    return get_or_404(FulfilmentPoint, point_id, "Fulfilment point")
 
 
 def list_fulfilment_points(
@@ -240,9 +237,7 @@ def create_category(actor: Actor, *, code: str, name_zh: str, name_en: str) -> C
 def update_category(actor: Actor, category_id: int, **changes: Any) -> Category:
     actor.require(Role.OPERATOR)
     with unit_of_work():
-        category = db.session.get(Category, category_id)
-        if category is None:
-            raise NotFound(f"Category {category_id} not found.")
+        category = get_or_404(Category, category_id, "Category")
         for name, value in changes.items():
             setattr(category, name, value)
     return category
@@ -271,9 +266,7 @@ def update_brand(actor: Actor, brand_id: int, *, counties: list[str] | None = No
     keep it; the county rule applies when a listing is next created or edited."""
     actor.require(Role.OPERATOR)
     with unit_of_work():
-        brand = db.session.get(Brand, brand_id)
-        if brand is None:
-            raise NotFound(f"Brand {brand_id} not found.")
+        brand = get_or_404(Brand, brand_id, "Brand")
         for name, value in changes.items():
             setattr(brand, name, value)
         if counties is not None:

@@ -22,8 +22,8 @@ from market.accounts.models import Role, User
 from market.auth import Actor
 from market.catalog.models import Brand, Category, Listing
 from market.catalog.service import get_listing
-from market.db import insert_if_absent, unit_of_work, utcnow
-from market.errors import Invalid, NotFound
+from market.db import get_or_404, insert_if_absent, unit_of_work, utcnow
+from market.errors import Invalid
 from market.extensions import db
 from market.money import line_amount
 from market.pagination import Page, SortKey, keyset_page
@@ -94,10 +94,7 @@ def create_programme(actor: Actor, **fields: Any) -> PremiumProgramme:
 
 
 def _programme(programme_id: int) -> PremiumProgramme:
-    programme = db.session.get(PremiumProgramme, programme_id)
-    if programme is None:
-        raise NotFound(f"Premium programme {programme_id} not found.")
-    return programme
+    return get_or_404(PremiumProgramme, programme_id, "Premium programme")
 
 
 def get_programme(actor: Actor, programme_id: int) -> PremiumProgramme:

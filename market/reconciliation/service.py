@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog.models import PayoutMethod
-from market.db import locked, outside_transaction, unit_of_work, utcnow
+from market.db import get_or_404, locked, outside_transaction, unit_of_work, utcnow
 from market.errors import Conflict, Invalid, NotFound
 from market.extensions import db
 from market.ledger import service as ledger
@@ -159,10 +159,7 @@ def start_run(actor: Actor, *, period_start: datetime, period_end: datetime) -> 
 
 
 def _locked_run(run_id: int) -> ReconciliationRun:
-    run = db.session.scalars(locked(select(ReconciliationRun).where(ReconciliationRun.id == run_id))).one_or_none()
-    if run is None:
-        raise ReconciliationNotFound(f"Reconciliation {run_id} not found.")
-    return run
+    return get_or_404(ReconciliationRun, run_id, "Reconciliation", lock=True, missing=ReconciliationNotFound)
 
 
 def perform(run_id: int) -> ReconciliationRun:
@@ -505,10 +502,7 @@ def _summary(run: ReconciliationRun, counts: dict[str, int]) -> dict[str, Any]:
 
 
 def _run(run_id: int) -> ReconciliationRun:
-    run = db.session.get(ReconciliationRun, run_id)
-    if run is None:
-        raise ReconciliationNotFound(f"Reconciliation {run_id} not found.")
-    return run
+    return get_or_404(ReconciliationRun, run_id, "Reconciliation", missing=ReconciliationNotFound)
 
 
 def get_run(actor: Actor, run_id: int) -> dict[str, Any]:
