@@ -101,10 +101,10 @@ def create_channel(
 ) -> CreatedChannel:
     """Register a sales channel for one of the caller's farms; its listings
     are matched by SKU. The push signing secret is returned only here."""
-    _check_urls(push_url, feed_url)
     secret = "whsec_" + secrets.token_urlsafe(32)
     with unit_of_work():
         farm = _own_farm(actor, farm_id)
+        _check_urls(push_url, feed_url)
         channel = SalesChannel(
             farm_id=farm.id,
             name=name,
