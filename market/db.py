@@ -9,13 +9,17 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, Dialect, Enum, Select
+from sqlalchemy import DateTime, Dialect, Enum, Select, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.types import TypeDecorator
 
+from market.errors import NotFound
 from market.extensions import db
 
 T = TypeVar("T")
 Row = TypeVar("Row", bound=tuple[Any, ...])
+Model = TypeVar("Model")
 
 
 @contextmanager
@@ -43,6 +47,25 @@ def locked(stmt: Select[Row]) -> Select[Row]:
     """`stmt` locking its rows and reading them afresh, over whatever the
     session still holds from before."""
     return stmt.with_for_update().execution_options(populate_existing=True)
+
+
+def insert_if_absent(model: type[Any], key: list[str], *rows: dict[str, Any]) -> None:
+    """INSERT each row unless one with the same `key` columns exists (written
+    meanwhile by a concurrent caller, say), on PostgreSQL and SQLite alike."""
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    db.session.execute(insert(model).values(list(rows)).on_conflict_do_nothing(index_elements=key))
+
+
+def get_or_404(
+    model: type[Model], ident: int, name: str, *, lock: bool = False, missing: type[NotFound] = NotFound
+) -> Model:
+    """The `model` row with id `ident` (locked and read afresh with `lock`),
+    or `missing` ("<name> <ident> not found.")."""
+    stmt = select(model).where(model.id == ident)  # type: ignore[attr-defined]
+    row = db.session.scalars(locked(stmt) if lock else stmt).one_or_none()
+    if row is None:
+        raise missing(f"{name} {ident} not found.")
+    return row
 
 
 def commit_keeping_state() -> None:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from market.accounts.models import ApiToken, Language, Role, User, UserRole
 from market.auth import Actor, hash_token
-from market.db import utcnow
+from market.db import unit_of_work, utcnow
 from market.errors import Conflict, Invalid, NotFound, Unauthenticated
 from market.extensions import db
 from market.pagination import Page, SortKey, keyset_page
@@ -48,11 +48,10 @@ def _create_user(
         password_hash=_hasher.hash(password),
         roles=[UserRole(role=role) for role in sorted(roles)],
     )
-    db.session.add(user)
     try:
-        db.session.commit()
+        with unit_of_work():
+            db.session.add(user)
     except IntegrityError:
-        db.session.rollback()
         raise Conflict(
             "An account with this email already exists.", errors={"email": ["Already registered."]}
         ) from None
@@ -82,6 +81,11 @@ def create_operator(*, email: str, password: str, name: str) -> User:
 
 
 def issue_token(user_id: int, *, name: str, ttl: timedelta) -> IssuedToken:
+    with unit_of_work():
+        return _issue_token(user_id, name=name, ttl=ttl)
+
+
+def _issue_token(user_id: int, *, name: str, ttl: timedelta) -> IssuedToken:
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(
         user_id=user_id,
@@ -91,22 +95,22 @@ def issue_token(user_id: int, *, name: str, ttl: timedelta) -> IssuedToken:
         expires_at=utcnow() + ttl,
     )
     db.session.add(token)
-    db.session.commit()
     return IssuedToken(token=token, secret=secret)
 
 
 def login(*, email: str, password: str, token_name: str, ttl: timedelta) -> IssuedToken:
     """Check the password and issue a new bearer token."""
-    user = db.session.scalar(select(User).where(User.email == _normalise_email(email)))
-    try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
-    except (VerifyMismatchError, InvalidHashError):
-        user = None
-    if user is None:
-        raise Unauthenticated("The email or password is wrong.")
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
-    return issue_token(user.id, name=token_name, ttl=ttl)
+    with unit_of_work():
+        user = db.session.scalar(select(User).where(User.email == _normalise_email(email)))
+        try:
+            _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        except (VerifyMismatchError, InvalidHashError):
+            user = None
+        if user is None:
+            raise Unauthenticated("The email or password is wrong.")
+        if _hasher.check_needs_rehash(user.password_hash):
+            user.password_hash = _hasher.hash(password)
+        return _issue_token(user.id, name=token_name, ttl=ttl)
 
 
 def get_user(actor: Actor) -> User:
@@ -124,10 +128,10 @@ def list_tokens(actor: Actor, *, limit: int, cursor: str | None = None) -> Page[
 
 def revoke_token(actor: Actor, token_id: int) -> ApiToken:
     """Revoke one of the caller's own tokens; another user's is not found."""
-    token = db.session.get(ApiToken, token_id)
-    if token is None or token.user_id != actor.user_id:
-        raise NotFound(f"Token {token_id} not found.")
-    if token.revoked_at is None:
-        token.revoked_at = utcnow()
-        db.session.commit()
+    with unit_of_work():
+        token = db.session.get(ApiToken, token_id)
+        if token is None or token.user_id != actor.user_id:
+            raise NotFound(f"Token {token_id} not found.")
+        if token.revoked_at is None:
+            token.revoked_at = utcnow()
     return token

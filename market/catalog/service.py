@@ -36,7 +36,7 @@ from market.catalog.models import (
     ListingStatus,
     Lot,
 )
-from market.db import utcnow
+from market.db import get_or_404, unit_of_work, utcnow
 from market.errors import Conflict, Invalid, InvalidTransition, NotFound
 from market.events import publish
 from market.extensions import db
@@ -66,11 +66,10 @@ def _is_operator(actor: Actor | None) -> bool:
 
 def _flush_or_conflict(detail: str, errors: dict[str, list[str]]) -> None:
     """Flush; a unique constraint lost to a concurrent writer after our own
-    check is a 409, not a 500."""
+    check is a 409, not a 500 (the unit of work rolls back)."""
     try:
         db.session.flush()
     except IntegrityError:
-        db.session.rollback()
         raise Conflict(detail, errors) from None
 
 
@@ -97,34 +96,34 @@ def _farm_for_write(actor: Actor, farm_id: int) -> Farm:
 def create_farm(actor: Actor, **fields: Any) -> Farm:
     """A farmer registers a farm; it waits for an operator to verify it."""
     actor.require(Role.FARMER)
-    farm = Farm(owner_id=actor.user_id, status=FarmStatus.PENDING, **fields)
-    db.session.add(farm)
-    db.session.commit()
+    with unit_of_work():
+        farm = Farm(owner_id=actor.user_id, status=FarmStatus.PENDING, **fields)
+        db.session.add(farm)
     return farm
 
 
 def update_farm(actor: Actor, farm_id: int, **changes: Any) -> Farm:
-    farm = _farm_for_write(actor, farm_id)
-    for name, value in changes.items():
-        setattr(farm, name, value)
-    db.session.commit()
+    with unit_of_work():
+        farm = _farm_for_write(actor, farm_id)
+        for name, value in changes.items():
+            setattr(farm, name, value)
     return farm
 
 
 def verify_farm(actor: Actor, farm_id: int) -> Farm:
     actor.require(Role.OPERATOR)
-    farm = _farm_for_write(actor, farm_id)
-    farm.verify()
-    db.session.commit()
+    with unit_of_work():
+        farm = _farm_for_write(actor, farm_id)
+        farm.verify()
     return farm
 
 
 def suspend_farm(actor: Actor, farm_id: int) -> Farm:
     """Stop a farm's listings from being bought; they stay readable by id."""
     actor.require(Role.OPERATOR)
-    farm = _farm_for_write(actor, farm_id)
-    farm.suspend()
-    db.session.commit()
+    with unit_of_work():
+        farm = _farm_for_write(actor, farm_id)
+        farm.suspend()
     return farm
 
 
@@ -176,29 +175,26 @@ def create_fulfilment_point(
     actor: Actor, *, kind: FulfilmentPointKind, parent_id: int | None, **fields: Any
 ) -> FulfilmentPoint:
     actor.require(Role.OPERATOR)
-    _check_parent(kind, parent_id)
-    point = FulfilmentPoint(kind=kind, parent_id=parent_id, **fields)
-    db.session.add(point)
-    db.session.commit()
+    with unit_of_work():
+        _check_parent(kind, parent_id)
+        point = FulfilmentPoint(kind=kind, parent_id=parent_id, **fields)
+        db.session.add(point)
     return point
 
 
 def update_fulfilment_point(actor: Actor, point_id: int, **changes: Any) -> FulfilmentPoint:
     actor.require(Role.OPERATOR)
-    point = get_fulfilment_point(point_id)
-    if "parent_id" in changes:
-        _check_parent(point.kind, changes["parent_id"], point_id=point.id)
-    for name, value in changes.items():
-        setattr(point, name, value)
-    db.session.commit()
+    with unit_of_work():
+        point = get_fulfilment_point(point_id)
+        if "parent_id" in changes:
+            _check_parent(point.kind, changes["parent_id"], point_id=point.id)
+        for name, value in changes.items():
+            setattr(point, name, value)
     return point
 
 
 def get_fulfilment_point(point_id: int) -> FulfilmentPoint:
-    point = db.session.get(FulfilmentPoint, point_id)
-    if point is None:
-        raise NotFound(f"Fulfilment point {point_id} not found.")
-    return point
+    return get_or_404(FulfilmentPoint, point_id, "Fulfilment point")
 
 
 def list_fulfilment_points(
@@ -231,21 +227,19 @@ def list_categories() -> list[Category]:
 
 def create_category(actor: Actor, *, code: str, name_zh: str, name_en: str) -> Category:
     actor.require(Role.OPERATOR)
-    category = Category(code=code, name_zh=name_zh, name_en=name_en)
-    db.session.add(category)
-    _flush_or_conflict(f"Category {code!r} already exists.", {"code": ["Already used."]})
-    db.session.commit()
+    with unit_of_work():
+        category = Category(code=code, name_zh=name_zh, name_en=name_en)
+        db.session.add(category)
+        _flush_or_conflict(f"Category {code!r} already exists.", {"code": ["Already used."]})
     return category
 
 
 def update_category(actor: Actor, category_id: int, **changes: Any) -> Category:
     actor.require(Role.OPERATOR)
-    category = db.session.get(Category, category_id)
-    if category is None:
-        raise NotFound(f"Category {category_id} not found.")
-    for name, value in changes.items():
-        setattr(category, name, value)
-    db.session.commit()
+    with unit_of_work():
+        category = get_or_404(Category, category_id, "Category")
+        for name, value in changes.items():
+            setattr(category, name, value)
     return category
 
 
@@ -255,12 +249,15 @@ def list_brands() -> list[Brand]:
 
 def create_brand(actor: Actor, *, code: str, name_zh: str, name_en: str, counties: list[str]) -> Brand:
     actor.require(Role.OPERATOR)
-    brand = Brand(
-        code=code, name_zh=name_zh, name_en=name_en, allowed=[BrandCounty(county=c) for c in sorted(set(counties))]
-    )
-    db.session.add(brand)
-    _flush_or_conflict(f"Brand {code!r} already exists.", {"code": ["Already used."]})
-    db.session.commit()
+    with unit_of_work():
+        brand = Brand(
+            code=code,
+            name_zh=name_zh,
+            name_en=name_en,
+            allowed=[BrandCounty(county=c) for c in sorted(set(counties))],
+        )
+        db.session.add(brand)
+        _flush_or_conflict(f"Brand {code!r} already exists.", {"code": ["Already used."]})
     return brand
 
 
@@ -268,17 +265,15 @@ def update_brand(actor: Actor, brand_id: int, *, counties: list[str] | None = No
     """Rename a brand or replace its counties. Listings already carrying it
     keep it; the county rule applies when a listing is next created or edited."""
     actor.require(Role.OPERATOR)
-    brand = db.session.get(Brand, brand_id)
-    if brand is None:
-        raise NotFound(f"Brand {brand_id} not found.")
-    for name, value in changes.items():
-        setattr(brand, name, value)
-    if counties is not None:
-        wanted = set(counties)
-        brand.allowed = [row for row in brand.allowed if row.county in wanted] + [
-            BrandCounty(county=c) for c in sorted(wanted - set(brand.counties))
-        ]
-    db.session.commit()
+    with unit_of_work():
+        brand = get_or_404(Brand, brand_id, "Brand")
+        for name, value in changes.items():
+            setattr(brand, name, value)
+        if counties is not None:
+            wanted = set(counties)
+            brand.allowed = [row for row in brand.allowed if row.county in wanted] + [
+                BrandCounty(county=c) for c in sorted(wanted - set(brand.counties))
+            ]
     return brand
 
 
@@ -376,82 +371,82 @@ def create_listing(
     **fields: Any,
 ) -> Listing:
     """A draft listing on one of the caller's farms."""
-    farm = _farm_for_write(actor, farm_id)
-    _check_sku_free(farm.id, sku)
-    category_row = _category(category)
-    brand_row = _brand(brand) if brand else None
-    origin_county = origin_county or farm.county
-    _check_listing(
-        min_order_g=fields["min_order_g"],
-        step_g=fields["step_g"],
-        brand=brand_row,
-        origin_county=origin_county,
-        brand_named=True,
-    )
-    listing = Listing(
-        farm_id=farm.id,
-        category=category_row,
-        brand=brand_row,
-        origin_county=origin_county,
-        sku=sku,
-        stock_g=stock_g,
-        status=ListingStatus.DRAFT,
-        **fields,
-    )
-    db.session.add(listing)
-    _flush_or_conflict(*SKU_CONFLICT)
-    db.session.commit()
+    with unit_of_work():
+        farm = _farm_for_write(actor, farm_id)
+        _check_sku_free(farm.id, sku)
+        category_row = _category(category)
+        brand_row = _brand(brand) if brand else None
+        origin_county = origin_county or farm.county
+        _check_listing(
+            min_order_g=fields["min_order_g"],
+            step_g=fields["step_g"],
+            brand=brand_row,
+            origin_county=origin_county,
+            brand_named=True,
+        )
+        listing = Listing(
+            farm_id=farm.id,
+            category=category_row,
+            brand=brand_row,
+            origin_county=origin_county,
+            sku=sku,
+            stock_g=stock_g,
+            status=ListingStatus.DRAFT,
+            **fields,
+        )
+        db.session.add(listing)
+        _flush_or_conflict(*SKU_CONFLICT)
     return listing
 
 
 def update_listing(actor: Actor, listing_id: int, **changes: Any) -> Listing:
-    listing = _listing_for_write(actor, listing_id)
-    if listing.status == ListingStatus.ARCHIVED:
-        raise InvalidTransition(f"Listing {listing_id} is archived and can no longer be edited.")
-    if "sku" in changes:
-        _check_sku_free(listing.farm_id, changes["sku"], listing_id=listing.id)
-    category = _category(changes.pop("category")) if "category" in changes else listing.category
-    brand_named = "brand" in changes
-    code = changes.pop("brand", None)
-    brand = (_brand(code) if code else None) if brand_named else listing.brand
-    stock_g = changes.pop("stock_g", None)
-    _check_listing(
-        min_order_g=changes.get("min_order_g", listing.min_order_g),
-        step_g=changes.get("step_g", listing.step_g),
-        brand=brand,
-        origin_county=changes.get("origin_county", listing.origin_county),
-        brand_named=brand_named,
-    )
-    listing.category = category
-    listing.brand = brand
-    for name, value in changes.items():
-        setattr(listing, name, value)
-    _flush_or_conflict(*SKU_CONFLICT)
-    if stock_g is not None:
-        _write_stock(listing.id, stock_g)
-    db.session.commit()
+    with unit_of_work():
+        listing = _listing_for_write(actor, listing_id)
+        if listing.status == ListingStatus.ARCHIVED:
+            raise InvalidTransition(f"Listing {listing_id} is archived and can no longer be edited.")
+        if "sku" in changes:
+            _check_sku_free(listing.farm_id, changes["sku"], listing_id=listing.id)
+        category = _category(changes.pop("category")) if "category" in changes else listing.category
+        brand_named = "brand" in changes
+        code = changes.pop("brand", None)
+        brand = (_brand(code) if code else None) if brand_named else listing.brand
+        stock_g = changes.pop("stock_g", None)
+        _check_listing(
+            min_order_g=changes.get("min_order_g", listing.min_order_g),
+            step_g=changes.get("step_g", listing.step_g),
+            brand=brand,
+            origin_county=changes.get("origin_county", listing.origin_county),
+            brand_named=brand_named,
+        )
+        listing.category = category
+        listing.brand = brand
+        for name, value in changes.items():
+            setattr(listing, name, value)
+        _flush_or_conflict(*SKU_CONFLICT)
+        if stock_g is not None:
+            _write_stock(listing.id, stock_g)
     return listing
 
 
 def activate_listing(actor: Actor, listing_id: int) -> Listing:
-    listing = _listing_for_write(actor, listing_id)
-    listing.activate()
-    db.session.commit()
+    with unit_of_work():
+        listing = _listing_for_write(actor, listing_id)
+        listing.activate()
     return listing
 
 
 def pause_listing(actor: Actor, listing_id: int) -> Listing:
-    listing = _listing_for_write(actor, listing_id)
-    listing.pause()
-    db.session.commit()
+    with unit_of_work():
+        listing = _listing_for_write(actor, listing_id)
+        listing.pause()
     return listing
 
 
 def archive_listing(actor: Actor, listing_id: int) -> Listing:
     """Withdraw a listing for good; it stays readable by id for old orders."""
-    listing = _listing_for_write(actor, listing_id)
-    listing.archive()
-    db.session.commit()
+    with unit_of_work():
+        listing = _listing_for_write(actor, listing_id)
+        listing.archive()
     return listing
 
 
@@ -536,19 +531,15 @@ def list_listings(
 
 def add_lot(actor: Actor, listing_id: int, *, code: str, grams: int, **fields: Any) -> Lot:
     """Record a harvest lot on a listing and add its grams to the stock."""
-    listing = _listing_for_write(actor, listing_id)
-    taken = db.session.scalar(select(Lot.id).where(Lot.farm_id == listing.farm_id, Lot.code == code))
-    if taken is not None:
-        raise Conflict(f"Lot {code!r} already exists on this farm.", {"code": ["Already used on this farm."]})
-    lot = Lot(farm_id=listing.farm_id, code=code, grams=grams, **fields)
-    listing.add_lot(lot)
-    _flush_or_conflict(f"Lot {code!r} already exists on this farm.", {"code": ["Already used on this farm."]})
-    try:
+    with unit_of_work():
+        listing = _listing_for_write(actor, listing_id)
+        taken = db.session.scalar(select(Lot.id).where(Lot.farm_id == listing.farm_id, Lot.code == code))
+        if taken is not None:
+            raise Conflict(f"Lot {code!r} already exists on this farm.", {"code": ["Already used on this farm."]})
+        lot = Lot(farm_id=listing.farm_id, code=code, grams=grams, **fields)
+        listing.add_lot(lot)
+        _flush_or_conflict(f"Lot {code!r} already exists on this farm.", {"code": ["Already used on this farm."]})
         receive_stock([StockLine(listing.id, grams)])
-    except Invalid:
-        db.session.rollback()
-        raise
-    db.session.commit()
     return lot
 
 
@@ -683,6 +674,17 @@ def set_stock(actor: Actor, items: list[dict[str, Any]]) -> list[Listing]:
     bad item refuses the whole request, naming `items.<index>.<field>`.
     """
     actor.require(Role.FARMER, Role.OPERATOR)
+    chosen = _stock_targets(actor, items)
+    with unit_of_work():
+        for listing_id in sorted(chosen):
+            _write_stock(listing_id, chosen[listing_id])
+    loaded = _load_listings(list(chosen))
+    return [loaded[listing_id] for listing_id in chosen]
+
+
+def _stock_targets(actor: Actor, items: list[dict[str, Any]]) -> dict[int, int]:
+    """The stock each item sets, by listing id in the order given; any bad
+    item refuses them all."""
     ids = [item["listing_id"] for item in items if "listing_id" in item]
     skus = [(item["farm_id"], item["sku"]) for item in items if "sku" in item]
     address = or_(
@@ -717,10 +719,4 @@ def set_stock(actor: Actor, items: list[dict[str, Any]]) -> list[Listing]:
         raise Invalid("Some items do not name a listing of yours; nothing was changed.", invalid)
     if conflicts:
         raise Conflict("Some listings cannot take a stock change; nothing was changed.", conflicts)
-
-    order = list(chosen)
-    for listing_id in sorted(chosen):
-        _write_stock(listing_id, chosen[listing_id])
-    db.session.commit()
-    loaded = _load_listings(order)
-    return [loaded[listing_id] for listing_id in order]
+    return chosen

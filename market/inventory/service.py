@@ -26,8 +26,6 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import exists, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
@@ -35,7 +33,7 @@ from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog import service as catalog
 from market.catalog.models import Farm, Listing
-from market.db import utcnow
+from market.db import insert_if_absent, locked, outside_transaction, unit_of_work, utcnow
 from market.errors import Conflict, Invalid, NotFound
 from market.events import publish
 from market.extensions import TransientError, db
@@ -103,45 +101,45 @@ def create_channel(
 ) -> CreatedChannel:
     """Register a sales channel for one of the caller's farms; its listings
     are matched by SKU. The push signing secret is returned only here."""
-    farm = _own_farm(actor, farm_id)
-    _check_urls(push_url, feed_url)
     secret = "whsec_" + secrets.token_urlsafe(32)
-    channel = SalesChannel(
-        farm_id=farm.id,
-        name=name,
-        push_url=push_url,
-        feed_url=feed_url,
-        feed_format=feed_format,
-        pull_interval_seconds=pull_interval_seconds,
-        secret=secret,
-        active=True,
-        next_run_at=utcnow() if feed_url else None,
-    )
-    db.session.add(channel)
-    db.session.commit()
+    with unit_of_work():
+        farm = _own_farm(actor, farm_id)
+        _check_urls(push_url, feed_url)
+        channel = SalesChannel(
+            farm_id=farm.id,
+            name=name,
+            push_url=push_url,
+            feed_url=feed_url,
+            feed_format=feed_format,
+            pull_interval_seconds=pull_interval_seconds,
+            secret=secret,
+            active=True,
+            next_run_at=utcnow() if feed_url else None,
+        )
+        db.session.add(channel)
     return CreatedChannel(channel, secret)
 
 
 def update_channel(actor: Actor, channel_id: int, **changes: Any) -> SalesChannel:
-    channel = _own_channel(actor, channel_id)
-    _check_urls(changes.get("push_url"), changes.get("feed_url"))
-    if changes.get("feed_url") and changes["feed_url"] != channel.feed_url:
-        # Another feed: its quantities start a new baseline.
-        channel.feed_etag = channel.feed_last_modified = None
-        db.session.execute(
-            update(ChannelListing).where(ChannelListing.channel_id == channel.id).values(reported_g=None)
-        )
-    for name, value in changes.items():
-        setattr(channel, name, value)
-    if channel.feed_url and channel.next_run_at is None:
-        channel.next_run_at = utcnow()
-    db.session.commit()
+    with unit_of_work():
+        channel = _own_channel(actor, channel_id)
+        _check_urls(changes.get("push_url"), changes.get("feed_url"))
+        if changes.get("feed_url") and changes["feed_url"] != channel.feed_url:
+            # Another feed: its quantities start a new baseline.
+            channel.feed_etag = channel.feed_last_modified = None
+            db.session.execute(
+                update(ChannelListing).where(ChannelListing.channel_id == channel.id).values(reported_g=None)
+            )
+        for name, value in changes.items():
+            setattr(channel, name, value)
+        if channel.feed_url and channel.next_run_at is None:
+            channel.next_run_at = utcnow()
     return channel
 
 
 def delete_channel(actor: Actor, channel_id: int) -> None:
-    db.session.delete(_own_channel(actor, channel_id))
-    db.session.commit()
+    with unit_of_work():
+        db.session.delete(_own_channel(actor, channel_id))
 
 
 def get_channel(actor: Actor, channel_id: int) -> SalesChannel:
@@ -174,11 +172,10 @@ def _failed(channel: SalesChannel, error: str) -> None:
 def _state(channel_id: int, listing_id: int) -> ChannelListing:
     """The channel's row for a listing, created on first use (by whichever
     of two concurrent callers comes first)."""
-    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    db.session.execute(
-        insert(ChannelListing)
-        .values(channel_id=channel_id, listing_id=listing_id, push_version=0, pushed_version=0)
-        .on_conflict_do_nothing(index_elements=["channel_id", "listing_id"])
+    insert_if_absent(
+        ChannelListing,
+        ["channel_id", "listing_id"],
+        {"channel_id": channel_id, "listing_id": listing_id, "push_version": 0, "pushed_version": 0},
     )
     return db.session.scalars(
         select(ChannelListing).where(ChannelListing.channel_id == channel_id, ChannelListing.listing_id == listing_id)
@@ -192,29 +189,28 @@ def queue_push(listing_id: int) -> int:
     """After a stock change: record the listing's current stock under the
     next version for each push channel of its farm and queue the pushes.
     Returns how many channels were queued."""
-    listing = db.session.get(Listing, listing_id)
-    if listing is None or listing.sku is None:
-        db.session.rollback()
-        return 0
-    channels = db.session.scalars(
-        select(SalesChannel.id).where(
-            SalesChannel.farm_id == listing.farm_id, SalesChannel.push_url.isnot(None), SalesChannel.active
-        )
-    ).all()
-    for channel_id in channels:
-        state = _state(channel_id, listing_id)
-        # Take the row lock first, then read the stock: a later change's
-        # push waits for this one and so reads a stock at least as new,
-        # under a higher version.
-        db.session.execute(
-            update(ChannelListing)
-            .where(ChannelListing.id == state.id)
-            .values(push_version=ChannelListing.push_version + 1)
-        )
-        stock = db.session.scalar(select(Listing.stock_g).where(Listing.id == listing_id))
-        db.session.execute(update(ChannelListing).where(ChannelListing.id == state.id).values(push_stock_g=stock))
-        enqueue(PUSH_TASK, channel_id=channel_id)
-    db.session.commit()
+    with unit_of_work():
+        listing = db.session.get(Listing, listing_id)
+        if listing is None or listing.sku is None:
+            return 0
+        channels = db.session.scalars(
+            select(SalesChannel.id).where(
+                SalesChannel.farm_id == listing.farm_id, SalesChannel.push_url.isnot(None), SalesChannel.active
+            )
+        ).all()
+        for channel_id in channels:
+            state = _state(channel_id, listing_id)
+            # Take the row lock first, then read the stock: a later change's
+            # push waits for this one and so reads a stock at least as new,
+            # under a higher version.
+            db.session.execute(
+                update(ChannelListing)
+                .where(ChannelListing.id == state.id)
+                .values(push_version=ChannelListing.push_version + 1)
+            )
+            stock = db.session.scalar(select(Listing.stock_g).where(Listing.id == listing_id))
+            db.session.execute(update(ChannelListing).where(ChannelListing.id == state.id).values(push_stock_g=stock))
+            enqueue(PUSH_TASK, channel_id=channel_id)
     return len(channels)
 
 
@@ -223,53 +219,61 @@ def push_channel(channel_id: int) -> int:
     last acknowledged push, in one signed POST. Returns how many listings
     were sent; a failure is recorded on the channel and retried by
     `run_due` with backoff."""
-    channel = db.session.get(SalesChannel, channel_id)
-    if channel is None or not channel.push_url or not channel.active:
-        db.session.rollback()
-        return 0
-    pending = db.session.scalars(
-        select(ChannelListing)
-        .where(ChannelListing.channel_id == channel.id, ChannelListing.push_version > ChannelListing.pushed_version)
-        .options(selectinload(ChannelListing.listing))
-        .order_by(ChannelListing.listing_id)
-    ).all()
-    if not pending:
-        db.session.rollback()
-        return 0
-    items = [
-        {"sku": s.listing.sku, "listing_id": s.listing_id, "stock_g": s.push_stock_g, "version": s.push_version}
-        for s in pending
-    ]
-    versions = {s.id: s.push_version for s in pending}
-    body = json.dumps({"channel_id": channel.id, "items": items}, separators=(",", ":")).encode()
+    with unit_of_work():
+        channel = db.session.get(SalesChannel, channel_id)
+        if channel is None or not channel.push_url or not channel.active:
+            return 0
+        pending = db.session.scalars(
+            select(ChannelListing)
+            .where(ChannelListing.channel_id == channel.id, ChannelListing.push_version > ChannelListing.pushed_version)
+            .options(selectinload(ChannelListing.listing))
+            .order_by(ChannelListing.listing_id)
+        ).all()
+        if not pending:
+            return 0
+        items = [
+            {"sku": s.listing.sku, "listing_id": s.listing_id, "stock_g": s.push_stock_g, "version": s.push_version}
+            for s in pending
+        ]
+        versions = {s.id: s.push_version for s in pending}
+        url, secret = channel.push_url, channel.secret
+    body = json.dumps({"channel_id": channel_id, "items": items}, separators=(",", ":")).encode()
     key = "push-" + hashlib.sha256(body).hexdigest()[:32]
     error = None
     try:
-        response = post_signed(channel.push_url, body, secret=channel.secret, idempotency_key=key)
+        response = outside_transaction(lambda: post_signed(url, body, secret=secret, idempotency_key=key))
         if not 200 <= response.status_code < 300:
             error = f"Push answered HTTP {response.status_code}: {response.text[:300]}"
     except (UnsafeUrl, TransientError) as exc:
         error = f"Push failed: {exc}"
-    if error is not None:
-        channel.push_failures += 1
-        backoff = timedelta(
-            seconds=current_app.config["INVENTORY_PUSH_RETRY_BASE_SECONDS"] * 2 ** min(channel.push_failures - 1, 16)
-        )
-        channel.push_retry_at = utcnow() + min(backoff, MAX_PUSH_BACKOFF)
-        _failed(channel, error)
-        db.session.commit()
-        return 0
-    for state_id, version in versions.items():
-        db.session.execute(
-            update(ChannelListing)
-            .where(ChannelListing.id == state_id, ChannelListing.pushed_version < version)
-            .values(pushed_version=version)
-        )
-    channel.push_failures = 0
-    channel.push_retry_at = None
-    _succeeded(channel)
-    db.session.commit()
+    with unit_of_work():
+        channel = _locked_channel(channel_id)
+        if channel is None:  # deleted meanwhile
+            return 0
+        if error is not None:
+            channel.push_failures += 1
+            backoff = timedelta(
+                seconds=current_app.config["INVENTORY_PUSH_RETRY_BASE_SECONDS"]
+                * 2 ** min(channel.push_failures - 1, 16)
+            )
+            channel.push_retry_at = utcnow() + min(backoff, MAX_PUSH_BACKOFF)
+            _failed(channel, error)
+            return 0
+        # Only ever upwards: a later push may have acknowledged more meanwhile.
+        for state_id, version in versions.items():
+            db.session.execute(
+                update(ChannelListing)
+                .where(ChannelListing.id == state_id, ChannelListing.pushed_version < version)
+                .values(pushed_version=version)
+            )
+        channel.push_failures = 0
+        channel.push_retry_at = None
+        _succeeded(channel)
     return len(items)
+
+
+def _locked_channel(channel_id: int) -> SalesChannel | None:
+    return db.session.scalars(locked(select(SalesChannel).where(SalesChannel.id == channel_id))).one_or_none()
 
 
 # --- pull -----------------------------------------------------------------------------
@@ -278,29 +282,29 @@ def push_channel(channel_id: int) -> int:
 def run_due(now: datetime | None = None) -> int:
     """The beat job: queue a read of every feed that is due and a retry of
     every push whose backoff has passed. Returns how many were queued."""
-    now = now or utcnow()
-    due_feeds = db.session.scalars(
-        select(SalesChannel)
-        .where(SalesChannel.active, SalesChannel.feed_url.isnot(None), SalesChannel.next_run_at <= now)
-        .limit(500)
-    ).all()
-    for channel in due_feeds:
-        channel.next_run_at = now + timedelta(seconds=channel.pull_interval_seconds)
-        enqueue(PULL_TASK, channel_id=channel.id)
-    unsent = exists().where(
-        ChannelListing.channel_id == SalesChannel.id, ChannelListing.push_version > ChannelListing.pushed_version
-    )
-    due_pushes = db.session.scalars(
-        select(SalesChannel.id).where(
-            SalesChannel.active,
-            SalesChannel.push_url.isnot(None),
-            SalesChannel.push_retry_at <= now,
-            unsent,
+    with unit_of_work():
+        now = now or utcnow()
+        due_feeds = db.session.scalars(
+            select(SalesChannel)
+            .where(SalesChannel.active, SalesChannel.feed_url.isnot(None), SalesChannel.next_run_at <= now)
+            .limit(500)
+        ).all()
+        for channel in due_feeds:
+            channel.next_run_at = now + timedelta(seconds=channel.pull_interval_seconds)
+            enqueue(PULL_TASK, channel_id=channel.id)
+        unsent = exists().where(
+            ChannelListing.channel_id == SalesChannel.id, ChannelListing.push_version > ChannelListing.pushed_version
         )
-    ).all()
-    for channel_id in due_pushes:
-        enqueue(PUSH_TASK, channel_id=channel_id)
-    db.session.commit()
+        due_pushes = db.session.scalars(
+            select(SalesChannel.id).where(
+                SalesChannel.active,
+                SalesChannel.push_url.isnot(None),
+                SalesChannel.push_retry_at <= now,
+                unsent,
+            )
+        ).all()
+        for channel_id in due_pushes:
+            enqueue(PUSH_TASK, channel_id=channel_id)
     return len(due_feeds) + len(due_pushes)
 
 
@@ -309,14 +313,18 @@ def _listings_by_sku(farm_id: int, skus: list[str]) -> dict[str, Listing]:
     return {listing.sku: listing for listing in rows if listing.sku}
 
 
-def _refused(channel: SalesChannel, listing: Listing, grams: int, available: int | None) -> None:
-    publish(
-        "inventory.sale_refused",
-        channel_id=channel.id,
-        listing_id=listing.id,
-        grams=grams,
-        stock_g=available or 0,
+def _refused(channel_id: int, listing_id: int, grams: int, available: int | None) -> None:
+    publish("inventory.sale_refused", channel_id=channel_id, listing_id=listing_id, grams=grams, stock_g=available or 0)
+
+
+def _baseline(channel_id: int) -> dict[int, int]:
+    """The quantities of the channel's feed applied last, by listing."""
+    rows = db.session.execute(
+        select(ChannelListing.listing_id, ChannelListing.reported_g).where(
+            ChannelListing.channel_id == channel_id, ChannelListing.reported_g.isnot(None)
+        )
     )
+    return {listing_id: reported for listing_id, reported in rows}
 
 
 def pull_channel(channel_id: int) -> int:
@@ -324,24 +332,40 @@ def pull_channel(channel_id: int) -> int:
     since the previous read as sales or returns here. Returns how many
     SKUs moved stock. Unknown SKUs and refused sales are recorded as the
     channel's sync error; the other rows still apply, and a refused sale's
-    baseline is kept so the next read tries it again."""
-    channel = db.session.scalars(
-        select(SalesChannel).where(SalesChannel.id == channel_id).with_for_update()
-    ).one_or_none()
-    if channel is None or not channel.feed_url or not channel.active:
-        db.session.rollback()
-        return 0
+    baseline is kept so the next read tries it again.
+
+    The feed is read with no transaction open; a read that finds another
+    one applied (or the feed replaced) while it fetched is dropped, as its
+    quantities may be older, and the next read starts from what is stored."""
+    with unit_of_work():
+        channel = db.session.get(SalesChannel, channel_id)
+        if channel is None or not channel.feed_url or not channel.active:
+            return 0
+        url, feed_format = channel.feed_url, channel.feed_format
+        etag, last_modified = channel.feed_etag, channel.feed_last_modified
+        baseline = _baseline(channel_id)
     try:
-        fetched = feeds.fetch(channel.feed_url, etag=channel.feed_etag, last_modified=channel.feed_last_modified)
-        quantities = None if fetched.body is None else feeds.parse(fetched.body, channel.feed_format)
+        fetched = outside_transaction(lambda: feeds.fetch(url, etag=etag, last_modified=last_modified))
+        quantities = None if fetched.body is None else feeds.parse(fetched.body, feed_format)
     except (feeds.FeedError, UnsafeUrl, TransientError) as exc:
-        _failed(channel, f"Feed not applied: {exc}")
-        db.session.commit()
+        with unit_of_work():
+            channel = _locked_channel(channel_id)
+            if channel is not None and channel.feed_url == url:
+                _failed(channel, f"Feed not applied: {exc}")
         return 0
-    if quantities is None:
-        _succeeded(channel)
-        db.session.commit()
-        return 0
+    with unit_of_work():
+        channel = _locked_channel(channel_id)
+        if channel is None or channel.feed_url != url or not channel.active or _baseline(channel_id) != baseline:
+            return 0
+        if quantities is None:
+            _succeeded(channel)
+            return 0
+        return _apply_feed(channel, quantities, etag=fetched.etag, last_modified=fetched.last_modified)
+
+
+def _apply_feed(
+    channel: SalesChannel, quantities: dict[str, int], *, etag: str | None, last_modified: str | None
+) -> int:
     listings = _listings_by_sku(channel.farm_id, list(quantities))
     problems = []
     unknown = sorted(set(quantities) - set(listings))
@@ -362,18 +386,17 @@ def pull_channel(channel_id: int) -> int:
                 available = exc.extra.get("available_g")
                 problems.append(f"SKU {sku}: a sale of {previous - current} g exceeds the stock ({available} g).")
                 if channel.last_error is None or sku not in channel.last_error:
-                    _refused(channel, listing, previous - current, available)
+                    _refused(channel.id, listing.id, previous - current, available)
                 continue
         else:
             catalog.add_stock([catalog.StockLine(listing.id, current - previous)])
         moved += 1
-    channel.feed_etag, channel.feed_last_modified = fetched.etag, fetched.last_modified
+    channel.feed_etag, channel.feed_last_modified = etag, last_modified
     if problems:
         _failed(channel, " ".join(problems))
         channel.last_success_at = utcnow()
     else:
         _succeeded(channel)
-    db.session.commit()
     return moved
 
 
@@ -404,56 +427,55 @@ def record_event(
     id). Returns the event and whether it was new; a repeat returns the
     first one. A sale larger than the stock is refused (409) and the farmer
     told; nothing is recorded, so the channel may send it again later."""
-    channel = _own_channel(actor, channel_id, field="channel_id")
     request_hash = _event_hash(type, sku, grams)
-    earlier = _earlier(channel.id, event_id, request_hash)
-    if earlier is not None:
-        return earlier, False
-    listing = _listings_by_sku(channel.farm_id, [sku]).get(sku)
-    if listing is None:
-        raise Invalid(f"No listing with SKU {sku!r} on this farm.", {"sku": ["Unknown SKU for this channel's farm."]})
-    event = InboundEvent(
-        channel_id=channel.id,
-        event_id=event_id,
-        request_hash=request_hash,
-        kind=type,
-        sku=sku,
-        listing_id=listing.id,
-        grams=grams,
-        stock_after_g=0,
-    )
-    db.session.add(event)
     try:
-        db.session.flush()
+        with unit_of_work():
+            channel = _own_channel(actor, channel_id, field="channel_id")
+            earlier = _earlier(channel.id, event_id, request_hash)
+            if earlier is not None:
+                return earlier, False
+            listing = _listings_by_sku(channel.farm_id, [sku]).get(sku)
+            if listing is None:
+                raise Invalid(
+                    f"No listing with SKU {sku!r} on this farm.", {"sku": ["Unknown SKU for this channel's farm."]}
+                )
+            event = InboundEvent(
+                channel_id=channel.id,
+                event_id=event_id,
+                request_hash=request_hash,
+                kind=type,
+                sku=sku,
+                listing_id=listing.id,
+                grams=grams,
+                stock_after_g=0,
+            )
+            db.session.add(event)
+            db.session.flush()
+            line = catalog.StockLine(listing.id, grams)
+            if type == MovementKind.SALE:
+                catalog.take_stock([line], purchasable_only=False)
+            else:
+                catalog.receive_stock([line])
+            event.stock_after_g = db.session.scalar(select(Listing.stock_g).where(Listing.id == listing.id)) or 0
+            _succeeded(channel)
+        return event, True
     except IntegrityError:
         # The same event arrived concurrently and was recorded first.
-        db.session.rollback()
         earlier = _earlier(channel_id, event_id, request_hash)
         if earlier is None:
             raise
         return earlier, False
-    line = catalog.StockLine(listing.id, grams)
-    if type == MovementKind.SALE:
-        try:
-            catalog.take_stock([line], purchasable_only=False)
-        except catalog.OutOfStock as exc:
-            db.session.rollback()
-            available = exc.extra.get("available_g")
-            _refused(channel, listing, grams, available)
-            _failed(channel, f"Event {event_id}: a sale of {grams} g of SKU {sku} exceeds the stock ({available} g).")
-            db.session.commit()
-            raise SaleExceedsStock(
-                f"The sale of {grams} g exceeds the stock of SKU {sku} ({available or 0} g); nothing was taken.",
-                {"grams": [f"Only {available or 0} g in stock."]},
-                available_g=available or 0,
-            ) from None
-    else:
-        try:
-            catalog.receive_stock([line])
-        except Invalid:
-            db.session.rollback()
-            raise
-    event.stock_after_g = db.session.scalar(select(Listing.stock_g).where(Listing.id == listing.id)) or 0
-    _succeeded(channel)
-    db.session.commit()
-    return event, True
+    except catalog.OutOfStock as exc:
+        available = exc.extra.get("available_g")
+        with unit_of_work():
+            refused = _locked_channel(channel_id)
+            if refused is not None:
+                _refused(refused.id, exc.extra["listing_id"], grams, available)
+                _failed(
+                    refused, f"Event {event_id}: a sale of {grams} g of SKU {sku} exceeds the stock ({available} g)."
+                )
+        raise SaleExceedsStock(
+            f"The sale of {grams} g exceeds the stock of SKU {sku} ({available or 0} g); nothing was taken.",
+            {"grams": [f"Only {available or 0} g in stock."]},
+            available_g=available or 0,
+        ) from None

@@ -13,9 +13,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from market.db import insert_if_absent
 from market.extensions import db
 from market.ledger.models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
 
@@ -60,7 +59,6 @@ def _account_ids(codes: Iterable[str]) -> dict[str, int]:
     found = {row.code: row.id for row in db.session.execute(_ids_of(wanted))}
     missing = [code for code in wanted if code not in found]
     if missing:
-        insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
         rows = [
             {
                 "code": code,
@@ -69,7 +67,7 @@ def _account_ids(codes: Iterable[str]) -> dict[str, int]:
             }
             for code in missing
         ]
-        db.session.execute(insert(LedgerAccount).values(rows).on_conflict_do_nothing(index_elements=["code"]))
+        insert_if_absent(LedgerAccount, ["code"], *rows)
         found.update({row.code: row.id for row in db.session.execute(_ids_of(missing))})
     return found
 

@@ -55,6 +55,10 @@ class Notification(db.Model):  # type: ignore[name-defined]
     # When the next try is due; the sweep re-queues pending rows long past it.
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now(), index=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set while a worker sends it (with no row lock held), so another one
+    # does not send it too; a claim older than the service's SEND_LEASE is
+    # a worker that died.
+    sending_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class NotificationPreference(db.Model):  # type: ignore[name-defined]
@@ -115,5 +119,7 @@ class WebhookDelivery(db.Model):  # type: ignore[name-defined]
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now(), index=True)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # As for a notification: set while a worker posts it.
+    sending_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     endpoint: Mapped[WebhookEndpoint] = relationship(back_populates="deliveries")

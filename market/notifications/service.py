@@ -35,7 +35,7 @@ from sqlalchemy.orm import selectinload
 from market.accounts.models import Role, User
 from market.auth import Actor
 from market.catalog.models import Farm, Listing
-from market.db import utcnow
+from market.db import locked, outside_transaction, unit_of_work, utcnow
 from market.errors import Invalid, NotFound
 from market.extensions import TransientError, db
 from market.inventory.models import SalesChannel
@@ -59,6 +59,9 @@ from market.payouts.models import Payout
 SEND_TASK = "notifications.send"
 DELIVER_TASK = "notifications.deliver_webhook"
 ERROR_LENGTH = 2000
+# How long a worker's claim to be sending a notification or delivery holds
+# (many times the outbound timeouts); past it, the worker is taken to have died.
+SEND_LEASE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -221,20 +224,20 @@ def set_preferences(actor: Actor, items: list[dict[str, Any]]) -> list[Preferenc
         seen.add(item["event"])
     if errors:
         raise Invalid("Some preferences name events you cannot receive; nothing was changed.", errors)
-    existing = {
-        row.event: row
-        for row in db.session.scalars(
-            select(NotificationPreference).where(NotificationPreference.user_id == actor.user_id)
-        )
-    }
-    for item in items:
-        channels = sorted({Channel(c).value for c in item["channels"]})
-        row = existing.get(item["event"])
-        if row is None:
-            db.session.add(NotificationPreference(user_id=actor.user_id, event=item["event"], channels=channels))
-        else:
-            row.channels = channels
-    db.session.commit()
+    with unit_of_work():
+        existing = {
+            row.event: row
+            for row in db.session.scalars(
+                select(NotificationPreference).where(NotificationPreference.user_id == actor.user_id)
+            )
+        }
+        for item in items:
+            channels = sorted({Channel(c).value for c in item["channels"]})
+            row = existing.get(item["event"])
+            if row is None:
+                db.session.add(NotificationPreference(user_id=actor.user_id, event=item["event"], channels=channels))
+            else:
+                row.channels = channels
     return get_preferences(actor)
 
 
@@ -260,8 +263,15 @@ def handle_event(occurrence: str, event: str, **ids: int) -> int:
     """Write and queue every notification and webhook delivery for one
     occurrence of `event`; returns how many. A repeat of an occurrence
     already handled writes nothing."""
-    if _handled(occurrence):
+    try:
+        with unit_of_work():
+            return 0 if _handled(occurrence) else _write_event(occurrence, event, ids)
+    except IntegrityError:
+        # A concurrent run of the same occurrence won; its rows stand.
         return 0
+
+
+def _write_event(occurrence: str, event: str, ids: dict[str, int]) -> int:
     now = utcnow()
     created = 0
     for audience in _audience(event, ids):
@@ -295,12 +305,6 @@ def handle_event(occurrence: str, event: str, **ids: int) -> int:
             if endpoint.wants(event):
                 _queue_delivery(endpoint, occurrence, event, payload, now)
                 created += 1
-    try:
-        db.session.commit()
-    except IntegrityError:
-        # A concurrent run of the same occurrence won; its rows stand.
-        db.session.rollback()
-        return 0
     return created
 
 
@@ -321,96 +325,139 @@ def _backoff(attempts: int, base_key: str) -> float:
     return float(base * 2 ** (attempts - 1))
 
 
+def _claim(row: Notification | WebhookDelivery | None) -> tuple[int | None, float | None]:
+    """Claim a row to send: (the attempt this is, None); or (None, the
+    seconds until another worker's claim runs out); or (None, None) when
+    it is no longer pending."""
+    if row is None or row.status != DeliveryStatus.PENDING:
+        return None, None
+    now = utcnow()
+    if row.sending_since is not None and row.sending_since + SEND_LEASE > now:
+        return None, (row.sending_since + SEND_LEASE - now).total_seconds()
+    row.attempts += 1
+    row.sending_since = now
+    return row.attempts, None
+
+
+def _notification(notification_id: int) -> Notification | None:
+    return db.session.scalars(locked(select(Notification).where(Notification.id == notification_id))).one_or_none()
+
+
 def send_notification(notification_id: int) -> float | None:
     """Send one notification if it is still pending. Returns the seconds to
-    wait before another try, or None when it is done (sent or given up)."""
-    notification = db.session.scalars(
-        select(Notification).where(Notification.id == notification_id).with_for_update()
-    ).one_or_none()
-    if notification is None or notification.status != DeliveryStatus.PENDING:
-        db.session.rollback()
-        return None
-    notification.attempts += 1
-    message = Message(
-        recipient=notification.recipient,
-        subject=notification.subject,
-        body=notification.body,
-        idempotency_key=f"notification-{notification.id}",
-    )
-    retry_in = None
+    wait before another try, or None when it is done (sent or given up).
+
+    It is claimed first and sent with no transaction open; the outcome is
+    recorded on the row locked afresh, unless another worker took it over
+    (after SEND_LEASE) meanwhile. While one worker sends it, another one
+    sends nothing and looks again once the claim has run out."""
+    with unit_of_work():
+        notification = _notification(notification_id)
+        attempt, wait = _claim(notification)
+        if notification is None or attempt is None:
+            return wait
+        channel = notification.channel
+        message = Message(
+            recipient=notification.recipient,
+            subject=notification.subject,
+            body=notification.body,
+            idempotency_key=f"notification-{notification.id}",
+        )
+    error, permanent = None, False
     try:
-        notifier_for(notification.channel).send(message)
+        outside_transaction(lambda: notifier_for(channel).send(message))
     except TransientError as exc:
-        notification.last_error = str(exc)[:ERROR_LENGTH]
-        if notification.attempts >= current_app.config["NOTIFY_MAX_ATTEMPTS"]:
+        error = str(exc)
+    except PermanentFailure as exc:
+        error, permanent = str(exc), True
+    retry_in = None
+    with unit_of_work():
+        notification = _notification(notification_id)
+        if notification is None or notification.status != DeliveryStatus.PENDING or notification.attempts != attempt:
+            return None  # deleted, or taken over by a worker that found the claim run out
+        notification.sending_since = None
+        if error is None:
+            notification.status = DeliveryStatus.SENT
+            notification.sent_at = utcnow()
+            notification.last_error = None
+            return None
+        notification.last_error = error[:ERROR_LENGTH]
+        if permanent or notification.attempts >= current_app.config["NOTIFY_MAX_ATTEMPTS"]:
             notification.status = DeliveryStatus.FAILED
         else:
             retry_in = _backoff(notification.attempts, "NOTIFY_RETRY_BASE_SECONDS")
             notification.next_attempt_at = utcnow() + timedelta(seconds=retry_in)
-    except PermanentFailure as exc:
-        notification.last_error = str(exc)[:ERROR_LENGTH]
-        notification.status = DeliveryStatus.FAILED
-    else:
-        notification.status = DeliveryStatus.SENT
-        notification.sent_at = utcnow()
-        notification.last_error = None
-    db.session.commit()
     return retry_in
+
+
+def _delivery(delivery_id: int) -> WebhookDelivery | None:
+    return db.session.scalars(
+        locked(select(WebhookDelivery).where(WebhookDelivery.id == delivery_id)).options(
+            selectinload(WebhookDelivery.endpoint)
+        )
+    ).one_or_none()
 
 
 def deliver_webhook(delivery_id: int) -> float | None:
     """POST one delivery to its endpoint if still pending; a non-2xx answer
     or no answer is retried with exponential backoff up to
     WEBHOOK_MAX_ATTEMPTS, then the delivery is failed. Returns the seconds to
-    wait before the next try, or None when done."""
-    delivery = db.session.scalars(
-        select(WebhookDelivery)
-        .where(WebhookDelivery.id == delivery_id)
-        .options(selectinload(WebhookDelivery.endpoint))
-        .with_for_update(of=WebhookDelivery)
-    ).one_or_none()
-    if delivery is None or delivery.status != DeliveryStatus.PENDING:
-        db.session.rollback()
-        return None
-    endpoint = delivery.endpoint
-    delivery.attempts += 1
-    delivery.last_attempt_at = utcnow()
-    delivery.response_status = None
-    retry_in = None
-    if not endpoint.active:
-        delivery.status = DeliveryStatus.FAILED
-        delivery.last_error = "The endpoint is disabled."
-        db.session.commit()
-        return None
+    wait before the next try, or None when done. Claimed and posted as a
+    notification is sent (`send_notification`)."""
+    with unit_of_work():
+        delivery = _delivery(delivery_id)
+        attempt, wait = _claim(delivery)
+        if delivery is None or attempt is None:
+            return wait
+        endpoint = delivery.endpoint
+        delivery.last_attempt_at = utcnow()
+        delivery.response_status = None
+        if not endpoint.active:
+            delivery.status = DeliveryStatus.FAILED
+            delivery.last_error = "The endpoint is disabled."
+            delivery.sending_since = None
+            return None
+        url, secret = endpoint.url, endpoint.secret
+        payload, key = delivery.payload.encode(), f"webhook-{delivery.occurrence}-{endpoint.id}"
+    status = error = refused = None
     try:
-        response = post_signed(
-            endpoint.url,
-            delivery.payload.encode(),
-            secret=endpoint.secret,
-            idempotency_key=f"webhook-{delivery.occurrence}-{endpoint.id}",
-        )
+        response = outside_transaction(lambda: post_signed(url, payload, secret=secret, idempotency_key=key))
     except UnsafeUrl as exc:
-        delivery.status = DeliveryStatus.FAILED
-        delivery.last_error = f"Refused to call the URL: {exc}"[:ERROR_LENGTH]
-        db.session.commit()
-        return None
+        refused = f"Refused to call the URL: {exc}"
     except TransientError as exc:
-        delivery.last_error = str(exc)[:ERROR_LENGTH]
+        error = str(exc)
     else:
-        delivery.response_status = response.status_code
-        if 200 <= response.status_code < 300:
+        status = response.status_code
+        if not 200 <= status < 300:
+            error = f"HTTP {status}: {response.text[:300]}"
+    return _record_delivery(delivery_id, attempt, status=status, error=error, refused=refused)
+
+
+def _record_delivery(
+    delivery_id: int, attempt: int, *, status: int | None, error: str | None, refused: str | None
+) -> float | None:
+    retry_in = None
+    with unit_of_work():
+        delivery = _delivery(delivery_id)
+        if delivery is None or delivery.status != DeliveryStatus.PENDING or delivery.attempts != attempt:
+            return None  # deleted, or taken over by a worker that found the claim run out
+        delivery.sending_since = None
+        delivery.response_status = status
+        if refused is not None:
+            delivery.status = DeliveryStatus.FAILED
+            delivery.last_error = refused[:ERROR_LENGTH]
+            return None
+        if error is None:
             delivery.status = DeliveryStatus.SENT
             delivery.delivered_at = utcnow()
             delivery.last_error = None
-            db.session.commit()
             return None
-        delivery.last_error = f"HTTP {response.status_code}: {response.text[:300]}"
-    if delivery.attempts >= current_app.config["WEBHOOK_MAX_ATTEMPTS"]:
-        delivery.status = DeliveryStatus.FAILED
-    else:
-        retry_in = _backoff(delivery.attempts, "WEBHOOK_RETRY_BASE_SECONDS")
-        delivery.next_attempt_at = utcnow() + timedelta(seconds=retry_in)
-    db.session.commit()
+        delivery.last_error = error[:ERROR_LENGTH]
+        if delivery.attempts >= current_app.config["WEBHOOK_MAX_ATTEMPTS"]:
+            delivery.status = DeliveryStatus.FAILED
+        else:
+            retry_in = _backoff(delivery.attempts, "WEBHOOK_RETRY_BASE_SECONDS")
+            delivery.next_attempt_at = utcnow() + timedelta(seconds=retry_in)
     return retry_in
 
 
@@ -418,26 +465,30 @@ def requeue_overdue(now: datetime | None = None) -> int:
     """Queue again the pending notifications and deliveries whose retry is
     long overdue (the broker lost the delayed task, a worker died holding
     it). Sending checks the status, so a spare task sends nothing twice."""
-    now = now or utcnow()
-    overdue = now - timedelta(seconds=current_app.config["NOTIFY_REQUEUE_AFTER_SECONDS"])
-    notification_ids = db.session.scalars(
-        select(Notification.id)
-        .where(Notification.status == DeliveryStatus.PENDING, Notification.next_attempt_at < overdue)
-        .limit(500)
-    ).all()
-    delivery_ids = db.session.scalars(
-        select(WebhookDelivery.id)
-        .where(WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at < overdue)
-        .limit(500)
-    ).all()
-    for notification_id in notification_ids:
-        enqueue(SEND_TASK, notification_id=notification_id)
-    for delivery_id in delivery_ids:
-        enqueue(DELIVER_TASK, delivery_id=delivery_id)
-    # Not overdue again until another grace period has passed.
-    db.session.execute(update(Notification).where(Notification.id.in_(notification_ids)).values(next_attempt_at=now))
-    db.session.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_(delivery_ids)).values(next_attempt_at=now))
-    db.session.commit()
+    with unit_of_work():
+        now = now or utcnow()
+        overdue = now - timedelta(seconds=current_app.config["NOTIFY_REQUEUE_AFTER_SECONDS"])
+        notification_ids = db.session.scalars(
+            select(Notification.id)
+            .where(Notification.status == DeliveryStatus.PENDING, Notification.next_attempt_at < overdue)
+            .limit(500)
+        ).all()
+        delivery_ids = db.session.scalars(
+            select(WebhookDelivery.id)
+            .where(WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at < overdue)
+            .limit(500)
+        ).all()
+        for notification_id in notification_ids:
+            enqueue(SEND_TASK, notification_id=notification_id)
+        for delivery_id in delivery_ids:
+            enqueue(DELIVER_TASK, delivery_id=delivery_id)
+        # Not overdue again until another grace period has passed.
+        db.session.execute(
+            update(Notification).where(Notification.id.in_(notification_ids)).values(next_attempt_at=now)
+        )
+        db.session.execute(
+            update(WebhookDelivery).where(WebhookDelivery.id.in_(delivery_ids)).values(next_attempt_at=now)
+        )
     return len(notification_ids) + len(delivery_ids)
 
 
@@ -472,8 +523,8 @@ def create_endpoint(actor: Actor, *, url: str, event_types: list[str], descripti
         description=description,
         active=True,
     )
-    db.session.add(endpoint)
-    db.session.commit()
+    with unit_of_work():
+        db.session.add(endpoint)
     return CreatedEndpoint(endpoint, secret)
 
 
@@ -494,22 +545,22 @@ def list_endpoints(actor: Actor, *, limit: int, cursor: str | None = None) -> Pa
 
 
 def update_endpoint(actor: Actor, endpoint_id: int, **changes: Any) -> WebhookEndpoint:
-    endpoint = _own_endpoint(actor, endpoint_id)
-    if "url" in changes:
-        require_safe_url(changes["url"], "url")
-    if "event_types" in changes:
-        _check_event_types(changes["event_types"])
-        changes["event_types"] = sorted(set(changes["event_types"]))
-    for name, value in changes.items():
-        setattr(endpoint, name, value)
-    db.session.commit()
+    with unit_of_work():
+        endpoint = _own_endpoint(actor, endpoint_id)
+        if "url" in changes:
+            require_safe_url(changes["url"], "url")
+        if "event_types" in changes:
+            _check_event_types(changes["event_types"])
+            changes["event_types"] = sorted(set(changes["event_types"]))
+        for name, value in changes.items():
+            setattr(endpoint, name, value)
     return endpoint
 
 
 def delete_endpoint(actor: Actor, endpoint_id: int) -> None:
     """Remove an endpoint and its delivery log."""
-    db.session.delete(_own_endpoint(actor, endpoint_id))
-    db.session.commit()
+    with unit_of_work():
+        db.session.delete(_own_endpoint(actor, endpoint_id))
 
 
 def list_deliveries(actor: Actor, endpoint_id: int, *, limit: int, cursor: str | None = None) -> Page[WebhookDelivery]:
@@ -522,22 +573,22 @@ def list_deliveries(actor: Actor, endpoint_id: int, *, limit: int, cursor: str |
 def redeliver(actor: Actor, endpoint_id: int, delivery_id: int) -> WebhookDelivery:
     """Send a delivery's event again, as a new entry in the log with the same
     body (and so the same event id, for receivers that drop repeats)."""
-    endpoint = _own_endpoint(actor, endpoint_id)
-    original = db.session.get(WebhookDelivery, delivery_id)
-    if original is None or original.endpoint_id != endpoint.id:
-        raise NotFound(f"Delivery {delivery_id} not found on webhook endpoint {endpoint_id}.")
-    occurrence = f"{original.occurrence[:60]}~{secrets.token_hex(6)}"
-    delivery = WebhookDelivery(
-        occurrence=occurrence,
-        endpoint=endpoint,
-        event=original.event,
-        payload=original.payload,
-        next_attempt_at=utcnow(),
-    )
-    db.session.add(delivery)
-    db.session.flush()
-    enqueue(DELIVER_TASK, delivery_id=delivery.id)
-    db.session.commit()
+    with unit_of_work():
+        endpoint = _own_endpoint(actor, endpoint_id)
+        original = db.session.get(WebhookDelivery, delivery_id)
+        if original is None or original.endpoint_id != endpoint.id:
+            raise NotFound(f"Delivery {delivery_id} not found on webhook endpoint {endpoint_id}.")
+        occurrence = f"{original.occurrence[:60]}~{secrets.token_hex(6)}"
+        delivery = WebhookDelivery(
+            occurrence=occurrence,
+            endpoint=endpoint,
+            event=original.event,
+            payload=original.payload,
+            next_attempt_at=utcnow(),
+        )
+        db.session.add(delivery)
+        db.session.flush()
+        enqueue(DELIVER_TASK, delivery_id=delivery.id)
     return delivery
 
 

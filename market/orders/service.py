@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
@@ -25,7 +26,7 @@ from market.accounts.models import Role, User
 from market.auth import Actor
 from market.catalog import service as catalog
 from market.catalog.models import Farm, FarmStatus, FulfilmentPoint, Listing, ListingStatus
-from market.db import commit_keeping_state, utcnow
+from market.db import commit_keeping_state, unit_of_work, utcnow
 from market.errors import Conflict, DomainError, Invalid, NotFound
 from market.events import publish
 from market.extensions import db
@@ -182,22 +183,27 @@ def _event(order: Order, kind: str, actor: Actor | None, *, part: OrderPart | No
     publish(kind, order_id=order.id, **({"part_id": part.id} if part else {}))
 
 
-def _commit() -> None:
+@contextmanager
+def _order_change() -> Iterator[None]:
+    """The unit of work of a change to a locked order; an order a concurrent
+    request changed first (a stale version) is a ConcurrentChange."""
     try:
-        db.session.commit()
+        with unit_of_work():
+            yield
     except StaleDataError:
-        db.session.rollback()
         raise ConcurrentChange("The order changed while this request ran; fetch it and try again.") from None
 
 
 def _changing(order: Order, actor: Actor | None, change: Callable[[], T]) -> T:
-    """Apply `change` to `order`, record the state events it caused, commit."""
-    before = order.status
-    result = change()
-    order.updated_at = utcnow()
-    if order.status != before:
-        _event(order, f"order.{order.status.value}", actor)
-    _commit()
+    """Apply `change` to `order`, record the state events it caused, and
+    commit with whatever the caller wrote since locking it, or roll all of
+    it back when `change` raises."""
+    with _order_change():
+        before = order.status
+        result = change()
+        order.updated_at = utcnow()
+        if order.status != before:
+            _event(order, f"order.{order.status.value}", actor)
     return result
 
 
@@ -652,29 +658,28 @@ def expire_unpaid(now: datetime | None = None, batch: int = 200) -> int:
 
 def grant_station_staff(actor: Actor, point_id: int, user_id: int) -> StationStaff:
     actor.require(Role.OPERATOR)
-    catalog.get_fulfilment_point(point_id)
-    existing = db.session.scalars(
-        select(StationStaff).where(StationStaff.user_id == user_id, StationStaff.fulfilment_point_id == point_id)
-    ).one_or_none()
-    if existing is not None:
-        return existing
-    if db.session.get(User, user_id) is None:
-        raise Invalid("Unknown user.", {"user_id": [f"No user {user_id}."]})
-    staff = StationStaff(user_id=user_id, fulfilment_point_id=point_id)
-    db.session.add(staff)
-    db.session.commit()
+    with unit_of_work():
+        catalog.get_fulfilment_point(point_id)
+        staff = db.session.scalars(
+            select(StationStaff).where(StationStaff.user_id == user_id, StationStaff.fulfilment_point_id == point_id)
+        ).one_or_none()
+        if staff is None:
+            if db.session.get(User, user_id) is None:
+                raise Invalid("Unknown user.", {"user_id": [f"No user {user_id}."]})
+            staff = StationStaff(user_id=user_id, fulfilment_point_id=point_id)
+            db.session.add(staff)
     return staff
 
 
 def revoke_station_staff(actor: Actor, point_id: int, user_id: int) -> None:
     actor.require(Role.OPERATOR)
-    staff = db.session.scalars(
-        select(StationStaff).where(StationStaff.user_id == user_id, StationStaff.fulfilment_point_id == point_id)
-    ).one_or_none()
-    if staff is None:
-        raise NotFound(f"User {user_id} is not staff at fulfilment point {point_id}.")
-    db.session.delete(staff)
-    db.session.commit()
+    with unit_of_work():
+        staff = db.session.scalars(
+            select(StationStaff).where(StationStaff.user_id == user_id, StationStaff.fulfilment_point_id == point_id)
+        ).one_or_none()
+        if staff is None:
+            raise NotFound(f"User {user_id} is not staff at fulfilment point {point_id}.")
+        db.session.delete(staff)
 
 
 @dataclass(frozen=True)

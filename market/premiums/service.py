@@ -17,15 +17,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from market.accounts.models import Role, User
 from market.auth import Actor
 from market.catalog.models import Brand, Category, Listing
 from market.catalog.service import get_listing
-from market.db import utcnow
-from market.errors import Invalid, NotFound
+from market.db import get_or_404, insert_if_absent, unit_of_work, utcnow
+from market.errors import Invalid
 from market.extensions import db
 from market.money import line_amount
 from market.pagination import Page, SortKey, keyset_page
@@ -90,16 +88,13 @@ def create_programme(actor: Actor, **fields: Any) -> PremiumProgramme:
             {"valid_from": [f"Overlaps programme {clash.id}; end it first or narrow the scope."]},
         )
     programme = PremiumProgramme(**fields)
-    db.session.add(programme)
-    db.session.commit()
+    with unit_of_work():
+        db.session.add(programme)
     return programme
 
 
 def _programme(programme_id: int) -> PremiumProgramme:
-    programme = db.session.get(PremiumProgramme, programme_id)
-    if programme is None:
-        raise NotFound(f"Premium programme {programme_id} not found.")
-    return programme
+    return get_or_404(PremiumProgramme, programme_id, "Premium programme")
 
 
 def get_programme(actor: Actor, programme_id: int) -> PremiumProgramme:
@@ -119,11 +114,11 @@ def list_programmes(actor: Actor, *, limit: int, cursor: str | None = None, acti
 def end_programme(actor: Actor, programme_id: int) -> PremiumProgramme:
     """Stop a programme now; lines already placed keep their premiums."""
     actor.require(Role.OPERATOR)
-    programme = _programme(programme_id)
-    now = utcnow()
-    if programme.valid_until is None or programme.valid_until > now:
-        programme.valid_until = now
-        db.session.commit()
+    with unit_of_work():
+        programme = _programme(programme_id)
+        now = utcnow()
+        if programme.valid_until is None or programme.valid_until > now:
+            programme.valid_until = now
     return programme
 
 
@@ -178,11 +173,8 @@ def applicable(actor: Actor | None, listing_id: int) -> list[PremiumProgramme]:
 
 
 def _farm_usage(programme_id: int, farm_id: int) -> FarmPremiumUsage:
-    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    db.session.execute(
-        insert(FarmPremiumUsage)
-        .values(programme_id=programme_id, farm_id=farm_id, used=0)
-        .on_conflict_do_nothing(index_elements=["programme_id", "farm_id"])
+    insert_if_absent(
+        FarmPremiumUsage, ["programme_id", "farm_id"], {"programme_id": programme_id, "farm_id": farm_id, "used": 0}
     )
     return db.session.scalars(
         select(FarmPremiumUsage)

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog.models import PayoutMethod
-from market.db import utcnow
+from market.db import get_or_404, locked, outside_transaction, unit_of_work, utcnow
 from market.errors import Conflict, Invalid, NotFound
 from market.extensions import db
 from market.ledger import service as ledger
@@ -148,23 +148,18 @@ def start_run(actor: Actor, *, period_start: datetime, period_end: datetime) -> 
         errors["period_end"] = ["Must not be in the future."]
     if errors:
         raise Invalid("The period cannot be reconciled.", errors)
-    run = ReconciliationRun(
-        period_start=period_start, period_end=period_end, status=RunStatus.PENDING, requested_by=actor.user_id
-    )
-    db.session.add(run)
-    db.session.flush()
-    enqueue("reconciliation.run", run_id=run.id)
-    db.session.commit()
+    with unit_of_work():
+        run = ReconciliationRun(
+            period_start=period_start, period_end=period_end, status=RunStatus.PENDING, requested_by=actor.user_id
+        )
+        db.session.add(run)
+        db.session.flush()
+        enqueue("reconciliation.run", run_id=run.id)
     return _summary(run, _counts([run.id])[run.id])
 
 
 def _locked_run(run_id: int) -> ReconciliationRun:
-    run = db.session.scalars(
-        select(ReconciliationRun).where(ReconciliationRun.id == run_id).with_for_update()
-    ).one_or_none()
-    if run is None:
-        raise ReconciliationNotFound(f"Reconciliation {run_id} not found.")
-    return run
+    return get_or_404(ReconciliationRun, run_id, "Reconciliation", lock=True, missing=ReconciliationNotFound)
 
 
 def perform(run_id: int) -> ReconciliationRun:
@@ -172,52 +167,50 @@ def perform(run_id: int) -> ReconciliationRun:
     them and the offline confirmations to the ledger, and store every item
     with the run's completion in one commit. Repeating it after it finished
     changes nothing."""
-    run = db.session.get(ReconciliationRun, run_id)
-    if run is None:
-        raise ReconciliationNotFound(f"Reconciliation {run_id} not found.")
-    if run.status != RunStatus.PENDING:
-        return run
-    margin = timedelta(seconds=current_app.config["RECONCILIATION_MARGIN_SECONDS"])
-    since, until = run.period_start - margin, run.period_end + margin
-    db.session.commit()  # no transaction stays open across the provider call
+    with unit_of_work():
+        run = _run(run_id)
+        if run.status != RunStatus.PENDING:
+            return run
+        margin = timedelta(seconds=current_app.config["RECONCILIATION_MARGIN_SECONDS"])
+        since, until = run.period_start - margin, run.period_end + margin
+    page_size = current_app.config["RECONCILIATION_PAGE_SIZE"]
     try:
-        records = gateway().balance_transactions(
-            created_gte=math.floor(since.timestamp()),
-            created_lt=math.ceil(until.timestamp()),
-            page_size=current_app.config["RECONCILIATION_PAGE_SIZE"],
+        records = outside_transaction(
+            lambda: gateway().balance_transactions(
+                created_gte=math.floor(since.timestamp()), created_lt=math.ceil(until.timestamp()), page_size=page_size
+            )
         )
     except GatewayError as error:
-        fail(run_id, f"The gateway refused the balance transactions: {error}")
-        return _locked_run(run_id)
-    run = _locked_run(run_id)
-    if run.status != RunStatus.PENDING:
-        db.session.commit()
-        return run
-    start, end = run.period_start, run.period_end
-    items = [
-        *_stripe(records, since, until).items(run.id, start, end),
-        *_fees(run.id, records, start, end),
-        *_offline(since, until).items(run.id, start, end),
-    ]
-    items.sort(key=lambda item: (item.provider != Provider.STRIPE, item.occurred_at or start, item.key))
-    db.session.add_all(items)
-    run.gateway_records = sum(1 for r in records if start <= _moment(r.created) < end)
-    run.fees_total = sum(r.fee for r in records if start <= _moment(r.created) < end)
-    run.status = RunStatus.COMPLETED
-    run.finished_at = utcnow()
-    db.session.commit()
+        return fail(run_id, f"The gateway refused the balance transactions: {error}")
+    with unit_of_work():
+        run = _locked_run(run_id)
+        if run.status != RunStatus.PENDING:
+            return run
+        start, end = run.period_start, run.period_end
+        items = [
+            *_stripe(records, since, until).items(run.id, start, end),
+            *_fees(run.id, records, start, end),
+            *_offline(since, until).items(run.id, start, end),
+        ]
+        items.sort(key=lambda item: (item.provider != Provider.STRIPE, item.occurred_at or start, item.key))
+        db.session.add_all(items)
+        run.gateway_records = sum(1 for r in records if start <= _moment(r.created) < end)
+        run.fees_total = sum(r.fee for r in records if start <= _moment(r.created) < end)
+        run.status = RunStatus.COMPLETED
+        run.finished_at = utcnow()
     return run
 
 
-def fail(run_id: int, problem: str) -> None:
+def fail(run_id: int, problem: str) -> ReconciliationRun:
     """The run could not fetch the gateway's records (refused, or still
     unreachable after the worker's retries): say so on the run."""
-    run = _locked_run(run_id)
-    if run.status == RunStatus.PENDING:
-        run.status = RunStatus.FAILED
-        run.error = problem[:2000]
-        run.finished_at = utcnow()
-    db.session.commit()
+    with unit_of_work():
+        run = _locked_run(run_id)
+        if run.status == RunStatus.PENDING:
+            run.status = RunStatus.FAILED
+            run.error = problem[:2000]
+            run.finished_at = utcnow()
+    return run
 
 
 def _moment(created: int) -> datetime:
@@ -438,10 +431,17 @@ def resolve_item(actor: Actor, run_id: int, item_id: int, *, note: str, book_fee
     it as a `gateway_fees` expense (once per balance transaction, however
     many runs report it)."""
     actor.require(Role.OPERATOR)
+    try:
+        with unit_of_work():
+            item = _resolve(actor, run_id, item_id, note=note, book_fee=book_fee)
+    except IntegrityError:
+        raise Conflict(f"Item {item_id} was resolved at the same time.") from None
+    return item
+
+
+def _resolve(actor: Actor, run_id: int, item_id: int, *, note: str, book_fee: bool) -> ReconciliationItem:
     item = db.session.scalars(
-        select(ReconciliationItem)
-        .where(ReconciliationItem.id == item_id, ReconciliationItem.run_id == run_id)
-        .with_for_update()
+        locked(select(ReconciliationItem).where(ReconciliationItem.id == item_id, ReconciliationItem.run_id == run_id))
     ).one_or_none()
     if item is None:
         raise ReconciliationNotFound(f"Reconciliation {run_id} has no item {item_id}.")
@@ -452,7 +452,6 @@ def resolve_item(actor: Actor, run_id: int, item_id: int, *, note: str, book_fee
         assert item.balance_transaction_id is not None  # fee items come from balance transactions
         reference = _fee_reference(item.balance_transaction_id)
         if ledger.already_posted(reference):
-            db.session.rollback()
             raise Conflict(f"The fee of {item.balance_transaction_id} is booked already.")
         ledger.post(
             FEE_KIND,
@@ -462,11 +461,6 @@ def resolve_item(actor: Actor, run_id: int, item_id: int, *, note: str, book_fee
             memo=note[:500],
         )
         item.fee_booked = reference
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise Conflict(f"Item {item_id} was resolved at the same time.") from None
     return item
 
 
@@ -508,10 +502,7 @@ def _summary(run: ReconciliationRun, counts: dict[str, int]) -> dict[str, Any]:
 
 
 def _run(run_id: int) -> ReconciliationRun:
-    run = db.session.get(ReconciliationRun, run_id)
-    if run is None:
-        raise ReconciliationNotFound(f"Reconciliation {run_id} not found.")
-    return run
+    return get_or_404(ReconciliationRun, run_id, "Reconciliation", missing=ReconciliationNotFound)
 
 
 def get_run(actor: Actor, run_id: int) -> dict[str, Any]:

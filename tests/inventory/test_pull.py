@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -13,7 +14,7 @@ from sqlalchemy import select
 from market.catalog.models import Listing
 from market.db import utcnow
 from market.extensions import db
-from market.inventory import service
+from market.inventory import feeds, service
 from market.inventory.models import SalesChannel
 from market.money import MAX_STOCK_G
 from market.outbox import OutboxMessage
@@ -177,3 +178,28 @@ def test_the_scheduler_queues_due_feeds_and_sets_the_next_run(
     db.session.refresh(due)
     assert due.next_run_at is not None and due.next_run_at > utcnow() + timedelta(seconds=590)
     assert service.run_due() == 0
+
+
+def test_a_read_that_another_read_overtook_while_it_fetched_is_dropped(
+    client: FlaskClient, stall: Stall, receiver: HttpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    channel = _channel(client, stall, receiver)
+    _feed(receiver, [{"sku": "ORANGE", "quantity_g": 10_000}])
+    service.pull_channel(channel.id)
+    _feed(receiver, [{"sku": "ORANGE", "quantity_g": 7_500}])
+    fetch = feeds.fetch
+
+    def fetch_overtaken(url: str, **conditions: str | None) -> feeds.Fetched:
+        fetched = fetch(url, **conditions)  # the older quantity
+        # Meanwhile another read fetches a newer feed and applies it; the
+        # fetch runs with no transaction open, so it does not wait for us.
+        _feed(receiver, [{"sku": "ORANGE", "quantity_g": 8_000}])
+        monkeypatch.setattr(feeds, "fetch", fetch)
+        assert service.pull_channel(channel.id) == 1
+        return fetched
+
+    monkeypatch.setattr(feeds, "fetch", fetch_overtaken)
+    assert service.pull_channel(channel.id) == 0
+    assert _stock(stall.oranges) == 48_000  # the newer read's 2 kg sale, not another 500 g
+    assert service.pull_channel(channel.id) == 0
+    assert _stock(stall.oranges) == 48_000

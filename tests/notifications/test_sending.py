@@ -9,6 +9,7 @@ import mailbox
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from flask import Flask
 from sqlalchemy import delete, select
 
@@ -19,6 +20,7 @@ from market.db import utcnow
 from market.extensions import db
 from market.notifications import service
 from market.notifications.models import Channel, DeliveryStatus, Notification, WebhookDelivery, WebhookEndpoint
+from market.notifications.notifiers import Message
 from market.outbox import OutboxMessage
 from tests.factories import FarmFactory, ListingFactory, UserFactory
 from tests.notifications.conftest import SMS_PATH, make_payout
@@ -86,6 +88,50 @@ def test_a_sent_notification_is_never_sent_again(channels: Flask, smtp: SmtpInbo
     assert notification.status == DeliveryStatus.SENT
     assert notification.attempts == 1
     assert notification.sent_at is not None
+
+
+def test_a_notification_one_worker_is_sending_is_not_sent_by_another(
+    channels: Flask, smtp: SmtpInbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    farmer, farm_id = _farmer()
+    _payout_paid(farm_id)
+    (notification,) = _sent(Channel.EMAIL)
+    notifier_for = service.notifier_for
+    meanwhile: list[float | None] = []
+
+    class SlowNotifier:
+        """While the first worker's message is on its way, a second worker
+        (a redelivered task) takes up the same notification."""
+
+        def __init__(self, channel: Channel) -> None:
+            self.notifier = notifier_for(channel)
+
+        def send(self, message: Message) -> None:
+            if not meanwhile:
+                meanwhile.append(-1.0)
+                meanwhile[0] = service.send_notification(notification.id)
+            self.notifier.send(message)
+
+    monkeypatch.setattr(service, "notifier_for", SlowNotifier)
+    assert service.send_notification(notification.id) is None
+    (wait,) = meanwhile
+    assert wait is not None and 0 < wait <= service.SEND_LEASE.total_seconds()  # it looks again later
+    assert len(smtp.to(farmer.email)) == 1  # type: ignore[attr-defined]
+    db.session.refresh(notification)
+    assert (notification.status, notification.attempts, notification.sending_since) == (DeliveryStatus.SENT, 1, None)
+    assert service.send_notification(notification.id) is None  # and then finds it sent
+
+
+def test_a_claim_left_by_a_worker_that_died_runs_out(channels: Flask, smtp: SmtpInbox) -> None:
+    farmer, farm_id = _farmer()
+    _payout_paid(farm_id)
+    (notification,) = _sent(Channel.EMAIL)
+    notification.attempts, notification.sending_since = 1, utcnow() - service.SEND_LEASE - timedelta(seconds=1)
+    db.session.commit()
+    assert service.send_notification(notification.id) is None
+    assert len(smtp.to(farmer.email)) == 1  # type: ignore[attr-defined]
+    db.session.refresh(notification)
+    assert (notification.status, notification.attempts) == (DeliveryStatus.SENT, 2)
 
 
 def test_texts_follow_the_users_language(channels: Flask, smtp: SmtpInbox) -> None:
