@@ -2,7 +2,7 @@
 them, so they are sent with no row lock held and still by one worker
 
 Revision ID: a9d3f27c5b10
-Revises: f5d1c3a8e927
+Revises: a7e2c9d4b615
 Create Date: 2026-12-02 10:00:00.000000
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'a9d3f27c5b10'
-down_revision = 'f5d1c3a8e927'
+down_revision = 'a7e2c9d4b615'
 branch_labels = None
 depends_on = None
 
