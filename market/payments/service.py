@@ -302,14 +302,13 @@ def capture(order_id: int) -> Payment:
                 gateway().capture(intent_id, amount=amount, key=key) if amount else gateway().cancel(intent_id, key=key)
             )  # every line came out short: nothing to take
         )
-    except AmbiguousAnswer:
+    except (AmbiguousAnswer, GatewayError) as error:
         intent = gateway().get_intent(intent_id)
-        if intent.status not in ("succeeded", "canceled"):
-            raise  # still undecided at the provider: retried with the same key
-    except GatewayError as error:
-        intent = gateway().get_intent(intent_id)
-        if intent.status not in ("succeeded", "canceled"):
-            return _capture_refused(order_id, key, str(error))
+        if intent.status != ("succeeded" if amount else "canceled"):  # it did not happen
+            if isinstance(error, AmbiguousAnswer) and intent.status == "requires_capture":
+                raise  # still undecided at the provider: retried with the same key
+            # Refused, or the hold is gone (it lapsed): never a silent loss.
+            return _capture_refused(order_id, key, f"{error} (the payment intent is {intent.status})")
     return _finish_capture(order_id, intent.amount_received, intent, key=key)
 
 

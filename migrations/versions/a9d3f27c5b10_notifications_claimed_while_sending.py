@@ -3,7 +3,7 @@ them, so they are sent with no row lock held and still by one worker
 
 Revision ID: a9d3f27c5b10
 Revises: a7e2c9d4b615
-Create Date: 2026-12-02 10:00:00.000000
+Create Date: 2026-11-30 13:20:00.000000
 
 """
 from alembic import op

@@ -294,3 +294,19 @@ def test_a_refund_event_that_overtakes_the_providers_answer_is_applied_by_its_ke
     assert payment_of(order["id"]).amount_refunded == 1998
     assert payments.process_refund(refund.id).status == RefundStatus.SUCCEEDED  # the worker's call changes nothing
     assert check_ledger() == []
+
+
+def test_a_capture_of_a_hold_that_lapsed_unheard_is_on_the_attention_list(
+    client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
+) -> None:
+    """Stripe let the authorisation lapse and its webhook never came: the
+    capture is refused, and looking the intent up finds it cancelled. That
+    is not the end of the payment but a problem for the operators."""
+    order, payment = paid_order(client, fake_stripe, shop)
+    pack_all(client, shop, order, weighed(order, 2000))
+    with fake_stripe.lock:
+        fake_stripe.intents[payment.stripe_payment_intent_id or ""].update(status="canceled", amount_capturable=0)
+    payments.capture(order["id"])
+    held = payment_of(order["id"])
+    assert held.status == PaymentStatus.AUTHORISED
+    assert "canceled" in (held.attention or "")
