@@ -46,6 +46,14 @@ def weighed(order: dict[str, Any], grams: int) -> dict[int, int]:
     return {line["id"]: grams for part in order["parts"] for line in part["lines"]}
 
 
+def captured_order(client: FlaskClient, fake: FakeStripe, shop: Shop) -> tuple[dict[str, Any], Payment]:
+    """2 kg of oranges paid by card, packed as ordered and captured."""
+    order, payment = paid_order(client, fake, shop)
+    pack_all(client, shop, order, weighed(order, 2000))
+    payments.capture(order["id"])
+    return order, payment
+
+
 def refund_all_pending() -> None:
     for refund_id in db.session.scalars(select(Refund.id).where(Refund.status == RefundStatus.PENDING)).all():
         payments.process_refund(refund_id)
@@ -136,9 +144,7 @@ def test_two_pending_refunds_take_back_only_what_the_refunded_grams_earned(
     client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
 ) -> None:
     sponsored = programme(client, shop, funded_by="sponsor", budget_cap=5000)
-    order, _ = paid_order(client, fake_stripe, shop)
-    pack_all(client, shop, order, weighed(order, 2000))
-    payments.capture(order["id"])
+    order, _ = captured_order(client, fake_stripe, shop)
     line_id = order["parts"][0]["lines"][0]["id"]
     for _ in range(2):
         body = {"reason": "bruised", "lines": [{"line_id": line_id, "grams": 500}]}
@@ -151,9 +157,7 @@ def test_two_pending_refunds_take_back_only_what_the_refunded_grams_earned(
 
 def test_a_refund_that_fails_takes_no_premium_back(client: FlaskClient, fake_stripe: FakeStripe, shop: Shop) -> None:
     sponsored = programme(client, shop, funded_by="sponsor", budget_cap=5000)
-    order, _ = paid_order(client, fake_stripe, shop)
-    pack_all(client, shop, order, weighed(order, 2000))
-    payments.capture(order["id"])
+    order, _ = captured_order(client, fake_stripe, shop)
     refund = payments.request_refund(None, order["id"], reason="bruised")
     fake_stripe.refuse_next.append(("/v1/refunds", "Charge has been disputed."))
     assert payments.process_refund(refund.id).status == RefundStatus.FAILED
@@ -165,9 +169,7 @@ def test_a_refund_that_fails_takes_no_premium_back(client: FlaskClient, fake_str
 def test_a_cancelled_order_with_a_refund_pending_is_refunded_in_full(
     client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
 ) -> None:
-    order, payment = paid_order(client, fake_stripe, shop)
-    pack_all(client, shop, order, weighed(order, 2000))
-    payments.capture(order["id"])
+    order, payment = captured_order(client, fake_stripe, shop)
     line_id = order["parts"][0]["lines"][0]["id"]
     payments.request_refund(None, order["id"], lines=[payments.LineRefund(line_id, 500)], reason="bruised")
     cancel(client, shop, order)
@@ -234,9 +236,7 @@ def test_an_answer_that_may_hide_a_capture_is_looked_up_and_retried_not_refused(
 def test_a_pending_refund_counts_once_stripe_says_it_succeeded(
     client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
 ) -> None:
-    order, _ = paid_order(client, fake_stripe, shop)
-    pack_all(client, shop, order, weighed(order, 2000))
-    payments.capture(order["id"])
+    order, _ = captured_order(client, fake_stripe, shop)
     fake_stripe.refund_outcomes.append("pending")
     refund = payments.process_refund(payments.request_refund(None, order["id"], reason="bruised").id)
     assert (refund.status, refund.stripe_refund_id is not None) == (RefundStatus.PENDING, True)
@@ -256,9 +256,7 @@ def test_a_pending_refund_that_fails_stops_counting_and_goes_to_the_operators(
     client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
 ) -> None:
     sponsored = programme(client, shop, funded_by="sponsor", budget_cap=5000)
-    order, _ = paid_order(client, fake_stripe, shop)
-    pack_all(client, shop, order, weighed(order, 2000))
-    payments.capture(order["id"])
+    order, _ = captured_order(client, fake_stripe, shop)
     fake_stripe.refund_outcomes.append("pending")
     refund = payments.process_refund(payments.request_refund(None, order["id"], reason="bruised").id)
     failed = fake_stripe.finish_refund(refund.stripe_refund_id or "", "failed", "expired_or_canceled_card")
@@ -279,9 +277,7 @@ def test_a_pending_refund_that_fails_stops_counting_and_goes_to_the_operators(
 def test_a_refund_event_that_overtakes_the_providers_answer_is_applied_by_its_key(
     client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
 ) -> None:
-    order, _ = paid_order(client, fake_stripe, shop)
-    pack_all(client, shop, order, weighed(order, 2000))
-    payments.capture(order["id"])
+    order, _ = captured_order(client, fake_stripe, shop)
     refund = payments.request_refund(None, order["id"], reason="bruised")
     fake_stripe.refund_outcomes.append("pending")
     status, made = fake_stripe.handle(
