@@ -25,6 +25,15 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _basis_points(env: Mapping[str, str], name: str, default: int) -> int:
+    """A share in basis points, 0 to 10,000: the API's bounds on prices and
+    grams keep every product inside 64 bits only for shares up to 100 %."""
+    value = _int(env, name, default)
+    if not 0 <= value <= 10_000:
+        raise ValueError(f"{name} must be between 0 and 10000 basis points, got {value}")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -85,8 +94,8 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "IDEMPOTENCY_LEASE_SECONDS": _int(env, "IDEMPOTENCY_LEASE_SECONDS", 60),
         "OUTBOX_RESEND_AFTER_SECONDS": _int(env, "OUTBOX_RESEND_AFTER_SECONDS", 30),
         "OUTBOX_RELAY_INTERVAL_SECONDS": _int(env, "OUTBOX_RELAY_INTERVAL_SECONDS", 10),
-        "COMMISSION_BP": _int(env, "COMMISSION_BP", 500),
-        "WEIGHT_TOLERANCE_BP": _int(env, "WEIGHT_TOLERANCE_BP", 1000),
+        "COMMISSION_BP": _basis_points(env, "COMMISSION_BP", 500),
+        "WEIGHT_TOLERANCE_BP": _basis_points(env, "WEIGHT_TOLERANCE_BP", 1000),
         "ORDER_PAYMENT_MINUTES": _int(env, "ORDER_PAYMENT_MINUTES", 30),
         "ORDER_EXPIRY_INTERVAL_SECONDS": _int(env, "ORDER_EXPIRY_INTERVAL_SECONDS", 60),
         "PICKUP_CODE_MAX_FAILURES": _int(env, "PICKUP_CODE_MAX_FAILURES", 5),
