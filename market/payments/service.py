@@ -520,6 +520,7 @@ def _new_refund(payment: Payment, wanted: Sequence[LineRefund], *, reason: str, 
 
 
 def _refund(refund_id: int) -> Refund:
+    """The refund read afresh (its payment's lock, taken first, guards it)."""
     refund = db.session.get(Refund, refund_id, populate_existing=True)
     if refund is None:
         raise NotFound(f"Refund {refund_id} not found.")

@@ -17,8 +17,7 @@ from sqlalchemy import select, update
 from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog.models import PayoutMethod
-from market.db import locked, outside_transaction, unit_of_work, utcnow
-from market.errors import NotFound
+from market.db import get_or_404, outside_transaction, unit_of_work, utcnow
 from market.events import publish
 from market.extensions import db
 from market.ledger import service as ledger
@@ -55,11 +54,7 @@ def dispatch_run(run_id: int) -> int:
 
 
 def _payout(payout_id: int, *, lock: bool = False) -> Payout:
-    stmt = select(Payout).where(Payout.id == payout_id)
-    payout = db.session.scalars(locked(stmt) if lock else stmt).one_or_none()
-    if payout is None:
-        raise PayoutNotFound(f"Payout {payout_id} not found.")
-    return payout
+    return get_or_404(Payout, payout_id, "Payout", lock=lock, missing=PayoutNotFound)
 
 
 def _paid(payout: Payout, provider: Provider) -> None:
@@ -148,12 +143,7 @@ def confirm_bank_transfer(actor: Actor, payout_id: int, *, bank_reference: str) 
 
 
 def _reversal(reversal_id: int) -> TransferReversal:
-    reversal = db.session.scalars(
-        locked(select(TransferReversal).where(TransferReversal.id == reversal_id))
-    ).one_or_none()
-    if reversal is None:
-        raise NotFound(f"Reversal {reversal_id} not found.")
-    return reversal
+    return get_or_404(TransferReversal, reversal_id, "Reversal", lock=True)
 
 
 def reverse(reversal_id: int) -> TransferReversal:
