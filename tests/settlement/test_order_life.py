@@ -22,7 +22,8 @@ shrinking: a failing sequence is printed as generated):
     DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test REDIS_URL=redis://127.0.0.1:6379/0 \\
       .venv/bin/python -m pytest tests/settlement -n 0
 
-Other examples of the same size: add `--hypothesis-seed=N` (any N).
+Other examples of the same size: `SETTLEMENT_PROFILE=explore`, with
+`--hypothesis-seed=N` to choose them.
 
 Long profile (400 examples of up to 60 steps, failures shrunk to a short
 sequence):
@@ -87,6 +88,14 @@ PROFILES = {
         max_examples=15,
         derandomize=True,
         phases=[Phase.explicit, Phase.reuse, Phase.generate],
+        stateful_step_count=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    ),
+    # The CI profile's size, random: `--hypothesis-seed=N` picks which examples.
+    "explore": settings(
+        max_examples=15,
+        phases=[Phase.explicit, Phase.generate],
         stateful_step_count=25,
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
