@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,6 +24,15 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _timezone(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name) or default
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"{name} must be an IANA time zone such as Asia/Shanghai, got {value!r}") from exc
+    return value
 
 
 def _basis_points(env: Mapping[str, str], name: str, default: int) -> int:
@@ -89,6 +99,8 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "MAX_CONTENT_LENGTH": _int(env, "MAX_BODY_BYTES", 1024 * 1024),
+        # Times shown to people (notifications, files): the marketplace's own zone.
+        "MARKET_TIMEZONE": _timezone(env, "MARKET_TIMEZONE", "Asia/Shanghai"),
         "MARKET_CURRENCY": (env.get("MARKET_CURRENCY") or "CNY").upper(),
         "TOKEN_TTL_DAYS": _int(env, "TOKEN_TTL_DAYS", 30),
         "IDEMPOTENCY_LEASE_SECONDS": _int(env, "IDEMPOTENCY_LEASE_SECONDS", 60),
@@ -114,6 +126,13 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "STRIPE_IDEMPOTENCY_PREFIX": env.get("STRIPE_IDEMPOTENCY_PREFIX") or "",
         # Orders are paid out only once settled (delivered or collected) this long.
         "PAYOUT_HOLD_DAYS": _int(env, "PAYOUT_HOLD_DAYS", 3),
+        # A card hold lasts this long unless Stripe says otherwise (the charge's
+        # capture_before); the farm and operators are warned this long before it
+        # lapses; a buyer whose hold lapsed has this long to pay again.
+        "PAYMENT_HOLD_HOURS": _int(env, "PAYMENT_HOLD_HOURS", 7 * 24),
+        "HOLD_WARNING_HOURS": _int(env, "HOLD_WARNING_HOURS", 48),
+        "PAYMENT_RENEW_HOURS": _int(env, "PAYMENT_RENEW_HOURS", 24),
+        "HOLD_WATCH_INTERVAL_SECONDS": _int(env, "HOLD_WATCH_INTERVAL_SECONDS", 900),
         "STRIPE_CONNECT_COUNTRY": env.get("STRIPE_CONNECT_COUNTRY") or "SG",
         # Balance transactions fetched per page, and how far past each end of
         # a period records are read, so one timestamped a moment apart by the

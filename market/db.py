@@ -8,7 +8,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
+from flask import current_app
 from sqlalchemy import DateTime, Dialect, Enum, Select, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -82,6 +84,12 @@ def commit_keeping_state() -> None:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def local_time(moment: datetime) -> str:
+    """`moment` as people of the marketplace read it: minutes, in its time
+    zone (MARKET_TIMEZONE), with the zone's abbreviation or offset."""
+    return moment.astimezone(ZoneInfo(current_app.config["MARKET_TIMEZONE"])).strftime("%Y-%m-%d %H:%M %Z")
 
 
 class UTCDateTime(TypeDecorator[datetime]):

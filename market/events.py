@@ -28,6 +28,9 @@ SUBSCRIBERS: dict[str, tuple[str, ...]] = {
     "order.expired": ("payments.settle_closed_order", NOTIFY),
     "part.cancelled": ("payments.part_cancelled",),
     "payment.failed": (NOTIFY,),
+    "payment.hold_expiring": (NOTIFY,),
+    "payment.hold_lapsed": (NOTIFY,),
+    "payment.renewed": (NOTIFY,),
     "payout.failed": (NOTIFY,),
     "payout.paid": (NOTIFY,),
 }

@@ -41,6 +41,10 @@ def configure(celery: Celery, flask_app: Flask) -> Celery:
             "task": "notifications.requeue_overdue",
             "schedule": timedelta(seconds=flask_app.config["NOTIFY_REQUEUE_INTERVAL_SECONDS"]),
         },
+        "watch-card-holds": {
+            "task": "payments.watch_holds",
+            "schedule": timedelta(seconds=flask_app.config["HOLD_WATCH_INTERVAL_SECONDS"]),
+        },
         "sync-sales-channels": {
             "task": "inventory.run_due",
             "schedule": timedelta(seconds=flask_app.config["INVENTORY_SCHEDULER_INTERVAL_SECONDS"]),

@@ -45,3 +45,13 @@ def part_cancelled(self: Task, order_id: int, part_id: int, event: str = "") -> 
 @shared_task(name="payments.refund", bind=True)
 def refund(self: Task, refund_id: int, order_id: int) -> None:
     _or_flag(self, order_id, lambda: service.process_refund(refund_id))
+
+
+@shared_task(name="payments.read_hold", bind=True)
+def read_hold(self: Task, order_id: int) -> None:
+    _or_flag(self, order_id, lambda: service.read_hold(order_id))
+
+
+@shared_task(name="payments.watch_holds")
+def watch_holds() -> dict[str, int]:
+    return service.watch_holds()

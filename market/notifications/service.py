@@ -32,10 +32,10 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from market.accounts.models import Role, User
+from market.accounts.models import Role, User, UserRole
 from market.auth import Actor
 from market.catalog.models import Farm, Listing
-from market.db import locked, outside_transaction, unit_of_work, utcnow
+from market.db import local_time, locked, outside_transaction, unit_of_work, utcnow
 from market.errors import Invalid, NotFound
 from market.extensions import TransientError, db
 from market.inventory.models import SalesChannel
@@ -54,6 +54,7 @@ from market.notifications.templates import TEMPLATES, events_for, render
 from market.orders.models import Order, OrderPart
 from market.outbox import enqueue
 from market.pagination import Page, SortKey, keyset_page
+from market.payments.models import Payment
 from market.payouts.models import Payout
 
 SEND_TASK = "notifications.send"
@@ -91,22 +92,44 @@ def _grams(grams: int) -> str:
 
 
 def _order_audience(event: str, order: Order) -> Iterator[Audience]:
-    base: dict[str, Any] = {"order_id": order.id, "currency": order.currency}
-    if TEMPLATES[event].audience == Role.FARMER:
-        for part in order.parts:
-            lines = ", ".join(f"{line.product_name} {_grams(line.ordered_g)}" for line in part.lines)
-            yield Audience(part.farm.owner, base | {"farm": part.farm.name, "lines": lines})
-        return
-    yield Audience(
-        order.buyer,
-        base
-        | {
-            "total": format_minor(order.total),
-            "pickup_code": order.pickup_code or "",
-            "point": order.fulfilment_point.name if order.fulfilment_point else "",
-            "reason": order.cancel_reason or "",
-        },
+    base: dict[str, Any] = {"order_id": order.id, "currency": order.currency} | _payment_context(order.id)
+    for role in TEMPLATES[event].audiences:
+        if role == Role.FARMER:
+            for part in order.parts:
+                lines = ", ".join(f"{line.product_name} {_grams(line.ordered_g)}" for line in part.lines)
+                yield Audience(part.farm.owner, base | {"farm": part.farm.name, "lines": lines})
+        elif role == Role.OPERATOR:
+            yield from (Audience(user, base) for user in _operators())
+        else:
+            yield Audience(
+                order.buyer,
+                base
+                | {
+                    "total": format_minor(order.total),
+                    "pickup_code": order.pickup_code or "",
+                    "point": order.fulfilment_point.name if order.fulfilment_point else "",
+                    "reason": order.cancel_reason or "",
+                },
+            )
+
+
+def _operators() -> list[User]:
+    return list(
+        db.session.scalars(select(User).where(User.roles.any(UserRole.role == Role.OPERATOR)).order_by(User.id))
     )
+
+
+def _payment_context(order_id: int) -> dict[str, str]:
+    """When the order's card hold lapses and by when its buyer must pay
+    again, in the marketplace's time zone."""
+    payment = db.session.scalars(select(Payment).where(Payment.order_id == order_id)).one_or_none()
+    if payment is None:
+        return {}
+    return {
+        name: local_time(moment)
+        for name, moment in (("hold_until", payment.authorised_until), ("renew_by", payment.renew_by))
+        if moment is not None
+    }
 
 
 def _payout_audience(event: str, ids: dict[str, int]) -> list[Audience]:

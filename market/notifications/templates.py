@@ -19,15 +19,20 @@ EMAIL_SMS = (Channel.EMAIL, Channel.SMS)
 
 @dataclass(frozen=True)
 class Template:
-    audience: Role
+    audiences: tuple[Role, ...]  # who hears it: the order's buyer, its farms' owners, the operators
     defaults: tuple[Channel, ...]
     subject: dict[Language, str]
     body: dict[Language, str]
 
 
-def _t(audience: Role, defaults: tuple[Channel, ...], zh: tuple[str, str], en: tuple[str, str]) -> Template:
+def _t(
+    audience: Role | tuple[Role, ...], defaults: tuple[Channel, ...], zh: tuple[str, str], en: tuple[str, str]
+) -> Template:
     return Template(
-        audience, defaults, {Language.ZH: zh[0], Language.EN: en[0]}, {Language.ZH: zh[1], Language.EN: en[1]}
+        audience if isinstance(audience, tuple) else (audience,),
+        defaults,
+        {Language.ZH: zh[0], Language.EN: en[0]},
+        {Language.ZH: zh[1], Language.EN: en[1]},
     )
 
 
@@ -85,6 +90,39 @@ TEMPLATES: dict[str, Template] = {
             "Payment for order #{order_id} failed",
             "[Farm market] Payment for order #{order_id} failed; pay again before the order expires.",
         ),
+    ),
+    "payment.hold_expiring": _t(
+        (Role.FARMER, Role.OPERATOR),
+        EMAIL_SMS,
+        (
+            "订单 #{order_id} 的付款授权即将失效",
+            "【农市】订单 #{order_id} 的银行卡授权将于 {hold_until} 失效，请在此之前打包，否则须请买家重新付款。",
+        ),
+        (
+            "The card hold of order #{order_id} lapses soon",
+            "[Farm market] The card hold of order #{order_id} lapses at {hold_until}; pack it before then, "
+            "or the buyer must pay again.",
+        ),
+    ),
+    "payment.hold_lapsed": _t(
+        (Role.BUYER, Role.FARMER),
+        EMAIL_SMS,
+        (
+            "订单 #{order_id} 需要重新付款",
+            "【农市】订单 #{order_id} 的银行卡授权已失效，请在 {renew_by} 前重新付款，否则订单将被取消。"
+            "农户暂停发货直至付款。",
+        ),
+        (
+            "Order #{order_id} needs paying again",
+            "[Farm market] The card hold of order #{order_id} lapsed. Pay again by {renew_by} or the order is "
+            "cancelled; the farm holds it until then.",
+        ),
+    ),
+    "payment.renewed": _t(
+        Role.FARMER,
+        EMAIL,
+        ("订单 #{order_id} 已重新付款", "【农市】订单 #{order_id} 已重新付款，可照常打包发货。"),
+        ("Order #{order_id} is paid again", "[Farm market] Order #{order_id} is paid again; pack and ship as usual."),
     ),
     "payout.paid": _t(
         Role.FARMER,
@@ -144,4 +182,4 @@ def render(event: str, language: Language, context: dict[str, Any]) -> tuple[str
 
 def events_for(roles: frozenset[Role]) -> list[str]:
     """The events a user with `roles` can hear about, in a stable order."""
-    return [event for event, template in TEMPLATES.items() if template.audience in roles]
+    return [event for event, template in TEMPLATES.items() if roles.intersection(template.audiences)]

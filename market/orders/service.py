@@ -32,6 +32,7 @@ from market.events import publish
 from market.extensions import db
 from market.money import tolerance_bounds
 from market.orders.models import (
+    OPEN_STATUSES,
     Fulfilment,
     Order,
     OrderEvent,
@@ -609,6 +610,26 @@ def cancel_part(actor: Actor, order_id: int, part_id: int, reason: str) -> Order
 
     _changing(order, actor, change)
     return _view(actor, order, set())
+
+
+def cancel_unpaid(order_id: int, reason: str) -> bool:
+    """The marketplace cancels an open order whose money did not come (its
+    buyer did not pay again after the card hold lapsed), in the caller's
+    transaction; stock that has not left the farms comes back once. False
+    when the order is closed already."""
+    order = db.session.scalars(
+        select(Order).where(Order.id == order_id).options(*_order_options()).with_for_update(of=Order)
+    ).one()
+    if order.status not in OPEN_STATUSES:
+        db.session.rollback()
+        return False
+
+    def change() -> None:
+        settlement.close_parts(order, order.parts)
+        order.cancel(reason)
+
+    _changing(order, None, change)
+    return True
 
 
 def expire_unpaid(now: datetime | None = None, batch: int = 200) -> int:

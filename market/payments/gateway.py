@@ -28,8 +28,15 @@ class CardDeclined(GatewayError):
 
 class AmbiguousAnswer(TransientError):
     """The provider's answer does not say whether the request took effect (a
-    request with the same key still in flight, say): look the object up
-    before anything else; failing that, retry with the same key."""
+    request with the same key still in flight, a timeout): look the object
+    up before anything else; failing that, retry with the same key."""
+
+
+class KeySpent(TransientError):
+    """The provider will answer this idempotency key the same way again: it
+    failed on its side (a 5xx, which Stripe keeps for the key and replays),
+    or the key was first used with other parameters. Look the object up,
+    and when it was not made, try again with a new key."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,9 @@ class Intent:
     amount_capturable: int
     amount_received: int
     client_secret: str | None
+    # When the card hold lapses (Unix seconds), where the provider said so:
+    # the latest charge's `payment_method_details.card.capture_before`.
+    capture_before: int | None = None
 
 
 @dataclass(frozen=True)
@@ -99,14 +109,21 @@ class PaymentGateway(Protocol):
     def create_intent(self, *, order_id: int, amount: int, currency: str, key: str) -> Intent | None:
         """Ask the provider to hold `amount` for the order (None: nothing to hold online)."""
 
-    def get_intent(self, intent_id: str) -> Intent: ...
+    def get_intent(self, intent_id: str) -> Intent:
+        """The intent as the provider has it now, with when its hold lapses."""
 
     def capture(self, intent_id: str, *, amount: int, key: str) -> Intent:
         """Take `amount` (at most what is held) and release the rest."""
 
     def cancel(self, intent_id: str, *, key: str) -> Intent: ...
 
-    def refund(self, intent_id: str, *, amount: int, key: str, reason: str) -> RefundResult: ...
+    def refund(self, intent_id: str, *, amount: int, key: str, reason: str, reference: str) -> RefundResult:
+        """Return `amount` of the intent's capture; `reference` names our
+        refund in the provider's record (the key may be a retry's)."""
+
+    def find_refund(self, intent_id: str, *, reference: str) -> RefundResult | None:
+        """The refund made for `reference` on the intent, if any (after an
+        answer that does not say whether it was made)."""
 
     def create_connected_account(self, *, farm_id: int, country: str, key: str) -> ConnectedAccount:
         """An Express connected account for the farm, to receive transfers."""
@@ -152,8 +169,11 @@ class OfflineGateway:
     def cancel(self, intent_id: str, *, key: str) -> Intent:
         raise GatewayError("Offline payments have no provider intent.")
 
-    def refund(self, intent_id: str, *, amount: int, key: str, reason: str) -> RefundResult:
+    def refund(self, intent_id: str, *, amount: int, key: str, reason: str, reference: str) -> RefundResult:
         return RefundResult(id=key, status="succeeded", amount=amount)
+
+    def find_refund(self, intent_id: str, *, reference: str) -> RefundResult | None:
+        return None
 
     def create_connected_account(self, *, farm_id: int, country: str, key: str) -> ConnectedAccount:
         raise GatewayError(NO_CONNECT)
@@ -179,6 +199,8 @@ class OfflineGateway:
 
 def _intent(resource: Any) -> Intent:
     obj = resource.to_dict()
+    charge = obj.get("latest_charge")
+    card = ((charge.get("payment_method_details") or {}).get("card") or {}) if isinstance(charge, dict) else {}
     return Intent(
         id=obj["id"],
         status=obj["status"],
@@ -186,6 +208,7 @@ def _intent(resource: Any) -> Intent:
         amount_capturable=obj.get("amount_capturable") or 0,
         amount_received=obj.get("amount_received") or 0,
         client_secret=obj.get("client_secret"),
+        capture_before=card.get("capture_before"),
     )
 
 
@@ -216,11 +239,15 @@ class StripeGateway:
         except stripe.CardError as error:
             raise CardDeclined(error.user_message or str(error)) from error
         except stripe.IdempotencyError as error:
+            if error.http_status == 409:  # a request with this key is still in flight
+                raise AmbiguousAnswer(str(error)) from error
+            raise KeySpent(str(error)) from error
+        except stripe.APIConnectionError as error:  # a timeout, say: it may have arrived
             raise AmbiguousAnswer(str(error)) from error
-        except (stripe.APIConnectionError, stripe.RateLimitError) as error:
+        except stripe.RateLimitError as error:  # refused before it ran: the same key again
             raise TransientError(str(error)) from error
         except stripe.APIError as error:  # Stripe's own 5xx
-            raise TransientError(str(error)) from error
+            raise KeySpent(str(error)) from error
         except stripe.StripeError as error:
             raise GatewayError(error.user_message or str(error)) from error
 
@@ -236,7 +263,8 @@ class StripeGateway:
         return _intent(self._call(self.client.v1.payment_intents.create, params, self._key(key)))
 
     def get_intent(self, intent_id: str) -> Intent:
-        return _intent(self._call(self.client.v1.payment_intents.retrieve, intent_id))
+        params = {"expand": ["latest_charge"]}  # for when its hold lapses
+        return _intent(self._call(self.client.v1.payment_intents.retrieve, intent_id, params))
 
     def capture(self, intent_id: str, *, amount: int, key: str) -> Intent:
         return _intent(
@@ -251,14 +279,22 @@ class StripeGateway:
     def cancel(self, intent_id: str, *, key: str) -> Intent:
         return _intent(self._call(self.client.v1.payment_intents.cancel, intent_id, None, self._key(key)))
 
-    def refund(self, intent_id: str, *, amount: int, key: str, reason: str) -> RefundResult:
-        # The key names our refund, so a refund.updated that overtakes our own
-        # record of the answer still finds it.
-        params = {"payment_intent": intent_id, "amount": amount, "metadata": {"reason": reason[:500], "key": key}}
-        obj = self._call(self.client.v1.refunds.create, params, self._key(key)).to_dict()
-        return RefundResult(
-            id=obj["id"], status=obj["status"], amount=obj["amount"], failure_reason=obj.get("failure_reason")
-        )
+    def refund(self, intent_id: str, *, amount: int, key: str, reason: str, reference: str) -> RefundResult:
+        # The reference names our refund, so a refund.updated that overtakes
+        # our own record of the answer still finds it.
+        params = {"payment_intent": intent_id, "amount": amount, "metadata": {"reason": reason[:500], "key": reference}}
+        return _refund(self._call(self.client.v1.refunds.create, params, self._key(key)).to_dict())
+
+    def find_refund(self, intent_id: str, *, reference: str) -> RefundResult | None:
+        params: dict[str, Any] = {"payment_intent": intent_id, "limit": 100}
+        while True:
+            page = self._call(self.client.v1.refunds.list, params).to_dict()
+            for obj in page["data"]:
+                if (obj.get("metadata") or {}).get("key") == reference:
+                    return _refund(obj)
+            if not page["has_more"] or not page["data"]:
+                return None
+            params["starting_after"] = page["data"][-1]["id"]
 
     def create_connected_account(self, *, farm_id: int, country: str, key: str) -> ConnectedAccount:
         params = {
@@ -352,6 +388,12 @@ def transfers_active(account: dict[str, Any]) -> bool:
     `transfers` capability is active (`payouts_enabled` is about the
     account's own payouts to its bank, not about receiving transfers)."""
     return (account.get("capabilities") or {}).get("transfers") == "active"
+
+
+def _refund(obj: dict[str, Any]) -> RefundResult:
+    return RefundResult(
+        id=obj["id"], status=obj["status"], amount=obj["amount"], failure_reason=obj.get("failure_reason")
+    )
 
 
 def _transfer(resource: Any) -> Transfer:

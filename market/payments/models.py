@@ -59,6 +59,17 @@ class Payment(db.Model):  # type: ignore[name-defined]
     attention: Mapped[str | None] = mapped_column(
         Text, doc="Set when a worker gave up after its retries; operators must look."
     )
+    authorised_until: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), index=True, doc="When the card hold lapses at the provider (card payments, while authorised)."
+    )
+    hold_warned_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), doc="When the farm and the operators were told the hold is about to lapse."
+    )
+    renew_by: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(),
+        index=True,
+        doc="Set when the hold lapsed on an open order: the buyer must pay again by then, or the order is cancelled.",
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now(), onupdate=utcnow)
 

@@ -9,10 +9,13 @@ provider acted repeats the same call and gets the same answer back.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -27,7 +30,7 @@ from market.money import smallest_grams_worth_a_unit
 from market.orders import service as orders
 from market.orders.models import Order, OrderLine, OrderStatus, PartStatus
 from market.outbox import enqueue
-from market.payments.gateway import AmbiguousAnswer, GatewayError, Intent, gateway
+from market.payments.gateway import AmbiguousAnswer, GatewayError, Intent, KeySpent, gateway
 from market.payments.models import (
     CapturedLine,
     Payment,
@@ -50,6 +53,8 @@ PACKED_OR_LATER = frozenset(
         OrderStatus.COMPLETED,
     }
 )
+log = logging.getLogger(__name__)
+
 # Payment states a webhook may no longer move (it arrived late or twice).
 SETTLED = frozenset({PaymentStatus.CAPTURING, PaymentStatus.CAPTURED, PaymentStatus.CANCELLED})
 CLOSED = frozenset({OrderStatus.CANCELLED, OrderStatus.EXPIRED})
@@ -112,7 +117,8 @@ def _attempt(payment: Payment, action: str, key: str, *, amount: int | None = No
 def open_payment(order_id: int) -> Payment:
     """Open the order's payment: a manual-capture PaymentIntent for the most
     the order can reach within the weighing tolerance, or an offline payment
-    for an operator to confirm. Repeating it changes nothing."""
+    for an operator to confirm. Repeating it changes nothing. After a card
+    hold lapsed on an open order, it opens the new intent the buyer pays."""
     provider = gateway().provider
     with unit_of_work():
         order = db.session.get(Order, order_id)
@@ -130,11 +136,12 @@ def open_payment(order_id: int) -> Payment:
             db.session.add(payment)
         if payment.status != PaymentStatus.CREATING:
             return payment
-        if order.status != OrderStatus.PENDING_PAYMENT:
+        renewing = payment.renew_by is not None
+        if order.status in CLOSED or (not renewing and order.status != OrderStatus.PENDING_PAYMENT):
             payment.status = PaymentStatus.CANCELLED
             return payment
         amount, currency = payment.amount, payment.currency
-    key = f"order-{order_id}-intent"
+        key = _fresh_key(payment, _intent_key(payment))
     intent = outside_transaction(
         lambda: gateway().create_intent(order_id=order_id, amount=amount, currency=currency, key=key)
     )
@@ -147,7 +154,43 @@ def open_payment(order_id: int) -> Payment:
                 payment.stripe_payment_intent_id = intent.id
                 payment.client_secret = intent.client_secret
                 _attempt(payment, "create_intent", key, amount=amount, object_id=intent.id)
+            if payment.renew_by is not None:
+                publish("payment.hold_lapsed", order_id=order_id)  # the buyer can pay the new intent now
     return payment
+
+
+def _renewals(payment: Payment) -> int:
+    """How many intents were made for the payment after the first (one per
+    card hold that lapsed on the open order)."""
+    return max(0, sum(1 for a in payment.attempts if a.action == "create_intent" and a.succeeded) - 1)
+
+
+def _intent_key(payment: Payment) -> str:
+    """The key of the next intent to make: `order-<id>-intent`, then
+    `order-<id>-intent-renewal-<n>` for the n-th made after a lapsed hold."""
+    made = sum(1 for a in payment.attempts if a.action == "create_intent" and a.succeeded)
+    return f"order-{payment.order_id}-intent" + (f"-renewal-{made}" if made else "")
+
+
+def _key_base(payment: Payment, action: str) -> str:
+    """Our key for `action` (capture, cancel) on the payment's current
+    intent: `order-<id>-<action>`, with `-renewal-<n>` on an intent made
+    after a lapsed hold (Stripe refuses a key reused on another intent)."""
+    renewals = _renewals(payment)
+    return f"order-{payment.order_id}-{action}" + (f"-renewal-{renewals}" if renewals else "")
+
+
+def _fresh_key(payment: Payment, base: str) -> str:
+    """`base`, until a call with it was refused or failed at the provider:
+    Stripe keeps that answer for the key and replays it to a repeat, so the
+    next call (made once the object was looked up and found not done) needs
+    a new key, `<base>-retry-<n>`."""
+    spent = sum(
+        1
+        for a in payment.attempts
+        if not a.succeeded and (a.idempotency_key == base or a.idempotency_key.startswith(f"{base}-retry-"))
+    )
+    return base if spent == 0 else f"{base}-retry-{spent}"
 
 
 def _by_intent(intent_id: str) -> Payment | None:
@@ -156,12 +199,29 @@ def _by_intent(intent_id: str) -> Payment | None:
 
 
 def _authorise(payment: Payment) -> None:
-    """Money is held for the order: mark it paid, or, when the order expired
-    or was cancelled meanwhile, send the money back (never keep it)."""
+    """Money is held for the order: mark it paid, or go on with an order
+    whose buyer paid again after a lapsed hold; when the order expired or
+    was cancelled meanwhile, send the money back (never keep it). A card
+    hold is taken to last PAYMENT_HOLD_HOURS until the provider says when
+    it lapses."""
     payment.status = PaymentStatus.AUTHORISED
     payment.failure_reason = None
-    if not orders.mark_paid(payment.order_id):
-        enqueue("payments.settle_closed_order", order_id=payment.order_id)
+    if payment.provider == Provider.STRIPE:
+        payment.authorised_until = utcnow() + timedelta(hours=current_app.config["PAYMENT_HOLD_HOURS"])
+        payment.hold_warned_at = None
+        enqueue("payments.read_hold", order_id=payment.order_id)
+    if orders.mark_paid(payment.order_id):
+        return
+    order = db.session.get(Order, payment.order_id)
+    assert order is not None
+    if payment.renew_by is not None and order.status not in CLOSED:
+        payment.renew_by = None
+        payment.attention = None  # the lapsed hold it was on the list for is replaced
+        publish("payment.renewed", order_id=order.id)
+        if order.status in PACKED_OR_LATER:
+            enqueue("payments.capture", order_id=order.id)
+        return
+    enqueue("payments.settle_closed_order", order_id=payment.order_id)
 
 
 def intent_authorised(intent_id: str) -> None:
@@ -201,19 +261,133 @@ def intent_captured(intent_id: str, amount_received: int) -> None:
 def intent_cancelled(intent_id: str) -> None:
     """Stripe cancelled the intent: released by us (the order closed), or a
     hold that lapsed. A lapsed hold of an order still open is never a silent
-    loss: the payment goes on the operators' list, as the order can no
-    longer be captured."""
+    loss: the buyer is asked to pay again (see `_hold_lapsed`)."""
     payment = _by_intent(intent_id)
     if payment is None or payment.status in SETTLED:
         return
-    held = payment.status == PaymentStatus.AUTHORISED
-    payment.status = PaymentStatus.CANCELLED
     order = db.session.get(Order, payment.order_id)
-    if held and order is not None and order.status not in CLOSED:
-        payment.attention = (
-            f"The card authorisation of order {order.id} lapsed at the provider while the order is {order.status}: "
-            "it cannot be captured; the buyer must pay again, or the order be cancelled."
-        )
+    assert order is not None
+    if payment.status == PaymentStatus.AUTHORISED and order.status not in CLOSED:
+        _hold_lapsed(payment, order)
+    else:
+        payment.status = PaymentStatus.CANCELLED
+
+
+# --- card holds ---------------------------------------------------------------
+
+
+def _hold_lapsed(payment: Payment, order: Order) -> None:
+    """The card hold of an open order lapsed before its capture: a new
+    intent is opened for the buyer to pay by PAYMENT_RENEW_HOURS from now
+    (they and the farms are told once it exists); the order is cancelled,
+    its stock given back, if they do not. Operators see it on the attention
+    list until the buyer pays."""
+    renew_by = utcnow() + timedelta(hours=current_app.config["PAYMENT_RENEW_HOURS"])
+    payment.status = PaymentStatus.CREATING
+    payment.stripe_payment_intent_id = None  # gone; its attempts keep its id, its late events find nothing
+    payment.client_secret = None
+    payment.authorised_until = None
+    payment.renew_by = renew_by
+    payment.attention = (
+        f"The card hold of order {order.id} lapsed at the provider while the order is {order.status}; "
+        f"the buyer is asked to pay again by {renew_by:%Y-%m-%d %H:%M} UTC, or the order is cancelled then."
+    )
+    enqueue("payments.open", order_id=order.id)
+
+
+def read_hold(order_id: int) -> Payment | None:
+    """Worker: ask the provider when the card hold of an authorised payment
+    lapses (it may be sooner than PAYMENT_HOLD_HOURS on some networks), or
+    whether it already has, for a lapse whose webhook never came."""
+    with unit_of_work():
+        payment = settlement.lock_order_and_payment(order_id)
+        if payment is None or payment.status != PaymentStatus.AUTHORISED or payment.stripe_payment_intent_id is None:
+            return payment
+        intent_id = payment.stripe_payment_intent_id
+    intent = outside_transaction(lambda: gateway().get_intent(intent_id))
+    with unit_of_work():
+        payment = settlement.lock_order_and_payment(order_id)
+        if payment is None or (payment.status, payment.stripe_payment_intent_id) != (
+            PaymentStatus.AUTHORISED,
+            intent_id,
+        ):
+            return payment
+        if intent.status == "canceled":
+            intent_cancelled(intent_id)
+        elif intent.capture_before is not None:
+            payment.authorised_until = datetime.fromtimestamp(intent.capture_before, UTC)
+    return payment
+
+
+def watch_holds(now: datetime | None = None) -> dict[str, int]:
+    """Beat: warn the farms and operators of card holds about to lapse on
+    open orders (once per hold), check holds past their time with the
+    provider, and cancel the orders whose buyer did not pay again in time.
+    Each order is its own transaction; one that fails is logged and tried
+    on the next run. Returns how many of each were done."""
+    now = now or utcnow()
+    warn_before = now + timedelta(hours=current_app.config["HOLD_WARNING_HOURS"])
+    held = (Payment.provider == Provider.STRIPE, Payment.status == PaymentStatus.AUTHORISED)
+    open_order = Payment.order_id.in_(select(Order.id).where(Order.status.not_in(CLOSED)))
+    to_warn = db.session.scalars(
+        select(Payment.order_id)
+        .where(*held, open_order, Payment.authorised_until <= warn_before, Payment.hold_warned_at.is_(None))
+        .order_by(Payment.authorised_until)
+    ).all()
+    overdue = db.session.scalars(
+        select(Payment.order_id).where(*held, open_order, Payment.authorised_until <= now)
+    ).all()
+    unrenewed = db.session.scalars(
+        select(Payment.order_id).where(Payment.status.in_(AWAITING_RENEWAL), open_order, Payment.renew_by <= now)
+    ).all()
+    db.session.rollback()
+    return {
+        "warned": _each(to_warn, lambda order_id: _warn_hold(order_id, warn_before)),
+        "checked": _each(overdue, lambda order_id: read_hold(order_id) is not None),
+        "cancelled": _each(unrenewed, lambda order_id: _cancel_unrenewed(order_id, now)),
+    }
+
+
+AWAITING_RENEWAL = (PaymentStatus.CREATING, PaymentStatus.REQUIRES_PAYMENT, PaymentStatus.FAILED)
+
+
+def _each(order_ids: Sequence[int], step: Callable[[int], bool]) -> int:
+    done = 0
+    for order_id in order_ids:
+        try:
+            done += step(order_id)
+        except Exception:
+            db.session.rollback()
+            log.exception("The card hold of order %s could not be handled; it is tried again next run.", order_id)
+    return done
+
+
+def _warn_hold(order_id: int, warn_before: datetime) -> bool:
+    with unit_of_work():
+        payment = settlement.lock_order_and_payment(order_id)
+        if (
+            payment is None
+            or payment.status != PaymentStatus.AUTHORISED
+            or payment.hold_warned_at is not None
+            or payment.authorised_until is None
+            or payment.authorised_until > warn_before
+        ):
+            return False
+        payment.hold_warned_at = utcnow()
+        publish("payment.hold_expiring", order_id=order_id)
+    return True
+
+
+def _cancel_unrenewed(order_id: int, now: datetime) -> bool:
+    """Cancel the order whose buyer did not pay again by the deadline,
+    checked under the order's and the payment's locks (a payment that
+    arrives meanwhile wins)."""
+    payment = settlement.lock_order_and_payment(order_id)
+    if payment is None or payment.status not in AWAITING_RENEWAL or payment.renew_by is None or payment.renew_by > now:
+        db.session.rollback()
+        return False
+    payment.attention = None  # settled by the cancellation
+    return orders.cancel_unpaid(order_id, "not paid again after the card hold lapsed")
 
 
 def confirm_offline(actor: Actor, order_id: int, *, amount: int, reference: str) -> Payment:
@@ -268,8 +442,8 @@ def _decide_capture(order_id: int) -> Payment:
     payment = settlement.lock_payment(order_id)
     if payment is None:
         raise PaymentNotFound(f"Order {order_id} has no payment yet.")
-    if payment.status in settlement.CAPTURE_DECIDED:
-        return payment
+    if payment.status in settlement.CAPTURE_DECIDED or payment.renew_by is not None:
+        return payment  # decided already, or waiting for the buyer to pay again (then queued)
     if order.status not in PACKED_OR_LATER:
         raise Conflict(f"Order {order_id} is {order.status}, not packed; nothing to capture.")
     if payment.status != PaymentStatus.AUTHORISED:
@@ -295,29 +469,34 @@ def capture(order_id: int) -> Payment:
         return _finish_capture(order_id, payment.capture_amount or 0, None)
     intent_id, amount = payment.stripe_payment_intent_id, payment.capture_amount or 0
     assert intent_id is not None  # an authorised card payment has its intent
-    key = _capture_key(payment) if amount else f"order-{order_id}-cancel"
+    action = "capture" if amount else "cancel"  # every line came out short: nothing to take
+    key = _fresh_key(payment, _key_base(payment, action))
     try:
         intent = outside_transaction(
             lambda: (
                 gateway().capture(intent_id, amount=amount, key=key) if amount else gateway().cancel(intent_id, key=key)
-            )  # every line came out short: nothing to take
+            )
         )
-    except (AmbiguousAnswer, GatewayError) as error:
+    except (AmbiguousAnswer, KeySpent, GatewayError) as error:
         intent = gateway().get_intent(intent_id)
         if intent.status != ("succeeded" if amount else "canceled"):  # it did not happen
-            if isinstance(error, AmbiguousAnswer) and intent.status == "requires_capture":
-                raise  # still undecided at the provider: retried with the same key
+            if intent.status == "requires_capture" and not isinstance(error, GatewayError):
+                if isinstance(error, KeySpent):
+                    _spend_key(order_id, action, key, error)
+                raise  # still undecided at the provider: the retry asks again
             # Refused, or the hold is gone (it lapsed): never a silent loss.
-            return _capture_refused(order_id, key, f"{error} (the payment intent is {intent.status})")
+            return _capture_refused(
+                order_id, key, f"{error} (the payment intent is {intent.status})", lapsed=intent.status == "canceled"
+            )
     return _finish_capture(order_id, intent.amount_received, intent, key=key)
 
 
-def _capture_key(payment: Payment) -> str:
-    """`order-<id>-capture` for the first capture decided; after a refusal
-    a new one (the provider replays a refusal for the key that had it)."""
-    refused = sum(1 for a in payment.attempts if a.action == "capture" and not a.succeeded)
-    base = f"order-{payment.order_id}-capture"
-    return base if refused == 0 else f"{base}-retry-{refused}"
+def _spend_key(order_id: int, action: str, key: str, error: Exception) -> None:
+    """Record a call the provider failed on, so the retry uses a new key."""
+    with unit_of_work():
+        payment = settlement.lock_order_and_payment(order_id)
+        assert payment is not None
+        _attempt(payment, action, key, ok=False, error=f"{error} (the provider replays this for the key)"[:2000])
 
 
 def _finish_capture(order_id: int, received: int, intent: Intent | None, *, key: str = "") -> Payment:
@@ -350,14 +529,27 @@ def _record_capture(payment: Payment, received: int) -> None:
     _refund_rest(payment, cancelled, reason="cancelled while the payment was being captured")
 
 
-def _capture_refused(order_id: int, key: str, reason: str) -> Payment:
+def _capture_refused(order_id: int, key: str, reason: str, *, lapsed: bool) -> Payment:
+    """Nothing was taken: the lines are open again. A hold that lapsed on an
+    open order asks the buyer to pay again; on a closed one there is nothing
+    left to release. Any other refusal is for operators to look at."""
     with unit_of_work():
         payment = settlement.lock_order_and_payment(order_id)
         assert payment is not None
-        if payment.status == PaymentStatus.CAPTURING:
-            _attempt(payment, "capture", key, ok=False, error=reason)
-            settlement.undecide_capture(payment)
+        if payment.status != PaymentStatus.CAPTURING:
+            return payment
+        _attempt(payment, "capture", key, ok=False, error=reason)
+        settlement.undecide_capture(payment)
+        order = db.session.get(Order, order_id)
+        assert order is not None
+        if lapsed and order.status in CLOSED:
+            payment.status = PaymentStatus.CANCELLED
+        elif lapsed:
+            _hold_lapsed(payment, order)
+        else:
             payment.attention = f"The provider refused the capture: {reason}"[:2000]
+            if order.status in CLOSED:
+                enqueue("payments.settle_closed_order", order_id=order_id)  # release the hold
     return payment
 
 
@@ -396,16 +588,22 @@ def settle_closed_order(order_id: int) -> Payment | None:
 
 
 def _release_hold(order_id: int, payment: Payment | None) -> Payment | None:
-    """Cancel the card authorisation of a closed order."""
+    """Cancel the card authorisation of a closed order. A failure is looked
+    up at the provider first: an intent already cancelled (by this call, or
+    a hold that lapsed) is done."""
     assert payment is not None
     intent_id = payment.stripe_payment_intent_id
     assert intent_id is not None
-    key = f"order-{order_id}-cancel"
+    key = _fresh_key(payment, _key_base(payment, "cancel"))
     try:
         intent = outside_transaction(lambda: gateway().cancel(intent_id, key=key))
-    except GatewayError as error:
+    except (AmbiguousAnswer, KeySpent, GatewayError) as error:
         intent = gateway().get_intent(intent_id)
         if intent.status != "canceled":
+            if isinstance(error, KeySpent):
+                _spend_key(order_id, "cancel", key, error)
+            if not isinstance(error, GatewayError):
+                raise
             with unit_of_work():
                 payment = settlement.lock_order_and_payment(order_id)
                 assert payment is not None
@@ -536,11 +734,21 @@ def process_refund(refund_id: int) -> Refund:
     refund = _refund(refund_id)
     if refund.status != RefundStatus.PENDING or refund.stripe_refund_id is not None:
         return refund
-    key = refund_key(refund.id)
+    reference = refund_key(refund.id)
+    key = _fresh_key(refund.payment, reference)
     order_id, amount, reason = refund.order_id, refund.amount, refund.reason
     intent_id = refund.payment.stripe_payment_intent_id or ""
     try:
-        result = outside_transaction(lambda: gateway().refund(intent_id, amount=amount, key=key, reason=reason))
+        result = outside_transaction(
+            lambda: gateway().refund(intent_id, amount=amount, key=key, reason=reason, reference=reference)
+        )
+    except (AmbiguousAnswer, KeySpent) as error:
+        found = gateway().find_refund(intent_id, reference=reference)
+        if found is None:  # not made: the retry asks again
+            if isinstance(error, KeySpent):
+                _spend_key(order_id, "refund", key, error)
+            raise
+        result = found
     except GatewayError as error:
         with unit_of_work():
             payment = settlement.lock_order_and_payment(order_id)

@@ -32,7 +32,7 @@ from market.db import locked
 from market.extensions import db
 from market.ledger import service as ledger
 from market.money import line_amount, prorate, share
-from market.orders.models import AT_FARM, Order, OrderLine, OrderPart, PartStatus
+from market.orders.models import AT_FARM, Order, OrderLine, OrderPart, OrderStatus, PartStatus
 from market.payments.models import CapturedLine, Payment, PaymentStatus, Provider, Refund, RefundLine, RefundStatus
 from market.premiums import service as premiums
 from market.premiums.models import FundedBy, LinePremium
@@ -145,12 +145,21 @@ def decide_capture(order: Order, payment: Payment) -> None:
 
 def undecide_capture(payment: Payment) -> None:
     """The provider refused the capture: nothing was taken, the lines are
-    open again (an operator decides what follows)."""
+    open again (an operator decides what follows). Lines cancelled while it
+    was being decided hold nothing now (their stock came back when they
+    were cancelled): their sponsor reservations go back to the budgets."""
     for line in list(payment.captured_lines):
         db.session.delete(line)
     payment.captured_lines = []
     payment.capture_amount = None
     payment.status = PaymentStatus.AUTHORISED
+    order = db.session.get(Order, payment.order_id)
+    assert order is not None
+    closed = order.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED)
+    for part in order.parts:
+        if closed or part.status == PartStatus.CANCELLED:
+            for line in part.lines:
+                premiums.release(line.premiums, "the order line was cancelled and the capture refused")
 
 
 def _order_lines(ids: Iterable[int]) -> dict[int, OrderLine]:

@@ -73,6 +73,8 @@ class FakeStripe:
     transfers: dict[str, dict[str, Any]] = field(default_factory=dict)
     reversals: dict[str, dict[str, Any]] = field(default_factory=dict)
     charges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Intent id -> when its card hold lapses (Unix seconds), once authorised.
+    holds_until: dict[str, int] = field(default_factory=dict)
     # Oldest first; the list endpoint serves them newest first, like Stripe.
     balance_transactions: list[dict[str, Any]] = field(default_factory=list)
     # What the platform can transfer; None: unlimited.
@@ -92,11 +94,20 @@ class FakeStripe:
     def _id(self, prefix: str) -> str:
         return f"{prefix}_{next(self._ids):08d}"
 
-    # What a buyer does in Stripe.js: confirm the card, so the money is held.
-    def authorise(self, intent_id: str) -> dict[str, Any]:
+    # What a buyer does in Stripe.js: confirm the card, so the money is held
+    # (seven days for an online card payment, less on some networks).
+    def authorise(self, intent_id: str, *, hold_seconds: int = 7 * 86400) -> dict[str, Any]:
         with self.lock:
             intent = self.intents[intent_id]
             intent.update(status="requires_capture", amount_capturable=intent["amount"])
+            self.holds_until[intent_id] = int(time.time()) + hold_seconds
+            return dict(intent)
+
+    # What the card network does when a hold is not captured in time.
+    def lapse(self, intent_id: str) -> dict[str, Any]:
+        with self.lock:
+            intent = self.intents[intent_id]
+            intent.update(status="canceled", amount_capturable=0, cancellation_reason="automatic")
             return dict(intent)
 
     # What a farmer does on Stripe's onboarding pages.
@@ -205,7 +216,6 @@ class FakeStripe:
     # Request handling.
     def handle(self, method: str, path: str, params: dict[str, Any], key: str | None) -> Response:
         with self.lock:
-            self.calls[f"{method} {path}"] += 1
             for index, (prefix, status) in enumerate(self.fail_next):
                 if path.startswith(prefix):
                     del self.fail_next[index]
@@ -243,13 +253,13 @@ class FakeStripe:
                 return _error(404, "invalid_request_error", f"No such payment_intent: '{match.group(1)}'")
             action = match.group(2)
             if method == "GET" and action is None:
-                return 200, dict(intent)
+                return 200, self._with_charge(intent, params)
             if method == "POST" and action == "/capture":
                 return self._capture(intent, params)
             if method == "POST" and action == "/cancel":
                 return self._cancel(intent)
-        if method == "POST" and path == "/v1/refunds":
-            return self._refund(params)
+        if path == "/v1/refunds":
+            return self._refund(params) if method == "POST" else self._list_refunds(params)
         if method == "POST" and path == "/v1/accounts":
             return self._create_account(params)
         if method == "POST" and path == "/v1/account_links":
@@ -286,6 +296,25 @@ class FakeStripe:
         }
         self.intents[intent_id] = intent
         return 200, dict(intent)
+
+    def _with_charge(self, intent: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        """The intent, its latest charge expanded when asked (with the card's
+        `capture_before` while the money is held)."""
+        shown = dict(intent)
+        if "latest_charge" not in set((params.get("expand") or {}).values()):
+            return shown
+        charge = self.charges.get(intent.get("latest_charge") or "")
+        if charge is not None:
+            shown["latest_charge"] = dict(charge)
+        elif intent["id"] in self.holds_until:
+            shown["latest_charge"] = {
+                "id": f"ch_auth_{intent['id']}",
+                "object": "charge",
+                "captured": False,
+                "payment_intent": intent["id"],
+                "payment_method_details": {"type": "card", "card": {"capture_before": self.holds_until[intent["id"]]}},
+            }
+        return shown
 
     def _capture(self, intent: dict[str, Any], params: dict[str, Any]) -> Response:
         if intent["status"] != "requires_capture":
@@ -344,6 +373,10 @@ class FakeStripe:
         self.refunds[refund["id"]] = refund
         self._record("refund", -amount, intent["currency"], refund)
         return 200, dict(refund)
+
+    def _list_refunds(self, params: dict[str, Any]) -> Response:
+        found = [dict(r) for r in self.refunds.values() if r["payment_intent"] == params.get("payment_intent")]
+        return 200, {"object": "list", "url": "/v1/refunds", "has_more": False, "data": found[::-1]}
 
     def _create_account(self, params: dict[str, Any]) -> Response:
         if params.get("type") != "express":
@@ -456,6 +489,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not (self.headers.get("Authorization") or "").startswith("Bearer sk_"):
             status, body = _error(401, "invalid_request_error", "Invalid API Key provided.")
         else:
+            with fake.lock:  # counted as it arrives, before any hold
+                fake.calls[f"{method} {url.path}"] += 1
             fake.received.set()
             for prefix, seconds in list(fake.hold.items()):
                 if url.path.startswith(prefix):

@@ -395,7 +395,8 @@ def after_quiesce(fake: FakeStripe) -> list[str]:
     """Once every pending worker step has run: a closed order keeps no money
     (an authorisation released, a capture fully refunded) unless an operator
     was told; a cancelled part's captured lines are fully refunded; no
-    refund is left pending; a packed order is captured or flagged."""
+    refund is left pending; a packed order is captured or flagged; no open
+    order's card hold lapsed unseen."""
     problems = []
     for payment in db.session.scalars(select(Payment).order_by(Payment.order_id)):
         order = db.session.get(Order, payment.order_id)
@@ -418,6 +419,8 @@ def after_quiesce(fake: FakeStripe) -> list[str]:
                     f"{name}: the order is closed but keeps {kept} of {payment.amount_captured} captured "
                     f"(refunded {payment.amount_refunded}; failed refunds: {failed or 'none'}), and nobody is told"
                 )
+        elif payment.status == PaymentStatus.AUTHORISED and intent is not None and intent["status"] == "canceled":
+            problems.append(f"{name}: its card hold lapsed at Stripe unseen, and nobody is told")
         elif payment.status == PaymentStatus.CAPTURED:
             done = _refunded_lines(payment, statuses=(RefundStatus.SUCCEEDED,))
             for captured in payment.captured_lines:

@@ -126,6 +126,7 @@ TASKS: dict[str, Callable[..., Any]] = {
     "payments.settle_closed_order": lambda order_id, **_: payments.settle_closed_order(order_id),
     "payments.part_cancelled": lambda order_id, part_id, **_: payments.refund_cancelled_part(order_id, part_id),
     "payments.refund": lambda refund_id, **_: payments.process_refund(refund_id),
+    "payments.read_hold": lambda order_id, **_: payments.read_hold(order_id),
     "payouts.dispatch_run": lambda run_id, **_: payouts.dispatch_run(run_id),
     "payouts.transfer": lambda payout_id, **_: payouts.transfer(payout_id),
     "payouts.reverse": lambda reversal_id, **_: payouts.reverse(reversal_id),
@@ -138,7 +139,7 @@ def forget_everything(fake: FakeStripe) -> None:
     fresh = FakeStripe()
     for name in (
         "intents", "refunds", "accounts", "transfers", "reversals", "charges", "balance_transactions",
-        "available_balance", "calls", "fail_next", "decline_next", "hold", "refuse_next", "_keys",
+        "available_balance", "calls", "fail_next", "decline_next", "hold", "refuse_next", "_keys", "holds_until",
     ):  # fmt: skip
         setattr(fake, name, getattr(fresh, name))
 
@@ -186,14 +187,14 @@ class SettlementGateway:
                     self.race_errors.append(f"{type(error).__name__}: {error}")
         return intent
 
-    def refund(self, intent_id: str, *, amount: int, key: str, reason: str) -> RefundResult:
+    def refund(self, intent_id: str, **kwargs: Any) -> RefundResult:
         if intent_id:
-            result: RefundResult = self.stripe.refund(intent_id, amount=amount, key=key, reason=reason)
+            result: RefundResult = self.stripe.refund(intent_id, **kwargs)
             return result
         if self.refuse_offline_refund:
             self.refuse_offline_refund = False
             raise GatewayError("The bank returned the transfer: account closed.")
-        return self.offline.refund(intent_id, amount=amount, key=key, reason=reason)
+        return self.offline.refund(intent_id, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stripe, name)
@@ -589,8 +590,7 @@ class OrderLife(RuleBasedStateMachine):
         db.session.rollback()
         if intent_id is None or self.fake.intents[intent_id]["status"] != "requires_capture":
             return
-        with self.fake.lock:
-            self.fake.intents[intent_id].update(status="canceled", amount_capturable=0)
+        self.fake.lapse(intent_id)
         if webhook:
 
             def receive() -> None:
@@ -598,6 +598,13 @@ class OrderLife(RuleBasedStateMachine):
                 db.session.commit()
 
             self.attempt("webhook payment_intent.canceled", receive)
+
+    @rule(hours=st.sampled_from([0, 24 * 6, 24 * 8]))
+    def hold_watcher_runs(self, hours: int) -> None:
+        """The beat task that watches card holds, run as if `hours` had
+        passed: it warns of holds about to lapse, asks Stripe about holds past
+        their time, and cancels orders whose buyer did not pay again."""
+        self.attempt("watch_holds", lambda: payments.watch_holds(utcnow() + timedelta(hours=hours)))
 
     @rule(order=orders, line=st.integers(0, 2), size=REFUND_SIZES)
     def operator_refunds(self, order: int, line: int, size: str) -> None:
@@ -714,6 +721,8 @@ class OrderLife(RuleBasedStateMachine):
         self.drain()
         for stripe_refund_id in [r["id"] for r in self.fake.refunds.values() if r["status"] == "pending"]:
             self.finish_refund(stripe_refund_id, "succeeded")  # the banks answer in the end
+        self.hold_watcher_runs(24 * 8)  # every hold has lapsed or been taken, every deadline passed
+        self.drain()
         db.session.rollback()
         self.later.extend(checks.after_quiesce(self.fake))
         db.session.rollback()

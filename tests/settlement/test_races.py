@@ -34,10 +34,10 @@ def capture_in_flight(client: FlaskClient, shop: Shop, server: FakeStripeServer,
     assert wait_for(lambda: (p := payment_of(order["id"])) is not None and p.stripe_payment_intent_id is not None)
     intent_id = payment_of(order["id"]).stripe_payment_intent_id or ""  # type: ignore[union-attr]
     authorise_by_webhook(client, server.fake, intent_id)
-    server.fake.hold[f"/v1/payment_intents/{intent_id}/capture"] = HOLD_SECONDS
-    server.fake.received.clear()
+    capture = f"POST /v1/payment_intents/{intent_id}/capture"
+    server.fake.hold[capture.removeprefix("POST ")] = HOLD_SECONDS
     pack_all(client, shop, order, {line["id"]: line["ordered_g"] for p in order["parts"] for line in p["lines"]})
-    assert server.fake.received.wait(30), "the worker never asked the provider to capture"
+    assert wait_for(lambda: server.fake.calls[capture] > 0, 30), "the worker never asked the provider to capture"
     assert payment_of(order["id"]).status == PaymentStatus.CAPTURING  # type: ignore[union-attr]
     return intent_id
 

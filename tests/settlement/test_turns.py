@@ -292,17 +292,28 @@ def test_a_refund_event_that_overtakes_the_providers_answer_is_applied_by_its_ke
     assert check_ledger() == []
 
 
-def test_a_capture_of_a_hold_that_lapsed_unheard_is_on_the_attention_list(
+def test_a_part_cancelled_while_a_refused_capture_was_decided_holds_no_premium(
     client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
 ) -> None:
-    """Stripe let the authorisation lapse and its webhook never came: the
-    capture is refused, and looking the intent up finds it cancelled. That
-    is not the end of the payment but a problem for the operators."""
-    order, payment = paid_order(client, fake_stripe, shop)
-    pack_all(client, shop, order, weighed(order, 2000))
-    with fake_stripe.lock:
-        fake_stripe.intents[payment.stripe_payment_intent_id or ""].update(status="canceled", amount_capturable=0)
-    payments.capture(order["id"])
-    held = payment_of(order["id"])
-    assert held.status == PaymentStatus.AUTHORISED
-    assert "canceled" in (held.attention or "")
+    """The capture was decided, the chestnut part cancelled (its premium is
+    kept for the capture's refund), and then the provider refused the
+    capture: nothing was taken, so the cancelled part holds nothing."""
+    sponsored = programme(client, shop, funded_by="sponsor", budget_cap=5000)
+    order, _ = paid_order(client, fake_stripe, shop, (shop.oranges, 2000), (shop.nuts, 1000))
+    pack_all(client, shop, order, weighed(order, 1000) | {part_of(order, shop.orchard)["lines"][0]["id"]: 2000})
+    with unit_of_work():
+        payments._decide_capture(order["id"])
+    nuts = part_of(order, shop.chestnuts)
+    response = client.post(
+        f"/api/v1/orders/{order['id']}/parts/{nuts['id']}/cancel", json={"reason": "mould"}, headers=shop.chestnut_h
+    )
+    assert response.status_code == 200, response.json
+    assert used(sponsored["id"]) == 200 + 100
+    fake_stripe.refuse_next.append(("/v1/payment_intents/", "Amount exceeds the card's limit."))
+    refused = payments.capture(order["id"])
+    assert (refused.status, refused.captured_lines) == (PaymentStatus.AUTHORISED, [])
+    assert used(sponsored["id"]) == 200  # the oranges' reservation stands, the chestnuts' is back
+    assert check_ledger() == []
+    assert payments.capture(order["id"]).amount_captured == 1998  # the retry takes the live part only
+    assert used(sponsored["id"]) == 200
+    assert check_ledger() == []
