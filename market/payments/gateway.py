@@ -47,6 +47,7 @@ class Intent:
     amount_capturable: int
     amount_received: int
     client_secret: str | None
+    latest_charge: str | None = None  # the charge a capture made (ch_...)
     # When the card hold lapses (Unix seconds), where the provider said so:
     # the latest charge's `payment_method_details.card.capture_before`.
     capture_before: int | None = None
@@ -132,13 +133,16 @@ class PaymentGateway(Protocol):
         """A one-time onboarding link the farmer follows to finish the account."""
 
     def create_transfer(
-        self, *, amount: int, currency: str, destination: str, transfer_group: str, payout_id: int, key: str
-    ) -> Transfer:
-        """Move `amount` from the platform balance to a connected account."""
+        self, *, amount: int, currency: str, destination: str, transfer_group: str, payout_id: int, key: str,
+        order_id: int | None = None, source_transaction: str | None = None,
+    ) -> Transfer:  # fmt: skip
+        """Move `amount` to a connected account: drawn on the charge
+        `source_transaction` (of order `order_id`), or from the platform's
+        available balance."""
 
-    def find_transfer(self, *, transfer_group: str, payout_id: int) -> Transfer | None:
-        """The transfer made for `payout_id`, if any (for a retry after the
-        provider forgot the idempotency key)."""
+    def find_transfer(self, *, transfer_group: str, payout_id: int, order_id: int | None = None) -> Transfer | None:
+        """The transfer made for `payout_id` (and `order_id`), if any (for a
+        retry after the provider forgot the idempotency key)."""
 
     def reverse_transfer(self, transfer_id: str, *, amount: int, key: str) -> TransferReversal:
         """Take `amount` of a transfer back from the connected account."""
@@ -182,11 +186,12 @@ class OfflineGateway:
         raise GatewayError(NO_CONNECT)
 
     def create_transfer(
-        self, *, amount: int, currency: str, destination: str, transfer_group: str, payout_id: int, key: str
-    ) -> Transfer:
+        self, *, amount: int, currency: str, destination: str, transfer_group: str, payout_id: int, key: str,
+        order_id: int | None = None, source_transaction: str | None = None,
+    ) -> Transfer:  # fmt: skip
         raise GatewayError(NO_CONNECT)
 
-    def find_transfer(self, *, transfer_group: str, payout_id: int) -> Transfer | None:
+    def find_transfer(self, *, transfer_group: str, payout_id: int, order_id: int | None = None) -> Transfer | None:
         return None
 
     def reverse_transfer(self, transfer_id: str, *, amount: int, key: str) -> TransferReversal:
@@ -208,8 +213,14 @@ def _intent(resource: Any) -> Intent:
         amount_capturable=obj.get("amount_capturable") or 0,
         amount_received=obj.get("amount_received") or 0,
         client_secret=obj.get("client_secret"),
+        latest_charge=id_of(obj.get("latest_charge")),
         capture_before=card.get("capture_before"),
     )
+
+
+def id_of(value: Any) -> str | None:
+    """An expandable field's id, whether it came expanded or not."""
+    return value.get("id") if isinstance(value, dict) else value
 
 
 class StripeGateway:
@@ -322,23 +333,28 @@ class StripeGateway:
         return AccountLink(url=obj["url"], expires_at=int(obj["expires_at"]))
 
     def create_transfer(
-        self, *, amount: int, currency: str, destination: str, transfer_group: str, payout_id: int, key: str
-    ) -> Transfer:
-        params = {
+        self, *, amount: int, currency: str, destination: str, transfer_group: str, payout_id: int, key: str,
+        order_id: int | None = None, source_transaction: str | None = None,
+    ) -> Transfer:  # fmt: skip
+        params: dict[str, Any] = {
             "amount": amount,
             "currency": currency.lower(),
             "destination": destination,
             "transfer_group": transfer_group,
-            "metadata": {"payout_id": str(payout_id)},
+            "metadata": _transfer_metadata(payout_id, order_id),
         }
+        if source_transaction is not None:
+            params["source_transaction"] = source_transaction
         return _transfer(self._call(self.client.v1.transfers.create, params, self._key(key)))
 
-    def find_transfer(self, *, transfer_group: str, payout_id: int) -> Transfer | None:
+    def find_transfer(self, *, transfer_group: str, payout_id: int, order_id: int | None = None) -> Transfer | None:
         params: dict[str, Any] = {"transfer_group": transfer_group, "limit": 100}
+        wanted = _transfer_metadata(payout_id, order_id)
         while True:
             page = self._call(self.client.v1.transfers.list, params).to_dict()
             for obj in page["data"]:
-                if (obj.get("metadata") or {}).get("payout_id") == str(payout_id):
+                metadata = obj.get("metadata") or {}
+                if {name: metadata.get(name) for name in ("payout_id", "order_id") if name in metadata} == wanted:
                     return _transfer(obj)
             if not page["has_more"] or not page["data"]:
                 return None
@@ -379,7 +395,7 @@ def _balance_transaction(obj: dict[str, Any]) -> BalanceTransaction:
         currency=obj["currency"],
         created=obj["created"],
         source_id=details.get("id"),
-        payment_intent_id=intent if isinstance(intent, str) or intent is None else intent.get("id"),
+        payment_intent_id=id_of(intent),
     )
 
 
@@ -394,6 +410,12 @@ def _refund(obj: dict[str, Any]) -> RefundResult:
     return RefundResult(
         id=obj["id"], status=obj["status"], amount=obj["amount"], failure_reason=obj.get("failure_reason")
     )
+
+
+def _transfer_metadata(payout_id: int, order_id: int | None) -> dict[str, str]:
+    """What names a payout's transfer at Stripe: the payout, and the order
+    whose charge it draws on (none for the one from the balance)."""
+    return {"payout_id": str(payout_id)} | ({} if order_id is None else {"order_id": str(order_id)})
 
 
 def _transfer(resource: Any) -> Transfer:

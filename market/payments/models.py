@@ -53,6 +53,9 @@ class Payment(db.Model):  # type: ignore[name-defined]
     amount_captured: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_charge_id: Mapped[str | None] = mapped_column(
+        String(255), doc="The charge the capture made: payouts' transfers draw on it (`source_transaction`)."
+    )
     client_secret: Mapped[str | None] = mapped_column(String(255))
     offline_reference: Mapped[str | None] = mapped_column(String(255))
     failure_reason: Mapped[str | None] = mapped_column(Text)

@@ -242,7 +242,7 @@ def intent_failed(intent_id: str, reason: str) -> None:
     publish("payment.failed", order_id=payment.order_id)
 
 
-def intent_captured(intent_id: str, amount_received: int) -> None:
+def intent_captured(intent_id: str, amount_received: int, charge_id: str | None = None) -> None:
     """Stripe confirms a capture (payment_intent.succeeded); records it if
     our own capture call's answer was lost. A capture the marketplace never
     decided (made at the provider by hand) is for operators to look at."""
@@ -250,6 +250,7 @@ def intent_captured(intent_id: str, amount_received: int) -> None:
     if payment is None:
         return
     if payment.status == PaymentStatus.CAPTURING:
+        payment.stripe_charge_id = charge_id
         _record_capture(payment, amount_received)
     elif payment.status != PaymentStatus.CAPTURED:
         payment.attention = (
@@ -507,6 +508,7 @@ def _finish_capture(order_id: int, received: int, intent: Intent | None, *, key:
             return payment
         if intent is not None:
             _attempt(payment, "capture", key, amount=received, object_id=intent.id)
+            payment.stripe_charge_id = intent.latest_charge
         if intent is not None and intent.status == "canceled":
             payment.status = PaymentStatus.CANCELLED
         else:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from market.errors import DomainError
 from market.extensions import db
 from market.payments import service
-from market.payments.gateway import transfers_active
+from market.payments.gateway import id_of, transfers_active
 from market.payments.models import StripeEvent
 from market.payouts import service as payouts
 
@@ -39,7 +39,7 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], None]] = {
         (_payment_intent(e).get("last_payment_error") or {}).get("message") or "The payment failed.",
     ),
     "payment_intent.succeeded": lambda e: service.intent_captured(
-        _payment_intent(e)["id"], _payment_intent(e)["amount_received"]
+        _payment_intent(e)["id"], _payment_intent(e)["amount_received"], id_of(_payment_intent(e).get("latest_charge"))
     ),
     "payment_intent.canceled": lambda e: service.intent_cancelled(_payment_intent(e)["id"]),
     "refund.updated": lambda e: service.refund_updated(e["data"]["object"]),

@@ -30,10 +30,10 @@ from market.extensions import db
 
 
 class PayoutStatus(StrEnum):
-    PENDING = "pending"  # a worker is to send the Stripe transfer
+    PENDING = "pending"  # a worker is to send the Stripe transfers
     AWAITING_CONFIRMATION = "awaiting_confirmation"  # in a bank file; an operator confirms the transfer
     PAID = "paid"
-    FAILED = "failed"  # Stripe refused the transfer; failure_reason says why
+    FAILED = "failed"  # Stripe refused a transfer; failure_reason says why
 
 
 class ReversalStatus(StrEnum):
@@ -155,7 +155,9 @@ class Payout(db.Model):  # type: ignore[name-defined]
     )
     amount: Mapped[int] = mapped_column(BigInteger)
     stripe_account_id: Mapped[str | None] = mapped_column(String(255))
-    stripe_transfer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_transfer_id: Mapped[str | None] = mapped_column(
+        String(255), unique=True, doc="The transfer that paid it, when one did; see `transfers` for all of them."
+    )
     transfer_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     transfer_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     bank_reference: Mapped[str | None] = mapped_column(String(255))
@@ -169,24 +171,18 @@ class Payout(db.Model):  # type: ignore[name-defined]
 
     run: Mapped[PayoutRun] = relationship(back_populates="payouts")
     farm: Mapped[Farm] = relationship()
+    transfers: Mapped[list[PayoutTransfer]] = relationship(back_populates="payout", order_by="PayoutTransfer.id")
 
     @property
     def transfer_group(self) -> str:
         return f"payout-run-{self.run_id}"
 
-    @property
-    def transfer_key(self) -> str:
-        """`payout-<id>` for the first try; a try after Stripe refused for
-        good needs a fresh key (Stripe would replay the refusal)."""
-        return (
-            f"payout-{self.id}" if self.transfer_attempts == 0 else f"payout-{self.id}-retry-{self.transfer_attempts}"
-        )
-
-    def mark_transferred(self, transfer_id: str) -> None:
+    def mark_transferred(self, transfer_ids: list[str]) -> None:
+        """Every transfer of the payout is made; a payout paid by one names it."""
         if self.status != PayoutStatus.PENDING:
             raise _refuse(f"Payout {self.id}", self.status, "marked paid")
         self.status = PayoutStatus.PAID
-        self.stripe_transfer_id = transfer_id
+        self.stripe_transfer_id = transfer_ids[0] if len(transfer_ids) == 1 else None
         self.failure_reason = None
         self.attention = None
         self.paid_at = utcnow()
@@ -215,6 +211,49 @@ class Payout(db.Model):  # type: ignore[name-defined]
         self.paid_at = utcnow()
 
 
+class PayoutTransfer(db.Model):  # type: ignore[name-defined]
+    """One Stripe transfer of a payout. A payout is paid by one transfer per
+    order's charge it draws on (`source_transaction`: the transfer does not
+    wait for the platform's available balance), and at most one more, from
+    the balance, for what no charge covers. Written by the run, each made
+    once by the worker with its own key (docs/settlement.md)."""
+
+    __tablename__ = "payout_transfers"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("(order_id IS NULL) = (stripe_charge_id IS NULL)", name="charge_of_its_order"),
+        UniqueConstraint("payout_id", "order_id"),
+        Index(
+            "ix_payout_transfers_stripe_charge_id", "stripe_charge_id", postgresql_where="stripe_charge_id IS NOT NULL"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id"))
+    order_id: Mapped[int | None] = mapped_column(
+        ForeignKey("orders.id"), doc="The order whose charge it draws on; none: from the platform's balance."
+    )
+    stripe_charge_id: Mapped[str | None] = mapped_column(String(255), doc="Sent as `source_transaction`.")
+    amount: Mapped[int] = mapped_column(BigInteger)
+    stripe_transfer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    made_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    payout: Mapped[Payout] = relationship(back_populates="transfers")
+
+    def key(self, attempts: int) -> str:
+        """`payout-<id>-order-<order>` for a transfer from a charge, and
+        `payout-<id>` for the one from the balance (the key a payout's one
+        transfer always had); a try after Stripe refused for good needs a
+        fresh key (Stripe would replay the refusal)."""
+        base = f"payout-{self.payout_id}" + ("" if self.order_id is None else f"-order-{self.order_id}")
+        return base if attempts == 0 else f"{base}-retry-{attempts}"
+
+    def mark_made(self, transfer_id: str) -> None:
+        if self.stripe_transfer_id is None:
+            self.stripe_transfer_id = transfer_id
+            self.made_at = utcnow()
+
+
 class TransferReversal(db.Model):  # type: ignore[name-defined]
     """Money taken back from a farm's Stripe transfer for refunds of lines
     that transfer had paid."""
@@ -224,6 +263,9 @@ class TransferReversal(db.Model):  # type: ignore[name-defined]
 
     id: Mapped[int] = mapped_column(primary_key=True)
     payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id"), index=True)
+    transfer_id: Mapped[int] = mapped_column(
+        ForeignKey("payout_transfers.id"), index=True, doc="The transfer of the payout it takes back from."
+    )
     run_id: Mapped[int] = mapped_column(ForeignKey("payout_runs.id"), index=True)
     farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
@@ -234,6 +276,7 @@ class TransferReversal(db.Model):  # type: ignore[name-defined]
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     payout: Mapped[Payout] = relationship()
+    transfer: Mapped[PayoutTransfer] = relationship()
 
     def mark_succeeded(self, reversal_id: str) -> None:
         if self.status != ReversalStatus.PENDING:

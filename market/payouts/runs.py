@@ -9,9 +9,9 @@ Which entries are due (docs/settlement.md):
   run's cutoff, and of an order closed (cancelled, expired) before it with
   no refund still pending: by then it is known what the farm keeps;
 - a take-back (refund, premium reversal) of a line an earlier payout paid,
-  as soon as it is recorded. When that payout was a Stripe transfer that
-  still covers it, it is taken back from the transfer (a reversal) rather
-  than netted.
+  as soon as it is recorded. When a Stripe transfer paid that line's
+  order and what is left of it covers it, it is taken back from that
+  transfer (a reversal) rather than netted.
 """
 
 from __future__ import annotations
@@ -52,8 +52,16 @@ from market.ledger import service as ledger
 from market.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from market.orders.models import Order, OrderEvent, OrderStatus
 from market.outbox import enqueue
-from market.payments.models import Refund, RefundStatus
-from market.payouts.models import Payout, PayoutAccount, PayoutRun, PayoutStatus, ReversalStatus, TransferReversal
+from market.payments.models import Payment, Refund, RefundStatus
+from market.payouts.models import (
+    Payout,
+    PayoutAccount,
+    PayoutRun,
+    PayoutStatus,
+    PayoutTransfer,
+    ReversalStatus,
+    TransferReversal,
+)
 from market.settlement.models import EARNED, PREMIUM_KINDS, TAKE_BACKS, EntryKind, FarmEntry
 
 SETTLED_STATES = (OrderStatus.DELIVERED, OrderStatus.COLLECTED, OrderStatus.COMPLETED)
@@ -185,11 +193,28 @@ def create_run(actor: Actor, *, period_end: date) -> PayoutRun:
 
 def _recover_by_reversal(run: PayoutRun) -> int:
     """Take-backs of lines a Stripe transfer paid come back from that
-    transfer when what is left of it covers them; the rest are netted."""
+    transfer when what is left of it covers them; the rest are netted. The
+    transfer is the one drawn on the line's order's charge, or else the
+    payout's transfer from the balance."""
     sale = aliased(FarmEntry)
+    from_charge, from_balance = aliased(PayoutTransfer), aliased(PayoutTransfer)
+    charge_paid = and_(from_charge.payout_id == sale.payout_id, from_charge.stripe_transfer_id.isnot(None))
     owed = (
-        select(FarmEntry.id.label("entry_id"), sale.payout_id.label("paid_by"), FarmEntry.net)
+        select(
+            FarmEntry.id.label("entry_id"),
+            func.coalesce(from_charge.id, from_balance.id).label("transfer_id"),
+            FarmEntry.net,
+        )
         .join(sale, and_(sale.order_line_id == FarmEntry.order_line_id, sale.kind == EntryKind.SALE))
+        .outerjoin(from_charge, and_(charge_paid, from_charge.order_id == FarmEntry.order_id))
+        .outerjoin(
+            from_balance,
+            and_(
+                from_balance.payout_id == sale.payout_id,
+                from_balance.order_id.is_(None),
+                from_balance.stripe_transfer_id.isnot(None),
+            ),
+        )
         .where(
             FarmEntry.kind.in_(TAKE_BACKS),
             FarmEntry.payout_id.is_(None),
@@ -198,25 +223,31 @@ def _recover_by_reversal(run: PayoutRun) -> int:
         )
         .subquery()
     )
-    by_payout = db.session.execute(
-        select(owed.c.paid_by, -func.sum(owed.c.net)).group_by(owed.c.paid_by).order_by(owed.c.paid_by)
+    by_transfer = db.session.execute(
+        select(owed.c.transfer_id, -func.sum(owed.c.net))
+        .where(owed.c.transfer_id.isnot(None))
+        .group_by(owed.c.transfer_id)
+        .order_by(owed.c.transfer_id)
     ).all()
     made = 0
-    for payout_id, amount in by_payout:
-        payout = db.session.get(Payout, payout_id)
-        assert payout is not None
-        if payout.method != PayoutMethod.STRIPE or payout.stripe_transfer_id is None or amount <= 0:
-            continue
-        if amount > payout.amount - _reversed(payout.id) or _reversal_refused(payout.id):
+    for transfer_id, amount in by_transfer:
+        transfer = db.session.get(PayoutTransfer, transfer_id)
+        assert transfer is not None
+        if amount <= 0 or amount > transfer.amount - _reversed(transfer.id) or _reversal_refused(transfer.id):
             continue
         reversal = TransferReversal(
-            payout_id=payout.id, run_id=run.id, farm_id=payout.farm_id, amount=amount, status=ReversalStatus.PENDING
+            payout_id=transfer.payout_id,
+            transfer_id=transfer.id,
+            run_id=run.id,
+            farm_id=transfer.payout.farm_id,
+            amount=amount,
+            status=ReversalStatus.PENDING,
         )
         db.session.add(reversal)
         db.session.flush()
         db.session.execute(
             update(FarmEntry)
-            .where(FarmEntry.id.in_(select(owed.c.entry_id).where(owed.c.paid_by == payout.id)))
+            .where(FarmEntry.id.in_(select(owed.c.entry_id).where(owed.c.transfer_id == transfer.id)))
             .values(reversal_id=reversal.id)
             .execution_options(synchronize_session=False)
         )
@@ -225,22 +256,22 @@ def _recover_by_reversal(run: PayoutRun) -> int:
     return made
 
 
-def _reversed(payout_id: int) -> int:
+def _reversed(transfer_id: int) -> int:
     return int(
         db.session.scalar(
             select(func.coalesce(func.sum(TransferReversal.amount), 0)).where(
-                TransferReversal.payout_id == payout_id, TransferReversal.status != ReversalStatus.FAILED
+                TransferReversal.transfer_id == transfer_id, TransferReversal.status != ReversalStatus.FAILED
             )
         )
         or 0
     )
 
 
-def _reversal_refused(payout_id: int) -> bool:
+def _reversal_refused(transfer_id: int) -> bool:
     """Stripe refused a reversal of this transfer before (the connected
     account's balance was too low, say): net instead of asking again."""
     refused = select(TransferReversal.id).where(
-        TransferReversal.payout_id == payout_id, TransferReversal.status == ReversalStatus.FAILED
+        TransferReversal.transfer_id == transfer_id, TransferReversal.status == ReversalStatus.FAILED
     )
     return bool(db.session.scalar(refused.exists().select()))
 
@@ -314,9 +345,104 @@ def _write_payouts(run: PayoutRun, cutoff: datetime) -> None:
         .values(payout_id=paid.c.payout_id)
         .execution_options(synchronize_session=False)
     ).rowcount
-    chosen.drop(db.session.connection())
     if settled != expected:
         raise Conflict("Another payout run or reversal settled some of these entries at the same time; run it again.")
+    _plan_transfers(run)
+    chosen.drop(db.session.connection())
+
+
+def _plan_transfers(run: PayoutRun) -> None:
+    """The transfers that pay the run's Stripe payouts (docs/settlement.md):
+    one per order with a positive share in the payout, drawn on the order's
+    charge (`source_transaction`) up to what is left of it, and one from the
+    balance for the rest. Take-backs netted in the payout come off the
+    balance transfer first, then off the charge transfers in order id
+    order, so that the transfers always add up to the payout."""
+    chosen = RUN_ENTRIES
+    stripe_payouts = (
+        select(Payout.id, Payout.farm_id, Payout.amount)
+        .where(Payout.run_id == run.id, Payout.method == PayoutMethod.STRIPE)
+        .subquery()
+    )
+    shares = (
+        select(stripe_payouts.c.id.label("payout_id"), chosen.c.order_id, func.sum(chosen.c.net).label("share"))
+        .join(stripe_payouts, stripe_payouts.c.farm_id == chosen.c.farm_id)
+        .where(chosen.c.order_id.isnot(None))
+        .group_by(stripe_payouts.c.id, chosen.c.order_id)
+        .subquery()
+    )
+    charges = (
+        select(shares.c.payout_id, shares.c.order_id, shares.c.share, Payment.stripe_charge_id, Payment.amount_captured)
+        .join(Payment, Payment.order_id == shares.c.order_id)
+        .where(shares.c.share > 0, Payment.stripe_charge_id.isnot(None), Payment.currency == run.currency)
+        .subquery()
+    )
+    drawn = (
+        select(PayoutTransfer.stripe_charge_id, func.sum(PayoutTransfer.amount).label("amount"))
+        .where(PayoutTransfer.stripe_charge_id.in_(select(charges.c.stripe_charge_id)))
+        .group_by(PayoutTransfer.stripe_charge_id)
+        .subquery()
+    )
+    # What is left of each charge, less what the run's earlier payouts (two
+    # farms of one order) draw on it first.
+    earlier = (
+        func.sum(charges.c.share).over(partition_by=charges.c.stripe_charge_id, order_by=charges.c.payout_id)
+        - charges.c.share
+    )
+    left = (charges.c.amount_captured - func.coalesce(drawn.c.amount, 0) - earlier).label("left")
+    with_left = (
+        select(charges.c.payout_id, charges.c.order_id, charges.c.stripe_charge_id, charges.c.share, left)
+        .outerjoin(drawn, drawn.c.stripe_charge_id == charges.c.stripe_charge_id)
+        .subquery()
+    )
+    drawable = select(
+        with_left.c.payout_id,
+        with_left.c.order_id,
+        with_left.c.stripe_charge_id,
+        case((with_left.c.share < with_left.c.left, with_left.c.share), else_=with_left.c.left).label("amount"),
+    ).subquery()
+    drawable_rows = select(drawable).where(drawable.c.amount > 0).subquery()
+    # What the charges draw beyond the payout (its take-backs), cut from
+    # the charge transfers in order id order.
+    by_payout = drawable_rows.c.payout_id
+    over_payout = (
+        select(
+            drawable_rows,
+            (func.sum(drawable_rows.c.amount).over(partition_by=by_payout) - stripe_payouts.c.amount).label("excess"),
+            (
+                func.sum(drawable_rows.c.amount).over(partition_by=by_payout, order_by=drawable_rows.c.order_id)
+                - drawable_rows.c.amount
+            ).label("before"),
+        )
+        .join(stripe_payouts, stripe_payouts.c.id == drawable_rows.c.payout_id)
+        .subquery()
+    )
+    cut = case(
+        (over_payout.c.excess <= over_payout.c.before, 0),
+        (over_payout.c.excess - over_payout.c.before >= over_payout.c.amount, over_payout.c.amount),
+        else_=over_payout.c.excess - over_payout.c.before,
+    )
+    planned = select(
+        over_payout.c.payout_id,
+        over_payout.c.order_id,
+        over_payout.c.stripe_charge_id,
+        (over_payout.c.amount - cut).label("amount"),
+    ).subquery()
+    columns = ["payout_id", "order_id", "stripe_charge_id", "amount"]
+    db.session.execute(insert(PayoutTransfer).from_select(columns, select(planned).where(planned.c.amount > 0)))
+    from_charges = (
+        select(PayoutTransfer.payout_id, func.sum(PayoutTransfer.amount).label("amount"))
+        .where(PayoutTransfer.payout_id.in_(select(stripe_payouts.c.id)))
+        .group_by(PayoutTransfer.payout_id)
+        .subquery()
+    )
+    rest = (stripe_payouts.c.amount - func.coalesce(from_charges.c.amount, 0)).label("amount")
+    balance = (
+        select(stripe_payouts.c.id, rest)
+        .outerjoin(from_charges, from_charges.c.payout_id == stripe_payouts.c.id)
+        .where(rest > 0)
+    )
+    db.session.execute(insert(PayoutTransfer).from_select(["payout_id", "amount"], balance))
 
 
 def _post_payouts(run: PayoutRun) -> None:

@@ -1,6 +1,7 @@
-"""Paying payouts: Stripe transfers (keyed `payout-<id>`), bank-file
-transfers an operator confirms, and transfer reversals (`reversal-<id>`)
-that take refunds of paid lines back.
+"""Paying payouts: Stripe transfers (one per order's charge drawn on, keyed
+`payout-<id>-order-<order>`, and one from the balance, keyed `payout-<id>`),
+bank-file transfers an operator confirms, and transfer reversals
+(`reversal-<id>`) that take refunds of paid lines back.
 
 Ledger conventions (debits positive):
 - "payout_paid" `payout:<id>:paid`: Dr payouts_in_transit / Cr gateway_cash:stripe
@@ -10,6 +11,7 @@ Ledger conventions (debits positive):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -22,12 +24,13 @@ from market.events import publish
 from market.extensions import db
 from market.ledger import service as ledger
 from market.outbox import enqueue
-from market.payments.gateway import GatewayError, gateway
+from market.payments.gateway import GatewayError, Transfer, gateway
 from market.payments.models import Provider
 from market.payouts.models import (
     Payout,
     PayoutNotFound,
     PayoutStatus,
+    PayoutTransfer,
     ReversalStatus,
     TransferReversal,
 )
@@ -62,16 +65,34 @@ def _paid(payout: Payout, provider: Provider) -> None:
         "payout_paid",
         f"payout:{payout.id}:paid",
         {ledger.PAYOUTS_IN_TRANSIT: payout.amount, ledger.gateway_cash(provider): -payout.amount},
-        memo=payout.bank_reference or payout.stripe_transfer_id or "",
+        memo=(payout.bank_reference or " ".join(t.stripe_transfer_id or "" for t in payout.transfers))[:500],
     )
     publish("payout.paid", payout_id=payout.id)
 
 
+@dataclass(frozen=True)
+class _ToMake:
+    """A transfer of a payout still to make, as read under the payout's lock."""
+
+    id: int
+    payout_id: int
+    order_id: int | None
+    amount: int
+    source_transaction: str | None
+    key: str
+    currency: str
+    destination: str
+    group: str
+
+
 def transfer(payout_id: int) -> Payout:
-    """Worker: pay a Stripe payout by Transfer to the farm's connected
-    account. Repeating it, even after the worker died mid-call, makes one
-    transfer: the key is the payout's, and after Stripe has forgotten the
-    key, the transfer group is searched first."""
+    """Worker: pay a Stripe payout by its transfers to the farm's connected
+    account, each drawn on its order's charge or (the one without an order)
+    from the balance, each with its own key. Repeating it, even after the
+    worker died mid-call, makes each transfer once: after Stripe has
+    forgotten the keys, the transfer group is searched first. The payout is
+    paid once all its transfers are made; a refusal fails it, keeping those
+    made (a retry makes only the rest)."""
     with unit_of_work():
         payout = _payout(payout_id, lock=True)
         if payout.status != PayoutStatus.PENDING or payout.method != PayoutMethod.STRIPE:
@@ -79,25 +100,17 @@ def transfer(payout_id: int) -> Payout:
         late = payout.transfer_requested_at is not None and utcnow() - payout.transfer_requested_at > KEY_LIFETIME
         if payout.transfer_requested_at is None:
             payout.transfer_requested_at = utcnow()
-        amount, currency, key = payout.amount, payout.currency, payout.transfer_key
-        destination, group = payout.stripe_account_id or "", payout.transfer_group
-    found = (
-        outside_transaction(lambda: gateway().find_transfer(transfer_group=group, payout_id=payout_id))
-        if late
-        else None
-    )
-    if found is None:
-        try:
-            found = outside_transaction(
-                lambda: gateway().create_transfer(
-                    amount=amount,
-                    currency=currency,
-                    destination=destination,
-                    transfer_group=group,
-                    payout_id=payout_id,
-                    key=key,
-                )
+        to_make = [
+            _ToMake(
+                t.id, payout.id, t.order_id, t.amount, t.stripe_charge_id, t.key(payout.transfer_attempts),
+                payout.currency, payout.stripe_account_id or "", payout.transfer_group,
             )
+            for t in payout.transfers
+            if t.stripe_transfer_id is None
+        ]  # fmt: skip
+    for planned in to_make:
+        try:
+            made = _make(planned, late=late)
         except GatewayError as error:
             with unit_of_work():
                 payout = _payout(payout_id, lock=True)
@@ -105,12 +118,46 @@ def transfer(payout_id: int) -> Payout:
                     payout.mark_failed(str(error))
                     publish("payout.failed", payout_id=payout.id)
             return payout
+        with unit_of_work():
+            _payout(payout_id, lock=True)
+            row = db.session.get(PayoutTransfer, planned.id)
+            assert row is not None
+            row.mark_made(made.id)
     with unit_of_work():
         payout = _payout(payout_id, lock=True)
-        if payout.status == PayoutStatus.PENDING:
-            payout.mark_transferred(found.id)
+        made_ids = [t.stripe_transfer_id for t in payout.transfers]
+        if payout.status == PayoutStatus.PENDING and all(made_ids):
+            payout.mark_transferred([i for i in made_ids if i])
             _paid(payout, Provider.STRIPE)
     return payout
+
+
+def _make(planned: _ToMake, *, late: bool) -> Transfer:
+    """One transfer at Stripe, outside any transaction: found first when
+    its key may be forgotten, else made with its key."""
+    found = (
+        outside_transaction(
+            lambda: gateway().find_transfer(
+                transfer_group=planned.group, payout_id=planned.payout_id, order_id=planned.order_id
+            )
+        )
+        if late
+        else None
+    )
+    if found is not None:
+        return found
+    return outside_transaction(
+        lambda: gateway().create_transfer(
+            amount=planned.amount,
+            currency=planned.currency,
+            destination=planned.destination,
+            transfer_group=planned.group,
+            payout_id=planned.payout_id,
+            key=planned.key,
+            order_id=planned.order_id,
+            source_transaction=planned.source_transaction,
+        )
+    )
 
 
 def flag(payout_id: int, problem: str) -> None:
@@ -153,7 +200,7 @@ def reverse(reversal_id: int) -> TransferReversal:
         reversal = _reversal(reversal_id)
         if reversal.status != ReversalStatus.PENDING:
             return reversal
-        transfer_id, amount = reversal.payout.stripe_transfer_id or "", reversal.amount
+        transfer_id, amount = reversal.transfer.stripe_transfer_id or "", reversal.amount
     try:
         result = outside_transaction(
             lambda: gateway().reverse_transfer(transfer_id, amount=amount, key=f"reversal-{reversal_id}")

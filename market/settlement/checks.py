@@ -10,12 +10,13 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from market.catalog.models import PayoutMethod
 from market.extensions import db
 from market.ledger import service as ledger
 from market.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from market.orders.models import OrderLine, OrderPart, PartStatus
 from market.payments.models import CapturedLine, Payment, PaymentStatus, Refund, RefundLine, RefundStatus
-from market.payouts.models import Payout, PayoutStatus
+from market.payouts.models import Payout, PayoutStatus, PayoutTransfer, ReversalStatus, TransferReversal
 from market.premiums.models import FundedBy, LinePremium, PremiumProgramme
 from market.settlement.models import EARNED, PREMIUM_KINDS, EntryKind, FarmEntry
 
@@ -102,6 +103,45 @@ def payout_mismatches() -> list[str]:
                 f"payout {payout_id} of {amount}: its entry says {paid.get(payout_id)}, "
                 f"the entries it settled add up to {settled.get(payout_id)}"
             )
+    return problems
+
+
+def transfer_mismatches() -> list[str]:
+    """Per Stripe payout: its transfers add up to it, and once it is paid
+    every one of them is made; per transfer: its reversals take back no
+    more than it paid."""
+    planned = _by_key(
+        db.session.execute(
+            select(PayoutTransfer.payout_id, func.sum(PayoutTransfer.amount)).group_by(PayoutTransfer.payout_id)
+        )
+    )
+    unmade = _by_key(
+        db.session.execute(
+            select(PayoutTransfer.payout_id, func.count())
+            .where(PayoutTransfer.stripe_transfer_id.is_(None))
+            .group_by(PayoutTransfer.payout_id)
+        )
+    )
+    problems = []
+    for payout_id, method, status, amount in db.session.execute(
+        select(Payout.id, Payout.method, Payout.status, Payout.amount).order_by(Payout.id)
+    ):
+        expected = amount if method == PayoutMethod.STRIPE else 0
+        if planned.get(payout_id, 0) != expected:
+            problems.append(
+                f"payout {payout_id} of {amount} ({method}): its transfers add up to {planned.get(payout_id, 0)}"
+            )
+        if status == PayoutStatus.PAID and unmade.get(payout_id):
+            problems.append(f"payout {payout_id} is paid but {unmade[payout_id]} of its transfers were never made")
+    for transfer_id, paid, taken in db.session.execute(
+        select(PayoutTransfer.id, PayoutTransfer.amount, func.sum(TransferReversal.amount))
+        .join(TransferReversal, TransferReversal.transfer_id == PayoutTransfer.id)
+        .where(TransferReversal.status != ReversalStatus.FAILED)
+        .group_by(PayoutTransfer.id, PayoutTransfer.amount)
+        .having(func.sum(TransferReversal.amount) > PayoutTransfer.amount)
+        .order_by(PayoutTransfer.id)
+    ):
+        problems.append(f"transfer {transfer_id} of {paid}: its reversals take back {taken}")
     return problems
 
 
@@ -219,6 +259,7 @@ def check_ledger() -> list[str]:
         unbalanced_transactions()
         + farm_mismatches()
         + payout_mismatches()
+        + transfer_mismatches()
         + order_mismatches()
         + programme_mismatches()
         + in_transit_mismatch()

@@ -1,9 +1,11 @@
 """Payout run: `create_run` over 1,000,000 settled captured lines, against a
 plain SQL aggregation of the same per-farm sums.
 
-    .venv/bin/python -m tests.bench.payout_run [--lines 1000000 --farms 10000] [--reuse]
+    .venv/bin/python -m tests.bench.payout_run [--lines 1000000 --farms 10000] [--reuse] [--stripe]
 
-Bulk-loads (generate_series) farms with bank payout accounts, delivered
+Bulk-loads (generate_series) farms with bank payout accounts (with
+--stripe: Stripe connected accounts, each payment by card with its charge,
+so the run also plans one transfer per order drawn on its charge), delivered
 orders of four lines each, their payments, captured lines and the `sale`
 farm entry a capture writes for each line into its own database
 (`bench_payouts`; --reuse keeps an earlier load, which a run has paid out,
@@ -64,15 +66,16 @@ WITH settled AS (
 SELECT f.farm_id, count(*) AS lines, sum(f.net) AS amount
 FROM farm_entries f
 JOIN settled s ON s.order_id = f.order_id
-JOIN payout_accounts a ON a.farm_id = f.farm_id AND a.bank_account_number IS NOT NULL
+JOIN payout_accounts a ON a.farm_id = f.farm_id AND (a.bank_account_number IS NOT NULL OR a.transfers_active)
 WHERE f.kind = 'sale' AND f.payout_id IS NULL AND f.reversal_id IS NULL
 GROUP BY f.farm_id
 """
 
 
-def seed(url: str, *, lines: int, farms: int) -> int:
-    """Farms with bank accounts, one operator, delivered orders with their
-    payments, captured lines and sale entries. Returns the operator's user id."""
+def seed(url: str, *, lines: int, farms: int, stripe: bool = False) -> int:
+    """Farms with bank accounts (or Stripe ones), one operator, delivered
+    orders with their payments (offline, or by card with a charge each),
+    captured lines and sale entries. Returns the operator's user id."""
     orders = lines // LINES_PER_ORDER
     operator = farms + 1
     buyers = 1000
@@ -85,7 +88,8 @@ def seed(url: str, *, lines: int, farms: int) -> int:
     price = "(100 + (l::bigint * 7919) % 600)"
     amount = f"({grams} * {price} / 1000)"
     with psycopg.connect(plain_url(url)) as conn:
-        say(f"  users and {farms:,} farms with bank payout accounts")
+        method = "stripe" if stripe else "bank_transfer"
+        say(f"  users and {farms:,} farms with {method} payout accounts")
         conn.execute(
             """INSERT INTO users (id, email, name, language, password_hash)
                SELECT i, 'user' || i || '@bench.test', 'Bench user ' || i, 'zh', 'not-a-login'
@@ -96,18 +100,26 @@ def seed(url: str, *, lines: int, farms: int) -> int:
         conn.execute("INSERT INTO categories (id, code, name_zh, name_en) VALUES (1, 'citrus', '柑橘', 'Citrus')")
         conn.execute(
             """INSERT INTO farms (id, owner_id, name, village, county, province, description, status, payout_method)
-               SELECT i, i, 'Bench farm ' || i, 'Village', '寻乌县', '江西省', '', 'verified', 'bank_transfer'
+               SELECT i, i, 'Bench farm ' || i, 'Village', '寻乌县', '江西省', '', 'verified', %s
                FROM generate_series(1, %s) AS i""",
-            (farms,),
+            (method, farms),
         )
-        conn.execute(
-            """INSERT INTO payout_accounts (farm_id, method, bank_account_holder, bank_name, bank_account_number,
-                                            bank_account_masked)
-               SELECT i, 'bank_transfer', 'Holder ' || i, 'Bench bank', lpad(i::text, 16, '6'),
-                      '************' || right(lpad(i::text, 16, '6'), 4)
-               FROM generate_series(1, %s) AS i""",
-            (farms,),
-        )
+        if stripe:
+            conn.execute(
+                """INSERT INTO payout_accounts (farm_id, method, stripe_account_id, payouts_enabled,
+                                                details_submitted, transfers_active)
+                   SELECT i, 'stripe', 'acct_bench_' || i, true, true, true FROM generate_series(1, %s) AS i""",
+                (farms,),
+            )
+        else:
+            conn.execute(
+                """INSERT INTO payout_accounts (farm_id, method, bank_account_holder, bank_name, bank_account_number,
+                                                bank_account_masked)
+                   SELECT i, 'bank_transfer', 'Holder ' || i, 'Bench bank', lpad(i::text, 16, '6'),
+                          '************' || right(lpad(i::text, 16, '6'), 4)
+                   FROM generate_series(1, %s) AS i""",
+                (farms,),
+            )
         conn.execute(
             f"""INSERT INTO listings (id, farm_id, category_id, sku, product_name, variety, grade, origin_county,
                                       price_per_kg, stock_g, min_order_g, step_g, description, photo_urls, status)
@@ -133,8 +145,11 @@ def seed(url: str, *, lines: int, farms: int) -> int:
                 SELECT id, id, 1 + (id - 1) % {farms}, 'delivered', total FROM orders""",  # noqa: S608
         )
         conn.execute(
-            """INSERT INTO payments (id, order_id, provider, status, currency, amount, amount_captured)
-               SELECT id, id, 'offline', 'captured', 'CNY', total, total FROM orders"""
+            """INSERT INTO payments (id, order_id, provider, status, currency, amount, amount_captured,
+                                     stripe_charge_id)
+               SELECT id, id, %s, 'captured', 'CNY', total, total, CASE WHEN %s THEN 'ch_bench_' || id END
+               FROM orders""",
+            ("stripe" if stripe else "offline", stripe),
         )
         conn.execute(
             f"""INSERT INTO order_events (order_id, part_id, type, actor_id, detail, created_at)
@@ -198,6 +213,7 @@ def unpay(url: str) -> None:
         )
         conn.execute("DELETE FROM farm_entries WHERE kind IN ('payout', 'transfer_reversal')")
         conn.execute("DELETE FROM transfer_reversals")
+        conn.execute("DELETE FROM payout_transfers")
         conn.execute("DELETE FROM payouts")
         conn.execute("DELETE FROM payout_runs")
         conn.execute("TRUNCATE ledger_entries, ledger_transactions, outbox")
@@ -218,6 +234,7 @@ def main() -> None:  # noqa: PLR0915 (one straight script: load, time both, chec
     parser.add_argument("--lines", type=int, default=1_000_000, help="captured lines (a multiple of 4)")
     parser.add_argument("--farms", type=int, default=10_000)
     parser.add_argument("--reuse", action="store_true", help="keep the lines loaded by an earlier run")
+    parser.add_argument("--stripe", action="store_true", help="farms paid by Stripe transfers from card charges")
     args = parser.parse_args()
     url = database_url("bench_payouts")
     operator = args.farms + 1
@@ -228,7 +245,7 @@ def main() -> None:  # noqa: PLR0915 (one straight script: load, time both, chec
         say(f"loading {args.lines:,} captured lines across {args.farms:,} farms (generate_series) ...")
         started = time.perf_counter()
         recreate_database(url)
-        operator = seed(url, lines=args.lines, farms=args.farms)
+        operator = seed(url, lines=args.lines, farms=args.farms, stripe=args.stripe)
         say(f"  loaded in {time.perf_counter() - started:.0f} s")
     reset_redis()
     # The run queues its dispatch task through the outbox; it goes to the
@@ -279,6 +296,18 @@ def main() -> None:  # noqa: PLR0915 (one straight script: load, time both, chec
                WHERE payouts.run_id = %s AND f.kind = 'payout' AND f.net = -payouts.amount""",
             (run_id,),
         ).fetchone()
+        # Stripe payouts: each is the sum of its transfers, one per order's charge.
+        transfers = conn.execute(
+            """SELECT count(*), count(t.stripe_charge_id),
+                      count(*) FILTER (WHERE t.stripe_charge_id IS NOT NULL AND t.stripe_charge_id
+                                       <> 'ch_bench_' || t.order_id),
+                      (SELECT count(*) FROM payouts p WHERE p.run_id = %(run)s AND p.method = 'stripe'
+                         AND p.amount <> (SELECT coalesce(sum(amount), 0) FROM payout_transfers
+                                          WHERE payout_id = p.id))
+               FROM payout_transfers t JOIN payouts ON payouts.id = t.payout_id WHERE payouts.run_id = %(run)s""",
+            {"run": run_id},
+        ).fetchone()
+    assert transfers is not None
     expected_total = sum(total for _, total in expected.values())
     checks = {
         "payouts_total": run_total,
@@ -288,6 +317,10 @@ def main() -> None:  # noqa: PLR0915 (one straight script: load, time both, chec
         "lines_covered": covered[0] if covered else 0,
         "lines_expected": sum(count for count, _ in expected.values()),
         "payout_entries": payout_entries[0] if payout_entries else 0,
+        "transfers": transfers[0],
+        "transfers_from_charges": transfers[1],
+        "transfers_on_another_charge": transfers[2],
+        "payouts_not_their_transfers": transfers[3],
     }
     slowest = sorted(statements, reverse=True)
     RESULTS.mkdir(exist_ok=True)
@@ -309,6 +342,7 @@ def main() -> None:  # noqa: PLR0915 (one straight script: load, time both, chec
         {
             "lines": args.lines,
             "farms": args.farms,
+            "stripe": args.stripe,
             "payouts": payouts_count,
             "aggregation_seconds": round(sql_seconds, 3),
             "create_run_seconds": round(run_seconds, 3),
@@ -322,6 +356,8 @@ def main() -> None:  # noqa: PLR0915 (one straight script: load, time both, chec
         raise SystemExit("the payouts do not add up to the aggregation")
     if checks["lines_covered"] != checks["lines_expected"] or checks["payout_entries"] != payouts_count:
         raise SystemExit("the run did not settle every sale entry once, with one payout entry per payout")
+    if checks["transfers_on_another_charge"] or checks["payouts_not_their_transfers"]:
+        raise SystemExit("a Stripe payout is not the sum of its transfers, each on its own order's charge")
 
 
 if __name__ == "__main__":

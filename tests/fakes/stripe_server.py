@@ -5,7 +5,8 @@ idempotency keys (a repeat replays the first answer, the same key with other
 parameters is refused), manual-capture PaymentIntents (capture at most what
 is capturable, the rest released), refunds at most what was captured, card
 errors (402) and injected server errors (500); for Connect, Express
-accounts, onboarding links, transfers (at most the platform balance, listed
+accounts, onboarding links, transfers (at most the platform balance, or,
+drawn on a charge by `source_transaction`, at most what is left of it; listed
 by transfer group) and their reversals. Every capture, refund, transfer and
 reversal leaves a balance transaction (charges with Stripe's fee, 2.9% + 30),
 listed newest first by `created` range with `starting_after` pages and an
@@ -77,7 +78,7 @@ class FakeStripe:
     holds_until: dict[str, int] = field(default_factory=dict)
     # Oldest first; the list endpoint serves them newest first, like Stripe.
     balance_transactions: list[dict[str, Any]] = field(default_factory=list)
-    # What the platform can transfer; None: unlimited.
+    # What the platform can transfer from its balance (a transfer drawn on a charge needs none); None: unlimited.
     available_balance: int | None = None
     calls: Counter[str] = field(default_factory=Counter)
     fail_next: list[tuple[str, int]] = field(default_factory=list)  # (path prefix, HTTP status)
@@ -413,7 +414,12 @@ class FakeStripe:
             return _error(400, "invalid_request_error", f"No such destination: '{params.get('destination')}'")
         if account["capabilities"].get("transfers") != "active":
             return _error(400, "invalid_request_error", "The destination account cannot receive transfers yet.")
-        if self.available_balance is not None:
+        source = params.get("source_transaction")
+        if source is not None:  # drawn on the charge: the available balance is not needed
+            refused = self._refuse_source(source, amount, params["currency"])
+            if refused is not None:
+                return refused
+        elif self.available_balance is not None:
             if amount > self.available_balance:
                 return _error(
                     400,
@@ -430,12 +436,38 @@ class FakeStripe:
             "currency": params["currency"],
             "destination": account["id"],
             "transfer_group": params.get("transfer_group"),
+            "source_transaction": source,
             "metadata": params.get("metadata", {}),
             "reversed": False,
         }
         self.transfers[transfer["id"]] = transfer
         self._record("transfer", -amount, transfer["currency"], transfer)
         return 200, dict(transfer)
+
+    def _refuse_source(self, charge_id: str, amount: int, currency: str) -> Response | None:
+        """Stripe's checks of a transfer's `source_transaction`: a charge of
+        this account, in the transfer's currency, with enough of it left
+        (its amount less the transfers already drawn on it)."""
+        charge = self.charges.get(charge_id)
+        if charge is None:
+            return _error(400, "invalid_request_error", f"No such charge: '{charge_id}'", "resource_missing")
+        if charge["currency"] != currency:
+            return _error(
+                400, "invalid_request_error", "The currency of source_transaction's balance transaction must match."
+            )
+        left = charge["amount"] - self.drawn_on(charge_id)
+        if amount > left:
+            return _error(
+                400,
+                "invalid_request_error",
+                f"Transfer amount ({amount}) exceeds what is left of the source transaction ({left}).",
+            )
+        return None
+
+    def drawn_on(self, charge_id: str) -> int:
+        """What transfers have drawn on a charge (`source_transaction`)."""
+        with self.lock:
+            return sum(t["amount"] for t in self.transfers.values() if t.get("source_transaction") == charge_id)
 
     def _list_transfers(self, params: dict[str, Any]) -> Response:
         found = [dict(t) for t in self.transfers.values() if t["transfer_group"] == params.get("transfer_group")]

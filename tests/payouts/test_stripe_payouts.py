@@ -3,29 +3,41 @@ transfers, failures (for good and transient), reversals and netting."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from market.db import utcnow
 from market.extensions import TransientError, db
 from market.ledger import service as ledger
-from market.payments.gateway import OfflineGateway
+from market.payments.gateway import OfflineGateway, gateway
 from market.payouts import service as payouts
-from market.payouts.models import Payout, PayoutAccount, PayoutStatus, ReversalStatus, TransferReversal
+from market.payouts.models import (
+    Payout,
+    PayoutAccount,
+    PayoutStatus,
+    ReversalStatus,
+    TransferReversal,
+)
+from market.payouts.transfers import KEY_LIFETIME
 from market.settlement import checks
 from tests.fakes.stripe_server import FakeStripe, FakeStripeServer
 from tests.payouts.conftest import (
     account_updated,
     bank_details,
     connect_stripe,
+    payment_of,
     queued,
     refund,
     run,
     settled_order,
     stripe_overrides,
 )
+from tests.premiums.test_premiums import programme
 from tests.shop import Shop
 
 
@@ -97,9 +109,13 @@ def test_transfers_go_only_to_an_account_whose_transfers_capability_is_active(
     assert run(client, shop).json["payouts_count"] == 1
 
 
-def test_a_stripe_payout_is_paid_by_one_transfer(client: FlaskClient, shop: Shop, fake: FakeStripe) -> None:
+def test_a_stripe_payout_is_paid_by_a_transfer_drawn_on_its_orders_charge(
+    client: FlaskClient, shop: Shop, fake: FakeStripe
+) -> None:
     account = connect_stripe(client, shop, fake, shop.orchard.id)
-    settled_order(client, shop, (shop.oranges, 2000), fake=fake)
+    order = settled_order(client, shop, (shop.oranges, 2000), fake=fake)
+    charge = payment_of(order["id"]).stripe_charge_id
+    assert charge is not None and charge in fake.charges  # the capture's latest_charge
     run_id = run(client, shop).json["id"]
     payout = only_payout()
     assert payout.status == PayoutStatus.PENDING
@@ -110,11 +126,15 @@ def test_a_stripe_payout_is_paid_by_one_transfer(client: FlaskClient, shop: Shop
     payouts.transfer(payout.id)  # a redelivered task pays nothing more
     (transfer,) = fake.transfers.values()
     assert (transfer["amount"], transfer["destination"]) == (1998 - 100, account.stripe_account_id)
+    assert transfer["source_transaction"] == charge
     assert transfer["transfer_group"] == f"payout-run-{run_id}"
-    assert transfer["metadata"] == {"payout_id": str(payout.id)}
-    assert f"payout-{payout.id}" in fake._keys
+    assert transfer["metadata"] == {"payout_id": str(payout.id), "order_id": str(order["id"])}
+    assert f"payout-{payout.id}-order-{order['id']}" in fake._keys
     paid = only_payout()
     assert (paid.status, paid.stripe_transfer_id) == (PayoutStatus.PAID, transfer["id"])
+    assert [(t.order_id, t.amount, t.stripe_transfer_id) for t in paid.transfers] == [
+        (order["id"], 1898, transfer["id"])
+    ]
     assert ledger.balance(ledger.PAYOUTS_IN_TRANSIT) == 0
     assert ledger.balance("gateway_cash:stripe") == 100  # the commission stays
     assert checks.check_ledger() == []
@@ -124,11 +144,86 @@ def test_a_stripe_payout_is_paid_by_one_transfer(client: FlaskClient, shop: Shop
     assert by_hand.mimetype == "application/problem+json"
 
 
+def test_a_payout_is_paid_with_no_available_balance_each_order_from_its_charge(
+    client: FlaskClient, shop: Shop, fake: FakeStripe
+) -> None:
+    """Each transfer draws on its order's charge, so it is made before the
+    charges' money is available to the platform."""
+    connect_stripe(client, shop, fake, shop.orchard.id)
+    first = settled_order(client, shop, (shop.oranges, 2000), fake=fake)  # 19.98, commission 1.00
+    second = settled_order(client, shop, (shop.pomelos, 1500), fake=fake)  # 12.00, commission 0.60
+    run(client, shop)
+    payout = only_payout()
+    assert payout.amount == 1898 + 1140
+    fake.available_balance = 0
+
+    payouts.transfer(payout.id)
+    paid = only_payout()
+    assert paid.status == PayoutStatus.PAID
+    assert paid.stripe_transfer_id is None  # paid by two transfers, each on its own row
+    made = {t["source_transaction"]: t for t in fake.transfers.values()}
+    charges = {order["id"]: payment_of(order["id"]).stripe_charge_id for order in (first, second)}
+    assert {charge: t["amount"] for charge, t in made.items()} == {
+        charges[first["id"]]: 1898,
+        charges[second["id"]]: 1140,
+    }
+    assert [(t.order_id, t.stripe_charge_id, t.stripe_transfer_id) for t in paid.transfers] == [
+        (first["id"], charges[first["id"]], made[charges[first["id"]]]["id"]),
+        (second["id"], charges[second["id"]], made[charges[second["id"]]]["id"]),
+    ]
+    assert fake.available_balance == 0
+    assert ledger.balance(ledger.PAYOUTS_IN_TRANSIT) == 0
+    assert checks.check_ledger() == []
+
+
+def test_what_no_charge_covers_goes_from_the_balance_and_a_refusal_keeps_what_was_made(
+    client: FlaskClient, shop: Shop, fake: FakeStripe
+) -> None:
+    """A sponsor premium beyond the commission makes the farm's share more
+    than the buyer's charge: the rest is one transfer from the balance.
+    Refused for want of balance, it fails the payout; the transfer already
+    drawn on the charge stays made, and the retry makes only the other."""
+    programme(client, shop, funded_by="sponsor", rate_per_kg=100, budget_cap=10_000)
+    connect_stripe(client, shop, fake, shop.orchard.id)
+    order = settled_order(client, shop, (shop.oranges, 2000), fake=fake)  # 19.98 charged; 18.98 + 2.00 earned
+    run(client, shop)
+    payout = only_payout()
+    assert payout.amount == 2098
+    assert sorted((t.order_id or 0, t.amount) for t in payout.transfers) == [(0, 100), (order["id"], 1998)]
+    fake.available_balance = 50
+
+    payouts.transfer(payout.id)
+    failed = only_payout()
+    assert failed.status == PayoutStatus.FAILED
+    assert failed.failure_reason == "You have insufficient available funds in your Stripe account."
+    (drawn,) = fake.transfers.values()
+    assert (drawn["amount"], drawn["source_transaction"]) == (1998, payment_of(order["id"]).stripe_charge_id)
+    assert [t.stripe_transfer_id for t in failed.transfers if t.order_id] == [drawn["id"]]
+    assert ledger.balance(ledger.PAYOUTS_IN_TRANSIT) == -2098  # not paid until every transfer is made
+
+    fake.available_balance = 100
+    assert client.post(f"/api/v1/payouts/{payout.id}/retry", headers=shop.operator_h).status_code == 200
+    payouts.transfer(payout.id)
+    paid = only_payout()
+    assert paid.status == PayoutStatus.PAID
+    assert sorted((t["amount"], t["source_transaction"] or "") for t in fake.transfers.values()) == [
+        (100, ""),
+        (1998, drawn["source_transaction"]),
+    ]
+    assert f"payout-{payout.id}-retry-1" in fake._keys  # the refused key is not replayed
+    assert fake.drawn_on(drawn["source_transaction"]) == 1998
+    assert checks.check_ledger() == []
+
+
 def test_a_refused_transfer_fails_with_stripes_reason_and_can_be_retried(
     client: FlaskClient, shop: Shop, fake: FakeStripe
 ) -> None:
+    """A payment captured before charges were recorded has none to draw on:
+    its payout goes from the balance, keyed `payout-<id>` as before."""
     connect_stripe(client, shop, fake, shop.orchard.id)
-    settled_order(client, shop, (shop.oranges, 1000), fake=fake)
+    order = settled_order(client, shop, (shop.oranges, 1000), fake=fake)
+    payment_of(order["id"]).stripe_charge_id = None
+    db.session.commit()
     run(client, shop)
     payout = only_payout()
     fake.available_balance = 100
@@ -149,7 +244,37 @@ def test_a_refused_transfer_fails_with_stripes_reason_and_can_be_retried(
     assert client.post(f"/api/v1/payouts/{payout.id}/retry", headers=shop.operator_h).status_code == 409
     payouts.transfer(payout.id)
     assert only_payout().status == PayoutStatus.PAID
-    assert len(fake.transfers) == 1
+    (transfer,) = fake.transfers.values()
+    assert (transfer["source_transaction"], transfer["metadata"]) == (None, {"payout_id": str(payout.id)})
+    assert checks.check_ledger() == []
+
+
+def test_a_transfer_retried_after_stripe_forgot_its_key_is_found_not_made_again(
+    app: Flask, client: FlaskClient, shop: Shop, fake: FakeStripe
+) -> None:
+    """The worker died after Stripe made the transfer; a day later Stripe
+    no longer knows the key, and the retry finds it by transfer group."""
+    connect_stripe(client, shop, fake, shop.orchard.id)
+    order = settled_order(client, shop, (shop.oranges, 2000), fake=fake)
+    settled_order(client, shop, (shop.pomelos, 1500), fake=fake)
+    run(client, shop)
+    payout = only_payout()
+    first = payout.transfers[0]
+    assert first.order_id == order["id"]
+    made = gateway().create_transfer(
+        amount=first.amount, currency=payout.currency, destination=payout.stripe_account_id or "",
+        transfer_group=payout.transfer_group, payout_id=payout.id, key=first.key(0), order_id=first.order_id,
+        source_transaction=first.stripe_charge_id,
+    )  # fmt: skip
+    payout.transfer_requested_at = utcnow() - KEY_LIFETIME - timedelta(hours=1)
+    db.session.commit()
+    fake._keys.clear()
+
+    payouts.transfer(payout.id)
+    paid = only_payout()
+    assert paid.status == PayoutStatus.PAID
+    assert len(fake.transfers) == 2
+    assert paid.transfers[0].stripe_transfer_id == made.id
     assert checks.check_ledger() == []
 
 
@@ -193,6 +318,62 @@ def test_a_refund_after_a_transfer_is_reversed_from_it(client: FlaskClient, shop
     assert [(r["grams"], r["amount"], r["commission"], r["net"]) for r in shown["refunds"]] == [(1000, 999, 50, 949)]
     # A third run finds nothing more to recover.
     assert run(client, shop).json["reversals_count"] == 0
+
+
+def test_a_refund_is_reversed_from_the_transfer_drawn_on_its_orders_charge(
+    client: FlaskClient, shop: Shop, fake: FakeStripe
+) -> None:
+    connect_stripe(client, shop, fake, shop.orchard.id)
+    settled_order(client, shop, (shop.oranges, 2000), fake=fake)  # 18.98 to the farm
+    second = settled_order(client, shop, (shop.pomelos, 1500), fake=fake)  # 11.40 to the farm
+    run(client, shop)
+    payout = only_payout()
+    payouts.transfer(payout.id)
+    refund(second["id"], line_of(second, shop.pomelos.id), 1500)  # all of it: 12.00 less 0.60
+
+    assert run(client, shop).json["reversals_count"] == 1
+    reversal = db.session.scalars(select(TransferReversal)).one()
+    paid_second = next(t for t in only_payout().transfers if t.order_id == second["id"])
+    assert (reversal.amount, reversal.transfer_id) == (1140, paid_second.id)
+    payouts.reverse(reversal.id)
+    by_charge = {t["source_transaction"]: t for t in fake.transfers.values()}
+    assert by_charge[payment_of(second["id"]).stripe_charge_id]["amount_reversed"] == 1140
+    assert sum(t["amount_reversed"] for t in fake.transfers.values()) == 1140
+    assert ledger.balance(ledger.farm_payable(shop.orchard.id)) == 0
+    assert checks.check_ledger() == []
+
+
+def test_a_take_back_netted_in_a_payout_comes_off_its_charge_transfers_and_is_not_reversed_twice(
+    client: FlaskClient, shop: Shop, fake: FakeStripe
+) -> None:
+    """A refund whose reversal Stripe refused is netted from the next
+    payout: its one order's transfer is cut by it. A later refund of that
+    order, more than is left of its transfer, is netted in turn; the
+    transfer of another order is never reversed for it."""
+    connect_stripe(client, shop, fake, shop.orchard.id)
+    first = settled_order(client, shop, (shop.oranges, 2000), fake=fake)
+    run(client, shop)
+    payouts.transfer(only_payout().id)
+    refund(first["id"], line_of(first, shop.oranges.id), 1000)  # 9.49 to take back
+    run(client, shop)
+    fake.refuse_next.append(("/v1/transfers/", "The connected account's balance is too low to reverse this."))
+    payouts.reverse(db.session.scalars(select(TransferReversal)).one().id)
+
+    second = settled_order(client, shop, (shop.pomelos, 2000), fake=fake)  # 16.00, commission 0.80
+    run(client, shop)
+    netted = only_payout()
+    assert (netted.adjustments, netted.amount) == (949, 1520 - 949)
+    (cut,) = netted.transfers  # the take-back comes off the order's charge transfer: no balance one
+    assert (cut.order_id, cut.amount) == (second["id"], 571)
+    fake.available_balance = 0
+    payouts.transfer(netted.id)
+    assert only_payout().status == PayoutStatus.PAID
+
+    refund(second["id"], line_of(second, shop.pomelos.id), 2000)  # 15.20: only 5.71 went out for it
+    assert run(client, shop).json["reversals_count"] == 0
+    assert sum(t["amount_reversed"] for t in fake.transfers.values()) == 0
+    assert ledger.balance(ledger.farm_payable(shop.orchard.id)) == 1520  # owed by the farm, to net
+    assert checks.check_ledger() == []
 
 
 def test_a_refund_not_recovered_by_reversal_is_netted_from_the_next_payout(

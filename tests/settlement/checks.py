@@ -8,7 +8,7 @@ tables, these are the functions to re-point; the state machine that drives
 the services does not change.
 
 Every-step checks: `stock`, `order_money`, `sponsor_budgets`, `kept_premiums`,
-`farm_earnings`, `ledger`. Checks that hold once every pending worker step
+`farm_earnings`, `ledger`, `stripe_transfers`. Checks that hold once every pending worker step
 has run: `after_quiesce`; and once a payout run has been paid out:
 `after_payout_run`.
 """
@@ -28,7 +28,7 @@ from market.money import line_amount
 from market.orders.models import Order, OrderLine, OrderStatus, PartStatus
 from market.payments.models import CapturedLine, Payment, PaymentStatus, Provider, Refund, RefundLine, RefundStatus
 from market.payments.service import CLOSED, PACKED_OR_LATER
-from market.payouts.models import Payout, ReversalStatus, TransferReversal
+from market.payouts.models import Payout, PayoutTransfer, ReversalStatus, TransferReversal
 from market.premiums.models import FundedBy, LinePremium, PremiumProgramme
 from market.settlement.checks import check_ledger
 from market.settlement.models import EntryKind, FarmEntry
@@ -385,6 +385,41 @@ def ledger_balances() -> list[str]:
     total = db.session.scalar(select(func.coalesce(func.sum(LedgerEntry.amount), 0)))
     if total:
         problems.append(f"the ledger's entries sum to {total}, not 0")
+    return problems
+
+
+# --- 6. Stripe transfers -------------------------------------------------------
+
+
+def stripe_transfers(fake: FakeStripe) -> list[str]:
+    """Each payout transfer recorded as made is at Stripe as planned: its
+    amount, to the farm's account, drawn on its order's charge (the charge
+    the capture made) or on none; and no charge is drawn on beyond its amount."""
+    problems = []
+    for payout_transfer in db.session.scalars(
+        select(PayoutTransfer).where(PayoutTransfer.stripe_transfer_id.isnot(None)).order_by(PayoutTransfer.id)
+    ):
+        name = f"payout {payout_transfer.payout_id} transfer {payout_transfer.id} (order {payout_transfer.order_id})"
+        made = fake.transfers.get(payout_transfer.stripe_transfer_id or "")
+        if made is None:
+            problems.append(f"{name}: Stripe has no transfer {payout_transfer.stripe_transfer_id}")
+            continue
+        planned = (payout_transfer.amount, payout_transfer.payout.stripe_account_id, payout_transfer.stripe_charge_id)
+        at_stripe = (made["amount"], made["destination"], made.get("source_transaction"))
+        if planned != at_stripe:
+            problems.append(f"{name}: recorded (amount, account, charge) {planned}, Stripe made {at_stripe}")
+    for payment in db.session.scalars(
+        select(Payment).where(Payment.stripe_charge_id.isnot(None)).order_by(Payment.order_id)
+    ):
+        intent = fake.intents.get(payment.stripe_payment_intent_id or "") or {}
+        if intent.get("latest_charge") != payment.stripe_charge_id:
+            problems.append(
+                f"order {payment.order_id}: records charge {payment.stripe_charge_id}, "
+                f"Stripe's intent made {intent.get('latest_charge')}"
+            )
+    for charge_id, charge in fake.charges.items():
+        if fake.drawn_on(charge_id) > charge["amount"]:
+            problems.append(f"charge {charge_id} of {charge['amount']}: transfers drew {fake.drawn_on(charge_id)}")
     return problems
 
 

@@ -10,9 +10,11 @@ packing by weight (over, under, exact, short), shipping, station pickup and
 delivery, capture (also with a cancel landing between the provider's answer
 and our record of it), cancelling parts and orders, expiry, refunds by line
 and grams (tiny ones too, some refused by the provider), payout runs with
-bank transfers and a Stripe Connect farm. Worker steps are the outbox rows
-the services write, run by calling the task's service function, in any
-order, some twice.
+bank transfers and a Stripe Connect farm (its transfers drawn on the
+orders' charges, or from a platform balance that may run dry; refused
+payouts retried by an operator). Worker steps are the outbox rows the
+services write, run by calling the task's service function, in any order,
+some twice.
 
 The invariants live in `tests/settlement/checks.py`, one function each.
 
@@ -693,6 +695,21 @@ class OrderLife(RuleBasedStateMachine):
                 lambda p=payout_id: payouts.confirm_bank_transfer(self.operator, p, bank_reference=f"BANK-{p}"),
             )
 
+    @rule(dry=st.booleans())
+    def platform_balance_runs_dry(self, dry: bool) -> None:
+        """The platform's available balance at Stripe is empty (the charges'
+        money not yet available) or plentiful: transfers drawn on a charge
+        are made either way, those from the balance are refused when dry."""
+        self.fake.available_balance = 0 if dry else None
+
+    @rule()
+    def operator_retries_failed_payouts(self) -> None:
+        db.session.rollback()
+        for payout_id in db.session.scalars(
+            select(Payout.id).where(Payout.status == PayoutStatus.FAILED).order_by(Payout.id)
+        ).all():
+            self.attempt("retry_payout", lambda p=payout_id: payouts.retry_payout(self.operator, p))
+
     # --- workers --------------------------------------------------------------
 
     @rule(which=st.integers(0, 7))
@@ -716,8 +733,11 @@ class OrderLife(RuleBasedStateMachine):
 
     @rule()
     def quiesce(self) -> None:
-        """Every pending worker step runs, then a payout run is made and paid;
-        the checks that hold only once all is settled are made here."""
+        """Every pending worker step runs, then a payout run is made and paid
+        (failed payouts retried once the balance is there); the checks that
+        hold only once all is settled are made here."""
+        self.fake.available_balance = None
+        self.operator_retries_failed_payouts()
         self.drain()
         for stripe_refund_id in [r["id"] for r in self.fake.refunds.values() if r["status"] == "pending"]:
             self.finish_refund(stripe_refund_id, "succeeded")  # the banks answer in the end
@@ -780,6 +800,11 @@ class OrderLife(RuleBasedStateMachine):
     def farms_earned_what_they_are_paid_and_owed(self) -> None:
         db.session.rollback()
         self.assert_clean("farm money", checks.farm_earnings())
+
+    @invariant()
+    def transfers_are_what_stripe_made(self) -> None:
+        db.session.rollback()
+        self.assert_clean("Stripe transfers", checks.stripe_transfers(self.fake))
 
     @invariant()
     def ledger_balances(self) -> None:
