@@ -28,11 +28,6 @@ def app_overrides(stripe_server: FakeStripeServer) -> dict[str, Any]:
     return stripe_overrides(stripe_server)
 
 
-@pytest.fixture
-def fake(stripe_server: FakeStripeServer) -> FakeStripe:
-    return stripe_server.fake
-
-
 def move(farm: Farm, country: str) -> None:
     farm.country = country
     db.session.commit()
