@@ -7,13 +7,21 @@ takes the dict it returns, and tests pass overrides on top.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ROOT = Path(__file__).resolve().parent.parent
+# Stripe cannot create connected accounts in mainland China.
+CONNECT_UNSERVED = frozenset({"CN"})
+# Stripe's live secret and restricted keys: real money, real farmers.
+LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
+# Where Stripe sends a farmer back from onboarding; live mode takes only https.
+ONBOARDING_URLS = ("PAYOUT_ONBOARDING_RETURN_URL", "PAYOUT_ONBOARDING_REFRESH_URL")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -41,6 +49,25 @@ def _basis_points(env: Mapping[str, str], name: str, default: int) -> int:
     value = _int(env, name, default)
     if not 0 <= value <= 10_000:
         raise ValueError(f"{name} must be between 0 and 10000 basis points, got {value}")
+    return value
+
+
+def _currency(env: Mapping[str, str], name: str, default: str) -> str:
+    value = (env.get(name) or default).strip().upper()
+    if not re.fullmatch(r"[A-Z]{3}", value):
+        raise ValueError(f"{name} must be a three-letter ISO 4217 currency code, got {value!r}")
+    return value
+
+
+def _connect_country(env: Mapping[str, str], name: str, default: str) -> str:
+    value = (env.get(name) or default).strip().upper()
+    if not re.fullmatch(r"[A-Z]{2}", value):
+        raise ValueError(f"{name} must be a two-letter ISO 3166-1 country code, got {value!r}")
+    if value in CONNECT_UNSERVED:
+        raise ValueError(
+            f"{name}={value}: Stripe cannot create connected accounts there; choose a country Stripe Connect "
+            "serves, and farms in mainland China are paid by the bank file"
+        )
     return value
 
 
@@ -88,6 +115,7 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
     redis_url = env.get("REDIS_URL") or ""
     broker_url = env.get("CELERY_BROKER_URL") or redis_url or f"sqla+sqlite:///{instance / 'broker.sqlite3'}"
+    market_currency = _currency(env, "MARKET_CURRENCY", "CNY")
     secret_key = env.get("SECRET_KEY") or ""
     if not secret_key:
         # Tokens are random and stored hashed, so the secret key only signs
@@ -101,7 +129,7 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": _int(env, "MAX_BODY_BYTES", 1024 * 1024),
         # Times shown to people (notifications, files): the marketplace's own zone.
         "MARKET_TIMEZONE": _timezone(env, "MARKET_TIMEZONE", "Asia/Shanghai"),
-        "MARKET_CURRENCY": (env.get("MARKET_CURRENCY") or "CNY").upper(),
+        "MARKET_CURRENCY": market_currency,
         "TOKEN_TTL_DAYS": _int(env, "TOKEN_TTL_DAYS", 30),
         "IDEMPOTENCY_LEASE_SECONDS": _int(env, "IDEMPOTENCY_LEASE_SECONDS", 60),
         "OUTBOX_RESEND_AFTER_SECONDS": _int(env, "OUTBOX_RESEND_AFTER_SECONDS", 30),
@@ -121,6 +149,9 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "STRIPE_SECRET_KEY": env.get("STRIPE_SECRET_KEY") or "",
         "STRIPE_WEBHOOK_SECRET": env.get("STRIPE_WEBHOOK_SECRET") or "",
         "STRIPE_API_BASE": env.get("STRIPE_API_BASE") or "",
+        # The currency Stripe pays the platform's balance in (its balance
+        # transactions' `currency`); charges stay in MARKET_CURRENCY.
+        "STRIPE_SETTLEMENT_CURRENCY": _currency(env, "STRIPE_SETTLEMENT_CURRENCY", market_currency),
         # Put before every idempotency key sent to Stripe: one per environment
         # sharing a Stripe account, changed when a database starts afresh.
         "STRIPE_IDEMPOTENCY_PREFIX": env.get("STRIPE_IDEMPOTENCY_PREFIX") or "",
@@ -133,7 +164,8 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "HOLD_WARNING_HOURS": _int(env, "HOLD_WARNING_HOURS", 48),
         "PAYMENT_RENEW_HOURS": _int(env, "PAYMENT_RENEW_HOURS", 24),
         "HOLD_WATCH_INTERVAL_SECONDS": _int(env, "HOLD_WATCH_INTERVAL_SECONDS", 900),
-        "STRIPE_CONNECT_COUNTRY": env.get("STRIPE_CONNECT_COUNTRY") or "SG",
+        # Where farms' Express accounts are made; only farms in this country can be paid by Stripe.
+        "STRIPE_CONNECT_COUNTRY": _connect_country(env, "STRIPE_CONNECT_COUNTRY", "SG"),
         # Balance transactions fetched per page, and how far past each end of
         # a period records are read, so one timestamped a moment apart by the
         # gateway and the ledger still matches.
@@ -176,3 +208,20 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             "timezone": "UTC",
         },
     }
+
+
+def check(settings: Mapping[str, Any]) -> None:
+    """Refuse, before the app starts, settings that are wrong together: with
+    a live Stripe key, onboarding links must send farmers back over https
+    (Stripe refuses anything else in live mode, and a farmer's session must
+    not travel in clear)."""
+    if not str(settings.get("STRIPE_SECRET_KEY") or "").startswith(LIVE_KEY_PREFIXES):
+        return
+    insecure = [f"{name}={settings.get(name)!r}" for name in ONBOARDING_URLS if not _https(settings.get(name))]
+    if insecure:
+        raise ValueError(f"A live Stripe key needs https:// onboarding URLs; got {', '.join(insecure)}")
+
+
+def _https(url: object) -> bool:
+    parts = urlsplit(str(url or ""))
+    return parts.scheme == "https" and bool(parts.netloc)

@@ -62,6 +62,7 @@ def _docs_asset(filename: str) -> Response:
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the app from the environment (`config.load()`), then `overrides`."""
     settings = {**config.load(), **(overrides or {})}
+    config.check(settings)
     app = Flask(__name__, instance_path=settings["INSTANCE_PATH"], static_folder=None)
     app.config.update(_openapi_settings())
     app.config.update(settings)

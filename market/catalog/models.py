@@ -27,7 +27,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from market.accounts.models import User
 from market.db import UTCDateTime, enum_column, utcnow
-from market.errors import InvalidTransition
+from market.errors import Invalid, InvalidTransition
 from market.extensions import db
 
 # Listings without a lot sort after every harvested one when sorting by
@@ -44,6 +44,17 @@ class FarmStatus(StrEnum):
 class PayoutMethod(StrEnum):
     STRIPE = "stripe"
     BANK_TRANSFER = "bank_transfer"
+
+
+# Stripe cannot create connected accounts in mainland China.
+MAINLAND_CHINA = "CN"
+
+
+class StripeCannotPay(Invalid):
+    """Stripe Connect cannot pay the farm where it is: the bank file does."""
+
+    slug = "stripe-cannot-pay-farm"
+    title = "Stripe cannot pay this farm"
 
 
 class FulfilmentPointKind(StrEnum):
@@ -68,6 +79,9 @@ class Farm(db.Model):  # type: ignore[name-defined]
     village: Mapped[str] = mapped_column(String(80))
     county: Mapped[str] = mapped_column(String(80), index=True)
     province: Mapped[str] = mapped_column(String(80), index=True)
+    country: Mapped[str] = mapped_column(
+        String(2), default=MAINLAND_CHINA, server_default=MAINLAND_CHINA, doc="ISO 3166-1 alpha-2; CN: mainland China."
+    )
     contact_name: Mapped[str | None] = mapped_column(String(120))
     contact_phone: Mapped[str | None] = mapped_column(String(32))
     description: Mapped[str] = mapped_column(Text, default="")
@@ -90,6 +104,29 @@ class Farm(db.Model):  # type: ignore[name-defined]
         if self.status == FarmStatus.SUSPENDED:
             raise InvalidTransition(f"Farm {self.id} is already suspended.")
         self.status = FarmStatus.SUSPENDED
+
+    def stripe_refusal(self, connect_country: str) -> str | None:
+        """Why Stripe Connect cannot pay the farm, or None when it can. Its
+        Express accounts are made in `connect_country` (STRIPE_CONNECT_COUNTRY),
+        for farms there; Stripe makes none in mainland China."""
+        country = self.country or MAINLAND_CHINA  # the column's default, before a new farm is flushed
+        if country == MAINLAND_CHINA:
+            where = "Stripe cannot onboard connected accounts in mainland China (CN)"
+        elif country != connect_country:
+            where = f"the farm is in {country} and Stripe Connect is set up for farms in {connect_country} only"
+        else:
+            return None
+        return f"{where}: the farm is paid by bank transfer, in the operators' bank file (payout method bank_transfer)."
+
+    def require_stripe_payable(self, connect_country: str, field: str) -> None:
+        """Refuse Stripe as the farm's payout method where Stripe cannot pay it."""
+        refusal = self.stripe_refusal(connect_country)
+        if refusal is not None:
+            raise StripeCannotPay(
+                f"Stripe cannot pay farm {self.id}: {refusal}",
+                {field: [f"Stripe cannot pay a farm in {self.country or MAINLAND_CHINA}; use bank_transfer."]},
+                payout_method=PayoutMethod.BANK_TRANSFER.value,
+            )
 
 
 class FulfilmentPoint(db.Model):  # type: ignore[name-defined]

@@ -16,6 +16,7 @@ PLACE = validate.Length(min=1, max=80)
 CODE = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,39}$", error="Lowercase letters, digits, '-' and '_' (up to 40).")
 SKU = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$", error="Letters, digits and . _ / - (up to 64).")
 PHONE = validate.Regexp(r"^\+?[0-9][0-9 -]{5,30}$")
+COUNTRY = validate.Regexp(r"^[A-Z]{2}$", error="An ISO 3166-1 alpha-2 code in capitals (CN is mainland China).")
 PRICE = validate.Range(min=1, max=MAX_PRICE_PER_KG)
 
 
@@ -31,6 +32,11 @@ class FarmCreateSchema(StrictSchema):
     village = fields.String(required=True, validate=PLACE)
     county = fields.String(required=True, validate=PLACE)
     province = fields.String(required=True, validate=PLACE)
+    country = fields.String(
+        load_default="CN",
+        validate=COUNTRY,
+        metadata={"description": "Where the farm is; CN (mainland China) unless given. Stripe cannot pay farms in CN."},
+    )
     contact_name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=120))
     contact_phone = fields.String(load_default=None, allow_none=True, validate=PHONE)
     description = fields.String(load_default="", validate=validate.Length(max=5000))
@@ -42,6 +48,7 @@ class FarmUpdateSchema(StrictSchema):
     village = fields.String(validate=PLACE)
     county = fields.String(validate=PLACE)
     province = fields.String(validate=PLACE)
+    country = fields.String(validate=COUNTRY)
     contact_name = fields.String(allow_none=True, validate=validate.Length(max=120))
     contact_phone = fields.String(allow_none=True, validate=PHONE)
     description = fields.String(validate=validate.Length(max=5000))
@@ -55,6 +62,7 @@ class FarmSchema(ma.Schema):
     village = fields.String(required=True)
     county = fields.String(required=True)
     province = fields.String(required=True)
+    country = fields.String(required=True)
     contact_name = fields.String(allow_none=True)
     contact_phone = fields.String(allow_none=True)
     description = fields.String(required=True)

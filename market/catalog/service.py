@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import ColumnElement, Select, and_, false, literal, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager, joinedload, selectinload
@@ -35,6 +36,7 @@ from market.catalog.models import (
     Listing,
     ListingStatus,
     Lot,
+    PayoutMethod,
 )
 from market.db import get_or_404, unit_of_work, utcnow
 from market.errors import Conflict, Invalid, InvalidTransition, NotFound
@@ -98,6 +100,7 @@ def create_farm(actor: Actor, **fields: Any) -> Farm:
     actor.require(Role.FARMER)
     with unit_of_work():
         farm = Farm(owner_id=actor.user_id, status=FarmStatus.PENDING, **fields)
+        _check_payout_method(farm)
         db.session.add(farm)
     return farm
 
@@ -107,7 +110,14 @@ def update_farm(actor: Actor, farm_id: int, **changes: Any) -> Farm:
         farm = _farm_for_write(actor, farm_id)
         for name, value in changes.items():
             setattr(farm, name, value)
+        if changes.keys() & {"payout_method", "country"}:
+            _check_payout_method(farm)
     return farm
+
+
+def _check_payout_method(farm: Farm) -> None:
+    if farm.payout_method == PayoutMethod.STRIPE:
+        farm.require_stripe_payable(current_app.config["STRIPE_CONNECT_COUNTRY"], "payout_method")
 
 
 def verify_farm(actor: Actor, farm_id: int) -> Farm:

@@ -1,4 +1,5 @@
-"""Ledger rows are only ever added. Balances are sums of entries."""
+"""Ledger rows are only ever added. Balances are sums of entries. Each
+account holds one currency, and each transaction moves one currency."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ class LedgerAccount(db.Model):  # type: ignore[name-defined]
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(80), unique=True)
     kind: Mapped[AccountKind] = mapped_column(enum_column(AccountKind, "account_kind"))
+    currency: Mapped[str] = mapped_column(
+        String(3), doc="ISO 4217: MARKET_CURRENCY, or the one its code ends in (`gateway_fees:USD`)."
+    )
     farm_id: Mapped[int | None] = mapped_column(ForeignKey("farms.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
 

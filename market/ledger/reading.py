@@ -17,12 +17,20 @@ from market.pagination import Page, SortKey, keyset_page
 def balances(actor: Actor) -> list[dict[str, Any]]:
     actor.require(Role.OPERATOR)
     rows = db.session.execute(
-        select(LedgerAccount.code, LedgerAccount.kind, func.coalesce(func.sum(LedgerEntry.amount), 0))
+        select(
+            LedgerAccount.code,
+            LedgerAccount.kind,
+            LedgerAccount.currency,
+            func.coalesce(func.sum(LedgerEntry.amount), 0),
+        )
         .outerjoin(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id)
-        .group_by(LedgerAccount.id, LedgerAccount.code, LedgerAccount.kind)
+        .group_by(LedgerAccount.id, LedgerAccount.code, LedgerAccount.kind, LedgerAccount.currency)
         .order_by(LedgerAccount.code)
     ).all()
-    return [{"account": code, "kind": kind, "balance": balance} for code, kind, balance in rows]
+    return [
+        {"account": code, "kind": kind, "currency": currency, "balance": balance}
+        for code, kind, currency, balance in rows
+    ]
 
 
 def entries(

@@ -10,6 +10,7 @@ from market.pagination import PageArgsSchema
 class BalanceSchema(ma.Schema):
     account = fields.String(required=True)
     kind = fields.Enum(AccountKind, by_value=True, required=True)
+    currency = fields.String(required=True, metadata={"description": "The one currency the account holds."})
     balance = fields.Integer(required=True, metadata={"description": "Debits positive, credits negative."})
 
 
@@ -25,5 +26,6 @@ class EntrySchema(ma.Schema):
     reference = fields.String(required=True, attribute="transaction.reference")
     order_id = fields.Integer(allow_none=True, required=True, attribute="transaction.order_id")
     account = fields.String(required=True, attribute="account.code")
+    currency = fields.String(required=True, attribute="account.currency")
     amount = fields.Integer(required=True, metadata={"description": "Debits positive, credits negative."})
     created_at = fields.DateTime(required=True, attribute="transaction.created_at")

@@ -5,6 +5,12 @@ payment provider or in the operators' hands), `buyer_deposits` (offline
 payments received before the weighed amount is known), `farm_payable:<id>`
 (what the platform owes a farm), `platform_commission`. Signs: debits are
 positive, credits negative; every transaction sums to zero.
+
+Accounts are in the marketplace currency (MARKET_CURRENCY), except money
+the provider only ever held in another one, such as Stripe's fees in its
+settlement currency: those accounts' codes end in the currency
+(`gateway_fees:USD`, `gateway_cash:stripe:USD`; see `in_currency`), each
+account records its currency, and a transaction never mixes two.
 """
 
 from __future__ import annotations
@@ -12,11 +18,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
+from flask import current_app
 from sqlalchemy import Select, func, select
 
 from market.db import insert_if_absent
 from market.extensions import db
 from market.ledger.models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
+from market.money import CurrencyMismatch
 
 BUYER_DEPOSITS = "buyer_deposits"
 PLATFORM_COMMISSION = "platform_commission"
@@ -36,6 +44,17 @@ def farm_payable(farm_id: int) -> str:
     return f"farm_payable:{farm_id}"
 
 
+def market_currency() -> str:
+    currency: str = current_app.config["MARKET_CURRENCY"]
+    return currency
+
+
+def in_currency(code: str, currency: str) -> str:
+    """The account `code` for money in `currency`: itself in the marketplace
+    currency, else its sibling named after the currency (`gateway_fees:USD`)."""
+    return code if currency == market_currency() else f"{code}:{currency}"
+
+
 def _kind(code: str) -> AccountKind:
     prefix = code.split(":", 1)[0]
     return {
@@ -49,43 +68,56 @@ def _kind(code: str) -> AccountKind:
     }[prefix]
 
 
-def _ids_of(codes: list[str]) -> Select[tuple[str, int]]:
-    return select(LedgerAccount.code, LedgerAccount.id).where(LedgerAccount.code.in_(codes))
+def _ids_of(codes: list[str]) -> Select[tuple[str, int, str]]:
+    return select(LedgerAccount.code, LedgerAccount.id, LedgerAccount.currency).where(LedgerAccount.code.in_(codes))
 
 
-def _account_ids(codes: Iterable[str]) -> dict[str, int]:
-    """Ids of the accounts `codes`, creating missing ones race-free."""
+def _account_ids(codes: Iterable[str], currency: str) -> dict[str, int]:
+    """Ids of the accounts `codes`, all in `currency`, creating missing ones race-free."""
     wanted = sorted(set(codes))
-    found = {row.code: row.id for row in db.session.execute(_ids_of(wanted))}
-    missing = [code for code in wanted if code not in found]
+    rows = list(db.session.execute(_ids_of(wanted)))
+    missing = sorted(set(wanted) - {row.code for row in rows})
     if missing:
-        rows = [
+        new = [
             {
                 "code": code,
                 "kind": _kind(code),
+                "currency": currency,
                 "farm_id": int(code.split(":")[1]) if code.startswith("farm_payable:") else None,
             }
             for code in missing
         ]
-        insert_if_absent(LedgerAccount, ["code"], *rows)
-        found.update({row.code: row.id for row in db.session.execute(_ids_of(missing))})
-    return found
+        insert_if_absent(LedgerAccount, ["code"], *new)
+        rows.extend(db.session.execute(_ids_of(missing)))
+    other = sorted(f"{row.code} holds {row.currency}" for row in rows if row.currency != currency)
+    if other:  # a bug, never user input: amounts in two currencies do not add up
+        raise CurrencyMismatch(f"posting {currency}, but {', '.join(other)}")
+    return {row.code: row.id for row in rows}
 
 
 def account_ids(codes: Iterable[str]) -> dict[str, int]:
-    """Ids of the accounts `codes` (created if missing), for set-based posting."""
-    return _account_ids(codes)
+    """Ids of the accounts `codes` in the marketplace currency (created if
+    missing), for set-based posting."""
+    return _account_ids(codes, market_currency())
 
 
 def post(
-    kind: str, reference: str, amounts: dict[str, int], *, order_id: int | None = None, memo: str = ""
+    kind: str,
+    reference: str,
+    amounts: dict[str, int],
+    *,
+    order_id: int | None = None,
+    memo: str = "",
+    currency: str | None = None,
 ) -> LedgerTransaction:
-    """Add one balanced transaction (account code -> signed amount). Flushes
-    only; the caller's commit makes it and the state it records one fact."""
+    """Add one balanced transaction (account code -> signed amount) in
+    `currency` (the marketplace's unless given), which every account it
+    touches must hold. Flushes only; the caller's commit makes it and the
+    state it records one fact."""
     lines = {code: amount for code, amount in amounts.items() if amount != 0}
     if sum(lines.values()) != 0:
         raise Unbalanced(f"{reference}: debits and credits differ by {sum(lines.values())}")
-    ids = _account_ids(lines)
+    ids = _account_ids(lines, currency or market_currency())
     transaction = LedgerTransaction(kind=kind, reference=reference, order_id=order_id, memo=memo)
     transaction.entries = [LedgerEntry(account_id=ids[code], amount=amount) for code, amount in sorted(lines.items())]
     db.session.add(transaction)

@@ -9,6 +9,7 @@ transfers that an operator confirms; it is chosen when no Stripe key is set.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 
 import stripe
@@ -90,18 +91,25 @@ class TransferReversal:
 
 @dataclass(frozen=True)
 class BalanceTransaction:
-    """One movement of the platform's balance at the provider. `amount` is
-    gross and signed as the provider signs it (a charge adds, a refund or
-    transfer takes away); `fee` is what the provider kept on top."""
+    """One movement of the platform's balance at the provider, in the
+    platform's settlement currency. `amount` is gross and signed as the
+    provider signs it (a charge adds, a refund or transfer takes away);
+    `fee` is what the provider kept on top. The source (the charge, refund,
+    transfer or reversal) keeps its own amount and currency, the presentment
+    side: when the provider converted, `exchange_rate` says at what rate
+    (settlement units per presentment unit), else it is None."""
 
     id: str
     type: str  # charge, payment, refund, transfer, transfer_refund (a reversal), ...
     amount: int
     fee: int
-    currency: str
+    currency: str  # ISO 4217, upper case
     created: int  # Unix seconds
     source_id: str | None  # ch_..., re_..., tr_..., trr_...
     payment_intent_id: str | None  # for charges and refunds
+    exchange_rate: Decimal | None = None
+    source_amount: int | None = None  # signed like `amount`; None when the source was not given
+    source_currency: str | None = None
 
 
 class PaymentGateway(Protocol):
@@ -387,15 +395,25 @@ def _balance_transaction(obj: dict[str, Any]) -> BalanceTransaction:
     source = obj.get("source")
     details = source if isinstance(source, dict) else {"id": source}
     intent = details.get("payment_intent")
+    rate = obj.get("exchange_rate")
+    # A charge's `amount` is what was authorised; its balance transaction
+    # moved what was captured.
+    own = details.get("amount_captured") if details.get("object") == "charge" else None
+    own = details.get("amount") if own is None else own
+    currency = details.get("currency")
     return BalanceTransaction(
         id=obj["id"],
         type=obj["type"],
         amount=obj["amount"],
         fee=obj.get("fee") or 0,
-        currency=obj["currency"],
+        currency=obj["currency"].upper(),
         created=obj["created"],
         source_id=details.get("id"),
         payment_intent_id=id_of(intent),
+        # Stripe sends the rate as a JSON number; its shortest repr is the number sent.
+        exchange_rate=None if rate is None else Decimal(str(rate)),
+        source_amount=None if own is None else (-abs(own) if obj["amount"] < 0 else abs(own)),
+        source_currency=currency.upper() if isinstance(currency, str) else None,
     )
 
 

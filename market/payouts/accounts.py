@@ -1,7 +1,9 @@
 """How farms are paid: a Stripe Express account onboarded by link, or bank
 details for the operators' bank file; Stripe's account.updated keeps it
 current. Provider calls run outside open transactions, keyed by our ids
-(`farm-<id>-account`, `farm-<id>-link-<n>`)."""
+(`farm-<id>-account`, `farm-<id>-link-<n>`). Stripe pays only farms in
+STRIPE_CONNECT_COUNTRY, never in mainland China (`Farm.stripe_refusal`):
+the others are paid by the bank file, chosen for them."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from market.errors import Conflict, Invalid, NotFound
 from market.extensions import db
 from market.outbox import enqueue
 from market.payments.gateway import GatewayError, gateway
+from market.payments.models import Provider
 from market.payouts.models import (
     PayoutAccount,
 )
@@ -64,16 +67,24 @@ def connect_payout_account(
     actor: Actor,
     farm_id: int,
     *,
-    method: PayoutMethod,
+    method: PayoutMethod | None = None,
     account_holder: str | None = None,
     bank_name: str | None = None,
     account_number: str | None = None,
 ) -> PayoutAccount:
     """The farmer chooses how the farm is paid. Stripe: a worker makes the
     connected account and an onboarding link (answered once there); bank
-    transfer: the details are stored for the operators' bank file."""
+    transfer: the details are stored for the operators' bank file. Without
+    a choice, the farm gets Stripe where Stripe can pay it and the bank
+    file elsewhere; Stripe asked for a farm it cannot pay is refused."""
     actor.require(Role.FARMER)
     farm = _owned_farm(actor, farm_id)
+    connect_country = current_app.config["STRIPE_CONNECT_COUNTRY"]
+    if method is None:
+        stripe = gateway().provider == Provider.STRIPE and farm.stripe_refusal(connect_country) is None
+        method = PayoutMethod.STRIPE if stripe else PayoutMethod.BANK_TRANSFER
+    elif method == PayoutMethod.STRIPE:
+        farm.require_stripe_payable(connect_country, "method")
     if method == PayoutMethod.BANK_TRANSFER:
         missing = {
             name: ["Required for bank transfer payouts."]
@@ -136,6 +147,13 @@ def connect_account(farm_id: int) -> PayoutAccount | None:
     link last asked for. Repeating it changes nothing."""
     account = _account_of(farm_id)
     if account is None or account.method != PayoutMethod.STRIPE:
+        return account
+    farm = db.session.get(Farm, farm_id)
+    assert farm is not None  # a payout account belongs to a farm
+    refusal = farm.stripe_refusal(current_app.config["STRIPE_CONNECT_COUNTRY"])
+    if refusal is not None:  # the farm moved after choosing Stripe: no account Stripe would refuse
+        account.attention = f"Stripe cannot pay farm {farm_id}: {refusal}"
+        db.session.commit()
         return account
     try:
         if account.stripe_account_id is None:

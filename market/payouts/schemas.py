@@ -10,7 +10,15 @@ from market.payouts.models import PayoutStatus, ReversalStatus
 
 
 class PayoutAccountRequestSchema(StrictSchema):
-    method = fields.Enum(PayoutMethod, by_value=True, required=True)
+    method = fields.Enum(
+        PayoutMethod,
+        by_value=True,
+        load_default=None,
+        metadata={
+            "description": "Unless given: stripe where Stripe can pay the farm, else bank_transfer (always for "
+            "farms in mainland China, which Stripe cannot onboard)."
+        },
+    )
     account_holder = fields.String(validate=validate.Length(min=1, max=120))
     bank_name = fields.String(validate=validate.Length(min=1, max=120))
     account_number = fields.String(

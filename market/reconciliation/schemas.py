@@ -7,7 +7,7 @@ from marshmallow import fields, validate
 
 from market.api import StrictSchema
 from market.pagination import PageArgsSchema
-from market.reconciliation.models import Outcome, RunStatus
+from market.reconciliation.models import Outcome, RunStatus, rate_text
 
 
 class RunRequestSchema(StrictSchema):
@@ -26,6 +26,9 @@ class CountsSchema(ma.Schema):
     missing_at_gateway = fields.Integer(required=True)
     missing_in_ledger = fields.Integer(required=True)
     amount_differs = fields.Integer(required=True)
+    currency_differs = fields.Integer(
+        required=True, metadata={"description": "Records in a currency the ledger's cannot be compared with."}
+    )
     fee = fields.Integer(required=True, metadata={"description": "Gateway fees not booked in the ledger."})
     unresolved = fields.Integer(required=True, metadata={"description": "Items other than matched, not resolved."})
 
@@ -36,7 +39,12 @@ class RunSchema(ma.Schema):
     period_end = fields.DateTime(required=True)
     status = fields.Enum(RunStatus, by_value=True, required=True)
     gateway_records = fields.Integer(required=True, metadata={"description": "Balance transactions in the period."})
-    fees_total = fields.Integer(required=True, metadata={"description": "The gateway's fees in the period."})
+    fees_total = fields.Integer(
+        required=True, metadata={"description": "The gateway's fees in the period, in settlement_currency."}
+    )
+    settlement_currency = fields.String(
+        required=True, metadata={"description": "The currency Stripe settles in (STRIPE_SETTLEMENT_CURRENCY)."}
+    )
     error = fields.String(allow_none=True)
     created_at = fields.DateTime(required=True)
     finished_at = fields.DateTime(allow_none=True)
@@ -74,8 +82,26 @@ class ItemSchema(ma.Schema):
         required=True,
         metadata={"description": "Signed as cash sees it; offline, the confirmed record's amount."},
     )
+    gateway_currency = fields.String(allow_none=True, required=True, metadata={"description": "Of gateway_amount."})
     ledger_amount = fields.Integer(allow_none=True, required=True)
-    fee = fields.Integer(required=True)
+    ledger_currency = fields.String(allow_none=True, required=True, metadata={"description": "Of ledger_amount."})
+    settlement_amount = fields.Integer(
+        allow_none=True,
+        required=True,
+        metadata={"description": "What the provider's balance moved, in settlement_currency (Stripe only)."},
+    )
+    settlement_currency = fields.String(allow_none=True, required=True)
+    exchange_rate = fields.Function(
+        lambda item: rate_text(item.exchange_rate),
+        allow_none=True,
+        required=True,
+        metadata={
+            "type": "string",
+            "description": "Settlement units per presentment unit, as a decimal; null when nothing was converted.",
+        },
+    )
+    fee = fields.Integer(required=True, metadata={"description": "In settlement_currency."})
+    reason = fields.String(allow_none=True, required=True, metadata={"description": "Why the sides do not compare."})
     occurred_at = fields.DateTime(allow_none=True, required=True)
     outcome = fields.Enum(Outcome, by_value=True, required=True)
     resolved_at = fields.DateTime(allow_none=True, required=True)

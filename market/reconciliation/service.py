@@ -9,6 +9,17 @@ comparing the gross amount with the `gateway_cash:stripe` entry. Stripe's
 fee on each balance transaction is reported as a `fee` item and never
 posted by itself; an operator may book it into `gateway_fees` on resolving.
 
+Currencies: the ledger is in MARKET_CURRENCY; a balance transaction is in
+the currency Stripe settles in (STRIPE_SETTLEMENT_CURRENCY). A balance
+transaction in the marketplace currency is compared as it is. One in the
+settlement currency is compared by its source's own (presentment) amount,
+which must be in the marketplace currency; what the balance moved and the
+exchange rate are reported beside it. Anything else (a balance transaction
+in a third currency, a source in another currency or not given) is
+`currency_differs`, with the reason, and never compared. Fees are in the
+balance transaction's currency, and booked in it: `gateway_fees:<CUR>`
+against `gateway_cash:stripe:<CUR>` when that is not the ledger's.
+
 Offline: each confirmed offline payment (`offline_receipt`) and confirmed
 bank payout (`payout_paid` from `gateway_cash:offline`) is matched to the
 Payment or Payout record the operator confirmed.
@@ -24,6 +35,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from flask import current_app
@@ -44,7 +56,7 @@ from market.pagination import Page, SortKey, keyset_page
 from market.payments.gateway import BalanceTransaction, GatewayError, gateway
 from market.payments.models import Payment, Provider, Refund
 from market.payouts.models import Payout, PayoutStatus, TransferReversal
-from market.reconciliation.models import Outcome, ReconciliationItem, ReconciliationRun, RunStatus
+from market.reconciliation.models import Outcome, ReconciliationItem, ReconciliationRun, RunStatus, rate_text
 
 GATEWAY_FEES = "gateway_fees"
 FEE_KIND = "gateway_fee"
@@ -55,8 +67,9 @@ CHARGE_TYPES = frozenset({"charge", "payment"})
 REVERSAL_TYPES = frozenset({"transfer_refund", "transfer_cancel"})
 ITEM_COLUMNS = (
     "id", "provider", "object_type", "object_id", "balance_transaction_id", "ledger_reference", "order_id",
-    "gateway_amount", "ledger_amount", "fee", "occurred_at", "outcome", "resolved_at", "resolution_note",
-    "fee_booked",
+    "gateway_amount", "gateway_currency", "ledger_amount", "ledger_currency", "settlement_amount",
+    "settlement_currency", "exchange_rate", "fee", "occurred_at", "outcome", "reason", "resolved_at",
+    "resolution_note", "fee_booked",
 )  # fmt: skip
 
 
@@ -66,15 +79,22 @@ class ReconciliationNotFound(NotFound):
 
 @dataclass
 class _Side:
-    """What one side (gateway or ledger) says about one thing."""
+    """What one side (gateway or ledger) says about one thing; for Stripe,
+    also what its balance moved (`settled`, in `settlement_currency`), at
+    what rate, and why the record cannot be compared, if it cannot."""
 
     amount: int
+    currency: str
     at: datetime
     object_type: str
     object_id: str | None = None
     balance_transaction_id: str | None = None
     reference: str | None = None
     order_id: int | None = None
+    settled: int | None = None
+    settlement_currency: str | None = None
+    exchange_rate: Decimal | None = None
+    reason: str | None = None
 
 
 @dataclass
@@ -86,8 +106,13 @@ class _Match:
     def add_gateway(self, key: str, side: _Side) -> None:
         earlier = self.gateway.get(key)
         if earlier is not None:  # two records of one object: their sum is what the gateway holds
+            if (earlier.currency, earlier.settlement_currency) != (side.currency, side.settlement_currency):
+                side.reason = side.reason or f"The gateway recorded {key} in {earlier.currency} and {side.currency}."
             side.amount += earlier.amount
             side.at = min(side.at, earlier.at)
+            side.reason = side.reason or earlier.reason
+            if side.settled is not None and earlier.settled is not None:
+                side.settled += earlier.settled
         self.gateway[key] = side
 
     def add_ledger(self, key: str, side: _Side) -> None:
@@ -103,7 +128,12 @@ class _Match:
             theirs, ours = self.gateway.get(key), self.ledger.get(key)
             if not any(side is not None and start <= side.at < end for side in (theirs, ours)):
                 continue  # fetched for the margin only
-            if theirs is None:
+            reason = theirs.reason if theirs else None
+            if theirs is not None and ours is not None and reason is None and theirs.currency != ours.currency:
+                reason = f"The gateway's amount is in {theirs.currency}, the ledger's in {ours.currency}."
+            if reason is not None:
+                outcome = Outcome.CURRENCY_DIFFERS
+            elif theirs is None:
                 outcome = Outcome.MISSING_AT_GATEWAY
             elif ours is None:
                 outcome = Outcome.MISSING_IN_LEDGER
@@ -122,10 +152,16 @@ class _Match:
                     ledger_reference=ours.reference if ours else None,
                     order_id=(ours and ours.order_id) or (theirs and theirs.order_id),
                     gateway_amount=theirs.amount if theirs else None,
+                    gateway_currency=theirs.currency if theirs else None,
                     ledger_amount=ours.amount if ours else None,
+                    ledger_currency=ours.currency if ours else None,
+                    settlement_amount=theirs.settled if theirs else None,
+                    settlement_currency=theirs.settlement_currency if theirs else None,
+                    exchange_rate=theirs.exchange_rate if theirs else None,
                     fee=0,
                     occurred_at=min(side.at for side in (theirs, ours) if side is not None),
                     outcome=outcome,
+                    reason=reason,
                 )
             )
         return items
@@ -150,7 +186,11 @@ def start_run(actor: Actor, *, period_start: datetime, period_end: datetime) -> 
         raise Invalid("The period cannot be reconciled.", errors)
     with unit_of_work():
         run = ReconciliationRun(
-            period_start=period_start, period_end=period_end, status=RunStatus.PENDING, requested_by=actor.user_id
+            period_start=period_start,
+            period_end=period_end,
+            status=RunStatus.PENDING,
+            requested_by=actor.user_id,
+            settlement_currency=current_app.config["STRIPE_SETTLEMENT_CURRENCY"],
         )
         db.session.add(run)
         db.session.flush()
@@ -188,14 +228,16 @@ def perform(run_id: int) -> ReconciliationRun:
             return run
         start, end = run.period_start, run.period_end
         items = [
-            *_stripe(records, since, until).items(run.id, start, end),
+            *_stripe(records, since, until, run.settlement_currency).items(run.id, start, end),
             *_fees(run.id, records, start, end),
             *_offline(since, until).items(run.id, start, end),
         ]
         items.sort(key=lambda item: (item.provider != Provider.STRIPE, item.occurred_at or start, item.key))
         db.session.add_all(items)
         run.gateway_records = sum(1 for r in records if start <= _moment(r.created) < end)
-        run.fees_total = sum(r.fee for r in records if start <= _moment(r.created) < end)
+        run.fees_total = sum(
+            r.fee for r in records if start <= _moment(r.created) < end and r.currency == run.settlement_currency
+        )
         run.status = RunStatus.COMPLETED
         run.finished_at = utcnow()
     return run
@@ -261,8 +303,36 @@ def _lookup(column: Any, key_column: Any, keys: Iterable[Any]) -> dict[Any, Any]
     return dict(db.session.execute(select(key_column, column).where(key_column.in_(wanted))).tuples().all())
 
 
-def _stripe(records: list[BalanceTransaction], since: datetime, until: datetime) -> _Match:
+def _presentment(record: BalanceTransaction, market: str, settlement: str) -> tuple[int, str, str | None]:
+    """What of `record` compares with the ledger (in `market`): its amount
+    and currency, and why it cannot be compared, if it cannot."""
+    if record.currency == market:
+        return record.amount, record.currency, None
+    if record.currency != settlement:
+        return (
+            record.amount,
+            record.currency,
+            f"Stripe settled this in {record.currency}, neither the marketplace currency {market} nor the "
+            f"settlement currency {settlement} (STRIPE_SETTLEMENT_CURRENCY).",
+        )
+    if record.source_amount is None or record.source_currency is None:
+        return (
+            record.amount,
+            record.currency,
+            f"Settled in {record.currency}, and Stripe gave no source amount in {market} to compare.",
+        )
+    if record.source_currency != market:
+        return (
+            record.source_amount,
+            record.source_currency,
+            f"Converted from {record.source_currency}, not from the marketplace currency {market}.",
+        )
+    return record.source_amount, record.source_currency, None
+
+
+def _stripe(records: list[BalanceTransaction], since: datetime, until: datetime, settlement: str) -> _Match:
     match = _Match(Provider.STRIPE.value)
+    market = ledger.market_currency()
     for record in records:
         source = record.source_id or record.id
         if record.type in CHARGE_TYPES:
@@ -275,14 +345,20 @@ def _stripe(records: list[BalanceTransaction], since: datetime, until: datetime)
             key, kind, object_id = f"transfer_reversal:{source}", "transfer_reversal", source
         else:  # a kind of money movement the ledger does not record
             key, kind, object_id = f"{record.type}:{source}", record.type, source
+        amount, currency, reason = _presentment(record, market, settlement)
         match.add_gateway(
             key,
             _Side(
-                amount=record.amount,
+                amount=amount,
+                currency=currency,
                 at=_moment(record.created),
                 object_type=kind,
                 object_id=object_id,
                 balance_transaction_id=record.id,
+                settled=record.amount,
+                settlement_currency=record.currency,
+                exchange_rate=record.exchange_rate,
+                reason=reason,
             ),
         )
     rows = _cash_movements(
@@ -309,6 +385,7 @@ def _stripe(records: list[BalanceTransaction], since: datetime, until: datetime)
             key,
             _Side(
                 amount=int(row.amount),
+                currency=market,
                 at=row.created_at,
                 object_type=recorded,
                 object_id=provider_id,
@@ -324,27 +401,28 @@ def _fee_reference(balance_transaction_id: str) -> str:
 
 
 def _fees(run_id: int, records: list[BalanceTransaction], start: datetime, end: datetime) -> list[ReconciliationItem]:
-    """A `fee` item for each fee the gateway took in the period; one an
-    operator has booked already is matched to its ledger transaction."""
+    """A `fee` item for each fee the gateway took in the period, in the
+    currency it took it in; one an operator has booked already is matched
+    to its ledger transaction."""
     charged = [r for r in records if r.fee and start <= _moment(r.created) < end]
-    booked = dict(
-        db.session.execute(
-            select(LedgerTransaction.reference, func.sum(LedgerEntry.amount))
+    cash = ledger.gateway_cash(Provider.STRIPE)
+    booked = {
+        reference: (int(amount), currency)
+        for reference, currency, amount in db.session.execute(
+            select(LedgerTransaction.reference, LedgerAccount.currency, func.sum(LedgerEntry.amount))
             .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
             .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
             .where(
-                LedgerAccount.code == ledger.gateway_cash(Provider.STRIPE),
+                LedgerAccount.code.in_({ledger.in_currency(cash, r.currency) for r in charged}),
                 LedgerTransaction.reference.in_([_fee_reference(r.id) for r in charged]),
             )
-            .group_by(LedgerTransaction.reference)
-        )
-        .tuples()
-        .all()
-    )
+            .group_by(LedgerTransaction.reference, LedgerAccount.currency)
+        ).tuples()
+    }
     items = []
     for record in charged:
         reference = _fee_reference(record.id)
-        ours = booked.get(reference)
+        ours, ours_in = booked.get(reference, (None, None))
         items.append(
             ReconciliationItem(
                 run_id=run_id,
@@ -355,7 +433,11 @@ def _fees(run_id: int, records: list[BalanceTransaction], start: datetime, end: 
                 balance_transaction_id=record.id,
                 ledger_reference=reference if ours is not None else None,
                 gateway_amount=-record.fee,
+                gateway_currency=record.currency,
                 ledger_amount=ours,
+                ledger_currency=ours_in,
+                settlement_amount=-record.fee,
+                settlement_currency=record.currency,
                 fee=record.fee,
                 occurred_at=_moment(record.created),
                 outcome=Outcome.FEE if ours is None else Outcome.MATCHED,
@@ -369,6 +451,7 @@ def _offline(since: datetime, until: datetime) -> _Match:
     """Offline receipts and bank payouts in the ledger against the Payment
     and Payout records the operators confirmed."""
     match = _Match(Provider.OFFLINE.value)
+    market = ledger.market_currency()
     receipts = db.session.execute(
         select(Payment.id, Payment.order_id, Payment.amount, Payment.offline_reference, Order.paid_at)
         .join(Order, Order.id == Payment.order_id)
@@ -384,6 +467,7 @@ def _offline(since: datetime, until: datetime) -> _Match:
             f"receipt:payment-{payment.id}",
             _Side(
                 amount=payment.amount,
+                currency=market,
                 at=payment.paid_at,
                 object_type="offline_receipt",
                 object_id=payment.offline_reference,
@@ -401,7 +485,13 @@ def _offline(since: datetime, until: datetime) -> _Match:
     for payout in payouts:
         match.add_gateway(
             f"bank_payout:payout-{payout.id}",
-            _Side(amount=-payout.amount, at=payout.paid_at, object_type="bank_payout", object_id=payout.bank_reference),
+            _Side(
+                amount=-payout.amount,
+                currency=market,
+                at=payout.paid_at,
+                object_type="bank_payout",
+                object_id=payout.bank_reference,
+            ),
         )
     rows = _cash_movements(ledger.gateway_cash(Provider.OFFLINE), since, until, ("offline_receipt", "payout_paid"))
     payments = _lookup(Payment.id, Payment.order_id, (r.order_id for r in rows if r.kind == "offline_receipt"))
@@ -414,6 +504,7 @@ def _offline(since: datetime, until: datetime) -> _Match:
             key,
             _Side(
                 amount=int(row.amount),
+                currency=market,
                 at=row.created_at,
                 object_type=kind,
                 reference=row.reference,
@@ -428,8 +519,8 @@ def _offline(since: datetime, until: datetime) -> _Match:
 
 def resolve_item(actor: Actor, run_id: int, item_id: int, *, note: str, book_fee: bool = False) -> ReconciliationItem:
     """An operator closes an item with a note; for a fee, optionally books
-    it as a `gateway_fees` expense (once per balance transaction, however
-    many runs report it)."""
+    it as a `gateway_fees` expense in the currency Stripe took it in (once
+    per balance transaction, however many runs report it)."""
     actor.require(Role.OPERATOR)
     try:
         with unit_of_work():
@@ -453,12 +544,18 @@ def _resolve(actor: Actor, run_id: int, item_id: int, *, note: str, book_fee: bo
         reference = _fee_reference(item.balance_transaction_id)
         if ledger.already_posted(reference):
             raise Conflict(f"The fee of {item.balance_transaction_id} is booked already.")
+        # Items from before currencies were recorded are in the marketplace currency.
+        currency = item.settlement_currency or ledger.market_currency()
         ledger.post(
             FEE_KIND,
             reference,
-            {GATEWAY_FEES: item.fee, ledger.gateway_cash(item.provider): -item.fee},
+            {
+                ledger.in_currency(GATEWAY_FEES, currency): item.fee,
+                ledger.in_currency(ledger.gateway_cash(item.provider), currency): -item.fee,
+            },
             order_id=item.order_id,
             memo=note[:500],
+            currency=currency,
         )
         item.fee_booked = reference
     return item
@@ -494,6 +591,7 @@ def _summary(run: ReconciliationRun, counts: dict[str, int]) -> dict[str, Any]:
         "status": run.status,
         "gateway_records": run.gateway_records,
         "fees_total": run.fees_total,
+        "settlement_currency": run.settlement_currency,
         "error": run.error,
         "created_at": run.created_at,
         "finished_at": run.finished_at,
@@ -548,6 +646,12 @@ def list_items(
     )
 
 
+def _cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return rate_text(value) if isinstance(value, Decimal) else value
+
+
 def item_rows(
     actor: Actor, run_id: int, *, outcome: Outcome | None = None, resolved: bool | None = None
 ) -> list[dict[str, Any]]:
@@ -556,9 +660,5 @@ def item_rows(
     _run(run_id)
     items = db.session.scalars(_items(run_id, outcome, resolved).order_by(ReconciliationItem.id)).all()
     return [
-        {
-            name: (value.isoformat() if isinstance(value, datetime) else value)
-            for name, value in ((name, getattr(item, name)) for name in ITEM_COLUMNS)
-        }
-        for item in items
+        {name: _cell(value) for name, value in ((name, getattr(item, name)) for name in ITEM_COLUMNS)} for item in items
     ]

@@ -31,14 +31,19 @@ def _entries_by(key: Any, *conditions: Any, sign: int = 1) -> dict[int, int]:
 
 
 def unbalanced_transactions() -> list[str]:
+    """Transactions whose entries do not sum to zero in each currency they touch."""
     rows = db.session.execute(
-        select(LedgerTransaction.reference, func.coalesce(func.sum(LedgerEntry.amount), 0))
-        .outerjoin(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
-        .group_by(LedgerTransaction.id, LedgerTransaction.reference)
-        .having(func.coalesce(func.sum(LedgerEntry.amount), 0) != 0)
-        .order_by(LedgerTransaction.id)
+        select(LedgerTransaction.reference, LedgerAccount.currency, func.sum(LedgerEntry.amount))
+        .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+        .group_by(LedgerTransaction.id, LedgerTransaction.reference, LedgerAccount.currency)
+        .having(func.sum(LedgerEntry.amount) != 0)
+        .order_by(LedgerTransaction.id, LedgerAccount.currency)
     ).all()
-    return [f"transaction {reference} does not balance: debits exceed credits by {off}" for reference, off in rows]
+    return [
+        f"transaction {reference} does not balance: debits exceed credits by {off} {currency}"
+        for reference, currency, off in rows
+    ]
 
 
 def farm_mismatches() -> list[str]:

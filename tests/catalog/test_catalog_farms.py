@@ -160,3 +160,18 @@ def test_categories_and_brands_are_an_operator_vocabulary(client: FlaskClient) -
     )
     assert widened.json["counties"] == ["信丰县", "安远县", "寻乌县"]
     assert client.get("/api/v1/brands").json[0]["counties"] == widened.json["counties"]
+
+
+def test_a_farm_is_in_mainland_china_unless_it_says_otherwise_and_stripe_cannot_pay_it_there(
+    client: FlaskClient,
+) -> None:
+    _, headers = user_with_token(Role.FARMER)
+    created = client.post("/api/v1/farms", json=FARM, headers=headers)
+    assert created.json["country"] == "CN"
+    refused = client.post("/api/v1/farms", json={**FARM, "payout_method": "stripe"}, headers=headers)
+    assert refused.status_code == 422
+    assert refused.mimetype == "application/problem+json"
+    assert "payout_method" in refused.json["errors"]
+    abroad = client.post("/api/v1/farms", json={**FARM, "country": "SG", "payout_method": "stripe"}, headers=headers)
+    assert abroad.status_code == 201, abroad.json
+    assert (abroad.json["country"], abroad.json["payout_method"]) == ("SG", "stripe")

@@ -7,11 +7,15 @@ is capturable, the rest released), refunds at most what was captured, card
 errors (402) and injected server errors (500); for Connect, Express
 accounts, onboarding links, transfers (at most the platform balance, or,
 drawn on a charge by `source_transaction`, at most what is left of it; listed
-by transfer group) and their reversals. Every capture, refund, transfer and
-reversal leaves a balance transaction (charges with Stripe's fee, 2.9% + 30),
-listed newest first by `created` range with `starting_after` pages and an
-expandable `source`; tests can drop, alter or add balance transactions to
-stand for a gateway that disagrees with the ledger. Webhook payloads are
+by transfer group) and their reversals; no accounts in mainland China.
+Every capture, refund, transfer and reversal leaves a balance transaction
+(charges with Stripe's fee, 2.9% + 30), listed newest first by `created`
+range with `starting_after` pages and an expandable `source`. A balance
+transaction is in the account's settlement currency: given one other than
+a movement's own, the amount is converted at the rate the test set and the
+rate reported as `exchange_rate`, while the source keeps its own amount and
+currency. Tests can drop, alter or add balance transactions to stand for a
+gateway that disagrees with the ledger. Webhook payloads are
 signed with Stripe's scheme (`t=<ts>,v1=<HMAC-SHA256 of "<ts>.<payload>">`).
 """
 
@@ -26,6 +30,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -80,6 +85,11 @@ class FakeStripe:
     balance_transactions: list[dict[str, Any]] = field(default_factory=list)
     # What the platform can transfer from its balance (a transfer drawn on a charge needs none); None: unlimited.
     available_balance: int | None = None
+    # The platform's settlement currency (lower case, as Stripe writes it;
+    # None: each movement settles in its own currency) and, by presentment
+    # currency, what one unit is worth in it (currencies of the same minor unit).
+    settlement_currency: str | None = None
+    exchange_rates: dict[str, float] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
     fail_next: list[tuple[str, int]] = field(default_factory=list)  # (path prefix, HTTP status)
     decline_next: list[str] = field(default_factory=list)  # path prefixes
@@ -128,16 +138,22 @@ class FakeStripe:
             )
 
     # Balance transactions, and hooks that make the gateway disagree with the ledger.
-    def _record(self, kind: str, amount: int, currency: str, source: dict[str, Any], fee: int = 0) -> None:
+    def _record(self, kind: str, amount: int, currency: str, source: dict[str, Any], *, card_fee: bool = False) -> None:
+        settled, rate = amount, None
+        if self.settlement_currency is not None and self.settlement_currency != currency:
+            rate = self.exchange_rates[currency]
+            settled = int((Decimal(str(rate)) * amount).quantize(Decimal(1), ROUND_HALF_UP))
+        fee = stripe_fee(settled) if card_fee else 0
         self.balance_transactions.append(
             {
                 "id": self._id("txn"),
                 "object": "balance_transaction",
                 "type": kind,
-                "amount": amount,
+                "amount": settled,
                 "fee": fee,
-                "net": amount - fee,
-                "currency": currency,
+                "net": settled - fee,
+                "currency": self.settlement_currency or currency,
+                "exchange_rate": rate,
                 "created": int(time.time()),
                 "status": "available",
                 "source": source["id"],
@@ -168,13 +184,14 @@ class FakeStripe:
         charge = {
             "id": self._id("ch"),
             "object": "charge",
-            "amount": amount,
+            "amount": intent.get("amount", amount),  # what was authorised
+            "amount_captured": amount,
             "currency": intent["currency"],
             "payment_intent": intent["id"],
             "status": "succeeded",
         }
         self.charges[charge["id"]] = charge
-        self._record("charge", amount, intent["currency"], charge, fee=stripe_fee(amount))
+        self._record("charge", amount, intent["currency"], charge, card_fee=True)
         return charge
 
     def _list_balance_transactions(self, params: dict[str, Any]) -> Response:
@@ -367,6 +384,7 @@ class FakeStripe:
             "id": self._id("re"),
             "object": "refund",
             "amount": amount,
+            "currency": intent["currency"],
             "payment_intent": intent["id"],
             "status": self.refund_outcomes.pop(0) if self.refund_outcomes else "succeeded",
             "metadata": params.get("metadata", {}),
@@ -382,6 +400,8 @@ class FakeStripe:
     def _create_account(self, params: dict[str, Any]) -> Response:
         if params.get("type") != "express":
             return _error(400, "invalid_request_error", "Only express accounts are supported here.")
+        if str(params.get("country", "")).upper() == "CN":
+            return _error(400, "invalid_request_error", "Connected accounts cannot be created in CN.")
         account = {
             "id": self._id("acct"),
             "object": "account",
@@ -482,7 +502,13 @@ class FakeStripe:
             return _error(400, "invalid_request_error", "The reversal amount exceeds what is left of the transfer.")
         transfer["amount_reversed"] += amount
         transfer["reversed"] = transfer["amount_reversed"] == transfer["amount"]
-        reversal = {"id": self._id("trr"), "object": "transfer_reversal", "amount": amount, "transfer": transfer_id}
+        reversal = {
+            "id": self._id("trr"),
+            "object": "transfer_reversal",
+            "amount": amount,
+            "currency": transfer["currency"],
+            "transfer": transfer_id,
+        }
         self.reversals[reversal["id"]] = reversal
         self._record("transfer_refund", amount, transfer["currency"], reversal)
         return 200, dict(reversal)

@@ -35,6 +35,11 @@ def stripe_server() -> Iterator[FakeStripeServer]:
 
 
 @pytest.fixture
+def fake(stripe_server: FakeStripeServer) -> FakeStripe:
+    return stripe_server.fake
+
+
+@pytest.fixture
 def app_overrides() -> dict[str, Any]:
     return {"PAYOUT_HOLD_DAYS": 0}
 

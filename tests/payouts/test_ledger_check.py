@@ -3,6 +3,7 @@ mismatch listed, and a non-zero exit, otherwise."""
 
 from __future__ import annotations
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
@@ -10,6 +11,7 @@ from sqlalchemy import select, update
 from market.extensions import db
 from market.ledger import service as ledger
 from market.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
+from market.money import CurrencyMismatch
 from market.payouts.models import Payout
 from tests.payouts.conftest import bank_details, run, settled_order
 from tests.shop import Shop
@@ -50,3 +52,30 @@ def test_every_mismatch_is_listed_and_the_exit_is_non_zero(app: Flask, client: F
     assert any(line.startswith("payout ") and "the entries it settled add up to" in line for line in lines)
     assert any(line.startswith("payouts_in_transit is ") for line in lines)
     assert len(lines) == 4
+
+
+def test_each_currency_balances_on_its_own_and_a_transaction_never_mixes_two(app: Flask) -> None:
+    fees, cash = ledger.in_currency("gateway_fees", "USD"), ledger.in_currency("gateway_cash:stripe", "USD")
+    assert (fees, cash) == ("gateway_fees:USD", "gateway_cash:stripe:USD")
+    assert ledger.in_currency("gateway_fees", "CNY") == "gateway_fees"
+    ledger.post("gateway_fee", "gateway_fee:txn_1", {fees: 88, cash: -88}, currency="USD")
+    db.session.commit()
+    assert {a.code: a.currency for a in db.session.scalars(select(LedgerAccount))} == {fees: "USD", cash: "USD"}
+    with pytest.raises(CurrencyMismatch, match="gateway_fees:USD holds USD"):
+        ledger.post("gateway_fee", "gateway_fee:txn_2", {fees: 5, "gateway_cash:stripe": -5})
+    db.session.rollback()
+    assert app.test_cli_runner().invoke(args=["ledger-check"]).exit_code == 0
+
+    # Amounts that add up to zero only across two currencies balance in neither.
+    ledger.post("capture", "payment:1:capture", {"gateway_cash:stripe": 100, "buyer_deposits": -100})
+    mixed = db.session.scalars(select(LedgerEntry).join(LedgerAccount).where(LedgerAccount.code == fees)).one()
+    db.session.execute(
+        update(LedgerEntry)
+        .where(LedgerEntry.account_id == mixed.account_id)
+        .values(account_id=select(LedgerAccount.id).where(LedgerAccount.code == "buyer_deposits").scalar_subquery())
+    )
+    db.session.commit()
+    result = app.test_cli_runner().invoke(args=["ledger-check"])
+    assert result.exit_code == 1
+    assert "transaction gateway_fee:txn_1 does not balance: debits exceed credits by 88 CNY" in result.output
+    assert "transaction gateway_fee:txn_1 does not balance: debits exceed credits by -88 USD" in result.output

@@ -22,6 +22,19 @@ from tests.payouts.conftest import connect_stripe, queued, refund, run, settled_
 from tests.payouts.conftest import operator as operator  # noqa: PLC0414 (re-exported for the tests)
 from tests.shop import Shop
 
+# What busy_period leaves at the gateway: 4 charges, 2 refunds, 3 transfers and 1 reversal.
+RECORDS = 10
+# Its reconciliation when gateway and ledger agree: every record matched, a fee on each charge to resolve.
+CLEAN = {
+    "matched": RECORDS,
+    "missing_at_gateway": 0,
+    "missing_in_ledger": 0,
+    "amount_differs": 0,
+    "currency_differs": 0,
+    "fee": 4,
+    "unresolved": 4,
+}
+
 
 @pytest.fixture
 def stripe_server() -> Iterator[FakeStripeServer]:
@@ -100,3 +113,7 @@ def items(client: FlaskClient, shop: Shop, run_id: int, **query: Any) -> list[di
         cursor = page.json["next_cursor"]
         if cursor is None:
             return found
+
+
+def by_outcome(found: list[dict[str, Any]], outcome: str) -> list[dict[str, Any]]:
+    return [item for item in found if item["outcome"] == outcome]

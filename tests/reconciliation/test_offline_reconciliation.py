@@ -50,6 +50,7 @@ def test_receipts_and_bank_payouts_match_their_confirmations(client: FlaskClient
         "missing_at_gateway": 0,
         "missing_in_ledger": 1,
         "amount_differs": 0,
+        "currency_differs": 0,
         "fee": 0,
         "unresolved": 0,
     }

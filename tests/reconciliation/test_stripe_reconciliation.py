@@ -21,21 +21,15 @@ from market.reconciliation import service as reconciliation
 from market.reconciliation.models import ReconciliationRun, RunStatus
 from tests.fakes.stripe_server import FakeStripe, FakeStripeServer, stripe_fee
 from tests.payments.conftest import stripe_settings
-from tests.reconciliation.conftest import busy_period, items, reconcile
+from tests.reconciliation.conftest import CLEAN, RECORDS, busy_period, by_outcome, items, reconcile
 from tests.shop import Shop
 
-PAGE = 3
-# 4 charges, 2 refunds, 3 transfers and 1 reversal: more than three pages.
-RECORDS = 10
+PAGE = 3  # RECORDS take more than three pages
 
 
 @pytest.fixture
 def app_overrides(stripe_server: FakeStripeServer) -> dict[str, Any]:
     return {"PAYOUT_HOLD_DAYS": 0, "RECONCILIATION_PAGE_SIZE": PAGE, **stripe_settings(stripe_server)}
-
-
-def by_outcome(found: list[dict[str, Any]], outcome: str) -> list[dict[str, Any]]:
-    return [item for item in found if item["outcome"] == outcome]
 
 
 def test_a_clean_period_matches_every_record_over_several_pages(
@@ -48,14 +42,7 @@ def test_a_clean_period_matches_every_record_over_several_pages(
 
     assert result["status"] == "completed"
     assert result["gateway_records"] == RECORDS
-    assert result["counts"] == {
-        "matched": RECORDS,
-        "missing_at_gateway": 0,
-        "missing_in_ledger": 0,
-        "amount_differs": 0,
-        "fee": 4,
-        "unresolved": 4,
-    }
+    assert result["counts"] == CLEAN
     assert fake.calls["GET /v1/balance_transactions"] == -(-RECORDS // PAGE)  # every page, once
     found = items(client, shop, result["id"])
     assert {item["object_type"] for item in by_outcome(found, "matched")} == {
@@ -67,6 +54,12 @@ def test_a_clean_period_matches_every_record_over_several_pages(
     charges = [t for t in fake.balance_transactions if t["type"] == "charge"]
     assert result["fees_total"] == sum(stripe_fee(t["amount"]) for t in charges)
     assert sorted(item["fee"] for item in by_outcome(found, "fee")) == sorted(t["fee"] for t in charges)
+    # Stripe settled in the charges' own currency: nothing converted, one currency throughout.
+    matched = by_outcome(found, "matched")
+    sides = {(i["gateway_currency"], i["ledger_currency"], i["exchange_rate"]) for i in matched}
+    assert sides == {("CNY", "CNY", None)}
+    assert all(i["settlement_amount"] == i["gateway_amount"] for i in found)
+    assert result["settlement_currency"] == "CNY"
     reversal = next(item for item in found if item["object_type"] == "transfer_reversal")
     assert reversal["ledger_reference"] == f"reversal:{period.reversal.id}"
     assert reversal["gateway_amount"] == reversal["ledger_amount"] == period.reversal.amount
@@ -90,6 +83,7 @@ def test_every_mismatch_injected_at_the_gateway_is_found(client: FlaskClient, sh
         "missing_at_gateway": 1,
         "missing_in_ledger": 1,
         "amount_differs": 1,
+        "currency_differs": 0,
         "fee": 0,
         "unresolved": 0,
     }
