@@ -55,7 +55,7 @@ from market.outbox import enqueue
 from market.pagination import Page, SortKey, keyset_page
 from market.payments.gateway import BalanceTransaction, GatewayError, gateway
 from market.payments.models import Payment, Provider, Refund
-from market.payouts.models import Payout, PayoutStatus, TransferReversal
+from market.payouts.models import Payout, PayoutStatus, PayoutTransfer, TransferReversal
 from market.reconciliation.models import Outcome, ReconciliationItem, ReconciliationRun, RunStatus, rate_text
 
 GATEWAY_FEES = "gateway_fees"
@@ -333,6 +333,10 @@ def _presentment(record: BalanceTransaction, market: str, settlement: str) -> tu
 def _stripe(records: list[BalanceTransaction], since: datetime, until: datetime, settlement: str) -> _Match:
     match = _Match(Provider.STRIPE.value)
     market = ledger.market_currency()
+    # A payout is paid by one transfer per charge it draws on (and one from
+    # the balance): its transfers together match its one `payout_paid`.
+    transferred = (r.source_id for r in records if r.type == "transfer")
+    payout_of = _lookup(PayoutTransfer.payout_id, PayoutTransfer.stripe_transfer_id, transferred)
     for record in records:
         source = record.source_id or record.id
         if record.type in CHARGE_TYPES:
@@ -340,7 +344,8 @@ def _stripe(records: list[BalanceTransaction], since: datetime, until: datetime,
         elif record.type == "refund":
             key, kind, object_id = f"refund:{source}", "refund", source
         elif record.type == "transfer":
-            key, kind, object_id = f"transfer:{source}", "transfer", source
+            payout = payout_of.get(source)
+            key, kind, object_id = (f"payout:{payout}" if payout else f"transfer:{source}"), "transfer", source
         elif record.type in REVERSAL_TYPES:
             key, kind, object_id = f"transfer_reversal:{source}", "transfer_reversal", source
         else:  # a kind of money movement the ledger does not record
@@ -368,7 +373,11 @@ def _stripe(records: list[BalanceTransaction], since: datetime, until: datetime,
         Payment.stripe_payment_intent_id, Payment.order_id, (r.order_id for r in rows if r.kind == "capture")
     )
     refunds = _lookup(Refund.stripe_refund_id, Refund.id, (_id_in(r.reference, "refund:") for r in rows))
-    transfers = _lookup(Payout.stripe_transfer_id, Payout.id, (_id_in(r.reference, "payout:", ":paid") for r in rows))
+    transfers = _lookup(
+        PayoutTransfer.stripe_transfer_id,
+        PayoutTransfer.payout_id,
+        (_id_in(r.reference, "payout:", ":paid") for r in rows if r.kind == "payout_paid"),
+    )
     reversals = _lookup(
         TransferReversal.stripe_reversal_id, TransferReversal.id, (_id_in(r.reference, "reversal:") for r in rows)
     )
@@ -380,7 +389,12 @@ def _stripe(records: list[BalanceTransaction], since: datetime, until: datetime,
             "transfer_reversal": ("transfer_reversal", reversals.get(_id_in(row.reference, "reversal:"))),
         }[row.kind]
         # Without the provider's id there is nothing at the gateway to match.
-        key = f"{recorded}:{provider_id}" if provider_id else f"ledger:{row.reference}"
+        if not provider_id:
+            key = f"ledger:{row.reference}"
+        elif row.kind == "payout_paid":
+            key = f"payout:{_id_in(row.reference, 'payout:', ':paid')}"
+        else:
+            key = f"{recorded}:{provider_id}"
         match.add_ledger(
             key,
             _Side(

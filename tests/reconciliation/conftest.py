@@ -22,11 +22,15 @@ from tests.payouts.conftest import connect_stripe, queued, refund, run, settled_
 from tests.payouts.conftest import operator as operator  # noqa: PLC0414 (re-exported for the tests)
 from tests.shop import Shop
 
-# What busy_period leaves at the gateway: 4 charges, 2 refunds, 3 transfers and 1 reversal.
-RECORDS = 10
-# Its reconciliation when gateway and ledger agree: every record matched, a fee on each charge to resolve.
+# What busy_period leaves at the gateway: 4 charges, 2 refunds, 5 transfers (one per
+# order's charge: the first run pays the orchard's three orders and the chestnuts'
+# one, the second the last order) and 1 reversal.
+RECORDS = 12
+# The items they make: a payout's transfers together match its one payout_paid.
+ITEMS = 10
+# Its reconciliation when gateway and ledger agree: every item matched, a fee on each charge to resolve.
 CLEAN = {
-    "matched": RECORDS,
+    "matched": ITEMS,
     "missing_at_gateway": 0,
     "missing_in_ledger": 0,
     "amount_differs": 0,
