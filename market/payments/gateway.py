@@ -153,7 +153,14 @@ class PaymentGateway(Protocol):
         retry after the provider forgot the idempotency key)."""
 
     def reverse_transfer(self, transfer_id: str, *, amount: int, key: str) -> TransferReversal:
-        """Take `amount` of a transfer back from the connected account."""
+        """Take `amount` of a transfer back from the connected account; the
+        key names the reversal in the provider's record too."""
+
+    def find_reversal(self, transfer_id: str, *, key: str) -> TransferReversal | None:
+        """The reversal of the transfer made under `key`, if any."""
+
+    def find_connected_account(self, *, farm_id: int) -> ConnectedAccount | None:
+        """The connected account made for the farm, if any."""
 
     def balance_transactions(self, *, created_gte: int, created_lt: int, page_size: int) -> list[BalanceTransaction]:
         """Every balance transaction created in [created_gte, created_lt)
@@ -204,6 +211,12 @@ class OfflineGateway:
 
     def reverse_transfer(self, transfer_id: str, *, amount: int, key: str) -> TransferReversal:
         raise GatewayError(NO_CONNECT)
+
+    def find_reversal(self, transfer_id: str, *, key: str) -> TransferReversal | None:
+        return None
+
+    def find_connected_account(self, *, farm_id: int) -> ConnectedAccount | None:
+        return None
 
     def balance_transactions(self, *, created_gte: int, created_lt: int, page_size: int) -> list[BalanceTransaction]:
         # Offline money is reconciled against the operators' confirmations.
@@ -305,15 +318,12 @@ class StripeGateway:
         return _refund(self._call(self.client.v1.refunds.create, params, self._key(key)).to_dict())
 
     def find_refund(self, intent_id: str, *, reference: str) -> RefundResult | None:
-        params: dict[str, Any] = {"payment_intent": intent_id, "limit": 100}
-        while True:
-            page = self._call(self.client.v1.refunds.list, params).to_dict()
-            for obj in page["data"]:
-                if (obj.get("metadata") or {}).get("key") == reference:
-                    return _refund(obj)
-            if not page["has_more"] or not page["data"]:
-                return None
-            params["starting_after"] = page["data"][-1]["id"]
+        found = self._find(
+            self.client.v1.refunds.list,
+            {"payment_intent": intent_id},
+            lambda obj: (obj.get("metadata") or {}).get("key") == reference,
+        )
+        return None if found is None else _refund(found)
 
     def create_connected_account(self, *, farm_id: int, country: str, key: str) -> ConnectedAccount:
         params = {
@@ -322,13 +332,7 @@ class StripeGateway:
             "capabilities": {"transfers": {"requested": True}},
             "metadata": {"farm_id": str(farm_id)},
         }
-        obj = self._call(self.client.v1.accounts.create, params, self._key(key)).to_dict()
-        return ConnectedAccount(
-            id=obj["id"],
-            payouts_enabled=bool(obj.get("payouts_enabled")),
-            details_submitted=bool(obj.get("details_submitted")),
-            transfers_active=transfers_active(obj),
-        )
+        return _account(self._call(self.client.v1.accounts.create, params, self._key(key)).to_dict())
 
     def create_account_link(self, account_id: str, *, refresh_url: str, return_url: str, key: str) -> AccountLink:
         params = {
@@ -356,23 +360,45 @@ class StripeGateway:
         return _transfer(self._call(self.client.v1.transfers.create, params, self._key(key)))
 
     def find_transfer(self, *, transfer_group: str, payout_id: int, order_id: int | None = None) -> Transfer | None:
-        params: dict[str, Any] = {"transfer_group": transfer_group, "limit": 100}
         wanted = _transfer_metadata(payout_id, order_id)
+
+        def named(obj: dict[str, Any]) -> bool:
+            metadata = obj.get("metadata") or {}
+            return {name: metadata.get(name) for name in ("payout_id", "order_id") if name in metadata} == wanted
+
+        found = self._find(self.client.v1.transfers.list, {"transfer_group": transfer_group}, named)
+        return None if found is None else _transfer(found)
+
+    def reverse_transfer(self, transfer_id: str, *, amount: int, key: str) -> TransferReversal:
+        params = {"amount": amount, "metadata": {"key": key}}
+        obj = self._call(self.client.v1.transfers.reversals.create, transfer_id, params, self._key(key)).to_dict()
+        return TransferReversal(id=obj["id"], amount=obj["amount"])
+
+    def find_reversal(self, transfer_id: str, *, key: str) -> TransferReversal | None:
+        found = self._find(
+            lambda params: self.client.v1.transfers.reversals.list(transfer_id, params),
+            {},
+            lambda obj: (obj.get("metadata") or {}).get("key") == key,
+        )
+        return None if found is None else TransferReversal(id=found["id"], amount=found["amount"])
+
+    def find_connected_account(self, *, farm_id: int) -> ConnectedAccount | None:
+        found = self._find(
+            self.client.v1.accounts.list, {}, lambda obj: (obj.get("metadata") or {}).get("farm_id") == str(farm_id)
+        )
+        return None if found is None else _account(found)
+
+    def _find(self, list_page: Any, params: dict[str, Any], wanted: Any) -> dict[str, Any] | None:
+        """The first object of a Stripe list that is `wanted`, page by page."""
+        params = {**params, "limit": 100}
         while True:
-            page = self._call(self.client.v1.transfers.list, params).to_dict()
+            page = self._call(list_page, params).to_dict()
             for obj in page["data"]:
-                metadata = obj.get("metadata") or {}
-                if {name: metadata.get(name) for name in ("payout_id", "order_id") if name in metadata} == wanted:
-                    return _transfer(obj)
+                if wanted(obj):
+                    return dict(obj)
             if not page["has_more"] or not page["data"]:
                 return None
             params["starting_after"] = page["data"][-1]["id"]
-
-    def reverse_transfer(self, transfer_id: str, *, amount: int, key: str) -> TransferReversal:
-        obj = self._call(
-            self.client.v1.transfers.reversals.create, transfer_id, {"amount": amount}, self._key(key)
-        ).to_dict()
-        return TransferReversal(id=obj["id"], amount=obj["amount"])
 
     def balance_transactions(self, *, created_gte: int, created_lt: int, page_size: int) -> list[BalanceTransaction]:
         params = {
@@ -422,6 +448,15 @@ def transfers_active(account: dict[str, Any]) -> bool:
     `transfers` capability is active (`payouts_enabled` is about the
     account's own payouts to its bank, not about receiving transfers)."""
     return (account.get("capabilities") or {}).get("transfers") == "active"
+
+
+def _account(obj: dict[str, Any]) -> ConnectedAccount:
+    return ConnectedAccount(
+        id=obj["id"],
+        payouts_enabled=bool(obj.get("payouts_enabled")),
+        details_submitted=bool(obj.get("details_submitted")),
+        transfers_active=transfers_active(obj),
+    )
 
 
 def _refund(obj: dict[str, Any]) -> RefundResult:

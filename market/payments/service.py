@@ -142,9 +142,16 @@ def open_payment(order_id: int) -> Payment:
             return payment
         amount, currency = payment.amount, payment.currency
         key = _fresh_key(payment, _intent_key(payment))
-    intent = outside_transaction(
-        lambda: gateway().create_intent(order_id=order_id, amount=amount, currency=currency, key=key)
-    )
+    try:
+        intent = outside_transaction(
+            lambda: gateway().create_intent(order_id=order_id, amount=amount, currency=currency, key=key)
+        )
+    except KeySpent as error:
+        # Whatever the provider may have made under this key holds no money
+        # (the buyer only ever pays the intent recorded here): the next try
+        # makes one under a new key.
+        _spend_key(order_id, "create_intent", key, error)
+        raise
     with unit_of_work():
         payment = settlement.lock_order_and_payment(order_id)
         assert payment is not None

@@ -20,7 +20,7 @@ from market.db import utcnow
 from market.errors import Conflict, Invalid, NotFound
 from market.extensions import db
 from market.outbox import enqueue
-from market.payments.gateway import GatewayError, gateway
+from market.payments.gateway import ConnectedAccount, GatewayError, KeySpent, gateway
 from market.payments.models import Provider
 from market.payouts.models import (
     PayoutAccount,
@@ -157,10 +157,11 @@ def connect_account(farm_id: int) -> PayoutAccount | None:
         return account
     try:
         if account.stripe_account_id is None:
-            key = f"farm-{farm_id}-account"
+            attempts = account.account_attempts
+            key = f"farm-{farm_id}-account" + (f"-retry-{attempts}" if attempts else "")
             country = current_app.config["STRIPE_CONNECT_COUNTRY"]
             db.session.commit()  # no transaction stays open across the provider call
-            created = gateway().create_connected_account(farm_id=farm_id, country=country, key=key)
+            created = _create_account(farm_id, country, key, looked_up=attempts > 0)
             account = _account_of(farm_id, lock=True)
             assert account is not None
             if account.stripe_account_id is None:
@@ -174,12 +175,22 @@ def connect_account(farm_id: int) -> PayoutAccount | None:
         number, stripe_id = account.link_requests, account.stripe_account_id
         assert stripe_id is not None
         db.session.commit()
-        link = gateway().create_account_link(
-            stripe_id,
-            refresh_url=current_app.config["PAYOUT_ONBOARDING_REFRESH_URL"],
-            return_url=current_app.config["PAYOUT_ONBOARDING_RETURN_URL"],
-            key=f"farm-{farm_id}-link-{number}",
-        )
+        try:
+            link = gateway().create_account_link(
+                stripe_id,
+                refresh_url=current_app.config["PAYOUT_ONBOARDING_REFRESH_URL"],
+                return_url=current_app.config["PAYOUT_ONBOARDING_RETURN_URL"],
+                key=f"farm-{farm_id}-link-{number}",
+            )
+        except KeySpent:
+            # A link made or not changes nothing; the retry asks for a new
+            # one under the next number (Stripe replays the failure).
+            account = _account_of(farm_id, lock=True)
+            assert account is not None
+            if account.link_requests == number:
+                account.link_requests += 1
+            db.session.commit()
+            raise
     except GatewayError as error:
         account = _account_of(farm_id, lock=True)
         assert account is not None
@@ -195,6 +206,26 @@ def connect_account(farm_id: int) -> PayoutAccount | None:
         account.attention = None
     db.session.commit()
     return account
+
+
+def _create_account(farm_id: int, country: str, key: str, *, looked_up: bool) -> ConnectedAccount:
+    """The farm's Express account, made under `key`. After a failure Stripe
+    keeps for a key, the account is looked up (it may have been made) before
+    the next try, which uses a new key."""
+    found = gateway().find_connected_account(farm_id=farm_id) if looked_up else None
+    if found is not None:
+        return found
+    try:
+        return gateway().create_connected_account(farm_id=farm_id, country=country, key=key)
+    except KeySpent:
+        found = gateway().find_connected_account(farm_id=farm_id)
+        if found is not None:
+            return found
+        account = _account_of(farm_id, lock=True)
+        assert account is not None
+        account.account_attempts += 1
+        db.session.commit()
+        raise
 
 
 def flag_account(farm_id: int, problem: str) -> None:

@@ -72,6 +72,9 @@ class PayoutAccount(db.Model):  # type: ignore[name-defined]
     # Each request for an onboarding link bumps this; it names the link's
     # idempotency key, so one request makes one link however often retried.
     link_requests: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    account_attempts: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0", doc="Tries to make the Express account that Stripe failed on."
+    )
     link_requested_for: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     onboarding_url: Mapped[str | None] = mapped_column(Text)
     onboarding_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -243,8 +246,8 @@ class PayoutTransfer(db.Model):  # type: ignore[name-defined]
     def key(self, attempts: int) -> str:
         """`payout-<id>-order-<order>` for a transfer from a charge, and
         `payout-<id>` for the one from the balance (the key a payout's one
-        transfer always had); a try after Stripe refused for good needs a
-        fresh key (Stripe would replay the refusal)."""
+        transfer always had); a try after Stripe refused for good, or failed
+        with a 5xx, needs a fresh key (Stripe would replay its answer)."""
         base = f"payout-{self.payout_id}" + ("" if self.order_id is None else f"-order-{self.order_id}")
         return base if attempts == 0 else f"{base}-retry-{attempts}"
 

@@ -24,7 +24,7 @@ from market.events import publish
 from market.extensions import db
 from market.ledger import service as ledger
 from market.outbox import enqueue
-from market.payments.gateway import GatewayError, Transfer, gateway
+from market.payments.gateway import AmbiguousAnswer, GatewayError, KeySpent, Transfer, gateway
 from market.payments.models import Provider
 from market.payouts.models import (
     Payout,
@@ -97,7 +97,10 @@ def transfer(payout_id: int) -> Payout:
         payout = _payout(payout_id, lock=True)
         if payout.status != PayoutStatus.PENDING or payout.method != PayoutMethod.STRIPE:
             return payout
-        late = payout.transfer_requested_at is not None and utcnow() - payout.transfer_requested_at > KEY_LIFETIME
+        # A transfer whose key may be forgotten, or under a key not its first
+        # (one tried before may have been made), is looked up first.
+        forgotten = payout.transfer_requested_at is not None and utcnow() - payout.transfer_requested_at > KEY_LIFETIME
+        late = forgotten or payout.transfer_attempts > 0
         if payout.transfer_requested_at is None:
             payout.transfer_requested_at = utcnow()
         to_make = [
@@ -111,6 +114,18 @@ def transfer(payout_id: int) -> Payout:
     for planned in to_make:
         try:
             made = _make(planned, late=late)
+        except KeySpent:
+            # Stripe keeps this failure for the key: unless the transfer was
+            # made after all, every transfer not made yet is looked up and
+            # asked for under a new key next time.
+            found = _find(planned)
+            if found is None:
+                with unit_of_work():
+                    payout = _payout(payout_id, lock=True)
+                    if payout.status == PayoutStatus.PENDING:
+                        payout.transfer_attempts += 1
+                raise
+            made = found
         except GatewayError as error:
             with unit_of_work():
                 payout = _payout(payout_id, lock=True)
@@ -135,15 +150,7 @@ def transfer(payout_id: int) -> Payout:
 def _make(planned: _ToMake, *, late: bool) -> Transfer:
     """One transfer at Stripe, outside any transaction: found first when
     its key may be forgotten, else made with its key."""
-    found = (
-        outside_transaction(
-            lambda: gateway().find_transfer(
-                transfer_group=planned.group, payout_id=planned.payout_id, order_id=planned.order_id
-            )
-        )
-        if late
-        else None
-    )
+    found = _find(planned) if late else None
     if found is not None:
         return found
     return outside_transaction(
@@ -156,6 +163,14 @@ def _make(planned: _ToMake, *, late: bool) -> Transfer:
             key=planned.key,
             order_id=planned.order_id,
             source_transaction=planned.source_transaction,
+        )
+    )
+
+
+def _find(planned: _ToMake) -> Transfer | None:
+    return outside_transaction(
+        lambda: gateway().find_transfer(
+            transfer_group=planned.group, payout_id=planned.payout_id, order_id=planned.order_id
         )
     )
 
@@ -201,22 +216,20 @@ def reverse(reversal_id: int) -> TransferReversal:
         if reversal.status != ReversalStatus.PENDING:
             return reversal
         transfer_id, amount = reversal.transfer.stripe_transfer_id or "", reversal.amount
+    key = f"reversal-{reversal_id}"
     try:
-        result = outside_transaction(
-            lambda: gateway().reverse_transfer(transfer_id, amount=amount, key=f"reversal-{reversal_id}")
-        )
+        result = outside_transaction(lambda: gateway().reverse_transfer(transfer_id, amount=amount, key=key))
+    except (AmbiguousAnswer, KeySpent) as error:
+        found = gateway().find_reversal(transfer_id, key=key)
+        if found is None:
+            if isinstance(error, AmbiguousAnswer):
+                raise  # not made yet: the same key again
+            # A failure Stripe keeps for the key: like a refusal, the
+            # take-backs are netted from the next payout instead.
+            return _not_reversed(reversal_id, error)
+        result = found
     except GatewayError as error:
-        with unit_of_work():
-            reversal = _reversal(reversal_id)
-            if reversal.status == ReversalStatus.PENDING:
-                reversal.mark_failed(str(error))
-                db.session.execute(
-                    update(FarmEntry)
-                    .where(FarmEntry.reversal_id == reversal_id, FarmEntry.kind != EntryKind.TRANSFER_REVERSAL)
-                    .values(reversal_id=None)
-                    .execution_options(synchronize_session=False)
-                )
-        return reversal
+        return _not_reversed(reversal_id, error)
     with unit_of_work():
         reversal = _reversal(reversal_id)
         if reversal.status == ReversalStatus.PENDING:
@@ -235,6 +248,22 @@ def reverse(reversal_id: int) -> TransferReversal:
                 f"reversal:{reversal.id}",
                 {ledger.gateway_cash(Provider.STRIPE): amount, ledger.farm_payable(reversal.farm_id): -amount},
                 memo=f"reverses part of payout {reversal.payout_id}",
+            )
+    return reversal
+
+
+def _not_reversed(reversal_id: int, error: Exception) -> TransferReversal:
+    """Stripe did not reverse: the reversal failed, and the take-backs it
+    was for are free to be netted from the farm's next payout."""
+    with unit_of_work():
+        reversal = _reversal(reversal_id)
+        if reversal.status == ReversalStatus.PENDING:
+            reversal.mark_failed(str(error))
+            db.session.execute(
+                update(FarmEntry)
+                .where(FarmEntry.reversal_id == reversal_id, FarmEntry.kind != EntryKind.TRANSFER_REVERSAL)
+                .values(reversal_id=None)
+                .execution_options(synchronize_session=False)
             )
     return reversal
 

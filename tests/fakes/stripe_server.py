@@ -29,6 +29,7 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -91,7 +92,8 @@ class FakeStripe:
     settlement_currency: str | None = None
     exchange_rates: dict[str, float] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
-    fail_next: list[tuple[str, int]] = field(default_factory=list)  # (path prefix, HTTP status)
+    fail_next: list[tuple[str, int]] = field(default_factory=list)  # (path prefix, HTTP status): not done
+    fail_after: list[str] = field(default_factory=list)  # path prefixes: done, but answered with a 500
     decline_next: list[str] = field(default_factory=list)  # path prefixes
     hold: dict[str, float] = field(default_factory=dict)  # path prefix -> seconds to sit on a request
     refuse_next: list[tuple[str, str]] = field(default_factory=list)  # (path prefix, message): a 400
@@ -234,10 +236,6 @@ class FakeStripe:
     # Request handling.
     def handle(self, method: str, path: str, params: dict[str, Any], key: str | None) -> Response:
         with self.lock:
-            for index, (prefix, status) in enumerate(self.fail_next):
-                if path.startswith(prefix):
-                    del self.fail_next[index]
-                    return _error(status, "api_error", "An error occurred on Stripe's servers.")
             if key is not None and method == "POST":
                 earlier = self._keys.get(key)
                 if earlier is not None:
@@ -253,15 +251,24 @@ class FakeStripe:
                 (i for i, (prefix, _) in enumerate(self.refuse_next) if path.startswith(prefix) and method == "POST"),
                 None,
             )
-            if refusal is not None:  # stored for the key like any answer: Stripe replays a refusal
+            failure = next((i for i, (prefix, _) in enumerate(self.fail_next) if path.startswith(prefix)), None)
+            if failure is not None:
+                response = _error(self.fail_next.pop(failure)[1], "api_error", "An error occurred on Stripe's servers.")
+            elif refusal is not None:
                 response = _error(400, "invalid_request_error", self.refuse_next.pop(refusal)[1])
             else:
                 response = self._route(method, path, params)
-            if key is not None and method == "POST" and response[0] < 500:
+                lost = next((i for i, prefix in enumerate(self.fail_after) if path.startswith(prefix)), None)
+                if lost is not None:  # done, but the answer is an error
+                    del self.fail_after[lost]
+                    response = _error(500, "api_error", "An error occurred on Stripe's servers.")
+            # Every answer is kept for its key and replayed to a repeat, a
+            # refusal or a 5xx included (Stripe keeps a 5xx for a while too).
+            if key is not None and method == "POST":
                 self._keys[key] = (path, params, response)
             return response
 
-    def _route(self, method: str, path: str, params: dict[str, Any]) -> Response:  # noqa: PLR0911 (one per endpoint)
+    def _route(self, method: str, path: str, params: dict[str, Any]) -> Response:  # noqa: PLR0911, PLR0912 (one per endpoint)
         if method == "POST" and path == "/v1/payment_intents":
             return self._create_intent(params)
         match = re.fullmatch(r"/v1/payment_intents/(pi_\w+)(/capture|/cancel)?", path)
@@ -278,8 +285,8 @@ class FakeStripe:
                 return self._cancel(intent)
         if path == "/v1/refunds":
             return self._refund(params) if method == "POST" else self._list_refunds(params)
-        if method == "POST" and path == "/v1/accounts":
-            return self._create_account(params)
+        if path == "/v1/accounts":
+            return self._create_account(params) if method == "POST" else self._list(self.accounts.values(), path)
         if method == "POST" and path == "/v1/account_links":
             return self._create_account_link(params)
         if path == "/v1/transfers":
@@ -287,6 +294,8 @@ class FakeStripe:
         match = re.fullmatch(r"/v1/transfers/(tr_\w+)/reversals", path)
         if match and method == "POST":
             return self._reverse(match.group(1), params)
+        if match:
+            return self._list((r for r in self.reversals.values() if r["transfer"] == match.group(1)), path)
         if method == "GET" and path == "/v1/balance_transactions":
             return self._list_balance_transactions(params)
         return _error(404, "invalid_request_error", f"Unrecognized request URL ({method}: {path}).")
@@ -394,8 +403,13 @@ class FakeStripe:
         return 200, dict(refund)
 
     def _list_refunds(self, params: dict[str, Any]) -> Response:
-        found = [dict(r) for r in self.refunds.values() if r["payment_intent"] == params.get("payment_intent")]
-        return 200, {"object": "list", "url": "/v1/refunds", "has_more": False, "data": found[::-1]}
+        intent = params.get("payment_intent")
+        return self._list((r for r in self.refunds.values() if r["payment_intent"] == intent), "/v1/refunds")
+
+    @staticmethod
+    def _list(found: Iterable[dict[str, Any]], url: str) -> Response:
+        """One page of every object found, newest first, like Stripe's lists."""
+        return 200, {"object": "list", "url": url, "has_more": False, "data": [dict(o) for o in found][::-1]}
 
     def _create_account(self, params: dict[str, Any]) -> Response:
         if params.get("type") != "express":
@@ -508,6 +522,7 @@ class FakeStripe:
             "amount": amount,
             "currency": transfer["currency"],
             "transfer": transfer_id,
+            "metadata": params.get("metadata", {}),
         }
         self.reversals[reversal["id"]] = reversal
         self._record("transfer_refund", amount, transfer["currency"], reversal)

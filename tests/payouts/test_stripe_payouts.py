@@ -426,3 +426,78 @@ def test_offline_gateway_cannot_connect_stripe(client: FlaskClient, shop: Shop) 
     assert isinstance(account, PayoutAccount)
     assert account.stripe_account_id is None
     assert "not configured" in (account.attention or "")
+
+
+def test_a_transfer_made_though_stripe_answered_500_is_found_not_made_twice(
+    client: FlaskClient, shop: Shop, fake: FakeStripe
+) -> None:
+    connect_stripe(client, shop, fake, shop.orchard.id)
+    settled_order(client, shop, (shop.oranges, 1000), fake=fake)
+    run(client, shop)
+    payout = only_payout()
+    fake.fail_after.append("/v1/transfers")  # made, but the answer is a 500 (replayed to its key)
+    assert payouts.transfer(payout.id).status == PayoutStatus.PAID
+    assert len(fake.transfers) == 1
+    assert checks.check_ledger() == []
+
+
+def test_a_reversal_made_though_stripe_answered_500_is_found_and_recorded(
+    client: FlaskClient, shop: Shop, fake: FakeStripe
+) -> None:
+    connect_stripe(client, shop, fake, shop.orchard.id)
+    order = settled_order(client, shop, (shop.oranges, 2000), fake=fake)
+    run(client, shop)
+    payouts.transfer(only_payout().id)
+    refund(order["id"], line_of(order, shop.oranges.id), 1000)
+    run(client, shop)
+    reversal = db.session.scalars(select(TransferReversal)).one()
+    fake.fail_after.append("/v1/transfers/")
+    assert payouts.reverse(reversal.id).status == ReversalStatus.SUCCEEDED
+    assert len(fake.reversals) == 1
+    assert checks.check_ledger() == []
+
+
+def test_a_reversal_stripe_failed_on_is_netted_from_the_next_payout(
+    client: FlaskClient, shop: Shop, fake: FakeStripe
+) -> None:
+    connect_stripe(client, shop, fake, shop.orchard.id)
+    order = settled_order(client, shop, (shop.oranges, 2000), fake=fake)
+    run(client, shop)
+    payouts.transfer(only_payout().id)
+    refund(order["id"], line_of(order, shop.oranges.id), 1000)
+    run(client, shop)
+    reversal = db.session.scalars(select(TransferReversal)).one()
+    fake.fail_next.append(("/v1/transfers/", 500))  # the key is spent: Stripe would replay the 500
+    failed = payouts.reverse(reversal.id)
+    assert failed.status == ReversalStatus.FAILED
+    assert fake.reversals == {}
+    settled_order(client, shop, (shop.oranges, 3000), fake=fake)
+    run(client, shop)
+    assert only_payout().amount == 2997 - 150 - (999 - 50)  # the next order, less the take-back
+    assert checks.check_ledger() == []
+
+
+def test_an_account_stripe_failed_to_make_is_looked_up_then_made_under_a_new_key(
+    client: FlaskClient, shop: Shop, fake: FakeStripe
+) -> None:
+    response = client.post(
+        f"/api/v1/farms/{shop.orchard.id}/payout-account", json={"method": "stripe"}, headers=shop.orchard_h
+    )
+    assert response.status_code == 200, response.json
+    fake.fail_next.append(("/v1/accounts", 500))
+    with pytest.raises(TransientError):
+        payouts.connect_account(shop.orchard.id)
+    account = payouts.connect_account(shop.orchard.id)
+    assert account is not None and account.stripe_account_id in fake.accounts
+    assert len(fake.accounts) == 1 and account.onboarding_url
+
+
+def test_an_account_made_though_stripe_answered_500_is_found(client: FlaskClient, shop: Shop, fake: FakeStripe) -> None:
+    response = client.post(
+        f"/api/v1/farms/{shop.orchard.id}/payout-account", json={"method": "stripe"}, headers=shop.orchard_h
+    )
+    assert response.status_code == 200, response.json
+    fake.fail_after.append("/v1/accounts")
+    account = payouts.connect_account(shop.orchard.id)
+    assert account is not None and account.stripe_account_id in fake.accounts
+    assert len(fake.accounts) == 1

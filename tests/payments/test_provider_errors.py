@@ -1,0 +1,126 @@
+"""Stripe's errors as Stripe gives them, against the local fake: a 5xx is
+kept for its idempotency key and replayed to a repeat, and the request may
+or may not have taken effect. Every call looks the object up first, and
+asks again under a new key only when nothing was made."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from market.extensions import TransientError, db
+from market.payments import service as payments
+from market.payments.models import Payment, PaymentStatus, Refund, RefundStatus
+from tests.fakes.stripe_server import FakeStripe, FakeStripeServer
+from tests.payments.conftest import stripe_settings
+from tests.payments.test_stripe_payments import pack_all, paid_order
+from tests.shop import Shop, place
+
+
+@pytest.fixture
+def app_overrides(stripe_server: FakeStripeServer) -> dict[str, Any]:
+    return stripe_settings(stripe_server)
+
+
+def payment_of(order_id: int) -> Payment:
+    db.session.expire_all()
+    return db.session.scalars(select(Payment).where(Payment.order_id == order_id)).one()
+
+
+def keys(order_id: int, action: str) -> list[tuple[str, bool]]:
+    return [(a.idempotency_key, a.succeeded) for a in payment_of(order_id).attempts if a.action == action]
+
+
+def captured(client: FlaskClient, fake: FakeStripe, shop: Shop) -> dict[str, Any]:
+    order, _ = paid_order(client, fake, shop)
+    pack_all(client, shop, order, {order["parts"][0]["lines"][0]["id"]: 2000})
+    assert payments.capture(order["id"]).status == PaymentStatus.CAPTURED
+    return order
+
+
+def test_a_5xx_is_replayed_to_its_key(fake_stripe: FakeStripe) -> None:
+    fake_stripe.fail_next.append(("/v1/payment_intents", 500))
+    params = {"amount": "100", "currency": "cny"}
+    first = fake_stripe.handle("POST", "/v1/payment_intents", params, "k-1")
+    assert first[0] == 500
+    assert fake_stripe.handle("POST", "/v1/payment_intents", params, "k-1") == first
+    assert fake_stripe.handle("POST", "/v1/payment_intents", params, "k-2")[0] == 200
+    assert len(fake_stripe.intents) == 1
+
+
+def test_a_capture_that_failed_at_the_provider_is_asked_again_under_a_new_key(
+    client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
+) -> None:
+    order, payment = paid_order(client, fake_stripe, shop)
+    pack_all(client, shop, order, {order["parts"][0]["lines"][0]["id"]: 2000})
+    fake_stripe.fail_next.append((f"/v1/payment_intents/{payment.stripe_payment_intent_id}/capture", 500))
+    with pytest.raises(TransientError):
+        payments.capture(order["id"])
+    assert payment_of(order["id"]).status == PaymentStatus.CAPTURING
+    assert payments.capture(order["id"]).status == PaymentStatus.CAPTURED  # the same key would get the 500 again
+    base = f"order-{order['id']}-capture"
+    assert keys(order["id"], "capture") == [(base, False), (f"{base}-retry-1", True)]
+
+
+def test_a_capture_made_though_the_provider_answered_500_is_found_and_recorded(
+    client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
+) -> None:
+    order, payment = paid_order(client, fake_stripe, shop)
+    pack_all(client, shop, order, {order["parts"][0]["lines"][0]["id"]: 2000})
+    fake_stripe.fail_after.append(f"/v1/payment_intents/{payment.stripe_payment_intent_id}/capture")
+    done = payments.capture(order["id"])  # looked up: it was taken
+    assert (done.status, done.amount_captured) == (PaymentStatus.CAPTURED, 1998)
+    assert len(fake_stripe.charges) == 1  # the client's own retries of the key were replayed the 500
+
+
+def test_a_refund_that_failed_at_the_provider_is_asked_again_and_keeps_its_reference(
+    client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
+) -> None:
+    order = captured(client, fake_stripe, shop)
+    refund = payments.request_refund(None, order["id"], reason="mouldy")
+    fake_stripe.fail_next.append(("/v1/refunds", 500))
+    with pytest.raises(TransientError):
+        payments.process_refund(refund.id)
+    assert db.session.get(Refund, refund.id).status == RefundStatus.PENDING  # type: ignore[union-attr]
+    assert payments.process_refund(refund.id).status == RefundStatus.SUCCEEDED
+    assert [r["metadata"]["key"] for r in fake_stripe.refunds.values()] == [f"refund-{refund.id}"]
+    assert keys(order["id"], "refund") == [(f"refund-{refund.id}", False), (f"refund-{refund.id}-retry-1", True)]
+
+
+def test_a_refund_made_though_the_provider_answered_500_is_found_not_made_twice(
+    client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
+) -> None:
+    order = captured(client, fake_stripe, shop)
+    refund = payments.request_refund(None, order["id"], reason="mouldy")
+    fake_stripe.fail_after.append("/v1/refunds")
+    assert payments.process_refund(refund.id).status == RefundStatus.SUCCEEDED
+    assert len(fake_stripe.refunds) == 1
+    assert payment_of(order["id"]).amount_refunded == 1998
+
+
+def test_an_intent_the_provider_failed_to_create_is_created_under_a_new_key(
+    client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
+) -> None:
+    order = place(client, shop, (shop.oranges, 1000))
+    fake_stripe.fail_next.append(("/v1/payment_intents", 500))  # the client's own retries are replayed it
+    with pytest.raises(TransientError):
+        payments.open_payment(order["id"])
+    opened = payments.open_payment(order["id"])
+    assert opened.status == PaymentStatus.REQUIRES_PAYMENT and opened.stripe_payment_intent_id
+    base = f"order-{order['id']}-intent"
+    assert keys(order["id"], "create_intent") == [(base, False), (f"{base}-retry-1", True)]
+
+
+def test_a_release_the_provider_failed_on_is_asked_again_under_a_new_key(
+    client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
+) -> None:
+    order, payment = paid_order(client, fake_stripe, shop)
+    client.post(f"/api/v1/orders/{order['id']}/cancel", json={"reason": "changed my mind"}, headers=shop.buyer_h)
+    fake_stripe.fail_next.append((f"/v1/payment_intents/{payment.stripe_payment_intent_id}/cancel", 503))
+    with pytest.raises(TransientError):
+        payments.settle_closed_order(order["id"])
+    assert payments.settle_closed_order(order["id"]).status == PaymentStatus.CANCELLED  # type: ignore[union-attr]
+    assert fake_stripe.intents[payment.stripe_payment_intent_id or ""]["status"] == "canceled"
