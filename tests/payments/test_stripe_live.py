@@ -102,6 +102,9 @@ def test_a_connected_account_and_its_onboarding_link(gateway: StripeGateway) -> 
     )
     assert link.url.startswith("https://")
     assert link.expires_at > 0
+    found = gateway.find_connected_account(farm_id=1)
+    if not MOCK:  # stripe-mock lists fixtures, not what was made
+        assert found is not None
 
 
 def test_transfers_and_reversals(gateway: StripeGateway) -> None:
@@ -120,8 +123,33 @@ def test_transfers_and_reversals(gateway: StripeGateway) -> None:
     found = gateway.find_transfer(transfer_group=group, payout_id=1)
     if not MOCK:
         assert found is not None and found.id == transfer.id
-    reversal = gateway.reverse_transfer(transfer.id, amount=300, key=key())
+    reversal_key = key()
+    reversal = gateway.reverse_transfer(transfer.id, amount=300, key=reversal_key)
     assert reversal.id.startswith("trr_")
+    again = gateway.find_reversal(transfer.id, key=reversal_key)
+    if not MOCK:
+        assert again is not None and again.id == reversal.id
+
+
+def test_a_transfer_drawn_on_a_charge(gateway: StripeGateway) -> None:
+    intent = held(gateway, 2000)
+    captured = gateway.capture(intent.id, amount=2000, key=key())
+    account = gateway.create_connected_account(farm_id=3, country=SETTINGS["STRIPE_CONNECT_COUNTRY"], key=key())
+    try:
+        transfer = gateway.create_transfer(
+            amount=1500,
+            currency=CURRENCY,
+            destination=account.id,
+            transfer_group=f"order-{uuid.uuid4()}",
+            payout_id=2,
+            key=key(),
+            order_id=1,
+            source_transaction=captured.latest_charge or "ch_123",
+        )
+    except GatewayError:
+        assert not MOCK  # test mode: the account's transfers capability is not active yet
+        return
+    assert transfer.id.startswith("tr_")
 
 
 def test_balance_transactions_of_a_period(gateway: StripeGateway) -> None:
