@@ -376,16 +376,21 @@ def test_a_take_back_netted_in_a_payout_comes_off_its_charge_transfers_and_is_no
     assert checks.check_ledger() == []
 
 
-def test_a_refund_not_recovered_by_reversal_is_netted_from_the_next_payout(
-    client: FlaskClient, shop: Shop, fake: FakeStripe
-) -> None:
+def reversal_to_make(client: FlaskClient, shop: Shop, fake: FakeStripe) -> TransferReversal:
+    """2 kg paid out by transfer, then 1 kg refunded: a reversal for the worker."""
     connect_stripe(client, shop, fake, shop.orchard.id)
     order = settled_order(client, shop, (shop.oranges, 2000), fake=fake)
     run(client, shop)
     payouts.transfer(only_payout().id)
     refund(order["id"], line_of(order, shop.oranges.id), 1000)
     run(client, shop)
-    reversal = db.session.scalars(select(TransferReversal)).one()
+    return db.session.scalars(select(TransferReversal)).one()
+
+
+def test_a_refund_not_recovered_by_reversal_is_netted_from_the_next_payout(
+    client: FlaskClient, shop: Shop, fake: FakeStripe
+) -> None:
+    reversal = reversal_to_make(client, shop, fake)
     fake.refuse_next.append(("/v1/transfers/", "The connected account's balance is too low to reverse this."))
     payouts.reverse(reversal.id)
     db.session.expire_all()
@@ -444,13 +449,7 @@ def test_a_transfer_made_though_stripe_answered_500_is_found_not_made_twice(
 def test_a_reversal_made_though_stripe_answered_500_is_found_and_recorded(
     client: FlaskClient, shop: Shop, fake: FakeStripe
 ) -> None:
-    connect_stripe(client, shop, fake, shop.orchard.id)
-    order = settled_order(client, shop, (shop.oranges, 2000), fake=fake)
-    run(client, shop)
-    payouts.transfer(only_payout().id)
-    refund(order["id"], line_of(order, shop.oranges.id), 1000)
-    run(client, shop)
-    reversal = db.session.scalars(select(TransferReversal)).one()
+    reversal = reversal_to_make(client, shop, fake)
     fake.fail_after.append("/v1/transfers/")
     assert payouts.reverse(reversal.id).status == ReversalStatus.SUCCEEDED
     assert len(fake.reversals) == 1
@@ -460,13 +459,7 @@ def test_a_reversal_made_though_stripe_answered_500_is_found_and_recorded(
 def test_a_reversal_stripe_failed_on_is_netted_from_the_next_payout(
     client: FlaskClient, shop: Shop, fake: FakeStripe
 ) -> None:
-    connect_stripe(client, shop, fake, shop.orchard.id)
-    order = settled_order(client, shop, (shop.oranges, 2000), fake=fake)
-    run(client, shop)
-    payouts.transfer(only_payout().id)
-    refund(order["id"], line_of(order, shop.oranges.id), 1000)
-    run(client, shop)
-    reversal = db.session.scalars(select(TransferReversal)).one()
+    reversal = reversal_to_make(client, shop, fake)
     fake.fail_next.append(("/v1/transfers/", 500))  # the key is spent: Stripe would replay the 500
     failed = payouts.reverse(reversal.id)
     assert failed.status == ReversalStatus.FAILED

@@ -99,10 +99,12 @@ def test_a_cancel_after_the_capture_was_decided_is_refunded_in_full_once_recorde
     assert check_ledger() == []
 
 
-def test_a_part_cancelled_while_its_capture_is_in_flight_is_refunded(
-    client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
-) -> None:
-    order, payment = paid_order(client, fake_stripe, shop, (shop.oranges, 2000), (shop.nuts, 1000))
+def nuts_cancelled_while_capture_decided(
+    client: FlaskClient, fake: FakeStripe, shop: Shop
+) -> tuple[dict[str, Any], Payment, dict[str, Any]]:
+    """Oranges and chestnuts paid and packed, the capture decided, then the
+    chestnut part cancelled by its farm."""
+    order, payment = paid_order(client, fake, shop, (shop.oranges, 2000), (shop.nuts, 1000))
     pack_all(client, shop, order, weighed(order, 1000) | {part_of(order, shop.orchard)["lines"][0]["id"]: 2000})
     with unit_of_work():
         payments._decide_capture(order["id"])
@@ -111,6 +113,13 @@ def test_a_part_cancelled_while_its_capture_is_in_flight_is_refunded(
         f"/api/v1/orders/{order['id']}/parts/{nuts['id']}/cancel", json={"reason": "mould"}, headers=shop.chestnut_h
     )
     assert response.status_code == 200, response.json
+    return order, payment, nuts
+
+
+def test_a_part_cancelled_while_its_capture_is_in_flight_is_refunded(
+    client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
+) -> None:
+    order, payment, nuts = nuts_cancelled_while_capture_decided(client, fake_stripe, shop)
     payments.capture(order["id"])
     payments.refund_cancelled_part(order["id"], nuts["id"])  # the part's own event: nothing more to do
     refund_all_pending()
@@ -299,15 +308,7 @@ def test_a_part_cancelled_while_a_refused_capture_was_decided_holds_no_premium(
     kept for the capture's refund), and then the provider refused the
     capture: nothing was taken, so the cancelled part holds nothing."""
     sponsored = programme(client, shop, funded_by="sponsor", budget_cap=5000)
-    order, _ = paid_order(client, fake_stripe, shop, (shop.oranges, 2000), (shop.nuts, 1000))
-    pack_all(client, shop, order, weighed(order, 1000) | {part_of(order, shop.orchard)["lines"][0]["id"]: 2000})
-    with unit_of_work():
-        payments._decide_capture(order["id"])
-    nuts = part_of(order, shop.chestnuts)
-    response = client.post(
-        f"/api/v1/orders/{order['id']}/parts/{nuts['id']}/cancel", json={"reason": "mould"}, headers=shop.chestnut_h
-    )
-    assert response.status_code == 200, response.json
+    order, _, _ = nuts_cancelled_while_capture_decided(client, fake_stripe, shop)
     assert used(sponsored["id"]) == 200 + 100
     fake_stripe.refuse_next.append(("/v1/payment_intents/", "Amount exceeds the card's limit."))
     refused = payments.capture(order["id"])
