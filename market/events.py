@@ -31,6 +31,7 @@ SUBSCRIBERS: dict[str, tuple[str, ...]] = {
     "payment.hold_expiring": (NOTIFY,),
     "payment.hold_lapsed": (NOTIFY,),
     "payment.renewed": (NOTIFY,),
+    "refund.failed": (NOTIFY,),
     "payout.failed": (NOTIFY,),
     "payout.paid": (NOTIFY,),
 }

@@ -91,6 +91,19 @@ TEMPLATES: dict[str, Template] = {
             "[Farm market] Payment for order #{order_id} failed; pay again before the order expires.",
         ),
     ),
+    "refund.failed": _t(
+        Role.BUYER,
+        EMAIL_SMS,
+        (
+            "订单 #{order_id} 的退款未能完成",
+            "【农市】订单 #{order_id} 的一笔退款被银行退回或拒绝，未到账。平台运营人员会与您联系。",
+        ),
+        (
+            "A refund for order #{order_id} did not go through",
+            "[Farm market] A refund for order #{order_id} was refused or returned by the bank and has not reached "
+            "you. Our operators will contact you.",
+        ),
+    ),
     "payment.hold_expiring": _t(
         (Role.FARMER, Role.OPERATOR),
         EMAIL_SMS,

@@ -792,11 +792,13 @@ def _refund_ended(payment: Payment, refund: Refund, status: str, reason: str | N
         refund.failure_reason = reason or status
         refund.settled_at = utcnow()
         payment.attention = f"Refund {refund.id} of {refund.amount} {status}: {refund.failure_reason}"[:2000]
+        publish("refund.failed", order_id=refund.order_id, refund_id=refund.id)
     elif refund.status == RefundStatus.SUCCEEDED and status in ("failed", "canceled"):
         payment.attention = (
             f"Refund {refund.id} of {refund.amount} {status} at the provider after it had succeeded "
             f"({reason or 'no reason given'}); the money is back in the platform's balance, not with the buyer."
         )[:2000]
+        publish("refund.failed", order_id=refund.order_id, refund_id=refund.id)
     return refund
 
 

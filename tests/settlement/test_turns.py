@@ -13,6 +13,9 @@ from sqlalchemy import select
 from market.db import unit_of_work
 from market.extensions import TransientError, db
 from market.ledger import service as ledger
+from market.notifications import service as notifications
+from market.notifications.models import Notification
+from market.outbox import OutboxMessage
 from market.payments import service as payments
 from market.payments.models import Payment, PaymentStatus, Refund, RefundStatus
 from market.premiums.models import PremiumProgramme
@@ -278,6 +281,12 @@ def test_a_pending_refund_that_fails_stops_counting_and_goes_to_the_operators(
     assert used(sponsored["id"]) == 200  # nothing was taken back
     listed = client.get("/api/v1/payments/attention", headers=shop.operator_h).json
     assert [p["order_id"] for p in listed] == [order["id"]]
+    told = db.session.scalars(select(OutboxMessage).where(OutboxMessage.task == "notifications.handle_event")).all()
+    assert {"event": "refund.failed", "order_id": order["id"], "refund_id": refund.id} in [m.kwargs for m in told]
+    assert notifications.handle_event("refund-failed", "refund.failed", order_id=order["id"], refund_id=refund.id) == 1
+    assert db.session.scalars(select(Notification.user_id).where(Notification.event == "refund.failed")).all() == [
+        shop.buyer.id
+    ]
     again = payments.request_refund(None, order["id"], reason="bruised, again")  # the grams are refundable again
     assert again.amount == 1998
     assert check_ledger() == []
