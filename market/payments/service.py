@@ -152,6 +152,8 @@ def open_payment(order_id: int) -> Payment:
         # makes one under a new key.
         _spend_key(order_id, "create_intent", key, error)
         raise
+    except GatewayError as error:
+        return _intent_refused(order_id, key, amount, error)
     with unit_of_work():
         payment = settlement.lock_order_and_payment(order_id)
         assert payment is not None
@@ -163,6 +165,23 @@ def open_payment(order_id: int) -> Payment:
                 _attempt(payment, "create_intent", key, amount=amount, object_id=intent.id)
             if payment.renew_by is not None:
                 publish("payment.hold_lapsed", order_id=order_id)  # the buyer can pay the new intent now
+    return payment
+
+
+def _intent_refused(order_id: int, key: str, amount: int, error: GatewayError) -> Payment:
+    """The provider will not open a payment for the order (an amount over
+    its limit, say): the buyer cannot pay it by card, and the operators
+    see why; the order expires (or, after a lapsed hold, is cancelled at
+    its deadline) unless they settle it otherwise."""
+    with unit_of_work():
+        payment = settlement.lock_order_and_payment(order_id)
+        assert payment is not None
+        if payment.status == PaymentStatus.CREATING:
+            _attempt(payment, "create_intent", key, amount=amount, ok=False, error=str(error)[:2000])
+            payment.status = PaymentStatus.FAILED
+            payment.failure_reason = str(error)[:2000]
+            payment.attention = f"The provider refused to open the payment of order {order_id}: {error}"[:2000]
+            publish("payment.failed", order_id=order_id)
     return payment
 
 

@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from market.extensions import TransientError, db
+from market.outbox import OutboxMessage
 from market.payments import service as payments
 from market.payments.models import Payment, PaymentStatus, Refund, RefundStatus
 from tests.fakes.stripe_server import FakeStripe, FakeStripeServer
@@ -124,3 +125,20 @@ def test_a_release_the_provider_failed_on_is_asked_again_under_a_new_key(
         payments.settle_closed_order(order["id"])
     assert payments.settle_closed_order(order["id"]).status == PaymentStatus.CANCELLED  # type: ignore[union-attr]
     assert fake_stripe.intents[payment.stripe_payment_intent_id or ""]["status"] == "canceled"
+
+
+def test_an_intent_the_provider_refuses_to_open_is_failed_and_on_the_attention_list(
+    client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
+) -> None:
+    order = place(client, shop, (shop.oranges, 1000))
+    fake_stripe.refuse_next.append(("/v1/payment_intents", "Amount must be no more than ¥999,999.99"))
+    refused = payments.open_payment(order["id"])
+    assert (refused.status, refused.stripe_payment_intent_id) == (PaymentStatus.FAILED, None)
+    assert "no more than" in (refused.failure_reason or "")
+    listed = client.get("/api/v1/payments/attention", headers=shop.operator_h).json
+    assert [p["order_id"] for p in listed] == [order["id"]]
+    assert "refused to open" in listed[0]["attention"]
+    told = db.session.scalars(select(OutboxMessage).where(OutboxMessage.task == "notifications.handle_event")).all()
+    assert {"event": "payment.failed", "order_id": order["id"]} in [m.kwargs for m in told]
+    assert payments.open_payment(order["id"]).status == PaymentStatus.FAILED  # a repeat asks nothing more
+    assert fake_stripe.intents == {}
