@@ -241,9 +241,10 @@ def push_channel(channel_id: int) -> int:
     key = "push-" + hashlib.sha256(body).hexdigest()[:32]
     error = None
     try:
-        response = outside_transaction(lambda: post_signed(url, body, secret=secret, idempotency_key=key))
-        if not 200 <= response.status_code < 300:
-            error = f"Push answered HTTP {response.status_code}: {response.text[:300]}"
+        status = outside_transaction(lambda: post_signed(url, body, secret=secret, idempotency_key=key))
+        if not 200 <= status < 300:
+            # The status alone: what the channel wrote is not ours to show.
+            error = f"Push answered HTTP {status}."
     except (UnsafeUrl, TransientError) as exc:
         error = f"Push failed: {exc}"
     with unit_of_work():
@@ -346,7 +347,7 @@ def pull_channel(channel_id: int) -> int:
         baseline = _baseline(channel_id)
     try:
         fetched = outside_transaction(lambda: feeds.fetch(url, etag=etag, last_modified=last_modified))
-        quantities = None if fetched.body is None else feeds.parse(fetched.body, feed_format)
+        feed = None if fetched.body is None else feeds.parse(fetched.body, feed_format)
     except (feeds.FeedError, UnsafeUrl, TransientError) as exc:
         with unit_of_work():
             channel = _locked_channel(channel_id)
@@ -357,20 +358,22 @@ def pull_channel(channel_id: int) -> int:
         channel = _locked_channel(channel_id)
         if channel is None or channel.feed_url != url or not channel.active or _baseline(channel_id) != baseline:
             return 0
-        if quantities is None:
+        if feed is None:
             _succeeded(channel)
             return 0
-        return _apply_feed(channel, quantities, etag=fetched.etag, last_modified=fetched.last_modified)
+        return _apply_feed(channel, feed, etag=fetched.etag, last_modified=fetched.last_modified)
 
 
-def _apply_feed(
-    channel: SalesChannel, quantities: dict[str, int], *, etag: str | None, last_modified: str | None
-) -> int:
+def _apply_feed(channel: SalesChannel, feed: feeds.Feed, *, etag: str | None, last_modified: str | None) -> int:
+    quantities = feed.quantities
     listings = _listings_by_sku(channel.farm_id, list(quantities))
     problems = []
-    unknown = sorted(set(quantities) - set(listings))
+    unknown = sorted(feed.positions[sku] for sku in set(quantities) - set(listings))
     if unknown:
-        problems.append(f"Unknown SKUs skipped: {', '.join(unknown[:20])}.")
+        # By position: an unknown SKU is the feed's text, not ours to repeat.
+        shown = ", ".join(str(index) for index in unknown[:20])
+        more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
+        problems.append(f"Unknown SKUs skipped at items {shown}{more}.")
     moved = 0
     for sku in sorted(listings, key=lambda s: listings[s].id):
         listing, current = listings[sku], quantities[sku]
