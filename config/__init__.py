@@ -211,6 +211,10 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # those URLs instead of the system's resolver (getaddrinfo); not read
         # from the environment. Tests answer with it as a DNS server would.
         "OUTBOUND_RESOLVER": None,
+        # How many webhook endpoints one account may register, and how many
+        # sales channels one farmer's farms may have together.
+        "WEBHOOK_ENDPOINTS_PER_ACCOUNT": _int(env, "WEBHOOK_ENDPOINTS_PER_ACCOUNT", 10),
+        "SALES_CHANNELS_PER_ACCOUNT": _int(env, "SALES_CHANNELS_PER_ACCOUNT", 20),
         "INVENTORY_FEED_MAX_BYTES": _int(env, "INVENTORY_FEED_MAX_BYTES", 2 * 1024 * 1024),
         "INVENTORY_PUSH_RETRY_BASE_SECONDS": _int(env, "INVENTORY_PUSH_RETRY_BASE_SECONDS", 30),
         "INVENTORY_SCHEDULER_INTERVAL_SECONDS": _int(env, "INVENTORY_SCHEDULER_INTERVAL_SECONDS", 30),

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
@@ -39,7 +39,7 @@ from market.events import publish
 from market.extensions import TransientError, db
 from market.inventory import feeds
 from market.inventory.models import ChannelListing, FeedFormat, InboundEvent, MovementKind, SalesChannel
-from market.notifications.outbound import UnsafeUrl, post_signed, require_safe_url
+from market.notifications.outbound import UnsafeUrl, post_signed, require_quota, require_safe_url
 from market.outbox import enqueue
 from market.pagination import Page, SortKey, keyset_page
 
@@ -100,11 +100,15 @@ def create_channel(
     pull_interval_seconds: int = 300,
 ) -> CreatedChannel:
     """Register a sales channel for one of the caller's farms; its listings
-    are matched by SKU. The push signing secret is returned only here."""
+    are matched by SKU. The push signing secret is returned only here. The
+    farm's owner has at most SALES_CHANNELS_PER_ACCOUNT channels over all
+    their farms."""
     secret = "whsec_" + secrets.token_urlsafe(32)
     with unit_of_work():
         farm = _own_farm(actor, farm_id)
         _check_urls(push_url, feed_url)
+        owned = select(func.count(SalesChannel.id)).join(SalesChannel.farm).where(Farm.owner_id == farm.owner_id)
+        require_quota(farm.owner_id, owned, "SALES_CHANNELS_PER_ACCOUNT", "sales channels")
         channel = SalesChannel(
             farm_id=farm.id,
             name=name,

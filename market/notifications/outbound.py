@@ -33,9 +33,12 @@ from urllib.parse import urlsplit
 import requests
 from flask import current_app
 from requests.adapters import HTTPAdapter
+from sqlalchemy import Select, select
 
-from market.errors import Invalid
-from market.extensions import TransientError
+from market.accounts.models import User
+from market.db import locked
+from market.errors import Conflict, Invalid
+from market.extensions import TransientError, db
 
 SIGNATURE_HEADER = "Market-Signature"
 USER_AGENT = "farm-market-webhooks/1"
@@ -188,6 +191,23 @@ def require_safe_url(url: str, field: str) -> None:
         check_url(url)
     except UnsafeUrl as exc:
         raise Invalid(f"The URL cannot be used: {exc}", {field: [str(exc)]}) from None
+
+
+class QuotaExceeded(Conflict):
+    slug = "quota-exceeded"
+    title = "Quota exceeded"
+
+
+def require_quota(owner_id: int, owned: Select[tuple[int]], setting: str, what: str) -> None:
+    """Refuse (409) one more of `what` for the account `owner_id` when it
+    has as many as `setting` allows (`owned` counts them). Locks the
+    account's row, so concurrent registrations are counted in turn."""
+    db.session.execute(locked(select(User.id).where(User.id == owner_id)))
+    limit: int = current_app.config[setting]
+    if (db.session.scalar(owned) or 0) >= limit:
+        raise QuotaExceeded(
+            f"An account may have at most {limit} {what}; delete one before adding another.", limit=limit
+        )
 
 
 class PinnedAdapter(HTTPAdapter):

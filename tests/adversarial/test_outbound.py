@@ -1,7 +1,8 @@
 """Webhook, push and feed URLs cannot reach inside: every non-public range
 and its other spellings is refused, a DNS answer that changes between the
 check and the connection reaches nothing, redirects are not followed, what
-a receiver writes back is never shown to the URL's owner.
+a receiver writes back is never shown to the URL's owner, and an account
+registers only so many of them.
 
 Nothing here sends a packet off this machine: "public" receivers are
 loopback addresses the tests open with WEBHOOK_ALLOW_PRIVATE_NETWORKS, and
@@ -28,7 +29,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from market.accounts.models import Role
-from market.catalog.models import Listing
+from market.catalog.models import Farm, Listing
 from market.db import utcnow
 from market.extensions import TransientError, db
 from market.inventory import service as inventory
@@ -36,6 +37,7 @@ from market.inventory.models import SalesChannel
 from market.notifications import service as notifications
 from market.notifications.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from market.notifications.outbound import UnsafeUrl, may_call, post_signed
+from tests.conftest import is_postgres
 from tests.factories import FarmFactory, ListingFactory, bearer, token_for, user_with_token
 from tests.notifications.receivers import HttpReceiver
 
@@ -536,3 +538,74 @@ def test_an_oversized_validator_from_a_feed_is_not_kept(
     db.session.refresh(channel)
     assert (channel.feed_etag, channel.feed_last_modified, channel.last_error) == (None, None, None)
     assert channel.last_success_at is not None
+
+
+# --- quotas ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app_overrides() -> dict[str, Any]:
+    return {"WEBHOOK_ENDPOINTS_PER_ACCOUNT": 2, "SALES_CHANNELS_PER_ACCOUNT": 2}
+
+
+def test_webhook_endpoints_past_the_quota_are_refused_and_nothing_is_written(client: FlaskClient) -> None:
+    _, headers = user_with_token(Role.BUYER)
+    _, other_h = user_with_token(Role.BUYER)
+    body = {"url": "http://93.184.215.14/hook", "event_types": ["order.paid"]}
+    first = client.post(ENDPOINTS, json=body, headers=headers)
+    assert client.post(ENDPOINTS, json=body, headers=headers).status_code == 201
+
+    refused = client.post(ENDPOINTS, json=body, headers=headers)
+    assert refused.status_code == 409
+    assert refused.mimetype == "application/problem+json"
+    assert refused.json["type"] == "/problems/quota-exceeded"
+    assert refused.json["limit"] == 2
+    assert db.session.scalar(select(func.count(WebhookEndpoint.id))) == 2
+
+    assert client.post(ENDPOINTS, json=body, headers=other_h).status_code == 201  # per account
+    assert client.delete(f"{ENDPOINTS}/{first.json['id']}", headers=headers).status_code == 204
+    assert client.post(ENDPOINTS, json=body, headers=headers).status_code == 201
+
+
+def test_sales_channels_past_the_quota_are_refused_over_all_the_farmers_farms(
+    client: FlaskClient, farmer: Farmer
+) -> None:
+    first = db.session.get(Farm, farmer.farm_id)
+    assert first is not None
+    farm = FarmFactory(owner=first.owner)
+    db.session.commit()
+    body = {"name": "Shop", "push_url": "https://93.184.215.14/stock"}
+    assert client.post(CHANNELS, json={"farm_id": farmer.farm_id, **body}, headers=farmer.headers).status_code == 201
+    assert client.post(CHANNELS, json={"farm_id": farm.id, **body}, headers=farmer.headers).status_code == 201
+
+    refused = client.post(CHANNELS, json={"farm_id": farm.id, **body}, headers=farmer.headers)
+    assert refused.status_code == 409
+    assert refused.mimetype == "application/problem+json"
+    assert refused.json["type"] == "/problems/quota-exceeded"
+    assert db.session.scalar(select(func.count(SalesChannel.id))) == 2
+
+
+def test_concurrent_registrations_do_not_pass_the_quota(app: Flask, database_url: str) -> None:
+    if not is_postgres(database_url):
+        pytest.skip("row locks need PostgreSQL")
+    _, headers = user_with_token(Role.BUYER)
+    db.session.commit()
+    barrier = threading.Barrier(6)
+    statuses: list[int] = []
+
+    def register() -> None:
+        client = app.test_client()
+        barrier.wait()
+        response = client.post(
+            ENDPOINTS, json={"url": "http://93.184.215.14/hook", "event_types": ["order.paid"]}, headers=headers
+        )
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=register) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [201, 201, 409, 409, 409, 409]
+    db.session.rollback()
+    assert db.session.scalar(select(func.count(WebhookEndpoint.id))) == 2
