@@ -6,6 +6,7 @@ takes the dict it returns, and tests pass overrides on top.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -80,6 +81,18 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 def _list(env: Mapping[str, str], name: str) -> list[str]:
     return [item.strip() for item in (env.get(name) or "").split(",") if item.strip()]
+
+
+def _networks(env: Mapping[str, str], name: str) -> list[str]:
+    """Comma-separated CIDRs, each checked now rather than at the first
+    outbound request."""
+    networks = _list(env, name)
+    for cidr in networks:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{name} must be comma-separated CIDRs such as 10.20.0.0/16, got {cidr!r}") from exc
+    return networks
 
 
 def _transport_options(env: Mapping[str, str], broker_url: str) -> dict[str, Any]:
@@ -189,8 +202,19 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "WEBHOOK_MAX_ATTEMPTS": _int(env, "WEBHOOK_MAX_ATTEMPTS", 8),
         "WEBHOOK_RETRY_BASE_SECONDS": _int(env, "WEBHOOK_RETRY_BASE_SECONDS", 30),
         "WEBHOOK_TIMEOUT_SECONDS": _int(env, "WEBHOOK_TIMEOUT_SECONDS", 10),
-        # CIDRs that webhook, push and feed URLs may reach although private.
-        "WEBHOOK_ALLOW_PRIVATE_NETWORKS": _list(env, "WEBHOOK_ALLOW_PRIVATE_NETWORKS"),
+        # CIDRs that webhook, push and feed URLs may reach although not public.
+        "WEBHOOK_ALLOW_PRIVATE_NETWORKS": _networks(env, "WEBHOOK_ALLOW_PRIVATE_NETWORKS"),
+        # A CA bundle (a PEM file) to check receivers' certificates against
+        # instead of the default one: an internal receiver's own CA.
+        "WEBHOOK_CA_BUNDLE": env.get("WEBHOOK_CA_BUNDLE") or "",
+        # A function (host, port) -> addresses that resolves the hosts of
+        # those URLs instead of the system's resolver (getaddrinfo); not read
+        # from the environment. Tests answer with it as a DNS server would.
+        "OUTBOUND_RESOLVER": None,
+        # How many webhook endpoints one account may register, and how many
+        # sales channels one farmer's farms may have together.
+        "WEBHOOK_ENDPOINTS_PER_ACCOUNT": _int(env, "WEBHOOK_ENDPOINTS_PER_ACCOUNT", 10),
+        "SALES_CHANNELS_PER_ACCOUNT": _int(env, "SALES_CHANNELS_PER_ACCOUNT", 20),
         "INVENTORY_FEED_MAX_BYTES": _int(env, "INVENTORY_FEED_MAX_BYTES", 2 * 1024 * 1024),
         "INVENTORY_PUSH_RETRY_BASE_SECONDS": _int(env, "INVENTORY_PUSH_RETRY_BASE_SECONDS", 30),
         "INVENTORY_SCHEDULER_INTERVAL_SECONDS": _int(env, "INVENTORY_SCHEDULER_INTERVAL_SECONDS", 30),

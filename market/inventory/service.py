@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
@@ -39,7 +39,7 @@ from market.events import publish
 from market.extensions import TransientError, db
 from market.inventory import feeds
 from market.inventory.models import ChannelListing, FeedFormat, InboundEvent, MovementKind, SalesChannel
-from market.notifications.outbound import UnsafeUrl, post_signed, require_safe_url
+from market.notifications.outbound import UnsafeUrl, post_signed, require_quota, require_safe_url
 from market.outbox import enqueue
 from market.pagination import Page, SortKey, keyset_page
 
@@ -100,11 +100,15 @@ def create_channel(
     pull_interval_seconds: int = 300,
 ) -> CreatedChannel:
     """Register a sales channel for one of the caller's farms; its listings
-    are matched by SKU. The push signing secret is returned only here."""
+    are matched by SKU. The push signing secret is returned only here. The
+    farm's owner has at most SALES_CHANNELS_PER_ACCOUNT channels over all
+    their farms."""
     secret = "whsec_" + secrets.token_urlsafe(32)
     with unit_of_work():
         farm = _own_farm(actor, farm_id)
         _check_urls(push_url, feed_url)
+        owned = select(func.count(SalesChannel.id)).join(SalesChannel.farm).where(Farm.owner_id == farm.owner_id)
+        require_quota(farm.owner_id, owned, "SALES_CHANNELS_PER_ACCOUNT", "sales channels")
         channel = SalesChannel(
             farm_id=farm.id,
             name=name,
@@ -241,9 +245,10 @@ def push_channel(channel_id: int) -> int:
     key = "push-" + hashlib.sha256(body).hexdigest()[:32]
     error = None
     try:
-        response = outside_transaction(lambda: post_signed(url, body, secret=secret, idempotency_key=key))
-        if not 200 <= response.status_code < 300:
-            error = f"Push answered HTTP {response.status_code}: {response.text[:300]}"
+        status = outside_transaction(lambda: post_signed(url, body, secret=secret, idempotency_key=key))
+        if not 200 <= status < 300:
+            # The status alone: what the channel wrote is not ours to show.
+            error = f"Push answered HTTP {status}."
     except (UnsafeUrl, TransientError) as exc:
         error = f"Push failed: {exc}"
     with unit_of_work():
@@ -346,7 +351,7 @@ def pull_channel(channel_id: int) -> int:
         baseline = _baseline(channel_id)
     try:
         fetched = outside_transaction(lambda: feeds.fetch(url, etag=etag, last_modified=last_modified))
-        quantities = None if fetched.body is None else feeds.parse(fetched.body, feed_format)
+        feed = None if fetched.body is None else feeds.parse(fetched.body, feed_format)
     except (feeds.FeedError, UnsafeUrl, TransientError) as exc:
         with unit_of_work():
             channel = _locked_channel(channel_id)
@@ -357,20 +362,22 @@ def pull_channel(channel_id: int) -> int:
         channel = _locked_channel(channel_id)
         if channel is None or channel.feed_url != url or not channel.active or _baseline(channel_id) != baseline:
             return 0
-        if quantities is None:
+        if feed is None:
             _succeeded(channel)
             return 0
-        return _apply_feed(channel, quantities, etag=fetched.etag, last_modified=fetched.last_modified)
+        return _apply_feed(channel, feed, etag=fetched.etag, last_modified=fetched.last_modified)
 
 
-def _apply_feed(
-    channel: SalesChannel, quantities: dict[str, int], *, etag: str | None, last_modified: str | None
-) -> int:
+def _apply_feed(channel: SalesChannel, feed: feeds.Feed, *, etag: str | None, last_modified: str | None) -> int:
+    quantities = feed.quantities
     listings = _listings_by_sku(channel.farm_id, list(quantities))
     problems = []
-    unknown = sorted(set(quantities) - set(listings))
+    unknown = sorted(feed.positions[sku] for sku in set(quantities) - set(listings))
     if unknown:
-        problems.append(f"Unknown SKUs skipped: {', '.join(unknown[:20])}.")
+        # By position: an unknown SKU is the feed's text, not ours to repeat.
+        shown = ", ".join(str(index) for index in unknown[:20])
+        more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
+        problems.append(f"Unknown SKUs skipped at items {shown}{more}.")
     moved = 0
     for sku in sorted(listings, key=lambda s: listings[s].id):
         listing, current = listings[sku], quantities[sku]

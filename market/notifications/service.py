@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
@@ -49,7 +49,7 @@ from market.notifications.models import (
     WebhookEndpoint,
 )
 from market.notifications.notifiers import Message, PermanentFailure, notifier_for
-from market.notifications.outbound import UnsafeUrl, post_signed, require_safe_url
+from market.notifications.outbound import UnsafeUrl, post_signed, require_quota, require_safe_url
 from market.notifications.templates import TEMPLATES, events_for, render
 from market.orders.models import Order, OrderPart
 from market.outbox import enqueue
@@ -444,15 +444,15 @@ def deliver_webhook(delivery_id: int) -> float | None:
         payload, key = delivery.payload.encode(), f"webhook-{delivery.occurrence}-{endpoint.id}"
     status = error = refused = None
     try:
-        response = outside_transaction(lambda: post_signed(url, payload, secret=secret, idempotency_key=key))
+        status = outside_transaction(lambda: post_signed(url, payload, secret=secret, idempotency_key=key))
     except UnsafeUrl as exc:
         refused = f"Refused to call the URL: {exc}"
     except TransientError as exc:
         error = str(exc)
     else:
-        status = response.status_code
         if not 200 <= status < 300:
-            error = f"HTTP {status}: {response.text[:300]}"
+            # The status alone: what the receiver wrote is not ours to show.
+            error = f"The endpoint answered HTTP {status}."
     return _record_delivery(delivery_id, attempt, status=status, error=error, refused=refused)
 
 
@@ -534,7 +534,8 @@ def _check_event_types(event_types: list[str]) -> None:
 
 
 def create_endpoint(actor: Actor, *, url: str, event_types: list[str], description: str = "") -> CreatedEndpoint:
-    """Register a URL for signed events; the secret is returned only here."""
+    """Register a URL for signed events; the secret is returned only here.
+    An account has at most WEBHOOK_ENDPOINTS_PER_ACCOUNT endpoints."""
     require_safe_url(url, "url")
     _check_event_types(event_types)
     secret = "whsec_" + secrets.token_urlsafe(32)
@@ -547,6 +548,8 @@ def create_endpoint(actor: Actor, *, url: str, event_types: list[str], descripti
         active=True,
     )
     with unit_of_work():
+        owned = select(func.count(WebhookEndpoint.id)).where(WebhookEndpoint.user_id == actor.user_id)
+        require_quota(actor.user_id, owned, "WEBHOOK_ENDPOINTS_PER_ACCOUNT", "webhook endpoints")
         db.session.add(endpoint)
     return CreatedEndpoint(endpoint, secret)
 

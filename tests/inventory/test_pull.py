@@ -86,7 +86,10 @@ def test_a_malformed_feed_is_a_sync_error_and_moves_nothing(
         (json.dumps([{"sku": "ORANGE", "quantity_g": 1.5}]).encode(), "quantity_g"),
         (json.dumps([{"sku": "ORANGE", "quantity_g": MAX_STOCK_G + 1}]).encode(), "the most a listing may hold"),
         (json.dumps([{"quantity_g": 5}]).encode(), "sku is missing"),
-        (json.dumps([{"sku": "ORANGE", "quantity_g": 1}, {"sku": "ORANGE", "quantity_g": 2}]).encode(), "twice"),
+        (
+            json.dumps([{"sku": "ORANGE", "quantity_g": 1}, {"sku": "ORANGE", "quantity_g": 2}]).encode(),
+            "the same SKU as item 0",
+        ),
         (json.dumps({"stock": []}).encode(), "list of items"),
     ]:
         receiver.route(FEED, body=body)
@@ -132,7 +135,7 @@ def test_unknown_skus_are_reported_and_the_rest_applied(
     assert service.pull_channel(channel.id) == 1
     assert _stock(stall.oranges) == 46_000
     last_error, succeeded = _state(channel)
-    assert last_error == "Unknown SKUs skipped: DURIAN."
+    assert last_error == "Unknown SKUs skipped at items 1."
     assert succeeded
 
 

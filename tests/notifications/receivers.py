@@ -56,19 +56,24 @@ class Received:
 @dataclass
 class Route:
     """What the receiver answers on one path: scripted statuses first (to
-    fail, then recover), then `status`; a GET can serve `body` with an ETag."""
+    fail, then recover), then `status`; a GET can serve `body` with an ETag.
+    Other answers carry `answer` (what a receiver writes back), and every
+    answer `headers` (a redirect's Location, say)."""
 
     status: int = 200
     script: list[int] = field(default_factory=list)
     body: bytes = b"{}"
     content_type: str = "application/json"
     etag: str | None = None
+    answer: bytes = b"{}"
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class HttpReceiver:
-    """An HTTP server on 127.0.0.1 recording every request it gets."""
+    """An HTTP server on 127.0.0.1 (or another loopback address) recording
+    every request it gets."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.requests: list[Received] = []
         self.routes: dict[str, Route] = {}
         self.lock = threading.Lock()
@@ -92,12 +97,13 @@ class HttpReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = host
+        self.server = ThreadingHTTPServer((host, port), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def route(self, path: str, **kwargs: Any) -> Route:
         with self.lock:
@@ -111,12 +117,12 @@ class HttpReceiver:
             status = route.script.pop(0) if route.script else route.status
             if received.method == "GET" and status == 200:
                 if route.etag and received.headers.get("If-None-Match") == route.etag:
-                    return 304, {"ETag": route.etag}, b""
-                headers = {"Content-Type": route.content_type}
+                    return 304, {"ETag": route.etag, **route.headers}, b""
+                headers = {"Content-Type": route.content_type, **route.headers}
                 if route.etag:
                     headers["ETag"] = route.etag
                 return 200, headers, route.body
-            return status, {"Content-Type": "application/json"}, b"{}"
+            return status, {"Content-Type": "application/json", **route.headers}, route.answer
 
     def at(self, path: str, *, method: str = "POST") -> list[Received]:
         with self.lock:

@@ -259,7 +259,7 @@ def test_a_webhook_url_that_now_resolves_inward_is_not_called(channels: Flask, r
     assert service.deliver_webhook(delivery.id) is None
     db.session.refresh(delivery)
     assert delivery.status == DeliveryStatus.FAILED
-    assert delivery.last_error is not None and "private network" in delivery.last_error
+    assert delivery.last_error is not None and "not public" in delivery.last_error
     assert receiver.at("/hook") == []
     payload = json.loads(delivery.payload)
     assert payload["type"] == "payout.paid"
