@@ -74,6 +74,18 @@ class Invalid(DomainError):
     title = "Validation failed"
 
 
+class RateLimited(DomainError):
+    """Too many tries of something; `retry_after` seconds until the next may pass."""
+
+    status = 429
+    slug = "rate-limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = retry_after
+
+
 class ServiceUnavailable(DomainError):
     status = 503
     slug = "service-unavailable"
@@ -125,6 +137,8 @@ def handle_domain_error(error: DomainError) -> Response:
     headers = {}
     if isinstance(error, Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="market"'
+    if isinstance(error, RateLimited):
+        headers["Retry-After"] = str(error.retry_after)
     return problem(
         error.status, error.title, error.detail, slug=error.slug, headers=headers, errors=error.errors, **error.extra
     )
