@@ -142,6 +142,7 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RATELIMIT_LOGIN": env.get("RATELIMIT_LOGIN") or "10 per minute",
         "RATELIMIT_REGISTER": env.get("RATELIMIT_REGISTER") or "5 per minute",
         "RATELIMIT_PICKUP": env.get("RATELIMIT_PICKUP") or "30 per minute",
+        "RATELIMIT_ORDERS": env.get("RATELIMIT_ORDERS") or "20 per minute",
         "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
         # How many proxies in front of the app append to X-Forwarded-For; the
         # client address is read that many hops from its end (0: the peer).
@@ -158,6 +159,10 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "ACCOUNT_CONFIRM_HOURS": _int(env, "ACCOUNT_CONFIRM_HOURS", 48),
         "ACCOUNT_CONFIRM_URL": env.get("ACCOUNT_CONFIRM_URL") or "http://127.0.0.1:8000/confirm",
         "REGISTRATION_EMAILS_PER_ADDRESS": env.get("REGISTRATION_EMAILS_PER_ADDRESS") or "3 per hour",
+        # What one buyer may hold unpaid at once (orders, and grams over them),
+        # so no one buyer can block a listing's stock with orders never paid.
+        "BUYER_MAX_UNPAID_ORDERS": _int(env, "BUYER_MAX_UNPAID_ORDERS", 5),
+        "BUYER_MAX_UNPAID_G": _int(env, "BUYER_MAX_UNPAID_G", 500_000),
         "STRIPE_SECRET_KEY": env.get("STRIPE_SECRET_KEY") or "",
         "STRIPE_WEBHOOK_SECRET": env.get("STRIPE_WEBHOOK_SECRET") or "",
         "STRIPE_API_BASE": env.get("STRIPE_API_BASE") or "",

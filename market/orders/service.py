@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from flask import current_app
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select
+from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select
 from sqlalchemy.orm import contains_eager, lazyload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -56,6 +56,16 @@ PICKUP_CODE_DIGITS = 6
 class Shortfall(Conflict):
     slug = "out-of-stock"
     title = "Not enough stock"
+
+
+class UnpaidOrdersLimit(Conflict):
+    slug = "unpaid-orders-limit"
+    title = "Too many unpaid orders"
+
+
+class UnpaidGramsLimit(Conflict):
+    slug = "unpaid-grams-limit"
+    title = "Too much produce in unpaid orders"
 
 
 class TooManyAttempts(DomainError):
@@ -285,6 +295,52 @@ def _fulfilment(point_id: int | None, address: str | None) -> tuple[Fulfilment, 
     return Fulfilment.PICKUP, point
 
 
+def _check_unpaid_allowance(buyer_id: int, requests: Sequence[LineRequest]) -> None:
+    """Refuse an order that would leave the buyer holding more unpaid orders
+    (BUYER_MAX_UNPAID_ORDERS) or more grams in them (BUYER_MAX_UNPAID_G)
+    than allowed: stock taken by an unpaid order is blocked for everyone
+    until it expires. The buyer's row stays locked until the order commits,
+    so the buyer's concurrent orders are counted one after the other and
+    cannot pass the caps together. Lock order: buyer, listings, programmes."""
+    config = current_app.config
+    max_orders, max_g = config["BUYER_MAX_UNPAID_ORDERS"], config["BUYER_MAX_UNPAID_G"]
+    grams = sum(r.grams for r in requests)
+    if grams > max_g:
+        raise Invalid(
+            f"An order waiting for payment may hold at most {max_g} g; this one holds {grams} g. "
+            "Order less, or split it and pay each part before the next.",
+            {"lines": [f"At most {max_g} g in all."]},
+        )
+    db.session.execute(select(User.id).where(User.id == buyer_id).with_for_update())
+    unpaid = (Order.buyer_id == buyer_id, Order.status == OrderStatus.PENDING_PAYMENT)
+    orders = db.session.scalar(select(func.count(Order.id)).where(*unpaid)) or 0
+    held = (
+        db.session.scalar(
+            select(func.coalesce(func.sum(OrderLine.ordered_g), 0))
+            .join(OrderPart, OrderLine.part_id == OrderPart.id)
+            .join(Order, OrderLine.order_id == Order.id)
+            .where(*unpaid, OrderPart.status != PartStatus.CANCELLED)
+        )
+        or 0
+    )
+    if orders >= max_orders:
+        db.session.rollback()
+        raise UnpaidOrdersLimit(
+            f"You have {orders} unpaid orders, as many as allowed; pay or cancel one before placing another.",
+            unpaid_orders=orders,
+            max_unpaid_orders=max_orders,
+        )
+    if held + grams > max_g:
+        db.session.rollback()
+        raise UnpaidGramsLimit(
+            f"Your unpaid orders hold {held} g; with this order's {grams} g that is more than the {max_g} g "
+            "allowed. Pay or cancel an order first, or order less.",
+            {"lines": [f"At most {max_g - held} g more until an order is paid."]},
+            unpaid_g=held,
+            max_unpaid_g=max_g,
+        )
+
+
 def place_order(
     actor: Actor,
     *,
@@ -293,10 +349,12 @@ def place_order(
     delivery_address: str | None = None,
     notes: str = "",
 ) -> OrderView:
-    """Place an order: price each line, take all stock or none, split by farm."""
+    """Place an order: within the buyer's unpaid allowance, price each line,
+    take all stock or none, split by farm."""
     actor.require(Role.BUYER)
     fulfilment, point = _fulfilment(fulfilment_point_id, delivery_address)
     listings = _check_lines(lines)
+    _check_unpaid_allowance(actor.user_id, lines)
     tolerance = current_app.config["WEIGHT_TOLERANCE_BP"]
     programmes = premiums.active_programmes()
     priced = [
