@@ -92,12 +92,32 @@ class Weighing:
     short_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class Unpriced:
+    """A part or line as station staff see it: the goods to take in and hand
+    over, with its money (`hidden`) as null."""
+
+    row: OrderPart | OrderLine
+    hidden: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        return self.hidden[name] if name in self.hidden else getattr(self.row, name)
+
+
+LINE_MONEY = ("price_per_kg", "amount", "premium_amount", "premiums")
+
+
+def _unpriced(part: OrderPart) -> Unpriced:
+    lines = [Unpriced(line, dict.fromkeys(LINE_MONEY)) for line in part.lines]
+    return Unpriced(part, {"subtotal": None, "lines": lines})
+
+
 @dataclass
 class OrderView:
     """An order as one caller may see it."""
 
     order: Order
-    parts: list[OrderPart]
+    parts: list[OrderPart] | list[OrderPart | Unpriced]
     total: int | None
     max_total: int | None
     pickup_code: str | None
@@ -223,7 +243,10 @@ def _view(actor: Actor, order: Order, stations: set[int]) -> OrderView:
     if _is_operator(actor) or order.buyer_id == actor.user_id:
         return OrderView(order, list(order.parts), order.total, order.max_total, order.pickup_code, list(order.events))
     if order.fulfilment_point_id in stations:
-        return OrderView(order, list(order.parts), None, None, None)
+        # Staff see what to take in and hand over, not what it cost (a part
+        # of their own farm's excepted).
+        parts = [p if p.farm.owner_id == actor.user_id else _unpriced(p) for p in order.parts]
+        return OrderView(order, parts, None, None, None)
     return OrderView(order, [p for p in order.parts if p.farm.owner_id == actor.user_id], None, None, None)
 
 
