@@ -120,6 +120,8 @@ class FarmFactory(Factory):
     country = "SG"
     contact_name = factory.Faker("name")
     status = FarmStatus.VERIFIED
+    # A farm made suspended here was verified before; say verified_at=None for one that never was.
+    verified_at = factory.LazyAttribute(lambda farm: None if farm.status == FarmStatus.PENDING else utcnow())
 
 
 class CategoryFactory(Factory):
