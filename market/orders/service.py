@@ -337,7 +337,8 @@ def _check_unpaid_allowance(buyer_id: int, requests: Sequence[LineRequest]) -> N
     db.session.execute(select(User.id).where(User.id == buyer_id).with_for_update())
     unpaid = (Order.buyer_id == buyer_id, Order.status == OrderStatus.PENDING_PAYMENT)
     orders = db.session.scalar(select(func.count(Order.id)).where(*unpaid)) or 0
-    held = (
+    # PostgreSQL sums a bigint as a numeric: back to an int for the problem document.
+    held = int(
         db.session.scalar(
             select(func.coalesce(func.sum(OrderLine.ordered_g), 0))
             .join(OrderPart, OrderLine.part_id == OrderPart.id)
