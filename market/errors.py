@@ -82,7 +82,9 @@ class RateLimited(DomainError):
     title = "Too many requests"
 
     def __init__(self, detail: str, *, retry_after: int, **extra: Any) -> None:
-        super().__init__(detail, **extra)
+        # In the body too: a limiter on the same endpoint may raise the
+        # Retry-After header to when its own window ends.
+        super().__init__(detail, retry_after=retry_after, **extra)
         self.retry_after = retry_after
 
 
