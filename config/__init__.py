@@ -129,14 +129,11 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     redis_url = env.get("REDIS_URL") or ""
     broker_url = env.get("CELERY_BROKER_URL") or redis_url or f"sqla+sqlite:///{instance / 'broker.sqlite3'}"
     market_currency = _currency(env, "MARKET_CURRENCY", "CNY")
-    secret_key = env.get("SECRET_KEY") or ""
-    if not secret_key:
-        # Tokens are random and stored hashed, so the secret key only signs
-        # short-lived things; a per-process key is safe for the embedded mode.
-        secret_key = secrets.token_hex(32)
     return {
         "INSTANCE_PATH": str(instance),
-        "SECRET_KEY": secret_key,
+        # Signs account confirmation links, which one process makes and
+        # another checks: unset, `create_app` keeps one in the instance folder.
+        "SECRET_KEY": env.get("SECRET_KEY") or "",
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "MAX_CONTENT_LENGTH": _int(env, "MAX_BODY_BYTES", 1024 * 1024),
@@ -158,7 +155,27 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RATELIMIT_LOGIN": env.get("RATELIMIT_LOGIN") or "10 per minute",
         "RATELIMIT_REGISTER": env.get("RATELIMIT_REGISTER") or "5 per minute",
         "RATELIMIT_PICKUP": env.get("RATELIMIT_PICKUP") or "30 per minute",
+        "RATELIMIT_ORDERS": env.get("RATELIMIT_ORDERS") or "20 per minute",
         "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
+        # How many proxies in front of the app append to X-Forwarded-For; the
+        # client address is read that many hops from its end (0: the peer).
+        "TRUSTED_PROXY_COUNT": _int(env, "TRUSTED_PROXY_COUNT", 0),
+        # Failed password logins per account (known or not) before it is
+        # locked; each further failure doubles the lock, up to the maximum.
+        # Failures are forgotten after the window or at a successful login.
+        "LOGIN_FAILURES_PER_ACCOUNT": _int(env, "LOGIN_FAILURES_PER_ACCOUNT", 5),
+        "LOGIN_LOCKOUT_SECONDS": _int(env, "LOGIN_LOCKOUT_SECONDS", 30),
+        "LOGIN_LOCKOUT_MAX_SECONDS": _int(env, "LOGIN_LOCKOUT_MAX_SECONDS", 3600),
+        "LOGIN_FAILURE_WINDOW_SECONDS": _int(env, "LOGIN_FAILURE_WINDOW_SECONDS", 86400),
+        # A registration is confirmed by a signed link, valid this long, sent
+        # to the address; an address gets at most this many registration emails.
+        "ACCOUNT_CONFIRM_HOURS": _int(env, "ACCOUNT_CONFIRM_HOURS", 48),
+        "ACCOUNT_CONFIRM_URL": env.get("ACCOUNT_CONFIRM_URL") or "http://127.0.0.1:8000/confirm",
+        "REGISTRATION_EMAILS_PER_ADDRESS": env.get("REGISTRATION_EMAILS_PER_ADDRESS") or "3 per hour",
+        # What one buyer may hold unpaid at once (orders, and grams over them),
+        # so no one buyer can block a listing's stock with orders never paid.
+        "BUYER_MAX_UNPAID_ORDERS": _int(env, "BUYER_MAX_UNPAID_ORDERS", 5),
+        "BUYER_MAX_UNPAID_G": _int(env, "BUYER_MAX_UNPAID_G", 500_000),
         "STRIPE_SECRET_KEY": env.get("STRIPE_SECRET_KEY") or "",
         "STRIPE_WEBHOOK_SECRET": env.get("STRIPE_WEBHOOK_SECRET") or "",
         "STRIPE_API_BASE": env.get("STRIPE_API_BASE") or "",
@@ -232,6 +249,25 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             "timezone": "UTC",
         },
     }
+
+
+def instance_secret(instance: Path) -> str:
+    """The embedded mode's secret key when SECRET_KEY is unset: made once in
+    the instance folder (readable by its owner only) and read by every
+    process of the one-command run, so a link signed by one checks in another."""
+    path = instance / "secret_key"
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        draft = instance / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(secrets.token_hex(32))
+        try:
+            os.link(draft, path)  # whole or not at all; a process that lost the race reads the winner's
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
 
 
 def check(settings: Mapping[str, Any]) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import flask_swagger_ui
 from flask import Flask, Response, request, send_from_directory
 from werkzeug.exceptions import UnsupportedMediaType
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config
 from market import cli, errors, health, outbox
@@ -66,7 +67,13 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=settings["INSTANCE_PATH"], static_folder=None)
     app.config.update(_openapi_settings())
     app.config.update(settings)
+    app.config["SECRET_KEY"] = app.config["SECRET_KEY"] or config.instance_secret(Path(app.instance_path))
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    if app.config["TRUSTED_PROXY_COUNT"]:
+        # Only the addresses our own proxies appended are believed: rate
+        # limits count the client, not the proxy, and a client cannot pick
+        # its address by sending X-Forwarded-For itself.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXY_COUNT"])  # type: ignore[method-assign]
 
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)

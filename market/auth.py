@@ -59,6 +59,13 @@ def optional_actor() -> Actor | None:
     return actor
 
 
+def account_or_address() -> str:
+    """What a per-account rate limit counts: the account behind the bearer
+    token, or the client's address when none is sent."""
+    actor = optional_actor()
+    return f"account:{actor.user_id}" if actor else f"address:{request.remote_addr}"
+
+
 def current_actor() -> Actor:
     actor = optional_actor()
     if actor is None:

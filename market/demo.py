@@ -41,9 +41,7 @@ def _account(email: str, name: str, roles: list[Role], language: Language) -> Us
     user = db.session.scalar(select(User).where(User.email == email))
     if user is not None:
         return user
-    if roles == [Role.OPERATOR]:
-        return accounts.create_operator(email=email, password=PASSWORD, name=name)
-    return accounts.register(email=email, password=PASSWORD, name=name, roles=roles, language=language)
+    return accounts.create_account(email=email, password=PASSWORD, name=name, roles=roles, language=language)
 
 
 CATEGORIES = [("citrus", "柑橘", "Citrus"), ("nuts", "坚果", "Nuts"), ("tea", "茶叶", "Tea")]

@@ -74,6 +74,20 @@ class Invalid(DomainError):
     title = "Validation failed"
 
 
+class RateLimited(DomainError):
+    """Too many tries of something; `retry_after` seconds until the next may pass."""
+
+    status = 429
+    slug = "rate-limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int, **extra: Any) -> None:
+        # In the body too: a limiter on the same endpoint may raise the
+        # Retry-After header to when its own window ends.
+        super().__init__(detail, retry_after=retry_after, **extra)
+        self.retry_after = retry_after
+
+
 class ServiceUnavailable(DomainError):
     status = 503
     slug = "service-unavailable"
@@ -125,6 +139,8 @@ def handle_domain_error(error: DomainError) -> Response:
     headers = {}
     if isinstance(error, Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="market"'
+    if isinstance(error, RateLimited):
+        headers["Retry-After"] = str(error.retry_after)
     return problem(
         error.status, error.title, error.detail, slug=error.slug, headers=headers, errors=error.errors, **error.extra
     )

@@ -13,6 +13,8 @@ from market.outbox import enqueue
 # the event's ids as keyword arguments and must be idempotent.
 NOTIFY = "notifications.handle_event"
 SUBSCRIBERS: dict[str, tuple[str, ...]] = {
+    "account.confirmation": (NOTIFY,),
+    "account.registration_attempted": (NOTIFY,),
     "inventory.sale_refused": (NOTIFY,),
     "listing.stock_changed": ("inventory.queue_push",),
     "listing.stock_low": (NOTIFY,),

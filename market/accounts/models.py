@@ -31,6 +31,9 @@ class User(db.Model):  # type: ignore[name-defined]
     language: Mapped[Language] = mapped_column(enum_column(Language, "language"), default=Language.ZH)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+    # When the owner of the address followed the link emailed at
+    # registration; an account not confirmed cannot log in.
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     roles: Mapped[list[UserRole]] = relationship(back_populates="user", cascade="all, delete-orphan", lazy="selectin")
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan")

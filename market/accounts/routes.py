@@ -1,36 +1,65 @@
 from datetime import timedelta
 from typing import Any
 
-from flask import current_app
+from flask import Response, current_app, request
 
 from market.accounts import service
 from market.accounts.models import ApiToken, User
-from market.accounts.schemas import IssuedTokenSchema, LoginSchema, RegisterSchema, TokenSchema, UserSchema
+from market.accounts.schemas import (
+    ConfirmationSchema,
+    IssuedTokenSchema,
+    LoginSchema,
+    RegisterSchema,
+    RegistrationAcceptedSchema,
+    TokenSchema,
+    UserSchema,
+)
 from market.api import MarketBlueprint
 from market.auth import current_actor
 from market.extensions import limiter
 from market.pagination import Page, PageArgsSchema, page_schema
 
 blp = MarketBlueprint("accounts", __name__, url_prefix="/api/v1", description="Accounts and API tokens")
+NO_STORE = {"Cache-Control": {"description": "no-store: no cache keeps the answer", "schema": {"type": "string"}}}
+
+
+@blp.after_request
+def _tokens_are_not_stored(response: Response) -> Response:
+    """A login's answer (a new token, or why not) must not be kept by any cache."""
+    if request.endpoint == "accounts.login":
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"
+    return response
 
 
 @blp.route("/accounts", methods=["POST"])
 @limiter.limit(lambda: current_app.config["RATELIMIT_REGISTER"])
 @blp.arguments(RegisterSchema)
-@blp.response(201, UserSchema)
-@blp.alt_response(409, description="The email is already registered")
+@blp.response(202, RegistrationAcceptedSchema)
 @blp.alt_response(429, description="Too many registrations from this address")
-def register(body: dict[str, Any]) -> User:
-    """Register as a farmer and/or buyer"""
-    return service.register(**body)
+def register(body: dict[str, Any]) -> dict[str, str]:
+    """Register as a farmer and/or buyer; the same answer for every address, and the account logs in once
+    the link emailed to the address confirms it"""
+    return {"email": service.register(**body), "detail": service.REGISTRATION_ACCEPTED}
+
+
+@blp.route("/accounts/confirmation", methods=["POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"])
+@blp.arguments(ConfirmationSchema)
+@blp.response(200, UserSchema)
+@blp.alt_response(422, description="The token is not valid, or has expired")
+@blp.alt_response(429, description="Too many attempts from this address")
+def confirm(body: dict[str, Any]) -> User:
+    """Confirm an account with the token from the registration email"""
+    return service.confirm(body["token"])
 
 
 @blp.route("/auth/tokens", methods=["POST"])
 @limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"])
 @blp.arguments(LoginSchema)
-@blp.response(201, IssuedTokenSchema)
-@blp.alt_response(401, description="Wrong email or password")
-@blp.alt_response(429, description="Too many attempts from this address")
+@blp.response(201, IssuedTokenSchema, headers=NO_STORE)
+@blp.alt_response(401, description="Wrong email or password, or the account is not confirmed yet")
+@blp.alt_response(429, description="Too many attempts from this client address, or for this account")
 def login(body: dict[str, Any]) -> dict[str, Any]:
     """Log in with email and password; returns a new bearer token, shown once"""
     ttl = timedelta(days=body.get("ttl_days") or current_app.config["TOKEN_TTL_DAYS"])

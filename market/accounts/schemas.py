@@ -14,6 +14,15 @@ class RegisterSchema(StrictSchema):
     language = fields.Enum(Language, by_value=True, load_default=Language.ZH)
 
 
+class RegistrationAcceptedSchema(ma.Schema):
+    email = fields.String(required=True, metadata={"description": "The address, as the account keeps it."})
+    detail = fields.String(required=True)
+
+
+class ConfirmationSchema(StrictSchema):
+    token = fields.String(required=True, validate=validate.Length(min=1, max=500))
+
+
 class UserSchema(ma.Schema):
     id = fields.Integer(required=True)
     email = fields.String(required=True)

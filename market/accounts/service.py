@@ -1,25 +1,46 @@
-"""Accounts: registration, passwords and API tokens."""
+"""Accounts: registration and its confirmation, passwords and API tokens.
+
+Registration answers the same whatever the address: whether it has an
+account shows only in the email sent to it (a confirmation link for a new
+or unconfirmed address, a notice for one with an account), so nobody can
+learn from the API which addresses are registered. Login answers the same
+401 for an unknown address, a wrong password and an unconfirmed account,
+and is limited per address as well as per client (`throttle`).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from market.accounts import throttle
 from market.accounts.models import ApiToken, Language, Role, User, UserRole
 from market.auth import Actor, hash_token
-from market.db import unit_of_work, utcnow
+from market.db import locked, unit_of_work, utcnow
 from market.errors import Conflict, Invalid, NotFound, Unauthenticated
+from market.events import publish
 from market.extensions import db
 from market.pagination import Page, SortKey, keyset_page
 
 SELF_SERVICE_ROLES = frozenset({Role.FARMER, Role.BUYER})
 TOKEN_PREFIX = "fm_"  # noqa: S105 (a visible marker, not a secret)
+CONFIRMATION_SALT = "account-confirmation"
+WRONG_LOGIN = "The email or password is wrong, or the email address is not confirmed yet."
+REGISTRATION_ACCEPTED = (
+    "Check this address's inbox: it gets a link to confirm the account, which can log in once confirmed "
+    "(or, if the address has an account already, a note saying so)."
+)
 
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so a login takes as long
@@ -40,6 +61,7 @@ def _normalise_email(email: str) -> str:
 def _create_user(
     *, email: str, password: str, name: str, roles: frozenset[Role], phone: str | None, language: Language
 ) -> User:
+    """A confirmed account, for callers that vouch for the address (the CLI, the demo data)."""
     user = User(
         email=_normalise_email(email),
         name=name.strip(),
@@ -47,6 +69,7 @@ def _create_user(
         language=language,
         password_hash=_hasher.hash(password),
         roles=[UserRole(role=role) for role in sorted(roles)],
+        confirmed_at=utcnow(),
     )
     try:
         with unit_of_work():
@@ -66,18 +89,105 @@ def register(
     roles: list[Role],
     phone: str | None = None,
     language: Language = Language.ZH,
-) -> User:
-    """Self-service sign-up as a farmer and/or buyer; operators come from the CLI."""
+) -> str:
+    """Self-service sign-up as a farmer and/or buyer; operators come from the CLI.
+
+    Returns the normalised address, whatever happened: a new address gets an
+    unconfirmed account and a confirmation link by email; an unconfirmed one
+    takes this registration's details (earlier links stop working) and a new
+    link; a confirmed one is left alone and told someone tried. An address
+    gets at most REGISTRATION_EMAILS_PER_ADDRESS such emails; past that,
+    nothing changes and the answer is still the same."""
     wanted = frozenset(roles)
     if not wanted or not wanted <= SELF_SERVICE_ROLES:
         raise Invalid("Accounts can be registered as farmer or buyer.", {"roles": ["Choose farmer and/or buyer."]})
-    return _create_user(email=email, password=password, name=name, roles=wanted, phone=phone, language=language)
+    email = _normalise_email(email)
+    # Hashed whatever the address, so the answer takes as long for a known one.
+    details: dict[str, Any] = {
+        "name": name.strip(),
+        "phone": phone,
+        "language": language,
+        "password_hash": _hasher.hash(password),
+    }
+    try:
+        with unit_of_work():
+            _register(email, wanted, details)
+    except IntegrityError:
+        pass  # a concurrent registration of the same new address made the account and sends its link
+    return email
+
+
+def _register(email: str, roles: frozenset[Role], details: dict[str, Any]) -> None:
+    user = db.session.scalars(locked(select(User).where(User.email == email))).one_or_none()
+    if not throttle.registration_email_allowed(email):
+        return
+    if user is not None and user.confirmed_at is not None:
+        publish("account.registration_attempted", user_id=user.id)
+        return
+    if user is None:
+        user = User(email=email, roles=[], **details)
+        db.session.add(user)
+    else:
+        for name, value in details.items():
+            setattr(user, name, value)
+    user.roles = [r for r in user.roles if r.role in roles] + [
+        UserRole(role=role) for role in sorted(roles - user.role_names)
+    ]
+    db.session.flush()
+    publish("account.confirmation", user_id=user.id)
+
+
+def _confirmation_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=CONFIRMATION_SALT)
+
+
+def _confirmation_check(user: User) -> str:
+    """Ties a link to the account as it was registered: registering the
+    address again (another password) voids the links sent before."""
+    return hashlib.sha256(f"{user.id}:{user.email}:{user.password_hash}".encode()).hexdigest()[:32]
+
+
+def confirmation_token(user: User) -> str:
+    """The signed token of the link that confirms `user`'s address; it
+    expires after ACCOUNT_CONFIRM_HOURS."""
+    return _confirmation_serializer().dumps({"user": user.id, "check": _confirmation_check(user)})
+
+
+def confirm(token: str) -> User:
+    """Confirm the account a confirmation token names; confirming twice is harmless."""
+    invalid = Invalid(
+        "The confirmation token is not valid (or a later registration of the address replaced it).",
+        {"token": ["Not a valid confirmation token."]},
+    )
+    max_age = current_app.config["ACCOUNT_CONFIRM_HOURS"] * 3600
+    try:
+        data = _confirmation_serializer().loads(token, max_age=max_age)
+    except SignatureExpired:
+        raise Invalid(
+            "The confirmation link has expired; register again to get a new one.", {"token": ["Expired."]}
+        ) from None
+    except BadSignature:
+        raise invalid from None
+    if not isinstance(data, dict) or not isinstance(data.get("user"), int) or not isinstance(data.get("check"), str):
+        raise invalid
+    with unit_of_work():
+        user = db.session.scalars(locked(select(User).where(User.id == data["user"]))).one_or_none()
+        if user is None or not hmac.compare_digest(_confirmation_check(user), data["check"]):
+            raise invalid
+        if user.confirmed_at is None:
+            user.confirmed_at = utcnow()
+    return user
+
+
+def create_account(*, email: str, password: str, name: str, roles: list[Role], language: Language) -> User:
+    """A confirmed account with any roles (the demo data)."""
+    return _create_user(
+        email=email, password=password, name=name, roles=frozenset(roles), phone=None, language=language
+    )
 
 
 def create_operator(*, email: str, password: str, name: str) -> User:
-    return _create_user(
-        email=email, password=password, name=name, roles=frozenset({Role.OPERATOR}), phone=None, language=Language.ZH
-    )
+    return create_account(email=email, password=password, name=name, roles=[Role.OPERATOR], language=Language.ZH)
 
 
 def issue_token(user_id: int, *, name: str, ttl: timedelta) -> IssuedToken:
@@ -99,15 +209,21 @@ def _issue_token(user_id: int, *, name: str, ttl: timedelta) -> IssuedToken:
 
 
 def login(*, email: str, password: str, token_name: str, ttl: timedelta) -> IssuedToken:
-    """Check the password and issue a new bearer token."""
+    """Check the password and issue a new bearer token. An unknown address,
+    a wrong password and an unconfirmed account are the same 401 and count
+    alike against the address (`throttle`)."""
+    email = _normalise_email(email)
+    throttle.check(email)
     with unit_of_work():
-        user = db.session.scalar(select(User).where(User.email == _normalise_email(email)))
+        user = db.session.scalar(select(User).where(User.email == email))
         try:
             _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
         except (VerifyMismatchError, InvalidHashError):
             user = None
-        if user is None:
-            raise Unauthenticated("The email or password is wrong.")
+        if user is None or user.confirmed_at is None:
+            throttle.failed(email)
+            raise Unauthenticated(WRONG_LOGIN)
+        throttle.succeeded(email)
         if _hasher.check_needs_rehash(user.password_hash):
             user.password_hash = _hasher.hash(password)
         return _issue_token(user.id, name=token_name, ttl=ttl)

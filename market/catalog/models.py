@@ -89,6 +89,9 @@ class Farm(db.Model):  # type: ignore[name-defined]
     status: Mapped[FarmStatus] = mapped_column(
         enum_column(FarmStatus, "farm_status"), default=FarmStatus.PENDING, index=True
     )
+    # When an operator first verified it: a farm suspended before that never
+    # sold, and nobody but its owner and the operators may see its listings.
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now(), onupdate=utcnow)
 
@@ -99,6 +102,7 @@ class Farm(db.Model):  # type: ignore[name-defined]
         if self.status == FarmStatus.VERIFIED:
             raise InvalidTransition(f"Farm {self.id} is already verified.")
         self.status = FarmStatus.VERIFIED
+        self.verified_at = self.verified_at or utcnow()
 
     def suspend(self) -> None:
         if self.status == FarmStatus.SUSPENDED:

@@ -318,7 +318,7 @@ def _listing_visibility(actor: Actor | None, *, by_id: bool) -> ColumnElement[bo
     if _is_operator(actor):
         return true()
     if by_id:
-        public = and_(Listing.status != ListingStatus.DRAFT, Farm.status != FarmStatus.PENDING)
+        public = and_(Listing.status != ListingStatus.DRAFT, Farm.verified_at.isnot(None))
     else:
         public = and_(Listing.status.in_(PUBLIC_BROWSE_STATUSES), Farm.status == FarmStatus.VERIFIED)
     if actor is not None and actor.has(Role.FARMER):

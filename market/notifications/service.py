@@ -16,6 +16,8 @@ Events and the ids they carry (`market.events.publish(event, **ids)`):
 - listing.stock_low: listing_id (the catalog, when stock falls below the
   listing's low_stock_threshold_g)
 - inventory.sale_refused: channel_id, listing_id, grams, stock_g
+- account.confirmation, account.registration_attempted: user_id (the
+  accounts domain, at registration); by email only, never to webhooks
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import current_app
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
+from market.accounts import service as accounts
 from market.accounts.models import Role, User, UserRole
 from market.auth import Actor
 from market.catalog.models import Farm, Listing
@@ -177,6 +181,22 @@ def _sale_refused_audience(event: str, ids: dict[str, int]) -> list[Audience]:
     return [Audience(channel.farm.owner, context)]
 
 
+def _account_audience(event: str, ids: dict[str, int]) -> list[Audience]:
+    """The account itself; its confirmation link is signed here, when the
+    email is written, and none is sent for an account confirmed meanwhile."""
+    user = db.session.get(User, ids["user_id"])
+    if user is None:
+        return []
+    context: dict[str, Any] = {"name": user.name}
+    if event == "account.confirmation":
+        if user.confirmed_at is not None:
+            return []
+        token = accounts.confirmation_token(user)
+        link = f"{current_app.config['ACCOUNT_CONFIRM_URL']}?{urlencode({'token': token})}"
+        context |= {"token": token, "link": link, "hours": current_app.config["ACCOUNT_CONFIRM_HOURS"]}
+    return [Audience(user, context)]
+
+
 def _order_event_audience(event: str, ids: dict[str, int]) -> list[Audience]:
     order = _order(ids["order_id"])
     return list(_order_audience(event, order)) if order else []
@@ -187,6 +207,8 @@ AUDIENCES: dict[str, Callable[[str, dict[str, int]], list[Audience]]] = {
     "payout.failed": _payout_audience,
     "listing.stock_low": _stock_low_audience,
     "inventory.sale_refused": _sale_refused_audience,
+    "account.confirmation": _account_audience,
+    "account.registration_attempted": _account_audience,
 }
 
 
@@ -525,11 +547,12 @@ class CreatedEndpoint:
 
 
 def _check_event_types(event_types: list[str]) -> None:
-    unknown = sorted(set(event_types) - set(TEMPLATES))
+    known = [event for event, template in TEMPLATES.items() if template.audiences]
+    unknown = sorted(set(event_types) - set(known))
     if unknown:
         raise Invalid(
             f"Unknown event types: {', '.join(unknown)}.",
-            {"event_types": [f"Choose from: {', '.join(TEMPLATES)}."]},
+            {"event_types": [f"Choose from: {', '.join(known)}."]},
         )
 
 

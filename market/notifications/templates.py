@@ -19,7 +19,10 @@ EMAIL_SMS = (Channel.EMAIL, Channel.SMS)
 
 @dataclass(frozen=True)
 class Template:
-    audiences: tuple[Role, ...]  # who hears it: the order's buyer, its farms' owners, the operators
+    # Who hears it: the order's buyer, its farms' owners, the operators; none
+    # for an account's own mail, sent by email whatever the preferences and
+    # never to webhooks.
+    audiences: tuple[Role, ...]
     defaults: tuple[Channel, ...]
     subject: dict[Language, str]
     body: dict[Language, str]
@@ -37,6 +40,35 @@ def _t(
 
 
 TEMPLATES: dict[str, Template] = {
+    "account.confirmation": _t(
+        (),
+        EMAIL,
+        (
+            "请确认您的农市账户",
+            "【农市】{name}，您好！请在 {hours} 小时内打开以下链接确认邮箱，确认后即可登录：{link}\n"
+            "（也可将确认码提交到 POST /api/v1/accounts/confirmation：{token}）\n如果您没有注册，请忽略本邮件。",
+        ),
+        (
+            "Confirm your Farm market account",
+            "[Farm market] Hello {name}, open this link within {hours} hours to confirm your address; the account "
+            "can log in once confirmed: {link}\n(Or send the token to POST /api/v1/accounts/confirmation: {token})"
+            "\nIf you did not register, ignore this email.",
+        ),
+    ),
+    "account.registration_attempted": _t(
+        (),
+        EMAIL,
+        (
+            "有人尝试用您的邮箱注册农市账户",
+            "【农市】{name}，您好！有人尝试用本邮箱注册新账户。您已有账户，请直接用密码登录。"
+            "如果不是您本人操作，您的账户没有任何变化，无需处理。",
+        ),
+        (
+            "Someone tried to register with your address",
+            "[Farm market] Hello {name}, someone tried to register a new account with this address. You already "
+            "have one: log in with your password. If it was not you, nothing changed and you need do nothing.",
+        ),
+    ),
     "order.placed": _t(
         Role.FARMER,
         EMAIL_SMS,
@@ -194,5 +226,6 @@ def render(event: str, language: Language, context: dict[str, Any]) -> tuple[str
 
 
 def events_for(roles: frozenset[Role]) -> list[str]:
-    """The events a user with `roles` can hear about, in a stable order."""
+    """The events a user with `roles` can choose channels for, or send to a
+    webhook, in a stable order."""
     return [event for event, template in TEMPLATES.items() if roles.intersection(template.audiences)]

@@ -3,7 +3,7 @@ from typing import Any
 from flask import Response, current_app
 
 from market.api import MarketBlueprint, csv_response
-from market.auth import current_actor
+from market.auth import account_or_address, current_actor
 from market.db import utcnow
 from market.extensions import limiter
 from market.idempotency import idempotent
@@ -30,11 +30,17 @@ PART = "/orders/<int:order_id>/parts/<int:part_id>"
 
 
 @blp.route("/orders", methods=["POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_ORDERS"], key_func=account_or_address)
 @blp.authenticated
 @idempotent
 @blp.arguments(OrderCreateSchema)
 @blp.response(201, OrderSchema)
-@blp.alt_response(409, description="Not enough stock: each short line with what is left")
+@blp.alt_response(
+    409,
+    description="Not enough stock (each short line with what is left), or the buyer holds as many unpaid orders "
+    "or grams as allowed",
+)
+@blp.alt_response(429, description="Too many orders placed by this account in a short time")
 def place_order(body: dict[str, Any]) -> OrderView:
     """Place an order (buyers); accepts an Idempotency-Key"""
     actor = current_actor()

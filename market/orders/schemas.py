@@ -11,6 +11,7 @@ from market.orders.models import Fulfilment, OrderStatus, PartStatus
 from market.pagination import PageArgsSchema
 
 REASON = validate.Length(min=1, max=500)
+STAFF_NULL = "Null for station staff, who see the goods and not the money."
 
 
 class LineRequestSchema(StrictSchema):
@@ -56,12 +57,18 @@ class OrderLineSchema(ma.Schema):
     listing_id = fields.Integer(required=True)
     lot = fields.Nested(LotRefSchema, allow_none=True)
     product_name = fields.String(required=True)
-    price_per_kg = fields.Integer(required=True)
+    price_per_kg = fields.Integer(required=True, allow_none=True, metadata={"description": STAFF_NULL})
     ordered_g = fields.Integer(required=True)
     weighed_g = fields.Integer(allow_none=True)
-    amount = fields.Integer(required=True, metadata={"description": "Of the weighed grams once packed."})
-    premium_amount = fields.Integer(required=True, metadata={"description": "Buyer-funded premiums, in the total."})
-    premiums = fields.List(fields.Nested(LinePremiumSchema), required=True)
+    amount = fields.Integer(
+        required=True, allow_none=True, metadata={"description": f"Of the weighed grams once packed. {STAFF_NULL}"}
+    )
+    premium_amount = fields.Integer(
+        required=True, allow_none=True, metadata={"description": f"Buyer-funded premiums, in the total. {STAFF_NULL}"}
+    )
+    premiums = fields.List(
+        fields.Nested(LinePremiumSchema), required=True, allow_none=True, metadata={"description": STAFF_NULL}
+    )
     short_reason = fields.String(allow_none=True)
 
 
@@ -71,7 +78,7 @@ class OrderPartSchema(ma.Schema):
     farm_name = fields.String(attribute="farm.name", required=True)
     farm_village = fields.String(attribute="farm.village", required=True)
     status = fields.Enum(PartStatus, by_value=True, required=True)
-    subtotal = fields.Integer(required=True)
+    subtotal = fields.Integer(required=True, allow_none=True, metadata={"description": STAFF_NULL})
     cancel_reason = fields.String(allow_none=True)
     lines = fields.List(fields.Nested(OrderLineSchema), required=True)
 
@@ -90,8 +97,10 @@ class OrderEventSchema(ma.Schema):
 
 
 class OrderSchema(ma.Schema):
-    """An order as the caller may see it: farmers and station staff get
-    null for the money of other farms and for the pickup code."""
+    """An order as the caller may see it: farmers see only their own farm's
+    parts; station staff see every part with its money (subtotals, prices,
+    line amounts, premiums) null; both get null for the totals and the
+    pickup code."""
 
     id = fields.Integer(required=True)
     status = fields.Enum(OrderStatus, by_value=True, required=True)

@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from flask import current_app
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select
+from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select
 from sqlalchemy.orm import contains_eager, lazyload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -58,6 +58,16 @@ class Shortfall(Conflict):
     title = "Not enough stock"
 
 
+class UnpaidOrdersLimit(Conflict):
+    slug = "unpaid-orders-limit"
+    title = "Too many unpaid orders"
+
+
+class UnpaidGramsLimit(Conflict):
+    slug = "unpaid-grams-limit"
+    title = "Too much produce in unpaid orders"
+
+
 class TooManyAttempts(DomainError):
     status = 429
     slug = "too-many-attempts"
@@ -82,12 +92,32 @@ class Weighing:
     short_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class Unpriced:
+    """A part or line as station staff see it: the goods to take in and hand
+    over, with its money (`hidden`) as null."""
+
+    row: OrderPart | OrderLine
+    hidden: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        return self.hidden[name] if name in self.hidden else getattr(self.row, name)
+
+
+LINE_MONEY = ("price_per_kg", "amount", "premium_amount", "premiums")
+
+
+def _unpriced(part: OrderPart) -> Unpriced:
+    lines = [Unpriced(line, dict.fromkeys(LINE_MONEY)) for line in part.lines]
+    return Unpriced(part, {"subtotal": None, "lines": lines})
+
+
 @dataclass
 class OrderView:
     """An order as one caller may see it."""
 
     order: Order
-    parts: list[OrderPart]
+    parts: list[OrderPart] | list[OrderPart | Unpriced]
     total: int | None
     max_total: int | None
     pickup_code: str | None
@@ -213,7 +243,10 @@ def _view(actor: Actor, order: Order, stations: set[int]) -> OrderView:
     if _is_operator(actor) or order.buyer_id == actor.user_id:
         return OrderView(order, list(order.parts), order.total, order.max_total, order.pickup_code, list(order.events))
     if order.fulfilment_point_id in stations:
-        return OrderView(order, list(order.parts), None, None, None)
+        # Staff see what to take in and hand over, not what it cost (a part
+        # of their own farm's excepted).
+        parts = [p if p.farm.owner_id == actor.user_id else _unpriced(p) for p in order.parts]
+        return OrderView(order, parts, None, None, None)
     return OrderView(order, [p for p in order.parts if p.farm.owner_id == actor.user_id], None, None, None)
 
 
@@ -285,6 +318,53 @@ def _fulfilment(point_id: int | None, address: str | None) -> tuple[Fulfilment, 
     return Fulfilment.PICKUP, point
 
 
+def _check_unpaid_allowance(buyer_id: int, requests: Sequence[LineRequest]) -> None:
+    """Refuse an order that would leave the buyer holding more unpaid orders
+    (BUYER_MAX_UNPAID_ORDERS) or more grams in them (BUYER_MAX_UNPAID_G)
+    than allowed: stock taken by an unpaid order is blocked for everyone
+    until it expires. The buyer's row stays locked until the order commits,
+    so the buyer's concurrent orders are counted one after the other and
+    cannot pass the caps together. Lock order: buyer, listings, programmes."""
+    config = current_app.config
+    max_orders, max_g = config["BUYER_MAX_UNPAID_ORDERS"], config["BUYER_MAX_UNPAID_G"]
+    grams = sum(r.grams for r in requests)
+    if grams > max_g:
+        raise Invalid(
+            f"An order waiting for payment may hold at most {max_g} g; this one holds {grams} g. "
+            "Order less, or split it and pay each part before the next.",
+            {"lines": [f"At most {max_g} g in all."]},
+        )
+    db.session.execute(select(User.id).where(User.id == buyer_id).with_for_update())
+    unpaid = (Order.buyer_id == buyer_id, Order.status == OrderStatus.PENDING_PAYMENT)
+    orders = db.session.scalar(select(func.count(Order.id)).where(*unpaid)) or 0
+    # PostgreSQL sums a bigint as a numeric: back to an int for the problem document.
+    held = int(
+        db.session.scalar(
+            select(func.coalesce(func.sum(OrderLine.ordered_g), 0))
+            .join(OrderPart, OrderLine.part_id == OrderPart.id)
+            .join(Order, OrderLine.order_id == Order.id)
+            .where(*unpaid, OrderPart.status != PartStatus.CANCELLED)
+        )
+        or 0
+    )
+    if orders >= max_orders:
+        db.session.rollback()
+        raise UnpaidOrdersLimit(
+            f"You have {orders} unpaid orders, as many as allowed; pay or cancel one before placing another.",
+            unpaid_orders=orders,
+            max_unpaid_orders=max_orders,
+        )
+    if held + grams > max_g:
+        db.session.rollback()
+        raise UnpaidGramsLimit(
+            f"Your unpaid orders hold {held} g; with this order's {grams} g that is more than the {max_g} g "
+            "allowed. Pay or cancel an order first, or order less.",
+            {"lines": [f"At most {max_g - held} g more until an order is paid."]},
+            unpaid_g=held,
+            max_unpaid_g=max_g,
+        )
+
+
 def place_order(
     actor: Actor,
     *,
@@ -293,10 +373,12 @@ def place_order(
     delivery_address: str | None = None,
     notes: str = "",
 ) -> OrderView:
-    """Place an order: price each line, take all stock or none, split by farm."""
+    """Place an order: within the buyer's unpaid allowance, price each line,
+    take all stock or none, split by farm."""
     actor.require(Role.BUYER)
     fulfilment, point = _fulfilment(fulfilment_point_id, delivery_address)
     listings = _check_lines(lines)
+    _check_unpaid_allowance(actor.user_id, lines)
     tolerance = current_app.config["WEIGHT_TOLERANCE_BP"]
     programmes = premiums.active_programmes()
     priced = [

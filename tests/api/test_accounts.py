@@ -6,9 +6,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from market.accounts.models import ApiToken, Role, User
+from market.accounts.service import WRONG_LOGIN
 from market.db import utcnow
 from market.extensions import db
-from tests.factories import PASSWORD, UserFactory, bearer, token_for, user_with_token
+from tests.factories import PASSWORD, UserFactory, bearer, register_confirmed, token_for, user_with_token
 
 REGISTRATION = {"email": "Mei@Example.test", "password": "a long secret", "name": "Mei", "roles": ["farmer"]}
 
@@ -17,12 +18,11 @@ def count(model: type) -> int:
     return db.session.scalar(select(func.count()).select_from(model)) or 0
 
 
-def test_register_then_login_then_me(client: FlaskClient) -> None:
-    created = client.post("/api/v1/accounts", json=REGISTRATION)
-    assert created.status_code == 201, created.json
-    assert created.json["email"] == "mei@example.test"
-    assert created.json["roles"] == ["farmer"]
-    assert "password" not in created.json
+def test_register_confirm_then_login_then_me(client: FlaskClient) -> None:
+    created = register_confirmed(client, REGISTRATION)
+    assert created["email"] == "mei@example.test"
+    assert created["roles"] == ["farmer"]
+    assert "password" not in created
 
     login = client.post("/api/v1/auth/tokens", json={"email": "mei@example.test", "password": "a long secret"})
     assert login.status_code == 201
@@ -41,11 +41,18 @@ def test_token_is_stored_hashed(client: FlaskClient) -> None:
     assert secret not in stored and len(stored) == 64
 
 
-def test_register_twice_with_same_email_conflicts(client: FlaskClient) -> None:
-    assert client.post("/api/v1/accounts", json=REGISTRATION).status_code == 201
+def test_an_unconfirmed_account_cannot_log_in(client: FlaskClient) -> None:
+    assert client.post("/api/v1/accounts", json=REGISTRATION).status_code == 202
+    response = client.post("/api/v1/auth/tokens", json={"email": "mei@example.test", "password": "a long secret"})
+    assert response.status_code == 401
+    assert response.json["detail"] == WRONG_LOGIN
+    assert count(ApiToken) == 0
+
+
+def test_register_twice_with_same_email_keeps_one_account(client: FlaskClient) -> None:
+    register_confirmed(client, REGISTRATION)
     again = client.post("/api/v1/accounts", json={**REGISTRATION, "email": "mei@example.TEST"})
-    assert again.status_code == 409
-    assert again.content_type == "application/problem+json"
+    assert again.status_code == 202
     assert count(User) == 1
 
 
@@ -67,7 +74,7 @@ def test_wrong_password_is_401_and_issues_nothing(client: FlaskClient) -> None:
 def test_login_with_unknown_email_is_the_same_401(client: FlaskClient) -> None:
     response = client.post("/api/v1/auth/tokens", json={"email": "nobody@example.test", "password": PASSWORD})
     assert response.status_code == 401
-    assert response.json["detail"] == "The email or password is wrong."
+    assert response.json["detail"] == WRONG_LOGIN
 
 
 def test_expired_token_is_refused(client: FlaskClient) -> None:
@@ -122,11 +129,14 @@ def test_last_used_is_recorded(client: FlaskClient) -> None:
     assert used is not None and used >= before - timedelta(seconds=1)
 
 
-def test_login_is_rate_limited(client: FlaskClient) -> None:
-    body = {"email": "nobody@example.test", "password": "guess guess"}
-    statuses = [client.post("/api/v1/auth/tokens", json=body).status_code for _ in range(11)]
-    assert statuses[:10] == [401] * 10
-    assert statuses[10] == 429
-    last = client.post("/api/v1/auth/tokens", json=body)
+def test_login_is_rate_limited_per_client_address(client: FlaskClient) -> None:
+    # A new address each time, so only the client's limit applies, not the account's.
+    statuses = [
+        client.post("/api/v1/auth/tokens", json={"email": f"nobody{n}@example.test", "password": "guess guess"})
+        for n in range(11)
+    ]
+    assert [s.status_code for s in statuses[:10]] == [401] * 10
+    assert statuses[10].status_code == 429
+    last = client.post("/api/v1/auth/tokens", json={"email": "somebody@example.test", "password": "guess guess"})
     assert last.content_type == "application/problem+json"
     assert "Retry-After" in last.headers

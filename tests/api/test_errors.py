@@ -97,8 +97,10 @@ def test_wrong_role_is_403(app: Flask, client: FlaskClient) -> None:
 
 
 def test_conflict_is_409(client: FlaskClient) -> None:
-    client.post("/api/v1/accounts", json=VALID)
-    assert_problem(client.post("/api/v1/accounts", json=VALID), 409)
+    _, operator = user_with_token(Role.OPERATOR)
+    category = {"code": "citrus", "name_zh": "柑橘", "name_en": "Citrus"}
+    client.post("/api/v1/categories", json=category, headers=operator)
+    assert_problem(client.post("/api/v1/categories", json=category, headers=operator), 409)
 
 
 def test_unexpected_error_is_500_without_a_trace(app: Flask, client: FlaskClient) -> None:

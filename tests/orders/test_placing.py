@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
@@ -94,10 +95,14 @@ def test_selling_the_last_gram_marks_the_listing_sold_out(client: FlaskClient, s
     assert shop.oranges.status == ListingStatus.SOLD_OUT
 
 
-def test_an_order_of_more_than_a_32_bit_integer_of_fen_is_placed_and_paid(client: FlaskClient, shop: Shop) -> None:
+def test_an_order_of_more_than_a_32_bit_integer_of_fen_is_placed_and_paid(
+    app: Flask, client: FlaskClient, shop: Shop
+) -> None:
     """A county-scale order: 1,000 t of chestnuts at 24.00 a kg is
     2,400,000,000 fen, past 21,474,836.47 yuan (2^31 - 1 fen); the order, its
-    line, its payment and the ledger hold it."""
+    line, its payment and the ledger hold it (in a marketplace whose buyers
+    may hold that much unpaid)."""
+    app.config["BUYER_MAX_UNPAID_G"] = 1_000_000_000
     shop.nuts.stock_g = 1_000_000_000
     db.session.commit()
     order = place(client, shop, (shop.nuts, 1_000_000_000))

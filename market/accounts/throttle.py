@@ -1,0 +1,79 @@
+"""Limits per email address: password logins, with a lock that grows, and
+the emails registration sends.
+
+The client-address limit on `POST /auth/tokens` does not stop guessing one
+account's password from many addresses. So failures are also counted per
+email address, in the rate limiter's storage (Redis in production): after
+LOGIN_FAILURES_PER_ACCOUNT of them within LOGIN_FAILURE_WINDOW_SECONDS the
+address is locked for LOGIN_LOCKOUT_SECONDS, twice as long for each further
+failure, up to LOGIN_LOCKOUT_MAX_SECONDS. While locked, every login with
+that email is a 429 before the password is checked, right or wrong.
+
+Counts are kept by email, whether an account has it or not, so the limit
+answers the same for an unknown address as for a known one. A successful
+login forgets the failures. A lock stops password logins only: tokens
+already issued keep working, so an attacker who locks a victim out does not
+cut off the victim's running clients.
+
+Registering sends the address an email (a confirmation link, or a note that
+it has an account); REGISTRATION_EMAILS_PER_ADDRESS caps them, so the
+endpoint cannot be used to flood somebody's inbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+
+from flask import current_app
+from limits import parse
+
+from market.errors import RateLimited
+from market.extensions import limiter
+
+
+def _digest(email: str) -> str:
+    # Hashed, so the storage holds no addresses.
+    return hashlib.sha256(email.encode()).hexdigest()[:32]
+
+
+def _keys(email: str) -> tuple[str, str]:
+    digest = _digest(email)
+    return f"login-failures/{digest}", f"login-lock/{digest}"
+
+
+def check(email: str) -> None:
+    """Refuse a login while the email is locked (`RateLimited`, with Retry-After)."""
+    if not limiter.enabled:
+        return
+    _, lock = _keys(email)
+    if limiter.storage.get(lock) > 0:
+        wait = max(1, math.ceil(limiter.storage.get_expiry(lock) - time.time()))
+        raise RateLimited(f"Too many failed logins for this email; try again in {wait} seconds.", retry_after=wait)
+
+
+def failed(email: str) -> None:
+    """Count a failed login; past the allowance, lock the email."""
+    if not limiter.enabled:
+        return
+    config = current_app.config
+    failures_key, lock = _keys(email)
+    failures = limiter.storage.incr(failures_key, config["LOGIN_FAILURE_WINDOW_SECONDS"])
+    over = failures - config["LOGIN_FAILURES_PER_ACCOUNT"]
+    if over >= 0:
+        seconds = min(config["LOGIN_LOCKOUT_SECONDS"] * 2 ** min(over, 30), config["LOGIN_LOCKOUT_MAX_SECONDS"])
+        limiter.storage.incr(lock, seconds)
+
+
+def succeeded(email: str) -> None:
+    if limiter.enabled:
+        limiter.storage.clear(_keys(email)[0])
+
+
+def registration_email_allowed(email: str) -> bool:
+    """Count one registration email to `email`; False once past the cap."""
+    if not limiter.enabled:
+        return True
+    cap = parse(current_app.config["REGISTRATION_EMAILS_PER_ADDRESS"])
+    return limiter.limiter.hit(cap, "registration-email", _digest(email))
