@@ -25,6 +25,7 @@ from tests.bench.common import (
     POINT_ID,
     PORT,
     REDIS_URL,
+    UNCAPPED_BUYERS,
     database_url,
     get,
     gunicorn,
@@ -83,7 +84,7 @@ def main() -> None:
         ).fetchone()
     assert row is not None
     listing_id = row[0]
-    env = {"DATABASE_URL": url, "REDIS_URL": REDIS_URL, "SECRET_KEY": "bench"}
+    env = {"DATABASE_URL": url, "REDIS_URL": REDIS_URL, "SECRET_KEY": "bench", **UNCAPPED_BUYERS}
     outcomes: Counter[int] = Counter()
     lock = threading.Lock()
     start = threading.Barrier(args.attempts + 1)

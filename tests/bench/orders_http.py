@@ -27,6 +27,7 @@ from tests.bench.common import (
     FARMS,
     POINT_ID,
     REDIS_URL,
+    UNCAPPED_BUYERS,
     WRK_DONE,
     active_listing_ids,
     database_url,
@@ -158,7 +159,7 @@ def main() -> None:
     seed(url, listings=LISTINGS, stock_g=STOCK_G)
     say(f"  seeded in {time.perf_counter() - started:.1f} s")
     listing_ids = active_listing_ids(url)
-    env = {"DATABASE_URL": url, "REDIS_URL": REDIS_URL, "SECRET_KEY": "bench"}
+    env = {"DATABASE_URL": url, "REDIS_URL": REDIS_URL, "SECRET_KEY": "bench", **UNCAPPED_BUYERS}
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         script = write_script(listing_ids, Path(tmp))
