@@ -12,6 +12,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 import config
 from market import cli, errors, health, outbox
 from market.accounts.routes import blp as accounts_blp
+from market.api import MarketJSONProvider, MarketRequest
 from market.catalog.routes import blp as catalog_blp
 from market.extensions import api, celery_init_app, db, limiter, migrate
 from market.inventory.routes import blp as inventory_blp
@@ -50,9 +51,13 @@ def _require_json() -> None:
         and request.path.startswith(API_PREFIX)
         and request.path not in RAW_BODY_PATHS
         and (request.content_length or request.headers.get("Transfer-Encoding"))
-        and not request.is_json
     ):
-        raise UnsupportedMediaType("Send the body as application/json.")
+        if not request.is_json:
+            raise UnsupportedMediaType("Send the body as application/json.")
+        # Parsed here, once (Flask keeps it for the view): a body that is not
+        # JSON, or nests deeper than MAX_JSON_DEPTH, is a 400 on every path,
+        # the webhook's too, before anything reads it.
+        request.get_json()
 
 
 def _docs_asset(filename: str) -> Response:
@@ -66,7 +71,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=settings["INSTANCE_PATH"], static_folder=None)
     app.config.update(_openapi_settings())
     app.config.update(settings)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json = MarketJSONProvider(app)
+    app.request_class = MarketRequest
 
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)

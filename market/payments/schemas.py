@@ -3,7 +3,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from market.api import BigInteger, StrictSchema
+from market.api import BigInteger, StrictSchema, free_text
 from market.money import MAX_ORDER_LINES, MAX_WEIGHED_G
 from market.payments.models import PaymentStatus, Provider, RefundStatus
 
@@ -42,7 +42,7 @@ class RefundRequestSchema(StrictSchema):
         validate=validate.Length(min=1, max=MAX_ORDER_LINES),
         metadata={"description": "Lines and grams to refund; leave out to refund everything left."},
     )
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    reason = free_text(required=True, validate=validate.Length(min=1, max=500))
 
 
 class RefundLineSchema(ma.Schema):
