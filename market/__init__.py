@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import config
 from market import cli, errors, health, outbox
 from market.accounts.routes import blp as accounts_blp
+from market.api import MarketJSONProvider, MarketRequest
 from market.catalog.routes import blp as catalog_blp
 from market.extensions import api, celery_init_app, db, limiter, migrate
 from market.inventory.routes import blp as inventory_blp
@@ -51,9 +52,13 @@ def _require_json() -> None:
         and request.path.startswith(API_PREFIX)
         and request.path not in RAW_BODY_PATHS
         and (request.content_length or request.headers.get("Transfer-Encoding"))
-        and not request.is_json
     ):
-        raise UnsupportedMediaType("Send the body as application/json.")
+        if not request.is_json:
+            raise UnsupportedMediaType("Send the body as application/json.")
+        # Parsed here, once (Flask keeps it for the view): a body that is not
+        # JSON, or nests deeper than MAX_JSON_DEPTH, is a 400 on every path,
+        # the webhook's too, before anything reads it.
+        request.get_json()
 
 
 def _docs_asset(filename: str) -> Response:
@@ -68,7 +73,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.config.update(_openapi_settings())
     app.config.update(settings)
     app.config["SECRET_KEY"] = app.config["SECRET_KEY"] or config.instance_secret(Path(app.instance_path))
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json = MarketJSONProvider(app)
+    app.request_class = MarketRequest
     if app.config["TRUSTED_PROXY_COUNT"]:
         # Only the addresses our own proxies appended are believed: rate
         # limits count the client, not the proxy, and a client cannot pick

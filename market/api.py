@@ -1,23 +1,30 @@
-"""API conventions shared by every blueprint: problem documents and bearer
-auth in the OpenAPI document."""
+"""API conventions shared by every blueprint: problem documents, bearer
+auth in the OpenAPI document, and what a request may hold (read once, where
+it comes in: bodies, query strings, path ids)."""
 
 from __future__ import annotations
 
 import http
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 import marshmallow as ma
-from flask import Flask, Response
+from flask import Flask, Request, Response
+from flask.json.provider import DefaultJSONProvider
 from flask_smorest import Api, Blueprint
 from flask_smorest.spec.plugins import integerconverter2paramschema
 from flask_smorest.utils import prepare_response
-from werkzeug.exceptions import HTTPException
+from webargs import core as webargs_core
+from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
 from market import errors
 from market.csv_export import csv_text
 from market.money import MAX_BIGINT
+from market.text import NO_CONTROL, ONE_LINE, breaks_a_line, has_control_characters
 
 F = TypeVar("F", bound=Callable[..., Any])
 BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
@@ -25,12 +32,29 @@ BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 # database refuses it as a parameter (an error, not an empty result), so ids
 # in paths and request fields are bounded before any query runs.
 MAX_ID = 2**31 - 1
+# The deepest JSON a request body may nest (arrays and objects in each
+# other). The deepest the API takes is four; Stripe's events about ten.
+# Parsing, validating and storing JSON all recurse, so a body nested
+# thousands deep would end in a RecursionError (a 500) somewhere.
+MAX_JSON_DEPTH = 32
+# Every date and time the API accepts lies between these days, in UTC.
+# Python's calendar ends with 9999; a time near its edge with an offset
+# (`0001-01-01T00:00:00+01:00`) leaves it on the way to UTC, and a day near
+# its end leaves it when a service takes the next day (or a period) after.
+EARLIEST_DAY = date.min
+LATEST_DAY = date(9998, 12, 31)
+OUTSIDE_CALENDAR = f"Must be between {EARLIEST_DAY} and {LATEST_DAY} (UTC)."
+# Numbers, dates and times in a query string are written in ASCII digits:
+# int() also reads other scripts' digits (Arabic-Indic U+0661 is 1), "_" and spaces.
+ASCII_INTEGER = re.compile(r"[+-]?[0-9]+")
+NOT_ASCII_INTEGER = "Not a valid integer: use ASCII digits only."
+NOT_ASCII = "Use ASCII digits and characters only."
 
 
 UNSTORABLE_TEXT = "Must not contain NUL characters or unpaired surrogates."
 
 
-def _has_unstorable_text(value: Any) -> bool:
+def has_unstorable_text(value: Any) -> bool:
     if isinstance(value, str):
         if "\x00" in value:
             return True
@@ -40,14 +64,113 @@ def _has_unstorable_text(value: Any) -> bool:
             return True
         return False
     if isinstance(value, Mapping):
-        return any(_has_unstorable_text(v) for v in value.values())
+        return any(has_unstorable_text(v) for v in value.values())
     if isinstance(value, list):
-        return any(_has_unstorable_text(v) for v in value)
+        return any(has_unstorable_text(v) for v in value)
     return False
 
 
+def deeper_than(value: Any, depth: int) -> bool:
+    """Whether the parsed JSON `value` nests arrays and objects more than
+    `depth` deep (walked without recursion)."""
+    level = [value]
+    for _ in range(depth):
+        level = [
+            child
+            for container in level
+            if isinstance(container, (dict, list))
+            for child in (container.values() if isinstance(container, dict) else container)
+        ]
+        if not level:
+            return False
+    return any(isinstance(node, (dict, list)) for node in level)
+
+
+class MarketJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, refusing documents nested deeper than MAX_JSON_DEPTH as
+    invalid (a ValueError: a request body that does so is a 400). Responses
+    keep the schemas' order of fields."""
+
+    sort_keys = False
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        too_deep = ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
+        try:
+            value = super().loads(s, **kwargs)
+        except RecursionError:
+            raise too_deep from None
+        if deeper_than(value, MAX_JSON_DEPTH):
+            raise too_deep
+        return value
+
+
+class MarketRequest(Request):
+    """Flask's request, saying why a JSON body could not be read (Flask
+    hides the reason outside debug mode)."""
+
+    def on_json_loading_failed(self, e: ValueError | None) -> Any:
+        if e is None:
+            return super().on_json_loading_failed(e)
+        raise BadRequest(f"The body is not valid JSON: {e}")
+
+
+def as_utc(moment: datetime) -> datetime | None:
+    """`moment` in UTC (naive is taken as UTC already), or None when that
+    leaves Python's calendar (`0001-01-01T00:00:00+01:00` is in year 0)."""
+    try:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        return None
+
+
+def within_calendar(value: date) -> bool:
+    """Whether a date, or a time once in UTC, lies between EARLIEST_DAY and
+    LATEST_DAY."""
+    if isinstance(value, datetime):
+        moment = as_utc(value)
+        if moment is None:
+            return False
+        value = moment.date()
+    return EARLIEST_DAY <= value <= LATEST_DAY
+
+
+def _within_calendar(value: date) -> None:
+    if not within_calendar(value):
+        raise ma.ValidationError(OUTSIDE_CALENDAR)
+
+
+def _one_line(value: str) -> None:
+    if breaks_a_line(value):
+        raise ma.ValidationError(ONE_LINE)
+
+
+def _free_text(value: str) -> None:
+    if has_control_characters(value):
+        raise ma.ValidationError(NO_CONTROL)
+
+
+def _text_rule(field: ma.fields.Field[Any]) -> Callable[[str], None] | None:
+    """What a text field refuses: every control character, or in free text
+    (`free_text`) all but line breaks and tabs. Write-only text (a
+    password) is hashed and never shown: it may hold any character."""
+    if field.load_only:
+        return None
+    return _free_text if field.metadata.get("multiline") else _one_line
+
+
+def free_text(**kwargs: Any) -> ma.fields.String:
+    """A text field for prose (a description, a reason, an address): it may
+    hold line breaks and tabs, where every other text is one line."""
+    kwargs["metadata"] = {**kwargs.get("metadata", {}), "multiline": True}
+    return ma.fields.String(**kwargs)
+
+
 class IdConverter(IntegerConverter):
-    """`<int:...>` in a route: a row id, 0 to MAX_ID; anything else is a 404."""
+    """`<int:...>` in a route: a row id, 0 to MAX_ID, in ASCII digits
+    (werkzeug's `\\d` and int() also take other scripts' digits: U+0661 is 1);
+    anything else is a 404."""
+
+    regex = f"[0-9]{{1,{len(str(MAX_ID))}}}"
 
     def __init__(self, url_map: Map, fixed_digits: int = 0, min: int | None = None, max: int | None = MAX_ID) -> None:
         super().__init__(url_map, fixed_digits=fixed_digits, min=min, max=max)
@@ -59,12 +182,35 @@ class BigInteger(ma.fields.Integer):
 
 
 class StrictSchema(ma.Schema):
-    """Every request schema rejects unknown fields by name, takes a field
-    named `id` or `..._id` as a row id (1 to MAX_ID), and keeps every other
-    integer within the database's integer."""
+    """Every request schema (body and query string) rejects unknown fields by
+    name, takes a field named `id` or `..._id` as a row id (1 to MAX_ID),
+    keeps every other integer within the database's integer and every date
+    and time within EARLIEST_DAY to LATEST_DAY, reads numbers and dates in
+    ASCII digits only, and refuses control characters in text (line breaks
+    and tabs too, except in `free_text`)."""
 
     class Meta:
         unknown = ma.RAISE
+
+    @ma.pre_load
+    def _ascii_numbers_and_dates(self, data: Any, **kwargs: Any) -> Any:
+        # A query string's numbers and dates arrive as text; marshmallow
+        # reads them with int() and \\d, which take any script's digits.
+        if not isinstance(data, Mapping):
+            return data
+        bad: dict[str, list[str]] = {}
+        for name, field in self.load_fields.items():
+            key = field.data_key or name
+            value = data.get(key)
+            if not isinstance(value, str):
+                continue
+            if isinstance(field, ma.fields.Integer) and not ASCII_INTEGER.fullmatch(value):
+                bad[key] = [NOT_ASCII_INTEGER]
+            elif isinstance(field, (ma.fields.Date, ma.fields.DateTime, ma.fields.Number)) and not value.isascii():
+                bad[key] = [NOT_ASCII]
+        if bad:
+            raise ma.ValidationError(bad)
+        return data
 
     @ma.pre_load
     def _text_the_database_can_store(self, data: Any, **kwargs: Any) -> Any:
@@ -72,12 +218,22 @@ class StrictSchema(ma.Schema):
         # (both can arrive as JSON escapes); refuse them by field here rather
         # than as a database error.
         if isinstance(data, Mapping):
-            bad = {name: [UNSTORABLE_TEXT] for name, value in data.items() if _has_unstorable_text(value)}
+            bad = {name: [UNSTORABLE_TEXT] for name, value in data.items() if has_unstorable_text(value)}
             if bad:
                 raise ma.ValidationError(bad)
         return data
 
     def on_bind_field(self, field_name: str, field_obj: ma.fields.Field[Any]) -> None:
+        if isinstance(field_obj, ma.fields.List) and isinstance(field_obj.inner, ma.fields.String):
+            field_obj = field_obj.inner
+        if isinstance(field_obj, ma.fields.String):
+            rule = _text_rule(field_obj)
+            if rule is not None:
+                field_obj.validators = [*field_obj.validators, rule]
+            return
+        if isinstance(field_obj, (ma.fields.Date, ma.fields.DateTime)):
+            field_obj.validators = [*field_obj.validators, _within_calendar]
+            return
         if not isinstance(field_obj, ma.fields.Integer):
             return
         if field_name == "id" or field_name.endswith("_id"):
@@ -88,6 +244,34 @@ class StrictSchema(ma.Schema):
             # (the document shows the narrowest).
             limit = MAX_BIGINT if isinstance(field_obj, BigInteger) else MAX_ID
             field_obj.validators = [*field_obj.validators, ma.validate.Range(min=-limit - 1, max=limit)]
+
+
+class NoQuerySchema(StrictSchema):
+    """The query string of an operation that takes none: every parameter is unknown."""
+
+
+class MarketParser(FlaskParser):
+    """webargs' parser for Flask, refusing unknown query parameters as it
+    refuses unknown body fields (webargs drops them unless told: the
+    schema's `unknown`, RAISE for every StrictSchema, decides), and reading
+    a JSON body with Flask's `request.get_json`: parsed once, by the app's
+    MarketJSONProvider, and kept."""
+
+    DEFAULT_UNKNOWN_BY_LOCATION: dict[str, str | None] = {
+        **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
+        "query": None,
+        "querystring": None,
+    }
+
+    def _raw_load_json(self, req: Request) -> Any:
+        if not req.is_json or not req.get_data(cache=True):
+            return webargs_core.missing
+        return req.get_json()
+
+
+def _takes_query(func: Callable[..., Any]) -> bool:
+    parameters = getattr(func, "_apidoc", {}).get("arguments", {}).get("parameters", [])
+    return any(parameter.get("in") in ("query", "querystring") for parameter in parameters)
 
 
 class ProblemSchema(ma.Schema):
@@ -133,17 +317,20 @@ class MarketApi(Api):
 
 
 class MarketBlueprint(Blueprint):
+    ARGUMENTS_PARSER = MarketParser()
+
     def route(self, rule: str, **kwargs: Any) -> Callable[[F], F]:
-        """flask-smorest's `route`; a path with an id in it can name nothing
-        (or nothing the caller may see), so its 404 is documented unless the
-        view already describes its own."""
+        """flask-smorest's `route`. An operation without query parameters
+        refuses any (422), as the others refuse unknown ones. A path with an
+        id in it can name nothing (or nothing the caller may see), so its 404
+        is documented unless the view already describes its own."""
         register: Callable[[F], F] = super().route(rule, **kwargs)
-        if "<" not in rule:
-            return register
 
         def decorator(func: F) -> F:
+            if not _takes_query(func):
+                func = self.arguments(NoQuerySchema, location="query", as_kwargs=True)(func)
             documented = getattr(func, "_apidoc", {}).get("response", {}).get("responses", {})
-            if 404 not in documented:
+            if "<" in rule and 404 not in documented:
                 func = self.alt_response(404, description="Nothing with this id, or not visible to you")(func)
             return register(func)
 

@@ -11,18 +11,27 @@ from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 
 import marshmallow as ma
-from sqlalchemy import ColumnElement, Select, literal, tuple_
+from sqlalchemy import BigInteger, ColumnElement, Select, literal, tuple_
 
 from market import errors
-from market.api import StrictSchema
+from market.api import MAX_ID, StrictSchema, as_utc, has_unstorable_text
 from market.extensions import db
+from market.money import MAX_BIGINT
 
 T = TypeVar("T")
 
 
+# The longest cursor taken: ours are a few sort values (a number, a date,
+# an id), well under it.
+MAX_CURSOR_LENGTH = 200
+
+
 class PageArgsSchema(StrictSchema):
     limit = ma.fields.Integer(load_default=20, validate=ma.validate.Range(min=1, max=100))
-    cursor = ma.fields.String(metadata={"description": "next_cursor from the previous page."})
+    cursor = ma.fields.String(
+        validate=ma.validate.Length(max=MAX_CURSOR_LENGTH),
+        metadata={"description": "next_cursor from the previous page."},
+    )
 
 
 _page_schemas: dict[str, type[ma.Schema]] = {}
@@ -64,26 +73,38 @@ def _encode_cursor(values: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _cursor_value(key: SortKey, value: Any) -> Any:
+    """`value` from a cursor as `key`'s column holds it: a number within the
+    column's range, a date, a time in UTC, or text the database can store;
+    None for anything else (a cursor is client input: nested, out of range
+    or of another type, it would be a database error rather than a 422)."""
+    python_type = key.column.type.python_type
+    if python_type is int:
+        limit = MAX_BIGINT if isinstance(key.column.type, BigInteger) else MAX_ID
+        in_range = type(value) is int and -limit - 1 <= value <= limit
+        return value if in_range else None
+    if python_type in (date, datetime) and isinstance(value, str) and value.isascii():
+        try:
+            moment = python_type.fromisoformat(value)
+        except ValueError:
+            return None
+        return as_utc(moment) if isinstance(moment, datetime) else moment
+    if python_type is str and isinstance(value, str) and not has_unstorable_text(value):
+        return value
+    return None
+
+
 def _decode_cursor(cursor: str, keys: Sequence[SortKey]) -> list[Any]:
     invalid = errors.Invalid("The cursor is not valid for this list.", {"cursor": ["Not a valid cursor."]})
     try:
         plain = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, RecursionError):
         raise invalid from None
     if not isinstance(plain, list) or len(plain) != len(keys):
         raise invalid
-    values: list[Any] = []
-    for key, value in zip(keys, plain, strict=True):
-        python_type = key.column.type.python_type
-        try:
-            if python_type in (date, datetime):
-                values.append(python_type.fromisoformat(value))
-            elif not isinstance(value, python_type):
-                raise TypeError
-            else:
-                values.append(value)
-        except (TypeError, ValueError):
-            raise invalid from None
+    values = [_cursor_value(key, value) for key, value in zip(keys, plain, strict=True)]
+    if any(value is None for value in values):
+        raise invalid
     return values
 
 

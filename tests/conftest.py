@@ -221,3 +221,21 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def shop(app: Flask) -> Shop:
     return make_shop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Show what tests recorded as `counts` (`record_property("counts", {...})`):
+    how many requests a property test sent, say, and how they were answered.
+    Recorded properties travel from xdist's workers with each report."""
+    lines = [
+        f"{report.nodeid}: {value}"
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for name, value in getattr(report, "user_properties", ())
+        if name == "counts"
+    ]
+    if lines:
+        terminalreporter.write_sep("-", "counts")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -7,7 +7,7 @@ import marshmallow as ma
 from flask import current_app
 from marshmallow import fields, validate
 
-from market.api import BigInteger, StrictSchema
+from market.api import BigInteger, StrictSchema, free_text
 from market.catalog.models import FarmStatus, FulfilmentPointKind, Listing, ListingStatus, PayoutMethod
 from market.money import MAX_LINE_G, MAX_PRICE_PER_KG, MAX_STOCK_G
 from market.pagination import PageArgsSchema
@@ -39,7 +39,7 @@ class FarmCreateSchema(StrictSchema):
     )
     contact_name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=120))
     contact_phone = fields.String(load_default=None, allow_none=True, validate=PHONE)
-    description = fields.String(load_default="", validate=validate.Length(max=5000))
+    description = free_text(load_default="", validate=validate.Length(max=5000))
     payout_method = fields.Enum(PayoutMethod, by_value=True, load_default=None, allow_none=True)
 
 
@@ -51,7 +51,7 @@ class FarmUpdateSchema(StrictSchema):
     country = fields.String(validate=COUNTRY)
     contact_name = fields.String(allow_none=True, validate=validate.Length(max=120))
     contact_phone = fields.String(allow_none=True, validate=PHONE)
-    description = fields.String(validate=validate.Length(max=5000))
+    description = free_text(validate=validate.Length(max=5000))
     payout_method = fields.Enum(PayoutMethod, by_value=True, allow_none=True)
 
 
@@ -183,7 +183,7 @@ class ListingCreateSchema(StrictSchema):
     )
     min_order_g = grams(minimum=1, required=True)
     step_g = grams(minimum=1, required=True, metadata={"description": "min_order_g must be a multiple of it."})
-    description = fields.String(load_default="", validate=validate.Length(max=5000))
+    description = free_text(load_default="", validate=validate.Length(max=5000))
     photo_urls = fields.List(
         fields.Url(schemes={"http", "https"}, validate=validate.Length(max=500)),
         load_default=list,
@@ -204,7 +204,7 @@ class ListingUpdateSchema(StrictSchema):
     low_stock_threshold_g = grams(minimum=1, maximum=MAX_STOCK_G, allow_none=True)
     min_order_g = grams(minimum=1)
     step_g = grams(minimum=1)
-    description = fields.String(validate=validate.Length(max=5000))
+    description = free_text(validate=validate.Length(max=5000))
     photo_urls = fields.List(
         fields.Url(schemes={"http", "https"}, validate=validate.Length(max=500)), validate=validate.Length(max=12)
     )

@@ -23,6 +23,7 @@ from flask import current_app
 
 from market.extensions import TransientError
 from market.notifications.models import Channel
+from market.text import one_line
 
 _mailbox_lock = threading.Lock()
 
@@ -50,7 +51,10 @@ def _email(message: Message, sender: str) -> EmailMessage:
     email = EmailMessage()
     email["From"] = sender
     email["To"] = message.recipient
-    email["Subject"] = message.subject
+    # A subject is one header line: a line break in it (from a product's
+    # name, say) makes the email library refuse the message, and it would
+    # never leave. Whatever text reached it, it goes as one line.
+    email["Subject"] = one_line(message.subject)
     email["Date"] = formatdate(localtime=False)
     email["Message-ID"] = make_msgid(idstring=message.idempotency_key, domain="farm-market")
     email["X-Market-Notification"] = message.idempotency_key

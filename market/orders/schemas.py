@@ -5,7 +5,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from market.api import BigInteger, StrictSchema
+from market.api import BigInteger, StrictSchema, free_text
 from market.money import MAX_LINE_G, MAX_ORDER_LINES, MAX_WEIGHED_G
 from market.orders.models import Fulfilment, OrderStatus, PartStatus
 from market.pagination import PageArgsSchema
@@ -26,10 +26,10 @@ class OrderCreateSchema(StrictSchema):
     fulfilment_point_id = fields.Integer(
         strict=True, load_default=None, metadata={"description": "Pick up here (a station or county centre)."}
     )
-    delivery_address = fields.String(
+    delivery_address = free_text(
         load_default=None, validate=validate.Length(min=5, max=500), metadata={"description": "Or deliver here."}
     )
-    notes = fields.String(load_default="", validate=validate.Length(max=1000))
+    notes = free_text(load_default="", validate=validate.Length(max=1000))
 
     @ma.validates_schema
     def one_destination(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -134,13 +134,13 @@ class OrderQuerySchema(PageArgsSchema):
 
 
 class ReasonSchema(StrictSchema):
-    reason = fields.String(required=True, validate=REASON)
+    reason = free_text(required=True, validate=REASON)
 
 
 class WeighingSchema(StrictSchema):
     line_id = fields.Integer(strict=True, required=True)
     weighed_g = BigInteger(strict=True, required=True, validate=validate.Range(min=0, max=MAX_WEIGHED_G))
-    short_reason = fields.String(load_default=None, validate=REASON)
+    short_reason = free_text(load_default=None, validate=REASON)
 
 
 class PackSchema(StrictSchema):

@@ -72,7 +72,7 @@ def payments_needing_attention() -> list[Payment]:
 
 @blp.route("/webhooks/stripe", methods=["POST"])
 @blp.response(200, WebhookResultSchema)
-@blp.alt_response(400, description="Bad or stale signature; nothing was stored")
+@blp.alt_response(400, description="Bad, stale or future signature, or a malformed event; nothing was stored")
 def stripe_webhook() -> dict[str, str]:
     """Stripe's webhook endpoint (signed with the endpoint secret)"""
     return {"result": webhooks.receive(request.get_data(), request.headers.get("Stripe-Signature"))}

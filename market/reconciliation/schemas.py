@@ -5,7 +5,7 @@ from datetime import UTC
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from market.api import StrictSchema
+from market.api import StrictSchema, free_text
 from market.pagination import PageArgsSchema
 from market.reconciliation.models import Outcome, RunStatus, rate_text
 
@@ -111,7 +111,7 @@ class ItemSchema(ma.Schema):
 
 
 class ResolveSchema(StrictSchema):
-    note = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    note = free_text(required=True, validate=validate.Length(min=1, max=2000))
     book_fee = fields.Boolean(
         load_default=False, metadata={"description": "Book a fee item as a gateway_fees expense."}
     )

@@ -7,9 +7,9 @@ from marshmallow import fields, validate
 
 from market.api import StrictSchema
 
-# A day's end is the next day's start, which must exist as a date.
-LAST_DAY = date(9999, 12, 30)
-DAYS = validate.Range(min=date(1970, 1, 1), max=LAST_DAY)
+# (The latest day is the API's, market.api.LATEST_DAY: a day's end is the
+# next day's start, which must exist as a date.)
+DAYS = validate.Range(min=date(1970, 1, 1))
 
 
 class ImpactQuerySchema(StrictSchema):
