@@ -68,7 +68,7 @@ class PayoutAccount(db.Model):  # type: ignore[name-defined]
     )
     # The `created` time of the newest account.updated event applied, so a
     # late, older event does not undo a newer one.
-    stripe_state_at: Mapped[int | None] = mapped_column(Integer)
+    stripe_state_at: Mapped[int | None] = mapped_column(BigInteger)  # Unix seconds: past 2038 too
     # Each request for an onboarding link bumps this; it names the link's
     # idempotency key, so one request makes one link however often retried.
     link_requests: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -494,3 +494,16 @@ def test_an_account_made_though_stripe_answered_500_is_found(client: FlaskClient
     account = payouts.connect_account(shop.orchard.id)
     assert account is not None and account.stripe_account_id in fake.accounts
     assert len(fake.accounts) == 1
+
+
+def test_an_account_update_from_after_2038_is_kept(client: FlaskClient, shop: Shop, fake: FakeStripe) -> None:
+    account = connect_stripe(client, shop, fake, shop.orchard.id)
+    later = 2**31 + 86400  # 2038-01-20: past what a 32-bit column holds
+    payouts.account_updated(
+        account.stripe_account_id or "", payouts_enabled=True, details_submitted=True, transfers_active=False,
+        created=later,
+    )  # fmt: skip
+    db.session.commit()
+    db.session.expire_all()
+    kept = db.session.get(PayoutAccount, account.id)
+    assert kept is not None and (kept.stripe_state_at, kept.transfers_active) == (later, False)
