@@ -236,6 +236,21 @@ def get_user(actor: Actor) -> User:
     return user
 
 
+def update_profile(actor: Actor, **changes: Any) -> User:
+    """Change the caller's name, phone number (None removes it) or
+    language; the fields not given stay. Notifications already written keep
+    the number and language they were written with."""
+    if "name" in changes:
+        changes["name"] = changes["name"].strip()
+    with unit_of_work():
+        user = db.session.scalars(locked(select(User).where(User.id == actor.user_id))).one_or_none()
+        if user is None:
+            raise Unauthenticated("The account no longer exists.")
+        for name, value in changes.items():
+            setattr(user, name, value)
+    return user
+
+
 def list_tokens(actor: Actor, *, limit: int, cursor: str | None = None) -> Page[ApiToken]:
     """The caller's tokens, newest first."""
     stmt = select(ApiToken).where(ApiToken.user_id == actor.user_id)
