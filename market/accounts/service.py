@@ -179,10 +179,12 @@ def confirm(token: str) -> User:
     return user
 
 
-def create_account(*, email: str, password: str, name: str, roles: list[Role], language: Language) -> User:
+def create_account(
+    *, email: str, password: str, name: str, roles: list[Role], language: Language, phone: str | None = None
+) -> User:
     """A confirmed account with any roles (the demo data)."""
     return _create_user(
-        email=email, password=password, name=name, roles=frozenset(roles), phone=None, language=language
+        email=email, password=password, name=name, roles=frozenset(roles), phone=phone, language=language
     )
 
 
