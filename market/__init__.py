@@ -18,6 +18,7 @@ from market.catalog.routes import blp as catalog_blp
 from market.extensions import api, celery_init_app, db, limiter, migrate
 from market.inventory.routes import blp as inventory_blp
 from market.ledger.routes import blp as ledger_blp
+from market.notifications import payloads
 from market.notifications.routes import blp as notifications_blp
 from market.orders.routes import blp as orders_blp
 from market.payments import gateway as payment_gateway
@@ -109,6 +110,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     api.register_blueprint(premiums_blp)
     api.register_blueprint(reconciliation_blp)
     api.register_blueprint(reports_blp)
+    payloads.document(api.spec)
 
     cli.register(app)
     return app

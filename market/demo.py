@@ -28,20 +28,24 @@ from market.extensions import db
 PASSWORD = "harvest-demo-2026"  # noqa: S105 (printed for the demo accounts)
 TOKEN_TTL = timedelta(days=7)
 
-ACCOUNTS: list[tuple[str, str, list[Role], Language]] = [
-    ("operator@farm-market.test", "Market operations", [Role.OPERATOR], Language.EN),
-    ("buyer@farm-market.test", "Ganzhou Fresh Grocers", [Role.BUYER], Language.ZH),
-    ("liu.orchard@farm-market.test", "Liu Jianguo", [Role.FARMER], Language.ZH),
-    ("zhao.chestnut@farm-market.test", "Zhao Shuhua", [Role.FARMER], Language.ZH),
-    ("peng.tea@farm-market.test", "Peng Xiaomei", [Role.FARMER], Language.ZH),
+# Each account has a mobile number, so the SMS notifications show in the
+# one-command run's mailbox file along with the emails.
+ACCOUNTS: list[tuple[str, str, list[Role], Language, str]] = [
+    ("operator@farm-market.test", "Market operations", [Role.OPERATOR], Language.EN, "+8613800000001"),
+    ("buyer@farm-market.test", "Ganzhou Fresh Grocers", [Role.BUYER], Language.ZH, "+8613800000002"),
+    ("liu.orchard@farm-market.test", "Liu Jianguo", [Role.FARMER], Language.ZH, "+8613800000003"),
+    ("zhao.chestnut@farm-market.test", "Zhao Shuhua", [Role.FARMER], Language.ZH, "+8613800000004"),
+    ("peng.tea@farm-market.test", "Peng Xiaomei", [Role.FARMER], Language.ZH, "+8613800000005"),
 ]
 
 
-def _account(email: str, name: str, roles: list[Role], language: Language) -> User:
+def _account(email: str, name: str, roles: list[Role], language: Language, phone: str) -> User:
     user = db.session.scalar(select(User).where(User.email == email))
     if user is not None:
         return user
-    return accounts.create_account(email=email, password=PASSWORD, name=name, roles=roles, language=language)
+    return accounts.create_account(
+        email=email, password=PASSWORD, name=name, roles=roles, language=language, phone=phone
+    )
 
 
 CATEGORIES = [("citrus", "柑橘", "Citrus"), ("nuts", "坚果", "Nuts"), ("tea", "茶叶", "Tea")]
@@ -313,8 +317,8 @@ def _farms(operator: Actor) -> None:
 def seed() -> dict[str, str]:
     """Create the demo accounts and catalogue if missing; return a new token per account."""
     tokens: dict[str, str] = {}
-    for email, name, roles, language in ACCOUNTS:
-        user = _account(email, name, roles, language)
+    for email, name, roles, language, phone in ACCOUNTS:
+        user = _account(email, name, roles, language, phone)
         tokens[email] = accounts.issue_token(user.id, name="demo", ttl=TOKEN_TTL).secret
     operator = _actor(_user(ACCOUNTS[0][0]))
     _vocabularies(operator)

@@ -25,6 +25,7 @@ SUBSCRIBERS: dict[str, tuple[str, ...]] = {
     "order.packed": ("payments.capture", NOTIFY),
     "order.shipped": ("payments.capture", NOTIFY),
     "order.ready_for_pickup": ("payments.capture", NOTIFY),
+    "order.pickup_code_renewed": (NOTIFY,),
     "order.delivered": ("payments.capture",),
     "order.cancelled": ("payments.settle_closed_order", NOTIFY),
     "order.expired": ("payments.settle_closed_order", NOTIFY),

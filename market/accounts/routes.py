@@ -9,6 +9,7 @@ from market.accounts.schemas import (
     ConfirmationSchema,
     IssuedTokenSchema,
     LoginSchema,
+    ProfileUpdateSchema,
     RegisterSchema,
     RegistrationAcceptedSchema,
     TokenSchema,
@@ -91,3 +92,12 @@ def revoke_token(token_id: int) -> ApiToken:
 def me() -> User:
     """The account behind the token"""
     return service.get_user(current_actor())
+
+
+@blp.route("/me", methods=["PATCH"])
+@blp.authenticated
+@blp.arguments(ProfileUpdateSchema)
+@blp.response(200, UserSchema)
+def update_me(body: dict[str, Any]) -> User:
+    """Change your name, phone number (for SMS) or language; fields left out stay"""
+    return service.update_profile(current_actor(), **body)

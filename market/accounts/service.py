@@ -179,10 +179,12 @@ def confirm(token: str) -> User:
     return user
 
 
-def create_account(*, email: str, password: str, name: str, roles: list[Role], language: Language) -> User:
+def create_account(
+    *, email: str, password: str, name: str, roles: list[Role], language: Language, phone: str | None = None
+) -> User:
     """A confirmed account with any roles (the demo data)."""
     return _create_user(
-        email=email, password=password, name=name, roles=frozenset(roles), phone=None, language=language
+        email=email, password=password, name=name, roles=frozenset(roles), phone=phone, language=language
     )
 
 
@@ -233,6 +235,21 @@ def get_user(actor: Actor) -> User:
     user = db.session.get(User, actor.user_id)
     if user is None:
         raise Unauthenticated("The account no longer exists.")
+    return user
+
+
+def update_profile(actor: Actor, **changes: Any) -> User:
+    """Change the caller's name, phone number (None removes it) or
+    language; the fields not given stay. Notifications already written keep
+    the number and language they were written with."""
+    if "name" in changes:
+        changes["name"] = changes["name"].strip()
+    with unit_of_work():
+        user = db.session.scalars(locked(select(User).where(User.id == actor.user_id))).one_or_none()
+        if user is None:
+            raise Unauthenticated("The account no longer exists.")
+        for name, value in changes.items():
+            setattr(user, name, value)
     return user
 
 

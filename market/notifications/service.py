@@ -10,22 +10,27 @@ it is still pending: a retried task never sends again what was sent.
 Events and the ids they carry (`market.events.publish(event, **ids)`):
 
 - order.placed, order.paid, order.packed, order.shipped,
-  order.ready_for_pickup, order.cancelled, order.expired: order_id
-- payment.failed: order_id (the payments domain publishes it)
+  order.ready_for_pickup, order.pickup_code_renewed, order.cancelled,
+  order.expired: order_id
+- payment.failed, payment.hold_expiring, payment.hold_lapsed,
+  payment.renewed: order_id; refund.failed: order_id, refund_id (the
+  payments domain publishes them)
 - payout.paid, payout.failed: payout_id (the payouts domain)
 - listing.stock_low: listing_id (the catalog, when stock falls below the
   listing's low_stock_threshold_g)
 - inventory.sale_refused: channel_id, listing_id, grams, stock_g
 - account.confirmation, account.registration_attempted: user_id (the
   accounts domain, at registration); by email only, never to webhooks
+
+A webhook delivery's body is built by `payloads` (one versioned schema per
+event type); a farmer's holds only the parts of their own farms.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -44,6 +49,7 @@ from market.errors import Invalid, NotFound
 from market.extensions import TransientError, db
 from market.inventory.models import SalesChannel
 from market.money import format_minor
+from market.notifications import payloads
 from market.notifications.models import (
     Channel,
     DeliveryStatus,
@@ -58,7 +64,7 @@ from market.notifications.templates import TEMPLATES, events_for, render
 from market.orders.models import Order, OrderPart
 from market.outbox import enqueue
 from market.pagination import Page, SortKey, keyset_page
-from market.payments.models import Payment
+from market.payments.models import Payment, Refund
 from market.payouts.models import Payout
 
 SEND_TASK = "notifications.send"
@@ -72,7 +78,12 @@ SEND_LEASE = timedelta(minutes=5)
 @dataclass(frozen=True)
 class Audience:
     user: User
+    # The values the notification's text shows (and the webhook's `display`).
     context: dict[str, Any]
+    # As whom the user hears it: the farmer's text differs for some events.
+    role: Role | None = None
+    # The event's data for webhooks, as `payloads` builds it.
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 # --- who hears about an event -------------------------------------------------
@@ -95,26 +106,41 @@ def _grams(grams: int) -> str:
     return f"{grams / 1000:g} kg"
 
 
-def _order_audience(event: str, order: Order) -> Iterator[Audience]:
-    base: dict[str, Any] = {"order_id": order.id, "currency": order.currency} | _payment_context(order.id)
+def _order_audience(event: str, order: Order, extra: dict[str, Any]) -> Iterator[Audience]:
+    """Each role the event's template names, once per user: the buyer, each
+    farmer with the parts of their own farms only, the operators. A user
+    met twice (a farmer buying from their own farm) hears it once, as the
+    first role that names them."""
+    payment = db.session.scalars(select(Payment).where(Payment.order_id == order.id)).one_or_none()
+    base: dict[str, Any] = {"order_id": order.id, "currency": order.currency} | _payment_context(payment)
+    heard: set[int] = set()
+
+    def audience(user: User, role: Role, context: dict[str, Any], parts: list[OrderPart]) -> Iterator[Audience]:
+        if user.id not in heard:
+            heard.add(user.id)
+            yield Audience(user, base | context, role, payloads.order_data(order, payment, role, parts) | extra)
+
     for role in TEMPLATES[event].audiences:
         if role == Role.FARMER:
+            by_owner: dict[int, list[OrderPart]] = {}
             for part in order.parts:
-                lines = ", ".join(f"{line.product_name} {_grams(line.ordered_g)}" for line in part.lines)
-                yield Audience(part.farm.owner, base | {"farm": part.farm.name, "lines": lines})
+                by_owner.setdefault(part.farm.owner_id, []).append(part)
+            for parts in by_owner.values():
+                lines = ", ".join(f"{line.product_name} {_grams(line.ordered_g)}" for p in parts for line in p.lines)
+                farms = ", ".join(p.farm.name for p in parts)
+                context = {"farm": farms, "lines": lines, "reason": order.cancel_reason or ""}
+                yield from audience(parts[0].farm.owner, role, context, parts)
         elif role == Role.OPERATOR:
-            yield from (Audience(user, base) for user in _operators())
+            for user in _operators():
+                yield from audience(user, role, {}, list(order.parts))
         else:
-            yield Audience(
-                order.buyer,
-                base
-                | {
-                    "total": format_minor(order.total),
-                    "pickup_code": order.pickup_code or "",
-                    "point": order.fulfilment_point.name if order.fulfilment_point else "",
-                    "reason": order.cancel_reason or "",
-                },
-            )
+            context = {
+                "total": format_minor(order.total),
+                "pickup_code": order.pickup_code or "",
+                "point": order.fulfilment_point.name if order.fulfilment_point else "",
+                "reason": order.cancel_reason or "",
+            }
+            yield from audience(order.buyer, role, context, list(order.parts))
 
 
 def _operators() -> list[User]:
@@ -123,10 +149,9 @@ def _operators() -> list[User]:
     )
 
 
-def _payment_context(order_id: int) -> dict[str, str]:
+def _payment_context(payment: Payment | None) -> dict[str, str]:
     """When the order's card hold lapses and by when its buyer must pay
     again, in the marketplace's time zone."""
-    payment = db.session.scalars(select(Payment).where(Payment.order_id == order_id)).one_or_none()
     if payment is None:
         return {}
     return {
@@ -150,7 +175,7 @@ def _payout_audience(event: str, ids: dict[str, int]) -> list[Audience]:
         "currency": payout.currency,
         "reason": payout.failure_reason or "",
     }
-    return [Audience(farm.owner, context)]
+    return [Audience(farm.owner, context, Role.FARMER, payloads.payout_data(payout))]
 
 
 def _stock_low_audience(event: str, ids: dict[str, int]) -> list[Audience]:
@@ -164,7 +189,7 @@ def _stock_low_audience(event: str, ids: dict[str, int]) -> list[Audience]:
         "stock_g": listing.stock_g,
         "threshold_g": listing.low_stock_threshold_g,
     }
-    return [Audience(listing.farm.owner, context)]
+    return [Audience(listing.farm.owner, context, Role.FARMER, payloads.stock_low_data(listing))]
 
 
 def _sale_refused_audience(event: str, ids: dict[str, int]) -> list[Audience]:
@@ -178,7 +203,8 @@ def _sale_refused_audience(event: str, ids: dict[str, int]) -> list[Audience]:
         "grams": ids["grams"],
         "stock_g": ids["stock_g"],
     }
-    return [Audience(channel.farm.owner, context)]
+    data = payloads.sale_refused_data(channel, listing, grams=ids["grams"], stock_g=ids["stock_g"])
+    return [Audience(channel.farm.owner, context, Role.FARMER, data)]
 
 
 def _account_audience(event: str, ids: dict[str, int]) -> list[Audience]:
@@ -199,7 +225,15 @@ def _account_audience(event: str, ids: dict[str, int]) -> list[Audience]:
 
 def _order_event_audience(event: str, ids: dict[str, int]) -> list[Audience]:
     order = _order(ids["order_id"])
-    return list(_order_audience(event, order)) if order else []
+    if order is None:
+        return []
+    extra: dict[str, Any] = {}
+    if "refund_id" in ids:
+        refund = db.session.get(Refund, ids["refund_id"])
+        if refund is None:
+            return []
+        extra = payloads.refund_data(refund)
+    return list(_order_audience(event, order, extra))
 
 
 AUDIENCES: dict[str, Callable[[str, dict[str, int]], list[Audience]]] = {
@@ -325,7 +359,7 @@ def _write_event(occurrence: str, event: str, ids: dict[str, int]) -> int:
             recipient = _recipient(user, channel)
             if not recipient:
                 continue
-            subject, body = render(event, user.language, audience.context)
+            subject, body = render(event, user.language, audience.context, audience.role)
             notification = Notification(
                 occurrence=occurrence,
                 user_id=user.id,
@@ -340,16 +374,16 @@ def _write_event(occurrence: str, event: str, ids: dict[str, int]) -> int:
             db.session.flush()
             enqueue(SEND_TASK, notification_id=notification.id)
             created += 1
-        endpoints = db.session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.user_id == user.id))
-        payload = json.dumps(
-            {"id": occurrence, "type": event, "created_at": now.isoformat(), "data": ids | audience.context},
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
+        endpoints = [
+            endpoint
+            for endpoint in db.session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.user_id == user.id))
+            if endpoint.wants(event)
+        ]
+        if endpoints:
+            payload = payloads.envelope(occurrence, event, now, audience.data, audience.context)
         for endpoint in endpoints:
-            if endpoint.wants(event):
-                _queue_delivery(endpoint, occurrence, event, payload, now)
-                created += 1
+            _queue_delivery(endpoint, occurrence, event, payload, now)
+            created += 1
     return created
 
 

@@ -26,16 +26,27 @@ class Template:
     defaults: tuple[Channel, ...]
     subject: dict[Language, str]
     body: dict[Language, str]
+    # What the farmer hears where it differs from the others (the buyer
+    # hears an order is paid; its farms, to start packing).
+    farmer_subject: dict[Language, str] | None = None
+    farmer_body: dict[Language, str] | None = None
 
 
 def _t(
-    audience: Role | tuple[Role, ...], defaults: tuple[Channel, ...], zh: tuple[str, str], en: tuple[str, str]
+    audience: Role | tuple[Role, ...],
+    defaults: tuple[Channel, ...],
+    zh: tuple[str, str],
+    en: tuple[str, str],
+    *,
+    farmer: tuple[tuple[str, str], tuple[str, str]] | None = None,
 ) -> Template:
     return Template(
         audience if isinstance(audience, tuple) else (audience,),
         defaults,
         {Language.ZH: zh[0], Language.EN: en[0]},
         {Language.ZH: zh[1], Language.EN: en[1]},
+        {Language.ZH: farmer[0][0], Language.EN: farmer[1][0]} if farmer else None,
+        {Language.ZH: farmer[0][1], Language.EN: farmer[1][1]} if farmer else None,
     )
 
 
@@ -76,10 +87,17 @@ TEMPLATES: dict[str, Template] = {
         ("New order #{order_id}", "[Farm market] New order #{order_id}: {lines}. Pack it once it is paid."),
     ),
     "order.paid": _t(
-        Role.BUYER,
+        (Role.BUYER, Role.FARMER),
         EMAIL,
         ("订单 #{order_id} 已付款", "【农市】订单 #{order_id} 已付款，金额 {total} {currency}。"),
         ("Order #{order_id} is paid", "[Farm market] Order #{order_id} is paid: {total} {currency}."),
+        farmer=(
+            ("订单 #{order_id} 已付款，请备货", "【农市】订单 #{order_id} 已付款，请开始备货：{lines}。"),
+            (
+                "Order #{order_id} is paid: pack it",
+                "[Farm market] Order #{order_id} is paid; start packing: {lines}.",
+            ),
+        ),
     ),
     "order.packed": _t(
         Role.BUYER,
@@ -102,17 +120,46 @@ TEMPLATES: dict[str, Template] = {
             "[Farm market] Order #{order_id} is at {point}. Pickup code: {pickup_code}.",
         ),
     ),
-    "order.cancelled": _t(
+    "order.pickup_code_renewed": _t(
         Role.BUYER,
+        EMAIL_SMS,
+        ("订单 #{order_id} 的新取货码", "【农市】订单 #{order_id} 的取货码已更新为 {pickup_code}，旧取货码作废。"),
+        (
+            "A new pickup code for order #{order_id}",
+            "[Farm market] The pickup code of order #{order_id} is now {pickup_code}; the old one no longer works.",
+        ),
+    ),
+    "order.cancelled": _t(
+        (Role.BUYER, Role.FARMER),
         EMAIL,
         ("订单 #{order_id} 已取消", "【农市】订单 #{order_id} 已取消：{reason}"),
         ("Order #{order_id} was cancelled", "[Farm market] Order #{order_id} was cancelled: {reason}"),
+        farmer=(
+            (
+                "订单 #{order_id} 已取消，请停止备货",
+                "【农市】订单 #{order_id} 已取消，请勿打包或发货：{lines}。原因：{reason}",
+            ),
+            (
+                "Order #{order_id} was cancelled: do not pack it",
+                "[Farm market] Order #{order_id} was cancelled; do not pack or ship it: {lines}. Reason: {reason}",
+            ),
+        ),
     ),
     "order.expired": _t(
-        Role.BUYER,
+        (Role.BUYER, Role.FARMER),
         EMAIL,
         ("订单 #{order_id} 已过期", "【农市】订单 #{order_id} 未在时限内付款，已关闭。"),
         ("Order #{order_id} expired", "[Farm market] Order #{order_id} was not paid in time and is closed."),
+        farmer=(
+            (
+                "订单 #{order_id} 已过期，无需备货",
+                "【农市】订单 #{order_id} 未在时限内付款，已关闭，请勿备货：{lines}。",
+            ),
+            (
+                "Order #{order_id} expired: do not pack it",
+                "[Farm market] Order #{order_id} was not paid in time and is closed; do not pack it: {lines}.",
+            ),
+        ),
     ),
     "payment.failed": _t(
         Role.BUYER,
@@ -218,11 +265,14 @@ class _Missing(dict[str, Any]):
         return "-"
 
 
-def render(event: str, language: Language, context: dict[str, Any]) -> tuple[str, str]:
-    """(subject, body) for `event` in `language`."""
+def render(event: str, language: Language, context: dict[str, Any], role: Role | None = None) -> tuple[str, str]:
+    """(subject, body) for `event` in `language`, as `role` hears it."""
     template = TEMPLATES[event]
     values = _Missing(context)
-    return template.subject[language].format_map(values), template.body[language].format_map(values)
+    subject, body = template.subject, template.body
+    if role == Role.FARMER and template.farmer_subject and template.farmer_body:
+        subject, body = template.farmer_subject, template.farmer_body
+    return subject[language].format_map(values), body[language].format_map(values)
 
 
 def events_for(roles: frozenset[Role]) -> list[str]:

@@ -626,7 +626,12 @@ def renew_pickup_code(actor: Actor, order_id: int) -> OrderView:
         raise NotFound(f"Order {order_id} not found.")
     if order.status != OrderStatus.READY_FOR_PICKUP:
         raise Conflict(f"Order {order_id} is {order.status}; only an order ready for pickup has a code.")
-    _changing(order, actor, lambda: _new_pickup_code(order))
+
+    def change() -> None:
+        _new_pickup_code(order)
+        publish("order.pickup_code_renewed", order_id=order.id)  # the buyer hears the new code
+
+    _changing(order, actor, change)
     return _view(actor, order, set())
 
 

@@ -140,3 +140,50 @@ def test_login_is_rate_limited_per_client_address(client: FlaskClient) -> None:
     last = client.post("/api/v1/auth/tokens", json={"email": "somebody@example.test", "password": "guess guess"})
     assert last.content_type == "application/problem+json"
     assert "Retry-After" in last.headers
+
+
+def test_me_can_change_phone_language_and_name(client: FlaskClient) -> None:
+    user, headers = user_with_token(Role.BUYER)
+    changed = client.patch(
+        "/api/v1/me", json={"phone": "+86 139-0000-0001", "language": "zh", "name": "  Wang Li  "}, headers=headers
+    )
+    assert changed.status_code == 200, changed.json
+    profile = (changed.json["phone"], changed.json["language"], changed.json["name"])
+    assert profile == ("+8613900000001", "zh", "Wang Li")
+    assert client.get("/api/v1/me", headers=headers).json == changed.json
+
+    only_language = client.patch("/api/v1/me", json={"language": "en"}, headers=headers)
+    assert (only_language.json["phone"], only_language.json["language"]) == ("+8613900000001", "en")
+
+    removed = client.patch("/api/v1/me", json={"phone": None}, headers=headers)
+    assert removed.status_code == 200 and removed.json["phone"] is None
+    db.session.expire_all()
+    stored = db.session.get(User, user.id)
+    assert stored is not None and (stored.phone, stored.language.value, stored.name) == (None, "en", "Wang Li")
+
+
+def test_me_refuses_a_bad_phone_language_or_name_and_changes_nothing(client: FlaskClient) -> None:
+    _, headers = user_with_token(Role.BUYER)
+    before = client.get("/api/v1/me", headers=headers).json
+    for body, field in [
+        ({"phone": "13900000001", "name": "Wang"}, "phone"),  # no country code
+        ({"phone": "+0 139 0000 0001"}, "phone"),
+        ({"phone": "+86" + "1" * 20}, "phone"),
+        ({"phone": "+8613900000001\n+8613900000002"}, "phone"),
+        ({"language": "fr", "phone": "+8613900000001"}, "language"),
+        ({"name": ""}, "name"),
+        ({"name": "   "}, "name"),
+        ({"name": "Wang\r\nBcc: x@example.test"}, "name"),
+        ({"name": "W" * 121}, "name"),
+        ({"email": "other@example.test"}, "email"),
+        ({"roles": ["operator"]}, "roles"),
+    ]:
+        response = client.patch("/api/v1/me", json=body, headers=headers)
+        assert response.status_code == 422, body
+        assert response.mimetype == "application/problem+json"
+        assert field in response.json["errors"], (body, response.json)
+    assert client.get("/api/v1/me", headers=headers).json == before
+
+
+def test_me_cannot_be_changed_without_a_token(client: FlaskClient) -> None:
+    assert client.patch("/api/v1/me", json={"name": "Nobody"}).status_code == 401

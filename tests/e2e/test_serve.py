@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import json
+import mailbox
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,8 +21,14 @@ from tests.ports import free_port
 BOOT_SECONDS = 120  # a loaded CI machine boots API, worker and beat slowly
 
 
-def get(url: str, token: str | None = None) -> tuple[int, dict[str, object]]:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})  # noqa: S310
+def get(url: str, token: str | None = None, body: dict[str, object] | None = None) -> tuple[int, dict[str, object]]:
+    """GET `url`, or POST `body` as JSON to it."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    data = None
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+        data = json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers=headers)  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 (a loopback URL)
             return response.status, json.loads(response.read())
@@ -57,6 +65,32 @@ def test_serve_runs_api_worker_and_beat_until_interrupted(tmp_path: Path) -> Non
         status, me = get(f"http://127.0.0.1:{port}/api/v1/me", token)
         assert status == 200
         assert me["email"] == "buyer@farm-market.test"
+
+        # An order placed by the demo buyer: its farmer's SMS lands in the
+        # mailbox file, as the README says, since the demo accounts have phones.
+        with sqlite3.connect(tmp_path / "market.sqlite3") as database:
+            listing_id, farmer_phone = database.execute(
+                "SELECT listings.id, users.phone FROM listings JOIN farms ON farms.id = listings.farm_id "
+                "JOIN users ON users.id = farms.owner_id WHERE listings.sku = 'XW-NAVEL-80'"
+            ).fetchone()
+            (station_id,) = database.execute(
+                "SELECT id FROM fulfilment_points WHERE name = '吉潭镇上车村服务站'"
+            ).fetchone()
+        status, order = get(
+            f"http://127.0.0.1:{port}/api/v1/orders",
+            token,
+            {"lines": [{"listing_id": listing_id, "grams": 5000}], "fulfilment_point_id": station_id},
+        )
+        assert status == 201, order
+        assert farmer_phone
+
+        def texted() -> bool:
+            path = tmp_path / "outbox.mbox"
+            return path.exists() and any(
+                message["X-Market-Channel"] == "sms" and message["To"] == farmer_phone for message in mailbox.mbox(path)
+            )
+
+        assert_eventually(texted, timeout=60)
 
         # Beat schedules the outbox relay and the worker runs it.
         assert_eventually(lambda: "Task outbox.relay" in log.read_text() and "succeeded" in log.read_text())

@@ -148,7 +148,7 @@ def test_every_event_reaches_every_chosen_channel_once(
 
     def arrived() -> bool:
         return (
-            len(smtp.to(market.farmer.email)) == 4
+            len(smtp.to(market.farmer.email)) == 7
             and len(smtp.to(market.buyer.email)) == 7
             and receiver.count(SMS_PATH) == 6  # 5 texts, one of them twice (the 503)
             and receiver.count("/farmer") == 4
@@ -171,6 +171,9 @@ def test_every_event_reaches_every_chosen_channel_once(
             f"New order #{collected}",
             f"New order #{collected + 1}",
             f"New order #{collected + 2}",
+            f"Order #{collected} is paid: pack it",
+            f"Order #{collected + 1} was cancelled: do not pack it",
+            f"Order #{collected + 2} expired: do not pack it",
             f"Payout #{payout_id} is paid",
         ]
     )

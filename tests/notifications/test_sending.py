@@ -263,7 +263,8 @@ def test_a_webhook_url_that_now_resolves_inward_is_not_called(channels: Flask, r
     assert receiver.at("/hook") == []
     payload = json.loads(delivery.payload)
     assert payload["type"] == "payout.paid"
-    assert payload["data"]["amount"] == "1234.56"
+    assert payload["data"]["amount"] == 123456  # fen; the text's "1234.56" rides along for display
+    assert payload["display"]["amount"] == "1234.56"
 
 
 def test_pending_messages_long_past_their_retry_are_queued_again(channels: Flask) -> None:
