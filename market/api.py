@@ -4,14 +4,15 @@ it comes in: bodies, query strings, path ids)."""
 
 from __future__ import annotations
 
+import functools
 import http
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import marshmallow as ma
-from flask import Flask, Request, Response
+from flask import Flask, Request, Response, request
 from flask.json.provider import DefaultJSONProvider
 from flask_smorest import Api, Blueprint
 from flask_smorest.spec.plugins import integerconverter2paramschema
@@ -333,6 +334,41 @@ class MarketBlueprint(Blueprint):
             if "<" in rule and 404 not in documented:
                 func = self.alt_response(404, description="Nothing with this id, or not visible to you")(func)
             return register(func)
+
+        return decorator
+
+    def response(
+        self, status_code: int, schema: Any = None, *, location: str | None = None, **kwargs: Any
+    ) -> Callable[[F], F]:
+        """flask-smorest's `response`. A 201 says where the new thing is:
+        `location` is its path under the blueprint's prefix, each `{name}`
+        filled from the created body or the request's path (`/farms/{id}`),
+        sent as the `Location` header and documented."""
+        if status_code != 201:
+            if location is not None:
+                raise TypeError("Only a 201 response has a location.")
+            plain: Callable[[F], F] = super().response(status_code, schema, **kwargs)
+            return plain
+        if location is None:
+            raise TypeError("A 201 response needs a location: the path of what it created.")
+        header = {"description": "Where the new resource is.", "schema": {"type": "string", "format": "uri-reference"}}
+        kwargs["headers"] = {**kwargs.get("headers", {}), "Location": header}
+        respond: Callable[[F], F] = super().response(status_code, schema, **kwargs)
+        template = f"{self.url_prefix or ''}{location}"
+
+        def decorator(func: F) -> F:
+            view = respond(func)
+
+            @functools.wraps(view)
+            def with_location(*args: Any, **kw: Any) -> Any:
+                response = view(*args, **kw)
+                if isinstance(response, Response) and response.status_code == 201:
+                    response.headers["Location"] = template.format_map(
+                        {**(request.view_args or {}), **response.get_json()}
+                    )
+                return response
+
+            return cast(F, with_location)
 
         return decorator
 

@@ -94,6 +94,32 @@ class ServiceUnavailable(DomainError):
     title = "Service unavailable"
 
 
+def field_errors(errors: Mapping[Any, Any], prefix: str = "") -> dict[str, Any]:
+    """Messages by field as one flat map, a nested field named by its dotted
+    path: marshmallow's `{"lines": {0: {"grams": [...]}}}` is
+    `{"lines.0.grams": [...]}`. Messages about a whole nested object
+    (marshmallow's `_schema`) are under the object's own path."""
+    flat: dict[str, Any] = {}
+    for key, value in errors.items():
+        path = prefix if key == "_schema" and prefix else ".".join(filter(None, (prefix, str(key))))
+        if isinstance(value, Mapping):
+            for field, messages in field_errors(value, path).items():
+                flat[field] = _merged(flat.get(field), messages)
+        else:
+            flat[path] = _merged(flat.get(path), value)
+    return flat
+
+
+def _merged(before: Any, messages: Any) -> Any:
+    if before is None:
+        return messages
+    return [*_as_list(before), *_as_list(messages)]
+
+
+def _as_list(messages: Any) -> list[Any]:
+    return list(messages) if isinstance(messages, list) else [messages]
+
+
 def problem(
     status: int,
     title: str,
@@ -111,6 +137,8 @@ def problem(
     if detail:
         body["detail"] = detail
     body["instance"] = request.path
+    if isinstance(extra.get("errors"), Mapping):
+        extra["errors"] = field_errors(extra["errors"])
     body.update({k: v for k, v in extra.items() if v is not None})
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
     for name, value in (headers or {}).items():

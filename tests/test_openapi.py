@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
@@ -29,3 +32,82 @@ def test_docs_page_works_offline(client: FlaskClient) -> None:
         served = client.get(f"/api/v1/docs/assets/{asset}")
         assert served.status_code == 200
         assert len(served.data) > 1000
+
+
+def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    return schema
+
+
+def _operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method in {"get", "post", "put", "patch", "delete"}:
+                yield path, method, operation
+
+
+def _json_bodies(spec: dict[str, Any], operation: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for status, response in operation["responses"].items():
+        if "$ref" in response:
+            continue  # the shared error responses: problem documents
+        json_body = response.get("content", {}).get("application/json")
+        if json_body is not None:
+            yield status, _resolve(spec, json_body["schema"])
+
+
+def test_no_operation_answers_a_bare_array(client: FlaskClient) -> None:
+    spec = client.get("/api/v1/openapi.json").json
+    bare = [
+        f"{method.upper()} {path} {status}"
+        for path, method, operation in _operations(spec)
+        for status, schema in _json_bodies(spec, operation)
+        if schema.get("type") == "array"
+    ]
+    assert bare == []
+
+
+def test_every_list_answers_items_and_next_cursor(client: FlaskClient) -> None:
+    spec = client.get("/api/v1/openapi.json").json
+    lists: set[str] = set()
+    for path, method, operation in _operations(spec):
+        if method != "get":
+            continue
+        paged = any(parameter.get("name") == "cursor" for parameter in operation.get("parameters", []))
+        for status, schema in _json_bodies(spec, operation):
+            items = _resolve(spec, schema.get("properties", {}).get("items", {}))
+            if items.get("type") != "array" and not paged:
+                continue
+            name = f"GET {path} {status}"
+            lists.add(f"GET {path}")
+            assert items.get("type") == "array", name
+            assert schema["properties"]["next_cursor"] == {
+                "type": "string",
+                "nullable": True,
+                "description": "Pass as cursor for the next page.",
+            }, name
+            assert {"items", "next_cursor"} <= set(schema["required"]), name
+    # The lists that answered bare arrays before are among them.
+    assert {
+        "GET /api/v1/categories",
+        "GET /api/v1/brands",
+        "GET /api/v1/listings/{listing_id}/lots",
+        "GET /api/v1/orders/{order_id}/refunds",
+        "GET /api/v1/ledger/balances",
+        "GET /api/v1/payments/attention",
+        "GET /api/v1/listings/{listing_id}/premiums",
+        "GET /api/v1/listings",
+        "GET /api/v1/me/notification-preferences",
+    } <= lists
+
+
+def test_every_201_documents_its_location(client: FlaskClient) -> None:
+    spec = client.get("/api/v1/openapi.json").json
+    created = [
+        (path, method, op["responses"]["201"]) for path, method, op in _operations(spec) if "201" in op["responses"]
+    ]
+    assert len(created) >= 15
+    for path, method, response in created:
+        assert response["headers"]["Location"]["schema"] == {"type": "string", "format": "uri-reference"}, (
+            f"{method.upper()} {path}"
+        )

@@ -58,7 +58,7 @@ def confirm(body: dict[str, Any]) -> User:
 @blp.route("/auth/tokens", methods=["POST"])
 @limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"])
 @blp.arguments(LoginSchema)
-@blp.response(201, IssuedTokenSchema, headers=NO_STORE)
+@blp.response(201, IssuedTokenSchema, headers=NO_STORE, location="/auth/tokens/{id}")
 @blp.alt_response(401, description="Wrong email or password, or the account is not confirmed yet")
 @blp.alt_response(429, description="Too many attempts from this client address, or for this account")
 def login(body: dict[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from market.catalog.schemas import (
     StockUpdateSchema,
 )
 from market.idempotency import idempotent
-from market.pagination import Page, page_schema
+from market.pagination import Page, PageArgsSchema, page_schema
 
 blp = MarketBlueprint(
     "catalog", __name__, url_prefix="/api/v1", description="Farms, fulfilment points, categories, brands and listings"
@@ -54,7 +54,7 @@ def _validator_on_not_modified(response: Response) -> Response:
 @blp.route("/farms", methods=["POST"])
 @blp.authenticated
 @blp.arguments(FarmCreateSchema)
-@blp.response(201, FarmSchema)
+@blp.response(201, FarmSchema, location="/farms/{id}")
 def create_farm(body: dict[str, Any]) -> Farm:
     """Register one of your farms (pending until an operator verifies it)"""
     return service.create_farm(current_actor(), **body)
@@ -112,7 +112,7 @@ def suspend_farm(farm_id: int) -> Farm:
 @blp.route("/fulfilment-points", methods=["POST"])
 @blp.authenticated
 @blp.arguments(FulfilmentPointCreateSchema)
-@blp.response(201, FulfilmentPointSchema)
+@blp.response(201, FulfilmentPointSchema, location="/fulfilment-points/{id}")
 def create_fulfilment_point(body: dict[str, Any]) -> FulfilmentPoint:
     """Add a village station or county centre (operators)"""
     return service.create_fulfilment_point(current_actor(), **body)
@@ -148,16 +148,17 @@ def update_fulfilment_point(body: dict[str, Any], point_id: int) -> FulfilmentPo
 
 
 @blp.route("/categories", methods=["GET"])
-@blp.response(200, CategorySchema(many=True))
-def list_categories() -> list[Category]:
-    """Every product category"""
-    return service.list_categories()
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, page_schema(CategorySchema))
+def list_categories(args: dict[str, Any]) -> Page[Category]:
+    """Product categories, by code"""
+    return service.list_categories(**args)
 
 
 @blp.route("/categories", methods=["POST"])
 @blp.authenticated
 @blp.arguments(CategoryCreateSchema)
-@blp.response(201, CategorySchema)
+@blp.response(201, CategorySchema, location="/categories/{id}")
 @blp.alt_response(409, description="The code is already used")
 def create_category(body: dict[str, Any]) -> Category:
     """Add a category (operators)"""
@@ -175,16 +176,17 @@ def update_category(body: dict[str, Any], category_id: int) -> Category:
 
 
 @blp.route("/brands", methods=["GET"])
-@blp.response(200, BrandSchema(many=True))
-def list_brands() -> list[Brand]:
-    """Every regional brand, with the counties allowed to use it"""
-    return service.list_brands()
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, page_schema(BrandSchema))
+def list_brands(args: dict[str, Any]) -> Page[Brand]:
+    """Regional brands by code, with the counties allowed to use each"""
+    return service.list_brands(**args)
 
 
 @blp.route("/brands", methods=["POST"])
 @blp.authenticated
 @blp.arguments(BrandCreateSchema)
-@blp.response(201, BrandSchema)
+@blp.response(201, BrandSchema, location="/brands/{id}")
 @blp.alt_response(409, description="The code is already used")
 def create_brand(body: dict[str, Any]) -> Brand:
     """Add a regional brand (operators)"""
@@ -207,7 +209,7 @@ def update_brand(body: dict[str, Any], brand_id: int) -> Brand:
 @blp.route("/listings", methods=["POST"])
 @blp.authenticated
 @blp.arguments(ListingCreateSchema)
-@blp.response(201, ListingSchema)
+@blp.response(201, ListingSchema, location="/listings/{id}")
 @blp.alt_response(404, description="No such farm of yours")
 @blp.alt_response(409, description="The SKU is already used on this farm")
 def create_listing(body: dict[str, Any]) -> Listing:
@@ -288,7 +290,7 @@ def archive_listing(listing_id: int) -> Listing:
 @blp.route("/listings/<int:listing_id>/lots", methods=["POST"])
 @blp.authenticated
 @blp.arguments(LotCreateSchema)
-@blp.response(201, LotSchema)
+@blp.response(201, LotSchema, location="/listings/{listing_id}/lots/{id}")
 @blp.alt_response(404, description="No such listing of yours")
 @blp.alt_response(409, description="The lot code is already used on this farm, or the listing is archived")
 def add_lot(body: dict[str, Any], listing_id: int) -> Lot:
@@ -296,9 +298,18 @@ def add_lot(body: dict[str, Any], listing_id: int) -> Lot:
     return service.add_lot(current_actor(), listing_id, **body)
 
 
+@blp.route("/listings/<int:listing_id>/lots/<int:lot_id>", methods=["GET"])
+@blp.response(200, LotSchema)
+@blp.alt_response(404, description="No such lot on this listing, or not visible to you")
+def get_lot(listing_id: int, lot_id: int) -> Lot:
+    """One harvest lot of a listing"""
+    return service.get_lot(optional_actor(), listing_id, lot_id)
+
+
 @blp.route("/listings/<int:listing_id>/lots", methods=["GET"])
-@blp.response(200, LotSchema(many=True))
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, page_schema(LotSchema))
 @blp.alt_response(404, description="No such listing, or not visible to you")
-def list_lots(listing_id: int) -> list[Lot]:
+def list_lots(args: dict[str, Any], listing_id: int) -> Page[Lot]:
     """A listing's harvest lots, newest first"""
-    return service.list_lots(optional_actor(), listing_id)
+    return service.list_lots(optional_actor(), listing_id, **args)

@@ -231,8 +231,9 @@ def list_fulfilment_points(
 # Categories and regional brands
 
 
-def list_categories() -> list[Category]:
-    return list(db.session.scalars(select(Category).order_by(Category.code)))
+def list_categories(*, limit: int, cursor: str | None = None) -> Page[Category]:
+    keys = [SortKey(Category.code, "code"), SortKey(Category.id, "id")]
+    return keyset_page(select(Category), keys, limit=limit, cursor=cursor)
 
 
 def create_category(actor: Actor, *, code: str, name_zh: str, name_en: str) -> Category:
@@ -253,8 +254,9 @@ def update_category(actor: Actor, category_id: int, **changes: Any) -> Category:
     return category
 
 
-def list_brands() -> list[Brand]:
-    return list(db.session.scalars(select(Brand).options(selectinload(Brand.allowed)).order_by(Brand.code)))
+def list_brands(*, limit: int, cursor: str | None = None) -> Page[Brand]:
+    keys = [SortKey(Brand.code, "code"), SortKey(Brand.id, "id")]
+    return keyset_page(select(Brand).options(selectinload(Brand.allowed)), keys, limit=limit, cursor=cursor)
 
 
 def create_brand(actor: Actor, *, code: str, name_zh: str, name_en: str, counties: list[str]) -> Brand:
@@ -553,10 +555,20 @@ def add_lot(actor: Actor, listing_id: int, *, code: str, grams: int, **fields: A
     return lot
 
 
-def list_lots(actor: Actor | None, listing_id: int) -> list[Lot]:
+def list_lots(actor: Actor | None, listing_id: int, *, limit: int, cursor: str | None = None) -> Page[Lot]:
     """A listing's lots, newest harvest first, for whoever may read the listing."""
     listing = get_listing(actor, listing_id)
-    return sorted(listing.lots, key=lambda lot: (lot.harvest_date, lot.id), reverse=True)
+    keys = [SortKey(Lot.harvest_date, "harvest_date", descending=True), SortKey(Lot.id, "id", descending=True)]
+    return keyset_page(select(Lot).where(Lot.listing_id == listing.id), keys, limit=limit, cursor=cursor)
+
+
+def get_lot(actor: Actor | None, listing_id: int, lot_id: int) -> Lot:
+    """One of a listing's lots, for whoever may read the listing."""
+    listing = get_listing(actor, listing_id)
+    lot = db.session.get(Lot, lot_id)
+    if lot is None or lot.listing_id != listing.id:
+        raise NotFound(f"Lot {lot_id} not found on listing {listing_id}.")
+    return lot
 
 
 # Stock: every change is one UPDATE on the row, never read-modify-write, so

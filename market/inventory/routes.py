@@ -22,7 +22,7 @@ CHANNEL = "/sales-channels/<int:channel_id>"
 @blp.route("/sales-channels", methods=["POST"])
 @blp.authenticated
 @blp.arguments(ChannelCreateSchema)
-@blp.response(201, CreatedChannelSchema)
+@blp.response(201, CreatedChannelSchema, location="/sales-channels/{id}")
 def create_channel(body: dict[str, Any]) -> dict[str, Any]:
     """Register another place you sell a farm's produce (listings matched by SKU); the secret is shown once"""
     created = service.create_channel(current_actor(), **body)
@@ -66,10 +66,19 @@ def delete_channel(channel_id: int) -> None:
     service.delete_channel(current_actor(), channel_id)
 
 
+@blp.route(f"{CHANNEL}/events/<int:recorded_id>", methods=["GET"])
+@blp.authenticated
+@blp.response(200, RecordedEventSchema)
+@blp.alt_response(404, description="No such event on a sales channel of yours")
+def get_event(channel_id: int, recorded_id: int) -> InboundEvent:
+    """One sale or return recorded on a channel, by the id it was given here"""
+    return service.get_event(current_actor(), channel_id, recorded_id)
+
+
 @blp.route("/inventory/events", methods=["POST"])
 @blp.authenticated
 @blp.arguments(InboundEventSchema)
-@blp.response(201, RecordedEventSchema)
+@blp.response(201, RecordedEventSchema, location="/sales-channels/{channel_id}/events/{id}")
 @blp.alt_response(200, schema=RecordedEventSchema, description="This event id was already applied")
 @blp.alt_response(409, description="The sale exceeds the stock; nothing was taken")
 def record_event(body: dict[str, Any]) -> tuple[InboundEvent, int]:

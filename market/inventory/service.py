@@ -150,6 +150,15 @@ def get_channel(actor: Actor, channel_id: int) -> SalesChannel:
     return _own_channel(actor, channel_id)
 
 
+def get_event(actor: Actor, channel_id: int, recorded_id: int) -> InboundEvent:
+    """One sale or return recorded on one of the caller's channels."""
+    channel = _own_channel(actor, channel_id)
+    event = db.session.get(InboundEvent, recorded_id)
+    if event is None or event.channel_id != channel.id:
+        raise NotFound(f"Event {recorded_id} not found on sales channel {channel_id}.")
+    return event
+
+
 def list_channels(
     actor: Actor, *, limit: int, cursor: str | None = None, farm_id: int | None = None
 ) -> Page[SalesChannel]:

@@ -14,23 +14,22 @@ from market.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from market.pagination import Page, SortKey, keyset_page
 
 
-def balances(actor: Actor) -> list[dict[str, Any]]:
+def balances(actor: Actor, *, limit: int, cursor: str | None = None) -> Page[dict[str, Any]]:
+    """Accounts by code, each with the sum of its entries."""
     actor.require(Role.OPERATOR)
+    keys = [SortKey(LedgerAccount.code, "code"), SortKey(LedgerAccount.id, "id")]
+    accounts = keyset_page(select(LedgerAccount), keys, limit=limit, cursor=cursor)
     rows = db.session.execute(
-        select(
-            LedgerAccount.code,
-            LedgerAccount.kind,
-            LedgerAccount.currency,
-            func.coalesce(func.sum(LedgerEntry.amount), 0),
-        )
-        .outerjoin(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id)
-        .group_by(LedgerAccount.id, LedgerAccount.code, LedgerAccount.kind, LedgerAccount.currency)
-        .order_by(LedgerAccount.code)
-    ).all()
-    return [
-        {"account": code, "kind": kind, "currency": currency, "balance": balance}
-        for code, kind, currency, balance in rows
+        select(LedgerEntry.account_id, func.sum(LedgerEntry.amount))
+        .where(LedgerEntry.account_id.in_([a.id for a in accounts.items]))
+        .group_by(LedgerEntry.account_id)
+    ).tuples()
+    sums = {account_id: total for account_id, total in rows}
+    items = [
+        {"account": a.code, "kind": a.kind, "currency": a.currency, "balance": sums.get(a.id, 0)}
+        for a in accounts.items
     ]
+    return Page(items=items, next_cursor=accounts.next_cursor)
 
 
 def entries(

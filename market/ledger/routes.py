@@ -5,17 +5,18 @@ from market.auth import current_actor
 from market.ledger import reading
 from market.ledger.models import LedgerEntry
 from market.ledger.schemas import BalanceSchema, EntryQuerySchema, EntrySchema
-from market.pagination import Page, page_schema
+from market.pagination import Page, PageArgsSchema, page_schema
 
 blp = MarketBlueprint("ledger", __name__, url_prefix="/api/v1", description="The double-entry ledger (operators)")
 
 
 @blp.route("/ledger/balances", methods=["GET"])
 @blp.authenticated
-@blp.response(200, BalanceSchema(many=True))
-def balances() -> list[dict[str, Any]]:
-    """Every account's balance, derived from its entries (operators)"""
-    return reading.balances(current_actor())
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, page_schema(BalanceSchema))
+def balances(args: dict[str, Any]) -> Page[dict[str, Any]]:
+    """Accounts' balances by account code, derived from their entries (operators)"""
+    return reading.balances(current_actor(), **args)
 
 
 @blp.route("/ledger/entries", methods=["GET"])

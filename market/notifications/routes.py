@@ -11,6 +11,7 @@ from market.notifications.schemas import (
     EndpointSchema,
     EndpointUpdateSchema,
     NotificationSchema,
+    PreferenceItemSchema,
     PreferencesSchema,
 )
 from market.notifications.service import Preference
@@ -24,19 +25,19 @@ ENDPOINT = "/webhook-endpoints/<int:endpoint_id>"
 
 @blp.route("/me/notification-preferences", methods=["GET"])
 @blp.authenticated
-@blp.response(200, PreferencesSchema)
-def get_preferences() -> dict[str, list[Preference]]:
-    """Which events reach you on which channel"""
-    return {"items": service.get_preferences(current_actor())}
+@blp.response(200, page_schema(PreferenceItemSchema))
+def get_preferences() -> Page[Preference]:
+    """Which events reach you on which channel (every event, on one page)"""
+    return Page(items=service.get_preferences(current_actor()), next_cursor=None)
 
 
 @blp.route("/me/notification-preferences", methods=["PUT"])
 @blp.authenticated
 @blp.arguments(PreferencesSchema)
-@blp.response(200, PreferencesSchema)
-def set_preferences(body: dict[str, Any]) -> dict[str, list[Preference]]:
+@blp.response(200, page_schema(PreferenceItemSchema))
+def set_preferences(body: dict[str, Any]) -> Page[Preference]:
     """Choose the channels for some events; others keep their choice"""
-    return {"items": service.set_preferences(current_actor(), body["items"])}
+    return Page(items=service.set_preferences(current_actor(), body["items"]), next_cursor=None)
 
 
 @blp.route("/me/notifications", methods=["GET"])
@@ -51,7 +52,7 @@ def list_notifications(args: dict[str, Any]) -> Page[Notification]:
 @blp.route("/webhook-endpoints", methods=["POST"])
 @blp.authenticated
 @blp.arguments(EndpointCreateSchema)
-@blp.response(201, CreatedEndpointSchema)
+@blp.response(201, CreatedEndpointSchema, location="/webhook-endpoints/{id}")
 def create_endpoint(body: dict[str, Any]) -> dict[str, Any]:
     """Register a URL for signed events; the secret is shown only in this response"""
     created = service.create_endpoint(current_actor(), **body)

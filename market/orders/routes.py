@@ -34,7 +34,7 @@ PART = "/orders/<int:order_id>/parts/<int:part_id>"
 @blp.authenticated
 @idempotent
 @blp.arguments(OrderCreateSchema)
-@blp.response(201, OrderSchema)
+@blp.response(201, OrderSchema, location="/orders/{id}")
 @blp.alt_response(
     409,
     description="Not enough stock (each short line with what is left), or the buyer holds as many unpaid orders "
@@ -166,7 +166,7 @@ def cancel_part(body: dict[str, Any], order_id: int, part_id: int) -> OrderView:
 @blp.route("/fulfilment-points/<int:point_id>/staff", methods=["POST"])
 @blp.authenticated
 @blp.arguments(StaffSchema)
-@blp.response(201, StaffGrantSchema)
+@blp.response(201, StaffGrantSchema, location="/fulfilment-points/{point_id}/staff/{user_id}")
 @blp.alt_response(404, description="No such fulfilment point")
 def grant_staff(body: dict[str, Any], point_id: int) -> StationStaff:
     """Make a user staff of a fulfilment point (operators)"""

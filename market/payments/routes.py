@@ -5,6 +5,7 @@ from flask import request
 from market.api import MarketBlueprint
 from market.auth import current_actor
 from market.idempotency import idempotent
+from market.pagination import Page, PageArgsSchema, page_schema
 from market.payments import service, webhooks
 from market.payments.models import Payment, Refund
 from market.payments.schemas import (
@@ -44,7 +45,7 @@ def confirm_offline(body: dict[str, Any], order_id: int) -> Payment:
 @blp.authenticated
 @idempotent
 @blp.arguments(RefundRequestSchema)
-@blp.response(201, RefundSchema)
+@blp.response(201, RefundSchema, location="/orders/{order_id}/refunds/{id}")
 @blp.alt_response(409, description="Nothing captured to refund")
 @blp.alt_response(404, description="No such order, or not one you may see")
 def request_refund(body: dict[str, Any], order_id: int) -> Refund:
@@ -55,19 +56,29 @@ def request_refund(body: dict[str, Any], order_id: int) -> Refund:
 
 @blp.route("/orders/<int:order_id>/refunds", methods=["GET"])
 @blp.authenticated
-@blp.response(200, RefundSchema(many=True))
+@blp.response(200, page_schema(RefundSchema))
 @blp.alt_response(404, description="No such order, or not one you may see")
-def list_refunds(order_id: int) -> list[Refund]:
-    """Refunds of an order (the buyer; operators)"""
-    return service.get_payment(current_actor(), order_id).refunds
+def list_refunds(order_id: int) -> Page[Refund]:
+    """Refunds of an order (the buyer; operators): one page, as an order has few"""
+    return Page(items=list(service.get_payment(current_actor(), order_id).refunds), next_cursor=None)
+
+
+@blp.route("/orders/<int:order_id>/refunds/<int:refund_id>", methods=["GET"])
+@blp.authenticated
+@blp.response(200, RefundSchema)
+@blp.alt_response(404, description="No such refund of an order you may see")
+def get_refund(order_id: int, refund_id: int) -> Refund:
+    """One refund of an order (the buyer; operators)"""
+    return service.get_refund(current_actor(), order_id, refund_id)
 
 
 @blp.route("/payments/attention", methods=["GET"])
 @blp.authenticated
-@blp.response(200, PaymentSchema(many=True))
-def payments_needing_attention() -> list[Payment]:
-    """Payments a worker could not confirm after its retries (operators)"""
-    return service.list_attention(current_actor())
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, page_schema(PaymentSchema))
+def payments_needing_attention(args: dict[str, Any]) -> Page[Payment]:
+    """Payments a worker could not confirm after its retries, oldest first (operators)"""
+    return service.list_attention(current_actor(), **args)
 
 
 @blp.route("/webhooks/stripe", methods=["POST"])

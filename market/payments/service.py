@@ -30,6 +30,7 @@ from market.money import smallest_grams_worth_a_unit
 from market.orders import service as orders
 from market.orders.models import Order, OrderLine, OrderStatus, PartStatus
 from market.outbox import enqueue
+from market.pagination import Page, SortKey, keyset_page
 from market.payments.gateway import AmbiguousAnswer, GatewayError, Intent, KeySpent, gateway
 from market.payments.models import (
     CapturedLine,
@@ -88,10 +89,19 @@ def get_payment(actor: Actor, order_id: int) -> Payment:
     return _payment_of(order_id)
 
 
-def list_attention(actor: Actor) -> list[Payment]:
+def get_refund(actor: Actor, order_id: int, refund_id: int) -> Refund:
+    """One refund of an order, for whoever may see its payment."""
+    refund = next((r for r in get_payment(actor, order_id).refunds if r.id == refund_id), None)
+    if refund is None:
+        raise NotFound(f"Refund {refund_id} not found on order {order_id}.")
+    return refund
+
+
+def list_attention(actor: Actor, *, limit: int, cursor: str | None = None) -> Page[Payment]:
     """Payments a worker gave up on, for operators to resolve."""
     actor.require(Role.OPERATOR)
-    return list(db.session.scalars(select(Payment).where(Payment.attention.isnot(None)).order_by(Payment.id)))
+    stmt = select(Payment).where(Payment.attention.isnot(None))
+    return keyset_page(stmt, [SortKey(Payment.id, "id")], limit=limit, cursor=cursor)
 
 
 def flag(order_id: int, problem: str) -> None:

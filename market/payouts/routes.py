@@ -53,7 +53,7 @@ def get_payout_account(farm_id: int) -> PayoutAccount:
 @blp.authenticated
 @idempotent
 @blp.arguments(PayoutRunRequestSchema)
-@blp.response(201, PayoutRunSchema)
+@blp.response(201, PayoutRunSchema, location="/payout-runs/{id}")
 @blp.alt_response(409, description="Another run took the same lines at the same time")
 def create_run(body: dict[str, Any]) -> PayoutRun:
     """Pay every farm what settled orders owe it up to period_end (operators); accepts an Idempotency-Key"""

@@ -18,7 +18,7 @@ blp = MarketBlueprint("premiums", __name__, url_prefix="/api/v1", description="P
 @blp.route("/premium-programmes", methods=["POST"])
 @blp.authenticated
 @blp.arguments(ProgrammeCreateSchema)
-@blp.response(201, ProgrammeSchema)
+@blp.response(201, ProgrammeSchema, location="/premium-programmes/{id}")
 def create_programme(body: dict[str, Any]) -> PremiumProgramme:
     """Start a premium programme (operators)"""
     return service.create_programme(current_actor(), **body)
@@ -52,8 +52,8 @@ def end_programme(programme_id: int) -> PremiumProgramme:
 
 
 @blp.route("/listings/<int:listing_id>/premiums", methods=["GET"])
-@blp.response(200, ApplicablePremiumSchema(many=True))
+@blp.response(200, page_schema(ApplicablePremiumSchema))
 @blp.alt_response(404, description="No such listing, or not one you may see")
-def listing_premiums(listing_id: int) -> list[PremiumProgramme]:
-    """Premiums per kg that apply to a listing now: buyers see what they pay, the farmer all they earn"""
-    return service.applicable(optional_actor(), listing_id)
+def listing_premiums(listing_id: int) -> Page[PremiumProgramme]:
+    """Premiums per kg that apply to a listing now, on one page: buyers see what they pay, the farmer all they earn"""
+    return Page(items=service.applicable(optional_actor(), listing_id), next_cursor=None)

@@ -27,7 +27,7 @@ blp = MarketBlueprint(
 @blp.authenticated
 @idempotent
 @blp.arguments(RunRequestSchema)
-@blp.response(201, RunSchema)
+@blp.response(201, RunSchema, location="/reconciliations/{id}")
 def start_run(body: dict[str, Any]) -> dict[str, Any]:
     """Reconcile a period that has ended; a worker does the matching (operators); accepts an Idempotency-Key"""
     return service.start_run(current_actor(), **body)

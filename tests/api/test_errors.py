@@ -10,7 +10,9 @@ from sqlalchemy import func, select
 from market.accounts.models import Role, User
 from market.auth import current_actor
 from market.extensions import db
+from market.orders.models import Order
 from tests.factories import user_with_token
+from tests.shop import Shop
 
 PROBLEM = "application/problem+json"
 VALID = {"email": "a@example.test", "password": "a long secret", "name": "A", "roles": ["buyer"]}
@@ -70,6 +72,26 @@ def test_wrong_types_give_per_field_messages(client: FlaskClient) -> None:
     body = assert_problem(client.post("/api/v1/accounts", json={**VALID, "email": 7, "roles": "buyer"}), 422)
     assert set(body["errors"]) == {"email", "roles"}
     assert users() == 0
+
+
+def test_nested_fields_are_named_by_their_dotted_path(client: FlaskClient, shop: Shop) -> None:
+    body = {
+        "lines": [{"listing_id": shop.oranges.id, "grams": 1.5}, {"listing_id": shop.oranges.id}, 7],
+        "fulfilment_point_id": shop.station.id,
+    }
+    problem = assert_problem(client.post("/api/v1/orders", json=body, headers=shop.buyer_h), 422)
+    assert problem["errors"] == {
+        "lines.0.grams": ["Not a valid integer."],
+        "lines.1.grams": ["Missing data for required field."],
+        "lines.2": ["Invalid input type."],
+    }
+    assert db.session.scalar(select(func.count()).select_from(Order)) == 0
+
+
+def test_a_rule_broken_in_a_nested_field_is_named_the_same_way(client: FlaskClient, shop: Shop) -> None:
+    body = {"lines": [{"listing_id": shop.oranges.id, "grams": 1}], "fulfilment_point_id": shop.station.id}
+    problem = assert_problem(client.post("/api/v1/orders", json=body, headers=shop.buyer_h), 422)
+    assert list(problem["errors"]) == ["lines.0.grams"]
 
 
 def test_missing_token_is_401_with_www_authenticate(client: FlaskClient) -> None:

@@ -147,7 +147,7 @@ def test_categories_and_brands_are_an_operator_vocabulary(client: FlaskClient) -
         "/api/v1/categories", json={"code": "citrus", "name_zh": "柑橘", "name_en": "Citrus"}, headers=operator
     )
     assert again.status_code == 409 and "code" in again.json["errors"]
-    assert [c["code"] for c in client.get("/api/v1/categories").json] == ["citrus"]
+    assert [c["code"] for c in client.get("/api/v1/categories").json["items"]] == ["citrus"]
 
     brand = client.post(
         "/api/v1/brands",
@@ -159,7 +159,7 @@ def test_categories_and_brands_are_an_operator_vocabulary(client: FlaskClient) -
         f"/api/v1/brands/{brand.json['id']}", json={"counties": ["寻乌县", "安远县", "信丰县"]}, headers=operator
     )
     assert widened.json["counties"] == ["信丰县", "安远县", "寻乌县"]
-    assert client.get("/api/v1/brands").json[0]["counties"] == widened.json["counties"]
+    assert client.get("/api/v1/brands").json["items"][0]["counties"] == widened.json["counties"]
 
 
 def test_a_farm_is_in_mainland_china_unless_it_says_otherwise_and_stripe_cannot_pay_it_there(

@@ -86,7 +86,7 @@ def test_farmer_creates_a_draft_listing_in_the_market_currency(client: FlaskClie
         ({"min_order_g": 2500, "step_g": 1000}, "step_g"),
         ({"category": "spaceships"}, "category"),
         ({"brand": "nope"}, "brand"),
-        ({"photo_urls": ["ftp://img.example.test/a.jpg"]}, "photo_urls"),
+        ({"photo_urls": ["ftp://img.example.test/a.jpg"]}, "photo_urls.0"),
         ({"colour": "orange"}, "colour"),
     ],
 )
@@ -181,7 +181,7 @@ def test_lots_add_stock_and_the_latest_harvest_is_current(client: FlaskClient) -
     fractional = add("XW-frac", "2026-11-21", 1000.5)
     assert fractional.status_code == 422 and "grams" in fractional.json["errors"]
     assert count(Lot) == 2
-    lots = client.get(f"/api/v1/listings/{listing.id}/lots").json
+    lots = client.get(f"/api/v1/listings/{listing.id}/lots").json["items"]
     assert [lot["code"] for lot in lots] == ["XW-2026-11-20", "XW-2026-11-10"]
 
 
@@ -238,8 +238,7 @@ def test_bulk_stock_update_refuses_negative_and_fractional_grams(client: FlaskCl
     body = {"items": [{"listing_id": listing.id, "stock_g": 5}, {"listing_id": listing.id, "stock_g": -5}]}
     negative = client.post("/api/v1/listings/stock", json=body, headers=headers)
     assert negative.status_code == 422
-    assert "items" in negative.json["errors"]
-    assert "1" in negative.json["errors"]["items"]
+    assert list(negative.json["errors"]) == ["items.1.stock_g"]
     fractional = client.post(
         "/api/v1/listings/stock", json={"items": [{"listing_id": listing.id, "stock_g": 2.5}]}, headers=headers
     )

@@ -170,3 +170,11 @@ def test_concurrent_sales_never_take_stock_below_zero(app: Flask, client: FlaskC
         thread.join()
     assert sorted(statuses) == [201] * 6 + [409] * 4  # 20 kg in 3 kg sales
     assert _stock(stall.chestnuts) == 2_000
+
+
+def test_a_recorded_sale_is_at_its_location_for_the_channels_farmer(client: FlaskClient, stall: Stall) -> None:
+    channel = create_channel(client, stall)
+    first = client.post(EVENTS, json=_sale(channel["id"]), headers=stall.farmer_h)
+    assert first.headers["Location"] == f"/api/v1/sales-channels/{channel['id']}/events/{first.json['id']}"
+    assert client.get(first.headers["Location"], headers=stall.farmer_h).json == first.json
+    assert client.get(first.headers["Location"], headers=other_farmer()).status_code == 404

@@ -126,7 +126,7 @@ def test_a_lapsed_hold_asks_the_buyer_to_pay_again_and_the_order_carries_on(
     assert lapsed.status == PaymentStatus.CREATING
     assert lapsed.renew_by is not None and lapsed.attention is not None and "lapsed" in lapsed.attention
     assert db.session.get(Order, order["id"]).status == OrderStatus.PAID  # type: ignore[union-attr]
-    listed = client.get("/api/v1/payments/attention", headers=shop.operator_h).json
+    listed = client.get("/api/v1/payments/attention", headers=shop.operator_h).json["items"]
     assert [p["order_id"] for p in listed] == [order["id"]]
 
     renewed = payments.open_payment(order["id"])  # the worker opens the new intent ...

@@ -135,7 +135,7 @@ def test_an_intent_the_provider_refuses_to_open_is_failed_and_on_the_attention_l
     refused = payments.open_payment(order["id"])
     assert (refused.status, refused.stripe_payment_intent_id) == (PaymentStatus.FAILED, None)
     assert "no more than" in (refused.failure_reason or "")
-    listed = client.get("/api/v1/payments/attention", headers=shop.operator_h).json
+    listed = client.get("/api/v1/payments/attention", headers=shop.operator_h).json["items"]
     assert [p["order_id"] for p in listed] == [order["id"]]
     assert "refused to open" in listed[0]["attention"]
     told = db.session.scalars(select(OutboxMessage).where(OutboxMessage.task == "notifications.handle_event")).all()

@@ -159,7 +159,7 @@ def test_a_payment_that_keeps_failing_is_flagged_for_operators(client: FlaskClie
     payments.open_payment(order["id"])
     payments.flag(order["id"], "payments.capture gave up after 8 retries: Stripe 500")
     listed = client.get("/api/v1/payments/attention", headers=shop.operator_h)
-    assert [p["order_id"] for p in listed.json] == [order["id"]]
+    assert [p["order_id"] for p in listed.json["items"]] == [order["id"]]
     assert client.get("/api/v1/payments/attention", headers=shop.buyer_h).status_code == 403
 
 

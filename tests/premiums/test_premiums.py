@@ -77,7 +77,7 @@ def test_sponsor_budget_is_reserved_and_never_overshoots(client: FlaskClient, sh
     assert shown["exhausted"] is True
     assert shown["budget_left"] == 0
     owner_view = client.get(f"/api/v1/listings/{shop.oranges.id}/premiums", headers=shop.orchard_h).json
-    assert owner_view == []
+    assert owner_view == {"items": [], "next_cursor": None}
 
 
 def test_farm_cap_limits_one_farm(client: FlaskClient, shop: Shop) -> None:
@@ -153,9 +153,9 @@ def test_listing_shows_buyers_what_they_pay_and_farmers_all_they_earn(client: Fl
     programme(client, shop, funded_by="sponsor", budget_cap=5000)
     programme(client, shop, funded_by="buyer", sponsor="Co-op", rate_per_kg=50)
     url = f"/api/v1/listings/{shop.oranges.id}/premiums"
-    assert [p["funded_by"] for p in client.get(url, headers=shop.buyer_h).json] == ["buyer"]
-    assert [p["funded_by"] for p in client.get(url).json] == ["buyer"]
-    assert sorted(p["funded_by"] for p in client.get(url, headers=shop.orchard_h).json) == ["buyer", "sponsor"]
+    assert [p["funded_by"] for p in client.get(url, headers=shop.buyer_h).json["items"]] == ["buyer"]
+    assert [p["funded_by"] for p in client.get(url).json["items"]] == ["buyer"]
+    assert sorted(p["funded_by"] for p in client.get(url, headers=shop.orchard_h).json["items"]) == ["buyer", "sponsor"]
 
 
 @pytest.mark.parametrize(

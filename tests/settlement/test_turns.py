@@ -142,7 +142,7 @@ def test_a_capture_the_provider_refuses_is_on_the_attention_list_with_its_reason
     refused = payment_of(order["id"])
     assert refused.status == PaymentStatus.AUTHORISED
     assert refused.captured_lines == []
-    listed = client.get("/api/v1/payments/attention", headers=shop.operator_h).json
+    listed = client.get("/api/v1/payments/attention", headers=shop.operator_h).json["items"]
     assert [p["order_id"] for p in listed] == [order["id"]]
     assert "authorization has expired" in listed[0]["attention"]
     # An operator's retry goes through, under a new key: Stripe would replay the refusal for the old one.
@@ -279,7 +279,7 @@ def test_a_pending_refund_that_fails_stops_counting_and_goes_to_the_operators(
     assert held.amount_refunded == 0
     assert "expired_or_canceled_card" in (held.attention or "")
     assert used(sponsored["id"]) == 200  # nothing was taken back
-    listed = client.get("/api/v1/payments/attention", headers=shop.operator_h).json
+    listed = client.get("/api/v1/payments/attention", headers=shop.operator_h).json["items"]
     assert [p["order_id"] for p in listed] == [order["id"]]
     told = db.session.scalars(select(OutboxMessage).where(OutboxMessage.task == "notifications.handle_event")).all()
     assert {"event": "refund.failed", "order_id": order["id"], "refund_id": refund.id} in [m.kwargs for m in told]
