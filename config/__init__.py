@@ -175,7 +175,7 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # What one buyer may hold unpaid at once (orders, and grams over them),
         # so no one buyer can block a listing's stock with orders never paid.
         "BUYER_MAX_UNPAID_ORDERS": _int(env, "BUYER_MAX_UNPAID_ORDERS", 5),
-        "BUYER_MAX_UNPAID_G": _int(env, "BUYER_MAX_UNPAID_G", 500_000),
+        "BUYER_MAX_UNPAID_G": _int(env, "BUYER_MAX_UNPAID_G", 20_000_000),  # a truckload: shops buy by the tonne
         "STRIPE_SECRET_KEY": env.get("STRIPE_SECRET_KEY") or "",
         "STRIPE_WEBHOOK_SECRET": env.get("STRIPE_WEBHOOK_SECRET") or "",
         "STRIPE_API_BASE": env.get("STRIPE_API_BASE") or "",

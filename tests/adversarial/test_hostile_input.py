@@ -212,9 +212,11 @@ def test_dates_just_inside_the_calendar_are_taken(client: FlaskClient, shop: Sho
 # Amounts and grams whose products would overflow
 
 
-def test_the_largest_price_rate_and_grams_are_charged_exactly(client: FlaskClient, shop: Shop) -> None:
+def test_the_largest_price_rate_and_grams_are_charged_exactly(app: Flask, client: FlaskClient, shop: Shop) -> None:
     """price x grams and rate x grams at their bounds stay inside a bigint,
-    through the order's total and the premium's reservation."""
+    through the order's total and the premium's reservation (in a
+    marketplace whose buyers may hold that much unpaid)."""
+    app.config["BUYER_MAX_UNPAID_G"] = MAX_LINE_G
     big = ListingFactory(farm=shop.orchard, price_per_kg=MAX_PRICE_PER_KG, stock_g=MAX_STOCK_G, step_g=1)
     programme = programme_body(rate_per_kg=MAX_RATE_PER_KG, funded_by="buyer", valid_from="2020-01-01T00:00:00Z")
     del programme["budget_cap"]  # buyers pay a buyer-funded premium: no budget

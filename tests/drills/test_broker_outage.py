@@ -27,7 +27,8 @@ ORDERS = 6
 
 @pytest.fixture
 def app_overrides(stripe_server: FakeStripeServer) -> dict[str, Any]:
-    return stripe_settings(stripe_server) | {"OUTBOX_RESEND_AFTER_SECONDS": 0}
+    # One buyer places every order of the drill: more than the unpaid-orders cap.
+    return stripe_settings(stripe_server) | {"OUTBOX_RESEND_AFTER_SECONDS": 0, "BUYER_MAX_UNPAID_ORDERS": ORDERS}
 
 
 def test_orders_placed_while_redis_is_down_are_all_processed_once_it_returns(  # noqa: PLR0917 (fixtures)

@@ -8,6 +8,7 @@ import csv
 import io
 from datetime import timedelta
 
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import aliased
@@ -285,10 +286,11 @@ def test_bank_details_are_required_for_bank_transfers(client: FlaskClient, shop:
     assert client.get(f"/api/v1/farms/{shop.orchard.id}/payout-account", headers=shop.orchard_h).status_code == 404
 
 
-def test_a_farm_paid_more_than_a_32_bit_integer_of_fen(client: FlaskClient, shop: Shop) -> None:
+def test_a_farm_paid_more_than_a_32_bit_integer_of_fen(app: Flask, client: FlaskClient, shop: Shop) -> None:
     """County-scale volume: 1,800 t of citrus in two orders pays one farm
     over 21,474,836.47 yuan (2^31 - 1 fen); the payout, the run and the
-    ledger hold it."""
+    ledger hold it (in a marketplace whose buyers may hold that much unpaid)."""
+    app.config["BUYER_MAX_UNPAID_G"] = 1_800_000_000
     for listing in (shop.oranges, shop.pomelos):
         listing.stock_g = 1_800_000_000
     db.session.commit()
