@@ -316,7 +316,7 @@ def test_control_characters_in_one_line_text_are_422(client: FlaskClient, shop: 
     category = {"code": "citrus", "name_zh": "\u67d1\u6a58\x07", "name_en": "Citrus"}
     cases += [
         ("POST", "/api/v1/farms", farm, shop.orchard_h, "name"),
-        ("POST", "/api/v1/brands", brand, shop.operator_h, "counties"),
+        ("POST", "/api/v1/brands", brand, shop.operator_h, "counties.0"),
         ("POST", "/api/v1/categories", category, shop.operator_h, "name_zh"),
         ("POST", "/api/v1/listings", listing_body(shop, description="Sweet.\x1b[2J"), shop.orchard_h, "description"),
     ]
