@@ -12,7 +12,6 @@ from market.orders.models import StationStaff
 from market.orders.schemas import (
     CollectSchema,
     ManifestQuerySchema,
-    ManifestRowSchema,
     ManifestSchema,
     OrderCreateSchema,
     OrderQuerySchema,
@@ -192,6 +191,5 @@ def manifest(args: dict[str, Any], point_id: int) -> dict[str, Any] | Response:
     day = args["date"] or utcnow().date()
     rows = service.manifest(current_actor(), point_id, day)
     if args["format"] == "csv":
-        dumped = ManifestRowSchema(many=True).dump(rows)
-        return csv_response(dumped, list(ManifestRowSchema().fields), f"manifest-{point_id}-{day}.csv")
+        return csv_response(service.manifest_rows(rows), service.MANIFEST_COLUMNS, f"manifest-{point_id}-{day}.csv")
     return {"fulfilment_point_id": point_id, "date": day, "rows": rows}

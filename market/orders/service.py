@@ -13,7 +13,7 @@ import logging
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -26,6 +26,7 @@ from market.accounts.models import Role, User
 from market.auth import Actor
 from market.catalog import service as catalog
 from market.catalog.models import Farm, FarmStatus, FulfilmentPoint, Listing, ListingStatus
+from market.csv_export import kg
 from market.db import commit_keeping_state, unit_of_work, utcnow
 from market.errors import Conflict, DomainError, Invalid, NotFound
 from market.events import publish
@@ -842,3 +843,14 @@ def manifest(actor: Actor, point_id: int, day: date) -> list[ManifestRow]:
                 for line in part.lines
             )
     return rows
+
+
+MANIFEST_COLUMNS = (
+    "section", "order_id", "part_id", "farm_name", "buyer_name", "line_id", "product_name", "weight_kg",
+    "part_status", "order_status",
+)  # fmt: skip
+
+
+def manifest_rows(rows: Sequence[ManifestRow]) -> list[dict[str, Any]]:
+    """A manifest as spreadsheet rows, weight in kg."""
+    return [asdict(row) | {"weight_kg": kg(row.grams)} for row in rows]

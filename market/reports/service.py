@@ -30,10 +30,10 @@ from sqlalchemy import Integer, Select, and_, case, cast, func, literal, null, s
 from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog.models import Farm
+from market.csv_export import kg, yuan
 from market.errors import Invalid
 from market.extensions import db
 from market.ledger.models import LedgerTransaction
-from market.money import format_minor
 from market.orders.models import Order, OrderLine
 from market.payments.models import CapturedLine, Payment, Refund, RefundLine, RefundStatus
 from market.payouts.models import Payout, PayoutStatus
@@ -47,8 +47,13 @@ KEYS = {
     "county": ("province", "county"),
     "programme": ("programme_id", "programme", "sponsor", "funded_by"),
 }
+MONEY_MEASURES = ("sales", "premiums_paid", "premiums_reserved", "payouts_made")
 CSV_COLUMNS = {
-    group: ("period_from", "period_to", *keys, "kg_sold", *MEASURES[1:]) for group, keys in KEYS.items()
+    group: (
+        "period_from", "period_to", *keys, "sold_kg", *(f"{name}_yuan" for name in MONEY_MEASURES),
+        "farms_paid", "farmers_paid",
+    )
+    for group, keys in KEYS.items()
 }  # fmt: skip
 ZERO = literal(0, Integer)
 NONE = cast(null(), Integer)
@@ -252,7 +257,7 @@ def impact(actor: Actor, *, start: date, end: date, group_by: str) -> dict[str, 
 
 
 def impact_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """The report as spreadsheet rows: kilograms and money as decimals."""
+    """The report as spreadsheet rows: weight in kg, money in yuan."""
     rows = []
     for row in [*report["rows"], {"province": "total", "programme": "total", **report["totals"]}]:
         rows.append(
@@ -260,11 +265,8 @@ def impact_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
             | {
                 "period_from": report["period_from"].isoformat(),
                 "period_to": report["period_to"].isoformat(),
-                "kg_sold": format_minor(row["grams_sold"], 3),
+                "sold_kg": kg(row["grams_sold"]),
             }
-            | {
-                name: format_minor(row[name])
-                for name in ("sales", "premiums_paid", "premiums_reserved", "payouts_made")
-            }
+            | {f"{name}_yuan": yuan(row[name]) for name in MONEY_MEASURES}
         )
     return rows

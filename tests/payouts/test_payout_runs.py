@@ -80,7 +80,7 @@ def test_statement_to_the_fen(client: FlaskClient, shop: Shop) -> None:
     assert csv_response.status_code == 200
     assert csv_response.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(csv_response.get_data(as_text=True).lstrip("\ufeff"))))
-    assert [(r["section"], r["kg"], r["amount"], r["commission"], r["net"]) for r in rows] == [
+    assert [(r["section"], r["weight_kg"], r["amount_yuan"], r["commission_yuan"], r["net_yuan"]) for r in rows] == [
         ("sale", "2.105", "21.03", "1.05", "19.98"),
         ("sale", "1.500", "12.00", "0.60", "11.40"),
         ("sale", "1.000", "9.99", "0.50", "9.49"),
@@ -223,7 +223,7 @@ def test_bank_file_and_confirmation(client: FlaskClient, shop: Shop) -> None:
         "account_holder": "刘长生",
         "bank_name": "中国农业银行 寻乌支行",
         "account_number": "6228480012345678901",
-        "amount": "949",
+        "amount_yuan": "9.49",
         "currency": "CNY",
     }
     account = client.get(f"/api/v1/farms/{shop.orchard.id}/payout-account", headers=shop.orchard_h).json
@@ -249,6 +249,19 @@ def test_bank_file_and_confirmation(client: FlaskClient, shop: Shop) -> None:
     assert db.session.get(Payout, payout.id).bank_reference == "ABC-2026-0001"  # type: ignore[union-attr]
     emptied = client.get(f"/api/v1/payout-runs/{run_id}/bank-file.csv", headers=shop.operator_h)
     assert len(list(csv.DictReader(io.StringIO(emptied.get_data(as_text=True).lstrip("\ufeff"))))) == 0
+
+
+def test_the_bank_file_is_in_yuan_and_a_short_account_number_stays_text(client: FlaskClient, shop: Shop) -> None:
+    body = {"method": "bank_transfer", "account_holder": "刘长生", "bank_name": "农商行", "account_number": "0012 3456"}
+    response = client.post(f"/api/v1/farms/{shop.orchard.id}/payout-account", json=body, headers=shop.orchard_h)
+    assert response.status_code == 200, response.json
+    settled_order(client, shop, (shop.oranges, 2000))
+    run_id = run(client, shop).json["id"]
+
+    text = client.get(f"/api/v1/payout-runs/{run_id}/bank-file.csv", headers=shop.operator_h).get_data(as_text=True)
+    header, line = text.lstrip("\ufeff").splitlines()
+    assert header.endswith(",account_number,amount_yuan,currency")
+    assert line.endswith(',"00123456",18.98,"CNY"')
 
 
 def test_a_run_queues_its_dispatch_through_the_outbox(client: FlaskClient, shop: Shop) -> None:
@@ -330,7 +343,7 @@ def test_a_statement_with_sponsor_premiums_and_a_reversal_after_payout_as_csv(cl
     assert statement.status_code == 200
     rows = list(csv.DictReader(io.StringIO(statement.get_data(as_text=True).lstrip("\ufeff"))))
     premium = next(row for row in rows if row["section"] == "premium")
-    assert (premium["item"], premium["net"]) == ("Navel bonus", "2.00")
+    assert (premium["item"], premium["net_yuan"]) == ("Navel bonus", "2.00")
 
     cancelled = client.post(f"/api/v1/orders/{order['id']}/cancel", json={"reason": "recall"}, headers=shop.operator_h)
     assert cancelled.status_code == 200, cancelled.json

@@ -148,9 +148,9 @@ def test_a_period_without_activity_is_empty_and_the_csv_matches(client: FlaskCli
     assert response.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
     orchard = next(row for row in rows if row["county"] == ORCHARD_COUNTY[1])
-    assert (orchard["kg_sold"], orchard["sales"], orchard["payouts_made"]) == ("2.500", "22.98", "23.83")
+    assert (orchard["sold_kg"], orchard["sales_yuan"], orchard["payouts_made_yuan"]) == ("2.500", "22.98", "23.83")
     assert rows[-1]["province"] == "total"
-    assert rows[-1]["payouts_made"] == "46.63"
+    assert rows[-1]["payouts_made_yuan"] == "46.63"
 
 
 def test_only_operators_see_the_report_and_the_period_must_be_in_order(client: FlaskClient, shop: Shop) -> None:
