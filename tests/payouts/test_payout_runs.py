@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import aliased
 
+from market.catalog.models import Farm
 from market.db import utcnow
 from market.extensions import db
 from market.ledger import service as ledger
@@ -19,7 +20,7 @@ from market.ledger.models import LedgerTransaction
 from market.orders.models import OrderEvent
 from market.payments import service as payments
 from market.payments.models import CapturedLine, Refund, RefundStatus
-from market.payouts.models import Payout, PayoutRun
+from market.payouts.models import Payout, PayoutAccount, PayoutRun
 from market.settlement import checks
 from market.settlement.models import EntryKind, FarmEntry
 from tests.payouts.conftest import bank_details, queued, refund, run, settled_order
@@ -285,6 +286,27 @@ def test_unknown_payouts_runs_and_farms_are_404(client: FlaskClient, shop: Shop)
     assert missing.status_code == 404
     unknown_farm = client.post("/api/v1/farms/999/payout-account", json={"method": "stripe"}, headers=shop.orchard_h)
     assert unknown_farm.status_code == 404
+
+
+def test_stripe_is_refused_as_the_payout_method_when_it_is_not_configured(client: FlaskClient, shop: Shop) -> None:
+    url = f"/api/v1/farms/{shop.orchard.id}/payout-account"
+    refused = client.post(url, json={"method": "stripe"}, headers=shop.orchard_h)
+    assert refused.status_code == 422
+    assert refused.mimetype == "application/problem+json"
+    assert refused.json["type"] == "/problems/stripe-cannot-pay-farm"
+    assert "bank_transfer" in refused.json["errors"]["method"][0]
+    assert refused.json["payout_method"] == "bank_transfer"
+    assert db.session.scalar(select(func.count()).select_from(PayoutAccount)) == 0  # not left "connecting"
+    assert queued("payouts.connect_account") == []
+    patched = client.patch(f"/api/v1/farms/{shop.orchard.id}", json={"payout_method": "stripe"}, headers=shop.orchard_h)
+    assert patched.status_code == 422
+    assert "payout_method" in patched.json["errors"]
+    db.session.expire_all()
+    assert db.session.get(Farm, shop.orchard.id).payout_method is None  # type: ignore[union-attr]
+    # Without a choice, the farm gets the bank file.
+    bank = {"account_holder": "刘长生", "bank_name": "农行", "account_number": "62284800"}
+    chosen = client.post(url, json=bank, headers=shop.orchard_h)
+    assert (chosen.status_code, chosen.json["method"]) == (200, "bank_transfer")
 
 
 def test_bank_details_are_required_for_bank_transfers(client: FlaskClient, shop: Shop) -> None:
