@@ -202,10 +202,32 @@ def test_orders_settled_within_the_hold_period_wait(client: FlaskClient, shop: S
 def test_farms_without_payout_details_are_left_for_later(client: FlaskClient, shop: Shop) -> None:
     bank_details(client, shop, shop.orchard.id)
     settled_order(client, shop, (shop.oranges, 1000), (shop.nuts, 500))
-    assert run(client, shop).json["payouts_count"] == 1
+    first = run(client, shop).json
+    assert first["payouts_count"] == 1
+    assert first["skipped"] == [
+        {
+            "farm_id": shop.chestnuts.id,
+            "reason": "no_payout_account",
+            "detail": "The farm has not chosen how it is paid (no payout account).",
+            "amount": 1140,
+            "entries_count": 1,
+        }
+    ]
+    assert client.get(f"/api/v1/payout-runs/{first['id']}", headers=shop.operator_h).json["skipped"] == first["skipped"]
     bank_details(client, shop, shop.chestnuts.id)
     later = run(client, shop).json
-    assert (later["payouts_count"], later["total"]) == (1, 1140)
+    assert (later["payouts_count"], later["total"], later["skipped"]) == (1, 1140, [])
+
+
+def test_a_farm_owing_more_than_it_is_due_is_skipped_with_its_negative_net(client: FlaskClient, shop: Shop) -> None:
+    bank_details(client, shop, shop.orchard.id)
+    order = settled_order(client, shop, (shop.oranges, 1000))
+    assert run(client, shop).json["payouts_count"] == 1
+    refund(order["id"], order["parts"][0]["lines"][0]["id"], 500)
+    netted = run(client, shop).json
+    assert netted["payouts_count"] == 0
+    ((skip),) = netted["skipped"]
+    assert (skip["farm_id"], skip["reason"], skip["amount"]) == (shop.orchard.id, "negative_net", -(500 - 25))
 
 
 def test_bank_file_and_confirmation(client: FlaskClient, shop: Shop) -> None:
