@@ -514,7 +514,9 @@ def pack_part(actor: Actor, order_id: int, part_id: int, weighings: Sequence[Wei
 
     Each weight must lie within the tolerance of the ordered grams, or be 0
     with a reason (the line is short). Amounts follow the weighed grams; the
-    order total with them, for the payment to capture.
+    order total with them, for the payment to capture. A part whose every
+    line is short has nothing to ship: it closes itself (cancelled, with the
+    reasons), and the order follows its live parts.
     """
     order = _load(actor, order_id, lock=True)
     part = _own_part(actor, order, part_id)
@@ -550,8 +552,29 @@ def pack_part(actor: Actor, order_id: int, part_id: int, weighings: Sequence[Wei
         settlement.weigh(line, weighing.weighed_g)
     part.recompute_subtotal()
     order.recompute_total()
-    _advance_part(actor, order, part, lambda: None, "part.packed")
+    if any(weighing.weighed_g for weighing in weighings):
+        _advance_part(actor, order, part, lambda: None, "part.packed")
+    else:
+        _close_short_part(actor, order, part)
     return _view(actor, order, set())
+
+
+def _close_short_part(actor: Actor, order: Order, part: OrderPart) -> None:
+    """Close a packed part whose every line weighed 0 g (docs/settlement.md):
+    packing gave all its grams back to stock and its sponsor premiums back
+    to the budgets, no capture takes any of it, and the order moves on with
+    its other parts, or is cancelled when it has none left."""
+    reasons = sorted({line.short_reason for line in part.lines if line.short_reason})
+    reason = ("Every line was short at packing: " + "; ".join(reasons))[:500]  # the column's length
+
+    def close() -> None:
+        _event(order, "part.packed", actor, part=part)
+        money_taken = settlement.close_parts(order, [part])
+        part.cancel(reason)
+        if not money_taken:
+            order.recompute_total()
+
+    _advance_part(actor, order, part, close, "part.cancelled", detail=reason)
 
 
 def _restock_by_weighing(weighed: Sequence[tuple[OrderLine, int]]) -> None:
@@ -575,14 +598,16 @@ def _restock_by_weighing(weighed: Sequence[tuple[OrderLine, int]]) -> None:
     catalog.add_stock(less)
 
 
-def _advance_part(actor: Actor, order: Order, part: OrderPart, mark: Callable[[], None], kind: str) -> None:
+def _advance_part(
+    actor: Actor, order: Order, part: OrderPart, mark: Callable[[], None], kind: str, *, detail: str = ""
+) -> None:
     """Move one part on (`mark`), record it, and let the order follow; the
     order becoming ready for pickup gives the buyer a pickup code."""
 
     def change() -> None:
         was_ready = order.status == OrderStatus.READY_FOR_PICKUP
         mark()
-        _event(order, kind, actor, part=part)
+        _event(order, kind, actor, part=part, detail=detail)
         order.follow_parts()
         if order.status == OrderStatus.READY_FOR_PICKUP and not was_ready:
             _new_pickup_code(order)
