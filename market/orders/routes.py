@@ -4,7 +4,7 @@ from flask import Response, current_app
 
 from market.api import MarketBlueprint, csv_response
 from market.auth import account_or_address, current_actor
-from market.db import utcnow
+from market.db import business_today
 from market.extensions import limiter
 from market.idempotency import idempotent
 from market.orders import service
@@ -188,7 +188,7 @@ def revoke_staff(point_id: int, user_id: int) -> None:
 @blp.alt_response(404, description="No such fulfilment point of yours")
 def manifest(args: dict[str, Any], point_id: int) -> dict[str, Any] | Response:
     """What arrives at a fulfilment point on a day and what waits for pickup (station staff)"""
-    day = args["date"] or utcnow().date()
+    day = args["date"] or business_today()
     rows = service.manifest(current_actor(), point_id, day)
     if args["format"] == "csv":
         return csv_response(service.manifest_rows(rows), service.MANIFEST_COLUMNS, f"manifest-{point_id}-{day}.csv")

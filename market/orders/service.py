@@ -27,7 +27,7 @@ from market.auth import Actor
 from market.catalog import service as catalog
 from market.catalog.models import Farm, FarmStatus, FulfilmentPoint, Listing, ListingStatus
 from market.csv_export import kg
-from market.db import commit_keeping_state, unit_of_work, utcnow
+from market.db import business_day_range, commit_keeping_state, unit_of_work, utcnow
 from market.errors import Conflict, DomainError, Invalid, NotFound
 from market.events import publish
 from market.extensions import db
@@ -478,16 +478,12 @@ def list_orders(
     if fulfilment_point_id is not None:
         stmt = stmt.where(Order.fulfilment_point_id == fulfilment_point_id)
     if created_from is not None:
-        stmt = stmt.where(Order.created_at >= _midnight(created_from))
+        stmt = stmt.where(Order.created_at >= business_day_range(created_from)[0])
     if created_to is not None:
-        stmt = stmt.where(Order.created_at < _midnight(created_to + timedelta(days=1)))
+        stmt = stmt.where(Order.created_at < business_day_range(created_to)[1])
     page = keyset_page(stmt, [SortKey(Order.id, "id", descending=True)], limit=limit, cursor=cursor)
     stations = _station_ids(actor)
     return Page([_view(actor, order, stations) for order in page.items], page.next_cursor)
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, datetime.min.time(), tzinfo=utcnow().tzinfo)
 
 
 # --- paying, packing, shipping, pickup --------------------------------------
@@ -831,7 +827,7 @@ def manifest(actor: Actor, point_id: int, day: date) -> list[ManifestRow]:
     point = catalog.get_fulfilment_point(point_id)
     if not _is_operator(actor) and point.id not in _station_ids(actor):
         raise NotFound(f"Fulfilment point {point_id} is not one of yours.")
-    start, end = _midnight(day), _midnight(day + timedelta(days=1))
+    start, end = business_day_range(day)
     orders = db.session.scalars(
         select(Order)
         .where(

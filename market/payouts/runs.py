@@ -20,7 +20,7 @@ with the reason (`PayoutRunSkip`); its entries wait for a later run.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask import current_app
@@ -50,7 +50,7 @@ from sqlalchemy.orm import aliased
 from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog.models import PayoutMethod
-from market.db import unit_of_work, utcnow
+from market.db import business_day, business_day_range, unit_of_work, utcnow
 from market.errors import Conflict, Invalid
 from market.extensions import db
 from market.ledger import service as ledger
@@ -99,10 +99,9 @@ RUN_ENTRIES = Table(
 
 
 def run_cutoff(period_end: date, now: datetime, hold_days: int) -> datetime:
-    """Orders settled before the end of `period_end` and at least
-    `hold_days` ago are due."""
-    period_close = datetime.combine(period_end + timedelta(days=1), time.min, tzinfo=UTC)
-    return min(period_close, now - timedelta(days=hold_days))
+    """Orders settled before the end of the business day `period_end` (in
+    the marketplace's time zone) and at least `hold_days` ago are due."""
+    return min(business_day_range(period_end)[1], now - timedelta(days=hold_days))
 
 
 def ready_farms() -> Select[Any]:
@@ -189,7 +188,7 @@ def create_run(actor: Actor, *, period_end: date) -> PayoutRun:
     and post its ledger transaction. Nothing already paid is paid again."""
     actor.require(Role.OPERATOR)
     now = utcnow()
-    if period_end > now.date():
+    if period_end > business_day(now):
         raise Invalid(
             "A payout run cannot cover a period that has not ended.", {"period_end": ["Must not be in the future."]}
         )

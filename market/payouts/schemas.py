@@ -55,7 +55,9 @@ class PayoutAccountSchema(ma.Schema):
 
 
 class PayoutRunRequestSchema(StrictSchema):
-    period_end = fields.Date(required=True, metadata={"description": "The last day of the period (UTC)."})
+    period_end = fields.Date(
+        required=True, metadata={"description": "The last business day of the period (MARKET_TIMEZONE)."}
+    )
 
 
 class SkippedFarmSchema(ma.Schema):

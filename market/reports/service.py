@@ -21,7 +21,7 @@ never a loop over lines):
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from flask import current_app
@@ -31,6 +31,7 @@ from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog.models import Farm
 from market.csv_export import kg, yuan
+from market.db import business_day_range
 from market.errors import Invalid
 from market.extensions import db
 from market.ledger.models import LedgerTransaction
@@ -57,11 +58,6 @@ CSV_COLUMNS = {
 }  # fmt: skip
 ZERO = literal(0, Integer)
 NONE = cast(null(), Integer)
-
-
-def _window(start: date, end: date) -> tuple[datetime, datetime]:
-    """The days `start` to `end`, both whole, in UTC."""
-    return datetime.combine(start, time.min, UTC), datetime.combine(end + timedelta(days=1), time.min, UTC)
 
 
 def _fact(
@@ -217,7 +213,7 @@ def impact(actor: Actor, *, start: date, end: date, group_by: str) -> dict[str, 
     actor.require(Role.OPERATOR)
     if end < start:
         raise Invalid("The period ends before it starts.", {"to": ["Must not be before from."]})
-    since, until = _window(start, end)
+    since, until = business_day_range(start, end)
     facts = _county_facts(since, until) if group_by == "county" else _programme_facts(since, until)
     grouped = db.session.execute(
         select(facts.c.key, *_measures(facts)).group_by(facts.c.key).order_by(facts.c.key)

@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from market.csv_export import Text, cell, csv_text, kg, yuan
-from market.db import utcnow
+from market.db import business_today, utcnow
 from market.extensions import db
 from market.payouts.models import Payout, PayoutAccount
 from market.premiums import service as premiums
@@ -202,7 +202,7 @@ def test_the_impact_report_neutralises_county_names(client: FlaskClient, shop: S
     _hostile_names(shop)
     bank_details(client, shop, shop.orchard.id)
     settled_order(client, shop, (shop.oranges, 1000))
-    today = utcnow().date().isoformat()
+    today = business_today().isoformat()
     response = client.get(
         "/api/v1/reports/impact",
         query_string={"from": today, "to": today, "format": "csv"},

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import aliased
 
 from market.catalog.models import Farm
-from market.db import utcnow
+from market.db import business_today, utcnow
 from market.extensions import db
 from market.ledger import service as ledger
 from market.ledger.models import LedgerTransaction
@@ -176,7 +176,7 @@ def test_a_future_period_is_refused_and_writes_nothing(client: FlaskClient, shop
     bank_details(client, shop, shop.orchard.id)
     settled_order(client, shop, (shop.oranges, 1000))
     before = db.session.scalar(select(func.count()).select_from(LedgerTransaction))
-    response = run(client, shop, utcnow().date() + timedelta(days=1))
+    response = run(client, shop, business_today() + timedelta(days=1))
     assert response.status_code == 422
     assert response.mimetype == "application/problem+json"
     assert "period_end" in response.json["errors"]
@@ -195,7 +195,7 @@ def test_orders_settled_within_the_hold_period_wait(client: FlaskClient, shop: S
         update(OrderEvent).where(OrderEvent.order_id == order["id"]).values(created_at=utcnow() - timedelta(days=4))
     )
     db.session.commit()
-    assert run(client, shop, utcnow().date() - timedelta(days=5)).json["payouts_count"] == 0
+    assert run(client, shop, business_today() - timedelta(days=5)).json["payouts_count"] == 0
     assert run(client, shop).json["payouts_count"] == 1
 
 
