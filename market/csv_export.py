@@ -24,6 +24,13 @@ formula can run commands or send the sheet's data away. So:
 
 Files are UTF-8 with a byte-order mark, so spreadsheets read Chinese names
 right, and have CRLF line ends; the header row is our own column names.
+
+**Every column names its unit.** Money is in yuan in every file, whatever
+the API says in fen: exactly, two decimals (`yuan(1234)` is "12.34"), in a
+column whose name ends in `_yuan`. Weight is in kilograms, exactly, three
+decimals (`kg(1500)` is "1.500"), in a column ending in `_kg`. Account
+numbers, bank references and other identifiers are `Text`: always quoted,
+however short, never read as a number.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from market.money import format_minor
+
 # What makes a spreadsheet read a cell as a formula, or strip its way to one.
 FORMULA_STARTS = frozenset("=+-@\t\r\n\uff1d\uff0b\uff0d\uff20")
 PLAIN_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
@@ -43,16 +52,35 @@ PLAIN_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 DIGITS_KEPT_AS_TEXT = re.compile(r"[0-9]{12,}|0[0-9]+")
 
 
+class Text(str):
+    """A cell that is text even when it is all digits: an account number,
+    a bank reference."""
+
+
+def yuan(amount: int | None) -> str | None:
+    """Fen as yuan, exactly: 1234 -> "12.34" (None stays empty)."""
+    return None if amount is None else format_minor(amount)
+
+
+def kg(grams: int | None) -> str | None:
+    """Grams as kilograms, exactly: 1500 -> "1.500" (None stays empty)."""
+    return None if grams is None else format_minor(grams, 3)
+
+
 def cell(value: Any) -> Any:
     """One value as written: None as empty text, a number (or text that is
     a plain number) as a Decimal or int the writer leaves unquoted, any
-    other text neutralised."""
+    other text (and `Text` always) quoted and neutralised."""
     if value is None:
         return ""
     if isinstance(value, int | Decimal):
         return value
     text = str(value)
-    if PLAIN_NUMBER.fullmatch(text) and not DIGITS_KEPT_AS_TEXT.fullmatch(text.lstrip("-")):
+    if (
+        not isinstance(value, Text)
+        and PLAIN_NUMBER.fullmatch(text)
+        and not DIGITS_KEPT_AS_TEXT.fullmatch(text.lstrip("-"))
+    ):
         return Decimal(text)
     if text.lstrip(" ")[:1] in FORMULA_STARTS:
         return "'" + text

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -86,10 +86,36 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def market_zone() -> ZoneInfo:
+    """The marketplace's time zone (MARKET_TIMEZONE), which says what a
+    business day is. Timestamps are stored and compared in UTC."""
+    return ZoneInfo(current_app.config["MARKET_TIMEZONE"])
+
+
 def local_time(moment: datetime) -> str:
     """`moment` as people of the marketplace read it: minutes, in its time
     zone (MARKET_TIMEZONE), with the zone's abbreviation or offset."""
-    return moment.astimezone(ZoneInfo(current_app.config["MARKET_TIMEZONE"])).strftime("%Y-%m-%d %H:%M %Z")
+    return moment.astimezone(market_zone()).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def business_day(moment: datetime) -> date:
+    """The marketplace's calendar day `moment` falls on: in Asia/Shanghai,
+    2026-03-01 17:00 UTC is already 2 March."""
+    return moment.astimezone(market_zone()).date()
+
+
+def business_today() -> date:
+    return business_day(utcnow())
+
+
+def business_day_range(first: date, last: date | None = None) -> tuple[datetime, datetime]:
+    """The UTC moments [start, end) of the business days `first` to `last`
+    (both whole; `first` alone without `last`): from the first one's
+    midnight to the next midnight after the last, in the marketplace's zone."""
+    zone = market_zone()
+    start = datetime.combine(first, time.min, zone)
+    end = datetime.combine((last or first) + timedelta(days=1), time.min, zone)
+    return start.astimezone(UTC), end.astimezone(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -37,6 +37,7 @@ from market.catalog.models import (
     ListingStatus,
     Lot,
     PayoutMethod,
+    StripeCannotPay,
 )
 from market.db import get_or_404, unit_of_work, utcnow
 from market.errors import Conflict, Invalid, InvalidTransition, NotFound
@@ -117,7 +118,22 @@ def update_farm(actor: Actor, farm_id: int, **changes: Any) -> Farm:
 
 def _check_payout_method(farm: Farm) -> None:
     if farm.payout_method == PayoutMethod.STRIPE:
-        farm.require_stripe_payable(current_app.config["STRIPE_CONNECT_COUNTRY"], "payout_method")
+        require_stripe_payable(farm, "payout_method")
+
+
+def require_stripe_payable(farm: Farm, field: str) -> None:
+    """Refuse Stripe as the farm's payout method (`field`) when this
+    marketplace has no Stripe (STRIPE_SECRET_KEY unset), or Stripe cannot
+    pay a farm where this one is: the bank file pays it instead."""
+    if not current_app.config["STRIPE_SECRET_KEY"]:
+        raise StripeCannotPay(
+            f"Stripe is not configured on this marketplace (no STRIPE_SECRET_KEY), so it cannot pay farm "
+            f"{farm.id}: the farm is paid by bank transfer, in the operators' bank file (payout method "
+            "bank_transfer).",
+            {field: ["Stripe is not configured here; use bank_transfer."]},
+            payout_method=PayoutMethod.BANK_TRANSFER.value,
+        )
+    farm.require_stripe_payable(current_app.config["STRIPE_CONNECT_COUNTRY"], field)
 
 
 def verify_farm(actor: Actor, farm_id: int) -> Farm:

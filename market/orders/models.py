@@ -27,7 +27,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from market.accounts.models import User
 from market.catalog.models import Farm, FulfilmentPoint, Listing, Lot
-from market.db import UTCDateTime, enum_column, utcnow
+from market.db import UTCDateTime, business_day, enum_column, utcnow
 from market.errors import InvalidTransition
 from market.extensions import db
 from market.premiums.models import LinePremium
@@ -242,7 +242,7 @@ class OrderPart(db.Model):  # type: ignore[name-defined]
             raise _refuse(f"Part {self.id}", self.status, "shipped")
         self.status = PartStatus.SHIPPED
         self.shipped_at = utcnow()
-        self.shipped_on = self.shipped_at.date()
+        self.shipped_on = business_day(self.shipped_at)
 
     def mark_arrived(self) -> None:
         if self.status != PartStatus.SHIPPED or self.order.fulfilment != Fulfilment.PICKUP:

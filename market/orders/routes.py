@@ -4,7 +4,7 @@ from flask import Response, current_app
 
 from market.api import MarketBlueprint, csv_response
 from market.auth import account_or_address, current_actor
-from market.db import utcnow
+from market.db import business_today
 from market.extensions import limiter
 from market.idempotency import idempotent
 from market.orders import service
@@ -12,7 +12,6 @@ from market.orders.models import StationStaff
 from market.orders.schemas import (
     CollectSchema,
     ManifestQuerySchema,
-    ManifestRowSchema,
     ManifestSchema,
     OrderCreateSchema,
     OrderQuerySchema,
@@ -189,9 +188,8 @@ def revoke_staff(point_id: int, user_id: int) -> None:
 @blp.alt_response(404, description="No such fulfilment point of yours")
 def manifest(args: dict[str, Any], point_id: int) -> dict[str, Any] | Response:
     """What arrives at a fulfilment point on a day and what waits for pickup (station staff)"""
-    day = args["date"] or utcnow().date()
+    day = args["date"] or business_today()
     rows = service.manifest(current_actor(), point_id, day)
     if args["format"] == "csv":
-        dumped = ManifestRowSchema(many=True).dump(rows)
-        return csv_response(dumped, list(ManifestRowSchema().fields), f"manifest-{point_id}-{day}.csv")
+        return csv_response(service.manifest_rows(rows), service.MANIFEST_COLUMNS, f"manifest-{point_id}-{day}.csv")
     return {"fulfilment_point_id": point_id, "date": day, "rows": rows}

@@ -164,7 +164,9 @@ class StaffGrantSchema(ma.Schema):
 
 
 class ManifestQuerySchema(StrictSchema):
-    date = fields.Date(load_default=None, metadata={"description": "The day (UTC); today by default."})
+    date = fields.Date(
+        load_default=None, metadata={"description": "The business day (MARKET_TIMEZONE); today there by default."}
+    )
     format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]))
 
 

@@ -13,7 +13,7 @@ import logging
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -26,7 +26,8 @@ from market.accounts.models import Role, User
 from market.auth import Actor
 from market.catalog import service as catalog
 from market.catalog.models import Farm, FarmStatus, FulfilmentPoint, Listing, ListingStatus
-from market.db import commit_keeping_state, unit_of_work, utcnow
+from market.csv_export import kg
+from market.db import business_day_range, commit_keeping_state, unit_of_work, utcnow
 from market.errors import Conflict, DomainError, Invalid, NotFound
 from market.events import publish
 from market.extensions import db
@@ -477,16 +478,12 @@ def list_orders(
     if fulfilment_point_id is not None:
         stmt = stmt.where(Order.fulfilment_point_id == fulfilment_point_id)
     if created_from is not None:
-        stmt = stmt.where(Order.created_at >= _midnight(created_from))
+        stmt = stmt.where(Order.created_at >= business_day_range(created_from)[0])
     if created_to is not None:
-        stmt = stmt.where(Order.created_at < _midnight(created_to + timedelta(days=1)))
+        stmt = stmt.where(Order.created_at < business_day_range(created_to)[1])
     page = keyset_page(stmt, [SortKey(Order.id, "id", descending=True)], limit=limit, cursor=cursor)
     stations = _station_ids(actor)
     return Page([_view(actor, order, stations) for order in page.items], page.next_cursor)
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, datetime.min.time(), tzinfo=utcnow().tzinfo)
 
 
 # --- paying, packing, shipping, pickup --------------------------------------
@@ -513,7 +510,9 @@ def pack_part(actor: Actor, order_id: int, part_id: int, weighings: Sequence[Wei
 
     Each weight must lie within the tolerance of the ordered grams, or be 0
     with a reason (the line is short). Amounts follow the weighed grams; the
-    order total with them, for the payment to capture.
+    order total with them, for the payment to capture. A part whose every
+    line is short has nothing to ship: it closes itself (cancelled, with the
+    reasons), and the order follows its live parts.
     """
     order = _load(actor, order_id, lock=True)
     part = _own_part(actor, order, part_id)
@@ -549,8 +548,29 @@ def pack_part(actor: Actor, order_id: int, part_id: int, weighings: Sequence[Wei
         settlement.weigh(line, weighing.weighed_g)
     part.recompute_subtotal()
     order.recompute_total()
-    _advance_part(actor, order, part, lambda: None, "part.packed")
+    if any(weighing.weighed_g for weighing in weighings):
+        _advance_part(actor, order, part, lambda: None, "part.packed")
+    else:
+        _close_short_part(actor, order, part)
     return _view(actor, order, set())
+
+
+def _close_short_part(actor: Actor, order: Order, part: OrderPart) -> None:
+    """Close a packed part whose every line weighed 0 g (docs/settlement.md):
+    packing gave all its grams back to stock and its sponsor premiums back
+    to the budgets, no capture takes any of it, and the order moves on with
+    its other parts, or is cancelled when it has none left."""
+    reasons = sorted({line.short_reason for line in part.lines if line.short_reason})
+    reason = ("Every line was short at packing: " + "; ".join(reasons))[:500]  # the column's length
+
+    def close() -> None:
+        _event(order, "part.packed", actor, part=part)
+        money_taken = settlement.close_parts(order, [part])
+        part.cancel(reason)
+        if not money_taken:
+            order.recompute_total()
+
+    _advance_part(actor, order, part, close, "part.cancelled", detail=reason)
 
 
 def _restock_by_weighing(weighed: Sequence[tuple[OrderLine, int]]) -> None:
@@ -574,14 +594,16 @@ def _restock_by_weighing(weighed: Sequence[tuple[OrderLine, int]]) -> None:
     catalog.add_stock(less)
 
 
-def _advance_part(actor: Actor, order: Order, part: OrderPart, mark: Callable[[], None], kind: str) -> None:
+def _advance_part(
+    actor: Actor, order: Order, part: OrderPart, mark: Callable[[], None], kind: str, *, detail: str = ""
+) -> None:
     """Move one part on (`mark`), record it, and let the order follow; the
     order becoming ready for pickup gives the buyer a pickup code."""
 
     def change() -> None:
         was_ready = order.status == OrderStatus.READY_FOR_PICKUP
         mark()
-        _event(order, kind, actor, part=part)
+        _event(order, kind, actor, part=part, detail=detail)
         order.follow_parts()
         if order.status == OrderStatus.READY_FOR_PICKUP and not was_ready:
             _new_pickup_code(order)
@@ -810,7 +832,7 @@ def manifest(actor: Actor, point_id: int, day: date) -> list[ManifestRow]:
     point = catalog.get_fulfilment_point(point_id)
     if not _is_operator(actor) and point.id not in _station_ids(actor):
         raise NotFound(f"Fulfilment point {point_id} is not one of yours.")
-    start, end = _midnight(day), _midnight(day + timedelta(days=1))
+    start, end = business_day_range(day)
     orders = db.session.scalars(
         select(Order)
         .where(
@@ -847,3 +869,14 @@ def manifest(actor: Actor, point_id: int, day: date) -> list[ManifestRow]:
                 for line in part.lines
             )
     return rows
+
+
+MANIFEST_COLUMNS = (
+    "section", "order_id", "part_id", "farm_name", "buyer_name", "line_id", "product_name", "weight_kg",
+    "part_status", "order_status",
+)  # fmt: skip
+
+
+def manifest_rows(rows: Sequence[ManifestRow]) -> list[dict[str, Any]]:
+    """A manifest as spreadsheet rows, weight in kg."""
+    return [asdict(row) | {"weight_kg": kg(row.grams)} for row in rows]

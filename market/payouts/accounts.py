@@ -2,8 +2,9 @@
 details for the operators' bank file; Stripe's account.updated keeps it
 current. Provider calls run outside open transactions, keyed by our ids
 (`farm-<id>-account`, `farm-<id>-link-<n>`). Stripe pays only farms in
-STRIPE_CONNECT_COUNTRY, never in mainland China (`Farm.stripe_refusal`):
-the others are paid by the bank file, chosen for them."""
+STRIPE_CONNECT_COUNTRY, never in mainland China (`Farm.stripe_refusal`),
+and only when STRIPE_SECRET_KEY is set: the others are paid by the bank
+file, chosen for them; Stripe asked for them is refused."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from market.accounts.models import Role
 from market.auth import Actor
+from market.catalog import service as catalog
 from market.catalog.models import Farm, PayoutMethod
 from market.db import utcnow
 from market.errors import Conflict, Invalid, NotFound
@@ -84,7 +86,7 @@ def connect_payout_account(
         stripe = gateway().provider == Provider.STRIPE and farm.stripe_refusal(connect_country) is None
         method = PayoutMethod.STRIPE if stripe else PayoutMethod.BANK_TRANSFER
     elif method == PayoutMethod.STRIPE:
-        farm.require_stripe_payable(connect_country, "method")
+        catalog.require_stripe_payable(farm, "method")
     if method == PayoutMethod.BANK_TRANSFER:
         missing = {
             name: ["Required for bank transfer payouts."]

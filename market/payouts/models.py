@@ -42,6 +42,27 @@ class ReversalStatus(StrEnum):
     FAILED = "failed"
 
 
+class SkipReason(StrEnum):
+    """Why a payout run paid a farm nothing of what was due to it."""
+
+    NO_PAYOUT_ACCOUNT = "no_payout_account"
+    STRIPE_TRANSFERS_INACTIVE = "stripe_transfers_inactive"
+    BANK_DETAILS_MISSING = "bank_details_missing"
+    NEGATIVE_NET = "negative_net"
+    NOTHING_TO_PAY = "nothing_to_pay"
+
+
+SKIP_DETAILS = {
+    SkipReason.NO_PAYOUT_ACCOUNT: "The farm has not chosen how it is paid (no payout account).",
+    SkipReason.STRIPE_TRANSFERS_INACTIVE: (
+        "The farm's Stripe account does not accept transfers yet (its transfers capability is not active)."
+    ),
+    SkipReason.BANK_DETAILS_MISSING: "The farm chose bank transfer but its bank details are incomplete.",
+    SkipReason.NEGATIVE_NET: "What is taken back from the farm exceeds what is due to it; netted from a later payout.",
+    SkipReason.NOTHING_TO_PAY: "What is due to the farm and what is taken back from it cancel out.",
+}
+
+
 class PayoutNotFound(NotFound):
     pass
 
@@ -121,6 +142,26 @@ class PayoutRun(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
 
     payouts: Mapped[list[Payout]] = relationship(back_populates="run", order_by="Payout.id")
+    skipped: Mapped[list[PayoutRunSkip]] = relationship(order_by="PayoutRunSkip.farm_id", lazy="selectin")
+
+
+class PayoutRunSkip(db.Model):  # type: ignore[name-defined]
+    """A farm some of whose entries were due when the run was made but that
+    the run did not pay, and why; the entries wait for a later run."""
+
+    __tablename__ = "payout_run_skips"
+    __table_args__ = (UniqueConstraint("run_id", "farm_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("payout_runs.id"))
+    farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), index=True)
+    reason: Mapped[SkipReason] = mapped_column(enum_column(SkipReason, "payout_skip_reason"))
+    amount: Mapped[int] = mapped_column(BigInteger, doc="The net of the due entries left unpaid, in minor units.")
+    entries_count: Mapped[int] = mapped_column(Integer)
+
+    @property
+    def detail(self) -> str:
+        return SKIP_DETAILS[self.reason]
 
 
 class Payout(db.Model):  # type: ignore[name-defined]

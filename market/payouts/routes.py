@@ -21,9 +21,6 @@ from market.payouts.schemas import (
 )
 
 blp = MarketBlueprint("payouts", __name__, url_prefix="/api/v1", description="Farmer payouts and statements")
-BANK_FILE_COLUMNS = (
-    "payout_id", "reference", "farm", "account_holder", "bank_name", "account_number", "amount", "currency",
-)  # fmt: skip
 
 
 @blp.route("/farms/<int:farm_id>/payout-account", methods=["POST"])
@@ -85,7 +82,7 @@ def get_run(run_id: int) -> PayoutRun:
 def bank_file(run_id: int) -> Response:
     """The run's bank transfers to execute, with full account numbers (operators)"""
     rows = service.bank_file(current_actor(), run_id)
-    return csv_response(rows, BANK_FILE_COLUMNS, f"payout-run-{run_id}-bank-file.csv")
+    return csv_response(rows, service.BANK_FILE_COLUMNS, f"payout-run-{run_id}-bank-file.csv")
 
 
 @blp.route("/payouts", methods=["GET"])

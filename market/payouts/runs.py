@@ -12,11 +12,15 @@ Which entries are due (docs/settlement.md):
   as soon as it is recorded. When a Stripe transfer paid that line's
   order and what is left of it covers it, it is taken back from that
   transfer (a reversal) rather than netted.
+
+A farm with due entries that a run does not pay (no payout account, one not
+ready, or a net that is not positive) is recorded on the run as skipped,
+with the reason (`PayoutRunSkip`); its entries wait for a later run.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask import current_app
@@ -35,6 +39,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    null,
     or_,
     select,
     text,
@@ -45,7 +50,7 @@ from sqlalchemy.orm import aliased
 from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog.models import PayoutMethod
-from market.db import unit_of_work, utcnow
+from market.db import business_day, business_day_range, unit_of_work, utcnow
 from market.errors import Conflict, Invalid
 from market.extensions import db
 from market.ledger import service as ledger
@@ -57,9 +62,11 @@ from market.payouts.models import (
     Payout,
     PayoutAccount,
     PayoutRun,
+    PayoutRunSkip,
     PayoutStatus,
     PayoutTransfer,
     ReversalStatus,
+    SkipReason,
     TransferReversal,
 )
 from market.settlement.models import EARNED, PREMIUM_KINDS, TAKE_BACKS, EntryKind, FarmEntry
@@ -92,16 +99,34 @@ RUN_ENTRIES = Table(
 
 
 def run_cutoff(period_end: date, now: datetime, hold_days: int) -> datetime:
-    """Orders settled before the end of `period_end` and at least
-    `hold_days` ago are due."""
-    period_close = datetime.combine(period_end + timedelta(days=1), time.min, tzinfo=UTC)
-    return min(period_close, now - timedelta(days=hold_days))
+    """Orders settled before the end of the business day `period_end` (in
+    the marketplace's time zone) and at least `hold_days` ago are due."""
+    return min(business_day_range(period_end)[1], now - timedelta(days=hold_days))
 
 
 def ready_farms() -> Select[Any]:
     return select(PayoutAccount.farm_id).where(
         ((PayoutAccount.method == PayoutMethod.STRIPE) & PayoutAccount.transfers_active)
         | ((PayoutAccount.method == PayoutMethod.BANK_TRANSFER) & PayoutAccount.bank_account_number.isnot(None))
+    )
+
+
+def _skip_reason(net: Any) -> Any:
+    """Why a farm (its payout account outer-joined) whose due entries come
+    to `net` is not paid, or NULL when it is."""
+    return case(
+        (PayoutAccount.id.is_(None), SkipReason.NO_PAYOUT_ACCOUNT.value),
+        (
+            (PayoutAccount.method == PayoutMethod.STRIPE) & PayoutAccount.transfers_active.is_not(True),
+            SkipReason.STRIPE_TRANSFERS_INACTIVE.value,
+        ),
+        (
+            (PayoutAccount.method == PayoutMethod.BANK_TRANSFER) & PayoutAccount.bank_account_number.is_(None),
+            SkipReason.BANK_DETAILS_MISSING.value,
+        ),
+        (net < 0, SkipReason.NEGATIVE_NET.value),
+        (net == 0, SkipReason.NOTHING_TO_PAY.value),
+        else_=null(),
     )
 
 
@@ -133,7 +158,8 @@ def _paid_sale() -> Any:
 
 
 def _due_entries(cutoff: datetime) -> Select[Any]:
-    """Earned entries of ready farms, due and not yet settled."""
+    """Earned entries, due and not yet settled, of every farm (those whose
+    payout account is not ready are recorded as skipped)."""
     due_orders = _settled_orders(cutoff).union(_closed_orders(cutoff)).subquery()
     paid_earlier = and_(FarmEntry.kind.in_(TAKE_BACKS), _paid_sale())
     return select(
@@ -151,7 +177,6 @@ def _due_entries(cutoff: datetime) -> Select[Any]:
         FarmEntry.kind.in_(EARNED),
         FarmEntry.payout_id.is_(None),
         FarmEntry.reversal_id.is_(None),
-        FarmEntry.farm_id.in_(ready_farms()),
         or_(FarmEntry.order_id.in_(select(due_orders.c.order_id)), paid_earlier),
     )
 
@@ -163,7 +188,7 @@ def create_run(actor: Actor, *, period_end: date) -> PayoutRun:
     and post its ledger transaction. Nothing already paid is paid again."""
     actor.require(Role.OPERATOR)
     now = utcnow()
-    if period_end > now.date():
+    if period_end > business_day(now):
         raise Invalid(
             "A payout run cannot cover a period that has not ended.", {"period_end": ["Must not be in the future."]}
         )
@@ -287,7 +312,8 @@ def _analyze(*tables: Table) -> None:
 
 def _write_payouts(run: PayoutRun, cutoff: datetime) -> None:
     """Choose the due entries once, total them per farm, write a payout for
-    each farm with a positive net and mark its entries paid by it."""
+    each ready farm with a positive net and mark its entries paid by it;
+    record every other farm with due entries as skipped, and why."""
     chosen = RUN_ENTRIES
     chosen.create(db.session.connection())
     db.session.execute(insert(chosen).from_select([c.name for c in chosen.c], _due_entries(cutoff)))
@@ -312,6 +338,7 @@ def _write_payouts(run: PayoutRun, cutoff: datetime) -> None:
             total(refund & (chosen.c.paid_earlier == 1), -chosen.c.net).label("adjustments"),
             net.label("amount"),
         )
+        .where(chosen.c.farm_id.in_(ready_farms()))
         .group_by(chosen.c.farm_id)
         .having(net > 0)
         .subquery()
@@ -348,7 +375,31 @@ def _write_payouts(run: PayoutRun, cutoff: datetime) -> None:
     if settled != expected:
         raise Conflict("Another payout run or reversal settled some of these entries at the same time; run it again.")
     _plan_transfers(run)
+    _record_skips(run)
     chosen.drop(db.session.connection())
+
+
+def _record_skips(run: PayoutRun) -> None:
+    """Each farm with chosen entries that the run did not pay, with why and
+    what its entries come to."""
+    chosen = RUN_ENTRIES
+    per_farm = (
+        select(chosen.c.farm_id, func.sum(chosen.c.net).label("net"), func.count().label("entries"))
+        .group_by(chosen.c.farm_id)
+        .subquery()
+    )
+    reason = _skip_reason(per_farm.c.net).label("reason")
+    skipped = (
+        select(literal(run.id).label("run_id"), per_farm.c.farm_id, reason, per_farm.c.net, per_farm.c.entries)
+        .outerjoin(PayoutAccount, PayoutAccount.farm_id == per_farm.c.farm_id)
+        .subquery()
+    )
+    db.session.execute(
+        insert(PayoutRunSkip).from_select(
+            ["run_id", "farm_id", "reason", "amount", "entries_count"],
+            select(skipped).where(skipped.c.reason.isnot(None)),
+        )
+    )
 
 
 def _plan_transfers(run: PayoutRun) -> None:

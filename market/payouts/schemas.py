@@ -6,7 +6,7 @@ from marshmallow import fields, validate
 from market.api import StrictSchema
 from market.catalog.models import PayoutMethod
 from market.pagination import PageArgsSchema
-from market.payouts.models import PayoutStatus, ReversalStatus
+from market.payouts.models import PayoutStatus, ReversalStatus, SkipReason
 
 
 class PayoutAccountRequestSchema(StrictSchema):
@@ -55,7 +55,26 @@ class PayoutAccountSchema(ma.Schema):
 
 
 class PayoutRunRequestSchema(StrictSchema):
-    period_end = fields.Date(required=True, metadata={"description": "The last day of the period (UTC)."})
+    period_end = fields.Date(
+        required=True, metadata={"description": "The last business day of the period (MARKET_TIMEZONE)."}
+    )
+
+
+class SkippedFarmSchema(ma.Schema):
+    farm_id = fields.Integer(required=True)
+    reason = fields.Enum(
+        SkipReason,
+        by_value=True,
+        required=True,
+        metadata={
+            "description": "no_payout_account; stripe_transfers_inactive (the Stripe account's transfers capability "
+            "is not active); bank_details_missing; negative_net (take-backs exceed what is due, netted later); "
+            "nothing_to_pay (what is due and taken back cancel out)."
+        },
+    )
+    detail = fields.String(required=True, metadata={"description": "The reason, in words."})
+    amount = fields.Integer(required=True, metadata={"description": "The net of the entries left unpaid."})
+    entries_count = fields.Integer(required=True)
 
 
 class PayoutRunSchema(ma.Schema):
@@ -66,6 +85,11 @@ class PayoutRunSchema(ma.Schema):
     payouts_count = fields.Integer(required=True)
     total = fields.Integer(required=True)
     reversals_count = fields.Integer(required=True)
+    skipped = fields.List(
+        fields.Nested(SkippedFarmSchema),
+        required=True,
+        metadata={"description": "Farms with due entries this run did not pay, and why; paid by a later run."},
+    )
     created_at = fields.DateTime(required=True)
 
 

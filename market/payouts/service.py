@@ -16,6 +16,7 @@ from market.payouts.accounts import (
 from market.payouts.models import PayoutNotFound
 from market.payouts.runs import create_run, run_cutoff
 from market.payouts.statements import (
+    BANK_FILE_COLUMNS,
     STATEMENT_COLUMNS,
     bank_file,
     get_payout,
@@ -37,6 +38,7 @@ from market.payouts.transfers import (
 )
 
 __all__ = [
+    "BANK_FILE_COLUMNS",
     "KEY_LIFETIME",
     "STATEMENT_COLUMNS",
     "PayoutNotFound",

@@ -11,9 +11,9 @@ from sqlalchemy.orm import aliased
 from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog.models import Farm, PayoutMethod
+from market.csv_export import Text, kg, yuan
 from market.errors import NotFound
 from market.extensions import db
-from market.money import format_minor
 from market.orders.models import OrderLine
 from market.pagination import Page, SortKey, keyset_page
 from market.payouts.models import (
@@ -204,28 +204,27 @@ def bank_file(actor: Actor, run_id: int) -> list[dict[str, Any]]:
             "farm": row.name,
             "account_holder": row.bank_account_holder,
             "bank_name": row.bank_name,
-            "account_number": row.bank_account_number,
-            "amount": row.amount,
+            "account_number": Text(row.bank_account_number),
+            "amount_yuan": yuan(row.amount),
             "currency": row.currency,
         }
         for row in rows
     ]
 
 
+BANK_FILE_COLUMNS = (
+    "payout_id", "reference", "farm", "account_holder", "bank_name", "account_number", "amount_yuan", "currency",
+)  # fmt: skip
 STATEMENT_COLUMNS = (
-    "section", "order_id", "order_line_id", "item", "kg", "price_per_kg",
-    "amount", "buyer_premium", "commission", "net",
+    "section", "order_id", "order_line_id", "item", "weight_kg", "price_per_kg_yuan",
+    "amount_yuan", "buyer_premium_yuan", "commission_yuan", "net_yuan",
 )  # fmt: skip
 
 
 def statement_rows(detail: dict[str, Any]) -> list[dict[str, Any]]:
     """A statement as spreadsheet rows: sales, refunds, adjustments,
-    premiums, reversals, then the totals; amounts as decimals of the currency."""
+    premiums, reversals, then the totals; money in yuan, weight in kg."""
     payout: Payout = detail["payout"]
-
-    def money(amount: int | None) -> str:
-        return "" if amount is None else format_minor(amount)
-
     rows: list[dict[str, Any]] = []
     for order in detail["orders"]:
         for line in order["lines"]:
@@ -235,12 +234,12 @@ def statement_rows(detail: dict[str, Any]) -> list[dict[str, Any]]:
                     "order_id": order["order_id"],
                     "order_line_id": line["order_line_id"],
                     "item": line["product_name"],
-                    "kg": format_minor(line["grams"], 3),
-                    "price_per_kg": money(line["price_per_kg"]),
-                    "amount": money(line["amount"]),
-                    "buyer_premium": money(line["buyer_premium"]),
-                    "commission": money(line["commission"]),
-                    "net": money(line["net"]),
+                    "weight_kg": kg(line["grams"]),
+                    "price_per_kg_yuan": yuan(line["price_per_kg"]),
+                    "amount_yuan": yuan(line["amount"]),
+                    "buyer_premium_yuan": yuan(line["buyer_premium"]),
+                    "commission_yuan": yuan(line["commission"]),
+                    "net_yuan": yuan(line["net"]),
                 }
             )
     for section in ("refunds", "adjustments"):
@@ -251,30 +250,30 @@ def statement_rows(detail: dict[str, Any]) -> list[dict[str, Any]]:
                     "order_id": refund["order_id"],
                     "order_line_id": refund["order_line_id"],
                     "item": f"refund {refund['refund_id']}",
-                    "kg": format_minor(refund["grams"], 3),
-                    "amount": money(-refund["amount"]),
-                    "commission": money(-refund["commission"]),
-                    "net": money(-refund["net"]),
+                    "weight_kg": kg(refund["grams"]),
+                    "amount_yuan": yuan(-refund["amount"]),
+                    "commission_yuan": yuan(-refund["commission"]),
+                    "net_yuan": yuan(-refund["net"]),
                 }
             )
     for premium in detail["premiums"]:
-        rows.append({"section": "premium", "item": premium["programme"], "net": money(premium["amount"])})
+        rows.append({"section": "premium", "item": premium["programme"], "net_yuan": yuan(premium["amount"])})
     for reversal in detail["reversals"]:
         rows.append(
             {
                 "section": "reversal",
                 "item": f"reversal {reversal['id']} ({reversal['status']})",
-                "net": money(-reversal["amount"]),
+                "net_yuan": yuan(-reversal["amount"]),
             }
         )
     rows.append(
         {
             "section": "total",
             "item": f"payout {payout.id} ({payout.status})",
-            "kg": format_minor(payout.grams, 3),
-            "amount": money(payout.sales),
-            "commission": money(payout.commission),
-            "net": money(payout.amount),
+            "weight_kg": kg(payout.grams),
+            "amount_yuan": yuan(payout.sales),
+            "commission_yuan": yuan(payout.commission),
+            "net_yuan": yuan(payout.amount),
         }
     )
     return rows

@@ -13,8 +13,12 @@ DAYS = validate.Range(min=date(1970, 1, 1))
 
 
 class ImpactQuerySchema(StrictSchema):
-    start = fields.Date(required=True, data_key="from", validate=DAYS, metadata={"description": "First day (UTC)."})
-    end = fields.Date(required=True, data_key="to", validate=DAYS, metadata={"description": "Last day (UTC)."})
+    start = fields.Date(
+        required=True, data_key="from", validate=DAYS, metadata={"description": "First business day (MARKET_TIMEZONE)."}
+    )
+    end = fields.Date(
+        required=True, data_key="to", validate=DAYS, metadata={"description": "Last business day (MARKET_TIMEZONE)."}
+    )
     group_by = fields.String(load_default="county", validate=validate.OneOf(["county", "programme"]))
     format = fields.String(
         load_default="json", validate=validate.OneOf(["json", "csv"]), metadata={"description": "csv: a download."}

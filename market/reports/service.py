@@ -21,7 +21,7 @@ never a loop over lines):
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from flask import current_app
@@ -30,10 +30,11 @@ from sqlalchemy import Integer, Select, and_, case, cast, func, literal, null, s
 from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog.models import Farm
+from market.csv_export import kg, yuan
+from market.db import business_day_range
 from market.errors import Invalid
 from market.extensions import db
 from market.ledger.models import LedgerTransaction
-from market.money import format_minor
 from market.orders.models import Order, OrderLine
 from market.payments.models import CapturedLine, Payment, Refund, RefundLine, RefundStatus
 from market.payouts.models import Payout, PayoutStatus
@@ -47,16 +48,16 @@ KEYS = {
     "county": ("province", "county"),
     "programme": ("programme_id", "programme", "sponsor", "funded_by"),
 }
+MONEY_MEASURES = ("sales", "premiums_paid", "premiums_reserved", "payouts_made")
 CSV_COLUMNS = {
-    group: ("period_from", "period_to", *keys, "kg_sold", *MEASURES[1:]) for group, keys in KEYS.items()
+    group: (
+        "period_from", "period_to", *keys, "sold_kg", *(f"{name}_yuan" for name in MONEY_MEASURES),
+        "farms_paid", "farmers_paid",
+    )
+    for group, keys in KEYS.items()
 }  # fmt: skip
 ZERO = literal(0, Integer)
 NONE = cast(null(), Integer)
-
-
-def _window(start: date, end: date) -> tuple[datetime, datetime]:
-    """The days `start` to `end`, both whole, in UTC."""
-    return datetime.combine(start, time.min, UTC), datetime.combine(end + timedelta(days=1), time.min, UTC)
 
 
 def _fact(
@@ -212,7 +213,7 @@ def impact(actor: Actor, *, start: date, end: date, group_by: str) -> dict[str, 
     actor.require(Role.OPERATOR)
     if end < start:
         raise Invalid("The period ends before it starts.", {"to": ["Must not be before from."]})
-    since, until = _window(start, end)
+    since, until = business_day_range(start, end)
     facts = _county_facts(since, until) if group_by == "county" else _programme_facts(since, until)
     grouped = db.session.execute(
         select(facts.c.key, *_measures(facts)).group_by(facts.c.key).order_by(facts.c.key)
@@ -252,7 +253,7 @@ def impact(actor: Actor, *, start: date, end: date, group_by: str) -> dict[str, 
 
 
 def impact_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """The report as spreadsheet rows: kilograms and money as decimals."""
+    """The report as spreadsheet rows: weight in kg, money in yuan."""
     rows = []
     for row in [*report["rows"], {"province": "total", "programme": "total", **report["totals"]}]:
         rows.append(
@@ -260,11 +261,8 @@ def impact_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
             | {
                 "period_from": report["period_from"].isoformat(),
                 "period_to": report["period_to"].isoformat(),
-                "kg_sold": format_minor(row["grams_sold"], 3),
+                "sold_kg": kg(row["grams_sold"]),
             }
-            | {
-                name: format_minor(row[name])
-                for name in ("sales", "premiums_paid", "premiums_reserved", "payouts_made")
-            }
+            | {f"{name}_yuan": yuan(row[name]) for name in MONEY_MEASURES}
         )
     return rows

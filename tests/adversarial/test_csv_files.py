@@ -15,8 +15,8 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from market.csv_export import cell, csv_text
-from market.db import utcnow
+from market.csv_export import Text, cell, csv_text, kg, yuan
+from market.db import business_today, utcnow
 from market.extensions import db
 from market.payouts.models import Payout, PayoutAccount
 from market.premiums import service as premiums
@@ -108,6 +108,25 @@ def test_each_payload_is_neutralised_and_reads_back_as_typed_after_the_quote(pay
 def test_numbers_stay_numbers_and_text_is_quoted(value: object, written: str) -> None:
     line = csv_text([{"v": value}], ["v"]).lstrip("\ufeff").split("\r\n")[1]
     assert line == written
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        (Text("12345678"), '"12345678"'),  # a short account number is still text
+        (Text("-1"), '"\'-1"'),
+        (yuan(1234), "12.34"),
+        (yuan(-5), "-0.05"),
+        (yuan(10**15 + 1), "10000000000000.01"),  # exact, never through a float
+        (yuan(None), '""'),
+        (kg(1500), "1.500"),
+        (kg(7), "0.007"),
+        (kg(2 * 10**9 + 1), "2000000.001"),
+    ],
+)
+def test_money_is_in_yuan_weight_in_kg_and_identifiers_are_text(value: object, written: str) -> None:
+    line = csv_text([{"v": value}], ["v"]).lstrip("\ufeff").split("\r\n")[1]
+    assert line == written
     assert cell(value) is not None
 
 
@@ -128,7 +147,7 @@ def test_the_manifest_neutralises_farm_buyer_and_product_names(client: FlaskClie
         "'" + PAYLOADS[2],
         "'" + PAYLOADS[4],
     )
-    assert row["grams"] == "1000"
+    assert row["weight_kg"] == "1.000"
     _assert_nothing_runs([row])
 
 
@@ -151,7 +170,7 @@ def test_the_bank_file_neutralises_payees_and_keeps_account_numbers_whole(client
     assert row["account_number"] == ACCOUNT_NUMBER
     text = response.get_data(as_text=True)
     assert f',"{ACCOUNT_NUMBER}",' in text  # quoted, so it is imported as text
-    assert ",949," in text  # the amount in fen, a bare number
+    assert ",9.49," in text  # the amount in yuan, a bare number
     _assert_nothing_runs([row])
 
 
@@ -173,9 +192,9 @@ def test_the_statement_neutralises_items_and_keeps_negative_amounts_numeric(clie
     sections = {row["section"]: row for row in rows}
     assert sections["sale"]["item"] == "'" + PAYLOADS[4]
     assert sections["premium"]["item"] == "'" + PAYLOADS[6]
-    assert sections["refund"]["amount"].startswith("-")  # data, written as a number
-    assert _is_number(sections["refund"]["amount"])
-    assert f",{sections['refund']['amount']}," in response.get_data(as_text=True)
+    assert sections["refund"]["amount_yuan"].startswith("-")  # data, written as a number
+    assert _is_number(sections["refund"]["amount_yuan"])
+    assert f",{sections['refund']['amount_yuan']}," in response.get_data(as_text=True)
     _assert_nothing_runs(rows)
 
 
@@ -183,7 +202,7 @@ def test_the_impact_report_neutralises_county_names(client: FlaskClient, shop: S
     _hostile_names(shop)
     bank_details(client, shop, shop.orchard.id)
     settled_order(client, shop, (shop.oranges, 1000))
-    today = utcnow().date().isoformat()
+    today = business_today().isoformat()
     response = client.get(
         "/api/v1/reports/impact",
         query_string={"from": today, "to": today, "format": "csv"},

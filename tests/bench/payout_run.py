@@ -30,7 +30,7 @@ from sqlalchemy import event
 from market import create_app
 from market.accounts.models import Role
 from market.auth import Actor
-from market.db import utcnow
+from market.db import business_day, utcnow
 from market.extensions import db
 from market.payouts import service as payouts
 from tests.bench.common import (
@@ -252,7 +252,7 @@ def main() -> None:  # noqa: PLR0915 (one straight script: load, time both, chec
     # benchmark's own Redis database, where no worker consumes it.
     os.environ["REDIS_URL"] = REDIS_URL
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "RATELIMIT_ENABLED": False})
-    period_end = (utcnow() - timedelta(days=SETTLED_DAYS_AGO - 5)).date()
+    period_end = business_day(utcnow() - timedelta(days=SETTLED_DAYS_AGO - 5))
     cutoff = payouts.run_cutoff(period_end, utcnow(), app.config["PAYOUT_HOLD_DAYS"])
 
     say("plain SQL aggregation ...")

@@ -132,6 +132,46 @@ def test_a_short_line_weighs_zero_with_a_reason_and_gives_its_grams_back(client:
     assert stock(shop.pomelos) == 100_000
 
 
+def test_a_part_all_short_closes_itself_and_the_order_follows_its_other_parts(client: FlaskClient, shop: Shop) -> None:
+    order = place(client, shop, (shop.oranges, 2000), (shop.pomelos, 1000), (shop.nuts, 1000))
+    oid = order["id"]
+    orchard, nuts = part_of(order, shop.orchard), part_of(order, shop.chestnuts)
+    pay(oid)
+    base = f"/api/v1/orders/{oid}/parts"
+    short = {
+        "weights": [
+            {"line_id": orchard["lines"][0]["id"], "weighed_g": 0, "short_reason": "frost damage"},
+            {"line_id": orchard["lines"][1]["id"], "weighed_g": 0, "short_reason": "hail"},
+        ]
+    }
+    closed = post(client, f"{base}/{orchard['id']}/pack", shop.orchard_h, short)
+    (part,) = closed["parts"]
+    assert part["status"] == "cancelled"
+    assert part["cancel_reason"] == "Every line was short at packing: frost damage; hail"
+    assert closed["status"] == "paid"  # the other farm has not packed yet
+    assert (stock(shop.oranges), stock(shop.pomelos)) == (100_000, 100_000)  # all of it back
+    assert client.post(f"{base}/{orchard['id']}/ship", headers=shop.orchard_h).status_code == 409
+
+    packed = post(client, f"{base}/{nuts['id']}/pack", shop.chestnut_h, weights(nuts, 1000))
+    assert packed["status"] == "packed"
+    buyer_view = client.get(f"/api/v1/orders/{oid}", headers=shop.buyer_h).json
+    assert buyer_view["total"] == packed["parts"][0]["subtotal"]  # the nuts alone
+    kinds = [(e["type"], e["part_id"]) for e in buyer_view["events"] if e["part_id"] == orchard["id"]]
+    assert kinds == [("part.packed", orchard["id"]), ("part.cancelled", orchard["id"])]
+
+
+def test_an_order_whose_every_part_is_all_short_is_cancelled_at_packing(client: FlaskClient, shop: Shop) -> None:
+    order = place(client, shop, (shop.oranges, 2000))
+    (part,) = order["parts"]
+    pay(order["id"])
+    short = {"weights": [{"line_id": part["lines"][0]["id"], "weighed_g": 0, "short_reason": "frost damage"}]}
+    closed = post(client, f"/api/v1/orders/{order['id']}/parts/{part['id']}/pack", shop.orchard_h, short)
+    assert closed["parts"][0]["status"] == "cancelled"
+    buyer_view = client.get(f"/api/v1/orders/{order['id']}", headers=shop.buyer_h).json
+    assert (buyer_view["status"], buyer_view["total"]) == ("cancelled", 0)
+    assert stock(shop.oranges) == 100_000
+
+
 def test_weighing_over_the_order_takes_the_extra_from_stock(client: FlaskClient, shop: Shop) -> None:
     order = place(client, shop, (shop.oranges, 2000))
     part = order["parts"][0]

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from market.accounts.models import Role, User
 from market.auth import Actor
-from market.db import utcnow
+from market.db import business_today, utcnow
 from market.extensions import db
 from market.outbox import OutboxMessage
 from market.payments import service as payments
@@ -134,7 +134,7 @@ def connect_stripe(client: FlaskClient, shop: Shop, fake: FakeStripe, farm_id: i
 def run(client: FlaskClient, shop: Shop, period_end: date | None = None, **headers: str) -> Any:
     return client.post(
         "/api/v1/payout-runs",
-        json={"period_end": (period_end or utcnow().date()).isoformat()},
+        json={"period_end": (period_end or business_today()).isoformat()},
         headers=shop.operator_h | headers,
     )
 

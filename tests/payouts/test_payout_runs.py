@@ -13,14 +13,15 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import aliased
 
-from market.db import utcnow
+from market.catalog.models import Farm
+from market.db import business_today, utcnow
 from market.extensions import db
 from market.ledger import service as ledger
 from market.ledger.models import LedgerTransaction
 from market.orders.models import OrderEvent
 from market.payments import service as payments
 from market.payments.models import CapturedLine, Refund, RefundStatus
-from market.payouts.models import Payout, PayoutRun
+from market.payouts.models import Payout, PayoutAccount, PayoutRun
 from market.settlement import checks
 from market.settlement.models import EntryKind, FarmEntry
 from tests.payouts.conftest import bank_details, queued, refund, run, settled_order
@@ -81,7 +82,7 @@ def test_statement_to_the_fen(client: FlaskClient, shop: Shop) -> None:
     assert csv_response.status_code == 200
     assert csv_response.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(csv_response.get_data(as_text=True).lstrip("\ufeff"))))
-    assert [(r["section"], r["kg"], r["amount"], r["commission"], r["net"]) for r in rows] == [
+    assert [(r["section"], r["weight_kg"], r["amount_yuan"], r["commission_yuan"], r["net_yuan"]) for r in rows] == [
         ("sale", "2.105", "21.03", "1.05", "19.98"),
         ("sale", "1.500", "12.00", "0.60", "11.40"),
         ("sale", "1.000", "9.99", "0.50", "9.49"),
@@ -176,7 +177,7 @@ def test_a_future_period_is_refused_and_writes_nothing(client: FlaskClient, shop
     bank_details(client, shop, shop.orchard.id)
     settled_order(client, shop, (shop.oranges, 1000))
     before = db.session.scalar(select(func.count()).select_from(LedgerTransaction))
-    response = run(client, shop, utcnow().date() + timedelta(days=1))
+    response = run(client, shop, business_today() + timedelta(days=1))
     assert response.status_code == 422
     assert response.mimetype == "application/problem+json"
     assert "period_end" in response.json["errors"]
@@ -195,17 +196,39 @@ def test_orders_settled_within_the_hold_period_wait(client: FlaskClient, shop: S
         update(OrderEvent).where(OrderEvent.order_id == order["id"]).values(created_at=utcnow() - timedelta(days=4))
     )
     db.session.commit()
-    assert run(client, shop, utcnow().date() - timedelta(days=5)).json["payouts_count"] == 0
+    assert run(client, shop, business_today() - timedelta(days=5)).json["payouts_count"] == 0
     assert run(client, shop).json["payouts_count"] == 1
 
 
 def test_farms_without_payout_details_are_left_for_later(client: FlaskClient, shop: Shop) -> None:
     bank_details(client, shop, shop.orchard.id)
     settled_order(client, shop, (shop.oranges, 1000), (shop.nuts, 500))
-    assert run(client, shop).json["payouts_count"] == 1
+    first = run(client, shop).json
+    assert first["payouts_count"] == 1
+    assert first["skipped"] == [
+        {
+            "farm_id": shop.chestnuts.id,
+            "reason": "no_payout_account",
+            "detail": "The farm has not chosen how it is paid (no payout account).",
+            "amount": 1140,
+            "entries_count": 1,
+        }
+    ]
+    assert client.get(f"/api/v1/payout-runs/{first['id']}", headers=shop.operator_h).json["skipped"] == first["skipped"]
     bank_details(client, shop, shop.chestnuts.id)
     later = run(client, shop).json
-    assert (later["payouts_count"], later["total"]) == (1, 1140)
+    assert (later["payouts_count"], later["total"], later["skipped"]) == (1, 1140, [])
+
+
+def test_a_farm_owing_more_than_it_is_due_is_skipped_with_its_negative_net(client: FlaskClient, shop: Shop) -> None:
+    bank_details(client, shop, shop.orchard.id)
+    order = settled_order(client, shop, (shop.oranges, 1000))
+    assert run(client, shop).json["payouts_count"] == 1
+    refund(order["id"], order["parts"][0]["lines"][0]["id"], 500)
+    netted = run(client, shop).json
+    assert netted["payouts_count"] == 0
+    ((skip),) = netted["skipped"]
+    assert (skip["farm_id"], skip["reason"], skip["amount"]) == (shop.orchard.id, "negative_net", -(500 - 25))
 
 
 def test_bank_file_and_confirmation(client: FlaskClient, shop: Shop) -> None:
@@ -224,7 +247,7 @@ def test_bank_file_and_confirmation(client: FlaskClient, shop: Shop) -> None:
         "account_holder": "刘长生",
         "bank_name": "中国农业银行 寻乌支行",
         "account_number": "6228480012345678901",
-        "amount": "949",
+        "amount_yuan": "9.49",
         "currency": "CNY",
     }
     account = client.get(f"/api/v1/farms/{shop.orchard.id}/payout-account", headers=shop.orchard_h).json
@@ -252,6 +275,19 @@ def test_bank_file_and_confirmation(client: FlaskClient, shop: Shop) -> None:
     assert len(list(csv.DictReader(io.StringIO(emptied.get_data(as_text=True).lstrip("\ufeff"))))) == 0
 
 
+def test_the_bank_file_is_in_yuan_and_a_short_account_number_stays_text(client: FlaskClient, shop: Shop) -> None:
+    body = {"method": "bank_transfer", "account_holder": "刘长生", "bank_name": "农商行", "account_number": "0012 3456"}
+    response = client.post(f"/api/v1/farms/{shop.orchard.id}/payout-account", json=body, headers=shop.orchard_h)
+    assert response.status_code == 200, response.json
+    settled_order(client, shop, (shop.oranges, 2000))
+    run_id = run(client, shop).json["id"]
+
+    text = client.get(f"/api/v1/payout-runs/{run_id}/bank-file.csv", headers=shop.operator_h).get_data(as_text=True)
+    header, line = text.lstrip("\ufeff").splitlines()
+    assert header.endswith(",account_number,amount_yuan,currency")
+    assert line.endswith(',"00123456",18.98,"CNY"')
+
+
 def test_a_run_queues_its_dispatch_through_the_outbox(client: FlaskClient, shop: Shop) -> None:
     bank_details(client, shop, shop.orchard.id)
     settled_order(client, shop, (shop.oranges, 1000))
@@ -273,6 +309,27 @@ def test_unknown_payouts_runs_and_farms_are_404(client: FlaskClient, shop: Shop)
     assert missing.status_code == 404
     unknown_farm = client.post("/api/v1/farms/999/payout-account", json={"method": "stripe"}, headers=shop.orchard_h)
     assert unknown_farm.status_code == 404
+
+
+def test_stripe_is_refused_as_the_payout_method_when_it_is_not_configured(client: FlaskClient, shop: Shop) -> None:
+    url = f"/api/v1/farms/{shop.orchard.id}/payout-account"
+    refused = client.post(url, json={"method": "stripe"}, headers=shop.orchard_h)
+    assert refused.status_code == 422
+    assert refused.mimetype == "application/problem+json"
+    assert refused.json["type"] == "/problems/stripe-cannot-pay-farm"
+    assert "bank_transfer" in refused.json["errors"]["method"][0]
+    assert refused.json["payout_method"] == "bank_transfer"
+    assert db.session.scalar(select(func.count()).select_from(PayoutAccount)) == 0  # not left "connecting"
+    assert queued("payouts.connect_account") == []
+    patched = client.patch(f"/api/v1/farms/{shop.orchard.id}", json={"payout_method": "stripe"}, headers=shop.orchard_h)
+    assert patched.status_code == 422
+    assert "payout_method" in patched.json["errors"]
+    db.session.expire_all()
+    assert db.session.get(Farm, shop.orchard.id).payout_method is None  # type: ignore[union-attr]
+    # Without a choice, the farm gets the bank file.
+    bank = {"account_holder": "刘长生", "bank_name": "农行", "account_number": "62284800"}
+    chosen = client.post(url, json=bank, headers=shop.orchard_h)
+    assert (chosen.status_code, chosen.json["method"]) == (200, "bank_transfer")
 
 
 def test_bank_details_are_required_for_bank_transfers(client: FlaskClient, shop: Shop) -> None:
@@ -332,7 +389,7 @@ def test_a_statement_with_sponsor_premiums_and_a_reversal_after_payout_as_csv(cl
     assert statement.status_code == 200
     rows = list(csv.DictReader(io.StringIO(statement.get_data(as_text=True).lstrip("\ufeff"))))
     premium = next(row for row in rows if row["section"] == "premium")
-    assert (premium["item"], premium["net"]) == ("Navel bonus", "2.00")
+    assert (premium["item"], premium["net_yuan"]) == ("Navel bonus", "2.00")
 
     cancelled = client.post(f"/api/v1/orders/{order['id']}/cancel", json={"reason": "recall"}, headers=shop.operator_h)
     assert cancelled.status_code == 200, cancelled.json

@@ -103,10 +103,15 @@ def test_transfers_go_only_to_an_account_whose_transfers_capability_is_active(
     restricted = dict(fake.accounts[account.stripe_account_id], capabilities={"transfers": "pending"})
     assert account_updated(client, fake, restricted).status_code == 200
     settled_order(client, shop, (shop.oranges, 2000), fake=fake)
-    assert run(client, shop).json["payouts_count"] == 0  # owed, but not sent where Stripe would refuse it
+    held = run(client, shop).json
+    assert held["payouts_count"] == 0  # owed, but not sent where Stripe would refuse it
+    assert [(s["farm_id"], s["reason"], s["amount"]) for s in held["skipped"]] == [
+        (shop.orchard.id, "stripe_transfers_inactive", 1998 - 100)
+    ]
     active = dict(restricted, payouts_enabled=False, capabilities={"transfers": "active"})
     assert account_updated(client, fake, active).status_code == 200
-    assert run(client, shop).json["payouts_count"] == 1
+    paid = run(client, shop).json
+    assert (paid["payouts_count"], paid["skipped"]) == (1, [])
 
 
 def test_a_stripe_payout_is_paid_by_a_transfer_drawn_on_its_orders_charge(

@@ -13,7 +13,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from market.db import utcnow
+from market.db import business_today, utcnow
 from market.extensions import db
 from market.payouts.models import Payout
 from market.premiums import service as premiums
@@ -59,7 +59,7 @@ def scenario(client: FlaskClient, shop: Shop) -> dict[str, int]:
 
 
 def report(client: FlaskClient, shop: Shop, **query: str) -> Any:
-    today = utcnow().date().isoformat()
+    today = business_today().isoformat()
     response = client.get(
         "/api/v1/reports/impact", query_string={"from": today, "to": today} | query, headers=shop.operator_h
     )
@@ -139,7 +139,7 @@ def test_impact_by_programme_to_the_fen(client: FlaskClient, shop: Shop) -> None
 
 def test_a_period_without_activity_is_empty_and_the_csv_matches(client: FlaskClient, shop: Shop) -> None:
     scenario(client, shop)
-    yesterday = (utcnow().date() - timedelta(days=1)).isoformat()
+    yesterday = (business_today() - timedelta(days=1)).isoformat()
     empty = report(client, shop, **{"from": yesterday, "to": yesterday}).json
     assert empty["rows"] == []
     assert set(empty["totals"].values()) == {0}
@@ -148,13 +148,13 @@ def test_a_period_without_activity_is_empty_and_the_csv_matches(client: FlaskCli
     assert response.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
     orchard = next(row for row in rows if row["county"] == ORCHARD_COUNTY[1])
-    assert (orchard["kg_sold"], orchard["sales"], orchard["payouts_made"]) == ("2.500", "22.98", "23.83")
+    assert (orchard["sold_kg"], orchard["sales_yuan"], orchard["payouts_made_yuan"]) == ("2.500", "22.98", "23.83")
     assert rows[-1]["province"] == "total"
-    assert rows[-1]["payouts_made"] == "46.63"
+    assert rows[-1]["payouts_made_yuan"] == "46.63"
 
 
 def test_only_operators_see_the_report_and_the_period_must_be_in_order(client: FlaskClient, shop: Shop) -> None:
-    today = utcnow().date()
+    today = business_today()
     query = {"from": today.isoformat(), "to": today.isoformat()}
     assert client.get("/api/v1/reports/impact", query_string=query, headers=shop.orchard_h).status_code == 403
     backwards = {"from": today.isoformat(), "to": (today - timedelta(days=1)).isoformat()}

@@ -60,7 +60,7 @@ from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog import service as catalog
 from market.catalog.models import PayoutMethod
-from market.db import utcnow
+from market.db import business_today, utcnow
 from market.errors import DomainError
 from market.extensions import TransientError, db
 from market.money import tolerance_bounds
@@ -682,7 +682,7 @@ class OrderLife(RuleBasedStateMachine):
 
     @rule()
     def payout_run(self) -> None:
-        self.attempt("create_run", lambda: payouts.create_run(self.operator, period_end=utcnow().date()))
+        self.attempt("create_run", lambda: payouts.create_run(self.operator, period_end=business_today()))
 
     @rule()
     def operator_confirms_bank_transfers(self) -> None:
@@ -746,7 +746,7 @@ class OrderLife(RuleBasedStateMachine):
         db.session.rollback()
         self.later.extend(checks.after_quiesce(self.fake))
         db.session.rollback()
-        run = self.attempt("create_run", lambda: payouts.create_run(self.operator, period_end=utcnow().date()))
+        run = self.attempt("create_run", lambda: payouts.create_run(self.operator, period_end=business_today()))
         if run is None:
             return
         run_id = run.id
