@@ -1,8 +1,8 @@
 """Payout runs record each farm they skipped and why
 
 Revision ID: c9e4a2f7b1d8
-Revises: f3a8d6b2c4e7
-Create Date: 2026-12-10 09:00:00.000000
+Revises: a3c9e1f7d2b8
+Create Date: 2026-11-30 16:30:00.000000
 
 """
 from alembic import op
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'c9e4a2f7b1d8'
-down_revision = 'f3a8d6b2c4e7'
+down_revision = 'a3c9e1f7d2b8'
 branch_labels = None
 depends_on = None
 
