@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 
 import marshmallow as ma
-from sqlalchemy import BigInteger, ColumnElement, Select, literal, tuple_
+from sqlalchemy import BigInteger, ColumnElement, Integer, Select, column, literal, tuple_
 
 from market import errors
 from market.api import MAX_ID, StrictSchema, as_utc, has_unstorable_text
@@ -94,8 +94,12 @@ def _cursor_value(key: SortKey, value: Any) -> Any:
     return None
 
 
+def _invalid_cursor() -> errors.Invalid:
+    return errors.Invalid("The cursor is not valid for this list.", {"cursor": ["Not a valid cursor."]})
+
+
 def _decode_cursor(cursor: str, keys: Sequence[SortKey]) -> list[Any]:
-    invalid = errors.Invalid("The cursor is not valid for this list.", {"cursor": ["Not a valid cursor."]})
+    invalid = _invalid_cursor()
     try:
         plain = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError, RecursionError):
@@ -136,3 +140,37 @@ def keyset_page(stmt: Select[Any], keys: Sequence[SortKey], *, limit: int, curso
     rows = rows[:limit]
     next_cursor = _encode_cursor([getattr(rows[-1], k.attr) for k in keys]) if more else None
     return Page(items=rows, next_cursor=next_cursor)
+
+
+# A tiered page's cursor starts with the tier of its last row.
+_TIER = SortKey(column("tier", Integer()), "tier")
+
+
+def tiered_page(tiers: Sequence[Select[Any]], keys: Sequence[SortKey], *, limit: int, cursor: str | None) -> Page[Any]:
+    """One page over `tiers` in turn: every row of the first in the order of
+    `keys`, then every row of the second, and so on (a ranking in bands).
+    The tiers must not share rows. Each is read by its own keyset query, so
+    a later tier is queried only once the earlier ones run out."""
+    start, after = 0, None
+    if cursor:
+        decoded = _decode_cursor(cursor, [_TIER, *keys])
+        if not 0 <= decoded[0] < len(tiers):
+            raise _invalid_cursor()
+        start, after = decoded[0], decoded[1:]
+    order = [k.column.desc() if k.descending else k.column.asc() for k in keys]
+    found: list[tuple[int, Any]] = []
+    for tier in range(start, len(tiers)):
+        stmt = tiers[tier]
+        if tier == start and after is not None:
+            stmt = stmt.where(_after(keys, after))
+        rows = db.session.scalars(stmt.order_by(*order).limit(limit + 1 - len(found)))
+        found.extend((tier, row) for row in rows)
+        if len(found) > limit:
+            break
+    more = len(found) > limit
+    found = found[:limit]
+    next_cursor = None
+    if more:
+        tier, last = found[-1]
+        next_cursor = _encode_cursor([tier, *(getattr(last, k.attr) for k in keys)])
+    return Page(items=[row for _, row in found], next_cursor=next_cursor)

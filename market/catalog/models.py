@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
+    Connection,
     Date,
     ForeignKey,
     Index,
@@ -17,15 +19,22 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     case,
+    event,
     func,
+    inspect,
     literal_column,
+    select,
+    true,
+    update,
 )
 from sqlalchemy.ext.hybrid import hybrid_property
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Mapper, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
 from market.accounts.models import User
+from market.catalog import search
 from market.db import UTCDateTime, enum_column, utcnow
 from market.errors import Invalid, InvalidTransition
 from market.extensions import db
@@ -92,6 +101,8 @@ class Farm(db.Model):  # type: ignore[name-defined]
     # When an operator first verified it: a farm suspended before that never
     # sold, and nobody but its owner and the operators may see its listings.
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Name and places as search tokens, put into each of its listings' search text.
+    search_tokens: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now(), onupdate=utcnow)
 
@@ -159,6 +170,7 @@ class Category(db.Model):  # type: ignore[name-defined]
     code: Mapped[str] = mapped_column(String(40), unique=True)
     name_zh: Mapped[str] = mapped_column(String(80))
     name_en: Mapped[str] = mapped_column(String(80))
+    search_tokens: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class Brand(db.Model):  # type: ignore[name-defined]
@@ -170,6 +182,7 @@ class Brand(db.Model):  # type: ignore[name-defined]
     code: Mapped[str] = mapped_column(String(40), unique=True)
     name_zh: Mapped[str] = mapped_column(String(80))
     name_en: Mapped[str] = mapped_column(String(80))
+    search_tokens: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     allowed: Mapped[list[BrandCounty]] = relationship(
         back_populates="brand", cascade="all, delete-orphan", order_by="BrandCounty.county"
@@ -218,6 +231,8 @@ class Listing(db.Model):  # type: ignore[name-defined]
     brand_id: Mapped[int | None] = mapped_column(ForeignKey("brands.id"), index=True)
     sku: Mapped[str | None] = mapped_column(String(64))
     product_name: Mapped[str] = mapped_column(String(120))
+    # The product name in English, where the farmer gives one.
+    name_en: Mapped[str] = mapped_column(String(120), default="", server_default="")
     variety: Mapped[str] = mapped_column(String(80), default="")
     grade: Mapped[str] = mapped_column(String(40), default="")
     origin_county: Mapped[str] = mapped_column(String(80), index=True)
@@ -237,6 +252,11 @@ class Listing(db.Model):  # type: ignore[name-defined]
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now(), onupdate=utcnow, index=True)
+    # Search tokens (market.catalog.search): its own words, and those with
+    # the words of its category, brand and farm. Written on flush and by
+    # `refresh_search_text`; never shown, so never loaded unless asked for.
+    search_own: Mapped[str] = mapped_column(Text, default="", server_default="", deferred=True)
+    search_text: Mapped[str] = mapped_column(Text, server_default="", deferred=True)
 
     farm: Mapped[Farm] = relationship(back_populates="listings")
     category: Mapped[Category] = relationship()
@@ -308,6 +328,105 @@ class Listing(db.Model):  # type: ignore[name-defined]
 
 # Browse's "freshest harvest first": ORDER BY this expression DESC, id DESC.
 Index("ix_listings_harvest_sort_date_id", Listing.harvest_sort_date.desc(), Listing.id.desc())
+# Search, on PostgreSQL: prefix queries on each token string read as a
+# tsvector (SQLite scans: the embedded mode holds a few listings).
+for _column in (Listing.search_own, Listing.search_text):
+    Index(f"ix_listings_{_column.key}", search.tsvector(_column), postgresql_using="gin").ddl_if(dialect="postgresql")
+
+
+# Keeping the search tokens right, whatever writes the rows (services,
+# the demo, a migration): the words of each row are worked out before it is
+# written, and the listings that carry them are rewritten in one UPDATE.
+
+SEARCHED_WORDS: dict[type[Any], tuple[str, ...]] = {
+    Farm: ("name", "village", "county", "province"),
+    Category: ("code", "name_zh", "name_en"),
+    Brand: ("code", "name_zh", "name_en"),
+    Listing: ("product_name", "name_en", "variety", "sku", "origin_county"),
+}
+# What else changes a listing's search text: what it is filed under.
+LISTING_FILING = ("farm", "farm_id", "category", "category_id", "brand", "brand_id")
+
+
+def _changed(target: Any, names: tuple[str, ...]) -> bool:
+    attrs = inspect(target).attrs
+    return any(attrs[name].history.has_changes() for name in names)
+
+
+def _own_words(target: Any) -> str:
+    return search.tokens(*(getattr(target, name) for name in SEARCHED_WORDS[type(target)]))
+
+
+def refresh_search_text(connection: Connection, where: ColumnElement[bool]) -> None:
+    """Write `search_text` again for the listings `where` picks, in one
+    UPDATE: their own tokens and those of their category, brand and farm."""
+    farm = select(Farm.search_tokens).where(Farm.id == Listing.farm_id).scalar_subquery()
+    category = select(Category.search_tokens).where(Category.id == Listing.category_id).scalar_subquery()
+    brand = select(Brand.search_tokens).where(Brand.id == Listing.brand_id).scalar_subquery()
+    text = Listing.search_own + func.coalesce(category, "") + func.coalesce(brand, "") + func.coalesce(farm, "")
+    connection.execute(update(Listing.__table__).where(where).values(search_text=text))
+
+
+def _tokens_column(model: type[Any]) -> str:
+    return "search_own" if model is Listing else "search_tokens"
+
+
+@event.listens_for(Farm, "before_insert")
+@event.listens_for(Category, "before_insert")
+@event.listens_for(Brand, "before_insert")
+@event.listens_for(Listing, "before_insert")
+def _words_of_new_row(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
+    setattr(target, _tokens_column(type(target)), _own_words(target))
+
+
+@event.listens_for(Farm, "before_update")
+@event.listens_for(Category, "before_update")
+@event.listens_for(Brand, "before_update")
+@event.listens_for(Listing, "before_update")
+def _words_of_changed_row(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
+    if _changed(target, SEARCHED_WORDS[type(target)]):
+        setattr(target, _tokens_column(type(target)), _own_words(target))
+
+
+@event.listens_for(Listing, "after_insert")
+def _search_text_of_new_listing(mapper: Mapper[Any], connection: Connection, target: Listing) -> None:
+    refresh_search_text(connection, Listing.id == target.id)
+
+
+@event.listens_for(Listing, "after_update")
+def _search_text_of_changed_listing(mapper: Mapper[Any], connection: Connection, target: Listing) -> None:
+    if _changed(target, SEARCHED_WORDS[Listing] + LISTING_FILING):
+        refresh_search_text(connection, Listing.id == target.id)
+
+
+@event.listens_for(Farm, "after_update")
+@event.listens_for(Category, "after_update")
+@event.listens_for(Brand, "after_update")
+def _search_text_of_listings_filed_under(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
+    if _changed(target, ("search_tokens",)):
+        column = {Farm: Listing.farm_id, Category: Listing.category_id, Brand: Listing.brand_id}[type(target)]
+        refresh_search_text(connection, column == target.id)
+
+
+def backfill_search(connection: Connection, *, batch: int = 5000) -> None:
+    """Work out every row's search tokens and every listing's search text
+    (a migration adding them; a bulk load written in SQL)."""
+    for model, names in SEARCHED_WORDS.items():
+        table = model.__table__
+        column = table.c[_tokens_column(model)]
+        last = 0
+        while rows := connection.execute(
+            select(table.c.id, *(table.c[name] for name in names))
+            .where(table.c.id > last)
+            .order_by(table.c.id)
+            .limit(batch)
+        ).all():
+            connection.execute(
+                update(table).where(table.c.id == bindparam("row_id")).values({column: bindparam("row_tokens")}),
+                [{"row_id": row[0], "row_tokens": search.tokens(*row[1:])} for row in rows],
+            )
+            last = rows[-1][0]
+    refresh_search_text(connection, true())
 
 
 class Lot(db.Model):  # type: ignore[name-defined]

@@ -163,6 +163,9 @@ class ListingCreateSchema(StrictSchema):
     farm_id = fields.Integer(strict=True, required=True)
     sku = fields.String(load_default=None, allow_none=True, validate=SKU)
     product_name = fields.String(required=True, validate=validate.Length(min=1, max=120))
+    name_en = fields.String(
+        load_default="", validate=validate.Length(max=120), metadata={"description": "The product name in English."}
+    )
     category = fields.String(required=True, metadata={"description": "A category code."})
     variety = fields.String(load_default="", validate=validate.Length(max=80))
     grade = fields.String(load_default="", validate=validate.Length(max=40))
@@ -194,6 +197,7 @@ class ListingCreateSchema(StrictSchema):
 class ListingUpdateSchema(StrictSchema):
     sku = fields.String(allow_none=True, validate=SKU)
     product_name = fields.String(validate=validate.Length(min=1, max=120))
+    name_en = fields.String(validate=validate.Length(max=120))
     category = fields.String()
     variety = fields.String(validate=validate.Length(max=80))
     grade = fields.String(validate=validate.Length(max=40))
@@ -242,6 +246,7 @@ class ListingSchema(ma.Schema):
     farm = fields.Nested(ListingFarmSchema, required=True)
     sku = fields.String(allow_none=True)
     product_name = fields.String(required=True)
+    name_en = fields.String(required=True, metadata={"description": "The product name in English; empty if none."})
     category = fields.Pluck(CategorySchema, "code", required=True)
     variety = fields.String(required=True)
     grade = fields.String(required=True)
@@ -268,11 +273,19 @@ class ListingSchema(ma.Schema):
 
 
 class ListingQuerySchema(PageArgsSchema):
-    q = fields.String(validate=validate.Length(min=1, max=80), metadata={"description": "Product name or variety."})
-    category = fields.String()
+    q = fields.String(
+        validate=validate.Length(min=1, max=80),
+        metadata={
+            "description": "Words to find, each as the start of a word of the product name (Chinese or English), "
+            "variety, SKU, category, brand, farm, village, county or province; pinyin too. Every word must be found."
+        },
+    )
+    category = fields.String(
+        validate=validate.Length(min=1, max=80), metadata={"description": "A category's code or name."}
+    )
     county = fields.String(validate=PLACE, metadata={"description": "Origin county."})
     province = fields.String(validate=PLACE, metadata={"description": "The farm's province."})
-    brand = fields.String()
+    brand = fields.String(validate=validate.Length(min=1, max=80), metadata={"description": "A brand's code or name."})
     farm_id = fields.Integer()
     status = fields.Enum(ListingStatus, by_value=True, metadata={"description": "Among the listings you may see."})
     price_min = fields.Integer(validate=validate.Range(min=0))
@@ -283,9 +296,11 @@ class ListingQuerySchema(PageArgsSchema):
         default_timezone=UTC, metadata={"description": "updated_at at or after (UTC if no zone is given)."}
     )
     sort = fields.String(
-        load_default="newest",
-        validate=validate.OneOf(["newest", "price", "-price", "harvest_date"]),
-        metadata={"description": "newest first, price up or down, or freshest harvest first."},
+        validate=validate.OneOf(["relevance", "newest", "price", "-price", "harvest_date"]),
+        metadata={
+            "description": "Best match first (with q; its default), newest first (the default without q), "
+            "price up or down, or freshest harvest first."
+        },
     )
 
 

@@ -18,13 +18,14 @@ from datetime import date, datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, Select, and_, false, literal, or_, select, true, update
+from sqlalchemy import ColumnElement, Select, and_, false, func, literal, not_, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager, joinedload, selectinload
 from sqlalchemy.orm.util import identity_key
 
 from market.accounts.models import Role
 from market.auth import Actor
+from market.catalog import search
 from market.catalog.models import (
     Brand,
     BrandCounty,
@@ -44,7 +45,7 @@ from market.errors import Conflict, Invalid, InvalidTransition, NotFound
 from market.events import publish
 from market.extensions import db
 from market.money import MAX_STOCK_G
-from market.pagination import Page, SortKey, keyset_page
+from market.pagination import Page, SortKey, keyset_page, tiered_page
 
 PUBLIC_BROWSE_STATUSES = (ListingStatus.ACTIVE, ListingStatus.SOLD_OUT)
 SKU_CONFLICT = ("That SKU is already used on this farm.", {"sku": ["Already used on this farm."]})
@@ -505,12 +506,20 @@ def _sort_keys(sort: str) -> list[SortKey]:
     return [SortKey(Listing.id, "id", descending=True)]
 
 
+def _named(model: type[Category] | type[Brand], value: str) -> Select[tuple[int]]:
+    """The ids of the categories or brands `value` names: by code, by the
+    Chinese name, or by the English one in any case."""
+    return select(model.id).where(
+        or_(model.code == value, model.name_zh == value, func.lower(model.name_en) == value.lower())
+    )
+
+
 def list_listings(
     actor: Actor | None,
     *,
     limit: int,
     cursor: str | None = None,
-    sort: str = "newest",
+    sort: str | None = None,
     q: str | None = None,
     category: str | None = None,
     county: str | None = None,
@@ -524,16 +533,26 @@ def list_listings(
     harvested_after: date | None = None,
     updated_since: datetime | None = None,
 ) -> Page[Listing]:
-    """Browse and search the listings the caller may see, one page at a time."""
+    """Browse and search the listings the caller may see, one page at a time.
+
+    `q` finds listings by the start of any word of their names, SKU,
+    category, brand, farm and places (market.catalog.search); every word of
+    it must be found. Sorted by relevance unless another sort is asked for:
+    listings whose own words (names, variety, SKU, origin county) hold
+    the query first, then those that hold it through what they are filed
+    under, each band newest first.
+    """
+    query = search.terms(q) if q is not None else None
+    if query == []:
+        raise Invalid("Search for at least one letter or digit.", {"q": ["Holds no letter or digit."]})
+    sort = sort or ("relevance" if query else "newest")
+    if sort == "relevance" and not query:
+        raise Invalid("Sorting by relevance needs a search.", {"sort": ["relevance needs q."]})
+    dialect = db.session.get_bind().dialect.name
     in_stock_clause = None if in_stock is None else (Listing.stock_g > 0 if in_stock else Listing.stock_g == 0)
     filters = [
-        or_(Listing.product_name.icontains(q, autoescape=True), Listing.variety.icontains(q, autoescape=True))
-        if q
-        else None,
-        Listing.category_id == select(Category.id).where(Category.code == category).scalar_subquery()
-        if category
-        else None,
-        Listing.brand_id == select(Brand.id).where(Brand.code == brand).scalar_subquery() if brand else None,
+        Listing.category_id.in_(_named(Category, category)) if category else None,
+        Listing.brand_id.in_(_named(Brand, brand)) if brand else None,
         Listing.origin_county == county if county else None,
         Farm.province == province if province else None,
         Listing.farm_id == farm_id if farm_id is not None else None,
@@ -546,12 +565,22 @@ def list_listings(
         Listing.harvest_sort_date > harvested_after if harvested_after else None,
         Listing.updated_at >= updated_since if updated_since else None,
     ]
-    stmt = (
+    stmt = _with_details(
         select(Listing)
         .join(Listing.farm)
         .where(_listing_visibility(actor, by_id=False), *(f for f in filters if f is not None))
     )
-    return keyset_page(_with_details(stmt), _sort_keys(sort), limit=limit, cursor=cursor)
+    if not query:
+        return keyset_page(stmt, _sort_keys(sort), limit=limit, cursor=cursor)
+    found = search.matches(Listing.search_text, query, dialect)
+    if sort != "relevance":
+        return keyset_page(stmt.where(found), _sort_keys(sort), limit=limit, cursor=cursor)
+    # The own words are among search_text's: the first band needs no other
+    # search condition (PostgreSQL would take the two as independent and
+    # expect far fewer rows than there are).
+    own = search.matches(Listing.search_own, query, dialect)
+    bands = [stmt.where(own), stmt.where(found, not_(own))]
+    return tiered_page(bands, _sort_keys("newest"), limit=limit, cursor=cursor)
 
 
 # Lots

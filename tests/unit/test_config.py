@@ -5,6 +5,10 @@ and a live Stripe key sends farmers back from onboarding over https."""
 
 from __future__ import annotations
 
+import ast
+import re
+from pathlib import Path
+
 import pytest
 
 import config
@@ -63,3 +67,42 @@ def test_the_default_onboarding_urls_serve_a_test_key_but_not_a_live_one() -> No
     config.check(config.load({"STRIPE_SECRET_KEY": "sk_live_123", **LIVE_HTTPS}))
     with pytest.raises(ValueError, match="PAYOUT_ONBOARDING_RETURN_URL"):
         config.check(config.load({"STRIPE_SECRET_KEY": "sk_live_123"}))
+
+
+def _settings_read(source: str) -> set[str]:
+    """Every variable name `config` reads: `env.get("NAME")`, and the typed
+    readers' `_int(env, "NAME", ...)`, `_bool(env, "NAME", ...)` and the like."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        function, args = node.func, node.args
+        if isinstance(function, ast.Attribute) and function.attr == "get" and _is_env(function.value):
+            name = args[0]
+        elif len(args) >= 2 and _is_env(args[0]):
+            name = args[1]
+        else:
+            continue
+        if isinstance(name, ast.Constant) and isinstance(name.value, str):  # not the readers' own `name`
+            names.add(name.value)
+    return names
+
+
+def _is_env(node: ast.expr) -> bool:
+    return isinstance(node, ast.Name) and node.id == "env"
+
+
+def _readme_settings() -> set[str]:
+    """The names in the first column of the README's settings table."""
+    names = set()
+    for line in (config.ROOT / "README.md").read_text().splitlines():
+        cells = line.split("|")
+        if line.startswith("| `") and len(cells) > 2:
+            names |= set(re.findall(r"`([A-Z][A-Z0-9_]*)`", cells[1]))
+    return names
+
+
+def test_every_setting_the_code_reads_is_in_the_readme_table() -> None:
+    read = _settings_read(Path(config.__file__).read_text())
+    assert {"DATABASE_URL", "PAYOUT_HOLD_DAYS", "CELERY_VISIBILITY_TIMEOUT"} <= read  # the reader finds them
+    assert sorted(read - _readme_settings()) == []
