@@ -7,8 +7,8 @@ those of what it is filed under. They are worked out for every row here
 strings with GIN, read as a tsvector, for prefix queries.
 
 Revision ID: a1c9e4f7b2d8
-Revises: f3a8d6b2c4e7
-Create Date: 2026-12-10 10:00:00.000000
+Revises: c9e4a2f7b1d8
+Create Date: 2026-11-30 16:35:00.000000
 
 """
 from alembic import op
@@ -19,7 +19,7 @@ from market.catalog.models import backfill_search
 
 # revision identifiers, used by Alembic.
 revision = 'a1c9e4f7b2d8'
-down_revision = 'f3a8d6b2c4e7'
+down_revision = 'c9e4a2f7b1d8'
 branch_labels = None
 depends_on = None
 
