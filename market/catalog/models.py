@@ -364,7 +364,9 @@ def refresh_search_text(connection: Connection, where: ColumnElement[bool]) -> N
     category = select(Category.search_tokens).where(Category.id == Listing.category_id).scalar_subquery()
     brand = select(Brand.search_tokens).where(Brand.id == Listing.brand_id).scalar_subquery()
     text = Listing.search_own + func.coalesce(category, "") + func.coalesce(brand, "") + func.coalesce(farm, "")
-    connection.execute(update(Listing.__table__).where(where).values(search_text=text))
+    # updated_at kept as it is: the search text is never shown, and a
+    # migration's backfill must not make every listing look just edited.
+    connection.execute(update(Listing.__table__).where(where).values(search_text=text, updated_at=Listing.updated_at))
 
 
 def _tokens_column(model: type[Any]) -> str:
@@ -414,6 +416,7 @@ def backfill_search(connection: Connection, *, batch: int = 5000) -> None:
     for model, names in SEARCHED_WORDS.items():
         table = model.__table__
         column = table.c[_tokens_column(model)]
+        kept = {"updated_at": table.c.updated_at} if "updated_at" in table.c else {}  # not an edit
         last = 0
         while rows := connection.execute(
             select(table.c.id, *(table.c[name] for name in names))
@@ -422,7 +425,9 @@ def backfill_search(connection: Connection, *, batch: int = 5000) -> None:
             .limit(batch)
         ).all():
             connection.execute(
-                update(table).where(table.c.id == bindparam("row_id")).values({column: bindparam("row_tokens")}),
+                update(table)
+                .where(table.c.id == bindparam("row_id"))
+                .values({column: bindparam("row_tokens"), **kept}),
                 [{"row_id": row[0], "row_tokens": search.tokens(*row[1:])} for row in rows],
             )
             last = rows[-1][0]

@@ -177,11 +177,13 @@ def test_backfill_works_out_the_search_text_of_rows_written_without_it(client: F
     shop()
     db.session.execute(update(Listing).values(search_own="", search_text=""))
     db.session.commit()
+    updated = dict(db.session.execute(select(Listing.sku, Listing.updated_at)).tuples().all())
     assert found(client, q="寻乌") == []
     backfill_search(db.session.connection())
     db.session.commit()
     assert set(found(client, q="寻乌")) == {"XW-NAVEL-80", "XW-POMELO"}
     assert found(client, q="qinglong") == ["QL-CHESTNUT"]
+    assert dict(db.session.execute(select(Listing.sku, Listing.updated_at)).tuples().all()) == updated
 
 
 def test_search_text_is_the_listings_own_tokens_then_those_of_what_it_is_filed_under(client: FlaskClient) -> None:
