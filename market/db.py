@@ -113,9 +113,23 @@ def business_day_range(first: date, last: date | None = None) -> tuple[datetime,
     (both whole; `first` alone without `last`): from the first one's
     midnight to the next midnight after the last, in the marketplace's zone."""
     zone = market_zone()
-    start = datetime.combine(first, time.min, zone)
-    end = datetime.combine((last or first) + timedelta(days=1), time.min, zone)
-    return start.astimezone(UTC), end.astimezone(UTC)
+    start = _utc(datetime.combine(first, time.min, zone))
+    last = last or first
+    end = _utc(datetime.combine(last + timedelta(days=1), time.min, zone)) if last < date.max else _END_OF_TIME
+    return start, end
+
+
+_START_OF_TIME = datetime.min.replace(tzinfo=UTC)
+_END_OF_TIME = datetime.max.replace(tzinfo=UTC)
+
+
+def _utc(moment: datetime) -> datetime:
+    """`moment` in UTC; on the calendar's first or last day, where a zone
+    away from UTC would step past the calendar, the calendar's own end."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return _START_OF_TIME if moment.year == 1 else _END_OF_TIME
 
 
 class UTCDateTime(TypeDecorator[datetime]):

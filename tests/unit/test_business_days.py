@@ -38,3 +38,14 @@ def test_a_payout_run_covers_its_period_to_the_end_of_its_last_business_day(app:
     now = datetime(2026, 3, 10, tzinfo=UTC)
     assert run_cutoff(date(2026, 3, 2), now, 0) == datetime(2026, 3, 2, 16, tzinfo=UTC)
     assert run_cutoff(date(2026, 3, 10), now, 3) == now - timedelta(days=3)
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "America/New_York"])
+def test_the_calendars_first_and_last_days_end_at_its_ends(app: Flask, zone: str) -> None:
+    """0001-01-01 starts before UTC's calendar in Shanghai and 9999-12-31
+    ends after it in New York: their ranges stop at the calendar's ends."""
+    app.config["MARKET_TIMEZONE"] = zone
+    start, _ = business_day_range(date.min)
+    assert start <= datetime(1, 1, 1, 5, tzinfo=UTC)  # New York was 4:56 behind then
+    _, end = business_day_range(date(9998, 12, 30), date.max)
+    assert end >= datetime(9999, 12, 31, 12, tzinfo=UTC)
