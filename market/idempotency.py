@@ -1,4 +1,4 @@
-"""Idempotency keys for POSTs (DESIGN rule 2), as one decorator.
+"""Idempotency keys for POSTs (docs/reliability.md), as one decorator.
 
 The first request with a key claims it (a unique row per user and key);
 its response is stored; a repeat with the same body replays it, with another

@@ -1,4 +1,4 @@
-"""The transactional outbox (DESIGN rule 3).
+"""The transactional outbox (docs/reliability.md).
 
 `enqueue()` adds a row in the caller's transaction, so a task exists if and
 only if the state change that needs it was committed. After the commit the
