@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 
 import marshmallow as ma
-from sqlalchemy import BigInteger, ColumnElement, Integer, Select, column, literal, tuple_
+from sqlalchemy import BigInteger, ColumnElement, Integer, Select, column, literal, select, tuple_
 
 from market import errors
 from market.api import MAX_ID, StrictSchema, as_utc, has_unstorable_text
@@ -122,20 +122,26 @@ def _after(keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool
     return columns < bound if keys[0].descending else columns > bound
 
 
-def keyset_page(stmt: Select[Any], keys: Sequence[SortKey], *, limit: int, cursor: str | None) -> Page[Any]:
+def keyset_page(
+    stmt: Select[Any],
+    keys: Sequence[SortKey],
+    *,
+    limit: int,
+    cursor: str | None,
+    sparse: ColumnElement[bool] | None = None,
+) -> Page[Any]:
     """One page of `stmt` in a stable order, continuing after `cursor`.
 
     The last key must be unique (the primary key) so the order is total and
     a page boundary never skips or repeats a row, even while rows are added.
     All keys sort the same way (one index can then serve the order and the
-    cursor).
+    cursor). `sparse` is a further condition that may hold for few rows (a
+    search): see `_read`.
     """
     if len({key.descending for key in keys}) != 1:
         raise ValueError("keyset_page: every sort key must sort the same way")
-    if cursor:
-        stmt = stmt.where(_after(keys, _decode_cursor(cursor, keys)))
-    stmt = stmt.order_by(*(k.column.desc() if k.descending else k.column.asc() for k in keys)).limit(limit + 1)
-    rows = list(db.session.scalars(stmt))
+    after = _decode_cursor(cursor, keys) if cursor else None
+    rows = _read(stmt, keys, after, limit + 1, sparse)
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = _encode_cursor([getattr(rows[-1], k.attr) for k in keys]) if more else None
@@ -146,24 +152,29 @@ def keyset_page(stmt: Select[Any], keys: Sequence[SortKey], *, limit: int, curso
 _TIER = SortKey(column("tier", Integer()), "tier")
 
 
-def tiered_page(tiers: Sequence[Select[Any]], keys: Sequence[SortKey], *, limit: int, cursor: str | None) -> Page[Any]:
+def tiered_page(
+    tiers: Sequence[tuple[Select[Any], ColumnElement[bool] | None]],
+    keys: Sequence[SortKey],
+    *,
+    limit: int,
+    cursor: str | None,
+) -> Page[Any]:
     """One page over `tiers` in turn: every row of the first in the order of
     `keys`, then every row of the second, and so on (a ranking in bands).
-    The tiers must not share rows. Each is read by its own keyset query, so
-    a later tier is queried only once the earlier ones run out."""
+    Each tier is its rows and the sparse condition they must also meet (as
+    `keyset_page`'s). The tiers must not share rows. Each is read by its own
+    keyset query, so a later tier is queried only once the earlier ones run
+    out."""
     start, after = 0, None
     if cursor:
         decoded = _decode_cursor(cursor, [_TIER, *keys])
         if not 0 <= decoded[0] < len(tiers):
             raise _invalid_cursor()
         start, after = decoded[0], decoded[1:]
-    order = [k.column.desc() if k.descending else k.column.asc() for k in keys]
     found: list[tuple[int, Any]] = []
     for tier in range(start, len(tiers)):
-        stmt = tiers[tier]
-        if tier == start and after is not None:
-            stmt = stmt.where(_after(keys, after))
-        rows = db.session.scalars(stmt.order_by(*order).limit(limit + 1 - len(found)))
+        stmt, sparse = tiers[tier]
+        rows = _read(stmt, keys, after if tier == start else None, limit + 1 - len(found), sparse)
         found.extend((tier, row) for row in rows)
         if len(found) > limit:
             break
@@ -174,3 +185,59 @@ def tiered_page(tiers: Sequence[Select[Any]], keys: Sequence[SortKey], *, limit:
         tier, last = found[-1]
         next_cursor = _encode_cursor([tier, *(getattr(last, k.attr) for k in keys)])
     return Page(items=[row for _, row in found], next_cursor=next_cursor)
+
+
+# How many rows a sparse read walks in order before it looks the rest up
+# through the condition's own index (docs/search.md).
+SPARSE_WALK_ROWS = 1000
+
+
+def _order(columns: Sequence[Any], keys: Sequence[SortKey]) -> list[Any]:
+    return [c.desc() if k.descending else c.asc() for c, k in zip(columns, keys, strict=True)]
+
+
+def _read(
+    stmt: Select[Any],
+    keys: Sequence[SortKey],
+    after: Sequence[Any] | None,
+    limit: int,
+    sparse: ColumnElement[bool] | None,
+) -> list[Any]:
+    """Up to `limit` rows of `stmt` meeting `sparse`, in the order of `keys`,
+    after the row whose keys are `after`.
+
+    PostgreSQL plans `sparse` (a text search) on a guess of how many rows
+    meet it: half a percent for a word its statistics do not list. It then
+    walks the sort order's index expecting to meet enough of them soon, and
+    for a word that no row or one row holds, it walks every row (seconds at
+    a million). So on PostgreSQL the walk is bounded here: the first
+    SPARSE_WALK_ROWS rows in order, stopping as soon as `limit` of them
+    meet the condition (a common word: the usual plan); if they run out,
+    the rows after them that meet it are found through the condition's
+    index (a materialised CTE, planned without the order) and only those
+    are sorted (a rare word: a few rows).
+    """
+    if after is not None:
+        stmt = stmt.where(_after(keys, after))
+    order = _order([key.column for key in keys], keys)
+    if sparse is None or db.session.get_bind().dialect.name != "postgresql":
+        if sparse is not None:
+            stmt = stmt.where(sparse)
+        return list(db.session.scalars(stmt.order_by(*order).limit(limit)))
+    labels = [key.column.label(f"key_{n}") for n, key in enumerate(keys)]
+    window = stmt.with_only_columns(*labels, sparse.label("hit")).order_by(*order).limit(SPARSE_WALK_ROWS).subquery()
+    walked = [window.c[label.name] for label in labels]
+    hits = select(walked[-1]).where(window.c.hit).order_by(*_order(walked, keys)).limit(limit)
+    rows = list(db.session.scalars(stmt.where(keys[-1].column.in_(hits)).order_by(*order)))
+    if len(rows) == limit:
+        return rows
+    boundary = db.session.execute(
+        stmt.with_only_columns(*labels).order_by(*order).offset(SPARSE_WALK_ROWS - 1).limit(1)
+    ).first()
+    if boundary is None:  # fewer rows than the walk: all of them were looked at
+        return rows
+    found = stmt.with_only_columns(*labels).where(sparse, _after(keys, list(boundary))).cte("found")
+    found = found.prefix_with("MATERIALIZED")
+    rest = [found.c[label.name] for label in labels]
+    ids = select(rest[-1]).order_by(*_order(rest, keys)).limit(limit - len(rows))
+    return rows + list(db.session.scalars(stmt.where(keys[-1].column.in_(ids)).order_by(*order)))

@@ -574,12 +574,12 @@ def list_listings(
         return keyset_page(stmt, _sort_keys(sort), limit=limit, cursor=cursor)
     found = search.matches(Listing.search_text, query, dialect)
     if sort != "relevance":
-        return keyset_page(stmt.where(found), _sort_keys(sort), limit=limit, cursor=cursor)
+        return keyset_page(stmt, _sort_keys(sort), limit=limit, cursor=cursor, sparse=found)
     # The own words are among search_text's: the first band needs no other
     # search condition (PostgreSQL would take the two as independent and
     # expect far fewer rows than there are).
     own = search.matches(Listing.search_own, query, dialect)
-    bands = [stmt.where(own), stmt.where(found, not_(own))]
+    bands = [(stmt, own), (stmt, and_(found, not_(own)))]
     return tiered_page(bands, _sort_keys("newest"), limit=limit, cursor=cursor)
 
 

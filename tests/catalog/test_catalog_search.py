@@ -8,9 +8,11 @@ import base64
 import json
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
+from market import pagination
 from market.accounts.models import Role
 from market.catalog.models import Listing, backfill_search
 from market.extensions import db
@@ -21,6 +23,17 @@ def found(client: FlaskClient, **query: Any) -> list[str]:
     response = client.get("/api/v1/listings", query_string=query)
     assert response.status_code == 200, response.json
     return [item["sku"] for item in response.json["items"]]
+
+
+def every_page(client: FlaskClient, **query: Any) -> list[str]:
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = client.get("/api/v1/listings", query_string=query | ({"cursor": cursor} if cursor else {})).json
+        seen += [item["sku"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return seen
 
 
 def problem(client: FlaskClient, status: int, **query: Any) -> dict[str, Any]:
@@ -113,15 +126,36 @@ def test_own_words_rank_first_then_newest_and_other_sorts_stay(client: FlaskClie
     assert found(client, q="pomelo", county="寻乌县") == ["OWN-NEW", "OWN-OLD"]
 
     # Page by page, across the bands, nothing skipped or repeated.
-    seen, cursor = [], None
-    while True:
-        query = {"q": "pomelo", "limit": 1} | ({"cursor": cursor} if cursor else {})
-        page = client.get("/api/v1/listings", query_string=query).json
-        seen += [item["sku"] for item in page["items"]]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
-    assert seen == ["OWN-NEW", "OWN-OLD", "FARM-ONLY"]
+    assert every_page(client, q="pomelo", limit=1) == ["OWN-NEW", "OWN-OLD", "FARM-ONLY"]
+
+
+@pytest.mark.parametrize("walk", [1, 2, 5, 1000])
+def test_a_rare_word_is_found_past_the_walk_in_the_same_order(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch, walk: int
+) -> None:
+    """A search reads so many rows in order, then finds the rest through the
+    search index (market.pagination._read): whatever the walk's length, the
+    pages hold the same listings in the same order as one sorted list."""
+    monkeypatch.setattr(pagination, "SPARSE_WALK_ROWS", walk)
+    farm = FarmFactory(name="Hill farm", county="平和县")
+    names = ["Durian", "Pomelo", "Orange", "Pomelo", "Durian pomelo", "Orange", "Pomelo", "Orange", "Pomelo"]
+    prices = [700, 1500, 900, 1100, 1300, 800, 1000, 1200, 600]
+    for n, (name, price) in enumerate(zip(names, prices, strict=True)):
+        ListingFactory(farm=farm, sku=f"L{n}", product_name=name, price_per_kg=price)
+    hill = FarmFactory(name="Durian hill", county="平和县")  # found through its farm only: the second band
+    ListingFactory(farm=hill, sku="FARM", product_name="Orange", price_per_kg=1400)
+
+    newest = [f"L{n}" for n in reversed(range(len(names)))]
+    price = {f"L{n}": p for n, p in enumerate(prices)} | {"FARM": 1400}
+    durian = ["L4", "L0"]
+    for limit in (1, 2, 3):
+        assert every_page(client, q="durian", limit=limit) == [*durian, "FARM"]
+        assert every_page(client, q="durian", sort="newest", limit=limit) == ["FARM", *durian]
+        assert every_page(client, q="durian", sort="price", limit=limit) == ["L0", "L4", "FARM"]
+        pomelo = [sku for sku in newest if "Pomelo" in names[int(sku[1:])] or "pomelo" in names[int(sku[1:])]]
+        assert every_page(client, q="pomelo", limit=limit) == pomelo
+        assert every_page(client, q="pomelo", sort="-price", limit=limit) == sorted(pomelo, key=lambda s: -price[s])
+        assert every_page(client, q="mango", limit=limit) == []
 
 
 def test_renaming_a_farm_category_or_brand_renames_what_its_listings_are_found_by(client: FlaskClient) -> None:
