@@ -124,9 +124,13 @@ def write_results(name: str, data: dict[str, Any]) -> Path:
 # --- the database -------------------------------------------------------------
 
 
+def database_name(url: str) -> str:
+    return url.rsplit("/", 1)[1].split("?", maxsplit=1)[0]
+
+
 def database_url(default_name: str) -> str:
     url = os.environ.get("BENCH_DATABASE_URL") or f"postgresql+psycopg://postgres@127.0.0.1:5432/{default_name}"
-    name = url.rsplit("/", 1)[1].split("?")[0]
+    name = database_name(url)
     if name in FORBIDDEN_DATABASES:
         raise SystemExit(f"refusing to benchmark on database {name!r}: it belongs to the tests")
     return url
@@ -139,7 +143,7 @@ def plain_url(url: str) -> str:
 
 def recreate_database(url: str) -> None:
     """Drop and create the database, then migrate it to head."""
-    name = url.rsplit("/", 1)[1].split("?", maxsplit=1)[0]
+    name = database_name(url)
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -249,26 +253,55 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its live children, from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    pids = [pid]
+def worker_pids(pid: int) -> list[int]:
+    """The live child processes of `pid` (a gunicorn's workers)."""
     children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
+    return [int(p) for p in children.read_text().split()] if children.exists() else []
+
+
+def cpu_seconds_by_process(pids: Sequence[int]) -> dict[int, float]:
+    """User + system CPU of each process in `pids` still alive, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
     for p in pids:
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except FileNotFoundError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+        found[p] = (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
+def postgres_pids(database: str) -> list[int]:
+    """PostgreSQL's processes that work for `database`: its backends and
+    the server's own (WAL writer, checkpointer...), not the backends or
+    autovacuum workers of other databases on the same server."""
+    with psycopg.connect(ADMIN_URL) as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s OR datname IS NULL", (database,))
+        return [row[0] for row in rows]
+
+
+def cpu_seconds_since(before: dict[int, float]) -> float:
+    """CPU used since `before` (from cpu_seconds_by_process) by those of its
+    processes still alive."""
+    after = cpu_seconds_by_process(list(before))
+    return sum(after[pid] - before[pid] for pid in after)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its live children, from /proc."""
+    return sum(cpu_seconds_by_process([pid, *worker_pids(pid)]).values())
 
 
 @contextmanager
 def gunicorn(app: str, *, workers: int, threads: int, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """A gunicorn serving `app` on 127.0.0.1:PORT until the block ends."""
+    """A gunicorn serving `app` on 127.0.0.1:PORT until the block ends.
+
+    Each worker listens on a socket of its own (`--reuse-port`), so the
+    kernel spreads new connections over the workers. On one shared socket
+    whichever worker wakes first accepts: wrk opens its keep-alive
+    connections at once, and in most runs all of them stayed with one
+    worker, so one core did the work."""
     if _port_open(PORT):
         raise SystemExit(f"port {PORT} is busy; set BENCH_PORT")
     command = [
@@ -288,6 +321,7 @@ def gunicorn(app: str, *, workers: int, threads: int, env: dict[str, str]) -> It
         "5",
         "--backlog",
         "2048",
+        "--reuse-port",
         "--log-level",
         "warning",
     ]
