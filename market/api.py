@@ -324,10 +324,19 @@ class MarketBlueprint(Blueprint):
         """flask-smorest's `route`. An operation without query parameters
         refuses any (422), as the others refuse unknown ones. A path with an
         id in it can name nothing (or nothing the caller may see), so its 404
-        is documented unless the view already describes its own."""
+        is documented unless the view already describes its own.
+
+        Each route is one operation, and its `operationId` in the document
+        is the view's name (its endpoint): what a generated client calls
+        the function, so a view is named for what it does (`place_order`,
+        `list_listings`), once across the whole API."""
+        methods = kwargs.get("methods", ["GET"])
+        if len(methods) != 1:
+            raise TypeError(f"{rule}: one view per method, so that each operation has its own operationId.")
         register: Callable[[F], F] = super().route(rule, **kwargs)
 
         def decorator(func: F) -> F:
+            func = self.doc(operationId=kwargs.get("endpoint") or func.__name__)(func)
             if not _takes_query(func):
                 func = self.arguments(NoQuerySchema, location="query", as_kwargs=True)(func)
             documented = getattr(func, "_apidoc", {}).get("response", {}).get("responses", {})

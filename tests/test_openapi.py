@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
+
+from market.api import MarketBlueprint
 
 
 def test_openapi_document_is_valid(client: FlaskClient) -> None:
@@ -111,3 +115,54 @@ def test_every_201_documents_its_location(client: FlaskClient) -> None:
         assert response["headers"]["Location"]["schema"] == {"type": "string", "format": "uri-reference"}, (
             f"{method.upper()} {path}"
         )
+
+
+# The first words an operationId may start with: what the operation does.
+# Reading verbs are for GETs only, and GETs use only them.
+READING_VERBS = {"list", "get", "download"}
+WRITING_VERBS = {
+    "activate", "add", "archive", "cancel", "collect", "complete", "confirm", "connect", "create",
+    "delete", "deliver", "end", "grant", "log_in", "pack", "pause", "place", "receive", "record",
+    "redeliver", "register", "renew", "request", "resolve", "retry", "revoke", "set", "ship",
+    "start", "suspend", "update", "verify",
+}  # fmt: skip
+# Names generated clients call; renaming one breaks them, so it is done here too, on purpose.
+WELL_KNOWN_OPERATIONS = {
+    "register_account", "log_in", "get_me",
+    "create_farm", "create_listing", "list_listings", "get_listing", "set_stock",
+    "place_order", "list_orders", "get_order", "pack_part", "ship_part", "cancel_order",
+    "get_payment", "confirm_offline_payment", "request_refund", "receive_stripe_webhook",
+    "create_payout_run", "list_payout_runs", "get_payout_run", "confirm_payout", "list_payouts",
+    "start_reconciliation", "list_reconciliations", "list_ledger_balances",
+}  # fmt: skip
+SNAKE_CASE = re.compile(r"[a-z]+(_[a-z]+)*")
+
+
+def _verb(operation_id: str) -> str | None:
+    return next(
+        (verb for verb in READING_VERBS | WRITING_VERBS if operation_id == verb or operation_id.startswith(f"{verb}_")),
+        None,
+    )
+
+
+def test_every_operation_has_a_unique_snake_case_operation_id_saying_what_it_does(client: FlaskClient) -> None:
+    spec = client.get("/api/v1/openapi.json").json
+    ids: dict[str, str] = {}
+    for path, method, operation in _operations(spec):
+        name = f"{method.upper()} {path}"
+        operation_id = operation.get("operationId")
+        assert operation_id, f"{name} has no operationId"
+        assert operation_id not in ids, f"{name} and {ids[operation_id]} are both {operation_id}"
+        ids[operation_id] = name
+        assert SNAKE_CASE.fullmatch(operation_id), f"{name}: {operation_id} is not snake_case"
+        verb = _verb(operation_id)
+        assert verb is not None, f"{name}: {operation_id} does not start with a known verb"
+        assert (verb in READING_VERBS) == (method == "get"), f"{name}: {operation_id} reads or writes, unlike {method}"
+    assert len(ids) >= 90
+    assert WELL_KNOWN_OPERATIONS - set(ids) == set()
+
+
+def test_a_view_serving_two_methods_is_refused_as_it_would_be_two_operations_of_one_id() -> None:
+    blp = MarketBlueprint("twice", __name__)
+    with pytest.raises(TypeError, match="one view per method"):
+        blp.route("/things", methods=["GET", "POST"])

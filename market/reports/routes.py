@@ -28,7 +28,7 @@ BODIES = {
 @blp.arguments(ImpactQuerySchema, location="query")
 @blp.response(200, ImpactReportSchema)
 @blp.doc(**BODIES)
-def impact(args: dict[str, Any]) -> dict[str, Any] | Response:
+def get_impact_report(args: dict[str, Any]) -> dict[str, Any] | Response:
     """Kg sold, farms and farmers paid, sales, premiums and payouts per county or programme (operators)
 
     With format=csv, the same as a CSV download, amounts in currency units."""
