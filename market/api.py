@@ -352,7 +352,11 @@ class MarketBlueprint(Blueprint):
         """flask-smorest's `response`. A 201 says where the new thing is:
         `location` is its path under the blueprint's prefix, each `{name}`
         filled from the created body or the request's path (`/farms/{id}`),
-        sent as the `Location` header and documented."""
+        sent as the `Location` header and documented. A body of another
+        type than JSON (a CSV download, which the view makes itself) is
+        documented as text of that type."""
+        if schema is None and kwargs.get("content_type") not in (None, "application/json"):
+            schema = {"type": "string"}
         if status_code != 201:
             if location is not None:
                 raise TypeError("Only a 201 response has a location.")
@@ -394,12 +398,42 @@ class MarketBlueprint(Blueprint):
 
         return decorator
 
+    def alt_response(
+        self,
+        status_code: int,
+        response: Any = None,
+        *,
+        schema: Any = None,
+        content_type: str | None = None,
+        **kwargs: Any,
+    ) -> Callable[[F], F]:
+        """flask-smorest's `alt_response`. An error answers a problem
+        document whatever its status, so an error described only in words
+        documents that body too: a generated client then reads the problem
+        instead of dropping it."""
+        if response is None and schema is None and int(status_code) >= 400:
+            schema, content_type = ProblemSchema, errors.PROBLEM_JSON
+        documented: Callable[[F], F] = super().alt_response(
+            status_code, response, schema=schema, content_type=content_type, **kwargs
+        )
+        return documented
+
     def authenticated(self, func: F) -> F:
         """Document that an endpoint needs a bearer token (and may refuse it)."""
         func = self.alt_response(401, description="Missing, expired or revoked token")(func)
         func = self.alt_response(403, description="The caller's role does not allow this")(func)
         result: F = self.doc(security=BEARER)(func)
         return result
+
+
+def json_or_csv(schema: Any, description: str) -> dict[str, Any]:
+    """The manual document (`blp.doc(**...)`) of a 200 that answers JSON, or
+    with `format=csv` the same as a CSV download: flask-smorest documents
+    the JSON body alone, and a manual document replaces a response's
+    content rather than adding to it."""
+    csv = {"schema": {"type": "string", "description": "With format=csv."}}
+    content = {"application/json": {"schema": schema}, "text/csv": csv}
+    return {"responses": {"200": {"description": description, "content": content}}}
 
 
 def csv_response(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], filename: str) -> Response:

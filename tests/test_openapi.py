@@ -166,3 +166,32 @@ def test_a_view_serving_two_methods_is_refused_as_it_would_be_two_operations_of_
     blp = MarketBlueprint("twice", __name__)
     with pytest.raises(TypeError, match="one view per method"):
         blp.route("/things", methods=["GET", "POST"])
+
+
+def _response(spec: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in response:
+        return spec["components"]["responses"][response["$ref"].rsplit("/", 1)[-1]]  # type: ignore[no-any-return]
+    return response
+
+
+def test_every_answer_with_a_body_documents_it(client: FlaskClient) -> None:
+    """What a generated client reads: an error's problem document whatever
+    its status, and a CSV download as text."""
+    spec = client.get("/api/v1/openapi.json").json
+    csv = 0
+    for path, method, operation in _operations(spec):
+        for status, response in operation["responses"].items():
+            name = f"{method.upper()} {path} {status}"
+            content = _response(spec, response).get("content", {})
+            if status == "default" or int(status) >= 400:
+                assert content == {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}, (
+                    name
+                )
+            elif status in ("204", "304"):
+                assert content == {}, name
+            else:
+                assert content, name
+                if "text/csv" in content:
+                    csv += 1
+                    assert content["text/csv"]["schema"]["type"] == "string", name
+    assert csv >= 5  # three downloads; the manifest and the impact report, with format=csv

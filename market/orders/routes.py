@@ -2,7 +2,7 @@ from typing import Any
 
 from flask import Response, current_app
 
-from market.api import MarketBlueprint, csv_response
+from market.api import MarketBlueprint, csv_response, json_or_csv
 from market.auth import account_or_address, current_actor
 from market.db import business_today
 from market.extensions import limiter
@@ -184,7 +184,8 @@ def revoke_point_staff(point_id: int, user_id: int) -> None:
 @blp.route("/fulfilment-points/<int:point_id>/manifest", methods=["GET"])
 @blp.authenticated
 @blp.arguments(ManifestQuerySchema, location="query")
-@blp.response(200, ManifestSchema, description="JSON, or CSV (one row per line) with format=csv")
+@blp.response(200, ManifestSchema)
+@blp.doc(**json_or_csv(ManifestSchema, "The manifest, as JSON or (format=csv) a CSV download, one row per line"))
 @blp.alt_response(404, description="No such fulfilment point of yours")
 def get_manifest(args: dict[str, Any], point_id: int) -> dict[str, Any] | Response:
     """What arrives at a fulfilment point on a day and what waits for pickup (station staff)"""
