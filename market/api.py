@@ -291,6 +291,26 @@ class ProblemSchema(ma.Schema):
     errors = ma.fields.Dict(metadata={"description": "Messages by field name."})
 
 
+NULLABLE_OBJECT = {"type": "object", "nullable": True}
+# OpenAPI 3.0 has no null type: this is the schema of null alone.
+NULL = {**NULLABLE_OBJECT, "enum": [None]}
+
+
+def nullable_reference(
+    converter: Any, field: ma.fields.Field[Any], ret: dict[str, Any], **kwargs: Any
+) -> dict[str, Any]:
+    """A nested schema that may be null, as "null or that schema". apispec
+    writes `anyOf: [{type: object, nullable: true}, $ref]`, whose first
+    branch admits any object, so a generated client reads the value as an
+    untyped object instead of the schema's model; the first branch is made
+    to admit null alone. (An attribute function of apispec's field
+    converter, run after its own.)"""
+    branches = ret.get("anyOf", [])
+    if not branches or branches[0] != NULLABLE_OBJECT:
+        return {}
+    return {"anyOf": [NULL, *branches[1:]]}
+
+
 class MarketApi(Api):
     """flask-smorest's Api, answering every error with a problem document."""
 
@@ -301,6 +321,7 @@ class MarketApi(Api):
         self.register_converter(IdConverter, integerconverter2paramschema)
         self.register_field(BigInteger, "integer", "int64")
         super().init_app(app, spec_kwargs=spec_kwargs)
+        self.ma_plugin.converter.add_attribute_function(nullable_reference)
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         return errors.handle_http_exception(error)
