@@ -217,3 +217,13 @@ def test_a_nested_schema_that_may_be_null_is_that_schema_or_null(client: FlaskCl
     assert validator.is_valid(None)
     assert validator.is_valid({"id": 1, "name": "Xialiao station", "county": "寻乌县"})
     assert not validator.is_valid({"anything": "else"})
+
+
+def test_the_operations_taking_an_idempotency_key_document_it(client: FlaskClient) -> None:
+    spec = client.get("/api/v1/openapi.json").json
+    keyed = {
+        operation["operationId"]
+        for _, _, operation in _operations(spec)
+        if any(p.get("in") == "header" and p["name"] == "Idempotency-Key" for p in operation.get("parameters", []))
+    }
+    assert keyed == {"place_order", "set_stock", "request_refund", "create_payout_run", "start_reconciliation"}

@@ -120,13 +120,16 @@ def test_a_farmer_s_day_through_the_generated_client(live_server: str, generated
         models.LineRequest(listing_id=oranges.id, grams=2000),
         models.LineRequest(listing_id=pomelos.id, grams=1500),
     ]
+    order_request = models.OrderCreate(lines=lines, fulfilment_point_id=station.id)
+    shopper = generated.client(live_server, token_for(buyer))
     placed = answered(
-        op("place_order").sync(
-            client=generated.client(live_server, token_for(buyer)),
-            body=models.OrderCreate(lines=lines, fulfilment_point_id=station.id),
-        ),
-        models.Order,
+        op("place_order").sync(client=shopper, body=order_request, idempotency_key="basket-7"), models.Order
     )
+    # The buyer's app retried (a lost answer, say): the same order, not a second one.
+    again = answered(
+        op("place_order").sync(client=shopper, body=order_request, idempotency_key="basket-7"), models.Order
+    )
+    assert again.id == placed.id
     assert placed.status == models.OrderStatus.PENDING_PAYMENT
     assert placed.total == 2400 + 1200
     payments.open_payment(placed.id)  # what the payment worker does once the order is committed
