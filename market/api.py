@@ -291,6 +291,26 @@ class ProblemSchema(ma.Schema):
     errors = ma.fields.Dict(metadata={"description": "Messages by field name."})
 
 
+NULLABLE_OBJECT = {"type": "object", "nullable": True}
+# OpenAPI 3.0 has no null type: this is the schema of null alone.
+NULL = {**NULLABLE_OBJECT, "enum": [None]}
+
+
+def nullable_reference(
+    converter: Any, field: ma.fields.Field[Any], ret: dict[str, Any], **kwargs: Any
+) -> dict[str, Any]:
+    """A nested schema that may be null, as "null or that schema". apispec
+    writes `anyOf: [{type: object, nullable: true}, $ref]`, whose first
+    branch admits any object, so a generated client reads the value as an
+    untyped object instead of the schema's model; the first branch is made
+    to admit null alone. (An attribute function of apispec's field
+    converter, run after its own.)"""
+    branches = ret.get("anyOf", [])
+    if not branches or branches[0] != NULLABLE_OBJECT:
+        return {}
+    return {"anyOf": [NULL, *branches[1:]]}
+
+
 class MarketApi(Api):
     """flask-smorest's Api, answering every error with a problem document."""
 
@@ -301,6 +321,7 @@ class MarketApi(Api):
         self.register_converter(IdConverter, integerconverter2paramschema)
         self.register_field(BigInteger, "integer", "int64")
         super().init_app(app, spec_kwargs=spec_kwargs)
+        self.ma_plugin.converter.add_attribute_function(nullable_reference)
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         return errors.handle_http_exception(error)
@@ -324,10 +345,19 @@ class MarketBlueprint(Blueprint):
         """flask-smorest's `route`. An operation without query parameters
         refuses any (422), as the others refuse unknown ones. A path with an
         id in it can name nothing (or nothing the caller may see), so its 404
-        is documented unless the view already describes its own."""
+        is documented unless the view already describes its own.
+
+        Each route is one operation, and its `operationId` in the document
+        is the view's name (its endpoint): what a generated client calls
+        the function, so a view is named for what it does (`place_order`,
+        `list_listings`), once across the whole API."""
+        methods = kwargs.get("methods", ["GET"])
+        if len(methods) != 1:
+            raise TypeError(f"{rule}: one view per method, so that each operation has its own operationId.")
         register: Callable[[F], F] = super().route(rule, **kwargs)
 
         def decorator(func: F) -> F:
+            func = self.doc(operationId=kwargs.get("endpoint") or func.__name__)(func)
             if not _takes_query(func):
                 func = self.arguments(NoQuerySchema, location="query", as_kwargs=True)(func)
             documented = getattr(func, "_apidoc", {}).get("response", {}).get("responses", {})
@@ -343,7 +373,11 @@ class MarketBlueprint(Blueprint):
         """flask-smorest's `response`. A 201 says where the new thing is:
         `location` is its path under the blueprint's prefix, each `{name}`
         filled from the created body or the request's path (`/farms/{id}`),
-        sent as the `Location` header and documented."""
+        sent as the `Location` header and documented. A body of another
+        type than JSON (a CSV download, which the view makes itself) is
+        documented as text of that type."""
+        if schema is None and kwargs.get("content_type") not in (None, "application/json"):
+            schema = {"type": "string"}
         if status_code != 201:
             if location is not None:
                 raise TypeError("Only a 201 response has a location.")
@@ -385,12 +419,42 @@ class MarketBlueprint(Blueprint):
 
         return decorator
 
+    def alt_response(
+        self,
+        status_code: int,
+        response: Any = None,
+        *,
+        schema: Any = None,
+        content_type: str | None = None,
+        **kwargs: Any,
+    ) -> Callable[[F], F]:
+        """flask-smorest's `alt_response`. An error answers a problem
+        document whatever its status, so an error described only in words
+        documents that body too: a generated client then reads the problem
+        instead of dropping it."""
+        if response is None and schema is None and int(status_code) >= 400:
+            schema, content_type = ProblemSchema, errors.PROBLEM_JSON
+        documented: Callable[[F], F] = super().alt_response(
+            status_code, response, schema=schema, content_type=content_type, **kwargs
+        )
+        return documented
+
     def authenticated(self, func: F) -> F:
         """Document that an endpoint needs a bearer token (and may refuse it)."""
         func = self.alt_response(401, description="Missing, expired or revoked token")(func)
         func = self.alt_response(403, description="The caller's role does not allow this")(func)
         result: F = self.doc(security=BEARER)(func)
         return result
+
+
+def json_or_csv(schema: Any, description: str) -> dict[str, Any]:
+    """The manual document (`blp.doc(**...)`) of a 200 that answers JSON, or
+    with `format=csv` the same as a CSV download: flask-smorest documents
+    the JSON body alone, and a manual document replaces a response's
+    content rather than adding to it."""
+    csv = {"schema": {"type": "string", "description": "With format=csv."}}
+    content = {"application/json": {"schema": schema}, "text/csv": csv}
+    return {"responses": {"200": {"description": description, "content": content}}}
 
 
 def csv_response(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], filename: str) -> Response:

@@ -7,6 +7,7 @@ body is a 422, and one arriving while the first still runs is a 409.
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -27,6 +28,15 @@ from market.extensions import db
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
+# The header as the OpenAPI document shows it, on every operation that takes it.
+PARAMETER = {
+    "in": "header",
+    "name": HEADER,
+    "required": False,
+    "description": "Any text of yours naming this request: a repeat with the same key and body replays "
+    "the first answer (Idempotent-Replayed: true), another body with the key is a 422.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -154,4 +164,9 @@ def idempotent(view: F) -> F:
         _finish(actor.user_id, key, response)
         return response
 
+    # Documented as flask-smorest documents its own arguments; functools.wraps
+    # shares the view's dict, so the header goes on a copy.
+    doc = copy.deepcopy(getattr(view, "_apidoc", {}))
+    doc.setdefault("arguments", {}).setdefault("parameters", []).append(dict(PARAMETER))
+    wrapper._apidoc = doc  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]

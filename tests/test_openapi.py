@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
+from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
+
+from market.api import MarketBlueprint
 
 
 def test_openapi_document_is_valid(client: FlaskClient) -> None:
@@ -111,3 +116,114 @@ def test_every_201_documents_its_location(client: FlaskClient) -> None:
         assert response["headers"]["Location"]["schema"] == {"type": "string", "format": "uri-reference"}, (
             f"{method.upper()} {path}"
         )
+
+
+# The first words an operationId may start with: what the operation does.
+# Reading verbs are for GETs only, and GETs use only them.
+READING_VERBS = {"list", "get", "download"}
+WRITING_VERBS = {
+    "activate", "add", "archive", "cancel", "collect", "complete", "confirm", "connect", "create",
+    "delete", "deliver", "end", "grant", "log_in", "pack", "pause", "place", "receive", "record",
+    "redeliver", "register", "renew", "request", "resolve", "retry", "revoke", "set", "ship",
+    "start", "suspend", "update", "verify",
+}  # fmt: skip
+# Names generated clients call; renaming one breaks them, so it is done here too, on purpose.
+WELL_KNOWN_OPERATIONS = {
+    "register_account", "log_in", "get_me",
+    "create_farm", "create_listing", "list_listings", "get_listing", "set_stock",
+    "place_order", "list_orders", "get_order", "pack_part", "ship_part", "cancel_order",
+    "get_payment", "confirm_offline_payment", "request_refund", "receive_stripe_webhook",
+    "create_payout_run", "list_payout_runs", "get_payout_run", "confirm_payout", "list_payouts",
+    "start_reconciliation", "list_reconciliations", "list_ledger_balances",
+}  # fmt: skip
+SNAKE_CASE = re.compile(r"[a-z]+(_[a-z]+)*")
+
+
+def _verb(operation_id: str) -> str | None:
+    return next(
+        (verb for verb in READING_VERBS | WRITING_VERBS if operation_id == verb or operation_id.startswith(f"{verb}_")),
+        None,
+    )
+
+
+def test_every_operation_has_a_unique_snake_case_operation_id_saying_what_it_does(client: FlaskClient) -> None:
+    spec = client.get("/api/v1/openapi.json").json
+    ids: dict[str, str] = {}
+    for path, method, operation in _operations(spec):
+        name = f"{method.upper()} {path}"
+        operation_id = operation.get("operationId")
+        assert operation_id, f"{name} has no operationId"
+        assert operation_id not in ids, f"{name} and {ids[operation_id]} are both {operation_id}"
+        ids[operation_id] = name
+        assert SNAKE_CASE.fullmatch(operation_id), f"{name}: {operation_id} is not snake_case"
+        verb = _verb(operation_id)
+        assert verb is not None, f"{name}: {operation_id} does not start with a known verb"
+        assert (verb in READING_VERBS) == (method == "get"), f"{name}: {operation_id} reads or writes, unlike {method}"
+    assert len(ids) >= 90
+    assert WELL_KNOWN_OPERATIONS - set(ids) == set()
+
+
+def test_a_view_serving_two_methods_is_refused_as_it_would_be_two_operations_of_one_id() -> None:
+    blp = MarketBlueprint("twice", __name__)
+    with pytest.raises(TypeError, match="one view per method"):
+        blp.route("/things", methods=["GET", "POST"])
+
+
+def _response(spec: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in response:
+        return spec["components"]["responses"][response["$ref"].rsplit("/", 1)[-1]]  # type: ignore[no-any-return]
+    return response
+
+
+def test_every_answer_with_a_body_documents_it(client: FlaskClient) -> None:
+    """What a generated client reads: an error's problem document whatever
+    its status, and a CSV download as text."""
+    spec = client.get("/api/v1/openapi.json").json
+    csv = 0
+    for path, method, operation in _operations(spec):
+        for status, response in operation["responses"].items():
+            name = f"{method.upper()} {path} {status}"
+            content = _response(spec, response).get("content", {})
+            if status == "default" or int(status) >= 400:
+                assert content == {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}, (
+                    name
+                )
+            elif status in ("204", "304"):
+                assert content == {}, name
+            else:
+                assert content, name
+                if "text/csv" in content:
+                    csv += 1
+                    assert content["text/csv"]["schema"]["type"] == "string", name
+    assert csv >= 5  # three downloads; the manifest and the impact report, with format=csv
+
+
+def _subschemas(node: Any) -> Iterator[Any]:
+    yield node
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    for child in children:
+        yield from _subschemas(child)
+
+
+def test_a_nested_schema_that_may_be_null_is_that_schema_or_null(client: FlaskClient) -> None:
+    """Not "any object, or that schema", which a generated client reads as an untyped object."""
+    spec = client.get("/api/v1/openapi.json").json
+    null = {"type": "object", "nullable": True, "enum": [None]}
+    assert spec["components"]["schemas"]["Order"]["properties"]["fulfilment_point"] == {
+        "anyOf": [null, {"$ref": "#/components/schemas/PointRef"}]
+    }
+    assert [node for node in _subschemas(spec) if node == {"type": "object", "nullable": True}] == []
+    validator = OAS30Validator({"$ref": "#/components/schemas/Order/properties/fulfilment_point", **spec})
+    assert validator.is_valid(None)
+    assert validator.is_valid({"id": 1, "name": "Xialiao station", "county": "寻乌县"})
+    assert not validator.is_valid({"anything": "else"})
+
+
+def test_the_operations_taking_an_idempotency_key_document_it(client: FlaskClient) -> None:
+    spec = client.get("/api/v1/openapi.json").json
+    keyed = {
+        operation["operationId"]
+        for _, _, operation in _operations(spec)
+        if any(p.get("in") == "header" and p["name"] == "Idempotency-Key" for p in operation.get("parameters", []))
+    }
+    assert keyed == {"place_order", "set_stock", "request_refund", "create_payout_run", "start_reconciliation"}

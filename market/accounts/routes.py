@@ -27,7 +27,7 @@ NO_STORE = {"Cache-Control": {"description": "no-store: no cache keeps the answe
 @blp.after_request
 def _tokens_are_not_stored(response: Response) -> Response:
     """A login's answer (a new token, or why not) must not be kept by any cache."""
-    if request.endpoint == "accounts.login":
+    if request.endpoint == "accounts.log_in":
         response.headers["Cache-Control"] = "no-store"
         response.headers["Pragma"] = "no-cache"
     return response
@@ -38,7 +38,7 @@ def _tokens_are_not_stored(response: Response) -> Response:
 @blp.arguments(RegisterSchema)
 @blp.response(202, RegistrationAcceptedSchema)
 @blp.alt_response(429, description="Too many registrations from this address")
-def register(body: dict[str, Any]) -> dict[str, str]:
+def register_account(body: dict[str, Any]) -> dict[str, str]:
     """Register as a farmer and/or buyer; the same answer for every address, and the account logs in once
     the link emailed to the address confirms it"""
     return {"email": service.register(**body), "detail": service.REGISTRATION_ACCEPTED}
@@ -50,7 +50,7 @@ def register(body: dict[str, Any]) -> dict[str, str]:
 @blp.response(200, UserSchema)
 @blp.alt_response(422, description="The token is not valid, or has expired")
 @blp.alt_response(429, description="Too many attempts from this address")
-def confirm(body: dict[str, Any]) -> User:
+def confirm_account(body: dict[str, Any]) -> User:
     """Confirm an account with the token from the registration email"""
     return service.confirm(body["token"])
 
@@ -61,7 +61,7 @@ def confirm(body: dict[str, Any]) -> User:
 @blp.response(201, IssuedTokenSchema, headers=NO_STORE, location="/auth/tokens/{id}")
 @blp.alt_response(401, description="Wrong email or password, or the account is not confirmed yet")
 @blp.alt_response(429, description="Too many attempts from this client address, or for this account")
-def login(body: dict[str, Any]) -> dict[str, Any]:
+def log_in(body: dict[str, Any]) -> dict[str, Any]:
     """Log in with email and password; returns a new bearer token, shown once"""
     ttl = timedelta(days=body.get("ttl_days") or current_app.config["TOKEN_TTL_DAYS"])
     issued = service.login(email=body["email"], password=body["password"], token_name=body["name"], ttl=ttl)
@@ -89,7 +89,7 @@ def revoke_token(token_id: int) -> ApiToken:
 @blp.route("/me", methods=["GET"])
 @blp.authenticated
 @blp.response(200, UserSchema)
-def me() -> User:
+def get_me() -> User:
     """The account behind the token"""
     return service.get_user(current_actor())
 

@@ -23,7 +23,7 @@ CHANNEL = "/sales-channels/<int:channel_id>"
 @blp.authenticated
 @blp.arguments(ChannelCreateSchema)
 @blp.response(201, CreatedChannelSchema, location="/sales-channels/{id}")
-def create_channel(body: dict[str, Any]) -> dict[str, Any]:
+def create_sales_channel(body: dict[str, Any]) -> dict[str, Any]:
     """Register another place you sell a farm's produce (listings matched by SKU); the secret is shown once"""
     created = service.create_channel(current_actor(), **body)
     return {name: getattr(created.channel, name) for name in ChannelSchema().fields} | {"secret": created.secret}
@@ -33,7 +33,7 @@ def create_channel(body: dict[str, Any]) -> dict[str, Any]:
 @blp.authenticated
 @blp.arguments(ChannelQuerySchema, location="query")
 @blp.response(200, page_schema(ChannelSchema))
-def list_channels(args: dict[str, Any]) -> Page[SalesChannel]:
+def list_sales_channels(args: dict[str, Any]) -> Page[SalesChannel]:
     """Your sales channels with their sync state (operators: all)"""
     return service.list_channels(current_actor(), **args)
 
@@ -42,7 +42,7 @@ def list_channels(args: dict[str, Any]) -> Page[SalesChannel]:
 @blp.authenticated
 @blp.response(200, ChannelSchema)
 @blp.alt_response(404, description="No such sales channel of yours")
-def get_channel(channel_id: int) -> SalesChannel:
+def get_sales_channel(channel_id: int) -> SalesChannel:
     """One sales channel: last success, last error, next run"""
     return service.get_channel(current_actor(), channel_id)
 
@@ -52,7 +52,7 @@ def get_channel(channel_id: int) -> SalesChannel:
 @blp.arguments(ChannelUpdateSchema)
 @blp.response(200, ChannelSchema)
 @blp.alt_response(404, description="No such sales channel of yours")
-def update_channel(body: dict[str, Any], channel_id: int) -> SalesChannel:
+def update_sales_channel(body: dict[str, Any], channel_id: int) -> SalesChannel:
     """Change a channel's URLs, feed format or schedule, or pause it"""
     return service.update_channel(current_actor(), channel_id, **body)
 
@@ -61,7 +61,7 @@ def update_channel(body: dict[str, Any], channel_id: int) -> SalesChannel:
 @blp.authenticated
 @blp.response(204)
 @blp.alt_response(404, description="No such sales channel of yours")
-def delete_channel(channel_id: int) -> None:
+def delete_sales_channel(channel_id: int) -> None:
     """Stop syncing with a channel"""
     service.delete_channel(current_actor(), channel_id)
 
@@ -70,7 +70,7 @@ def delete_channel(channel_id: int) -> None:
 @blp.authenticated
 @blp.response(200, RecordedEventSchema)
 @blp.alt_response(404, description="No such event on a sales channel of yours")
-def get_event(channel_id: int, recorded_id: int) -> InboundEvent:
+def get_inventory_event(channel_id: int, recorded_id: int) -> InboundEvent:
     """One sale or return recorded on a channel, by the id it was given here"""
     return service.get_event(current_actor(), channel_id, recorded_id)
 
@@ -81,7 +81,7 @@ def get_event(channel_id: int, recorded_id: int) -> InboundEvent:
 @blp.response(201, RecordedEventSchema, location="/sales-channels/{channel_id}/events/{id}")
 @blp.alt_response(200, schema=RecordedEventSchema, description="This event id was already applied")
 @blp.alt_response(409, description="The sale exceeds the stock; nothing was taken")
-def record_event(body: dict[str, Any]) -> tuple[InboundEvent, int]:
+def record_inventory_event(body: dict[str, Any]) -> tuple[InboundEvent, int]:
     """Report a sale or return on a channel, by SKU, under the channel's own event id (applied once)"""
     event, created = service.record_event(current_actor(), **body)
     return event, 201 if created else 200

@@ -14,7 +14,7 @@ blp = MarketBlueprint("ledger", __name__, url_prefix="/api/v1", description="The
 @blp.authenticated
 @blp.arguments(PageArgsSchema, location="query")
 @blp.response(200, page_schema(BalanceSchema))
-def balances(args: dict[str, Any]) -> Page[dict[str, Any]]:
+def list_ledger_balances(args: dict[str, Any]) -> Page[dict[str, Any]]:
     """Accounts' balances by account code, derived from their entries (operators)"""
     return reading.balances(current_actor(), **args)
 
@@ -23,6 +23,6 @@ def balances(args: dict[str, Any]) -> Page[dict[str, Any]]:
 @blp.authenticated
 @blp.arguments(EntryQuerySchema, location="query")
 @blp.response(200, page_schema(EntrySchema))
-def entries(args: dict[str, Any]) -> Page[LedgerEntry]:
+def list_ledger_entries(args: dict[str, Any]) -> Page[LedgerEntry]:
     """Ledger entries, newest first, by account code and order (operators)"""
     return reading.entries(current_actor(), **args)

@@ -26,7 +26,7 @@ ENDPOINT = "/webhook-endpoints/<int:endpoint_id>"
 @blp.route("/me/notification-preferences", methods=["GET"])
 @blp.authenticated
 @blp.response(200, page_schema(PreferenceItemSchema))
-def get_preferences() -> Page[Preference]:
+def get_notification_preferences() -> Page[Preference]:
     """Which events reach you on which channel (every event, on one page)"""
     return Page(items=service.get_preferences(current_actor()), next_cursor=None)
 
@@ -35,7 +35,7 @@ def get_preferences() -> Page[Preference]:
 @blp.authenticated
 @blp.arguments(PreferencesSchema)
 @blp.response(200, page_schema(PreferenceItemSchema))
-def set_preferences(body: dict[str, Any]) -> Page[Preference]:
+def set_notification_preferences(body: dict[str, Any]) -> Page[Preference]:
     """Choose the channels for some events; others keep their choice"""
     return Page(items=service.set_preferences(current_actor(), body["items"]), next_cursor=None)
 
@@ -53,7 +53,7 @@ def list_notifications(args: dict[str, Any]) -> Page[Notification]:
 @blp.authenticated
 @blp.arguments(EndpointCreateSchema)
 @blp.response(201, CreatedEndpointSchema, location="/webhook-endpoints/{id}")
-def create_endpoint(body: dict[str, Any]) -> dict[str, Any]:
+def create_webhook_endpoint(body: dict[str, Any]) -> dict[str, Any]:
     """Register a URL for signed events; the secret is shown only in this response"""
     created = service.create_endpoint(current_actor(), **body)
     return {name: getattr(created.endpoint, name) for name in EndpointSchema().fields} | {"secret": created.secret}
@@ -63,7 +63,7 @@ def create_endpoint(body: dict[str, Any]) -> dict[str, Any]:
 @blp.authenticated
 @blp.arguments(PageArgsSchema, location="query")
 @blp.response(200, page_schema(EndpointSchema))
-def list_endpoints(args: dict[str, Any]) -> Page[WebhookEndpoint]:
+def list_webhook_endpoints(args: dict[str, Any]) -> Page[WebhookEndpoint]:
     """Your webhook endpoints"""
     return service.list_endpoints(current_actor(), **args)
 
@@ -72,7 +72,7 @@ def list_endpoints(args: dict[str, Any]) -> Page[WebhookEndpoint]:
 @blp.authenticated
 @blp.response(200, EndpointSchema)
 @blp.alt_response(404, description="No such webhook endpoint of yours")
-def get_endpoint(endpoint_id: int) -> WebhookEndpoint:
+def get_webhook_endpoint(endpoint_id: int) -> WebhookEndpoint:
     """One of your webhook endpoints"""
     return service.get_endpoint(current_actor(), endpoint_id)
 
@@ -82,7 +82,7 @@ def get_endpoint(endpoint_id: int) -> WebhookEndpoint:
 @blp.arguments(EndpointUpdateSchema)
 @blp.response(200, EndpointSchema)
 @blp.alt_response(404, description="No such webhook endpoint of yours")
-def update_endpoint(body: dict[str, Any], endpoint_id: int) -> WebhookEndpoint:
+def update_webhook_endpoint(body: dict[str, Any], endpoint_id: int) -> WebhookEndpoint:
     """Change an endpoint's URL, events or description, or pause it"""
     return service.update_endpoint(current_actor(), endpoint_id, **body)
 
@@ -91,7 +91,7 @@ def update_endpoint(body: dict[str, Any], endpoint_id: int) -> WebhookEndpoint:
 @blp.authenticated
 @blp.response(204)
 @blp.alt_response(404, description="No such webhook endpoint of yours")
-def delete_endpoint(endpoint_id: int) -> None:
+def delete_webhook_endpoint(endpoint_id: int) -> None:
     """Remove an endpoint and its delivery log"""
     service.delete_endpoint(current_actor(), endpoint_id)
 
@@ -101,7 +101,7 @@ def delete_endpoint(endpoint_id: int) -> None:
 @blp.arguments(PageArgsSchema, location="query")
 @blp.response(200, page_schema(DeliverySchema))
 @blp.alt_response(404, description="No such webhook endpoint of yours")
-def list_deliveries(args: dict[str, Any], endpoint_id: int) -> Page[WebhookDelivery]:
+def list_webhook_deliveries(args: dict[str, Any], endpoint_id: int) -> Page[WebhookDelivery]:
     """The endpoint's delivery log with status codes, newest first"""
     return service.list_deliveries(current_actor(), endpoint_id, **args)
 
@@ -110,6 +110,6 @@ def list_deliveries(args: dict[str, Any], endpoint_id: int) -> Page[WebhookDeliv
 @blp.authenticated
 @blp.response(202, DeliverySchema)
 @blp.alt_response(404, description="No such endpoint of yours, or no such delivery on it")
-def redeliver(endpoint_id: int, delivery_id: int) -> WebhookDelivery:
+def redeliver_webhook(endpoint_id: int, delivery_id: int) -> WebhookDelivery:
     """Send a delivery's event again (a new entry in the log, the same body)"""
     return service.redeliver(current_actor(), endpoint_id, delivery_id)

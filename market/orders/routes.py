@@ -2,7 +2,7 @@ from typing import Any
 
 from flask import Response, current_app
 
-from market.api import MarketBlueprint, csv_response
+from market.api import MarketBlueprint, csv_response, json_or_csv
 from market.auth import account_or_address, current_actor
 from market.db import business_today
 from market.extensions import limiter
@@ -167,7 +167,7 @@ def cancel_part(body: dict[str, Any], order_id: int, part_id: int) -> OrderView:
 @blp.arguments(StaffSchema)
 @blp.response(201, StaffGrantSchema, location="/fulfilment-points/{point_id}/staff/{user_id}")
 @blp.alt_response(404, description="No such fulfilment point")
-def grant_staff(body: dict[str, Any], point_id: int) -> StationStaff:
+def grant_point_staff(body: dict[str, Any], point_id: int) -> StationStaff:
     """Make a user staff of a fulfilment point (operators)"""
     return service.grant_station_staff(current_actor(), point_id, body["user_id"])
 
@@ -176,7 +176,7 @@ def grant_staff(body: dict[str, Any], point_id: int) -> StationStaff:
 @blp.authenticated
 @blp.response(204)
 @blp.alt_response(404, description="The user is not staff at this fulfilment point")
-def revoke_staff(point_id: int, user_id: int) -> None:
+def revoke_point_staff(point_id: int, user_id: int) -> None:
     """Remove a user from a fulfilment point's staff (operators)"""
     service.revoke_station_staff(current_actor(), point_id, user_id)
 
@@ -184,9 +184,10 @@ def revoke_staff(point_id: int, user_id: int) -> None:
 @blp.route("/fulfilment-points/<int:point_id>/manifest", methods=["GET"])
 @blp.authenticated
 @blp.arguments(ManifestQuerySchema, location="query")
-@blp.response(200, ManifestSchema, description="JSON, or CSV (one row per line) with format=csv")
+@blp.response(200, ManifestSchema)
+@blp.doc(**json_or_csv(ManifestSchema, "The manifest, as JSON or (format=csv) a CSV download, one row per line"))
 @blp.alt_response(404, description="No such fulfilment point of yours")
-def manifest(args: dict[str, Any], point_id: int) -> dict[str, Any] | Response:
+def get_manifest(args: dict[str, Any], point_id: int) -> dict[str, Any] | Response:
     """What arrives at a fulfilment point on a day and what waits for pickup (station staff)"""
     day = args["date"] or business_today()
     rows = service.manifest(current_actor(), point_id, day)

@@ -36,7 +36,7 @@ def get_payment(order_id: int) -> Payment:
 @blp.response(200, PaymentSchema)
 @blp.alt_response(409, description="The order is cancelled or expired, or the payment is not offline")
 @blp.alt_response(404, description="No such order, or not one you may see")
-def confirm_offline(body: dict[str, Any], order_id: int) -> Payment:
+def confirm_offline_payment(body: dict[str, Any], order_id: int) -> Payment:
     """Record cash or a bank transfer received for an order (operators)"""
     return service.confirm_offline(current_actor(), order_id, **body)
 
@@ -76,7 +76,7 @@ def get_refund(order_id: int, refund_id: int) -> Refund:
 @blp.authenticated
 @blp.arguments(PageArgsSchema, location="query")
 @blp.response(200, page_schema(PaymentSchema))
-def payments_needing_attention(args: dict[str, Any]) -> Page[Payment]:
+def list_payments_needing_attention(args: dict[str, Any]) -> Page[Payment]:
     """Payments a worker could not confirm after its retries, oldest first (operators)"""
     return service.list_attention(current_actor(), **args)
 
@@ -84,6 +84,6 @@ def payments_needing_attention(args: dict[str, Any]) -> Page[Payment]:
 @blp.route("/webhooks/stripe", methods=["POST"])
 @blp.response(200, WebhookResultSchema)
 @blp.alt_response(400, description="Bad, stale or future signature, or a malformed event; nothing was stored")
-def stripe_webhook() -> dict[str, str]:
+def receive_stripe_webhook() -> dict[str, str]:
     """Stripe's webhook endpoint (signed with the endpoint secret)"""
     return {"result": webhooks.receive(request.get_data(), request.headers.get("Stripe-Signature"))}

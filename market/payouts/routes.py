@@ -52,7 +52,7 @@ def get_payout_account(farm_id: int) -> PayoutAccount:
 @blp.arguments(PayoutRunRequestSchema)
 @blp.response(201, PayoutRunSchema, location="/payout-runs/{id}")
 @blp.alt_response(409, description="Another run took the same lines at the same time")
-def create_run(body: dict[str, Any]) -> PayoutRun:
+def create_payout_run(body: dict[str, Any]) -> PayoutRun:
     """Pay every farm what settled orders owe it up to period_end (operators); accepts an Idempotency-Key"""
     return service.create_run(current_actor(), **body)
 
@@ -61,7 +61,7 @@ def create_run(body: dict[str, Any]) -> PayoutRun:
 @blp.authenticated
 @blp.arguments(RunQuerySchema, location="query")
 @blp.response(200, page_schema(PayoutRunSchema))
-def list_runs(args: dict[str, Any]) -> Page[PayoutRun]:
+def list_payout_runs(args: dict[str, Any]) -> Page[PayoutRun]:
     """Payout runs, newest first (operators)"""
     return service.list_runs(current_actor(), **args)
 
@@ -70,7 +70,7 @@ def list_runs(args: dict[str, Any]) -> Page[PayoutRun]:
 @blp.authenticated
 @blp.response(200, PayoutRunSchema)
 @blp.alt_response(404, description="No such run")
-def get_run(run_id: int) -> PayoutRun:
+def get_payout_run(run_id: int) -> PayoutRun:
     """One payout run (operators)"""
     return service.get_run(current_actor(), run_id)
 
@@ -79,7 +79,7 @@ def get_run(run_id: int) -> PayoutRun:
 @blp.authenticated
 @blp.response(200, content_type="text/csv", description="One row per bank transfer to execute")
 @blp.alt_response(404, description="No such run")
-def bank_file(run_id: int) -> Response:
+def download_bank_file(run_id: int) -> Response:
     """The run's bank transfers to execute, with full account numbers (operators)"""
     rows = service.bank_file(current_actor(), run_id)
     return csv_response(rows, service.BANK_FILE_COLUMNS, f"payout-run-{run_id}-bank-file.csv")
@@ -107,7 +107,7 @@ def get_payout(payout_id: int) -> dict[str, Any]:
 @blp.authenticated
 @blp.response(200, content_type="text/csv", description="The statement, one row per line, refund and premium")
 @blp.alt_response(404, description="No such payout of yours")
-def statement_csv(payout_id: int) -> Response:
+def download_payout_statement(payout_id: int) -> Response:
     """A payout's statement as CSV (the farm's owner; operators)"""
     rows = service.statement_rows(service.statement(current_actor(), payout_id))
     return csv_response(rows, service.STATEMENT_COLUMNS, f"payout-{payout_id}-statement.csv")
@@ -119,7 +119,7 @@ def statement_csv(payout_id: int) -> Response:
 @blp.response(200, PayoutSchema)
 @blp.alt_response(404, description="No such payout")
 @blp.alt_response(409, description="Not a bank transfer awaiting confirmation")
-def confirm(body: dict[str, Any], payout_id: int) -> Payout:
+def confirm_payout(body: dict[str, Any], payout_id: int) -> Payout:
     """Confirm a bank-file payout was executed (operators)"""
     return service.confirm_bank_transfer(current_actor(), payout_id, **body)
 
@@ -129,6 +129,6 @@ def confirm(body: dict[str, Any], payout_id: int) -> Payout:
 @blp.response(200, PayoutSchema)
 @blp.alt_response(404, description="No such payout")
 @blp.alt_response(409, description="The payout has not failed")
-def retry(payout_id: int) -> Payout:
+def retry_payout(payout_id: int) -> Payout:
     """Send a failed Stripe payout again (operators)"""
     return service.retry_payout(current_actor(), payout_id)

@@ -19,7 +19,7 @@ blp = MarketBlueprint("premiums", __name__, url_prefix="/api/v1", description="P
 @blp.authenticated
 @blp.arguments(ProgrammeCreateSchema)
 @blp.response(201, ProgrammeSchema, location="/premium-programmes/{id}")
-def create_programme(body: dict[str, Any]) -> PremiumProgramme:
+def create_premium_programme(body: dict[str, Any]) -> PremiumProgramme:
     """Start a premium programme (operators)"""
     return service.create_programme(current_actor(), **body)
 
@@ -28,7 +28,7 @@ def create_programme(body: dict[str, Any]) -> PremiumProgramme:
 @blp.authenticated
 @blp.arguments(ProgrammeQuerySchema, location="query")
 @blp.response(200, page_schema(ProgrammeSchema))
-def list_programmes(args: dict[str, Any]) -> Page[PremiumProgramme]:
+def list_premium_programmes(args: dict[str, Any]) -> Page[PremiumProgramme]:
     """Premium programmes with their budgets, newest first (operators)"""
     return service.list_programmes(current_actor(), **args)
 
@@ -37,7 +37,7 @@ def list_programmes(args: dict[str, Any]) -> Page[PremiumProgramme]:
 @blp.authenticated
 @blp.response(200, ProgrammeSchema)
 @blp.alt_response(404, description="No such programme")
-def get_programme(programme_id: int) -> PremiumProgramme:
+def get_premium_programme(programme_id: int) -> PremiumProgramme:
     """One programme with its budget (operators)"""
     return service.get_programme(current_actor(), programme_id)
 
@@ -46,7 +46,7 @@ def get_programme(programme_id: int) -> PremiumProgramme:
 @blp.authenticated
 @blp.response(200, ProgrammeSchema)
 @blp.alt_response(404, description="No such programme")
-def end_programme(programme_id: int) -> PremiumProgramme:
+def end_premium_programme(programme_id: int) -> PremiumProgramme:
     """End a programme now; lines already placed keep their premiums (operators)"""
     return service.end_programme(current_actor(), programme_id)
 
@@ -54,6 +54,6 @@ def end_programme(programme_id: int) -> PremiumProgramme:
 @blp.route("/listings/<int:listing_id>/premiums", methods=["GET"])
 @blp.response(200, page_schema(ApplicablePremiumSchema))
 @blp.alt_response(404, description="No such listing, or not one you may see")
-def listing_premiums(listing_id: int) -> Page[PremiumProgramme]:
+def list_listing_premiums(listing_id: int) -> Page[PremiumProgramme]:
     """Premiums per kg that apply to a listing now, on one page: buyers see what they pay, the farmer all they earn"""
     return Page(items=service.applicable(optional_actor(), listing_id), next_cursor=None)

@@ -28,7 +28,7 @@ blp = MarketBlueprint(
 @idempotent
 @blp.arguments(RunRequestSchema)
 @blp.response(201, RunSchema, location="/reconciliations/{id}")
-def start_run(body: dict[str, Any]) -> dict[str, Any]:
+def start_reconciliation(body: dict[str, Any]) -> dict[str, Any]:
     """Reconcile a period that has ended; a worker does the matching (operators); accepts an Idempotency-Key"""
     return service.start_run(current_actor(), **body)
 
@@ -37,7 +37,7 @@ def start_run(body: dict[str, Any]) -> dict[str, Any]:
 @blp.authenticated
 @blp.arguments(RunQuerySchema, location="query")
 @blp.response(200, page_schema(RunSchema))
-def list_runs(args: dict[str, Any]) -> Page[dict[str, Any]]:
+def list_reconciliations(args: dict[str, Any]) -> Page[dict[str, Any]]:
     """Reconciliations, newest first (operators)"""
     return service.list_runs(current_actor(), **args)
 
@@ -46,7 +46,7 @@ def list_runs(args: dict[str, Any]) -> Page[dict[str, Any]]:
 @blp.authenticated
 @blp.response(200, RunSchema)
 @blp.alt_response(404, description="No such reconciliation")
-def get_run(run_id: int) -> dict[str, Any]:
+def get_reconciliation(run_id: int) -> dict[str, Any]:
     """A reconciliation's status and its items counted by outcome (operators)"""
     return service.get_run(current_actor(), run_id)
 
@@ -56,7 +56,7 @@ def get_run(run_id: int) -> dict[str, Any]:
 @blp.arguments(ItemQuerySchema, location="query")
 @blp.response(200, page_schema(ItemSchema))
 @blp.alt_response(404, description="No such reconciliation")
-def list_items(args: dict[str, Any], run_id: int) -> Page[ReconciliationItem]:
+def list_reconciliation_items(args: dict[str, Any], run_id: int) -> Page[ReconciliationItem]:
     """A reconciliation's items, by outcome (operators)"""
     return service.list_items(current_actor(), run_id, **args)
 
@@ -66,7 +66,7 @@ def list_items(args: dict[str, Any], run_id: int) -> Page[ReconciliationItem]:
 @blp.arguments(ItemCsvQuerySchema, location="query")
 @blp.response(200, content_type="text/csv", description="One row per item")
 @blp.alt_response(404, description="No such reconciliation")
-def items_csv(args: dict[str, Any], run_id: int) -> Response:
+def download_reconciliation_items(args: dict[str, Any], run_id: int) -> Response:
     """A reconciliation's items as CSV (operators)"""
     rows = service.item_rows(current_actor(), run_id, **args)
     return csv_response(rows, service.ITEM_COLUMNS, f"reconciliation-{run_id}.csv")
@@ -79,6 +79,6 @@ def items_csv(args: dict[str, Any], run_id: int) -> Response:
 @blp.alt_response(404, description="No such reconciliation or item")
 @blp.alt_response(409, description="Resolved already, or the fee is booked already")
 @blp.alt_response(422, description="A matched item has nothing to resolve; only fees can be booked")
-def resolve_item(body: dict[str, Any], run_id: int, item_id: int) -> ReconciliationItem:
+def resolve_reconciliation_item(body: dict[str, Any], run_id: int, item_id: int) -> ReconciliationItem:
     """Close an item with a note, booking a fee as an expense if asked (operators)"""
     return service.resolve_item(current_actor(), run_id, item_id, **body)
