@@ -393,6 +393,16 @@ class MarketBlueprint(Blueprint):
         return result
 
 
+def json_or_csv(schema: type[ma.Schema], description: str) -> dict[str, Any]:
+    """The documented 200 of an operation answering JSON, or with
+    `format=csv` a CSV download (pass to `blp.doc`): flask-smorest documents
+    the JSON body alone, and a manual document replaces its content rather
+    than adding to it, so both are written here."""
+    csv_body = {"schema": {"type": "string", "description": "With format=csv."}}
+    content = {"application/json": {"schema": schema}, "text/csv": csv_body}
+    return {"responses": {"200": {"description": description, "content": content}}}
+
+
 def csv_response(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], filename: str) -> Response:
     """Rows as a CSV download, written as `market.csv_export` says."""
     response = Response(csv_text(rows, columns), mimetype="text/csv")

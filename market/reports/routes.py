@@ -2,32 +2,19 @@ from typing import Any
 
 from flask import Response
 
-from market.api import MarketBlueprint, csv_response
+from market.api import MarketBlueprint, csv_response, json_or_csv
 from market.auth import current_actor
 from market.reports import service
 from market.reports.schemas import ImpactQuerySchema, ImpactReportSchema
 
 blp = MarketBlueprint("reports", __name__, url_prefix="/api/v1", description="Reports (operators)")
-# Both bodies of the one 200: flask-smorest documents the JSON one alone, and
-# a manual document replaces its content rather than adding to it.
-BODIES = {
-    "responses": {
-        "200": {
-            "description": "The report, as JSON or (format=csv) a CSV download",
-            "content": {
-                "application/json": {"schema": ImpactReportSchema},
-                "text/csv": {"schema": {"type": "string", "description": "With format=csv."}},
-            },
-        }
-    }
-}
 
 
 @blp.route("/reports/impact", methods=["GET"])
 @blp.authenticated
 @blp.arguments(ImpactQuerySchema, location="query")
 @blp.response(200, ImpactReportSchema)
-@blp.doc(**BODIES)
+@blp.doc(**json_or_csv(ImpactReportSchema, "The report, as JSON or (format=csv) a CSV download"))
 def impact(args: dict[str, Any]) -> dict[str, Any] | Response:
     """Kg sold, farms and farmers paid, sales, premiums and payouts per county or programme (operators)
 
