@@ -143,9 +143,16 @@ def _figures(earned: int = 0, reversed_: int = 0, deposited: int = 0) -> dict[st
 
 def _premium_rows(programme_id: int, since: datetime | None, until: datetime | None) -> list[tuple[Any, ...]]:
     """The farms' premium entries of the window, one row per capture
-    (earned, by order) and per refund (reversed), each dated by its first entry."""
+    (earned, by order) and per refund (reversed), each dated by its first
+    entry, and ordered by it where two share a time (SQLite's clock counts
+    whole seconds)."""
     stmt = select(
-        FarmEntry.kind, FarmEntry.order_id, FarmEntry.refund_id, func.sum(FarmEntry.net), func.min(FarmEntry.created_at)
+        FarmEntry.kind,
+        FarmEntry.order_id,
+        FarmEntry.refund_id,
+        func.sum(FarmEntry.net),
+        func.min(FarmEntry.created_at),
+        func.min(FarmEntry.id),
     ).where(FarmEntry.programme_id == programme_id, FarmEntry.kind.in_(PREMIUM_KINDS))
     if since is not None:
         stmt = stmt.where(FarmEntry.created_at >= since)
@@ -154,19 +161,19 @@ def _premium_rows(programme_id: int, since: datetime | None, until: datetime | N
     rows = db.session.execute(stmt.group_by(FarmEntry.kind, FarmEntry.order_id, FarmEntry.refund_id)).tuples()
     return [
         (
-            (business_day(at), at),
+            (business_day(at), at, 0, first),
             {"movement": "premium_earned" if kind == EntryKind.SPONSOR_PREMIUM else "premium_reversed"}
             | {"order_id": order_id, "refund_id": refund_id, "deposit_id": None, "bank_reference": None}
             | (_figures(earned=int(net)) if kind == EntryKind.SPONSOR_PREMIUM else _figures(reversed_=-int(net))),
         )
-        for kind, order_id, refund_id, net, at in rows
+        for kind, order_id, refund_id, net, at, first in rows
     ]
 
 
 def _deposit_rows(deposits: Iterable[SponsorDeposit]) -> list[tuple[Any, ...]]:
     return [
         (
-            (deposit.received_on, deposit.created_at),
+            (deposit.received_on, deposit.created_at, 1, deposit.id),
             {"movement": "deposit", "order_id": None, "refund_id": None, "deposit_id": deposit.id}
             | {"bank_reference": deposit.bank_reference}
             | _figures(deposited=deposit.amount),
@@ -213,7 +220,7 @@ def statement(actor: Actor, programme_id: int, *, start: date | None = None, end
     movements.sort(key=lambda movement: movement[0])
     opening = _owed_before(programme_id, start) if start is not None else 0
     balance, rows = opening, []
-    for (day, _), row in movements:
+    for (day, *_), row in movements:
         balance += row["owed"]
         rows.append({"day": day, **row, "balance": balance})
     totals = _figures(*(sum(row[name] for row in rows) for name in ("earned", "reversed", "deposited")))

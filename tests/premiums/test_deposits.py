@@ -25,7 +25,6 @@ from market.ledger.models import LedgerTransaction
 from market.premiums import deposits
 from market.premiums.models import SponsorDeposit
 from market.settlement.checks import check_ledger, sponsor_account_mismatches
-from tests.conftest import needs
 from tests.factories import UserFactory
 from tests.payouts.conftest import refund, settled_order
 from tests.premiums.test_premiums import line_of, programme
@@ -61,7 +60,6 @@ def statement(client: FlaskClient, shop: Shop, programme_id: int, **query: str) 
 
 
 def test_an_operator_records_a_deposit_and_the_ledger_credits_the_sponsor(client: FlaskClient, shop: Shop) -> None:
-    needs("postgresql")
     funded = sponsored(client, shop)
     made = deposit(client, shop, funded["id"], note="First tranche\nper agreement")
     assert made.status_code == 201, made.json
@@ -81,7 +79,6 @@ def test_an_operator_records_a_deposit_and_the_ledger_credits_the_sponsor(client
 
 
 def test_the_same_bank_reference_on_a_programme_is_recorded_once(client: FlaskClient, shop: Shop) -> None:
-    needs("postgresql")
     funded = sponsored(client, shop)
     first = deposit(client, shop, funded["id"])
     assert first.status_code == 201
@@ -127,7 +124,6 @@ def test_operators_recording_one_transfer_at_once_record_it_once(app: Flask, pg_
 
 
 def test_bad_deposits_are_refused_by_field_and_write_nothing(client: FlaskClient, shop: Shop) -> None:
-    needs("postgresql")
     funded = sponsored(client, shop)
     refused = {
         "amount": [{"amount": 0}, {"amount": -5}, {"amount": "120"}, {"amount": 1.5}, {"amount": 10**16}],
@@ -156,7 +152,6 @@ def test_bad_deposits_are_refused_by_field_and_write_nothing(client: FlaskClient
 
 
 def test_only_operators_see_or_record_a_sponsors_money(client: FlaskClient, shop: Shop) -> None:
-    needs("postgresql")
     funded = sponsored(client, shop)
     base = f"/api/v1/premium-programmes/{funded['id']}"
     body = {"amount": 120, "bank_reference": "X1", "received_on": day()}
@@ -181,7 +176,6 @@ def test_only_operators_see_or_record_a_sponsors_money(client: FlaskClient, shop
 def test_the_statement_shows_premiums_earned_reversed_deposits_and_what_is_owed(
     client: FlaskClient, shop: Shop
 ) -> None:
-    needs("postgresql")
     funded = sponsored(client, shop)  # 100 fen a kg
     assert deposit(client, shop, funded["id"], amount=120, bank_reference="A-1", received_on=day(-1)).status_code == 201
     order = settled_order(client, shop, (shop.oranges, 2000))  # earns 200
@@ -221,7 +215,6 @@ def test_the_statement_shows_premiums_earned_reversed_deposits_and_what_is_owed(
 
 
 def test_the_statement_as_csv_names_its_units(client: FlaskClient, shop: Shop) -> None:
-    needs("postgresql")
     funded = sponsored(client, shop)
     order = settled_order(client, shop, (shop.oranges, 2000))
     refund(order["id"], line_of(order)["id"], 500)
@@ -249,7 +242,6 @@ def test_the_statement_as_csv_names_its_units(client: FlaskClient, shop: Shop) -
 
 
 def test_a_buyer_funded_programme_has_no_statement_and_periods_run_forwards(client: FlaskClient, shop: Shop) -> None:
-    needs("postgresql")
     buyers = programme(client, shop, funded_by="buyer")
     refused = statement(client, shop, buyers["id"])
     assert refused.status_code == 422
@@ -263,7 +255,6 @@ def test_a_buyer_funded_programme_has_no_statement_and_periods_run_forwards(clie
 
 
 def test_ledger_check_finds_a_deposit_the_ledger_does_not_carry(client: FlaskClient, shop: Shop) -> None:
-    needs("postgresql")
     funded = sponsored(client, shop)
     deposit(client, shop, funded["id"])
     assert sponsor_account_mismatches() == []
