@@ -25,12 +25,19 @@ formula can run commands or send the sheet's data away. So:
 Files are UTF-8 with a byte-order mark, so spreadsheets read Chinese names
 right, and have CRLF line ends; the header row is our own column names.
 
-**Every column names its unit.** Money is in yuan in every file, whatever
-the API says in fen: exactly, two decimals (`yuan(1234)` is "12.34"), in a
+**Every column names its unit.** Money of the marketplace is in yuan in
+every file, whatever the API says in fen: exactly, two decimals (`yuan(1234)` is "12.34"), in a
 column whose name ends in `_yuan`. Weight is in kilograms, exactly, three
 decimals (`kg(1500)` is "1.500"), in a column ending in `_kg`. Account
 numbers, bank references and other identifiers are `Text`: always quoted,
 however short, never read as a number.
+
+A file whose rows hold money in several currencies (reconciliation items:
+Stripe settles in its own currency) cannot say yuan. Each amount there is in
+**major units** of the currency named in its own column beside it,
+exactly, with as many decimals as the currency's minor units
+(`major(1234, "CNY")` is "12.34", `major(1234, "JPY")` "1234",
+`major(1234, "KWD")` "1.234"), in a column whose name ends in `_major`.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from market.money import format_minor
+from market.money import format_minor, minor_unit_exponent
 
 # What makes a spreadsheet read a cell as a formula, or strip its way to one.
 FORMULA_STARTS = frozenset("=+-@\t\r\n\uff1d\uff0b\uff0d\uff20")
@@ -60,6 +67,12 @@ class Text(str):
 def yuan(amount: int | None) -> str | None:
     """Fen as yuan, exactly: 1234 -> "12.34" (None stays empty)."""
     return None if amount is None else format_minor(amount)
+
+
+def major(amount: int | None, currency: str) -> str | None:
+    """Minor units of `currency` in its major units, exactly: 1234 CNY -> "12.34",
+    1234 JPY -> "1234", 1234 KWD -> "1.234" (None stays empty)."""
+    return None if amount is None else format_minor(amount, minor_unit_exponent(currency))
 
 
 def kg(grams: int | None) -> str | None:

@@ -115,6 +115,24 @@ def total(amounts: Iterable[Money], currency: str) -> Money:
     return result
 
 
+# How many decimals a currency's minor units have, as the payment provider
+# counts them in its amounts (Stripe, docs.stripe.com/currencies): two
+# unless listed here. ISK, HUF and TWD are two-decimal in Stripe's amounts
+# whatever ISO 4217 says, so they are not listed.
+ZERO_DECIMAL_CURRENCIES = frozenset(
+    {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"}
+)
+THREE_DECIMAL_CURRENCIES = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
+
+
+def minor_unit_exponent(currency: str) -> int:
+    """Decimals of `currency`'s minor units: 2 for CNY (fen), 0 for JPY, 3 for KWD."""
+    code = currency.upper()
+    if code in ZERO_DECIMAL_CURRENCIES:
+        return 0
+    return 3 if code in THREE_DECIMAL_CURRENCIES else 2
+
+
 def format_minor(amount: int, exponent: int = 2) -> str:
     """Minor units as a decimal string for people: 123456 -> "1234.56"."""
     sign = "-" if amount < 0 else ""

@@ -3,7 +3,10 @@
 Account codes name what they hold: `gateway_cash:<provider>` (money at the
 payment provider or in the operators' hands), `buyer_deposits` (offline
 payments received before the weighed amount is known), `farm_payable:<id>`
-(what the platform owes a farm), `platform_commission`. Signs: debits are
+(what the platform owes a farm), `platform_commission`,
+`sponsor_liability:<programme>` (the sponsor's account: debited by the
+premiums the farms earn from its programme, credited by reversals and by
+its deposits; the balance is what the sponsor owes). Signs: debits are
 positive, credits negative; every transaction sums to zero.
 
 Accounts are in the marketplace currency (MARKET_CURRENCY), except money

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String, Text, UniqueConstraint, func
+from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from market.db import UTCDateTime, enum_column
@@ -99,3 +99,25 @@ class LinePremium(db.Model):  # type: ignore[name-defined]
     note: Mapped[str | None] = mapped_column(Text)
 
     programme: Mapped[PremiumProgramme] = relationship()
+
+
+class SponsorDeposit(db.Model):  # type: ignore[name-defined]
+    """Money a sponsor paid the platform towards a programme's premiums, as
+    an operator found it on the bank statement. One bank reference is one
+    deposit: the same reference on the same programme is never recorded
+    twice. Its ledger transaction is `sponsor_deposit:<id>`."""
+
+    __tablename__ = "sponsor_deposits"
+    __table_args__ = (
+        UniqueConstraint("programme_id", "bank_reference"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("premium_programmes.id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger, doc="Minor units of the marketplace currency.")
+    bank_reference: Mapped[str] = mapped_column(String(255))
+    received_on: Mapped[date] = mapped_column(Date, doc="The business day (MARKET_TIMEZONE) the bank received it.")
+    note: Mapped[str | None] = mapped_column(Text)
+    recorded_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())

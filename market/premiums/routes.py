@@ -1,15 +1,21 @@
 from typing import Any
 
-from market.api import MarketBlueprint
+from flask import Response
+
+from market.api import MarketBlueprint, csv_response, json_or_csv
 from market.auth import current_actor, optional_actor
-from market.pagination import Page, page_schema
-from market.premiums import service
-from market.premiums.models import PremiumProgramme
+from market.pagination import Page, PageArgsSchema, page_schema
+from market.premiums import deposits, service
+from market.premiums.models import PremiumProgramme, SponsorDeposit
 from market.premiums.schemas import (
     ApplicablePremiumSchema,
+    DepositCreateSchema,
+    DepositSchema,
     ProgrammeCreateSchema,
     ProgrammeQuerySchema,
     ProgrammeSchema,
+    ProgrammeStatementSchema,
+    StatementQuerySchema,
 )
 
 blp = MarketBlueprint("premiums", __name__, url_prefix="/api/v1", description="Per-kg premium programmes")
@@ -49,6 +55,57 @@ def get_premium_programme(programme_id: int) -> PremiumProgramme:
 def end_premium_programme(programme_id: int) -> PremiumProgramme:
     """End a programme now; lines already placed keep their premiums (operators)"""
     return service.end_programme(current_actor(), programme_id)
+
+
+@blp.route("/premium-programmes/<int:programme_id>/deposits", methods=["POST"])
+@blp.authenticated
+@blp.arguments(DepositCreateSchema)
+@blp.response(201, DepositSchema, location="/premium-programmes/{programme_id}/deposits/{id}")
+@blp.alt_response(404, description="No such programme")
+@blp.alt_response(409, description="This bank reference is recorded on the programme already")
+@blp.alt_response(422, description="Bad input, or a programme its buyers fund")
+def record_sponsor_deposit(body: dict[str, Any], programme_id: int) -> SponsorDeposit:
+    """Record money the sponsor paid towards a sponsor-funded programme, once per bank reference (operators)"""
+    return deposits.record_deposit(current_actor(), programme_id, **body)
+
+
+@blp.route("/premium-programmes/<int:programme_id>/deposits", methods=["GET"])
+@blp.authenticated
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, page_schema(DepositSchema))
+@blp.alt_response(404, description="No such programme")
+def list_sponsor_deposits(args: dict[str, Any], programme_id: int) -> Page[SponsorDeposit]:
+    """The sponsor's deposits to a programme, newest first (operators)"""
+    return deposits.list_deposits(current_actor(), programme_id, **args)
+
+
+@blp.route("/premium-programmes/<int:programme_id>/deposits/<int:deposit_id>", methods=["GET"])
+@blp.authenticated
+@blp.response(200, DepositSchema)
+@blp.alt_response(404, description="No such programme or deposit")
+def get_sponsor_deposit(programme_id: int, deposit_id: int) -> SponsorDeposit:
+    """One deposit (operators)"""
+    return deposits.get_deposit(current_actor(), programme_id, deposit_id)
+
+
+@blp.route("/premium-programmes/<int:programme_id>/statement", methods=["GET"])
+@blp.authenticated
+@blp.arguments(StatementQuerySchema, location="query")
+@blp.response(200, ProgrammeStatementSchema)
+@blp.doc(**json_or_csv(ProgrammeStatementSchema, "The statement, as JSON or (format=csv) a CSV download"))
+@blp.alt_response(404, description="No such programme")
+@blp.alt_response(422, description="Bad period, or a programme its buyers fund (no sponsor account)")
+def get_programme_statement(args: dict[str, Any], programme_id: int) -> dict[str, Any] | Response:
+    """What the sponsor owes: premiums earned and reversed, deposits, balance (operators; sponsor-funded only)
+
+    With format=csv, the same as a CSV download, money in yuan."""
+    wanted = args.pop("format")
+    report = deposits.statement(current_actor(), programme_id, **args)
+    if wanted == "csv":
+        period = f"{args['start'] or 'start'}-{args['end'] or 'now'}"
+        name = f"programme-{programme_id}-statement-{period}.csv"
+        return csv_response(deposits.statement_rows(report), deposits.STATEMENT_COLUMNS, name)
+    return report
 
 
 @blp.route("/listings/<int:listing_id>/premiums", methods=["GET"])

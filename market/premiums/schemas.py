@@ -1,16 +1,20 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from market.api import BigInteger, StrictSchema
+from market.api import BigInteger, StrictSchema, free_text
 from market.money import MAX_BUDGET, MAX_RATE_PER_KG
 from market.pagination import PageArgsSchema
 from market.premiums.models import FundedBy
 
 RATE = validate.Range(min=1, max=MAX_RATE_PER_KG)
+# A deposit at most a whole budget: the sum of a programme's deposits stays far inside a bigint.
+DEPOSIT = validate.Range(min=1, max=MAX_BUDGET)
+# Business days of programmes, which run from 2000 (WINDOW).
+DAYS = validate.Range(min=date(2000, 1, 1), error="Not before 2000-01-01.")
 BUDGET = validate.Range(min=1, max=MAX_BUDGET)
 # Programmes run in this era; anything outside is a typo, and dates far out
 # cannot be compared across time zones without overflowing.
@@ -70,3 +74,83 @@ class ApplicablePremiumSchema(ma.Schema):
     funded_by = fields.Enum(FundedBy, by_value=True, required=True)
     rate_per_kg = fields.Integer(required=True)
     budget_left = fields.Integer(allow_none=True)
+
+
+class DepositCreateSchema(StrictSchema):
+    amount = BigInteger(
+        strict=True, required=True, validate=DEPOSIT, metadata={"description": "Minor units (fen) received."}
+    )
+    bank_reference = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=255),
+        metadata={"description": "The bank's reference for the transfer; recorded once per programme."},
+    )
+    received_on = fields.Date(
+        required=True,
+        validate=DAYS,
+        metadata={"description": "The business day (MARKET_TIMEZONE) the bank received it; not after today."},
+    )
+    note = free_text(load_default=None, validate=validate.Length(max=500))
+
+
+class DepositSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    programme_id = fields.Integer(required=True)
+    amount = fields.Integer(required=True, metadata={"description": "Minor units."})
+    bank_reference = fields.String(required=True)
+    received_on = fields.Date(required=True)
+    note = fields.String(allow_none=True)
+    recorded_by = fields.Integer(required=True, metadata={"description": "The operator who recorded it."})
+    created_at = fields.DateTime(required=True)
+
+
+class StatementQuerySchema(StrictSchema):
+    start = fields.Date(
+        data_key="from",
+        load_default=None,
+        validate=DAYS,
+        metadata={"description": "First business day (MARKET_TIMEZONE); from the programme's start if not given."},
+    )
+    end = fields.Date(
+        data_key="to",
+        load_default=None,
+        validate=DAYS,
+        metadata={"description": "Last business day (MARKET_TIMEZONE); up to now if not given."},
+    )
+    format = fields.String(
+        load_default="json", validate=validate.OneOf(["json", "csv"]), metadata={"description": "csv: a download."}
+    )
+
+
+class StatementFiguresSchema(ma.Schema):
+    earned = fields.Integer(required=True, metadata={"description": "Sponsor premiums the farms earned."})
+    reversed = fields.Integer(required=True, metadata={"description": "Premiums refunds took back from the farms."})
+    deposited = fields.Integer(required=True, metadata={"description": "What the sponsor paid in."})
+    owed = fields.Integer(
+        required=True, metadata={"description": "earned - reversed - deposited; negative: the sponsor's credit."}
+    )
+
+
+class StatementRowSchema(StatementFiguresSchema):
+    day = fields.Date(required=True, metadata={"description": "Business day: earned or reversed, or received."})
+    movement = fields.String(required=True, validate=validate.OneOf(["premium_earned", "premium_reversed", "deposit"]))
+    order_id = fields.Integer(allow_none=True)
+    refund_id = fields.Integer(allow_none=True)
+    deposit_id = fields.Integer(allow_none=True)
+    bank_reference = fields.String(allow_none=True)
+    balance = fields.Integer(required=True, metadata={"description": "What the sponsor owes after this movement."})
+
+
+class ProgrammeStatementSchema(ma.Schema):
+    programme_id = fields.Integer(required=True)
+    programme = fields.String(required=True)
+    sponsor = fields.String(required=True)
+    currency = fields.String(required=True)
+    period_from = fields.Date(allow_none=True, required=True)
+    period_to = fields.Date(allow_none=True, required=True)
+    opening_owed = fields.Integer(required=True, metadata={"description": "Owed before the period."})
+    rows = fields.List(fields.Nested(StatementRowSchema), required=True, metadata={"description": "Oldest first."})
+    totals = fields.Nested(StatementFiguresSchema, required=True, metadata={"description": "The period's."})
+    closing_owed = fields.Integer(
+        required=True, metadata={"description": "Owed after the period: opening_owed + totals.owed."}
+    )

@@ -38,8 +38,14 @@ class Quote:
     amount: int
 
 
+# The sponsor's account with the platform, one per programme: premiums the
+# farms earn debit it, reversals and the sponsor's deposits credit it; its
+# balance is what the sponsor owes (market/premiums/deposits.py).
+SPONSOR_ACCOUNT_PREFIX = "sponsor_liability:"
+
+
 def sponsor_liability(programme_id: int) -> str:
-    return f"sponsor_liability:{programme_id}"
+    return f"{SPONSOR_ACCOUNT_PREFIX}{programme_id}"
 
 
 # --- programmes -------------------------------------------------------------

@@ -45,6 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog.models import PayoutMethod
+from market.csv_export import Text, major
 from market.db import get_or_404, locked, outside_transaction, unit_of_work, utcnow
 from market.errors import Conflict, Invalid, NotFound
 from market.extensions import db
@@ -65,12 +66,22 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 # Balance transaction types, by the object our ledger knows them by.
 CHARGE_TYPES = frozenset({"charge", "payment"})
 REVERSAL_TYPES = frozenset({"transfer_refund", "transfer_cancel"})
+# The items' CSV. Each amount is in major units of the currency in the
+# column beside it (docs/reconciliation.md): a row's sides may be in
+# different currencies, and Stripe's in one that is not yuan.
 ITEM_COLUMNS = (
     "id", "provider", "object_type", "object_id", "balance_transaction_id", "ledger_reference", "order_id",
-    "gateway_amount", "gateway_currency", "ledger_amount", "ledger_currency", "settlement_amount",
-    "settlement_currency", "exchange_rate", "fee", "occurred_at", "outcome", "reason", "resolved_at",
-    "resolution_note", "fee_booked",
+    "gateway_amount_major", "gateway_currency", "ledger_amount_major", "ledger_currency", "settlement_amount_major",
+    "settlement_currency", "exchange_rate", "fee_major", "fee_currency", "occurred_at", "outcome", "reason",
+    "resolved_at", "resolution_note", "fee_booked",
 )  # fmt: skip
+# Item attributes by the currency attribute each is in (the fee is in the settlement currency).
+ITEM_AMOUNTS = {
+    "gateway_amount": "gateway_currency", "ledger_amount": "ledger_currency",
+    "settlement_amount": "settlement_currency", "fee": "settlement_currency",
+}  # fmt: skip
+MAJOR = tuple(f"{amount}_major" for amount in ITEM_AMOUNTS)
+ITEM_IDENTIFIERS = ("object_id", "balance_transaction_id", "ledger_reference", "fee_booked")
 
 
 class ReconciliationNotFound(NotFound):
@@ -666,6 +677,21 @@ def _cell(value: Any) -> Any:
     return rate_text(value) if isinstance(value, Decimal) else value
 
 
+def _item_row(item: ReconciliationItem, market: str) -> dict[str, Any]:
+    """One item as a CSV row: each amount in major units of its currency,
+    named beside it. Items from before currencies were recorded are in the
+    marketplace currency."""
+    row = {name: _cell(getattr(item, name)) for name in ITEM_COLUMNS if name not in ("fee_currency", *MAJOR)}
+    row.update({name: Text(row[name]) for name in ITEM_IDENTIFIERS if row[name] is not None})
+    for amount, currency_of in ITEM_AMOUNTS.items():
+        value = getattr(item, amount)
+        currency = getattr(item, currency_of) or market
+        row[f"{amount}_major"] = major(value, currency)
+        if value is not None:
+            row["fee_currency" if amount == "fee" else currency_of] = currency
+    return row
+
+
 def item_rows(
     actor: Actor, run_id: int, *, outcome: Outcome | None = None, resolved: bool | None = None
 ) -> list[dict[str, Any]]:
@@ -673,6 +699,5 @@ def item_rows(
     actor.require(Role.OPERATOR)
     _run(run_id)
     items = db.session.scalars(_items(run_id, outcome, resolved).order_by(ReconciliationItem.id)).all()
-    return [
-        {name: _cell(value) for name, value in ((name, getattr(item, name)) for name in ITEM_COLUMNS)} for item in items
-    ]
+    market = ledger.market_currency()
+    return [_item_row(item, market) for item in items]

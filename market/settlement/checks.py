@@ -17,7 +17,8 @@ from market.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from market.orders.models import OrderLine, OrderPart, PartStatus
 from market.payments.models import CapturedLine, Payment, PaymentStatus, Refund, RefundLine, RefundStatus
 from market.payouts.models import Payout, PayoutStatus, PayoutTransfer, ReversalStatus, TransferReversal
-from market.premiums.models import FundedBy, LinePremium, PremiumProgramme
+from market.premiums.models import FundedBy, LinePremium, PremiumProgramme, SponsorDeposit
+from market.premiums.service import SPONSOR_ACCOUNT_PREFIX
 from market.settlement.models import EARNED, PREMIUM_KINDS, EntryKind, FarmEntry
 
 
@@ -247,6 +248,46 @@ def programme_mismatches() -> list[str]:
     return problems
 
 
+def sponsor_account_mismatches() -> list[str]:
+    """Per programme: the sponsor's account (`sponsor_liability:<id>`) holds
+    what the farms earned from it net of reversals, less what the sponsor
+    deposited: what the sponsor owes. Only sponsor-funded programmes take
+    deposits."""
+    booked = {
+        int(code.removeprefix(SPONSOR_ACCOUNT_PREFIX)): int(amount)
+        for code, amount in db.session.execute(
+            select(LedgerAccount.code, func.sum(LedgerEntry.amount))
+            .join(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id)
+            .where(LedgerAccount.code.startswith(SPONSOR_ACCOUNT_PREFIX, autoescape=True))
+            .group_by(LedgerAccount.code)
+        ).tuples()
+    }
+    earned = _entries_by(FarmEntry.programme_id, FarmEntry.kind.in_(PREMIUM_KINDS))
+    deposited = _by_key(
+        db.session.execute(
+            select(SponsorDeposit.programme_id, func.sum(SponsorDeposit.amount)).group_by(SponsorDeposit.programme_id)
+        )
+    )
+    problems = []
+    for programme_id in sorted(set(booked) | set(earned) | set(deposited)):
+        owed = earned.get(programme_id, 0) - deposited.get(programme_id, 0)
+        if booked.get(programme_id, 0) != owed:
+            problems.append(
+                f"programme {programme_id}: its sponsor's account holds {booked.get(programme_id, 0)}, but farms "
+                f"earned {earned.get(programme_id, 0)} net of reversals and the sponsor deposited "
+                f"{deposited.get(programme_id, 0)}: it owes {owed}"
+            )
+    for (programme_id,) in db.session.execute(
+        select(SponsorDeposit.programme_id)
+        .join(PremiumProgramme, PremiumProgramme.id == SponsorDeposit.programme_id)
+        .where(PremiumProgramme.funded_by != FundedBy.SPONSOR)
+        .distinct()
+        .order_by(SponsorDeposit.programme_id)
+    ):
+        problems.append(f"programme {programme_id} is funded by its buyers but has sponsor deposits")
+    return problems
+
+
 def in_transit_mismatch() -> list[str]:
     unpaid = (
         db.session.scalar(select(func.coalesce(func.sum(Payout.amount), 0)).where(Payout.status != PayoutStatus.PAID))
@@ -267,5 +308,6 @@ def check_ledger() -> list[str]:
         + transfer_mismatches()
         + order_mismatches()
         + programme_mismatches()
+        + sponsor_account_mismatches()
         + in_transit_mismatch()
     )

@@ -239,6 +239,6 @@ def test_reconciliation_items_neutralise_notes_and_provider_text(client: FlaskCl
         "'" + PAYLOADS[8],
         "'" + PAYLOADS[1],
     )
-    assert (row["gateway_amount"], row["exchange_rate"]) == ("-1250", "7.1234")
-    assert ",-1250," in response.get_data(as_text=True)
+    assert (row["gateway_amount_major"], row["gateway_currency"], row["exchange_rate"]) == ("-12.50", "CNY", "7.1234")
+    assert ",-12.50," in response.get_data(as_text=True)
     _assert_nothing_runs([row])

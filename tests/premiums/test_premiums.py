@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +13,6 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from market import create_app
 from market.accounts.models import Role
 from market.auth import Actor
 from market.db import utcnow
@@ -25,7 +23,6 @@ from market.orders import service as orders
 from market.orders.service import LineRequest
 from market.payments import service as payments
 from market.premiums.models import LinePremium, PremiumProgramme
-from tests.conftest import needs, settings_for
 from tests.factories import ListingFactory, UserFactory
 from tests.shop import Shop, pay, place
 
@@ -199,17 +196,6 @@ def test_only_operators_run_programmes(client: FlaskClient, shop: Shop) -> None:
     body = {"name": "x", "sponsor": "s", "rate_per_kg": 100, "valid_from": START, "funded_by": "buyer"}
     assert client.post("/api/v1/premium-programmes", json=body, headers=shop.orchard_h).status_code == 403
     assert client.get("/api/v1/premium-programmes", headers=shop.buyer_h).status_code == 403
-
-
-@pytest.fixture
-def pg_app(app: Flask, database_url: str) -> Iterator[Flask]:
-    needs("postgresql")
-    settings = settings_for(database_url)
-    settings["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_size": 20, "max_overflow": 0, "pool_timeout": 60}
-    racing = create_app(settings)
-    yield racing
-    with racing.app_context():
-        db.engine.dispose()
 
 
 def test_concurrent_orders_never_reserve_past_the_budget(app: Flask, pg_app: Flask, shop: Shop) -> None:

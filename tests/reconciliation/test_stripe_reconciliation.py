@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -176,6 +177,14 @@ def test_items_export_as_csv(client: FlaskClient, shop: Shop, fake: FakeStripe) 
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
     assert len(rows) == ITEMS + 4
     assert rows[0]["outcome"] in ("matched", "fee")
+    # The same amounts as the JSON items, in yuan: CNY is the settlement currency here.
+    by_id = {item["id"]: item for item in items(client, shop, result["id"])}
+    for row in rows:
+        item = by_id[int(row["id"])]
+        for name in ("gateway_amount", "ledger_amount", "settlement_amount", "fee"):
+            expected = "" if item[name] is None else f"{Decimal(item[name]) / 100:.2f}"
+            assert row[f"{name}_major"] == expected, (name, row)
+        assert row["fee_currency"] == "CNY"
     only_fees = client.get(
         f"/api/v1/reconciliations/{result['id']}/items.csv", query_string={"outcome": "fee"}, headers=shop.operator_h
     )

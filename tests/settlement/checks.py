@@ -8,7 +8,7 @@ tables, these are the functions to re-point; the state machine that drives
 the services does not change.
 
 Every-step checks: `stock`, `order_money`, `sponsor_budgets`, `kept_premiums`,
-`farm_earnings`, `ledger`, `stripe_transfers`. Checks that hold once every pending worker step
+`sponsor_accounts`, `farm_earnings`, `ledger`, `stripe_transfers`. Checks that hold once every pending worker step
 has run: `after_quiesce`; and once a payout run has been paid out:
 `after_payout_run`.
 """
@@ -29,7 +29,8 @@ from market.orders.models import Order, OrderLine, OrderStatus, PartStatus
 from market.payments.models import CapturedLine, Payment, PaymentStatus, Provider, Refund, RefundLine, RefundStatus
 from market.payments.service import CLOSED, PACKED_OR_LATER
 from market.payouts.models import Payout, PayoutTransfer, ReversalStatus, TransferReversal
-from market.premiums.models import FundedBy, LinePremium, PremiumProgramme
+from market.premiums.models import FundedBy, LinePremium, PremiumProgramme, SponsorDeposit
+from market.premiums.service import sponsor_liability
 from market.settlement.checks import check_ledger
 from market.settlement.models import EntryKind, FarmEntry
 from tests.fakes.stripe_server import FakeStripe
@@ -44,6 +45,8 @@ class Books:
 
     initial_stock: dict[int, int] = field(default_factory=dict)
     lots_added: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    # What each programme's sponsor paid in, one deposit per bank reference.
+    deposited: dict[int, int] = field(default_factory=lambda: defaultdict(int))
 
 
 # --- helpers ----------------------------------------------------------------
@@ -314,6 +317,40 @@ def kept_premiums() -> list[str]:
             problems.append(
                 f"{name}: keeps {paid - taken} of {paid} sponsor premium, but its {kept_g} kept g of "
                 f"{line_capture.grams} captured earn {expected} at {premium.rate_per_kg}/kg"
+            )
+    return problems
+
+
+def sponsor_accounts(books: Books) -> list[str]:
+    """Per sponsor programme: the deposits recorded are those the sponsor
+    made (each bank reference once), and its sponsor's account holds what it
+    owes: premiums earned - reversed - deposited."""
+    problems = []
+    earned = _premium_moves(EntryKind.SPONSOR_PREMIUM)
+    reversed_ = _premium_moves(EntryKind.PREMIUM_REVERSAL)
+    for programme_id in db.session.scalars(
+        select(PremiumProgramme.id).where(PremiumProgramme.funded_by == FundedBy.SPONSOR).order_by(PremiumProgramme.id)
+    ):
+        recorded = int(
+            db.session.scalar(
+                select(func.coalesce(func.sum(SponsorDeposit.amount), 0)).where(
+                    SponsorDeposit.programme_id == programme_id
+                )
+            )
+        )
+        if recorded != books.deposited[programme_id]:
+            problems.append(
+                f"programme {programme_id}: deposits recorded total {recorded}, "
+                f"the sponsor paid in {books.deposited[programme_id]}"
+            )
+        paid = sum(v for (_, p), v in earned.items() if p == programme_id)
+        taken = sum(v for (_, p), v in reversed_.items() if p == programme_id)
+        owed = paid - taken - books.deposited[programme_id]
+        booked = ledger.balance(sponsor_liability(programme_id))
+        if booked != owed:
+            problems.append(
+                f"programme {programme_id}: the sponsor's account holds {booked}, but earned {paid} - reversed "
+                f"{taken} - deposited {books.deposited[programme_id]} = {owed}"
             )
     return problems
 

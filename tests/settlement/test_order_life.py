@@ -9,7 +9,8 @@ Stripe (authorisation webhooks late, twice or after the order closed),
 packing by weight (over, under, exact, short), shipping, station pickup and
 delivery, capture (also with a cancel landing between the provider's answer
 and our record of it), cancelling parts and orders, expiry, refunds by line
-and grams (tiny ones too, some refused by the provider), payout runs with
+and grams (tiny ones too, some refused by the provider), the sponsor's
+deposits (a bank reference recorded twice refused), payout runs with
 bank transfers and a Stripe Connect farm (its transfers drawn on the
 orders' charges, or from a platform balance that may run dry; refused
 payouts retried by an operator). Worker steps are the outbox rows the
@@ -63,6 +64,7 @@ from market.catalog.models import PayoutMethod
 from market.db import business_today, utcnow
 from market.errors import DomainError
 from market.extensions import TransientError, db
+from market.ledger import service as ledger
 from market.money import tolerance_bounds
 from market.orders import service as orders
 from market.orders.models import Fulfilment, Order, OrderStatus, PartStatus, StationStaff
@@ -73,7 +75,9 @@ from market.payments.gateway import GatewayError, Intent, OfflineGateway, Refund
 from market.payments.models import Payment, PaymentStatus, Provider, Refund, RefundStatus
 from market.payouts import service as payouts
 from market.payouts.models import Payout, PayoutStatus
+from market.premiums import deposits
 from market.premiums.models import FundedBy, PremiumProgramme
+from market.premiums.service import sponsor_liability
 from tests.conftest import _empty_tables, settings_for
 from tests.factories import UserFactory
 from tests.fakes.stripe_server import FakeStripe, FakeStripeServer
@@ -317,6 +321,10 @@ class OrderLife(RuleBasedStateMachine):
             ]
         )  # fmt: skip
         db.session.commit()
+        self.sponsored = db.session.scalars(
+            select(PremiumProgramme.id).where(PremiumProgramme.funded_by == FundedBy.SPONSOR)
+        ).one()
+        self.deposit_references: list[str] = []
         orchard = shop.orchard
         payouts.connect_payout_account(
             self.farmers[orchard.id],
@@ -678,6 +686,26 @@ class OrderLife(RuleBasedStateMachine):
             db.session.rollback()
             self.attempt("webhook refund.updated", receive)
 
+    # --- operators: the sponsor's money ---------------------------------------
+
+    @rule(amount=st.sampled_from([1, 700, 4000]), again=st.booleans())
+    def sponsor_pays_in(self, amount: int, again: bool) -> None:
+        """The sponsor's transfer is recorded; recording a bank reference
+        again (a second operator, a retry) is refused and adds nothing."""
+        repeat = again and bool(self.deposit_references)
+        reference = self.deposit_references[-1] if repeat else f"SPONSOR-{len(self.deposit_references) + 1}"
+        made = self.attempt(
+            "record_deposit",
+            lambda: deposits.record_deposit(
+                self.operator, self.sponsored, amount=amount, bank_reference=reference, received_on=business_today()
+            ),
+        )
+        if repeat and made is not None:
+            self.errors.append(f"record_deposit: bank reference {reference} was recorded twice")
+        if made is not None:
+            self.deposit_references.append(reference)
+            self.books.deposited[self.sponsored] += amount
+
     # --- operators: payouts ---------------------------------------------------
 
     @rule()
@@ -795,6 +823,16 @@ class OrderLife(RuleBasedStateMachine):
     def kept_premiums_follow_kept_grams(self) -> None:
         db.session.rollback()
         self.assert_clean("kept sponsor premium", checks.kept_premiums())
+
+    @invariant()
+    def sponsors_owe_what_their_farms_earned_less_their_deposits(self) -> None:
+        db.session.rollback()
+        problems = checks.sponsor_accounts(self.books)
+        statement = deposits.statement(self.operator, self.sponsored)
+        owed = ledger.balance(sponsor_liability(self.sponsored))
+        if statement["closing_owed"] != owed:
+            problems.append(f"the sponsor's statement closes at {statement['closing_owed']}, its account at {owed}")
+        self.assert_clean("sponsor account", problems)
 
     @invariant()
     def farms_earned_what_they_are_paid_and_owed(self) -> None:

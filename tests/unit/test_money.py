@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from market.csv_export import major
 from market.money import (
     BASIS_POINTS,
     MAX_BIGINT,
@@ -15,6 +16,7 @@ from market.money import (
     Money,
     format_minor,
     line_amount,
+    minor_unit_exponent,
     prorate,
     share,
     tolerance_bounds,
@@ -87,3 +89,19 @@ def test_the_worst_case_arithmetic_on_the_api_bounds_fits_a_bigint() -> None:
     assert line * BASIS_POINTS < MAX_BIGINT  # share: the commission on a line
     assert MAX_ORDER_LINES * (line + 900 * premium) < MAX_BIGINT  # an order's most, 900 premiums a line
     assert MAX_BUDGET + premium < MAX_BIGINT  # reserving against a cap
+
+
+@pytest.mark.parametrize(
+    ("currency", "exponent"), [("CNY", 2), ("usd", 2), ("JPY", 0), ("krw", 0), ("KWD", 3), ("TND", 3), ("ISK", 2)]
+)
+def test_minor_unit_exponent_counts_as_the_provider_does(currency: str, exponent: int) -> None:
+    assert minor_unit_exponent(currency) == exponent
+
+
+def test_major_units_are_exact_in_each_currency() -> None:
+    assert (major(1234, "CNY"), major(1234, "JPY"), major(-1234, "KWD"), major(None, "CNY")) == (
+        "12.34",
+        "1234",
+        "-1.234",
+        None,
+    )
