@@ -90,7 +90,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     celery_init_app(app)
     payment_gateway.init_app(app)
     errors.register(app)
-    outbox.install()
+    outbox.install(app)
 
     api.init_app(
         app,

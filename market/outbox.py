@@ -2,20 +2,27 @@
 
 `enqueue()` adds a row in the caller's transaction, so a task exists if and
 only if the state change that needs it was committed. After the commit the
-rows are published to Celery at once; a beat job publishes again whatever is
-still unsent (the broker was down, the process died), so Redis being down
-delays work and never loses it. Tasks are idempotent, so the rare second
-publish is harmless.
+row ids go to this process's relay thread (`Relay`), which publishes them to
+Celery at once, the rows of many commits in one batch, while the request
+that wrote them answers without waiting on the broker. A beat job publishes
+again whatever is still unsent (the broker was down, the process died with
+ids not yet published), so Redis being down delays work and never loses it.
+Tasks are idempotent, so the rare second publish is harmless.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import threading
+import time
+import weakref
 from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Celery
-from flask import current_app
+from flask import Flask, current_app
 from sqlalchemy import JSON, Integer, String, Text, event, func, inspect, or_, select, update
 from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
 
@@ -134,19 +141,108 @@ def _after_commit(session: Session) -> None:
 def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:
         ids = session.info.pop(COMMITTED_KEY, [])
-        # A bulk change can write more rows than one relay call takes. With
-        # the broker down each call fails at its first row at once, and
-        # every row is left as tried, for the beat job.
-        for start in range(0, len(ids), BATCH):
-            relay(ids[start : start + BATCH])
+        if ids:
+            relay_of(current_app).submit(ids)
+
+
+class Relay:
+    """Publishes the outbox rows this process commits, from a thread of its
+    own: a request hands over the ids it committed and answers; the thread
+    publishes whatever has gathered meanwhile, a batch at a time (one claim
+    and one mark transaction for the rows of many orders). The thread starts
+    on the first ids (so in each process a server forks, after the fork) and
+    ends after IDLE_SECONDS without any. Ids it has not published when the
+    process ends are left to the beat job, like those of a process that
+    died."""
+
+    IDLE_SECONDS = 5.0
+
+    def __init__(self, app: Flask) -> None:
+        self._app = app
+        self._reset()
+        _relays.add(self)
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._pending: list[int] = []
+        self._busy = False
+        self._thread: threading.Thread | None = None
+
+    def submit(self, ids: list[int]) -> None:
+        if self._pid != os.getpid():  # forked: the parent's thread and lock are not ours
+            self._reset()
+        with self._lock:
+            self._pending.extend(ids)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
+                self._thread.start()
+            self._changed.notify_all()
+
+    def wait(self, timeout: float = 10.0) -> bool:
+        """Until every id submitted so far was published or tried; False if
+        `timeout` seconds passed first."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._pending or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._pending:
+                    self._changed.wait(self.IDLE_SECONDS)
+                if not self._pending:
+                    self._thread = None
+                    return
+                ids, self._pending = self._pending, []
+                self._busy = True
+            try:
+                with self._app.app_context():
+                    # A bulk change can write more rows than one relay call
+                    # takes. With the broker down each call fails at its
+                    # first row at once, and every row is left as tried,
+                    # for the beat job.
+                    for start in range(0, len(ids), BATCH):
+                        relay(ids[start : start + BATCH])
+            except Exception:  # the rows stay unsent, for the beat job
+                log.exception("outbox relay failed on %d rows", len(ids))
+            finally:
+                with self._lock:
+                    self._busy = False
+                    self._changed.notify_all()
+
+
+_relays: weakref.WeakSet[Relay] = weakref.WeakSet()
+RELAY_KEY = "outbox_relay"
+# At exit, what a short-lived process (a command) committed is published
+# before it ends, rather than by the beat job later.
+EXIT_WAIT_SECONDS = 5.0
+
+
+def relay_of(app: Flask) -> Relay:
+    relay_: Relay = app.extensions[RELAY_KEY]
+    return relay_
+
+
+@atexit.register
+def _publish_before_exit() -> None:
+    for relay_ in list(_relays):
+        relay_.wait(EXIT_WAIT_SECONDS)
 
 
 def _after_rollback(session: Session) -> None:
     session.info.pop(PENDING_KEY, None)
 
 
-def install() -> None:
+def install(app: Flask) -> None:
     """Publish outbox rows right after the session that wrote them commits."""
+    app.extensions[RELAY_KEY] = Relay(app)
     if not event.contains(db.session, "after_commit", _after_commit):
         event.listen(db.session, "after_commit", _after_commit)
         event.listen(db.session, "after_transaction_end", _after_transaction_end)

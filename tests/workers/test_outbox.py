@@ -1,5 +1,7 @@
 """The outbox with a real worker: a task runs once after commit, never after
-a rollback, and still runs when the broker was down at commit time."""
+a rollback, and still runs when the broker was down at commit time. Rows
+are published by the process's relay thread, never by the thread that
+committed them."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ from datetime import timedelta
 
 from celery import Celery, shared_task
 from celery.contrib.testing.worker import start_worker
+from celery.signals import before_task_publish
 from flask import Flask
-from sqlalchemy import insert, select
+from sqlalchemy import event, insert, select
 
 from market import outbox
 from market.extensions import db
@@ -45,6 +48,58 @@ def test_task_runs_once_after_commit(app: Flask, worker: object) -> None:
     assert db.session.get(OutboxMessage, message.id).sent_at is not None  # type: ignore[union-attr]
 
 
+def test_the_committing_thread_hands_its_rows_to_the_relay_thread(app: Flask, worker: object) -> None:
+    publishers: list[str] = []
+
+    def _publishing(**_: object) -> None:
+        publishers.append(threading.current_thread().name)
+
+    before_task_publish.connect(_publishing, weak=False)
+    try:
+        outbox.enqueue("tests.record", marker="handed-over")
+        db.session.commit()
+        assert outbox.relay_of(app).wait()
+    finally:
+        before_task_publish.disconnect(_publishing)
+    assert publishers == ["outbox-relay"]
+    assert wait_for(lambda: ran("handed-over") == 1)
+
+
+def test_rows_committed_while_the_relay_publishes_go_out_together(app: Flask, worker: object) -> None:
+    """The relay claims what gathered while it was busy in one transaction:
+    under load, one claim and one mark serve the rows of many commits."""
+    claims: list[str] = []
+    first_publish = threading.Event()
+    go_on = threading.Event()
+
+    def _claim(conn: object, cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith("UPDATE outbox SET claimed_until"):
+            claims.append(statement)
+
+    def _hold_first(**_: object) -> None:
+        if not first_publish.is_set():
+            first_publish.set()
+            go_on.wait(10)
+
+    event.listen(db.engine, "before_cursor_execute", _claim)
+    before_task_publish.connect(_hold_first, weak=False)
+    try:
+        outbox.enqueue("tests.record", marker="together-0")
+        db.session.commit()
+        assert first_publish.wait(10)  # the relay is publishing the first row
+        for n in (1, 2):
+            outbox.enqueue("tests.record", marker=f"together-{n}")
+            db.session.commit()
+        go_on.set()
+        assert outbox.relay_of(app).wait()
+    finally:
+        go_on.set()
+        before_task_publish.disconnect(_hold_first)
+        event.remove(db.engine, "before_cursor_execute", _claim)
+    assert len(claims) == 2
+    assert wait_for(lambda: all(ran(f"together-{n}") == 1 for n in range(3)))
+
+
 def test_task_enqueued_in_a_rolled_back_transaction_never_runs(app: Flask, worker: object) -> None:
     outbox.enqueue("tests.record", marker="rolled-back")
     db.session.rollback()
@@ -62,6 +117,7 @@ def test_task_is_delivered_after_the_broker_comes_back(
 
     message = outbox.enqueue("tests.record", marker="broker-down")
     db.session.commit()  # the broker is not running: publishing fails, the row stays
+    assert outbox.relay_of(app).wait()
     stored = db.session.get(OutboxMessage, message.id)
     assert stored is not None
     db.session.refresh(stored)
@@ -91,6 +147,7 @@ def test_a_batch_whose_broker_is_down_is_released_whole_and_sent_whole_later(
     celery_app.conf.broker_url = private_redis.url
     messages = [outbox.enqueue("tests.record", marker=f"batch-{n}") for n in range(3)]
     db.session.commit()  # one relay call for the three rows; the first publish fails
+    assert outbox.relay_of(app).wait()
     stored = [db.session.get(OutboxMessage, m.id) for m in messages]
     for row in stored:
         assert row is not None
@@ -116,6 +173,7 @@ def test_the_beat_job_sends_a_row_that_failed_at_once_and_drains_more_than_a_bat
     for n in range(outbox.BATCH + 5):
         outbox.enqueue("tests.never-consumed", n=n)
     db.session.commit()  # the broker is down: the first publish fails, all rows wait
+    assert outbox.relay_of(app).wait()
     unsent = select(OutboxMessage.id).where(OutboxMessage.sent_at.is_(None))
     assert len(db.session.scalars(unsent).all()) == outbox.BATCH + 5
 
