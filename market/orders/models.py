@@ -61,6 +61,16 @@ class Fulfilment(StrEnum):
     DELIVERY = "delivery"
 
 
+def destination_problem(point_id: int | None, address: str | None) -> str | None:
+    """What is wrong with where an order goes, if anything: it is picked up
+    at a fulfilment point or delivered to an address, exactly one."""
+    if point_id is None and address is None:
+        return "Give fulfilment_point_id (to pick up at a station or centre) or delivery_address (to be delivered)."
+    if point_id is not None and address is not None:
+        return "Give fulfilment_point_id or delivery_address, not both."
+    return None
+
+
 OPEN_STATUSES = frozenset(
     {
         OrderStatus.PENDING_PAYMENT,
