@@ -154,6 +154,12 @@ class Order(db.Model):  # type: ignore[name-defined]
     )
 
     @property
+    def payment_deadline(self) -> datetime | None:
+        """When the order expires unless paid: only while it waits for
+        payment. A paid, cancelled or expired order has no deadline left."""
+        return self.expires_at if self.status == OrderStatus.PENDING_PAYMENT else None
+
+    @property
     def active_parts(self) -> list[OrderPart]:
         return [p for p in self.parts if p.status != PartStatus.CANCELLED]
 

@@ -119,7 +119,12 @@ class OrderSchema(ma.Schema):
     pickup_code = fields.String(allow_none=True, required=True)
     cancel_reason = fields.String(allow_none=True)
     created_at = fields.DateTime(required=True)
-    expires_at = fields.DateTime(required=True)
+    expires_at = fields.DateTime(
+        attribute="payment_deadline",
+        required=True,
+        allow_none=True,
+        metadata={"description": "Unpaid past this, the order expires; null once it is paid, cancelled or expired."},
+    )
     paid_at = fields.DateTime(allow_none=True)
     parts = fields.List(fields.Nested(OrderPartSchema), required=True)
     events = fields.List(fields.Nested(OrderEventSchema), required=True)
