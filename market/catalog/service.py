@@ -737,8 +737,9 @@ def _write_stock(listing_id: int, grams: int) -> None:
 def set_stock(actor: Actor, items: list[dict[str, Any]]) -> list[Listing]:
     """Set the stock of many listings at once, all or nothing.
 
-    Items address a listing by `listing_id` or by `sku` with `farm_id`. Any
-    bad item refuses the whole request, naming `items.<index>.<field>`.
+    Items address a listing by `listing_id` or by `sku` with `farm_id`; a
+    farmer with one farm may leave `farm_id` out. Any bad item refuses the
+    whole request, naming `items.<index>.<field>`.
     """
     actor.require(Role.FARMER, Role.OPERATOR)
     chosen = _stock_targets(actor, items)
@@ -749,9 +750,31 @@ def set_stock(actor: Actor, items: list[dict[str, Any]]) -> list[Listing]:
     return [loaded[listing_id] for listing_id in chosen]
 
 
+def _with_farm_of_sku(actor: Actor, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`items` with the caller's one farm as the farm of every SKU given
+    without `farm_id`. A SKU is unique per farm only, so a caller with
+    several farms (or none: an operator) must say which."""
+    bare = [index for index, item in enumerate(items) if "sku" in item and "farm_id" not in item]
+    if not bare:
+        return items
+    farms = (
+        []
+        if _is_operator(actor)
+        else list(db.session.scalars(select(Farm.id).where(Farm.owner_id == actor.user_id).limit(2)))
+    )
+    if len(farms) != 1:
+        why = "You have several farms" if farms else "You have no farm of your own"
+        raise Invalid(
+            f"{why}: give farm_id with each sku; nothing was changed.",
+            {f"items.{index}.farm_id": ["Required with sku unless you have exactly one farm."] for index in bare},
+        )
+    return [item if "farm_id" in item or "sku" not in item else {**item, "farm_id": farms[0]} for item in items]
+
+
 def _stock_targets(actor: Actor, items: list[dict[str, Any]]) -> dict[int, int]:
     """The stock each item sets, by listing id in the order given; any bad
     item refuses them all."""
+    items = _with_farm_of_sku(actor, items)
     ids = [item["listing_id"] for item in items if "listing_id" in item]
     skus = [(item["farm_id"], item["sku"]) for item in items if "sku" in item]
     address = or_(
