@@ -312,6 +312,14 @@ class StockItemSchema(StrictSchema):
         metadata={"description": "The farm of `sku`; may be left out by a farmer with one farm."},
     )
     stock_g = grams(minimum=0, maximum=MAX_STOCK_G, required=True)
+    expected_stock_g = grams(
+        minimum=0,
+        maximum=MAX_STOCK_G,
+        metadata={
+            "description": "The stock you last read; if the listing's stock is not that now (a sale, another "
+            "client), the whole request is a 412 and nothing changes."
+        },
+    )
 
     @ma.validates_schema
     def one_address(self, data: dict[str, Any], **kwargs: Any) -> None:
