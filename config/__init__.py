@@ -151,7 +151,9 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "PICKUP_CODE_MAX_FAILURES": _int(env, "PICKUP_CODE_MAX_FAILURES", 5),
         "REDIS_URL": redis_url,
         "RATELIMIT_STORAGE_URI": redis_url or "memory://",
-        "RATELIMIT_HEADERS_ENABLED": True,
+        # Off: market.extensions.rate_limit_headers writes the X-RateLimit-*
+        # headers, and Retry-After only on a 429.
+        "RATELIMIT_HEADERS_ENABLED": False,
         "RATELIMIT_LOGIN": env.get("RATELIMIT_LOGIN") or "10 per minute",
         "RATELIMIT_REGISTER": env.get("RATELIMIT_REGISTER") or "5 per minute",
         "RATELIMIT_PICKUP": env.get("RATELIMIT_PICKUP") or "30 per minute",

@@ -15,7 +15,7 @@ from market import cli, errors, health, outbox
 from market.accounts.routes import blp as accounts_blp
 from market.api import MarketJSONProvider, MarketRequest
 from market.catalog.routes import blp as catalog_blp
-from market.extensions import api, celery_init_app, db, limiter, migrate
+from market.extensions import api, celery_init_app, db, limiter, migrate, rate_limit_headers
 from market.inventory.routes import blp as inventory_blp
 from market.ledger.routes import blp as ledger_blp
 from market.notifications import payloads
@@ -87,6 +87,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(config.ROOT / "migrations"), render_as_batch=True)
     limiter.init_app(app)
+    app.after_request(rate_limit_headers)
     celery_init_app(app)
     payment_gateway.init_app(app)
     errors.register(app)

@@ -338,8 +338,23 @@ class MarketApi(Api):
         self.spec.components.response("DEFAULT_ERROR", default, lazy=True)
 
 
+IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "description": "The ETag you read; if the resource changed since, the write is refused (412) and changes "
+    "nothing. Without it the write goes ahead.",
+    "schema": {"type": "string"},
+}
+
+
 class MarketBlueprint(Blueprint):
     ARGUMENTS_PARSER = MarketParser()
+    # flask-smorest would require If-Match on these (428) and compare it
+    # before the view runs, with data read before the write. Here it is
+    # optional, and the service compares it with the row it locked for
+    # the write (market.conditional).
+    METHODS_NEEDING_CHECK_ETAG: list[str] = []
 
     def route(self, rule: str, **kwargs: Any) -> Callable[[F], F]:
         """flask-smorest's `route`. An operation without query parameters
@@ -438,6 +453,20 @@ class MarketBlueprint(Blueprint):
             status_code, response, schema=schema, content_type=content_type, **kwargs
         )
         return documented
+
+    def conditional(self, func: F) -> F:
+        """A write that honours If-Match (market.conditional): documents the
+        optional header and the 412, and answers the resource's new ETag."""
+        func = self.alt_response(412, description="The resource changed since the ETag in If-Match; re-read it")(func)
+        func = self.etag(func)
+        func._apidoc["if_match"] = True  # type: ignore[attr-defined]
+        return func
+
+    def _prepare_etag_doc(self, doc: dict[str, Any], doc_info: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        prepared: dict[str, Any] = super()._prepare_etag_doc(doc, doc_info, **kwargs)
+        if doc_info.get("if_match"):
+            prepared.setdefault("parameters", []).append(IF_MATCH)
+        return prepared
 
     def authenticated(self, func: F) -> F:
         """Document that an endpoint needs a bearer token (and may refuse it)."""

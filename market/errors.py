@@ -61,6 +61,19 @@ class Conflict(DomainError):
     title = "Conflict"
 
 
+class NotReadyYet(Conflict):
+    """What was asked for is still being made or changed (by a worker, or
+    by the same request sent earlier): asked again in `retry_after`
+    seconds, the same request should succeed. Answered with Retry-After."""
+
+    slug = "not-ready-yet"
+    title = "Not ready yet"
+
+    def __init__(self, detail: str, *, retry_after: int, **extra: Any) -> None:
+        super().__init__(detail, retry_after=retry_after, **extra)
+        self.retry_after = retry_after
+
+
 class InvalidTransition(Conflict):
     slug = "invalid-transition"
     title = "Invalid state transition"
@@ -167,7 +180,7 @@ def handle_domain_error(error: DomainError) -> Response:
     headers = {}
     if isinstance(error, Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="market"'
-    if isinstance(error, RateLimited):
+    if isinstance(error, (RateLimited, NotReadyYet)):
         headers["Retry-After"] = str(error.retry_after)
     return problem(
         error.status, error.title, error.detail, slug=error.slug, headers=headers, errors=error.errors, **error.extra

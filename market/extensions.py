@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from celery import Celery, Task
-from flask import Flask
+from flask import Flask, Response
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
@@ -33,6 +34,28 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 api = MarketApi()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+
+def rate_limit_headers(response: Response) -> Response:
+    """Every answer of a rate-limited endpoint says its limit, what is left
+    of it and when it resets (X-RateLimit-Limit, -Remaining, -Reset, Unix
+    seconds); only a 429 says to wait (Retry-After, in seconds, the longer
+    of the limit's window and any lock the refusal itself gave).
+    Flask-Limiter's own headers (RATELIMIT_HEADERS_ENABLED, off) put
+    Retry-After on every answer, and raised the Retry-After of a 409 or 503
+    to the window's end."""
+    current = limiter.current_limit if limiter.enabled else None
+    if current is None:
+        return response
+    reset_at = current.reset_at
+    response.headers["X-RateLimit-Limit"] = str(current.limit.amount)
+    response.headers["X-RateLimit-Remaining"] = str(current.remaining)
+    response.headers["X-RateLimit-Reset"] = str(reset_at)
+    if response.status_code == 429:
+        own = response.headers.get("Retry-After", "")
+        wait = max(reset_at - int(time.time()), int(own) if own.isdigit() else 0, 1)
+        response.headers["Retry-After"] = str(wait)
+    return response
 
 
 class TransientError(Exception):

@@ -23,7 +23,7 @@ from werkzeug.exceptions import HTTPException
 
 from market.auth import optional_actor
 from market.db import UTCDateTime, utcnow
-from market.errors import Conflict, DomainError, Invalid
+from market.errors import DomainError, Invalid, NotReadyYet
 from market.extensions import db
 
 HEADER = "Idempotency-Key"
@@ -37,6 +37,10 @@ PARAMETER = {
     "the first answer (Idempotent-Replayed: true), another body with the key is a 422.",
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
 }
+# A repeat that finds the first request still running is told to come back
+# this many seconds later: most requests end well within it, and the repeat
+# then replays their answer (or, past the lease, takes the key over).
+IN_FLIGHT_RETRY_AFTER_SECONDS = 1
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -101,7 +105,10 @@ def _claim(user_id: int, key: str, request_hash: str) -> IdempotencyKey | None:
     db.session.commit()
     if taken.rowcount == 1:  # type: ignore[attr-defined]
         return None
-    raise Conflict("A request with this Idempotency-Key is still being processed; retry shortly.")
+    raise NotReadyYet(
+        "A request with this Idempotency-Key is still being processed; retry shortly.",
+        retry_after=IN_FLIGHT_RETRY_AFTER_SECONDS,
+    )
 
 
 def _finish(user_id: int, key: str, response: Response) -> None:

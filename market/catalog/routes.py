@@ -30,6 +30,7 @@ from market.catalog.schemas import (
     StockResultSchema,
     StockUpdateSchema,
 )
+from market.conditional import if_match, refuse_if_match
 from market.idempotency import idempotent
 from market.pagination import Page, PageArgsSchema, page_schema
 
@@ -69,41 +70,45 @@ def list_farms(args: dict[str, Any]) -> Page[Farm]:
 
 
 @blp.route("/farms/<int:farm_id>", methods=["GET"])
+@blp.etag
 @blp.response(200, FarmSchema)
 @blp.alt_response(404, description="No such farm, or not visible to you")
 def get_farm(farm_id: int) -> Farm:
-    """A farm's public profile"""
+    """A farm's public profile; its ETag goes in If-Match when you change it"""
     return service.get_farm(optional_actor(), farm_id)
 
 
 @blp.route("/farms/<int:farm_id>", methods=["PATCH"])
+@blp.conditional
 @blp.authenticated
 @blp.arguments(FarmUpdateSchema)
 @blp.response(200, FarmSchema)
 @blp.alt_response(404, description="No such farm of yours")
 def update_farm(body: dict[str, Any], farm_id: int) -> Farm:
-    """Edit one of your farms"""
-    return service.update_farm(current_actor(), farm_id, **body)
+    """Edit one of your farms (honours If-Match)"""
+    return service.update_farm(current_actor(), farm_id, if_match(FarmSchema()), **body)
 
 
 @blp.route("/farms/<int:farm_id>/verify", methods=["POST"])
+@blp.conditional
 @blp.authenticated
 @blp.response(200, FarmSchema)
 @blp.alt_response(404, description="No such farm")
 @blp.alt_response(409, description="Already verified")
 def verify_farm(farm_id: int) -> Farm:
     """Verify a farm so its listings can be bought (operators)"""
-    return service.verify_farm(current_actor(), farm_id)
+    return service.verify_farm(current_actor(), farm_id, if_match(FarmSchema()))
 
 
 @blp.route("/farms/<int:farm_id>/suspend", methods=["POST"])
+@blp.conditional
 @blp.authenticated
 @blp.response(200, FarmSchema)
 @blp.alt_response(404, description="No such farm")
 @blp.alt_response(409, description="Already suspended")
 def suspend_farm(farm_id: int) -> Farm:
     """Suspend a farm: its listings cannot be bought (operators)"""
-    return service.suspend_farm(current_actor(), farm_id)
+    return service.suspend_farm(current_actor(), farm_id, if_match(FarmSchema()))
 
 
 # Fulfilment points
@@ -232,8 +237,15 @@ def list_listings(args: dict[str, Any]) -> Page[Listing]:
 @blp.arguments(StockUpdateSchema)
 @blp.response(200, StockResultSchema)
 @blp.alt_response(409, description="A listing is archived; nothing was changed")
+@blp.alt_response(412, description="The stock of an item is not its expected_stock_g; nothing was changed")
 def set_stock(body: dict[str, Any]) -> dict[str, Any]:
-    """Set the stock of many of your listings at once, all or nothing (accepts Idempotency-Key)"""
+    """Set the stock of many of your listings at once, all or nothing (accepts Idempotency-Key)
+
+    An item may give expected_stock_g, the stock its client last read: if the listing's stock is not that any
+    more, the request is a 412 naming the item, and nothing changes. If-Match is refused here: the request
+    names many listings, each with its own version.
+    """
+    refuse_if_match("POST /listings/stock")
     return {"items": service.set_stock(current_actor(), body["items"])}
 
 
@@ -247,44 +259,48 @@ def get_listing(listing_id: int) -> Listing:
 
 
 @blp.route("/listings/<int:listing_id>", methods=["PATCH"])
+@blp.conditional
 @blp.authenticated
 @blp.arguments(ListingUpdateSchema)
 @blp.response(200, ListingSchema)
 @blp.alt_response(404, description="No such listing of yours")
 @blp.alt_response(409, description="Archived, or the SKU is already used on this farm")
 def update_listing(body: dict[str, Any], listing_id: int) -> Listing:
-    """Edit one of your listings"""
-    return service.update_listing(current_actor(), listing_id, **body)
+    """Edit one of your listings (honours If-Match; stock_g here sets the stock)"""
+    return service.update_listing(current_actor(), listing_id, if_match(ListingSchema()), **body)
 
 
 @blp.route("/listings/<int:listing_id>/activate", methods=["POST"])
+@blp.conditional
 @blp.authenticated
 @blp.response(200, ListingSchema)
 @blp.alt_response(404, description="No such listing of yours")
 @blp.alt_response(409, description="Already active, or archived")
 def activate_listing(listing_id: int) -> Listing:
     """Put a draft or paused listing on sale (sold_out when it has no stock)"""
-    return service.activate_listing(current_actor(), listing_id)
+    return service.activate_listing(current_actor(), listing_id, if_match(ListingSchema()))
 
 
 @blp.route("/listings/<int:listing_id>/pause", methods=["POST"])
+@blp.conditional
 @blp.authenticated
 @blp.response(200, ListingSchema)
 @blp.alt_response(404, description="No such listing of yours")
 @blp.alt_response(409, description="Not on sale")
 def pause_listing(listing_id: int) -> Listing:
     """Take a listing off sale for a while"""
-    return service.pause_listing(current_actor(), listing_id)
+    return service.pause_listing(current_actor(), listing_id, if_match(ListingSchema()))
 
 
 @blp.route("/listings/<int:listing_id>/archive", methods=["POST"])
+@blp.conditional
 @blp.authenticated
 @blp.response(200, ListingSchema)
 @blp.alt_response(404, description="No such listing of yours")
 @blp.alt_response(409, description="Already archived")
 def archive_listing(listing_id: int) -> Listing:
     """Withdraw a listing for good (still readable by id)"""
-    return service.archive_listing(current_actor(), listing_id)
+    return service.archive_listing(current_actor(), listing_id, if_match(ListingSchema()))
 
 
 @blp.route("/listings/<int:listing_id>/lots", methods=["POST"])

@@ -307,16 +307,28 @@ class ListingQuerySchema(PageArgsSchema):
 class StockItemSchema(StrictSchema):
     listing_id = fields.Integer(strict=True)
     sku = fields.String(validate=validate.Length(min=1, max=64))
-    farm_id = fields.Integer(strict=True)
+    farm_id = fields.Integer(
+        strict=True,
+        metadata={"description": "The farm of `sku`; may be left out by a farmer with one farm."},
+    )
     stock_g = grams(minimum=0, maximum=MAX_STOCK_G, required=True)
+    expected_stock_g = grams(
+        minimum=0,
+        maximum=MAX_STOCK_G,
+        metadata={
+            "description": "The stock you last read; if the listing's stock is not that now (a sale, another "
+            "client), the whole request is a 412 and nothing changes."
+        },
+    )
 
     @ma.validates_schema
     def one_address(self, data: dict[str, Any], **kwargs: Any) -> None:
         if "listing_id" in data:
             if "sku" in data or "farm_id" in data:
-                raise ma.ValidationError("Give listing_id, or sku with farm_id, not both.", "listing_id")
-        elif "sku" not in data or "farm_id" not in data:
-            raise ma.ValidationError("Give listing_id, or sku with farm_id.", "listing_id")
+                raise ma.ValidationError("Give listing_id, or sku (with farm_id), not both.", "listing_id")
+        elif "sku" not in data:
+            field = "sku" if "farm_id" in data else "listing_id"
+            raise ma.ValidationError("Give listing_id, or sku (with farm_id unless you have one farm).", field)
 
 
 class StockUpdateSchema(StrictSchema):

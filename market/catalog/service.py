@@ -40,6 +40,7 @@ from market.catalog.models import (
     PayoutMethod,
     StripeCannotPay,
 )
+from market.conditional import Expected, PreconditionFailed
 from market.db import get_or_404, unit_of_work, utcnow
 from market.errors import Conflict, Invalid, InvalidTransition, NotFound
 from market.events import publish
@@ -89,11 +90,15 @@ def _farm_visibility(actor: Actor | None) -> ColumnElement[bool]:
     return public
 
 
-def _farm_for_write(actor: Actor, farm_id: int) -> Farm:
+def _farm_for_write(actor: Actor, farm_id: int, expected: Expected | None = None) -> Farm:
+    """The farm, locked for the write and read afresh, if the caller may
+    change it and it is still as `expected` (If-Match)."""
     actor.require(Role.FARMER, Role.OPERATOR)
-    farm = db.session.get(Farm, farm_id)
+    farm = db.session.get(Farm, farm_id, with_for_update=True, populate_existing=True)
     if farm is None or not (_is_operator(actor) or farm.owner_id == actor.user_id):
         raise NotFound(f"Farm {farm_id} not found.")
+    if expected is not None:
+        expected.check(farm, f"Farm {farm_id}")
     return farm
 
 
@@ -107,9 +112,9 @@ def create_farm(actor: Actor, **fields: Any) -> Farm:
     return farm
 
 
-def update_farm(actor: Actor, farm_id: int, **changes: Any) -> Farm:
+def update_farm(actor: Actor, farm_id: int, expected: Expected | None = None, **changes: Any) -> Farm:
     with unit_of_work():
-        farm = _farm_for_write(actor, farm_id)
+        farm = _farm_for_write(actor, farm_id, expected)
         for name, value in changes.items():
             setattr(farm, name, value)
         if changes.keys() & {"payout_method", "country"}:
@@ -137,19 +142,19 @@ def require_stripe_payable(farm: Farm, field: str) -> None:
     farm.require_stripe_payable(current_app.config["STRIPE_CONNECT_COUNTRY"], field)
 
 
-def verify_farm(actor: Actor, farm_id: int) -> Farm:
+def verify_farm(actor: Actor, farm_id: int, expected: Expected | None = None) -> Farm:
     actor.require(Role.OPERATOR)
     with unit_of_work():
-        farm = _farm_for_write(actor, farm_id)
+        farm = _farm_for_write(actor, farm_id, expected)
         farm.verify()
     return farm
 
 
-def suspend_farm(actor: Actor, farm_id: int) -> Farm:
+def suspend_farm(actor: Actor, farm_id: int, expected: Expected | None = None) -> Farm:
     """Stop a farm's listings from being bought; they stay readable by id."""
     actor.require(Role.OPERATOR)
     with unit_of_work():
-        farm = _farm_for_write(actor, farm_id)
+        farm = _farm_for_write(actor, farm_id, expected)
         farm.suspend()
     return farm
 
@@ -355,11 +360,16 @@ def _with_details(stmt: Select[tuple[Listing]]) -> Select[tuple[Listing]]:
     )
 
 
-def _listing_for_write(actor: Actor, listing_id: int) -> Listing:
+def _listing_for_write(actor: Actor, listing_id: int, expected: Expected | None = None) -> Listing:
+    """The listing, locked for the write and read afresh, if the caller may
+    change it and it is still as `expected` (If-Match): a sale or another
+    client's edit committed since the client read it is seen here."""
     actor.require(Role.FARMER, Role.OPERATOR)
-    listing = db.session.get(Listing, listing_id)
+    listing = db.session.get(Listing, listing_id, with_for_update=True, populate_existing=True)
     if listing is None or not (_is_operator(actor) or listing.farm.owner_id == actor.user_id):
         raise NotFound(f"Listing {listing_id} not found.")
+    if expected is not None:
+        expected.check(listing, f"Listing {listing_id}")
     return listing
 
 
@@ -428,9 +438,9 @@ def create_listing(
     return listing
 
 
-def update_listing(actor: Actor, listing_id: int, **changes: Any) -> Listing:
+def update_listing(actor: Actor, listing_id: int, expected: Expected | None = None, **changes: Any) -> Listing:
     with unit_of_work():
-        listing = _listing_for_write(actor, listing_id)
+        listing = _listing_for_write(actor, listing_id, expected)
         if listing.status == ListingStatus.ARCHIVED:
             raise InvalidTransition(f"Listing {listing_id} is archived and can no longer be edited.")
         if "sku" in changes:
@@ -457,24 +467,24 @@ def update_listing(actor: Actor, listing_id: int, **changes: Any) -> Listing:
     return listing
 
 
-def activate_listing(actor: Actor, listing_id: int) -> Listing:
+def activate_listing(actor: Actor, listing_id: int, expected: Expected | None = None) -> Listing:
     with unit_of_work():
-        listing = _listing_for_write(actor, listing_id)
+        listing = _listing_for_write(actor, listing_id, expected)
         listing.activate()
     return listing
 
 
-def pause_listing(actor: Actor, listing_id: int) -> Listing:
+def pause_listing(actor: Actor, listing_id: int, expected: Expected | None = None) -> Listing:
     with unit_of_work():
-        listing = _listing_for_write(actor, listing_id)
+        listing = _listing_for_write(actor, listing_id, expected)
         listing.pause()
     return listing
 
 
-def archive_listing(actor: Actor, listing_id: int) -> Listing:
+def archive_listing(actor: Actor, listing_id: int, expected: Expected | None = None) -> Listing:
     """Withdraw a listing for good; it stays readable by id for old orders."""
     with unit_of_work():
-        listing = _listing_for_write(actor, listing_id)
+        listing = _listing_for_write(actor, listing_id, expected)
         listing.archive()
     return listing
 
@@ -724,34 +734,93 @@ def receive_stock(lines: Iterable[StockLine], *, field: str = "grams") -> None:
 return_stock = add_stock
 
 
-def _write_stock(listing_id: int, grams: int) -> None:
-    before = db.session.scalar(select(Listing.stock_g).where(Listing.id == listing_id).with_for_update())
-    moved = _execute_stock_update(listing_id, literal(grams), Listing.status != ListingStatus.ARCHIVED)
-    if before is None or moved is None:
+def _write_stock(listing_id: int, grams: int, *, expected_g: int | None = None) -> int | None:
+    """Set the listing's stock to `grams`, on its row locked. When the stock
+    found is not `expected_g` (given), nothing is written and the stock
+    found is returned. Setting the stock it already has writes nothing:
+    the listing, its updated_at and its ETag stay as they are."""
+    before = db.session.scalar(
+        select(Listing.stock_g)
+        .where(Listing.id == listing_id, Listing.status != ListingStatus.ARCHIVED)
+        .with_for_update()
+    )
+    if before is None:
         raise InvalidTransition(
             f"Listing {listing_id} is archived; its stock cannot change.", {"stock_g": ["The listing is archived."]}
         )
-    _stock_moved(listing_id, before, *moved)
+    if expected_g is not None and before != expected_g:
+        return before
+    if before != grams:
+        moved = _execute_stock_update(listing_id, literal(grams))
+        assert moved is not None  # the row is locked and not archived
+        _stock_moved(listing_id, before, *moved)
+    return None
+
+
+@dataclass(frozen=True)
+class StockTarget:
+    index: int
+    stock_g: int
+    expected_g: int | None
 
 
 def set_stock(actor: Actor, items: list[dict[str, Any]]) -> list[Listing]:
     """Set the stock of many listings at once, all or nothing.
 
-    Items address a listing by `listing_id` or by `sku` with `farm_id`. Any
-    bad item refuses the whole request, naming `items.<index>.<field>`.
+    Items address a listing by `listing_id` or by `sku` with `farm_id`; a
+    farmer with one farm may leave `farm_id` out. Any bad item refuses the
+    whole request, naming `items.<index>.<field>`. An item with
+    `expected_stock_g` is a compare-and-set: when the listing's stock (on
+    its locked row) is not that, the request is a 412 naming every such
+    item with the stock found, and nothing is written.
     """
     actor.require(Role.FARMER, Role.OPERATOR)
     chosen = _stock_targets(actor, items)
     with unit_of_work():
+        stale: dict[str, list[str]] = {}
+        found: dict[int, int] = {}
         for listing_id in sorted(chosen):
-            _write_stock(listing_id, chosen[listing_id])
+            target = chosen[listing_id]
+            current = _write_stock(listing_id, target.stock_g, expected_g=target.expected_g)
+            if current is not None:
+                stale[f"items.{target.index}.expected_stock_g"] = [f"The stock is now {current} g."]
+                found[listing_id] = current
+        if stale:
+            raise PreconditionFailed(
+                "The stock of some listings changed since you read it (a sale, or another client); nothing was "
+                "changed. Read them again and send the stock with the new expected_stock_g.",
+                stale,
+                current_stock_g={str(listing_id): grams for listing_id, grams in found.items()},
+            )
     loaded = _load_listings(list(chosen))
     return [loaded[listing_id] for listing_id in chosen]
 
 
-def _stock_targets(actor: Actor, items: list[dict[str, Any]]) -> dict[int, int]:
+def _with_farm_of_sku(actor: Actor, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`items` with the caller's one farm as the farm of every SKU given
+    without `farm_id`. A SKU is unique per farm only, so a caller with
+    several farms (or none: an operator) must say which."""
+    bare = [index for index, item in enumerate(items) if "sku" in item and "farm_id" not in item]
+    if not bare:
+        return items
+    farms = (
+        []
+        if _is_operator(actor)
+        else list(db.session.scalars(select(Farm.id).where(Farm.owner_id == actor.user_id).limit(2)))
+    )
+    if len(farms) != 1:
+        why = "You have several farms" if farms else "You have no farm of your own"
+        raise Invalid(
+            f"{why}: give farm_id with each sku; nothing was changed.",
+            {f"items.{index}.farm_id": ["Required with sku unless you have exactly one farm."] for index in bare},
+        )
+    return [item if "farm_id" in item or "sku" not in item else {**item, "farm_id": farms[0]} for item in items]
+
+
+def _stock_targets(actor: Actor, items: list[dict[str, Any]]) -> dict[int, StockTarget]:
     """The stock each item sets, by listing id in the order given; any bad
     item refuses them all."""
+    items = _with_farm_of_sku(actor, items)
     ids = [item["listing_id"] for item in items if "listing_id" in item]
     skus = [(item["farm_id"], item["sku"]) for item in items if "sku" in item]
     address = or_(
@@ -767,7 +836,7 @@ def _stock_targets(actor: Actor, items: list[dict[str, Any]]) -> dict[int, int]:
 
     invalid: dict[str, list[str]] = {}
     conflicts: dict[str, list[str]] = {}
-    chosen: dict[int, int] = {}
+    chosen: dict[int, StockTarget] = {}
     for index, item in enumerate(items):
         if "listing_id" in item:
             field, listing = "listing_id", by_id.get(item["listing_id"])
@@ -781,7 +850,7 @@ def _stock_targets(actor: Actor, items: list[dict[str, Any]]) -> dict[int, int]:
         elif listing.status == ListingStatus.ARCHIVED:
             conflicts[key] = ["The listing is archived; its stock cannot change."]
         else:
-            chosen[listing.id] = item["stock_g"]
+            chosen[listing.id] = StockTarget(index, item["stock_g"], item.get("expected_stock_g"))
     if invalid:
         raise Invalid("Some items do not name a listing of yours; nothing was changed.", invalid)
     if conflicts:

@@ -61,6 +61,16 @@ class Fulfilment(StrEnum):
     DELIVERY = "delivery"
 
 
+def destination_problem(point_id: int | None, address: str | None) -> str | None:
+    """What is wrong with where an order goes, if anything: it is picked up
+    at a fulfilment point or delivered to an address, exactly one."""
+    if point_id is None and address is None:
+        return "Give fulfilment_point_id (to pick up at a station or centre) or delivery_address (to be delivered)."
+    if point_id is not None and address is not None:
+        return "Give fulfilment_point_id or delivery_address, not both."
+    return None
+
+
 OPEN_STATUSES = frozenset(
     {
         OrderStatus.PENDING_PAYMENT,
@@ -142,6 +152,12 @@ class Order(db.Model):  # type: ignore[name-defined]
     events: Mapped[list[OrderEvent]] = relationship(
         back_populates="order", order_by="OrderEvent.id", cascade="all, delete-orphan"
     )
+
+    @property
+    def payment_deadline(self) -> datetime | None:
+        """When the order expires unless paid: only while it waits for
+        payment. A paid, cancelled or expired order has no deadline left."""
+        return self.expires_at if self.status == OrderStatus.PENDING_PAYMENT else None
 
     @property
     def active_parts(self) -> list[OrderPart]:

@@ -7,7 +7,7 @@ from marshmallow import fields, validate
 
 from market.api import BigInteger, StrictSchema, free_text
 from market.money import MAX_LINE_G, MAX_ORDER_LINES, MAX_WEIGHED_G
-from market.orders.models import Fulfilment, OrderStatus, PartStatus
+from market.orders.models import Fulfilment, OrderStatus, PartStatus, destination_problem
 from market.pagination import PageArgsSchema
 
 REASON = validate.Length(min=1, max=500)
@@ -33,8 +33,9 @@ class OrderCreateSchema(StrictSchema):
 
     @ma.validates_schema
     def one_destination(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if (data.get("fulfilment_point_id") is None) == (data.get("delivery_address") is None):
-            raise ma.ValidationError("Give fulfilment_point_id or delivery_address, not both.", "fulfilment_point_id")
+        message = destination_problem(data.get("fulfilment_point_id"), data.get("delivery_address"))
+        if message:
+            raise ma.ValidationError(message, "fulfilment_point_id")
 
 
 class LotRefSchema(ma.Schema):
@@ -118,7 +119,12 @@ class OrderSchema(ma.Schema):
     pickup_code = fields.String(allow_none=True, required=True)
     cancel_reason = fields.String(allow_none=True)
     created_at = fields.DateTime(required=True)
-    expires_at = fields.DateTime(required=True)
+    expires_at = fields.DateTime(
+        attribute="payment_deadline",
+        required=True,
+        allow_none=True,
+        metadata={"description": "Unpaid past this, the order expires; null once it is paid, cancelled or expired."},
+    )
     paid_at = fields.DateTime(allow_none=True)
     parts = fields.List(fields.Nested(OrderPartSchema), required=True)
     events = fields.List(fields.Nested(OrderEventSchema), required=True)

@@ -42,6 +42,7 @@ from market.orders.models import (
     OrderStatus,
     PartStatus,
     StationStaff,
+    destination_problem,
 )
 from market.orders.pricing import PricedLine, price_line
 from market.pagination import Page, SortKey, keyset_page
@@ -293,29 +294,46 @@ def _check_lines(requests: Sequence[LineRequest]) -> dict[int, Listing]:
     }
     for index, request in enumerate(requests):
         listing = listings.get(request.listing_id)
-        buyable = (ListingStatus.ACTIVE, ListingStatus.SOLD_OUT)  # sold out is a stock problem, told as one
-        if listing is None or listing.status not in buyable or listing.farm.status != FarmStatus.VERIFIED:
-            errors.setdefault(f"lines.{index}.listing_id", ["No listing on sale with this id."])
-        elif not listing.accepts_grams(request.grams):
+        refusal = _not_on_sale(listing)
+        if refusal:
+            errors.setdefault(f"lines.{index}.listing_id", [refusal])
+        elif listing is not None and not listing.accepts_grams(request.grams):
             errors[f"lines.{index}.grams"] = [
-                f"Order at least {listing.min_order_g} g, in steps of {listing.step_g} g."
+                f"{request.grams} g cannot be ordered: order at least {listing.min_order_g} g, "
+                f"in steps of {listing.step_g} g."
             ]
     if errors:
         raise Invalid("Some lines cannot be ordered; nothing was ordered.", errors)
     return listings
 
 
+def _not_on_sale(listing: Listing | None) -> str | None:
+    """Why a buyer cannot order `listing` now, if they cannot. A listing a
+    buyer may not read (a draft, or on a farm never verified) is "no such
+    listing", as it is when they ask for it by id."""
+    if listing is None or listing.status == ListingStatus.DRAFT or listing.farm.verified_at is None:
+        return "No such listing."
+    if listing.status == ListingStatus.ARCHIVED:
+        return "This listing is withdrawn for good; it cannot be ordered."
+    if listing.status == ListingStatus.PAUSED:
+        return "The farm has paused this listing; it cannot be ordered until they put it on sale again."
+    if listing.farm.status != FarmStatus.VERIFIED:
+        return "The farm is suspended; its listings cannot be ordered now."
+    return None  # active, or sold out: a stock problem, told as one when stock is taken
+
+
 def _fulfilment(point_id: int | None, address: str | None) -> tuple[Fulfilment, FulfilmentPoint | None]:
-    if (point_id is None) == (address is None):
-        raise Invalid(
-            "Choose a fulfilment point for pickup or a delivery address, not both.",
-            {"fulfilment_point_id": ["Give this or delivery_address."]},
-        )
+    problem = destination_problem(point_id, address)
+    if problem:
+        raise Invalid(problem, {"fulfilment_point_id": [problem]})
     if point_id is None:
         return Fulfilment.DELIVERY, None
     point = db.session.get(FulfilmentPoint, point_id)
     if point is None:
-        raise Invalid("Unknown fulfilment point.", {"fulfilment_point_id": [f"No fulfilment point {point_id}."]})
+        raise Invalid(
+            f"There is no fulfilment point {point_id}; see /api/v1/fulfilment-points.",
+            {"fulfilment_point_id": [f"No fulfilment point {point_id}."]},
+        )
     return Fulfilment.PICKUP, point
 
 

@@ -25,6 +25,11 @@ WEBHOOK_PATH = "/api/v1/webhooks/stripe"
 @blp.authenticated
 @blp.response(200, PaymentSchema)
 @blp.alt_response(404, description="No such order, or not one you may see")
+@blp.alt_response(
+    409,
+    description="The payment is still being prepared (right after placing the order); retry after Retry-After seconds",
+    headers={"Retry-After": {"description": "Seconds to wait before asking again.", "schema": {"type": "integer"}}},
+)
 def get_payment(order_id: int) -> Payment:
     """The order's payment, with the client secret for Stripe.js (the buyer; operators)"""
     return service.get_payment(current_actor(), order_id)
@@ -60,7 +65,7 @@ def request_refund(body: dict[str, Any], order_id: int) -> Refund:
 @blp.alt_response(404, description="No such order, or not one you may see")
 def list_refunds(order_id: int) -> Page[Refund]:
     """Refunds of an order (the buyer; operators): one page, as an order has few"""
-    return Page(items=list(service.get_payment(current_actor(), order_id).refunds), next_cursor=None)
+    return Page(items=service.refunds_of(current_actor(), order_id), next_cursor=None)
 
 
 @blp.route("/orders/<int:order_id>/refunds/<int:refund_id>", methods=["GET"])

@@ -22,7 +22,7 @@ from sqlalchemy.orm import selectinload
 from market.accounts.models import Role
 from market.auth import Actor
 from market.db import locked, outside_transaction, unit_of_work, utcnow
-from market.errors import Conflict, Invalid, NotFound
+from market.errors import Conflict, Invalid, NotFound, NotReadyYet
 from market.events import publish
 from market.extensions import db
 from market.ledger import service as ledger
@@ -65,6 +65,16 @@ class PaymentNotFound(NotFound):
     pass
 
 
+class PaymentBeingPrepared(NotReadyYet):
+    slug = "payment-being-prepared"
+    title = "Payment being prepared"
+
+
+# A worker opens the payment as soon as the order is placed; asked again
+# after this many seconds, it is usually there.
+PREPARING_RETRY_AFTER_SECONDS = 2
+
+
 @dataclass(frozen=True)
 class LineRefund:
     line_id: int
@@ -81,17 +91,45 @@ def _payment_of(order_id: int) -> Payment:
     return payment
 
 
-def get_payment(actor: Actor, order_id: int) -> Payment:
-    """The order's payment, for its buyer (with the client secret) or operators."""
+def _visible_order(actor: Actor, order_id: int) -> Order:
     order = db.session.get(Order, order_id)
     if order is None or (order.buyer_id != actor.user_id and not actor.has(Role.OPERATOR)):
         raise NotFound(f"Order {order_id} not found.")
-    return _payment_of(order_id)
+    return order
+
+
+def get_payment(actor: Actor, order_id: int) -> Payment:
+    """The order's payment, for its buyer (with the client secret) or
+    operators. Right after the order is placed (or a lapsed hold is
+    renewed) a worker is still opening it: `PaymentBeingPrepared`, to ask
+    again shortly, rather than "no payment"."""
+    order = _visible_order(actor, order_id)
+    payment = db.session.scalars(select(Payment).where(Payment.order_id == order_id)).one_or_none()
+    if payment is None and order.status == OrderStatus.PENDING_PAYMENT:
+        raise PaymentBeingPrepared(
+            f"The payment of order {order_id} is still being prepared; ask again shortly.",
+            retry_after=PREPARING_RETRY_AFTER_SECONDS,
+        )
+    if payment is not None and payment.status == PaymentStatus.CREATING:
+        raise PaymentBeingPrepared(
+            f"The payment of order {order_id} is being opened with the payment provider; ask again shortly.",
+            retry_after=PREPARING_RETRY_AFTER_SECONDS,
+            payment_status=payment.status.value,
+        )
+    if payment is None:
+        raise PaymentNotFound(f"Order {order_id} has no payment: it closed before one was opened.")
+    return payment
+
+
+def refunds_of(actor: Actor, order_id: int) -> list[Refund]:
+    """An order's refunds, for whoever may see its payment."""
+    _visible_order(actor, order_id)
+    return list(_payment_of(order_id).refunds)
 
 
 def get_refund(actor: Actor, order_id: int, refund_id: int) -> Refund:
     """One refund of an order, for whoever may see its payment."""
-    refund = next((r for r in get_payment(actor, order_id).refunds if r.id == refund_id), None)
+    refund = next((r for r in refunds_of(actor, order_id) if r.id == refund_id), None)
     if refund is None:
         raise NotFound(f"Refund {refund_id} not found on order {order_id}.")
     return refund

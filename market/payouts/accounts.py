@@ -114,6 +114,9 @@ def connect_payout_account(
     account.method = method
     farm.payout_method = method
     if method == PayoutMethod.BANK_TRANSFER:
+        # Every warning on a payout account says what stops Stripe paying
+        # the farm; the bank file pays it now, so none of them applies.
+        account.attention = None
         assert account_number is not None  # checked above
         account.bank_account_holder = account_holder
         account.bank_name = bank_name
@@ -196,7 +199,7 @@ def connect_account(farm_id: int) -> PayoutAccount | None:
     except GatewayError as error:
         account = _account_of(farm_id, lock=True)
         assert account is not None
-        account.attention = str(error)[:2000]
+        _warn_of_stripe(account, str(error))
         db.session.commit()
         return account
     account = _account_of(farm_id, lock=True)
@@ -230,11 +233,18 @@ def _create_account(farm_id: int, country: str, key: str, *, looked_up: bool) ->
         raise
 
 
-def flag_account(farm_id: int, problem: str) -> None:
-    account = _account_of(farm_id)
-    if account is not None:
+def _warn_of_stripe(account: PayoutAccount, problem: str) -> None:
+    """Show why Stripe cannot pay the farm yet, unless the farm chose the
+    bank file meanwhile (the worker's call to Stripe ran unlocked)."""
+    if account.method == PayoutMethod.STRIPE:
         account.attention = problem[:2000]
-        db.session.commit()
+
+
+def flag_account(farm_id: int, problem: str) -> None:
+    account = _account_of(farm_id, lock=True)
+    if account is not None:
+        _warn_of_stripe(account, problem)
+    db.session.commit()
 
 
 def account_updated(

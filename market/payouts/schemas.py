@@ -51,7 +51,13 @@ class PayoutAccountSchema(ma.Schema):
     bank_account_holder = fields.String(allow_none=True)
     bank_name = fields.String(allow_none=True)
     bank_account_masked = fields.String(allow_none=True)
-    attention = fields.String(allow_none=True)
+    attention = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "What stops Stripe paying the farm (Stripe payouts only); cleared when the farm moves to "
+            "bank_transfer."
+        },
+    )
 
 
 class PayoutRunRequestSchema(StrictSchema):

@@ -99,6 +99,8 @@ def test_second_request_while_first_runs_is_409(app: Flask, mint: str) -> None:
             second = c.post(mint, json={"name": "a"}, headers={**headers, "Idempotency-Key": "slow"})
         assert second.status_code == 409
         assert second.content_type == "application/problem+json"
+        assert second.headers["Retry-After"] == "1"
+        assert "still being processed" in second.json["detail"]
     finally:
         release.set()
         thread.join()

@@ -203,6 +203,34 @@ def test_bulk_stock_update_sets_many_by_id_or_sku(client: FlaskClient) -> None:
     ]
 
 
+def test_a_farmer_with_one_farm_sets_stock_by_sku_alone(client: FlaskClient) -> None:
+    farm, headers = farmer_with_farm()
+    pomelos = ListingFactory(farm=farm, sku="POMELO", stock_g=10_000)
+    ListingFactory(sku="POMELO", stock_g=10_000)  # another farmer's farm uses the same SKU
+    response = client.post(
+        "/api/v1/listings/stock", json={"items": [{"sku": "POMELO", "stock_g": 4_000}]}, headers=headers
+    )
+    assert response.status_code == 200, response.json
+    assert [(i["id"], i["stock_g"]) for i in response.json["items"]] == [(pomelos.id, 4_000)]
+
+
+def test_a_farmer_with_several_farms_names_the_farm_of_each_sku(client: FlaskClient) -> None:
+    farm, headers = farmer_with_farm()
+    FarmFactory(owner=farm.owner)
+    navel = ListingFactory(farm=farm, sku="NAVEL", stock_g=10_000)
+    body = {"items": [{"listing_id": navel.id, "stock_g": 1}, {"sku": "NAVEL", "stock_g": 2}]}
+    response = client.post("/api/v1/listings/stock", json=body, headers=headers)
+    assert response.status_code == 422
+    assert response.json["errors"] == {"items.1.farm_id": ["Required with sku unless you have exactly one farm."]}
+    assert "give farm_id" in response.json["detail"]
+    assert stored(navel.id).stock_g == 10_000
+    named = {"items": [{"sku": "NAVEL", "farm_id": farm.id, "stock_g": 2}]}
+    assert client.post("/api/v1/listings/stock", json=named, headers=headers).status_code == 200
+    _, operator = user_with_token(Role.OPERATOR)
+    refused = client.post("/api/v1/listings/stock", json={"items": [{"sku": "NAVEL", "stock_g": 3}]}, headers=operator)
+    assert refused.status_code == 422 and list(refused.json["errors"]) == ["items.0.farm_id"]
+
+
 @pytest.mark.parametrize(
     ("item", "status", "field"),
     [

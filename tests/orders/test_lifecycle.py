@@ -314,6 +314,23 @@ def test_unpaid_orders_expire_once_and_give_stock_back(app: Flask, client: Flask
     assert service.mark_paid(order["id"]) is False  # a late payment is refused; the payment is refunded
 
 
+def test_only_an_unpaid_order_shows_when_it_expires(app: Flask, client: FlaskClient, shop: Shop) -> None:
+    paid = place(client, shop, (shop.oranges, 2000))
+    assert paid["expires_at"] is not None
+    pay(paid["id"])
+    shown = client.get(f"/api/v1/orders/{paid['id']}", headers=shop.buyer_h).json
+    assert shown["status"] == "paid" and shown["expires_at"] is None
+
+    cancelled = place(client, shop, (shop.oranges, 1000))
+    post(client, f"/api/v1/orders/{cancelled['id']}/cancel", shop.buyer_h, {"reason": "changed my mind"})
+    assert client.get(f"/api/v1/orders/{cancelled['id']}", headers=shop.buyer_h).json["expires_at"] is None
+
+    expiring = place(client, shop, (shop.oranges, 1000))
+    service.expire_unpaid(utcnow() + timedelta(minutes=app.config["ORDER_PAYMENT_MINUTES"] + 1))
+    expired = client.get(f"/api/v1/orders/{expiring['id']}", headers=shop.buyer_h).json
+    assert expired["status"] == "expired" and expired["expires_at"] is None
+
+
 def test_an_order_expiring_after_a_part_was_cancelled_gives_that_part_back_once(
     app: Flask, client: FlaskClient, shop: Shop
 ) -> None:

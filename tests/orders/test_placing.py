@@ -10,6 +10,7 @@ from market.catalog.models import Listing, ListingStatus
 from market.extensions import db
 from market.orders.models import Order, OrderEvent
 from market.payments import service as payments
+from tests.factories import ListingFactory
 from tests.shop import Shop, place
 
 PROBLEM = "application/problem+json"
@@ -158,6 +159,33 @@ def test_paused_listing_and_unverified_farm_cannot_be_bought(client: FlaskClient
             client, shop, {"lines": [{"listing_id": listing.id, "grams": 1000}], "delivery_address": "Lane 3"}
         )
         assert "lines.0.listing_id" in problem["errors"]
+
+
+def test_an_order_without_a_destination_says_to_give_one(client: FlaskClient, shop: Shop) -> None:
+    problem = bad(client, shop, {"lines": [{"listing_id": shop.oranges.id, "grams": 1000}]})
+    (message,) = problem["errors"]["fulfilment_point_id"]
+    assert "give fulfilment_point_id" in message.lower() and "delivery_address" in message
+    assert "not both" not in message
+    both = {"fulfilment_point_id": shop.station.id, "delivery_address": "Lane 3, Xunwu"}
+    problem = bad(client, shop, {"lines": [{"listing_id": shop.oranges.id, "grams": 1000}], **both})
+    assert problem["errors"]["fulfilment_point_id"] == ["Give fulfilment_point_id or delivery_address, not both."]
+
+
+def test_a_line_that_cannot_be_ordered_says_why(client: FlaskClient, shop: Shop) -> None:
+    shop.pomelos.status = ListingStatus.PAUSED
+    shop.chestnuts.status = "suspended"
+    draft = ListingFactory(farm=shop.orchard, status=ListingStatus.DRAFT)
+    archived = ListingFactory(farm=shop.orchard, status=ListingStatus.ARCHIVED)
+    db.session.commit()
+    lines = [{"listing_id": listing.id, "grams": 1000} for listing in (shop.pomelos, shop.nuts, draft, archived)] + [
+        {"listing_id": shop.oranges.id, "grams": 1200}
+    ]
+    errors = bad(client, shop, {"lines": lines, "fulfilment_point_id": shop.station.id})["errors"]
+    assert "paused" in errors["lines.0.listing_id"][0]
+    assert "suspended" in errors["lines.1.listing_id"][0]
+    assert errors["lines.2.listing_id"] == ["No such listing."]  # a draft is not shown to buyers
+    assert "withdrawn" in errors["lines.3.listing_id"][0]
+    assert errors["lines.4.grams"] == ["1200 g cannot be ordered: order at least 1000 g, in steps of 500 g."]
 
 
 def test_only_buyers_place_orders(client: FlaskClient, shop: Shop) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from market.db import utcnow
 from market.extensions import TransientError, db
@@ -77,6 +77,40 @@ def test_opening_creates_one_manual_capture_intent_for_the_most_the_order_can_re
     resource = client.get(f"/api/v1/orders/{order['id']}/payment", headers=shop.buyer_h).json
     assert resource["client_secret"] == intent["client_secret"]
     assert client.get(f"/api/v1/orders/{order['id']}/payment", headers=shop.other_buyer_h).status_code == 404
+
+
+def test_a_payment_being_prepared_is_a_409_to_retry_not_a_404(
+    client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
+) -> None:
+    order = place(client, shop, (shop.oranges, 2000))
+    url = f"/api/v1/orders/{order['id']}/payment"
+    waiting = client.get(url, headers=shop.buyer_h)  # the worker has not opened it yet
+    assert waiting.status_code == 409 and waiting.content_type == "application/problem+json"
+    assert waiting.headers["Retry-After"] == "2" and waiting.json["retry_after"] == 2
+    assert waiting.json["type"] == "/problems/payment-being-prepared"
+    assert "still being prepared" in waiting.json["detail"]
+    assert client.get(url, headers=shop.other_buyer_h).status_code == 404  # not theirs: nothing to wait for
+
+    payment = payments.open_payment(order["id"])
+    ready = client.get(url, headers=shop.buyer_h)
+    assert ready.status_code == 200 and "Retry-After" not in ready.headers
+    assert ready.json["client_secret"] == payment.client_secret
+
+    # A worker opening a new intent (after a lapsed hold) is the same wait.
+    db.session.execute(update(Payment).where(Payment.id == payment.id).values(status=PaymentStatus.CREATING))
+    db.session.commit()
+    opening = client.get(url, headers=shop.operator_h)
+    assert opening.status_code == 409 and opening.json["payment_status"] == "creating"
+    assert opening.headers["Retry-After"] == "2"
+
+
+def test_an_order_closed_before_its_payment_was_opened_has_none(client: FlaskClient, shop: Shop) -> None:
+    order = place(client, shop, (shop.oranges, 2000))
+    cancelled = client.post(f"/api/v1/orders/{order['id']}/cancel", json={"reason": "x"}, headers=shop.buyer_h)
+    assert cancelled.status_code == 200
+    gone = client.get(f"/api/v1/orders/{order['id']}/payment", headers=shop.buyer_h)
+    assert gone.status_code == 404 and "Retry-After" not in gone.headers
+    assert client.get(f"/api/v1/orders/{order['id']}/refunds", headers=shop.buyer_h).status_code == 404
 
 
 def test_placing_an_order_queues_the_payment_through_the_outbox(client: FlaskClient, shop: Shop) -> None:

@@ -108,6 +108,24 @@ def test_a_farm_that_moved_to_mainland_china_after_choosing_stripe_gets_no_strip
     assert fake.calls["POST /v1/accounts"] == 0
 
 
+def test_moving_from_stripe_to_the_bank_file_clears_the_stripe_warning(
+    client: FlaskClient, shop: Shop, fake: FakeStripe
+) -> None:
+    assert set_up(client, shop, method="stripe").status_code == 200
+    move(shop.orchard, "CN")
+    warned = payouts.connect_account(shop.orchard.id)
+    assert warned is not None and warned.attention is not None
+
+    moved = set_up(client, shop, method="bank_transfer", **BANK)
+
+    assert moved.status_code == 200, moved.json
+    assert (moved.json["method"], moved.json["status"], moved.json["attention"]) == ("bank_transfer", "ready", None)
+    # A Stripe worker's failure that lands after the move warns of nothing.
+    payouts.flag_account(shop.orchard.id, "Stripe answered 500 after all retries.")
+    shown = client.get(f"/api/v1/farms/{shop.orchard.id}/payout-account", headers=shop.orchard_h).json
+    assert shown["attention"] is None
+
+
 def test_a_farm_says_its_country_and_cannot_choose_stripe_where_stripe_cannot_pay(
     client: FlaskClient, shop: Shop
 ) -> None:
