@@ -141,6 +141,7 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "MARKET_TIMEZONE": _timezone(env, "MARKET_TIMEZONE", "Asia/Shanghai"),
         "MARKET_CURRENCY": market_currency,
         "TOKEN_TTL_DAYS": _int(env, "TOKEN_TTL_DAYS", 30),
+        "TOKEN_CACHE_SECONDS": _int(env, "TOKEN_CACHE_SECONDS", 5),
         "IDEMPOTENCY_LEASE_SECONDS": _int(env, "IDEMPOTENCY_LEASE_SECONDS", 60),
         "OUTBOX_RESEND_AFTER_SECONDS": _int(env, "OUTBOX_RESEND_AFTER_SECONDS", 30),
         "OUTBOX_RELAY_INTERVAL_SECONDS": _int(env, "OUTBOX_RELAY_INTERVAL_SECONDS", 10),

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from flask import request
+from cachetools import TTLCache
+from flask import Flask, current_app, request
 from sqlalchemy import select, update
 
 from market.accounts.models import ApiToken, Role, UserRole
@@ -17,6 +19,9 @@ from market.extensions import db
 # last_used_at is refreshed at most this often, so reads do not write per request.
 LAST_USED_GRANULARITY = timedelta(minutes=1)
 ACTOR_KEY = "market.actor"
+CACHE_KEY = "market.token_cache"
+# Tokens a process remembers at most (least recently used go first).
+TOKEN_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -79,8 +84,54 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+class TokenCache:
+    """The actors of tokens checked in the last TOKEN_CACHE_SECONDS, by
+    token hash, so most requests do not read the token and its roles: a
+    process forgets a token when it is revoked there at once, and other
+    processes within the setting's seconds (docs/reliability.md). Never
+    past the token's own expiry."""
+
+    def __init__(self, seconds: int) -> None:
+        self._lock = threading.Lock()
+        self._actors: TTLCache[str, tuple[Actor, datetime]] | None = (
+            TTLCache(maxsize=TOKEN_CACHE_SIZE, ttl=seconds) if seconds > 0 else None
+        )
+
+    def get(self, token_hash: str) -> Actor | None:
+        if self._actors is None:
+            return None
+        with self._lock:
+            found = self._actors.get(token_hash)
+        if found is None or found[1] <= utcnow():
+            return None
+        return found[0]
+
+    def put(self, token_hash: str, actor: Actor, expires_at: datetime) -> None:
+        if self._actors is not None:
+            with self._lock:
+                self._actors[token_hash] = (actor, expires_at)
+
+    def forget(self, token_hash: str) -> None:
+        if self._actors is not None:
+            with self._lock:
+                self._actors.pop(token_hash, None)
+
+
+def install(app: Flask) -> None:
+    app.extensions[CACHE_KEY] = TokenCache(app.config["TOKEN_CACHE_SECONDS"])
+
+
+def token_cache() -> TokenCache:
+    cache: TokenCache = current_app.extensions[CACHE_KEY]
+    return cache
+
+
 def authenticate_token(token: str) -> Actor:
     """Resolve a bearer token to an actor, or raise `Unauthenticated`."""
+    token_hash = hash_token(token)
+    cached = token_cache().get(token_hash)
+    if cached is not None:
+        return cached
     now = utcnow()
     # The token and its user's roles in one round trip: a row per role.
     rows = db.session.execute(
@@ -93,7 +144,7 @@ def authenticate_token(token: str) -> Actor:
             UserRole.role,
         )
         .outerjoin(UserRole, UserRole.user_id == ApiToken.user_id)
-        .where(ApiToken.token_hash == hash_token(token))
+        .where(ApiToken.token_hash == token_hash)
     ).all()
     if not rows:
         raise Unauthenticated("The token is not valid.")
@@ -106,4 +157,6 @@ def authenticate_token(token: str) -> Actor:
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY:
         db.session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
         db.session.commit()
-    return Actor(user_id=row.user_id, roles=roles, token_id=row.id)
+    actor = Actor(user_id=row.user_id, roles=roles, token_id=row.id)
+    token_cache().put(token_hash, actor, row.expires_at)
+    return actor

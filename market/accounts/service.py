@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from market.accounts import throttle
 from market.accounts.models import ApiToken, Language, Role, User, UserRole
-from market.auth import Actor, hash_token
+from market.auth import Actor, hash_token, token_cache
 from market.db import locked, unit_of_work, utcnow
 from market.errors import Conflict, Invalid, NotFound, Unauthenticated
 from market.events import publish
@@ -267,4 +267,5 @@ def revoke_token(actor: Actor, token_id: int) -> ApiToken:
             raise NotFound(f"Token {token_id} not found.")
         if token.revoked_at is None:
             token.revoked_at = utcnow()
+    token_cache().forget(token.token_hash)
     return token
