@@ -28,12 +28,13 @@ from werkzeug.serving import make_server
 import config
 from market.accounts.models import Role
 from market.catalog.models import FarmStatus
+from market.console.views import OPEN_STATES
 from market.db import business_today
 from market.extensions import db
 from market.orders.models import OrderStatus
 from market.payments import service as payments
 from tests.conftest import REQUIRE_SERVICES
-from tests.console.test_pages import OPEN_STATES, api_count
+from tests.console.test_pages import api_count
 from tests.factories import PASSWORD, FarmFactory, UserFactory
 from tests.payouts.conftest import operator
 from tests.ports import free_port
@@ -93,6 +94,14 @@ def _open(browser: WebDriver, url: str, heading: str) -> None:
     assert heading in browser.find_element(By.TAG_NAME, "h1").text, browser.page_source[:2000]
 
 
+def _follow(browser: WebDriver, element: Any) -> None:
+    """Click a link or a form's button and wait for the page it leads to."""
+    page = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(browser, WAIT_SECONDS).until(expected_conditions.staleness_of(page))
+    WebDriverWait(browser, WAIT_SECONDS).until(expected_conditions.presence_of_element_located((By.TAG_NAME, "h1")))
+
+
 def _shot(browser: WebDriver, name: str) -> None:
     browser.save_screenshot(str(ARTEFACTS / f"{name}.png"))
 
@@ -106,7 +115,7 @@ def _sign_in(browser: WebDriver, live: str, email: str) -> None:
     _open(browser, f"{live}/console/sign-in", "Sign in")
     browser.find_element(By.ID, "email").send_keys(email)
     browser.find_element(By.ID, "password").send_keys(PASSWORD)
-    browser.find_element(By.ID, "sign-in").click()
+    _follow(browser, browser.find_element(By.ID, "sign-in"))
 
 
 def _api(client: FlaskClient, shop: Shop, path: str) -> Any:
@@ -166,8 +175,8 @@ def test_an_operator_walks_every_page_and_sees_the_apis_figures(
     assert int(used.get_attribute("data-value") or "") == programme["budget_used"]
 
     # Each number opens the list behind it.
-    browser.find_element(By.ID, "state-paid").click()
-    _open(browser, browser.current_url, "Orders")
+    _follow(browser, browser.find_element(By.ID, "state-paid"))
+    assert "Orders" in browser.find_element(By.TAG_NAME, "h1").text
     assert _value(browser, "order-count") == api_count(client, shop, "/api/v1/orders", status=OrderStatus.PAID.value)
     assert browser.find_elements(By.ID, f"order-{paid['id']}")
     _shot(browser, "orders")
@@ -184,8 +193,8 @@ def test_an_operator_walks_every_page_and_sees_the_apis_figures(
     assert _value(browser, "order-total") == waiting["total"]
     _shot(browser, "order")
     browser.find_element(By.ID, "cancel-reason").send_keys("The buyer asked by phone.")
-    browser.find_element(By.ID, "cancel").click()
-    WebDriverWait(browser, WAIT_SECONDS).until(expected_conditions.presence_of_element_located((By.ID, "notice")))
+    _follow(browser, browser.find_element(By.ID, "cancel"))
+    assert browser.find_element(By.ID, "notice")
     assert _api(client, shop, f"/api/v1/orders/{waiting['id']}")["status"] == "cancelled"
     assert "order.cancelled" in browser.find_element(By.ID, "story").text
 
@@ -203,8 +212,8 @@ def test_an_operator_walks_every_page_and_sees_the_apis_figures(
     _walk_people_and_places(browser, live, client, shop, pending.id)
 
     # Sign out: the console is closed again.
-    browser.find_element(By.ID, "sign-out").click()
-    WebDriverWait(browser, WAIT_SECONDS).until(expected_conditions.presence_of_element_located((By.ID, "notice")))
+    _follow(browser, browser.find_element(By.ID, "sign-out"))
+    assert browser.find_element(By.ID, "notice")
     browser.get(f"{live}/console/")
     assert "/console/sign-in" in browser.current_url
 
@@ -226,19 +235,16 @@ def _walk_people_and_places(browser: WebDriver, live: str, client: FlaskClient, 
     _open(browser, f"{live}/console/points", "Fulfilment points")
     row = browser.find_element(By.ID, f"point-{shop.station.id}")
     row.find_element(By.NAME, "user_id").send_keys(str(shop.buyer.id))
-    row.find_element(By.CSS_SELECTOR, "button.grant").click()
-    WebDriverWait(browser, WAIT_SECONDS).until(
-        lambda b: b.find_elements(By.ID, f"staff-{shop.station.id}-{shop.buyer.id}")
-    )
+    _follow(browser, row.find_element(By.CSS_SELECTOR, "button.grant"))
+    assert browser.find_elements(By.ID, f"staff-{shop.station.id}-{shop.buyer.id}")
     _shot(browser, "points")
-    browser.find_element(By.CSS_SELECTOR, f"#staff-{shop.station.id}-{shop.buyer.id} button.revoke").click()
-    WebDriverWait(browser, WAIT_SECONDS).until(expected_conditions.presence_of_element_located((By.ID, "notice")))
+    _follow(browser, browser.find_element(By.CSS_SELECTOR, f"#staff-{shop.station.id}-{shop.buyer.id} button.revoke"))
     assert not browser.find_elements(By.ID, f"staff-{shop.station.id}-{shop.buyer.id}")
 
     # Farms: verify the one waiting.
     _open(browser, f"{live}/console/farms?status=pending", "Farms")
     _shot(browser, "farms")
-    browser.find_element(By.CSS_SELECTOR, f"#farm-{farm_id} button.verify").click()
-    WebDriverWait(browser, WAIT_SECONDS).until(expected_conditions.presence_of_element_located((By.ID, "notice")))
+    _follow(browser, browser.find_element(By.CSS_SELECTOR, f"#farm-{farm_id} button.verify"))
+    assert browser.find_element(By.ID, "notice")
     assert _api(client, shop, f"/api/v1/farms/{farm_id}")["status"] == "verified"
     _no_console_errors(browser)

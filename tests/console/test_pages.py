@@ -10,21 +10,13 @@ from typing import Any
 from flask.testing import FlaskClient
 
 from market.catalog.models import FarmStatus
+from market.console.views import OPEN_STATES
 from market.db import business_today
-from market.orders.models import OrderStatus
 from market.payments import service as payments
 from tests.console.conftest import csrf_token
 from tests.factories import FarmFactory, UserFactory
 from tests.payouts.conftest import operator
 from tests.shop import Shop, place
-
-OPEN_STATES = (
-    OrderStatus.PENDING_PAYMENT,
-    OrderStatus.PAID,
-    OrderStatus.PACKED,
-    OrderStatus.SHIPPED,
-    OrderStatus.READY_FOR_PICKUP,
-)
 
 
 def api_count(client: FlaskClient, shop: Shop, path: str, **query: Any) -> int:
