@@ -142,6 +142,11 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "MARKET_CURRENCY": market_currency,
         "TOKEN_TTL_DAYS": _int(env, "TOKEN_TTL_DAYS", 30),
         "TOKEN_CACHE_SECONDS": _int(env, "TOKEN_CACHE_SECONDS", 5),
+        # The operator console's session: how long a sign-in lasts, and whether
+        # its cookie may travel over plain http (only where the console is
+        # served without TLS on a trusted machine, as the one-command run is).
+        "CONSOLE_SESSION_HOURS": _int(env, "CONSOLE_SESSION_HOURS", 12),
+        "CONSOLE_INSECURE_COOKIE": _bool(env, "CONSOLE_INSECURE_COOKIE", False),
         "IDEMPOTENCY_LEASE_SECONDS": _int(env, "IDEMPOTENCY_LEASE_SECONDS", 60),
         "OUTBOX_RESEND_AFTER_SECONDS": _int(env, "OUTBOX_RESEND_AFTER_SECONDS", 30),
         "OUTBOX_RELAY_INTERVAL_SECONDS": _int(env, "OUTBOX_RELAY_INTERVAL_SECONDS", 10),

@@ -11,7 +11,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config
-from market import auth, cli, errors, health, outbox
+from market import auth, cli, console, errors, health, outbox
 from market.accounts.routes import blp as accounts_blp
 from market.api import MarketJSONProvider, MarketRequest
 from market.catalog.routes import blp as catalog_blp
@@ -113,6 +113,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     api.register_blueprint(reconciliation_blp)
     api.register_blueprint(reports_blp)
     payloads.document(api.spec)
+    console.init_app(app)
 
     cli.register(app)
     return app

@@ -89,11 +89,14 @@ def serve(port: int, host: str) -> None:
             "--workers", "2", "--threads", "4", "--access-logfile", "-",
         ],
     }  # fmt: skip
+    # Served over plain http: the console's cookie must travel without TLS.
+    env = {"CONSOLE_INSECURE_COOKIE": "true", **os.environ}
     processes = {
-        name: subprocess.Popen(cmd, cwd=config.ROOT, env=os.environ.copy())  # noqa: S603 (our own fixed commands)
+        name: subprocess.Popen(cmd, cwd=config.ROOT, env=env)  # noqa: S603 (our own fixed commands)
         for name, cmd in commands.items()
     }
     _print_demo(tokens, f"http://{host}:{port}")
+    click.echo(f"Operator console on http://{host}:{port}/console/ ; sign in as {demo.OPERATOR_EMAIL}, {demo.PASSWORD}")
     click.echo(f"API on http://{host}:{port}/api/v1/docs ; Ctrl-C stops everything.")
     try:
         while all(p.poll() is None for p in processes.values()):

@@ -30,8 +30,9 @@ TOKEN_TTL = timedelta(days=7)
 
 # Each account has a mobile number, so the SMS notifications show in the
 # one-command run's mailbox file along with the emails.
+OPERATOR_EMAIL = "operator@farm-market.test"  # the demo operator, who signs in to the console
 ACCOUNTS: list[tuple[str, str, list[Role], Language, str]] = [
-    ("operator@farm-market.test", "Market operations", [Role.OPERATOR], Language.EN, "+8613800000001"),
+    (OPERATOR_EMAIL, "Market operations", [Role.OPERATOR], Language.EN, "+8613800000001"),
     ("buyer@farm-market.test", "Ganzhou Fresh Grocers", [Role.BUYER], Language.ZH, "+8613800000002"),
     ("liu.orchard@farm-market.test", "Liu Jianguo", [Role.FARMER], Language.ZH, "+8613800000003"),
     ("zhao.chestnut@farm-market.test", "Zhao Shuhua", [Role.FARMER], Language.ZH, "+8613800000004"),

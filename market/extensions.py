@@ -11,6 +11,7 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
@@ -34,6 +35,8 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 api = MarketApi()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+# The console's forms; the API takes bearer tokens and needs none.
+csrf = CSRFProtect()
 
 
 def rate_limit_headers(response: Response) -> Response:

@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 
 import marshmallow as ma
-from sqlalchemy import BigInteger, ColumnElement, Integer, Select, column, literal, select, tuple_
+from sqlalchemy import BigInteger, ColumnElement, Integer, Select, column, func, literal, select, tuple_
 
 from market import errors
 from market.api import MAX_ID, StrictSchema, as_utc, has_unstorable_text
@@ -146,6 +146,12 @@ def keyset_page(
     rows = rows[:limit]
     next_cursor = _encode_cursor([getattr(rows[-1], k.attr) for k in keys]) if more else None
     return Page(items=rows, next_cursor=next_cursor)
+
+
+def count_rows(stmt: Select[Any]) -> int:
+    """How many rows `stmt` gives: the size of the list a page comes from."""
+    counted = select(func.count()).select_from(stmt.order_by(None).subquery())
+    return int(db.session.scalar(counted) or 0)
 
 
 # A tiered page's cursor starts with the tier of its last row.

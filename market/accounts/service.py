@@ -21,7 +21,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from market.accounts import throttle
@@ -214,21 +214,33 @@ def login(*, email: str, password: str, token_name: str, ttl: timedelta) -> Issu
     """Check the password and issue a new bearer token. An unknown address,
     a wrong password and an unconfirmed account are the same 401 and count
     alike against the address (`throttle`)."""
+    with unit_of_work():
+        user = _check_password(email, password)
+        return _issue_token(user.id, name=token_name, ttl=ttl)
+
+
+def sign_in(*, email: str, password: str) -> User:
+    """Check the password for a browser session (the operator console): the
+    same checks and the same per-address throttle as `login`, no token."""
+    with unit_of_work():
+        return _check_password(email, password)
+
+
+def _check_password(email: str, password: str) -> User:
     email = _normalise_email(email)
     throttle.check(email)
-    with unit_of_work():
-        user = db.session.scalar(select(User).where(User.email == email))
-        try:
-            _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
-        except (VerifyMismatchError, InvalidHashError):
-            user = None
-        if user is None or user.confirmed_at is None:
-            throttle.failed(email)
-            raise Unauthenticated(WRONG_LOGIN)
-        throttle.succeeded(email)
-        if _hasher.check_needs_rehash(user.password_hash):
-            user.password_hash = _hasher.hash(password)
-        return _issue_token(user.id, name=token_name, ttl=ttl)
+    user = db.session.scalar(select(User).where(User.email == email))
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+    except (VerifyMismatchError, InvalidHashError):
+        user = None
+    if user is None or user.confirmed_at is None:
+        throttle.failed(email)
+        raise Unauthenticated(WRONG_LOGIN)
+    throttle.succeeded(email)
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    return user
 
 
 def get_user(actor: Actor) -> User:
@@ -251,6 +263,22 @@ def update_profile(actor: Actor, **changes: Any) -> User:
         for name, value in changes.items():
             setattr(user, name, value)
     return user
+
+
+def find_users(actor: Actor, text: str, *, limit: int) -> list[User]:
+    """Accounts whose email or phone number holds `text` (operators), by email."""
+    actor.require(Role.OPERATOR)
+    text = text.strip()
+    if not text:
+        return []
+    pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    stmt = (
+        select(User)
+        .where(or_(func.lower(User.email).like(pattern, escape="\\"), User.phone.like(pattern, escape="\\")))
+        .order_by(User.email)
+        .limit(limit)
+    )
+    return list(db.session.scalars(stmt))
 
 
 def list_tokens(actor: Actor, *, limit: int, cursor: str | None = None) -> Page[ApiToken]:

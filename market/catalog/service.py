@@ -46,7 +46,7 @@ from market.errors import Conflict, Invalid, InvalidTransition, NotFound
 from market.events import publish
 from market.extensions import db
 from market.money import MAX_STOCK_G
-from market.pagination import Page, SortKey, keyset_page, tiered_page
+from market.pagination import Page, SortKey, count_rows, keyset_page, tiered_page
 
 PUBLIC_BROWSE_STATUSES = (ListingStatus.ACTIVE, ListingStatus.SOLD_OUT)
 SKU_CONFLICT = ("That SKU is already used on this farm.", {"sku": ["Already used on this farm."]})
@@ -166,16 +166,9 @@ def get_farm(actor: Actor | None, farm_id: int) -> Farm:
     return farm
 
 
-def list_farms(
-    actor: Actor | None,
-    *,
-    limit: int,
-    cursor: str | None = None,
-    county: str | None = None,
-    province: str | None = None,
-    status: FarmStatus | None = None,
-) -> Page[Farm]:
-    """Farms the caller may see (verified ones; plus their own; all for operators)."""
+def _farms(
+    actor: Actor | None, *, county: str | None = None, province: str | None = None, status: FarmStatus | None = None
+) -> Select[tuple[Farm]]:
     stmt = select(Farm).where(_farm_visibility(actor))
     if county:
         stmt = stmt.where(Farm.county == county)
@@ -183,7 +176,18 @@ def list_farms(
         stmt = stmt.where(Farm.province == province)
     if status:
         stmt = stmt.where(Farm.status == status)
-    return keyset_page(stmt, [SortKey(Farm.id, "id")], limit=limit, cursor=cursor)
+    return stmt
+
+
+def list_farms(actor: Actor | None, *, limit: int, cursor: str | None = None, **filters: Any) -> Page[Farm]:
+    """Farms the caller may see (verified ones; plus their own; all for
+    operators), by `county`, `province` and `status`."""
+    return keyset_page(_farms(actor, **filters), [SortKey(Farm.id, "id")], limit=limit, cursor=cursor)
+
+
+def count_farms(actor: Actor | None, **filters: Any) -> int:
+    """How many farms `list_farms` would list, over all its pages."""
+    return count_rows(_farms(actor, **filters))
 
 
 # Fulfilment points

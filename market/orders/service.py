@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from flask import current_app
-from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select
 from sqlalchemy.orm import contains_eager, lazyload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -26,8 +26,8 @@ from market.accounts.models import Role, User
 from market.auth import Actor
 from market.catalog import service as catalog
 from market.catalog.models import Farm, FarmStatus, FulfilmentPoint, Listing, ListingStatus
-from market.csv_export import kg
-from market.db import business_day_range, commit_keeping_state, unit_of_work, utcnow
+from market.csv_export import kg, yuan
+from market.db import business_day_range, commit_keeping_state, local_time, unit_of_work, utcnow
 from market.errors import Conflict, DomainError, Invalid, NotFound
 from market.events import publish
 from market.extensions import db
@@ -45,7 +45,7 @@ from market.orders.models import (
     destination_problem,
 )
 from market.orders.pricing import PricedLine, price_line
-from market.pagination import Page, SortKey, keyset_page
+from market.pagination import Page, SortKey, count_rows, keyset_page
 from market.premiums import service as premiums
 from market.settlement import service as settlement
 
@@ -473,20 +473,18 @@ def get_order(actor: Actor, order_id: int) -> OrderView:
     return _view(actor, _load(actor, order_id), _station_ids(actor))
 
 
-def list_orders(
+def _filtered(
     actor: Actor,
     *,
-    limit: int,
-    cursor: str | None = None,
     status: OrderStatus | None = None,
     farm_id: int | None = None,
     buyer_id: int | None = None,
     fulfilment_point_id: int | None = None,
     created_from: date | None = None,
     created_to: date | None = None,
-) -> Page[OrderView]:
-    """Orders the caller may see, newest first, with an operator's filters."""
-    stmt = select(Order).where(_visible(actor)).options(*_order_options())
+) -> Select[tuple[Order]]:
+    """The orders the caller may see that pass an operator's filters."""
+    stmt = select(Order).where(_visible(actor))
     if status is not None:
         stmt = stmt.where(Order.status == status)
     if farm_id is not None:
@@ -499,9 +497,22 @@ def list_orders(
         stmt = stmt.where(Order.created_at >= business_day_range(created_from)[0])
     if created_to is not None:
         stmt = stmt.where(Order.created_at < business_day_range(created_to)[1])
+    return stmt
+
+
+def list_orders(actor: Actor, *, limit: int, cursor: str | None = None, **filters: Any) -> Page[OrderView]:
+    """Orders the caller may see, newest first, with an operator's filters
+    (`status`, `farm_id`, `buyer_id`, `fulfilment_point_id`, `created_from`,
+    `created_to`)."""
+    stmt = _filtered(actor, **filters).options(*_order_options())
     page = keyset_page(stmt, [SortKey(Order.id, "id", descending=True)], limit=limit, cursor=cursor)
     stations = _station_ids(actor)
     return Page([_view(actor, order, stations) for order in page.items], page.next_cursor)
+
+
+def count_orders(actor: Actor, **filters: Any) -> int:
+    """How many orders `list_orders` would list, over all its pages."""
+    return count_rows(_filtered(actor, **filters))
 
 
 # --- paying, packing, shipping, pickup --------------------------------------
@@ -830,6 +841,19 @@ def revoke_station_staff(actor: Actor, point_id: int, user_id: int) -> None:
         db.session.delete(staff)
 
 
+def list_station_staff(actor: Actor, point_id: int) -> list[User]:
+    """The staff of a fulfilment point (operators), by email."""
+    actor.require(Role.OPERATOR)
+    catalog.get_fulfilment_point(point_id)
+    stmt = (
+        select(User)
+        .join(StationStaff, StationStaff.user_id == User.id)
+        .where(StationStaff.fulfilment_point_id == point_id)
+        .order_by(User.email)
+    )
+    return list(db.session.scalars(stmt))
+
+
 @dataclass(frozen=True)
 class ManifestRow:
     section: str  # "arriving" (shipped to the point) or "waiting" (ready for pickup)
@@ -898,3 +922,27 @@ MANIFEST_COLUMNS = (
 def manifest_rows(rows: Sequence[ManifestRow]) -> list[dict[str, Any]]:
     """A manifest as spreadsheet rows, weight in kg."""
     return [asdict(row) | {"weight_kg": kg(row.grams)} for row in rows]
+
+
+ORDER_CSV_COLUMNS = (
+    "order_id", "status", "placed_at", "buyer_email", "fulfilment", "fulfilment_point", "farms",
+    "total_yuan", "currency",
+)  # fmt: skip
+
+
+def order_rows(views: Iterable[OrderView]) -> list[dict[str, Any]]:
+    """Orders as spreadsheet rows: money in yuan, times in the marketplace's zone."""
+    return [
+        {
+            "order_id": view.order.id,
+            "status": view.order.status.value,
+            "placed_at": local_time(view.order.created_at),
+            "buyer_email": view.order.buyer.email,
+            "fulfilment": view.order.fulfilment.value,
+            "fulfilment_point": view.order.fulfilment_point.name if view.order.fulfilment_point else None,
+            "farms": "; ".join(part.farm.name for part in view.order.parts),
+            "total_yuan": yuan(view.total),
+            "currency": view.order.currency,
+        }
+        for view in views
+    ]

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import selectinload
 
 from market.accounts.models import Role
@@ -30,7 +30,7 @@ from market.money import smallest_grams_worth_a_unit
 from market.orders import service as orders
 from market.orders.models import Order, OrderLine, OrderStatus, PartStatus
 from market.outbox import enqueue
-from market.pagination import Page, SortKey, keyset_page
+from market.pagination import Page, SortKey, count_rows, keyset_page
 from market.payments.gateway import AmbiguousAnswer, GatewayError, Intent, KeySpent, gateway
 from market.payments.models import (
     CapturedLine,
@@ -135,11 +135,19 @@ def get_refund(actor: Actor, order_id: int, refund_id: int) -> Refund:
     return refund
 
 
+def _needing_attention(actor: Actor) -> Select[tuple[Payment]]:
+    actor.require(Role.OPERATOR)
+    return select(Payment).where(Payment.attention.isnot(None))
+
+
 def list_attention(actor: Actor, *, limit: int, cursor: str | None = None) -> Page[Payment]:
     """Payments a worker gave up on, for operators to resolve."""
-    actor.require(Role.OPERATOR)
-    stmt = select(Payment).where(Payment.attention.isnot(None))
-    return keyset_page(stmt, [SortKey(Payment.id, "id")], limit=limit, cursor=cursor)
+    return keyset_page(_needing_attention(actor), [SortKey(Payment.id, "id")], limit=limit, cursor=cursor)
+
+
+def count_attention(actor: Actor) -> int:
+    """How many payments `list_attention` lists, over all its pages."""
+    return count_rows(_needing_attention(actor))
 
 
 def flag(order_id: int, problem: str) -> None:

@@ -61,6 +61,13 @@ def test_serve_runs_api_worker_and_beat_until_interrupted(tmp_path: Path) -> Non
         output = log.read_text()
         assert status == 200, output
 
+        console = f"Operator console on http://127.0.0.1:{port}/console/ ; sign in as operator@farm-market.test"
+        assert console in output
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/console/sign-in", timeout=2) as page:
+            assert page.status == 200
+            cookie = page.headers["Set-Cookie"] or ""
+            assert "HttpOnly" in cookie and "Secure" not in cookie  # served over plain http
+
         token = next(line.split()[1] for line in output.splitlines() if "buyer@farm-market.test" in line)
         status, me = get(f"http://127.0.0.1:{port}/api/v1/me", token)
         assert status == 200

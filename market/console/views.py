@@ -1,0 +1,274 @@
+"""The console's pages. Like the API's routes they only read the request,
+call market services and render: every figure and every change comes from
+the same service function the API uses."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import current_app, g, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from market.accounts import service as accounts
+from market.accounts.models import Role
+from market.api import MAX_ID, csv_response
+from market.catalog import service as catalog
+from market.catalog.models import FarmStatus
+from market.console import blp
+from market.console.i18n import translate
+from market.console.session import end, operator, operator_required, start
+from market.db import business_today
+from market.errors import Unauthenticated
+from market.extensions import limiter
+from market.orders import service as orders
+from market.orders.models import OrderStatus
+from market.payments import service as payments
+from market.premiums import service as premiums
+from market.reports import service as reports
+
+# The states the Today page counts, in the order an order goes through them.
+OPEN_STATES = (
+    OrderStatus.PENDING_PAYMENT,
+    OrderStatus.PAID,
+    OrderStatus.PACKED,
+    OrderStatus.SHIPPED,
+    OrderStatus.READY_FOR_PICKUP,
+)
+PROGRAMMES_SHOWN = 100
+PAGE_SIZE = 50
+CSV_PAGE_SIZE = 100  # list_orders' largest page
+
+
+def _local_path(target: str | None) -> str | None:
+    """`target` if it is a console path of this site (never another host)."""
+    if not target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/console/") or "\\" in target:
+        return None
+    return target
+
+
+@blp.route("/sign-in", methods=["GET"])
+def sign_in() -> str:
+    return render_template("console/sign_in.html", next=_local_path(request.args.get("next")))
+
+
+@blp.route("/sign-in", methods=["POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"])
+def sign_in_post() -> Response | tuple[str, int]:
+    email = request.form.get("email", "")
+    try:
+        user = accounts.sign_in(email=email, password=request.form.get("password", ""))
+    except Unauthenticated as refused:
+        page = render_template("console/sign_in.html", error=refused.detail, email=email, next=request.form.get("next"))
+        return page, 401
+    g.console_language = user.language.value
+    if Role.OPERATOR not in user.role_names:
+        end()
+        return render_template("console/sign_in.html", error=None, refused=True, email=email), 403
+    start(user)
+    return redirect(_local_path(request.form.get("next")) or url_for("console.today"))
+
+
+@blp.route("/sign-out", methods=["POST"])
+def sign_out() -> str:
+    end()
+    return render_template("console/sign_in.html", signed_out=True)
+
+
+def _week_start(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+@blp.route("/", methods=["GET"])
+@operator_required
+def today() -> str:
+    actor = operator()
+    day = business_today()
+    week_from = _week_start(day)
+    states = {state: orders.count_orders(actor, status=state) for state in OPEN_STATES}
+    sales = {
+        "today": (day, day, reports.impact(actor, start=day, end=day, group_by="county")["totals"]),
+        "this_week": (week_from, day, reports.impact(actor, start=week_from, end=day, group_by="county")["totals"]),
+    }
+    programmes = premiums.list_programmes(actor, limit=PROGRAMMES_SHOWN, active=True).items
+    return render_template(
+        "console/today.html",
+        day=day,
+        states=states,
+        sales=sales,
+        payments_attention=payments.count_attention(actor),
+        farms_pending=catalog.count_farms(actor, status=FarmStatus.PENDING),
+        programmes=programmes,
+    )
+
+
+def _args(*names: str) -> dict[str, Any]:
+    return {name: request.args[name] for name in names if request.args.get(name)}
+
+
+def _date_arg(name: str) -> date | None:
+    raw = request.args.get(name) or ""
+    try:
+        return date.fromisoformat(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _int_arg(name: str) -> int | None:
+    raw = request.args.get(name) or ""
+    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_ID else None
+
+
+def _order_filters() -> dict[str, Any]:
+    """The Orders page's filters as `orders.list_orders` takes them; a value
+    that is not one (an unknown state, a date that is not a date) is left out."""
+    filters: dict[str, Any] = {}
+    status = request.args.get("status") or ""
+    if status in OrderStatus.__members__.values():
+        filters["status"] = OrderStatus(status)
+    for name in ("farm_id", "buyer_id", "fulfilment_point_id"):
+        if (number := _int_arg(name)) is not None:
+            filters[name] = number
+    for name in ("created_from", "created_to"):
+        if (day := _date_arg(name)) is not None:
+            filters[name] = day
+    return filters
+
+
+@blp.route("/orders", methods=["GET"])
+@operator_required
+def order_list() -> str:
+    filters = _order_filters()
+    page = orders.list_orders(operator(), limit=PAGE_SIZE, cursor=request.args.get("cursor") or None, **filters)
+    shown = {name: (value.value if isinstance(value, OrderStatus) else value) for name, value in filters.items()}
+    template = "console/orders_table.html" if request.headers.get("HX-Request") else "console/orders.html"
+    return render_template(
+        template,
+        page=page,
+        filters=shown,
+        count=orders.count_orders(operator(), **filters),
+        states=list(OrderStatus),
+    )
+
+
+@blp.route("/orders.csv", methods=["GET"])
+@operator_required
+def order_csv() -> Response:
+    filters = _order_filters()
+    views: list[orders.OrderView] = []
+    cursor: str | None = None
+    while True:
+        page = orders.list_orders(operator(), limit=CSV_PAGE_SIZE, cursor=cursor, **filters)
+        views.extend(page.items)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    return csv_response(orders.order_rows(views), orders.ORDER_CSV_COLUMNS, f"orders-{business_today()}.csv")
+
+
+@blp.route("/orders/<int:order_id>", methods=["GET"])
+@operator_required
+def order_detail(order_id: int) -> str:
+    view = orders.get_order(operator(), order_id)
+    try:
+        payment = payments.get_payment(operator(), order_id)
+    except payments.PaymentNotFound:
+        payment = None
+    return render_template("console/order.html", view=view, payment=payment, notice=request.args.get("notice"))
+
+
+@blp.route("/orders/<int:order_id>/cancel", methods=["POST"])
+@operator_required
+def order_cancel(order_id: int) -> Response | tuple[str, int]:
+    reason = (request.form.get("reason") or "").strip()
+    if not reason:
+        view = orders.get_order(operator(), order_id)
+        return render_template("console/order.html", view=view, payment=None, reason_missing=True), 422
+    orders.cancel_order(operator(), order_id, reason)
+    return redirect(url_for("console.order_detail", order_id=order_id, notice="cancelled_ok"))
+
+
+@blp.route("/attention/payments", methods=["GET"])
+@operator_required
+def payment_attention() -> str:
+    page = payments.list_attention(operator(), limit=PAGE_SIZE, cursor=request.args.get("cursor") or None)
+    return render_template("console/payment_attention.html", page=page)
+
+
+@blp.route("/impact", methods=["GET"])
+@operator_required
+def impact() -> str:
+    day = business_today()
+    first = _date_arg("from") or _week_start(day)
+    last = _date_arg("to") or day
+    group_by = "programme" if request.args.get("group_by") == "programme" else "county"
+    report = reports.impact(operator(), start=first, end=last, group_by=group_by)
+    return render_template("console/impact.html", report=report, measures=reports.MEASURES)
+
+
+@blp.route("/people", methods=["GET"])
+@operator_required
+def people() -> str:
+    text = (request.args.get("q") or "").strip()
+    found = accounts.find_users(operator(), text, limit=PAGE_SIZE) if text else []
+    template = "console/people_table.html" if request.headers.get("HX-Request") else "console/people.html"
+    return render_template(template, q=text, users=found)
+
+
+@blp.route("/farms", methods=["GET"])
+@operator_required
+def farm_list() -> str:
+    status = request.args.get("status") or ""
+    filters = {"status": FarmStatus(status)} if status in FarmStatus.__members__.values() else {}
+    page = catalog.list_farms(operator(), limit=PAGE_SIZE, cursor=request.args.get("cursor") or None, **filters)
+    return render_template(
+        "console/farms.html",
+        page=page,
+        status=status if filters else "",
+        statuses=list(FarmStatus),
+        count=catalog.count_farms(operator(), **filters),
+        notice=request.args.get("notice"),
+    )
+
+
+@blp.route("/farms/<int:farm_id>/verify", methods=["POST"])
+@operator_required
+def farm_verify(farm_id: int) -> Response:
+    catalog.verify_farm(operator(), farm_id)
+    return redirect(url_for("console.farm_list", status=request.form.get("status") or None, notice="farm_verified"))
+
+
+@blp.route("/farms/<int:farm_id>/suspend", methods=["POST"])
+@operator_required
+def farm_suspend(farm_id: int) -> Response:
+    catalog.suspend_farm(operator(), farm_id)
+    return redirect(url_for("console.farm_list", status=request.form.get("status") or None, notice="farm_suspended"))
+
+
+@blp.route("/points", methods=["GET"])
+@operator_required
+def point_list() -> str:
+    page = catalog.list_fulfilment_points(limit=PAGE_SIZE, cursor=request.args.get("cursor") or None)
+    staff = {point.id: orders.list_station_staff(operator(), point.id) for point in page.items}
+    return render_template("console/points.html", page=page, staff=staff, notice=request.args.get("notice"))
+
+
+@blp.route("/points/<int:point_id>/staff", methods=["POST"])
+@operator_required
+def staff_grant(point_id: int) -> Response | tuple[str, int]:
+    user_id = request.form.get("user_id") or ""
+    if not (user_id.isascii() and user_id.isdigit() and 0 < int(user_id) <= MAX_ID):
+        return render_template("console/message.html", message="error", detail=translate("user_id")), 422
+    orders.grant_station_staff(operator(), point_id, int(user_id))
+    return redirect(url_for("console.point_list", notice="staff_granted"))
+
+
+@blp.route("/points/<int:point_id>/staff/<int:user_id>/revoke", methods=["POST"])
+@operator_required
+def staff_revoke(point_id: int, user_id: int) -> Response:
+    orders.revoke_station_staff(operator(), point_id, user_id)
+    return redirect(url_for("console.point_list", notice="staff_revoked"))

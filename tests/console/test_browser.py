@@ -1,0 +1,250 @@
+"""The console in a real browser: Debian's headless Chromium, driven by
+Selenium through chromium-driver, against the app served by a live server.
+It signs in, walks every page on seeded data, checks the figures on the
+pages against the API's, acts through the forms, and leaves a screenshot of
+each page in tests/artefacts/console/.
+
+Without Chromium the tests skip; under .ci/run (MARKET_REQUIRE_SERVICES=1),
+which installs it, they fail instead."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
+from werkzeug.serving import make_server
+
+import config
+from market.accounts.models import Role
+from market.catalog.models import FarmStatus
+from market.console.views import OPEN_STATES
+from market.db import business_today
+from market.extensions import db
+from market.orders.models import OrderStatus
+from market.payments import service as payments
+from tests.conftest import REQUIRE_SERVICES
+from tests.console.test_pages import api_count
+from tests.factories import PASSWORD, FarmFactory, UserFactory
+from tests.payouts.conftest import operator
+from tests.ports import free_port
+from tests.reports.test_impact import scenario
+from tests.shop import Shop, place
+
+ARTEFACTS = config.ROOT / "tests" / "artefacts" / "console"
+WAIT_SECONDS = 10
+
+
+def _browser_binaries() -> tuple[str, str] | None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (chromium, driver) if chromium and driver else None
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[WebDriver]:
+    """One headless Chromium for every browser test of the process."""
+    binaries = _browser_binaries()
+    if binaries is None:
+        message = "needs chromium and chromium-driver (apt-get install chromium chromium-driver)"
+        if REQUIRE_SERVICES:
+            pytest.fail(message)
+        pytest.skip(message)
+    options = webdriver.ChromeOptions()
+    options.binary_location = binaries[0]
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000", "--lang=en"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(executable_path=binaries[1]), options=options)
+    driver.set_page_load_timeout(WAIT_SECONDS * 3)
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def app_overrides() -> dict[str, Any]:
+    # Served over plain http on 127.0.0.1, as the one-command run serves it.
+    return {"PAYOUT_HOLD_DAYS": 0, "CONSOLE_INSECURE_COOKIE": True}
+
+
+@pytest.fixture
+def live(app: Flask) -> Iterator[str]:
+    """The test's app served on a free port, in a thread, for the browser."""
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+def _open(browser: WebDriver, url: str, heading: str) -> None:
+    browser.get(url)
+    WebDriverWait(browser, WAIT_SECONDS).until(expected_conditions.presence_of_element_located((By.TAG_NAME, "h1")))
+    assert heading in browser.find_element(By.TAG_NAME, "h1").text, browser.page_source[:2000]
+
+
+def _follow(browser: WebDriver, element: Any) -> None:
+    """Click a link or a form's button and wait for the page it leads to."""
+    page = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(browser, WAIT_SECONDS).until(expected_conditions.staleness_of(page))
+    WebDriverWait(browser, WAIT_SECONDS).until(expected_conditions.presence_of_element_located((By.TAG_NAME, "h1")))
+
+
+def _shot(browser: WebDriver, name: str) -> None:
+    browser.save_screenshot(str(ARTEFACTS / f"{name}.png"))
+
+
+def _value(browser: WebDriver, element_id: str) -> int:
+    return int(browser.find_element(By.ID, element_id).get_attribute("data-value") or "")
+
+
+def _sign_in(browser: WebDriver, live: str, email: str) -> None:
+    browser.delete_all_cookies()
+    _open(browser, f"{live}/console/sign-in", "Sign in")
+    browser.find_element(By.ID, "email").send_keys(email)
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    _follow(browser, browser.find_element(By.ID, "sign-in"))
+
+
+def _api(client: FlaskClient, shop: Shop, path: str) -> Any:
+    """What the API answers now: the test's session forgets the rows it
+    holds, which the live server's requests may have changed."""
+    db.session.expire_all()
+    response = client.get(path, headers=shop.operator_h)
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def _no_console_errors(browser: WebDriver) -> None:
+    """Nothing the page loads is refused by its Content-Security-Policy, and no script fails."""
+    problems = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert problems == []
+
+
+def _seed(client: FlaskClient, shop: Shop) -> tuple[dict[str, int], dict[str, Any], dict[str, Any], Any]:
+    """Orders settled, paid out and refunded (the impact report's scenario),
+    one order waiting for payment with its payment flagged, one paid, and a
+    farm waiting for verification."""
+    ids = scenario(client, shop)
+    waiting = place(client, shop, (shop.pomelos, 1500))
+    paid = place(client, shop, (shop.nuts, 1000))
+    payment = payments.open_payment(paid["id"])
+    payments.confirm_offline(operator(), paid["id"], amount=payment.amount, reference="cash")
+    payments.open_payment(waiting["id"])
+    payments.flag(waiting["id"], "The gateway did not answer after every retry.")
+    return ids, waiting, paid, FarmFactory(status=FarmStatus.PENDING, name="Waiting Orchard")
+
+
+def test_an_operator_walks_every_page_and_sees_the_apis_figures(
+    browser: WebDriver, live: str, client: FlaskClient, shop: Shop
+) -> None:
+    ids, waiting, paid, pending = _seed(client, shop)
+    ops = UserFactory(roles=[Role.OPERATOR], email="ops@example.test")
+
+    _sign_in(browser, live, ops.email)
+    WebDriverWait(browser, WAIT_SECONDS).until(expected_conditions.presence_of_element_located((By.ID, "sales")))
+    _shot(browser, "today")
+    _no_console_errors(browser)
+
+    # Today: every figure is the API's.
+    today = business_today().isoformat()
+    for state in OPEN_STATES:
+        assert _value(browser, f"state-{state.value}") == api_count(client, shop, "/api/v1/orders", status=state.value)
+    totals = client.get(
+        "/api/v1/reports/impact", query_string={"from": today, "to": today}, headers=shop.operator_h
+    ).json["totals"]
+    assert totals["sales"] > 0
+    assert _value(browser, "sales-today") == totals["sales"]
+    assert _value(browser, "grams-today") == totals["grams_sold"]
+    assert _value(browser, "payments-attention") == api_count(client, shop, "/api/v1/payments/attention") == 1
+    assert _value(browser, "farms-pending") == api_count(client, shop, "/api/v1/farms", status="pending") == 1
+    programme = client.get(f"/api/v1/premium-programmes/{ids['sponsor']}", headers=shop.operator_h).json
+    used = browser.find_element(By.CSS_SELECTOR, f"#programme-{ids['sponsor']} td[data-value]")
+    assert int(used.get_attribute("data-value") or "") == programme["budget_used"]
+
+    # Each number opens the list behind it.
+    _follow(browser, browser.find_element(By.ID, "state-paid"))
+    assert "Orders" in browser.find_element(By.TAG_NAME, "h1").text
+    assert _value(browser, "order-count") == api_count(client, shop, "/api/v1/orders", status=OrderStatus.PAID.value)
+    assert browser.find_elements(By.ID, f"order-{paid['id']}")
+    _shot(browser, "orders")
+
+    # Filtering by state swaps the list in place (htmx) and keeps the address.
+    status = browser.find_element(By.ID, "filter-status")
+    status.find_element(By.CSS_SELECTOR, "option[value='pending_payment']").click()
+    WebDriverWait(browser, WAIT_SECONDS).until(lambda b: "status=pending_payment" in b.current_url)
+    WebDriverWait(browser, WAIT_SECONDS).until(lambda b: b.find_elements(By.ID, f"order-{waiting['id']}"))
+    assert _value(browser, "order-count") == api_count(client, shop, "/api/v1/orders", status="pending_payment")
+
+    # An order's story, and cancelling it with a reason.
+    _open(browser, f"{live}/console/orders/{waiting['id']}", f"Order #{waiting['id']}")
+    assert _value(browser, "order-total") == waiting["total"]
+    _shot(browser, "order")
+    browser.find_element(By.ID, "cancel-reason").send_keys("The buyer asked by phone.")
+    _follow(browser, browser.find_element(By.ID, "cancel"))
+    assert browser.find_element(By.ID, "notice")
+    assert _api(client, shop, f"/api/v1/orders/{waiting['id']}")["status"] == "cancelled"
+    assert "order.cancelled" in browser.find_element(By.ID, "story").text
+
+    _open(browser, f"{live}/console/attention/payments", "Payments a worker could not finish")
+    _shot(browser, "payments-attention")
+
+    _open(browser, f"{live}/console/impact?from={today}&to={today}", "Impact")
+    total_cells = browser.find_elements(By.CSS_SELECTOR, "#impact-total td[data-value]")
+    assert [int(c.get_attribute("data-value") or "") for c in total_cells[:2]] == [
+        totals["grams_sold"],
+        totals["sales"],
+    ]
+    _shot(browser, "impact")
+
+    _walk_people_and_places(browser, live, client, shop, pending.id)
+
+    # Sign out: the console is closed again.
+    _follow(browser, browser.find_element(By.ID, "sign-out"))
+    assert browser.find_element(By.ID, "notice")
+    browser.get(f"{live}/console/")
+    assert "/console/sign-in" in browser.current_url
+
+
+def test_a_buyer_cannot_sign_in_to_the_console(browser: WebDriver, live: str, app: Flask) -> None:
+    buyer = UserFactory(roles=[Role.BUYER])
+    _sign_in(browser, live, buyer.email)
+    WebDriverWait(browser, WAIT_SECONDS).until(expected_conditions.presence_of_element_located((By.ID, "error")))
+    assert "operators only" in browser.find_element(By.ID, "error").text
+    browser.get(f"{live}/console/")
+    assert "/console/sign-in" in browser.current_url
+
+
+def _walk_people_and_places(browser: WebDriver, live: str, client: FlaskClient, shop: Shop, farm_id: int) -> None:
+    # People: find a user, make them staff of a point, remove them again.
+    _open(browser, f"{live}/console/people?q={shop.buyer.email}", "Find users")
+    assert browser.find_elements(By.ID, f"user-{shop.buyer.id}")
+    _shot(browser, "people")
+    _open(browser, f"{live}/console/points", "Fulfilment points")
+    row = browser.find_element(By.ID, f"point-{shop.station.id}")
+    row.find_element(By.NAME, "user_id").send_keys(str(shop.buyer.id))
+    _follow(browser, row.find_element(By.CSS_SELECTOR, "button.grant"))
+    assert browser.find_elements(By.ID, f"staff-{shop.station.id}-{shop.buyer.id}")
+    _shot(browser, "points")
+    _follow(browser, browser.find_element(By.CSS_SELECTOR, f"#staff-{shop.station.id}-{shop.buyer.id} button.revoke"))
+    assert not browser.find_elements(By.ID, f"staff-{shop.station.id}-{shop.buyer.id}")
+
+    # Farms: verify the one waiting.
+    _open(browser, f"{live}/console/farms?status=pending", "Farms")
+    _shot(browser, "farms")
+    _follow(browser, browser.find_element(By.CSS_SELECTOR, f"#farm-{farm_id} button.verify"))
+    assert browser.find_element(By.ID, "notice")
+    assert _api(client, shop, f"/api/v1/farms/{farm_id}")["status"] == "verified"
+    _no_console_errors(browser)

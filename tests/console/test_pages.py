@@ -1,0 +1,148 @@
+"""The console's pages show the API's figures and act through the API's
+services (Flask test client; the browser walk is in test_browser.py)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from flask.testing import FlaskClient
+
+from market.catalog.models import FarmStatus
+from market.console.views import OPEN_STATES
+from market.db import business_today
+from market.payments import service as payments
+from tests.console.conftest import csrf_token
+from tests.factories import FarmFactory, UserFactory
+from tests.payouts.conftest import operator
+from tests.shop import Shop, place
+
+
+def api_count(client: FlaskClient, shop: Shop, path: str, **query: Any) -> int:
+    """How many items the API lists at `path`, over all its pages."""
+    count, cursor = 0, None
+    while True:
+        response = client.get(
+            path, query_string=query | {"limit": 100} | ({"cursor": cursor} if cursor else {}), headers=shop.operator_h
+        )
+        assert response.status_code == 200, response.json
+        count += len(response.json["items"])
+        cursor = response.json["next_cursor"]
+        if cursor is None:
+            return count
+
+
+def data_value(page: str, element_id: str) -> int:
+    marker = f'id="{element_id}" data-value="'
+    start = page.index(marker) + len(marker)
+    return int(page[start : page.index('"', start)])
+
+
+def test_today_counts_are_the_apis(console: FlaskClient, shop: Shop) -> None:
+    first = place(console, shop, (shop.oranges, 2000))
+    place(console, shop, (shop.pomelos, 1000))
+    payment = payments.open_payment(first["id"])
+    payments.confirm_offline(operator(), first["id"], amount=payment.amount, reference="cash")
+    payments.flag(first["id"], "The bank did not answer.")
+    FarmFactory(status=FarmStatus.PENDING)
+
+    page = console.get("/console/").get_data(as_text=True)
+    for state in OPEN_STATES:
+        assert data_value(page, f"state-{state.value}") == api_count(
+            console, shop, "/api/v1/orders", status=state.value
+        )
+    assert data_value(page, "state-pending_payment") == 1
+    assert data_value(page, "state-paid") == 1
+    assert data_value(page, "payments-attention") == api_count(console, shop, "/api/v1/payments/attention") == 1
+    assert data_value(page, "farms-pending") == api_count(console, shop, "/api/v1/farms", status="pending") == 1
+    today = business_today().isoformat()
+    totals = console.get(
+        "/api/v1/reports/impact", query_string={"from": today, "to": today}, headers=shop.operator_h
+    ).json["totals"]
+    assert data_value(page, "sales-today") == totals["sales"]
+    assert data_value(page, "grams-today") == totals["grams_sold"]
+    assert 'href="/console/orders?status=paid"' in page
+
+
+def test_the_orders_page_filters_as_the_api_and_exports_the_same_list(console: FlaskClient, shop: Shop) -> None:
+    first = place(console, shop, (shop.oranges, 2000))
+    place(console, shop, (shop.nuts, 1000))
+    query = {"farm_id": shop.orchard.id, "created_from": business_today().isoformat()}
+    page = console.get("/console/orders", query_string=query).get_data(as_text=True)
+    assert data_value(page, "order-count") == api_count(console, shop, "/api/v1/orders", **query) == 1
+    assert f'id="order-{first["id"]}"' in page
+
+    response = console.get("/console/orders.csv", query_string=query)
+    assert response.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
+    assert [row["order_id"] for row in rows] == [str(first["id"])]
+    assert rows[0]["total_yuan"] == "19.98"  # 2 kg at 9.99, every fen
+    assert rows[0]["status"] == "pending_payment"
+
+
+def test_an_unknown_filter_value_is_left_out_not_an_error(console: FlaskClient, shop: Shop) -> None:
+    place(console, shop, (shop.oranges, 2000))
+    page = console.get("/console/orders?status=nonsense&farm_id=%D9%A1&created_from=tomorrow").get_data(as_text=True)
+    assert data_value(page, "order-count") == 1
+
+
+def test_an_order_is_cancelled_with_a_reason_through_the_api_rule(console: FlaskClient, shop: Shop) -> None:
+    order = place(console, shop, (shop.oranges, 2000))
+    path = f"/console/orders/{order['id']}"
+    token = csrf_token(console, path)
+    assert console.post(f"{path}/cancel", data={"csrf_token": token, "reason": " "}).status_code == 422
+    response = console.post(f"{path}/cancel", data={"csrf_token": token, "reason": "Asked by phone"})
+    assert response.status_code == 302
+    api = console.get(f"/api/v1/orders/{order['id']}", headers=shop.operator_h).json
+    assert api["status"] == "cancelled"
+    page = console.get(response.headers["Location"]).get_data(as_text=True)
+    assert "order.cancelled" in page
+    # Cancelling again is refused by the order's own rule.
+    assert console.post(f"{path}/cancel", data={"csrf_token": token, "reason": "again"}).status_code == 409
+
+
+def test_people_are_found_by_email_or_phone(console: FlaskClient) -> None:
+    user = UserFactory(email="li.ming@example.test", phone="+8613900000077")
+    UserFactory(email="other@example.test", phone="+8613900000088")
+    for text in ("LI.MING", "0000077"):
+        page = console.get("/console/people", query_string={"q": text}).get_data(as_text=True)
+        assert f'id="user-{user.id}"' in page
+        assert "other@example.test" not in page
+    # A wildcard is a character, not a pattern.
+    page = console.get("/console/people?q=%25").get_data(as_text=True)
+    assert f"user-{user.id}" not in page
+    assert "Nothing found." in page
+
+
+def test_station_staff_are_granted_and_revoked(console: FlaskClient, shop: Shop) -> None:
+    token = csrf_token(console, "/console/points")
+    grant = f"/console/points/{shop.station.id}/staff"
+    assert console.post(grant, data={"csrf_token": token, "user_id": str(shop.buyer.id)}).status_code == 302
+    page = console.get("/console/points").get_data(as_text=True)
+    assert f'id="staff-{shop.station.id}-{shop.buyer.id}"' in page
+    assert console.post(grant, data={"csrf_token": token, "user_id": "x"}).status_code == 422
+    revoke = f"{grant}/{shop.buyer.id}/revoke"
+    assert console.post(revoke, data={"csrf_token": token}).status_code == 302
+    assert f'id="staff-{shop.station.id}-{shop.buyer.id}"' not in console.get("/console/points").get_data(as_text=True)
+    assert console.post(revoke, data={"csrf_token": token}).status_code == 404
+
+
+def test_farms_are_verified_and_suspended(console: FlaskClient) -> None:
+    farm = FarmFactory(status=FarmStatus.PENDING)
+    token = csrf_token(console, "/console/farms")
+    assert data_value(console.get("/console/farms?status=pending").get_data(as_text=True), "farm-count") == 1
+    assert console.post(f"/console/farms/{farm.id}/verify", data={"csrf_token": token}).status_code == 302
+    assert data_value(console.get("/console/farms?status=pending").get_data(as_text=True), "farm-count") == 0
+    assert console.post(f"/console/farms/{farm.id}/suspend", data={"csrf_token": token}).status_code == 302
+    assert data_value(console.get("/console/farms?status=suspended").get_data(as_text=True), "farm-count") == 1
+
+
+def test_pages_speak_the_operators_language(client: FlaskClient) -> None:
+    from market.accounts.models import Language, Role  # noqa: PLC0415
+    from tests.console.conftest import sign_in  # noqa: PLC0415
+
+    sign_in(client, UserFactory(roles=[Role.OPERATOR], language=Language.ZH))
+    page = client.get("/console/", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "各状态订单" in page
+    assert 'lang="zh-CN"' in page
