@@ -155,6 +155,10 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "ORDER_PAYMENT_MINUTES": _int(env, "ORDER_PAYMENT_MINUTES", 30),
         "ORDER_EXPIRY_INTERVAL_SECONDS": _int(env, "ORDER_EXPIRY_INTERVAL_SECONDS", 60),
         "PICKUP_CODE_MAX_FAILURES": _int(env, "PICKUP_CODE_MAX_FAILURES", 5),
+        "STATION_COLLECT_DAYS": _int(env, "STATION_COLLECT_DAYS", 7),
+        "VILLAGER_CODE_MINUTES": _int(env, "VILLAGER_CODE_MINUTES", 15),
+        "VILLAGER_CODE_MAX_FAILURES": _int(env, "VILLAGER_CODE_MAX_FAILURES", 5),
+        "VILLAGER_CODE_MAX_SENDS": _int(env, "VILLAGER_CODE_MAX_SENDS", 3),
         "REDIS_URL": redis_url,
         "RATELIMIT_STORAGE_URI": redis_url or "memory://",
         # Off: market.extensions.rate_limit_headers writes the X-RateLimit-*

@@ -27,6 +27,7 @@ from market.payouts.routes import blp as payouts_blp
 from market.premiums.routes import blp as premiums_blp
 from market.reconciliation.routes import blp as reconciliation_blp
 from market.reports.routes import blp as reports_blp
+from market.stations.routes import blp as stations_blp
 
 API_PREFIX = "/api/v1"
 DOCS_ASSETS = Path(flask_swagger_ui.__file__).parent / "dist"
@@ -112,6 +113,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     api.register_blueprint(premiums_blp)
     api.register_blueprint(reconciliation_blp)
     api.register_blueprint(reports_blp)
+    api.register_blueprint(stations_blp)
     payloads.document(api.spec)
     console.init_app(app)
 

@@ -19,6 +19,7 @@ SUBSCRIBERS: dict[str, tuple[str, ...]] = {
     "listing.stock_changed": ("inventory.queue_push",),
     "listing.stock_low": (NOTIFY,),
     "order.paid": (NOTIFY,),
+    "order.confirmed": (NOTIFY,),
     "order.placed": ("payments.open", NOTIFY),
     # Capture follows packing; the later states subscribe too because a part
     # cancelled at the last moment can move an order past "packed" at once.

@@ -12,6 +12,7 @@ from market.payments import models as payments
 from market.payouts import models as payouts
 from market.premiums import models as premiums
 from market.reconciliation import models as reconciliation
+from market.stations import models as stations
 
 __all__ = [
     "IdempotencyKey",
@@ -26,4 +27,5 @@ __all__ = [
     "payouts",
     "premiums",
     "reconciliation",
+    "stations",
 ]

@@ -226,4 +226,7 @@ def test_the_operations_taking_an_idempotency_key_document_it(client: FlaskClien
         for _, _, operation in _operations(spec)
         if any(p.get("in") == "header" and p["name"] == "Idempotency-Key" for p in operation.get("parameters", []))
     }
-    assert keyed == {"place_order", "set_stock", "request_refund", "create_payout_run", "start_reconciliation"}
+    assert keyed == {
+        "place_order", "place_villager_order", "set_stock", "request_refund", "create_payout_run",
+        "start_reconciliation",
+    }  # fmt: skip

@@ -25,11 +25,14 @@ class User(db.Model):  # type: ignore[name-defined]
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(String(254), unique=True)
+    # An account station staff opened for a villager by phone number has
+    # neither address nor password until the villager claims it
+    # (docs/stations.md); it cannot log in meanwhile.
+    email: Mapped[str | None] = mapped_column(String(254), unique=True)
     name: Mapped[str] = mapped_column(String(120))
     phone: Mapped[str | None] = mapped_column(String(32))
     language: Mapped[Language] = mapped_column(enum_column(Language, "language"), default=Language.ZH)
-    password_hash: Mapped[str] = mapped_column(String(255))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
     # When the owner of the address followed the link emailed at
     # registration; an account not confirmed cannot log in.

@@ -231,10 +231,10 @@ def _check_password(email: str, password: str) -> User:
     throttle.check(email)
     user = db.session.scalar(select(User).where(User.email == email))
     try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        _hasher.verify(user.password_hash if user and user.password_hash else _DUMMY_HASH, password)
     except (VerifyMismatchError, InvalidHashError):
         user = None
-    if user is None or user.confirmed_at is None:
+    if user is None or user.confirmed_at is None or user.password_hash is None:
         throttle.failed(email)
         raise Unauthenticated(WRONG_LOGIN)
     throttle.succeeded(email)
@@ -297,3 +297,26 @@ def revoke_token(actor: Actor, token_id: int) -> ApiToken:
             token.revoked_at = utcnow()
     token_cache().forget(token.token_hash)
     return token
+
+
+def villager(phone: str, name: str) -> User:
+    """The buyer account of the villager with mobile number `phone`, for an
+    order station staff place for them: the oldest account with that number
+    (given the buyer role if it lacked it), or a new one opened on the spot
+    with no email and no password. Such an account cannot log in; it is the
+    villager's to claim (docs/stations.md). Locks the account, like any
+    buyer's while an order is placed for them; flushes only."""
+    user = db.session.scalars(locked(select(User).where(User.phone == phone).order_by(User.id).limit(1))).first()
+    if user is None:
+        user = User(
+            email=None,
+            password_hash=None,
+            phone=phone,
+            name=name.strip() or phone,
+            roles=[UserRole(role=Role.BUYER)],
+        )
+        db.session.add(user)
+    elif Role.BUYER not in user.role_names:
+        user.roles.append(UserRole(role=Role.BUYER))
+    db.session.flush()
+    return user

@@ -6,7 +6,9 @@ payments received before the weighed amount is known), `farm_payable:<id>`
 (what the platform owes a farm), `platform_commission`,
 `sponsor_liability:<programme>` (the sponsor's account: debited by the
 premiums the farms earn from its programme, credited by reversals and by
-its deposits; the balance is what the sponsor owes). Signs: debits are
+its deposits; the balance is what the sponsor owes), `station_cash:<point>`
+(cash a station took from villagers on collection and has not yet paid
+into the marketplace's bank). Signs: debits are
 positive, credits negative; every transaction sums to zero.
 
 Accounts are in the marketplace currency (MARKET_CURRENCY), except money
@@ -47,6 +49,13 @@ def farm_payable(farm_id: int) -> str:
     return f"farm_payable:{farm_id}"
 
 
+STATION_CASH_PREFIX = "station_cash:"
+
+
+def station_cash(point_id: int) -> str:
+    return f"{STATION_CASH_PREFIX}{point_id}"
+
+
 def market_currency() -> str:
     currency: str = current_app.config["MARKET_CURRENCY"]
     return currency
@@ -62,6 +71,7 @@ def _kind(code: str) -> AccountKind:
     prefix = code.split(":", 1)[0]
     return {
         "gateway_cash": AccountKind.ASSET,
+        "station_cash": AccountKind.ASSET,
         "payouts_in_transit": AccountKind.LIABILITY,
         "buyer_deposits": AccountKind.LIABILITY,
         "farm_payable": AccountKind.LIABILITY,

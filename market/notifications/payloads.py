@@ -284,6 +284,11 @@ ORDER = OrderEventDataSchema
 EVENT_TYPES: dict[str, EventType] = {
     "order.placed": EventType(ORDER, "An order was placed; its farms pack it once it is paid."),
     "order.paid": EventType(ORDER, "The order is paid: its farms start packing."),
+    "order.confirmed": EventType(
+        ORDER,
+        "The villager confirmed an order station staff placed for them: its farms start packing; it is paid "
+        "in cash on collection.",
+    ),
     "order.packed": EventType(ORDER, "Every live part is weighed and packed; the total follows the weights."),
     "order.shipped": EventType(ORDER, "Every live part has shipped."),
     "order.ready_for_pickup": EventType(ORDER, "The order is at its station, with a pickup code for the buyer."),

@@ -262,9 +262,13 @@ def _choices(user_id: int) -> dict[str, list[str]]:
 
 def channels_for(user: User, event: str) -> list[Channel]:
     chosen = _choices(user.id).get(event)
-    if chosen is None:
-        return list(TEMPLATES[event].defaults)
-    return [Channel(name) for name in chosen]
+    channels = list(TEMPLATES[event].defaults) if chosen is None else [Channel(name) for name in chosen]
+    if user.email is None and Channel.EMAIL in channels:
+        # A villager's account opened by phone at a station: what would be
+        # emailed is sent by SMS.
+        channels = [c for c in channels if c != Channel.EMAIL]
+        channels += [] if Channel.SMS in channels else [Channel.SMS]
+    return channels
 
 
 @dataclass(frozen=True)
@@ -332,6 +336,23 @@ def _handled(occurrence: str) -> bool:
             )
         )
     )
+
+
+def send_now(user: User, event: str, context: dict[str, Any], *, occurrence: str) -> None:
+    """Write and queue `event`'s message to `user` by SMS in the caller's
+    transaction, for a text that carries a secret the caller holds only
+    now (a one-time code, stored hashed): it cannot wait for an event's
+    handler to render it later. The message is sent like any other."""
+    if not user.phone:
+        raise Invalid("The account has no mobile number to send the code to.", {"phone": ["Required."]})
+    subject, body = render(event, user.language, context)
+    notification = Notification(
+        occurrence=occurrence, user_id=user.id, event=event, channel=Channel.SMS, recipient=user.phone,
+        subject=subject, body=body, next_attempt_at=utcnow(),
+    )  # fmt: skip
+    db.session.add(notification)
+    db.session.flush()
+    enqueue(SEND_TASK, notification_id=notification.id)
 
 
 def _recipient(user: User, channel: Channel) -> str | None:

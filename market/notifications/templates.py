@@ -86,6 +86,41 @@ TEMPLATES: dict[str, Template] = {
         ("新订单 #{order_id}", "【农市】新订单 #{order_id}：{lines}。请在付款后尽快备货。"),
         ("New order #{order_id}", "[Farm market] New order #{order_id}: {lines}. Pack it once it is paid."),
     ),
+    "order.confirmation_code": _t(
+        (),
+        (Channel.SMS,),
+        (
+            "订单确认码",
+            "【农市】{station}为您代下订单 #{order_id}：{lines}，取货时付现金。"
+            "确认码 {code}，{minutes} 分钟内有效，请告知站点工作人员。",
+        ),
+        (
+            "Your order confirmation code",
+            "[Farm market] {station} placed order #{order_id} for you: {lines}, paid in cash when you collect it. "
+            "Confirmation code {code}, valid {minutes} minutes: tell it to the station's staff.",
+        ),
+    ),
+    "order.confirmed": _t(
+        (Role.BUYER, Role.FARMER),
+        EMAIL,
+        ("订单 #{order_id} 已确认", "【农市】订单 #{order_id} 已确认，到站后凭取货码付现金取货。"),
+        (
+            "Order #{order_id} is confirmed",
+            "[Farm market] Order #{order_id} is confirmed; pay in cash with your pickup code when it is at "
+            "the station.",
+        ),
+        farmer=(
+            (
+                "订单 #{order_id} 已确认，请备货",
+                "【农市】站点代下的订单 #{order_id} 已确认，取货时付现金，请开始备货：{lines}。",
+            ),
+            (
+                "Order #{order_id} is confirmed: pack it",
+                "[Farm market] Order #{order_id}, placed at a station and paid in cash on collection, is confirmed: "
+                "start packing: {lines}.",
+            ),
+        ),
+    ),
     "order.paid": _t(
         (Role.BUYER, Role.FARMER),
         EMAIL,

@@ -35,6 +35,10 @@ from market.premiums.models import LinePremium
 
 class OrderStatus(StrEnum):
     PENDING_PAYMENT = "pending_payment"
+    # Placed by station staff for a villager, who confirmed it with the code
+    # sent to their phone; packed and shipped unpaid, paid in cash when the
+    # villager collects it (docs/stations.md).
+    CONFIRMED = "confirmed"
     PAID = "paid"
     PACKED = "packed"
     SHIPPED = "shipped"
@@ -74,6 +78,7 @@ def destination_problem(point_id: int | None, address: str | None) -> str | None
 OPEN_STATUSES = frozenset(
     {
         OrderStatus.PENDING_PAYMENT,
+        OrderStatus.CONFIRMED,
         OrderStatus.PAID,
         OrderStatus.PACKED,
         OrderStatus.SHIPPED,
@@ -94,6 +99,9 @@ PART_PROGRESS = {
     PartStatus.DELIVERED: 3,
 }
 FOLLOWS_PARTS = {0: OrderStatus.PAID, 1: OrderStatus.PACKED, 2: OrderStatus.SHIPPED}
+# Orders whose state follows their parts: paid ones, and confirmed ones
+# (paid in cash on collection), which stay confirmed until a part is packed.
+FOLLOWING = frozenset({OrderStatus.CONFIRMED, *FOLLOWS_PARTS.values()})
 
 
 def _refuse(what: str, current: str, action: str) -> InvalidTransition:
@@ -118,6 +126,9 @@ class Order(db.Model):  # type: ignore[name-defined]
     # concurrent changes cannot both pass: the second fails and is retried.
     version: Mapped[int] = mapped_column(Integer)
     buyer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    placed_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id"), index=True, doc="The station staff who placed it for the buyer (a villager)."
+    )
     status: Mapped[OrderStatus] = mapped_column(
         enum_column(OrderStatus, "order_status"), default=OrderStatus.PENDING_PAYMENT
     )
@@ -141,7 +152,8 @@ class Order(db.Model):  # type: ignore[name-defined]
 
     __mapper_args__ = {"version_id_col": version}
 
-    buyer: Mapped[User] = relationship()
+    buyer: Mapped[User] = relationship(foreign_keys=[buyer_id])
+    placed_by: Mapped[User | None] = relationship(foreign_keys=[placed_by_id])
     fulfilment_point: Mapped[FulfilmentPoint | None] = relationship()
     parts: Mapped[list[OrderPart]] = relationship(
         back_populates="order", order_by="OrderPart.farm_id", cascade="all, delete-orphan"
@@ -174,8 +186,25 @@ class Order(db.Model):  # type: ignore[name-defined]
         for part in self.active_parts:  # a part cancelled while unpaid stays cancelled
             part.status = PartStatus.TO_PACK
 
-    def expire(self) -> None:
+    def confirm(self) -> None:
+        """The villager confirmed an order placed for them: its farms pack it
+        now, and it is paid in cash on collection."""
         if self.status != OrderStatus.PENDING_PAYMENT:
+            raise _refuse(f"Order {self.id}", self.status, "confirmed")
+        self.status = OrderStatus.CONFIRMED
+        for part in self.active_parts:
+            part.status = PartStatus.TO_PACK
+
+    @property
+    def uncollected_unpaid(self) -> bool:
+        """Waiting at the station for cash that was never paid: only an order
+        paid on collection is ever ready for pickup unpaid."""
+        return self.status == OrderStatus.READY_FOR_PICKUP and self.paid_at is None
+
+    def expire(self) -> None:
+        """An order never paid for: not paid in time, or (paid on collection)
+        never collected in time."""
+        if self.status != OrderStatus.PENDING_PAYMENT and not self.uncollected_unpaid:
             raise _refuse(f"Order {self.id}", self.status, "expired")
         self.status = OrderStatus.EXPIRED
         self.closed_at = utcnow()
@@ -200,9 +229,11 @@ class Order(db.Model):  # type: ignore[name-defined]
             self.status = OrderStatus.CANCELLED
             self.closed_at = utcnow()
             return
-        if self.status not in FOLLOWS_PARTS.values():
+        if self.status not in FOLLOWING:
             return
         least = min(PART_PROGRESS[p.status] for p in parts)
+        if least == 0:
+            return  # nothing packed yet: still paid (or confirmed)
         self.status = (
             FOLLOWS_PARTS[least]
             if least < 3

@@ -101,12 +101,16 @@ class OrderSchema(ma.Schema):
     """An order as the caller may see it: farmers see only their own farm's
     parts; station staff see every part with its money (subtotals, prices,
     line amounts, premiums) null; both get null for the totals and the
-    pickup code."""
+    pickup code. Staff see the money of an order placed at their station
+    for a villager (they take its cash), never its pickup code."""
 
     id = fields.Integer(required=True)
     status = fields.Enum(OrderStatus, by_value=True, required=True)
     buyer_id = fields.Integer(required=True)
     buyer_name = fields.String(attribute="buyer.name", required=True)
+    placed_by_id = fields.Integer(
+        allow_none=True, metadata={"description": "The station staff who placed it for the buyer (a villager)."}
+    )
     fulfilment = fields.Enum(Fulfilment, by_value=True, required=True)
     fulfilment_point = fields.Nested(PointRefSchema, allow_none=True)
     delivery_address = fields.String(allow_none=True)

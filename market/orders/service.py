@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 PICKUP_CODE_DIGITS = 6
+UNPAID_STATUSES = (OrderStatus.PENDING_PAYMENT, OrderStatus.CONFIRMED)
 
 
 class Shortfall(Conflict):
@@ -207,7 +208,9 @@ def _require_station(actor: Actor, order: Order) -> None:
         raise NotFound(f"Order {order.id} is not at a station of yours.")
 
 
-def _event(order: Order, kind: str, actor: Actor | None, *, part: OrderPart | None = None, detail: str = "") -> None:
+def record_event(
+    order: Order, kind: str, actor: Actor | None, *, part: OrderPart | None = None, detail: str = ""
+) -> None:
     order.events.append(
         OrderEvent(
             type=kind, part_id=part.id if part else None, actor_id=actor.user_id if actor else None, detail=detail
@@ -227,7 +230,7 @@ def _order_change() -> Iterator[None]:
         raise ConcurrentChange("The order changed while this request ran; fetch it and try again.") from None
 
 
-def _changing(order: Order, actor: Actor | None, change: Callable[[], T]) -> T:
+def changing(order: Order, actor: Actor | None, change: Callable[[], T]) -> T:
     """Apply `change` to `order`, record the state events it caused, and
     commit with whatever the caller wrote since locking it, or roll all of
     it back when `change` raises."""
@@ -236,7 +239,7 @@ def _changing(order: Order, actor: Actor | None, change: Callable[[], T]) -> T:
         result = change()
         order.updated_at = utcnow()
         if order.status != before:
-            _event(order, f"order.{order.status.value}", actor)
+            record_event(order, f"order.{order.status.value}", actor)
     return result
 
 
@@ -244,6 +247,10 @@ def _view(actor: Actor, order: Order, stations: set[int]) -> OrderView:
     """What `actor` may see of `order`; `stations` are the actor's points."""
     if _is_operator(actor) or order.buyer_id == actor.user_id:
         return OrderView(order, list(order.parts), order.total, order.max_total, order.pickup_code, list(order.events))
+    if order.fulfilment_point_id in stations and order.placed_by_id is not None:
+        # Placed at the station for a villager: its staff take the cash, so
+        # they see what it costs; the pickup code stays the villager's.
+        return OrderView(order, list(order.parts), order.total, order.max_total, None, list(order.events))
     if order.fulfilment_point_id in stations:
         # Staff see what to take in and hand over, not what it cost (a part
         # of their own farm's excepted).
@@ -354,7 +361,9 @@ def _check_unpaid_allowance(buyer_id: int, requests: Sequence[LineRequest]) -> N
             {"lines": [f"At most {max_g} g in all."]},
         )
     db.session.execute(select(User.id).where(User.id == buyer_id).with_for_update())
-    unpaid = (Order.buyer_id == buyer_id, Order.status == OrderStatus.PENDING_PAYMENT)
+    # An order confirmed for payment in cash on collection is unpaid too, and
+    # holds its stock as long.
+    unpaid = (Order.buyer_id == buyer_id, Order.status.in_(UNPAID_STATUSES))
     orders = db.session.scalar(select(func.count(Order.id)).where(*unpaid)) or 0
     # PostgreSQL sums a bigint as a numeric: back to an int for the problem document.
     held = int(
@@ -395,9 +404,32 @@ def place_order(
     """Place an order: within the buyer's unpaid allowance, price each line,
     take all stock or none, split by farm."""
     actor.require(Role.BUYER)
+    order = placed(
+        actor.user_id, actor, lines=lines, fulfilment_point_id=fulfilment_point_id,
+        delivery_address=delivery_address, notes=notes,
+    )  # fmt: skip
+    # The response shows what this transaction wrote: no need to load it again.
+    commit_keeping_state()
+    return _view(actor, order, stations=set())
+
+
+def placed(
+    buyer_id: int,
+    actor: Actor,
+    *,
+    lines: Sequence[LineRequest],
+    fulfilment_point_id: int | None = None,
+    delivery_address: str | None = None,
+    notes: str = "",
+    placed_by_id: int | None = None,
+) -> Order:
+    """The order `actor` places for `buyer_id` (themself, or a villager
+    station staff order for), written and flushed, not committed: within the
+    buyer's unpaid allowance, each line priced, all stock taken or none,
+    split by farm."""
     fulfilment, point = _fulfilment(fulfilment_point_id, delivery_address)
     listings = _check_lines(lines)
-    _check_unpaid_allowance(actor.user_id, lines)
+    _check_unpaid_allowance(buyer_id, lines)
     tolerance = current_app.config["WEIGHT_TOLERANCE_BP"]
     programmes = premiums.active_programmes()
     priced = [
@@ -405,13 +437,14 @@ def place_order(
             listings[r.listing_id],
             r.grams,
             tolerance_bp=tolerance,
-            premiums=premiums.quotes(programmes, listings[r.listing_id], actor.user_id, r.grams),
+            premiums=premiums.quotes(programmes, listings[r.listing_id], buyer_id, r.grams),
         )
         for r in lines
     ]
 
     order = Order(
-        buyer=db.session.get(User, actor.user_id, options=[lazyload(User.roles)]),  # shown by name only
+        buyer=db.session.get(User, buyer_id, options=[lazyload(User.roles)]),  # shown by name only
+        placed_by_id=placed_by_id,
         fulfilment=fulfilment,
         fulfilment_point=point,
         delivery_address=delivery_address,
@@ -443,10 +476,8 @@ def place_order(
     for order_line, line in zip(order.lines, priced, strict=True):
         order_line.premiums = premiums.premiums_for_line(line.premiums, line.listing.farm_id)
     db.session.flush()
-    _event(order, "order.placed", actor)
-    # The response shows what this transaction wrote: no need to load it again.
-    commit_keeping_state()
-    return _view(actor, order, stations=set())
+    record_event(order, "order.placed", actor)
+    return order
 
 
 def _line(part: OrderPart, priced: PricedLine) -> OrderLine:
@@ -529,7 +560,7 @@ def mark_paid(order_id: int) -> bool:
         return False
     order.mark_paid()
     order.updated_at = utcnow()
-    _event(order, "order.paid", None)
+    record_event(order, "order.paid", None)
     db.session.flush()
     return True
 
@@ -593,7 +624,7 @@ def _close_short_part(actor: Actor, order: Order, part: OrderPart) -> None:
     reason = ("Every line was short at packing: " + "; ".join(reasons))[:500]  # the column's length
 
     def close() -> None:
-        _event(order, "part.packed", actor, part=part)
+        record_event(order, "part.packed", actor, part=part)
         money_taken = settlement.close_parts(order, [part])
         part.cancel(reason)
         if not money_taken:
@@ -632,12 +663,14 @@ def _advance_part(
     def change() -> None:
         was_ready = order.status == OrderStatus.READY_FOR_PICKUP
         mark()
-        _event(order, kind, actor, part=part, detail=detail)
+        record_event(order, kind, actor, part=part, detail=detail)
         order.follow_parts()
         if order.status == OrderStatus.READY_FOR_PICKUP and not was_ready:
             _new_pickup_code(order)
+            if order.paid_at is None:  # paid on collection: it waits so long, then expires
+                order.expires_at = utcnow() + timedelta(days=current_app.config["STATION_COLLECT_DAYS"])
 
-    _changing(order, actor, change)
+    changing(order, actor, change)
 
 
 def ship_part(actor: Actor, order_id: int, part_id: int) -> OrderView:
@@ -682,7 +715,7 @@ def renew_pickup_code(actor: Actor, order_id: int) -> OrderView:
         _new_pickup_code(order)
         publish("order.pickup_code_renewed", order_id=order.id)  # the buyer hears the new code
 
-    _changing(order, actor, change)
+    changing(order, actor, change)
     return _view(actor, order, set())
 
 
@@ -690,13 +723,46 @@ def collect_order(actor: Actor, order_id: int, code: str) -> OrderView:
     """Station staff hand the order over when the buyer's code matches.
     Wrong codes are counted; past the limit the order takes no more until
     the buyer renews the code."""
+    order = station_order(actor, order_id)
+    if order.uncollected_unpaid:
+        raise Conflict(
+            f"Order {order_id} is paid in cash on collection: record the cash with the pickup code "
+            f"(POST /api/v1/orders/{order_id}/cash-collection).",
+            current_status=order.status.value,
+        )
+    hand_over(actor, order, code, lambda: None)
+    return view(actor, order)
+
+
+def station_order(actor: Actor, order_id: int) -> Order:
+    """An order at one of the actor's stations (any, for operators), locked for a change."""
     order = _load(actor, order_id, lock=True)
     _require_station(actor, order)
+    return order
+
+
+def view(actor: Actor, order: Order) -> OrderView:
+    """What `actor` may see of `order`."""
+    return _view(actor, order, _station_ids(actor))
+
+
+def hand_over(actor: Actor, order: Order, code: str, then: Callable[[], None]) -> None:
+    """Hand a locked order ready for pickup over when the buyer's code
+    matches, and `then` do what is done at the counter (take the cash of an
+    order paid on collection), all committed as one. Wrong codes are counted
+    (and committed); past PICKUP_CODE_MAX_FAILURES the order takes no more
+    until the buyer renews the code."""
     if order.pickup_failures >= current_app.config["PICKUP_CODE_MAX_FAILURES"]:
         raise TooManyAttempts("Too many wrong pickup codes; the buyer must renew the code in the app.")
-    if not _changing(order, actor, lambda: order.collect(code)):
+
+    def change() -> bool:
+        collected = order.collect(code)
+        if collected:
+            then()
+        return collected
+
+    if not changing(order, actor, change):
         raise Invalid("The pickup code is wrong.", {"code": ["Does not match this order's pickup code."]})
-    return _view(actor, order, _station_ids(actor))
 
 
 def complete_order(actor: Actor, order_id: int) -> OrderView:
@@ -704,7 +770,7 @@ def complete_order(actor: Actor, order_id: int) -> OrderView:
     order = _load(actor, order_id, lock=True)
     if order.buyer_id != actor.user_id and not _is_operator(actor):
         raise NotFound(f"Order {order_id} not found.")
-    _changing(order, actor, order.complete)
+    changing(order, actor, order.complete)
     return _view(actor, order, set())
 
 
@@ -728,7 +794,7 @@ def cancel_order(actor: Actor, order_id: int, reason: str) -> OrderView:
         settlement.close_parts(order, order.parts)
         order.cancel(reason)
 
-    _changing(order, actor, change)
+    changing(order, actor, change)
     return _view(actor, order, set())
 
 
@@ -741,12 +807,12 @@ def cancel_part(actor: Actor, order_id: int, part_id: int, reason: str) -> Order
         part.check_cancellable()  # before anything moves
         money_taken = settlement.close_parts(order, [part])
         part.cancel(reason)
-        _event(order, "part.cancelled", actor, part=part, detail=reason)
+        record_event(order, "part.cancelled", actor, part=part, detail=reason)
         if not money_taken:  # else the capture stands and the part is refunded
             order.recompute_total()
         order.follow_parts()
 
-    _changing(order, actor, change)
+    changing(order, actor, change)
     return _view(actor, order, set())
 
 
@@ -766,22 +832,27 @@ def cancel_unpaid(order_id: int, reason: str) -> bool:
         settlement.close_parts(order, order.parts)
         order.cancel(reason)
 
-    _changing(order, None, change)
+    changing(order, None, change)
     return True
 
 
 def expire_unpaid(now: datetime | None = None, batch: int = 200) -> int:
     """Expire orders left unpaid past their deadline and give their stock
-    back. Safe to run twice at once: each order is expired by whichever run
-    locks it first, and the other sees it is no longer pending. Each order
-    is its own transaction: one that fails is rolled back, logged with its
+    back: orders not paid in time (ORDER_PAYMENT_MINUTES), and orders paid
+    on collection and not collected in time (STATION_COLLECT_DAYS after they
+    became ready for pickup), whose goods have left the farms (as for any
+    order cancelled after shipping, nothing goes back to stock). Safe to
+    run twice at once: each order is expired by whichever run locks it
+    first, and the other sees it is no longer pending. Each order is its
+    own transaction: one that fails is rolled back, logged with its
     id and counted as failed, and the others still expire."""
     now = now or utcnow()
+    never_paid = or_(
+        Order.status == OrderStatus.PENDING_PAYMENT,
+        and_(Order.status == OrderStatus.READY_FOR_PICKUP, Order.paid_at.is_(None)),
+    )
     ids = db.session.scalars(
-        select(Order.id)
-        .where(Order.status == OrderStatus.PENDING_PAYMENT, Order.expires_at <= now)
-        .order_by(Order.id)
-        .limit(batch)
+        select(Order.id).where(never_paid, Order.expires_at <= now).order_by(Order.id).limit(batch)
     ).all()
     db.session.rollback()
     expired = failed = 0
@@ -790,7 +861,7 @@ def expire_unpaid(now: datetime | None = None, batch: int = 200) -> int:
             order = db.session.scalars(
                 select(Order).where(Order.id == order_id).options(*_order_options()).with_for_update(of=Order)
             ).one()
-            if order.status != OrderStatus.PENDING_PAYMENT or order.expires_at > now:
+            if not (order.status == OrderStatus.PENDING_PAYMENT or order.uncollected_unpaid) or order.expires_at > now:
                 db.session.rollback()
                 continue
 
@@ -798,7 +869,7 @@ def expire_unpaid(now: datetime | None = None, batch: int = 200) -> int:
                 settlement.close_parts(order, order.parts)
                 order.expire()
 
-            _changing(order, None, change)
+            changing(order, None, change)
         except ConcurrentChange:
             continue
         except Exception:

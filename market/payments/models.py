@@ -58,6 +58,15 @@ class Payment(db.Model):  # type: ignore[name-defined]
     )
     client_secret: Mapped[str | None] = mapped_column(String(255))
     offline_reference: Mapped[str | None] = mapped_column(String(255))
+    cash_point_id: Mapped[int | None] = mapped_column(
+        ForeignKey("fulfilment_points.id"),
+        index=True,
+        doc="Paid in cash on collection at this station (an offline payment); the station holds the cash.",
+    )
+    cash_received_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id"), doc="The station staff who took the cash."
+    )
+    cash_received_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     failure_reason: Mapped[str | None] = mapped_column(Text)
     attention: Mapped[str | None] = mapped_column(
         Text, doc="Set when a worker gave up after its retries; operators must look."

@@ -14,7 +14,16 @@ class PaymentSchema(ma.Schema):
     provider = fields.Enum(Provider, by_value=True, required=True)
     status = fields.Enum(PaymentStatus, by_value=True, required=True)
     currency = fields.String(required=True)
-    amount = fields.Integer(required=True, metadata={"description": "Authorised: the most the order can reach."})
+    amount = fields.Integer(
+        required=True,
+        metadata={
+            "description": "Authorised: the most the order can reach (cash on collection: the cash taken, once taken)."
+        },
+    )
+    cash_point_id = fields.Integer(
+        allow_none=True, metadata={"description": "Paid in cash on collection at this station."}
+    )
+    cash_received_at = fields.DateTime(allow_none=True)
     amount_captured = fields.Integer(required=True)
     amount_refunded = fields.Integer(required=True)
     client_secret = fields.String(

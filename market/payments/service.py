@@ -484,6 +484,11 @@ def confirm_offline(actor: Actor, order_id: int, *, amount: int, reference: str)
             raise PaymentNotFound(f"Order {order_id} has no payment yet.")
         if payment.provider != Provider.OFFLINE:
             raise Conflict(f"Order {order_id} is paid by card, not offline.")
+        if payment.cash_point_id is not None:
+            raise Conflict(
+                f"Order {order_id} is paid in cash on collection at its station, against its weighed total "
+                f"(POST /api/v1/orders/{order_id}/cash-collection)."
+            )
         if payment.status not in (PaymentStatus.REQUIRES_PAYMENT, PaymentStatus.FAILED):
             raise Conflict(f"The payment of order {order_id} is {payment.status}.", current_status=payment.status.value)
         if amount != payment.amount:
@@ -509,6 +514,58 @@ def confirm_offline(actor: Actor, order_id: int, *, amount: int, reference: str)
     return payment
 
 
+def open_cash_on_collection(order: Order, point_id: int) -> Payment:
+    """The payment of an order placed for a villager at a station: offline,
+    paid in cash there on collection (`take_cash`). Flushes only."""
+    payment = Payment(
+        order_id=order.id,
+        provider=Provider.OFFLINE,
+        status=PaymentStatus.REQUIRES_PAYMENT,
+        currency=order.currency,
+        amount=order.max_total,
+        cash_point_id=point_id,
+    )
+    db.session.add(payment)
+    db.session.flush()
+    return payment
+
+
+def take_cash(order: Order, amount: int, staff_id: int) -> Payment:
+    """The villager paid `amount` in cash at the station on collecting the
+    order: it must be the weighed total (what the order's lines, as weighed,
+    are worth; not the most it could have reached). The station holds the
+    cash (`station_cash:<point>`) until it is paid into the bank at a
+    cash-up; the capture of the weighed lines is decided and recorded at
+    once, with its farm entries, as for any capture. Flushes only; the
+    caller holds the order's lock and commits."""
+    payment = settlement.lock_payment(order.id)
+    if payment is None or payment.cash_point_id is None:
+        raise Conflict(f"Order {order.id} is not paid in cash on collection.")
+    if payment.status != PaymentStatus.REQUIRES_PAYMENT:
+        raise Conflict(f"The payment of order {order.id} is {payment.status}.", current_status=payment.status.value)
+    if amount != order.total:
+        raise Invalid(
+            f"Order {order.id} weighed in at {order.total}; the cash taken must be exactly that, not {amount}.",
+            {"amount": [f"Must be exactly {order.total} (minor units), the weighed total."]},
+        )
+    now = utcnow()
+    payment.status = PaymentStatus.AUTHORISED
+    payment.amount = amount
+    payment.cash_received_by = staff_id
+    payment.cash_received_at = now
+    payment.offline_reference = f"cash at fulfilment point {payment.cash_point_id}"
+    order.paid_at = now
+    ledger.post(
+        "cash_receipt",
+        f"payment:{payment.id}:cash",
+        {ledger.station_cash(payment.cash_point_id): amount, ledger.BUYER_DEPOSITS: -amount},
+        order_id=order.id,
+    )
+    settlement.decide_capture(order, payment)
+    settlement.record_capture(payment, amount)
+    return payment
+
+
 # --- capture ----------------------------------------------------------------
 
 
@@ -527,6 +584,8 @@ def _decide_capture(order_id: int) -> Payment:
         raise PaymentNotFound(f"Order {order_id} has no payment yet.")
     if payment.status in settlement.CAPTURE_DECIDED or payment.renew_by is not None:
         return payment  # decided already, or waiting for the buyer to pay again (then queued)
+    if payment.cash_point_id is not None:
+        return payment  # paid in cash on collection, captured there and then (take_cash)
     if order.status not in PACKED_OR_LATER:
         raise Conflict(f"Order {order_id} is {order.status}, not packed; nothing to capture.")
     if payment.status != PaymentStatus.AUTHORISED:

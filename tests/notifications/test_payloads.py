@@ -133,7 +133,14 @@ def _run_every_event(m: Market) -> int:
     )
     db.session.add_all([payment, refund])
     db.session.flush()
-    for event in ("payment.failed", "payment.hold_expiring", "payment.hold_lapsed", "payment.renewed"):
+    # As the stations domain publishes it when a villager confirms an order placed for them.
+    for event in (
+        "order.confirmed",
+        "payment.failed",
+        "payment.hold_expiring",
+        "payment.hold_lapsed",
+        "payment.renewed",
+    ):
         publish(event, order_id=collected)
     publish("refund.failed", order_id=collected, refund_id=refund.id)
     publish("payout.paid", payout_id=make_payout(m.farm.id, 5000))

@@ -37,6 +37,7 @@ sequence):
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -66,6 +67,7 @@ from market.errors import DomainError
 from market.extensions import TransientError, db
 from market.ledger import service as ledger
 from market.money import tolerance_bounds
+from market.notifications.models import Notification
 from market.orders import service as orders
 from market.orders.models import Fulfilment, Order, OrderStatus, PartStatus, StationStaff
 from market.orders.service import LineRequest, Weighing
@@ -78,6 +80,7 @@ from market.payouts.models import Payout, PayoutStatus
 from market.premiums import deposits
 from market.premiums.models import FundedBy, PremiumProgramme
 from market.premiums.service import sponsor_liability
+from market.stations import service as stations
 from tests.conftest import _empty_tables, settings_for
 from tests.factories import UserFactory
 from tests.fakes.stripe_server import FakeStripe, FakeStripeServer
@@ -389,6 +392,55 @@ class OrderLife(RuleBasedStateMachine):
             self.gateway.opening_offline = False
         return order_id
 
+    @rule(target=orders, listings=LISTINGS, steps=STEPS, at_once=st.booleans(), then=st.integers(2, 8))
+    def staff_place_for_villager(self, listings: list[int], steps: int, at_once: bool, then: int) -> int:
+        """Station staff place an order for a villager, paid in cash on
+        collection; the villager, at the counter, often confirms at once,
+        and the order may then go `then` ordinary steps (to the cash)."""
+        lines = []
+        for index in listings:
+            listing = {0: self.shop.oranges, 1: self.shop.pomelos, 2: self.shop.nuts}[index]
+            lines.append(LineRequest(self.listings[index], listing.min_order_g + steps * listing.step_g))
+        placed = self.attempt(
+            "place_for_villager",
+            lambda: stations.place_for_villager(
+                self.staff, self.shop.station.id, phone="+8613900000077", name="Aunt Li", lines=lines
+            ),
+        )
+        if placed is None:
+            return 0
+        if at_once:
+            self.villager_confirms(placed.id, right=True)
+            for _ in range(then):
+                self.order_moves_on(placed.id, ["exact", "under"])
+        return int(placed.id)
+
+    @rule(order=orders, right=st.booleans())
+    def villager_confirms(self, order: int, right: bool) -> None:
+        """The villager tells the staff the texted code (or a wrong one)."""
+        if not order:
+            return
+        db.session.rollback()
+        texts = db.session.scalars(
+            select(Notification.body)
+            .where(Notification.occurrence.like(f"order-{order}-code-%"))
+            .order_by(Notification.id)
+        ).all()
+        if not texts:
+            return
+        code = re.findall(r"\b\d{6}\b", texts[-1])[0]
+        if not right:
+            code = "000000" if code != "000000" else "111111"
+        self.attempt("confirm_for_villager", lambda: stations.confirm_for_villager(self.staff, order, code))
+
+    def villager_pays_cash(self, order: int) -> None:
+        """The villager collects with the pickup code and pays the weighed total."""
+        current = self.order(order)
+        code, total = current.pickup_code or "", current.total
+        self.attempt(
+            "collect_with_cash", lambda: stations.collect_with_cash(self.staff, order, code=code, amount=total)
+        )
+
     @rule(order=orders, webhook=st.sampled_from(["now", "twice", "later"]))
     def buyer_confirms_card(self, order: int, webhook: str) -> None:
         """Stripe.js confirms the card; Stripe then sends amount_capturable_updated."""
@@ -458,7 +510,7 @@ class OrderLife(RuleBasedStateMachine):
         farmer, part_id = self.farmers[chosen.farm_id], chosen.id
         self.attempt("cancel_part", lambda: orders.cancel_part(farmer, order, part_id, "hail damage"))
 
-    @rule(minutes=st.just(60), whim=WHIM)
+    @rule(minutes=st.sampled_from([60, 8 * 24 * 60]), whim=WHIM)
     def orders_expire(self, minutes: int, whim: int) -> None:
         if whim:
             return
@@ -523,8 +575,11 @@ class OrderLife(RuleBasedStateMachine):
     def buyer_collects(self, order: int, complete: bool) -> None:
         if not order:
             return
-        code = self.order(order).pickup_code
-        if code is not None:
+        current = self.order(order)
+        code = current.pickup_code
+        if current.uncollected_unpaid:
+            self.villager_pays_cash(order)
+        elif code is not None:
             self.attempt("collect_order", lambda: orders.collect_order(self.staff, order, code))
         if complete:
             self.attempt("complete_order", lambda: orders.complete_order(self.buyer, order))
@@ -546,13 +601,20 @@ class OrderLife(RuleBasedStateMachine):
         status, payment = current.status, self.payment(order)
         unpacked = [i for i, p in enumerate(current.parts) if p.status == PartStatus.TO_PACK]
         if status == OrderStatus.PENDING_PAYMENT and payment is not None:
-            if payment.provider == Provider.OFFLINE:
+            if payment.cash_point_id is not None:
+                self.villager_confirms(order, right=True)
+            elif payment.provider == Provider.OFFLINE:
                 self.operator_confirms_offline_payment(order)
             else:
                 self.buyer_confirms_card(order, "now")
         elif unpacked:
             self.farmer_packs(order, unpacked[0], weighings)
-        elif status == OrderStatus.PACKED and payment is not None and payment.status != PaymentStatus.CAPTURED:
+        elif (
+            status == OrderStatus.PACKED
+            and payment is not None
+            and payment.cash_point_id is None
+            and payment.status != PaymentStatus.CAPTURED
+        ):
             self.capture(order)
         elif status in (OrderStatus.PACKED, OrderStatus.SHIPPED):
             self.parts_ship_and_arrive(order)
