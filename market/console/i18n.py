@@ -34,6 +34,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "error": ("出错了", "Something went wrong"),
     "orders_by_state": ("各状态订单", "Orders by state"),
     "status.pending_payment": ("待付款", "Placed, awaiting payment"),
+    "status.confirmed": ("村民已确认，取货时付现金", "Confirmed by the villager, cash on collection"),
     "status.paid": ("已付款", "Paid"),
     "status.packed": ("已打包", "Packed"),
     "status.shipped": ("已发货", "Shipped"),

@@ -31,6 +31,7 @@ from market.reports import service as reports
 # The states the Today page counts, in the order an order goes through them.
 OPEN_STATES = (
     OrderStatus.PENDING_PAYMENT,
+    OrderStatus.CONFIRMED,
     OrderStatus.PAID,
     OrderStatus.PACKED,
     OrderStatus.SHIPPED,

@@ -10,8 +10,10 @@ from typing import Any
 from flask.testing import FlaskClient
 
 from market.catalog.models import FarmStatus
+from market.console.i18n import MESSAGES
 from market.console.views import OPEN_STATES
 from market.db import business_today
+from market.orders.models import OrderStatus
 from market.payments import service as payments
 from tests.console.conftest import csrf_token
 from tests.factories import FarmFactory, UserFactory
@@ -146,3 +148,8 @@ def test_pages_speak_the_operators_language(client: FlaskClient) -> None:
     page = client.get("/console/", headers={"Accept-Language": "en"}).get_data(as_text=True)
     assert "各状态订单" in page
     assert 'lang="zh-CN"' in page
+
+
+def test_every_order_status_has_its_words_in_both_languages() -> None:
+    missing = [status for status in OrderStatus if f"status.{status.value}" not in MESSAGES]
+    assert missing == []
