@@ -167,9 +167,11 @@ class Order(db.Model):  # type: ignore[name-defined]
 
     @property
     def payment_deadline(self) -> datetime | None:
-        """When the order expires unless paid: only while it waits for
-        payment. A paid, cancelled or expired order has no deadline left."""
-        return self.expires_at if self.status == OrderStatus.PENDING_PAYMENT else None
+        """When the order expires unless paid: while it waits for payment,
+        or (paid on collection) while it waits at its station for the cash.
+        A paid, cancelled or expired order has no deadline left."""
+        waiting = self.status == OrderStatus.PENDING_PAYMENT or self.uncollected_unpaid
+        return self.expires_at if waiting else None
 
     @property
     def active_parts(self) -> list[OrderPart]:

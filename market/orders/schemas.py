@@ -127,7 +127,10 @@ class OrderSchema(ma.Schema):
         attribute="payment_deadline",
         required=True,
         allow_none=True,
-        metadata={"description": "Unpaid past this, the order expires; null once it is paid, cancelled or expired."},
+        metadata={
+            "description": "Unpaid past this, the order expires: set while it waits for payment, or for cash "
+            "at its station (an order placed for a villager); null otherwise."
+        },
     )
     paid_at = fields.DateTime(allow_none=True)
     parts = fields.List(fields.Nested(OrderPartSchema), required=True)

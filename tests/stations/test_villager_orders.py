@@ -5,7 +5,7 @@ and expiry when never collected."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from flask.testing import FlaskClient
@@ -235,10 +235,14 @@ def test_offline_confirmation_is_not_how_cash_on_collection_is_paid(client: Flas
 
 def test_an_order_never_collected_expires_days_after_it_arrived(client: FlaskClient, shop: Shop) -> None:
     order = place_for_villager(client, shop, (shop.oranges, 2000))
-    confirm(client, shop, order["id"])
+    assert confirm(client, shop, order["id"])["expires_at"] is None  # packed and shipped unpaid, with no deadline
     before = stock(shop.oranges)
     weigh_ship_receive(client, shop, order, 2000)
+    waiting = client.get(f"/api/v1/orders/{order['id']}", headers=shop.staff_h).json
     days = client.application.config["STATION_COLLECT_DAYS"]
+    assert waiting["status"] == "ready_for_pickup"
+    left = datetime.fromisoformat(waiting["expires_at"]) - utcnow()
+    assert timedelta(days=days) - timedelta(minutes=5) < left <= timedelta(days=days)
     assert orders.expire_unpaid(now=utcnow() + timedelta(days=days) - timedelta(minutes=1)) == 0
     assert orders.expire_unpaid(now=utcnow() + timedelta(days=days, minutes=1)) == 1
     db.session.expire_all()
