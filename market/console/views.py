@@ -23,19 +23,18 @@ from market.db import business_today
 from market.errors import Unauthenticated
 from market.extensions import limiter
 from market.orders import service as orders
-from market.orders.models import OrderStatus
+from market.orders.models import OPEN_STATUSES, OrderStatus
 from market.payments import service as payments
 from market.premiums import service as premiums
 from market.reports import service as reports
 
 # The states the Today page counts, in the order an order goes through them.
-OPEN_STATES = (
-    OrderStatus.PENDING_PAYMENT,
-    OrderStatus.CONFIRMED,
-    OrderStatus.PAID,
-    OrderStatus.PACKED,
-    OrderStatus.SHIPPED,
-    OrderStatus.READY_FOR_PICKUP,
+# The open orders someone still has to move on (collected and delivered
+# ones only wait to complete), in the order an order goes through them.
+OPEN_STATES = tuple(
+    state
+    for state in OrderStatus
+    if state in OPEN_STATUSES and state not in (OrderStatus.COLLECTED, OrderStatus.DELIVERED)
 )
 PROGRAMMES_SHOWN = 100
 PAGE_SIZE = 50
