@@ -28,8 +28,8 @@ shrinking: a failing sequence is printed as generated):
 Other examples of the same size: `SETTLEMENT_PROFILE=explore`, with
 `--hypothesis-seed=N` to choose them.
 
-Long profile (400 examples of up to 60 steps, failures shrunk to a short
-sequence):
+Long profile (400 examples of up to 60 steps, or SETTLEMENT_EXAMPLES of
+them; failures shrunk to a short sequence):
 
     SETTLEMENT_PROFILE=long DATABASE_URL=... REDIS_URL=... .venv/bin/python -m pytest tests/settlement -n 0
 """
@@ -110,7 +110,7 @@ PROFILES = {
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     ),
     "long": settings(
-        max_examples=400,
+        max_examples=int(os.environ.get("SETTLEMENT_EXAMPLES", "400")),
         stateful_step_count=60,
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
