@@ -45,6 +45,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "status.cancelled": ("已取消", "Cancelled"),
     "status.expired": ("已过期", "Expired"),
     "sales": ("销售额", "Sales"),
+    "week_of": ("周起始日", "Week of"),
+    "by_week": ("每周", "Week by week"),
+    "download_csv": ("下载 CSV", "Download CSV"),
     "sold_kg": ("销售重量", "Kilograms sold"),
     "this_week": ("本周", "This week"),
     "payments_attention": ("需人工处理的付款", "Payments a worker could not finish"),
@@ -123,7 +126,6 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "farms_paid": ("获付款农场", "Farms paid"),
     "farmers_paid": ("获付款农户", "Farmers paid"),
     "show": ("显示", "Show"),
-    "not_built": ("此部分尚未完成。", "This part is not built yet."),
     "signed_in_as": ("当前用户", "Signed in as"),
 }
 

@@ -37,6 +37,10 @@ OPEN_STATES = tuple(
     if state in OPEN_STATUSES and state not in (OrderStatus.COLLECTED, OrderStatus.DELIVERED)
 )
 PROGRAMMES_SHOWN = 100
+# The impact page shows this many weeks unless asked for a period, and
+# draws at most IMPACT_CHART_WEEKS of a longer one week by week.
+IMPACT_WEEKS = 12
+IMPACT_CHART_WEEKS = 26
 PAGE_SIZE = 50
 CSV_PAGE_SIZE = 100  # list_orders' largest page
 
@@ -199,15 +203,59 @@ def payment_attention() -> str:
     return render_template("console/payment_attention.html", page=page)
 
 
+def _impact_query() -> tuple[date, date, str]:
+    """The impact page's period and grouping: by default the weeks since
+    IMPACT_WEEKS weeks ago, by county."""
+    day = business_today()
+    first = _date_arg("from") or _week_start(day) - timedelta(weeks=IMPACT_WEEKS - 1)
+    last = _date_arg("to") or day
+    return first, last, "programme" if request.args.get("group_by") == "programme" else "county"
+
+
+def _weeks(first: date, last: date) -> list[tuple[date, date]]:
+    """The weeks (Monday to Sunday) of `first` to `last`, cut to the period
+    at its ends, the last IMPACT_CHART_WEEKS of them at most."""
+    weeks: list[tuple[date, date]] = []
+    monday = _week_start(last)
+    while monday + timedelta(days=6) >= first and len(weeks) < IMPACT_CHART_WEEKS:
+        weeks.append((max(monday, first), min(monday + timedelta(days=6), last)))
+        monday -= timedelta(weeks=1)
+    return weeks[::-1]
+
+
+def _group_label(row: dict[str, Any], group_by: str) -> str:
+    return f"{row['province']} {row['county']}" if group_by == "county" else str(row["programme"])
+
+
 @blp.route("/impact", methods=["GET"])
 @operator_required
 def impact() -> str:
-    day = business_today()
-    first = _date_arg("from") or _week_start(day)
-    last = _date_arg("to") or day
-    group_by = "programme" if request.args.get("group_by") == "programme" else "county"
+    first, last, group_by = _impact_query()
+    actor = operator()
+    report = reports.impact(actor, start=first, end=last, group_by=group_by)
+    weekly = [
+        (since, reports.impact(actor, start=since, end=until, group_by=group_by)["totals"])
+        for since, until in _weeks(first, last)
+    ]
+    chart = {
+        "groups": [_group_label(row, group_by) for row in report["rows"]],
+        "kg": [row["grams_sold"] / 1000 for row in report["rows"]],
+        "sales": [row["sales"] / 100 for row in report["rows"]],
+        "weeks": [since.isoformat() for since, _ in weekly],
+        "weekly_kg": [totals["grams_sold"] / 1000 for _, totals in weekly],
+        "weekly_sales": [totals["sales"] / 100 for _, totals in weekly],
+        "words": {key: translate(key) for key in ("sold_kg", "sales", "week_of")},
+    }
+    return render_template("console/impact.html", report=report, chart=chart, weekly=weekly)
+
+
+@blp.route("/impact.csv", methods=["GET"])
+@operator_required
+def impact_csv() -> Response:
+    first, last, group_by = _impact_query()
     report = reports.impact(operator(), start=first, end=last, group_by=group_by)
-    return render_template("console/impact.html", report=report, measures=reports.MEASURES)
+    name = f"impact-{group_by}-{first}-{last}.csv"
+    return csv_response(reports.impact_rows(report), reports.CSV_COLUMNS[group_by], name)
 
 
 @blp.route("/people", methods=["GET"])

@@ -207,6 +207,11 @@ def test_an_operator_walks_every_page_and_sees_the_apis_figures(
         totals["grams_sold"],
         totals["sales"],
     ]
+    # Chart.js drew both charts under the page's Content-Security-Policy.
+    drawn = (By.CSS_SELECTOR, "body[data-charts-drawn]")
+    WebDriverWait(browser, WAIT_SECONDS).until(expected_conditions.presence_of_element_located(drawn))
+    for chart in ("impact-by-group", "impact-by-week"):
+        assert browser.execute_script(f"return Chart.getChart('{chart}') !== undefined")
     _shot(browser, "impact")
 
     _walk_people_and_places(browser, live, client, shop, pending.id)

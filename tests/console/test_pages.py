@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 from typing import Any
 
 from flask.testing import FlaskClient
@@ -18,6 +19,7 @@ from market.payments import service as payments
 from tests.console.conftest import csrf_token
 from tests.factories import FarmFactory, UserFactory
 from tests.payouts.conftest import operator
+from tests.reports.test_impact import scenario
 from tests.shop import Shop, place
 
 
@@ -153,3 +155,24 @@ def test_pages_speak_the_operators_language(client: FlaskClient) -> None:
 def test_every_order_status_has_its_words_in_both_languages() -> None:
     missing = [status for status in OrderStatus if f"status.{status.value}" not in MESSAGES]
     assert missing == []
+
+
+def test_impact_shows_twelve_weeks_by_default_and_exports_the_apis_csv(console: FlaskClient, shop: Shop) -> None:
+    scenario(console, shop)
+    page = console.get("/console/impact").get_data(as_text=True)
+    weeks = page.split('id="impact-weeks"', 1)[1].split("</table>", 1)[0]
+    assert weeks.count("<tr><td>") == 12
+    today = business_today()
+    first = today - timedelta(days=today.weekday(), weeks=11)
+    query = {"from": first.isoformat(), "to": today.isoformat(), "group_by": "county"}
+    report = console.get("/api/v1/reports/impact", query_string=query, headers=shop.operator_h).json
+    assert report["totals"]["sales"] > 0
+    # Each week's row holds its kg and its sales; the weeks add up to the period.
+    values = [int(cell.split('"', 1)[0]) for cell in weeks.split('data-value="')[1:]]
+    assert sum(values[0::2]) == report["totals"]["grams_sold"]
+    assert sum(values[1::2]) == report["totals"]["sales"]
+
+    exported = console.get("/console/impact.csv", query_string=query)
+    assert exported.mimetype == "text/csv"
+    from_api = console.get("/api/v1/reports/impact", query_string=query | {"format": "csv"}, headers=shop.operator_h)
+    assert exported.get_data(as_text=True) == from_api.get_data(as_text=True)
