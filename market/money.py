@@ -105,7 +105,8 @@ class Money:
         return Money(self.amount + other.amount, self.currency)
 
     def __str__(self) -> str:
-        return f"{format_minor(self.amount)} {self.currency}"
+        """For people, in the currency's own decimals: "1234.56 CNY", "1234 JPY"."""
+        return f"{format_minor(self.amount, minor_unit_exponent(self.currency))} {self.currency}"
 
 
 def total(amounts: Iterable[Money], currency: str) -> Money:

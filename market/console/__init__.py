@@ -51,11 +51,12 @@ blp = Blueprint(
 )
 
 
-def money(amount: int | None) -> str:
-    """Fen as yuan with every fen, and the currency: 123456 -> "1234.56 CNY"."""
+def money(amount: int | None, currency: str | None = None) -> str:
+    """Minor units in major ones with every minor unit, and the currency
+    (the marketplace's unless given): 123456 -> "1234.56 CNY"."""
     if amount is None:
         return "-"
-    return str(Money(amount, current_app.config["MARKET_CURRENCY"]))
+    return str(Money(amount, currency or current_app.config["MARKET_CURRENCY"]))
 
 
 def kilograms(grams: int | None) -> str:
@@ -138,6 +139,7 @@ def init_app(app: Flask) -> None:
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=app.config["CONSOLE_SESSION_HOURS"])
     csrf.init_app(app)
     app.jinja_env.globals["t"] = i18n.translate
+    app.jinja_env.globals["t_known"] = i18n.translate_known
     app.jinja_env.globals["lang"] = lambda: i18n.language().value
     app.jinja_env.filters["money"] = money
     app.jinja_env.filters["kg"] = kilograms

@@ -45,6 +45,31 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "status.cancelled": ("已取消", "Cancelled"),
     "status.expired": ("已过期", "Expired"),
     "sales": ("销售额", "Sales"),
+    "reconciliation": ("对账", "Reconciliation"),
+    "reconciliation_runs": ("对账记录", "Reconciliation runs"),
+    "start_reconciliation": ("开始对账", "Reconcile these days"),
+    "reconciliation_started": (
+        "对账已开始，后台处理完成后刷新本页。",
+        "Reconciliation started; a worker runs it, reload this page to see it.",
+    ),
+    "resolved_ok": ("已标记为已处理。", "Marked as resolved."),
+    "items": ("项目", "Items"),
+    "outcome": ("结果", "Outcome"),
+    "ours": ("我方（账本）", "Ours (ledger)"),
+    "provider": ("支付机构", "The provider's"),
+    "settled_as": ("结算金额", "Settled as"),
+    "resolution": ("处理说明", "Resolution"),
+    "resolve": ("标记已处理", "Resolve"),
+    "book_fee": ("记入手续费", "Book the fee"),
+    "unresolved": ("未处理", "Unresolved"),
+    "resolved": ("已处理", "Resolved"),
+    "all": ("全部", "All"),
+    "outcome.matched": ("相符", "Matched"),
+    "outcome.missing_at_gateway": ("支付机构无记录", "Missing at the provider"),
+    "outcome.missing_in_ledger": ("账本无记录", "Missing in the ledger"),
+    "outcome.amount_differs": ("金额不符", "Amounts differ"),
+    "outcome.currency_differs": ("币种不同，无法比较", "Currencies differ"),
+    "outcome.fee": ("未入账的手续费", "Fee not booked"),
     "week_of": ("周起始日", "Week of"),
     "by_week": ("每周", "Week by week"),
     "download_csv": ("下载 CSV", "Download CSV"),
@@ -142,3 +167,9 @@ def language() -> Language:
 def translate(key: str) -> str:
     zh, en = MESSAGES[key]
     return en if language() == Language.EN else zh
+
+
+def translate_known(key: str | None) -> str | None:
+    """`key`'s words if it has any: for a key that comes in a link (a
+    page's notice), where an unknown one is shown as nothing."""
+    return translate(key) if key in MESSAGES else None

@@ -4,6 +4,7 @@ the same service function the API uses."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,13 +20,15 @@ from market.catalog.models import FarmStatus
 from market.console import blp
 from market.console.i18n import translate
 from market.console.session import end, operator, operator_required, start
-from market.db import business_today
-from market.errors import Unauthenticated
+from market.db import business_day_range, business_today, utcnow
+from market.errors import Invalid, Unauthenticated
 from market.extensions import limiter
 from market.orders import service as orders
 from market.orders.models import OPEN_STATUSES, OrderStatus
 from market.payments import service as payments
 from market.premiums import service as premiums
+from market.reconciliation import service as reconciliation
+from market.reconciliation.models import Outcome
 from market.reports import service as reports
 
 # The states the Today page counts, in the order an order goes through them.
@@ -115,7 +118,11 @@ def _args(*names: str) -> dict[str, Any]:
 
 
 def _date_arg(name: str) -> date | None:
-    raw = request.args.get(name) or ""
+    return _date_in(request.args, name)
+
+
+def _date_in(values: Mapping[str, str], name: str) -> date | None:
+    raw = values.get(name) or ""
     try:
         return date.fromisoformat(raw) if raw else None
     except ValueError:
@@ -320,3 +327,63 @@ def staff_grant(point_id: int) -> Response | tuple[str, int]:
 def staff_revoke(point_id: int, user_id: int) -> Response:
     orders.revoke_station_staff(operator(), point_id, user_id)
     return redirect(url_for("console.point_list", notice="staff_revoked"))
+
+
+@blp.route("/reconciliations", methods=["GET"])
+@operator_required
+def reconciliation_list() -> str:
+    page = reconciliation.list_runs(operator(), limit=PAGE_SIZE, cursor=request.args.get("cursor") or None)
+    runs = [run | {"items": sum(run["counts"][outcome] for outcome in Outcome)} for run in page.items]
+    day = business_today()
+    return render_template(
+        "console/reconciliations.html", page=page, runs=runs, default_from=day - timedelta(days=7), today=day
+    )
+
+
+@blp.route("/reconciliations", methods=["POST"])
+@operator_required
+def reconciliation_start() -> Response:
+    """Reconcile the business days asked for, up to now if they run to today."""
+    first, last = (_date_in(request.form, name) for name in ("from", "to"))
+    if first is None or last is None:
+        raise Invalid("Give the first and last day to reconcile.", {"from": ["A day."], "to": ["A day."]})
+    since, until = business_day_range(first, last)
+    run = reconciliation.start_run(operator(), period_start=since, period_end=min(until, utcnow()))
+    return redirect(url_for("console.reconciliation_detail", run_id=run["id"], notice="reconciliation_started"))
+
+
+@blp.route("/reconciliations/<int:run_id>", methods=["GET"])
+@operator_required
+def reconciliation_detail(run_id: int) -> str:
+    actor = operator()
+    run = reconciliation.get_run(actor, run_id)
+    shown = request.args.get("outcome")
+    outcome = Outcome(shown) if shown in set(Outcome) else None
+    resolved = {"yes": True, "no": False}.get(request.args.get("resolved") or "")
+    items = reconciliation.list_items(
+        actor,
+        run_id,
+        outcome=outcome,
+        resolved=resolved,
+        limit=PAGE_SIZE,
+        cursor=request.args.get("cursor") or None,
+    )
+    return render_template(
+        "console/reconciliation.html",
+        run=run,
+        items=items,
+        outcome=outcome,
+        resolved=resolved,
+        outcomes=list(Outcome),
+        notice=request.args.get("notice"),
+    )
+
+
+@blp.route("/reconciliations/<int:run_id>/items/<int:item_id>/resolve", methods=["POST"])
+@operator_required
+def reconciliation_resolve(run_id: int, item_id: int) -> Response:
+    note = (request.form.get("note") or "").strip()
+    if not note:
+        raise Invalid("Say how the item was resolved.", {"note": ["Required."]})
+    reconciliation.resolve_item(operator(), run_id, item_id, note=note, book_fee=request.form.get("book_fee") == "yes")
+    return redirect(url_for("console.reconciliation_detail", run_id=run_id, notice="resolved_ok"))

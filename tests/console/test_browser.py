@@ -201,19 +201,7 @@ def test_an_operator_walks_every_page_and_sees_the_apis_figures(
     _open(browser, f"{live}/console/attention/payments", "Payments a worker could not finish")
     _shot(browser, "payments-attention")
 
-    _open(browser, f"{live}/console/impact?from={today}&to={today}", "Impact")
-    total_cells = browser.find_elements(By.CSS_SELECTOR, "#impact-total td[data-value]")
-    assert [int(c.get_attribute("data-value") or "") for c in total_cells[:2]] == [
-        totals["grams_sold"],
-        totals["sales"],
-    ]
-    # Chart.js drew both charts under the page's Content-Security-Policy.
-    drawn = (By.CSS_SELECTOR, "body[data-charts-drawn]")
-    WebDriverWait(browser, WAIT_SECONDS).until(expected_conditions.presence_of_element_located(drawn))
-    for chart in ("impact-by-group", "impact-by-week"):
-        assert browser.execute_script(f"return Chart.getChart('{chart}') !== undefined")
-    _shot(browser, "impact")
-
+    _walk_impact_and_reconciliation(browser, live, client, shop, totals)
     _walk_people_and_places(browser, live, client, shop, pending.id)
 
     # Sign out: the console is closed again.
@@ -230,6 +218,32 @@ def test_a_buyer_cannot_sign_in_to_the_console(browser: WebDriver, live: str, ap
     assert "operators only" in browser.find_element(By.ID, "error").text
     browser.get(f"{live}/console/")
     assert "/console/sign-in" in browser.current_url
+
+
+def _walk_impact_and_reconciliation(
+    browser: WebDriver, live: str, client: FlaskClient, shop: Shop, totals: dict[str, int]
+) -> None:
+    today = business_today().isoformat()
+    _open(browser, f"{live}/console/impact?from={today}&to={today}", "Impact")
+    total_cells = browser.find_elements(By.CSS_SELECTOR, "#impact-total td[data-value]")
+    assert [int(c.get_attribute("data-value") or "") for c in total_cells[:2]] == [
+        totals["grams_sold"],
+        totals["sales"],
+    ]
+    # Chart.js drew both charts under the page's Content-Security-Policy.
+    drawn = (By.CSS_SELECTOR, "body[data-charts-drawn]")
+    WebDriverWait(browser, WAIT_SECONDS).until(expected_conditions.presence_of_element_located(drawn))
+    for chart in ("impact-by-group", "impact-by-week"):
+        assert browser.execute_script(f"return Chart.getChart('{chart}') !== undefined")
+    _shot(browser, "impact")
+
+    # Reconcile today: the run is queued for the worker and shown at once.
+    _open(browser, f"{live}/console/reconciliations", "Reconciliation")
+    _follow(browser, browser.find_element(By.ID, "start-reconciliation"))
+    assert browser.find_element(By.ID, "notice")
+    run_id = int(browser.current_url.split("/reconciliations/", 1)[1].split("?", 1)[0])
+    assert _api(client, shop, f"/api/v1/reconciliations/{run_id}")["status"] == "pending"
+    _shot(browser, "reconciliation")
 
 
 def _walk_people_and_places(browser: WebDriver, live: str, client: FlaskClient, shop: Shop, farm_id: int) -> None:

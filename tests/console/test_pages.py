@@ -8,17 +8,22 @@ import io
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import select, update
 
 from market.catalog.models import FarmStatus
 from market.console.i18n import MESSAGES
 from market.console.views import OPEN_STATES
-from market.db import business_today
+from market.db import business_today, utcnow
+from market.extensions import db
 from market.orders.models import OrderStatus
 from market.payments import service as payments
+from market.payouts.models import Payout, PayoutStatus
+from market.reconciliation import service as reconciliation
 from tests.console.conftest import csrf_token
 from tests.factories import FarmFactory, UserFactory
-from tests.payouts.conftest import operator
+from tests.payouts.conftest import bank_details, operator, run, settled_order
 from tests.reports.test_impact import scenario
 from tests.shop import Shop, place
 
@@ -176,3 +181,47 @@ def test_impact_shows_twelve_weeks_by_default_and_exports_the_apis_csv(console: 
     assert exported.mimetype == "text/csv"
     from_api = console.get("/api/v1/reports/impact", query_string=query | {"format": "csv"}, headers=shop.operator_h)
     assert exported.get_data(as_text=True) == from_api.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("app_overrides", [{"PAYOUT_HOLD_DAYS": 0}])
+def test_reconciliation_is_started_read_and_resolved_as_the_api_does(console: FlaskClient, shop: Shop) -> None:
+    bank_details(console, shop, shop.orchard.id)
+    settled_order(console, shop, (shop.oranges, 2000))
+    assert run(console, shop).status_code == 201
+    payout = db.session.scalars(select(Payout)).one()
+    # A record says paid, but no operator confirmed it: the ledger never saw it.
+    db.session.execute(update(Payout).where(Payout.id == payout.id).values(status=PayoutStatus.PAID, paid_at=utcnow()))
+    db.session.commit()
+
+    today = business_today().isoformat()
+    form = {"from": today, "to": today, "csrf_token": csrf_token(console, "/console/reconciliations")}
+    started = console.post("/console/reconciliations", data=form)
+    assert started.status_code == 302
+    run_id = int(started.headers["Location"].split("/reconciliations/", 1)[1].split("?", 1)[0])
+    reconciliation.perform(run_id)  # what the queued task does
+
+    page = console.get(f"/console/reconciliations/{run_id}").get_data(as_text=True)
+    api = console.get(f"/api/v1/reconciliations/{run_id}", headers=shop.operator_h).json
+    for outcome, count in api["counts"].items():
+        assert data_value(page, f"count-{outcome}") == count
+    assert api["counts"]["missing_in_ledger"] == 1
+    items = f"/api/v1/reconciliations/{run_id}/items"
+    only_missing = {"outcome": "missing_in_ledger"}
+    missing = console.get(items, query_string=only_missing, headers=shop.operator_h).json["items"][0]
+    # Side by side: ours (nothing in the ledger) and the record's amount, with its currency.
+    row = page.split(f'id="item-{missing["id"]}"', 1)[1].split("</tr>", 1)[0]
+    assert f'data-value="{missing["gateway_amount"]}"' in row
+    assert "CNY" in row
+
+    token = csrf_token(console, f"/console/reconciliations/{run_id}")
+    resolve = f"/console/reconciliations/{run_id}/items/{missing['id']}/resolve"
+    assert console.post(resolve, data={"csrf_token": token}).status_code == 422  # no note: nothing resolved
+    unresolved = console.get(items, query_string=only_missing, headers=shop.operator_h).json["items"][0]
+    assert unresolved["resolved_at"] is None
+    note = "Paid by hand from the bank; booked next run."
+    assert console.post(resolve, data={"note": note, "csrf_token": token}).status_code == 302
+    item = console.get(items, query_string=only_missing, headers=shop.operator_h).json["items"][0]
+    assert item["resolution_note"] == note
+    listed = console.get("/console/reconciliations").get_data(as_text=True)
+    assert f'id="run-{run_id}"' in listed
+    assert console.get(f"/console/reconciliations/{run_id}?notice=nonsense").status_code == 200

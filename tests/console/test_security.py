@@ -23,6 +23,9 @@ PAGES = [
     "/console/orders/1",
     "/console/attention/payments",
     "/console/impact",
+    "/console/impact.csv",
+    "/console/reconciliations",
+    "/console/reconciliations/1",
     "/console/people?q=a",
     "/console/farms",
     "/console/points",
@@ -33,6 +36,8 @@ ACTIONS = [
     "/console/farms/1/suspend",
     "/console/points/1/staff",
     "/console/points/1/staff/1/revoke",
+    "/console/reconciliations",
+    "/console/reconciliations/1/items/1/resolve",
 ]
 
 

@@ -105,3 +105,9 @@ def test_major_units_are_exact_in_each_currency() -> None:
         "-1.234",
         None,
     )
+
+
+def test_money_is_shown_in_its_currencys_own_decimals() -> None:
+    assert str(Money(123456, "CNY")) == "1234.56 CNY"
+    assert str(Money(1234, "JPY")) == "1234 JPY"
+    assert str(Money(-1234, "KWD")) == "-1.234 KWD"
