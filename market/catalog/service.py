@@ -190,6 +190,14 @@ def count_farms(actor: Actor | None, **filters: Any) -> int:
     return count_rows(_farms(actor, **filters))
 
 
+def farm_names(ids: Iterable[int]) -> dict[int, str]:
+    """The names of the farms `ids` (for lists that show farms by name)."""
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    return dict(db.session.execute(select(Farm.id, Farm.name).where(Farm.id.in_(wanted))).tuples().all())
+
+
 # Fulfilment points
 
 

@@ -26,6 +26,8 @@ from market.extensions import limiter
 from market.orders import service as orders
 from market.orders.models import OPEN_STATUSES, OrderStatus
 from market.payments import service as payments
+from market.payouts import service as payouts
+from market.payouts.models import PayoutStatus
 from market.premiums import service as premiums
 from market.reconciliation import service as reconciliation
 from market.reconciliation.models import Outcome
@@ -387,3 +389,73 @@ def reconciliation_resolve(run_id: int, item_id: int) -> Response:
         raise Invalid("Say how the item was resolved.", {"note": ["Required."]})
     reconciliation.resolve_item(operator(), run_id, item_id, note=note, book_fee=request.form.get("book_fee") == "yes")
     return redirect(url_for("console.reconciliation_detail", run_id=run_id, notice="resolved_ok"))
+
+
+@blp.route("/payout-runs", methods=["GET"])
+@operator_required
+def payout_run_list() -> str:
+    page = payouts.list_runs(operator(), limit=PAGE_SIZE, cursor=request.args.get("cursor") or None)
+    return render_template(
+        "console/payout_runs.html",
+        page=page,
+        yesterday=business_today() - timedelta(days=1),
+        notice=request.args.get("notice"),
+    )
+
+
+@blp.route("/payout-runs", methods=["POST"])
+@operator_required
+def payout_run_start() -> Response:
+    period_end = _date_in(request.form, "period_end")
+    if period_end is None:
+        raise Invalid("Give the last business day the run pays for.", {"period_end": ["A day."]})
+    run = payouts.create_run(operator(), period_end=period_end)
+    return redirect(url_for("console.payout_run_detail", run_id=run.id, notice="payout_run_made"))
+
+
+@blp.route("/payout-runs/<int:run_id>", methods=["GET"])
+@operator_required
+def payout_run_detail(run_id: int) -> str:
+    actor = operator()
+    run = payouts.get_run(actor, run_id)
+    page = payouts.list_payouts(actor, run_id=run_id, limit=PAGE_SIZE, cursor=request.args.get("cursor") or None)
+    farms = catalog.farm_names({p.farm_id for p in page.items} | {skip.farm_id for skip in run.skipped})
+    return render_template(
+        "console/payout_run.html",
+        run=run,
+        page=page,
+        farms=farms,
+        statuses=PayoutStatus,
+        notice=request.args.get("notice"),
+    )
+
+
+@blp.route("/payout-runs/<int:run_id>/bank-file.csv", methods=["GET"])
+@operator_required
+def payout_bank_file(run_id: int) -> Response:
+    rows = payouts.bank_file(operator(), run_id)
+    return csv_response(rows, payouts.BANK_FILE_COLUMNS, f"payout-run-{run_id}-bank-file.csv")
+
+
+@blp.route("/payouts/<int:payout_id>/statement.csv", methods=["GET"])
+@operator_required
+def payout_statement(payout_id: int) -> Response:
+    rows = payouts.statement_rows(payouts.statement(operator(), payout_id))
+    return csv_response(rows, payouts.STATEMENT_COLUMNS, f"payout-{payout_id}-statement.csv")
+
+
+@blp.route("/payouts/<int:payout_id>/confirm", methods=["POST"])
+@operator_required
+def payout_confirm(payout_id: int) -> Response:
+    reference = (request.form.get("bank_reference") or "").strip()
+    if not reference:
+        raise Invalid("Give the bank's reference for the transfer.", {"bank_reference": ["Required."]})
+    payout = payouts.confirm_bank_transfer(operator(), payout_id, bank_reference=reference)
+    return redirect(url_for("console.payout_run_detail", run_id=payout.run_id, notice="payout_confirmed"))
+
+
+@blp.route("/payouts/<int:payout_id>/retry", methods=["POST"])
+@operator_required
+def payout_retry(payout_id: int) -> Response:
+    payout = payouts.retry_payout(operator(), payout_id)
+    return redirect(url_for("console.payout_run_detail", run_id=payout.run_id, notice="payout_retried"))

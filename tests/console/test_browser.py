@@ -245,6 +245,12 @@ def _walk_impact_and_reconciliation(
     assert _api(client, shop, f"/api/v1/reconciliations/{run_id}")["status"] == "pending"
     _shot(browser, "reconciliation")
 
+    # The payout run the scenario made, with its payouts and the farms it skipped.
+    _open(browser, f"{live}/console/payout-runs", "Payout runs")
+    _follow(browser, browser.find_element(By.CSS_SELECTOR, "#payout-runs tbody a"))
+    assert browser.find_element(By.ID, "bank-file")
+    _shot(browser, "payout-run")
+
 
 def _walk_people_and_places(browser: WebDriver, live: str, client: FlaskClient, shop: Shop, farm_id: int) -> None:
     # People: find a user, make them staff of a point, remove them again.

@@ -225,3 +225,39 @@ def test_reconciliation_is_started_read_and_resolved_as_the_api_does(console: Fl
     listed = console.get("/console/reconciliations").get_data(as_text=True)
     assert f'id="run-{run_id}"' in listed
     assert console.get(f"/console/reconciliations/{run_id}?notice=nonsense").status_code == 200
+
+
+@pytest.mark.parametrize("app_overrides", [{"PAYOUT_HOLD_DAYS": 0}])
+def test_a_payout_run_is_made_its_bank_file_read_and_its_transfer_confirmed(console: FlaskClient, shop: Shop) -> None:
+    bank_details(console, shop, shop.orchard.id)
+    settled_order(console, shop, (shop.oranges, 2000))
+    settled_order(console, shop, (shop.nuts, 1000))  # the chestnut farm has no payout account: skipped
+
+    form = {"period_end": business_today().isoformat(), "csrf_token": csrf_token(console, "/console/payout-runs")}
+    made = console.post("/console/payout-runs", data=form)
+    assert made.status_code == 302
+    run_id = int(made.headers["Location"].split("/payout-runs/", 1)[1].split("?", 1)[0])
+    api_run = console.get(f"/api/v1/payout-runs/{run_id}", headers=shop.operator_h).json
+    page = console.get(f"/console/payout-runs/{run_id}").get_data(as_text=True)
+    assert data_value(page, "run-total") == api_run["total"] > 0
+    assert f'id="skipped-{shop.chestnuts.id}"' in page
+    assert shop.orchard.name in page
+
+    bank_file = console.get(f"/console/payout-runs/{run_id}/bank-file.csv")
+    from_api = console.get(f"/api/v1/payout-runs/{run_id}/bank-file.csv", headers=shop.operator_h)
+    assert bank_file.mimetype == "text/csv"
+    assert bank_file.get_data(as_text=True) == from_api.get_data(as_text=True)
+    (payout,) = console.get("/api/v1/payouts", query_string={"run_id": run_id}, headers=shop.operator_h).json["items"]
+    statement = console.get(f"/console/payouts/{payout['id']}/statement.csv").get_data(as_text=True)
+    assert statement == console.get(f"/api/v1/payouts/{payout['id']}/statement.csv", headers=shop.operator_h).get_data(
+        as_text=True
+    )
+
+    token = csrf_token(console, f"/console/payout-runs/{run_id}")
+    confirm = f"/console/payouts/{payout['id']}/confirm"
+    assert console.post(confirm, data={"csrf_token": token}).status_code == 422  # no reference: nothing confirmed
+    assert console.post(confirm, data={"bank_reference": "ICBC-0042", "csrf_token": token}).status_code == 302
+    confirmed = console.get(f"/api/v1/payouts/{payout['id']}", headers=shop.operator_h).json["payout"]
+    assert (confirmed["status"], confirmed["bank_reference"]) == ("paid", "ICBC-0042")
+    assert console.post(confirm, data={"bank_reference": "ICBC-0042", "csrf_token": token}).status_code == 409
+    assert f'id="payout-run-{run_id}"' in console.get("/console/payout-runs").get_data(as_text=True)

@@ -26,6 +26,10 @@ PAGES = [
     "/console/impact.csv",
     "/console/reconciliations",
     "/console/reconciliations/1",
+    "/console/payout-runs",
+    "/console/payout-runs/1",
+    "/console/payout-runs/1/bank-file.csv",
+    "/console/payouts/1/statement.csv",
     "/console/people?q=a",
     "/console/farms",
     "/console/points",
@@ -38,6 +42,9 @@ ACTIONS = [
     "/console/points/1/staff/1/revoke",
     "/console/reconciliations",
     "/console/reconciliations/1/items/1/resolve",
+    "/console/payout-runs",
+    "/console/payouts/1/confirm",
+    "/console/payouts/1/retry",
 ]
 
 
