@@ -92,6 +92,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "sold_kg": ("销售重量", "Kilograms sold"),
     "this_week": ("本周", "This week"),
     "payments_attention": ("需人工处理的付款", "Payments a worker could not finish"),
+    "payouts_attention": ("失败或需处理的付款", "Payouts failed or given up on"),
+    "mismatches": ("未处理的对账差异", "Reconciliation mismatches unresolved"),
     "farms_pending": ("待审核农场", "Farms waiting for verification"),
     "programmes": ("溢价项目", "Premium programmes"),
     "budget_used": ("已用预算", "Budget used"),

@@ -110,6 +110,8 @@ def today() -> str:
         states=states,
         sales=sales,
         payments_attention=payments.count_attention(actor),
+        payouts_attention=payouts.count_needing_attention(actor),
+        mismatches=reconciliation.count_unresolved(actor),
         farms_pending=catalog.count_farms(actor, status=FarmStatus.PENDING),
         programmes=programmes,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, func, select, true
+from sqlalchemy import Select, func, or_, select, true
 from sqlalchemy.orm import aliased
 
 from market.accounts.models import Role
@@ -15,7 +15,7 @@ from market.csv_export import Text, kg, yuan
 from market.errors import NotFound
 from market.extensions import db
 from market.orders.models import OrderLine
-from market.pagination import Page, SortKey, keyset_page
+from market.pagination import Page, SortKey, count_rows, keyset_page
 from market.payouts.models import (
     Payout,
     PayoutAccount,
@@ -55,6 +55,12 @@ def list_payouts(
     if status is not None:
         stmt = stmt.where(Payout.status == status)
     return keyset_page(stmt, [SortKey(Payout.id, "id", descending=True)], limit=limit, cursor=cursor)
+
+
+def count_needing_attention(actor: Actor) -> int:
+    """How many payouts failed or were given up on by a worker (operators)."""
+    actor.require(Role.OPERATOR)
+    return count_rows(select(Payout).where(or_(Payout.status == PayoutStatus.FAILED, Payout.attention.isnot(None))))
 
 
 def get_payout(actor: Actor, payout_id: int) -> Payout:

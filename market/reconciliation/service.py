@@ -53,7 +53,7 @@ from market.ledger import service as ledger
 from market.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from market.orders.models import Order
 from market.outbox import enqueue
-from market.pagination import Page, SortKey, keyset_page
+from market.pagination import Page, SortKey, count_rows, keyset_page
 from market.payments.gateway import BalanceTransaction, GatewayError, gateway
 from market.payments.models import Payment, Provider, Refund
 from market.payouts.models import Payout, PayoutStatus, PayoutTransfer, TransferReversal
@@ -642,6 +642,16 @@ def list_runs(actor: Actor, *, limit: int, cursor: str | None = None) -> Page[di
     )
     counts = _counts([run.id for run in page.items])
     return Page(items=[_summary(run, counts[run.id]) for run in page.items], next_cursor=page.next_cursor)
+
+
+def count_unresolved(actor: Actor) -> int:
+    """How many items of every run did not match and are not resolved yet (operators)."""
+    actor.require(Role.OPERATOR)
+    return count_rows(
+        select(ReconciliationItem).where(
+            ReconciliationItem.outcome != Outcome.MATCHED, ReconciliationItem.resolved_at.is_(None)
+        )
+    )
 
 
 def _items(run_id: int, outcome: Outcome | None, resolved: bool | None) -> Any:

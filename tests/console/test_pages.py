@@ -19,6 +19,7 @@ from market.db import business_today, utcnow
 from market.extensions import db
 from market.orders.models import OrderStatus
 from market.payments import service as payments
+from market.payouts import service as payouts
 from market.payouts.models import Payout, PayoutStatus
 from market.reconciliation import service as reconciliation
 from tests.console.conftest import csrf_token
@@ -199,6 +200,7 @@ def test_reconciliation_is_started_read_and_resolved_as_the_api_does(console: Fl
     assert started.status_code == 302
     run_id = int(started.headers["Location"].split("/reconciliations/", 1)[1].split("?", 1)[0])
     reconciliation.perform(run_id)  # what the queued task does
+    assert data_value(console.get("/console/").get_data(as_text=True), "mismatches") == 1
 
     page = console.get(f"/console/reconciliations/{run_id}").get_data(as_text=True)
     api = console.get(f"/api/v1/reconciliations/{run_id}", headers=shop.operator_h).json
@@ -222,6 +224,7 @@ def test_reconciliation_is_started_read_and_resolved_as_the_api_does(console: Fl
     assert console.post(resolve, data={"note": note, "csrf_token": token}).status_code == 302
     item = console.get(items, query_string=only_missing, headers=shop.operator_h).json["items"][0]
     assert item["resolution_note"] == note
+    assert data_value(console.get("/console/").get_data(as_text=True), "mismatches") == 0
     listed = console.get("/console/reconciliations").get_data(as_text=True)
     assert f'id="run-{run_id}"' in listed
     assert console.get(f"/console/reconciliations/{run_id}?notice=nonsense").status_code == 200
@@ -261,3 +264,6 @@ def test_a_payout_run_is_made_its_bank_file_read_and_its_transfer_confirmed(cons
     assert (confirmed["status"], confirmed["bank_reference"]) == ("paid", "ICBC-0042")
     assert console.post(confirm, data={"bank_reference": "ICBC-0042", "csrf_token": token}).status_code == 409
     assert f'id="payout-run-{run_id}"' in console.get("/console/payout-runs").get_data(as_text=True)
+    assert data_value(console.get("/console/").get_data(as_text=True), "payouts-attention") == 0
+    payouts.flag(payout["id"], "The bank returned the transfer.")
+    assert data_value(console.get("/console/").get_data(as_text=True), "payouts-attention") == 1
