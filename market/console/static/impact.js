@@ -6,29 +6,26 @@ document.addEventListener("DOMContentLoaded", () => {
     return;
   }
   const data = JSON.parse(source.dataset.chart);
-  const words = data.words;
-  const money = { type: "linear", position: "right", grid: { drawOnChartArea: false } };
-  new Chart(document.getElementById("impact-by-group"), {
-    type: "bar",
-    data: {
-      labels: data.groups,
-      datasets: [
-        { label: words.sold_kg, data: data.kg, yAxisID: "kg" },
-        { label: words.sales, data: data.sales, yAxisID: "money" },
-      ],
-    },
-    options: { animation: false, scales: { kg: { type: "linear", position: "left" }, money } },
-  });
-  new Chart(document.getElementById("impact-by-week"), {
-    type: "line",
-    data: {
-      labels: data.weeks,
-      datasets: [
-        { label: words.sold_kg, data: data.weekly_kg, yAxisID: "kg" },
-        { label: words.sales, data: data.weekly_sales, yAxisID: "money" },
-      ],
-    },
-    options: { animation: false, scales: { kg: { type: "linear", position: "left" }, money } },
-  });
+  // Kilograms on the left axis, money on the right.
+  const draw = (canvas, type, labels, kg, sales) =>
+    new Chart(document.getElementById(canvas), {
+      type,
+      data: {
+        labels,
+        datasets: [
+          { label: data.words.sold_kg, data: kg, yAxisID: "kg" },
+          { label: data.words.sales, data: sales, yAxisID: "money" },
+        ],
+      },
+      options: {
+        animation: false,
+        scales: {
+          kg: { type: "linear", position: "left" },
+          money: { type: "linear", position: "right", grid: { drawOnChartArea: false } },
+        },
+      },
+    });
+  draw("impact-by-group", "bar", data.groups, data.kg, data.sales);
+  draw("impact-by-week", "line", data.weeks, data.weekly_kg, data.weekly_sales);
   document.body.dataset.chartsDrawn = "true";
 });
