@@ -203,9 +203,10 @@ def seed(url: str, *, listings: int, stock_g: int) -> None:
             )
         conn.execute(
             # Built from this module's constants only, never from input.
-            f"""INSERT INTO farms (id, owner_id, name, village, county, province, description, status)
+            f"""INSERT INTO farms (id, owner_id, name, village, county, province, description, status, verified_at)
                 SELECT i, i, 'Bench farm ' || i, 'Village ' || (i %% 97),
-                       ({counties})[1 + i %% {len(COUNTIES)}], ({provinces})[1 + i %% {len(COUNTIES)}], '', 'verified'
+                       ({counties})[1 + i %% {len(COUNTIES)}], ({provinces})[1 + i %% {len(COUNTIES)}], '', 'verified',
+                       now()
                 FROM generate_series(1, %s) AS i""",  # noqa: S608
             (FARMS,),
         )
