@@ -11,7 +11,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config
-from market import auth, cli, console, errors, health, outbox
+from market import auth, cli, console, errors, health, idempotency, outbox
 from market.accounts.routes import blp as accounts_blp
 from market.api import MarketJSONProvider, MarketRequest
 from market.catalog.routes import blp as catalog_blp
@@ -93,6 +93,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     payment_gateway.init_app(app)
     errors.register(app)
     outbox.install(app)
+    idempotency.install()
     auth.install(app)
 
     api.init_app(

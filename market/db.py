@@ -70,11 +70,20 @@ def get_or_404(
     return row
 
 
+# Set in a session's info while its commit is left to whoever set it.
+COMMIT_DEFERRED = "market.commit_deferred"
+
+
 def commit_keeping_state() -> None:
     """Commit without expiring what the session holds, for a response built
     from the objects the transaction just wrote (they are what was stored;
-    the next request starts a new session)."""
+    the next request starts a new session). Where the commit is deferred
+    (`idempotency.idempotent_in_one_transaction`), only flush: the caller
+    commits this work together with its own."""
     session = db.session()
+    if session.info.get(COMMIT_DEFERRED):
+        session.flush()
+        return
     session.expire_on_commit = False
     try:
         session.commit()

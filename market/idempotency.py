@@ -1,8 +1,15 @@
-"""Idempotency keys for POSTs (docs/reliability.md), as one decorator.
+"""Idempotency keys for POSTs (docs/reliability.md), as decorators.
 
 The first request with a key claims it (a unique row per user and key);
 its response is stored; a repeat with the same body replays it, with another
 body is a 422, and one arriving while the first still runs is a 409.
+
+`idempotent` claims the key in a transaction of its own before the view
+runs and stores the response in another after it, whatever the view
+commits in between. `idempotent_in_one_transaction`, for views whose work
+is one transaction (placing an order), holds the key with a PostgreSQL
+advisory lock instead and stores the response in the view's own
+transaction: one commit for the work and its key.
 """
 
 from __future__ import annotations
@@ -16,13 +23,13 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from flask import Response, current_app, make_response, request
-from sqlalchemy import ForeignKey, Integer, LargeBinary, String, UniqueConstraint, delete, func, select, update
+from sqlalchemy import ForeignKey, Integer, LargeBinary, String, UniqueConstraint, delete, event, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 from werkzeug.exceptions import HTTPException
 
 from market.auth import optional_actor
-from market.db import UTCDateTime, utcnow
+from market.db import COMMIT_DEFERRED, UTCDateTime, utcnow
 from market.errors import DomainError, Invalid, NotReadyYet
 from market.extensions import db
 
@@ -71,6 +78,27 @@ def _request_hash() -> str:
     return digest.hexdigest()
 
 
+def _earlier(user_id: int, key: str, request_hash: str) -> IdempotencyKey | None:
+    """The record of an earlier request with `key`, if there is one; a 422
+    if that request was another one."""
+    existing = db.session.scalars(
+        select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+    ).one_or_none()
+    if existing is not None and existing.request_hash != request_hash:
+        raise Invalid(
+            "This Idempotency-Key was used with a different request.",
+            {HEADER: ["Already used with another body or path; use a new key."]},
+        )
+    return existing
+
+
+def _in_flight() -> NotReadyYet:
+    return NotReadyYet(
+        "A request with this Idempotency-Key is still being processed; retry shortly.",
+        retry_after=IN_FLIGHT_RETRY_AFTER_SECONDS,
+    )
+
+
 def _claim(user_id: int, key: str, request_hash: str) -> IdempotencyKey | None:
     """Claim `key` for this request; return the earlier record if it exists."""
     lease = timedelta(seconds=current_app.config["IDEMPOTENCY_LEASE_SECONDS"])
@@ -81,14 +109,9 @@ def _claim(user_id: int, key: str, request_hash: str) -> IdempotencyKey | None:
         return None
     except IntegrityError:
         db.session.rollback()
-    existing = db.session.scalars(
-        select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-    ).one()
-    if existing.request_hash != request_hash:
-        raise Invalid(
-            "This Idempotency-Key was used with a different request.",
-            {HEADER: ["Already used with another body or path; use a new key."]},
-        )
+    existing = _earlier(user_id, key, request_hash)
+    if existing is None:  # the other request failed and let the key go meanwhile
+        return _claim(user_id, key, request_hash)
     if existing.response_status is not None:
         return existing
     # Still running, unless its lease ran out (the first request died): then
@@ -105,27 +128,31 @@ def _claim(user_id: int, key: str, request_hash: str) -> IdempotencyKey | None:
     db.session.commit()
     if taken.rowcount == 1:  # type: ignore[attr-defined]
         return None
-    raise NotReadyYet(
-        "A request with this Idempotency-Key is still being processed; retry shortly.",
-        retry_after=IN_FLIGHT_RETRY_AFTER_SECONDS,
-    )
+    raise _in_flight()
+
+
+def _kept(response: Response) -> bool:
+    # Only successes are kept: a refused request wrote nothing, so running it
+    # again is safe, and the client may fix what was wrong and retry.
+    return 200 <= response.status_code < 300
+
+
+def _stored(response: Response) -> dict[str, Any]:
+    headers = {k: v for k, v in response.headers.items() if k in ("Content-Type", "Location", "ETag")}
+    return {
+        "response_status": response.status_code,
+        "response_headers": json.dumps(headers),
+        "response_body": response.get_data(),
+        "locked_until": None,
+    }
 
 
 def _finish(user_id: int, key: str, response: Response) -> None:
-    where = (IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-    # Only successes are kept: a refused request wrote nothing, so running it
-    # again is safe, and the client may fix what was wrong and retry.
-    if 200 <= response.status_code < 300:
-        headers = {k: v for k, v in response.headers.items() if k in ("Content-Type", "Location", "ETag")}
+    if _kept(response):
         db.session.execute(
             update(IdempotencyKey)
-            .where(*where)
-            .values(
-                response_status=response.status_code,
-                response_headers=json.dumps(headers),
-                response_body=response.get_data(),
-                locked_until=None,
-            )
+            .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+            .values(**_stored(response))
         )
         db.session.commit()
     else:
@@ -145,9 +172,95 @@ def _replay(record: IdempotencyKey) -> Response:
     return response
 
 
+def _respond(view: Callable[..., Any], *args: Any, **kwargs: Any) -> Response:
+    """The view's response, a refusal it raised included (its work rolled back)."""
+    try:
+        return make_response(view(*args, **kwargs))
+    except (HTTPException, DomainError) as exc:
+        db.session.rollback()
+        return make_response(current_app.handle_user_exception(exc))
+
+
+def _in_separate_transactions(view: Callable[..., Any], user_id: int, key: str, *args: Any, **kwargs: Any) -> Response:
+    earlier = _claim(user_id, key, _request_hash())
+    if earlier is not None:
+        return _replay(earlier)
+    try:
+        response = _respond(view, *args, **kwargs)
+    except Exception:
+        db.session.rollback()
+        _release(user_id, key)
+        raise
+    _finish(user_id, key, response)
+    return response
+
+
+def _lock_id(user_id: int, key: str) -> int:
+    """The advisory lock (a signed 64-bit number) a request with `key` holds
+    while it runs; two keys sharing one only make each other wait a moment."""
+    return int.from_bytes(hashlib.sha256(f"{user_id}\n{key}".encode()).digest()[:8], "big", signed=True)
+
+
+def _in_one_transaction(view: Callable[..., Any], user_id: int, key: str, *args: Any, **kwargs: Any) -> Response:
+    session = db.session()
+    request_hash = _request_hash()
+    # Held until this transaction ends: a repeat that finds it taken is in
+    # flight, and one that takes it after the commit finds the response.
+    if not session.scalar(select(func.pg_try_advisory_xact_lock(_lock_id(user_id, key)))):
+        session.rollback()
+        raise _in_flight()
+    earlier = _earlier(user_id, key, request_hash)
+    if earlier is not None:
+        if earlier.response_status is not None:
+            session.rollback()
+            return _replay(earlier)
+        # A claim made the other way (another process of an earlier release):
+        # in flight while its lease runs, then taken over.
+        if earlier.locked_until is not None and earlier.locked_until >= utcnow():
+            session.rollback()
+            raise _in_flight()
+        session.delete(earlier)
+    session.info[COMMIT_DEFERRED] = True
+    try:
+        response = _respond(view, *args, **kwargs)
+    except Exception:
+        session.rollback()
+        raise
+    finally:
+        session.info.pop(COMMIT_DEFERRED, None)
+    if not _kept(response):
+        session.rollback()
+        return response
+    session.add(IdempotencyKey(user_id=user_id, key=key, request_hash=request_hash, **_stored(response)))
+    session.commit()
+    return response
+
+
+def _refuse_commit_while_deferred(session: Session) -> None:
+    if session.info.get(COMMIT_DEFERRED):
+        raise RuntimeError("A view under idempotent_in_one_transaction committed: its key would not be held")
+
+
+def install() -> None:
+    """Refuse a commit inside a view whose commit is its key's (a bug, caught by any test of it)."""
+    if not event.contains(db.session, "before_commit", _refuse_commit_while_deferred):
+        event.listen(db.session, "before_commit", _refuse_commit_while_deferred)
+
+
 def idempotent(view: F) -> F:
     """Make a POST view replay its first response for a repeated key."""
+    return _wrap(view, one_transaction=False)
 
+
+def idempotent_in_one_transaction(view: F) -> F:
+    """`idempotent`, for a view whose writes are one transaction it leaves
+    uncommitted (`commit_keeping_state` only flushes within it): on
+    PostgreSQL the key and the response are written in that transaction.
+    On SQLite, one writer at a time, the key is claimed as by `idempotent`."""
+    return _wrap(view, one_transaction=True)
+
+
+def _wrap(view: F, *, one_transaction: bool) -> F:
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         key = request.headers.get(HEADER)
@@ -156,20 +269,9 @@ def idempotent(view: F) -> F:
             return view(*args, **kwargs)
         if not key.strip() or len(key) > MAX_KEY_LENGTH:
             raise Invalid("The Idempotency-Key header is empty or too long.", {HEADER: ["1 to 255 characters."]})
-        earlier = _claim(actor.user_id, key, _request_hash())
-        if earlier is not None:
-            return _replay(earlier)
-        try:
-            response = make_response(view(*args, **kwargs))
-        except (HTTPException, DomainError) as exc:
-            db.session.rollback()
-            response = make_response(current_app.handle_user_exception(exc))
-        except Exception:
-            db.session.rollback()
-            _release(actor.user_id, key)
-            raise
-        _finish(actor.user_id, key, response)
-        return response
+        if one_transaction and db.session.get_bind().dialect.name == "postgresql":
+            return _in_one_transaction(view, actor.user_id, key, *args, **kwargs)
+        return _in_separate_transactions(view, actor.user_id, key, *args, **kwargs)
 
     # Documented as flask-smorest documents its own arguments; functools.wraps
     # shares the view's dict, so the header goes on a copy.

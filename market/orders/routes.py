@@ -6,7 +6,7 @@ from market.api import MarketBlueprint, csv_response, json_or_csv
 from market.auth import account_or_address, current_actor
 from market.db import business_today
 from market.extensions import limiter
-from market.idempotency import idempotent
+from market.idempotency import idempotent_in_one_transaction
 from market.orders import service
 from market.orders.models import StationStaff
 from market.orders.schemas import (
@@ -31,7 +31,7 @@ PART = "/orders/<int:order_id>/parts/<int:part_id>"
 @blp.route("/orders", methods=["POST"])
 @limiter.limit(lambda: current_app.config["RATELIMIT_ORDERS"], key_func=account_or_address)
 @blp.authenticated
-@idempotent
+@idempotent_in_one_transaction
 @blp.arguments(OrderCreateSchema)
 @blp.response(201, OrderSchema, location="/orders/{id}")
 @blp.alt_response(

@@ -7,7 +7,7 @@ from flask import current_app
 from market.api import MarketBlueprint
 from market.auth import current_actor
 from market.extensions import limiter
-from market.idempotency import idempotent
+from market.idempotency import idempotent_in_one_transaction
 from market.orders.schemas import OrderSchema
 from market.orders.service import LineRequest, OrderView
 from market.stations import service
@@ -20,7 +20,7 @@ blp = MarketBlueprint(
 
 @blp.route("/fulfilment-points/<int:point_id>/villager-orders", methods=["POST"])
 @blp.authenticated
-@idempotent
+@idempotent_in_one_transaction
 @blp.arguments(VillagerOrderCreateSchema)
 @blp.response(201, OrderSchema, location="/orders/{id}")
 @blp.alt_response(404, description="No such fulfilment point of yours")
