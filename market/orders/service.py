@@ -344,13 +344,14 @@ def _fulfilment(point_id: int | None, address: str | None) -> tuple[Fulfilment, 
     return Fulfilment.PICKUP, point
 
 
-def _check_unpaid_allowance(buyer_id: int, requests: Sequence[LineRequest]) -> None:
+def _check_unpaid_allowance(buyer_id: int, requests: Sequence[LineRequest]) -> User:
     """Refuse an order that would leave the buyer holding more unpaid orders
     (BUYER_MAX_UNPAID_ORDERS) or more grams in them (BUYER_MAX_UNPAID_G)
     than allowed: stock taken by an unpaid order is blocked for everyone
     until it expires. The buyer's row stays locked until the order commits,
     so the buyer's concurrent orders are counted one after the other and
-    cannot pass the caps together. Lock order: buyer, listings, programmes."""
+    cannot pass the caps together. Lock order: buyer, listings, programmes.
+    Returns the buyer, as locked."""
     config = current_app.config
     max_orders, max_g = config["BUYER_MAX_UNPAID_ORDERS"], config["BUYER_MAX_UNPAID_G"]
     grams = sum(r.grams for r in requests)
@@ -360,21 +361,29 @@ def _check_unpaid_allowance(buyer_id: int, requests: Sequence[LineRequest]) -> N
             "Order less, or split it and pay each part before the next.",
             {"lines": [f"At most {max_g} g in all."]},
         )
-    db.session.execute(select(User.id).where(User.id == buyer_id).with_for_update())
+    # Shown by name only on the order: its roles are not needed.
+    buyer = db.session.scalars(
+        select(User).where(User.id == buyer_id).options(lazyload(User.roles)).with_for_update()
+    ).one()
     # An order confirmed for payment in cash on collection is unpaid too, and
-    # holds its stock as long.
-    unpaid = (Order.buyer_id == buyer_id, Order.status.in_(UNPAID_STATUSES))
-    orders = db.session.scalar(select(func.count(Order.id)).where(*unpaid)) or 0
-    # PostgreSQL sums a bigint as a numeric: back to an int for the problem document.
-    held = int(
-        db.session.scalar(
-            select(func.coalesce(func.sum(OrderLine.ordered_g), 0))
-            .join(OrderPart, OrderLine.part_id == OrderPart.id)
-            .join(Order, OrderLine.order_id == Order.id)
-            .where(*unpaid, OrderPart.status != PartStatus.CANCELLED)
-        )
-        or 0
+    # holds its stock as long. Each unpaid order with the grams its parts not
+    # cancelled hold, counted and summed in one statement.
+    held_by_order = (
+        select(func.coalesce(func.sum(OrderLine.ordered_g), 0))
+        .join(OrderPart, OrderLine.part_id == OrderPart.id)
+        .where(OrderLine.order_id == Order.id, OrderPart.status != PartStatus.CANCELLED)
+        .scalar_subquery()
     )
+    unpaid = (
+        select(Order.id, held_by_order.label("held"))
+        .where(Order.buyer_id == buyer_id, Order.status.in_(UNPAID_STATUSES))
+        .subquery()
+    )
+    orders, held_sum = db.session.execute(
+        select(func.count(unpaid.c.id), func.coalesce(func.sum(unpaid.c.held), 0))
+    ).one()
+    # PostgreSQL sums a bigint as a numeric: back to an int for the problem document.
+    held = int(held_sum)
     if orders >= max_orders:
         db.session.rollback()
         raise UnpaidOrdersLimit(
@@ -391,6 +400,7 @@ def _check_unpaid_allowance(buyer_id: int, requests: Sequence[LineRequest]) -> N
             unpaid_g=held,
             max_unpaid_g=max_g,
         )
+    return buyer
 
 
 def place_order(
@@ -429,7 +439,7 @@ def placed(
     split by farm."""
     fulfilment, point = _fulfilment(fulfilment_point_id, delivery_address)
     listings = _check_lines(lines)
-    _check_unpaid_allowance(buyer_id, lines)
+    buyer = _check_unpaid_allowance(buyer_id, lines)
     tolerance = current_app.config["WEIGHT_TOLERANCE_BP"]
     programmes = premiums.active_programmes()
     priced = [
@@ -443,7 +453,7 @@ def placed(
     ]
 
     order = Order(
-        buyer=db.session.get(User, buyer_id, options=[lazyload(User.roles)]),  # shown by name only
+        buyer=buyer,
         placed_by_id=placed_by_id,
         fulfilment=fulfilment,
         fulfilment_point=point,
