@@ -47,6 +47,10 @@ UNCAPPED_BUYERS = {
 }
 FORBIDDEN_DATABASES = {"test", "catalog_test", "notif_test", "postgres"}
 PORT = int(os.environ.get("BENCH_PORT", "8765"))
+# How long the first request may wait for a worker to boot: gunicorn listens
+# before its workers have imported the app, and on a loaded machine a
+# worker takes well over ten seconds to.
+BOOT_SECONDS = 120
 FARMS = 1000
 BUYERS = 1000
 POINT_ID = 1
@@ -351,8 +355,8 @@ def gunicorn(app: str, *, workers: int, threads: int, env: dict[str, str]) -> It
         log.close()
 
 
-def get(path: str) -> bytes:
-    with urllib.request.urlopen(f"http://127.0.0.1:{PORT}{path}", timeout=10) as response:
+def get(path: str, timeout: float = 10) -> bytes:
+    with urllib.request.urlopen(f"http://127.0.0.1:{PORT}{path}", timeout=timeout) as response:
         body: bytes = response.read()
         return body
 

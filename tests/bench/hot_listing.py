@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 
 from tests.bench.common import (
+    BOOT_SECONDS,
     BUYERS,
     POINT_ID,
     PORT,
@@ -89,7 +90,7 @@ def main() -> None:
     lock = threading.Lock()
     start = threading.Barrier(args.attempts + 1)
     with gunicorn("wsgi:app", workers=args.workers, threads=args.threads, env=env):
-        get("/healthz")
+        get("/healthz", timeout=BOOT_SECONDS)
         threads = [
             threading.Thread(target=attempt, args=(n, listing_id, start, outcomes, lock)) for n in range(args.attempts)
         ]

@@ -32,6 +32,7 @@ from sqlalchemy import event
 from market import create_app
 from market.extensions import db
 from tests.bench.common import (
+    BOOT_SECONDS,
     BUYERS,
     FARMS,
     POINT_ID,
@@ -263,7 +264,7 @@ def main() -> None:
                 say(f"round {round_number}: {name}, {settings}:")
                 with gunicorn(app, workers=args.workers, threads=args.threads, env=env) as server:
                     if app == "wsgi:app":
-                        get("/healthz")
+                        get("/healthz", timeout=BOOT_SECONDS)
                     report = load(
                         script,
                         seconds=args.seconds,
