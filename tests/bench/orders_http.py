@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import event
 
+import config
 from market import create_app
 from market.extensions import db
 from tests.bench.common import (
@@ -172,12 +173,17 @@ def measure(
     return report
 
 
+def server_env(url: str) -> dict[str, str]:
+    """The environment the benchmark's server runs with."""
+    return {"DATABASE_URL": url, "REDIS_URL": REDIS_URL, "SECRET_KEY": "bench", **UNCAPPED_BUYERS}
+
+
 def statements_per_order(url: str, listing_ids: list[int], orders: int = 200) -> dict[str, float]:
     """Place `orders` orders in-process, as wrk's requests do, counting the
     SQL statements and commits each sends to PostgreSQL."""
-    # The settings as config reads them from the environment: numbers as numbers.
-    uncapped = {name: int(value) if value.isdigit() else value for name, value in UNCAPPED_BUYERS.items()}
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": REDIS_URL, **uncapped})
+    # The server's settings, read from the same environment: its database,
+    # its Redis as broker and rate-limit store, the caps past the load.
+    app = create_app(config.load({**os.environ, **server_env(url)}))
     client = app.test_client()
     with app.app_context():
         engine = db.engine
@@ -251,7 +257,7 @@ def main() -> None:
     seed(url, listings=LISTINGS, stock_g=STOCK_G)
     say(f"  seeded in {time.perf_counter() - started:.1f} s")
     listing_ids = active_listing_ids(url)
-    env = {"DATABASE_URL": url, "REDIS_URL": REDIS_URL, "SECRET_KEY": "bench", **UNCAPPED_BUYERS}
+    env = server_env(url)
     rows: list[dict[str, Any]] = []
     settings = f"{args.workers} workers x {args.threads} threads"
     apps = {"market POST /orders": "wsgi:app", "bare Flask (ceiling)": "tests.bench.bare_app:app"}
