@@ -170,6 +170,22 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "farmers_paid": ("获付款农户", "Farmers paid"),
     "show": ("显示", "Show"),
     "signed_in_as": ("当前用户", "Signed in as"),
+    "overdue_for_pickup": ("超期未取", "Overdue for pickup"),
+    "holds_lapsing": ("即将失效的银行卡预授权", "Card holds about to lapse"),
+    "holds_window": ("提前提醒时间", "Shown this long before they lapse"),
+    "lapses_at": ("失效时间", "Lapses at"),
+    "warned_at": ("已提醒", "Warned at"),
+    "failed_deliveries": ("发送失败的 Webhook", "Webhook deliveries failed"),
+    "endpoint": ("接收地址", "Endpoint"),
+    "attempts": ("尝试次数", "Attempts"),
+    "last_attempt": ("最近尝试", "Last attempt"),
+    "disabled": ("已停用", "disabled"),
+    "redeliver": ("重新发送", "Send again"),
+    "redelivered": ("已排队重新发送。", "Queued to be sent again."),
+    "channels_in_error": ("同步出错的销售渠道", "Sales channels in error"),
+    "channel": ("渠道", "Channel"),
+    "failed_at": ("出错时间", "Failed at"),
+    "last_success": ("最近成功", "Last success"),
 }
 
 

@@ -23,6 +23,8 @@ from market.console.session import end, operator, operator_required, start
 from market.db import business_day_range, business_today, utcnow
 from market.errors import Invalid, Unauthenticated
 from market.extensions import limiter
+from market.inventory import service as inventory
+from market.notifications import service as notifications
 from market.orders import service as orders
 from market.orders.models import OPEN_STATUSES, OrderStatus
 from market.payments import service as payments
@@ -109,7 +111,11 @@ def today() -> str:
         day=day,
         states=states,
         sales=sales,
+        overdue_for_pickup=orders.count_orders(actor, overdue_for_pickup=True),
         payments_attention=payments.count_attention(actor),
+        holds_lapsing=payments.count_holds_lapsing(actor),
+        failed_deliveries=notifications.count_failed_deliveries(actor),
+        channels_in_error=inventory.count_channels(actor, in_error=True),
         payouts_attention=payouts.count_needing_attention(actor),
         mismatches=reconciliation.count_unresolved(actor),
         farms_pending=catalog.count_farms(actor, status=FarmStatus.PENDING),
@@ -151,7 +157,16 @@ def _order_filters() -> dict[str, Any]:
     for name in ("created_from", "created_to"):
         if (day := _date_arg(name)) is not None:
             filters[name] = day
+    if request.args.get("overdue_for_pickup") == "true":
+        filters["overdue_for_pickup"] = True
     return filters
+
+
+def _shown(value: Any) -> Any:
+    """A filter's value as the page's address carries it."""
+    if isinstance(value, OrderStatus):
+        return value.value
+    return "true" if value is True else value
 
 
 @blp.route("/orders", methods=["GET"])
@@ -159,7 +174,7 @@ def _order_filters() -> dict[str, Any]:
 def order_list() -> str:
     filters = _order_filters()
     page = orders.list_orders(operator(), limit=PAGE_SIZE, cursor=request.args.get("cursor") or None, **filters)
-    shown = {name: (value.value if isinstance(value, OrderStatus) else value) for name, value in filters.items()}
+    shown = {name: _shown(value) for name, value in filters.items()}
     template = "console/orders_table.html" if request.headers.get("HX-Request") else "console/orders.html"
     return render_template(
         template,
@@ -212,6 +227,35 @@ def order_cancel(order_id: int) -> Response | tuple[str, int]:
 def payment_attention() -> str:
     page = payments.list_attention(operator(), limit=PAGE_SIZE, cursor=request.args.get("cursor") or None)
     return render_template("console/payment_attention.html", page=page)
+
+
+@blp.route("/attention/holds", methods=["GET"])
+@operator_required
+def hold_list() -> str:
+    page = payments.list_holds_lapsing(operator(), limit=PAGE_SIZE, cursor=request.args.get("cursor") or None)
+    return render_template("console/holds.html", page=page, hours=current_app.config["HOLD_WARNING_HOURS"])
+
+
+@blp.route("/attention/webhook-deliveries", methods=["GET"])
+@operator_required
+def webhook_delivery_list() -> str:
+    page = notifications.list_failed_deliveries(operator(), limit=PAGE_SIZE, cursor=request.args.get("cursor") or None)
+    return render_template("console/webhook_deliveries.html", page=page, notice=request.args.get("notice"))
+
+
+@blp.route("/webhook-endpoints/<int:endpoint_id>/deliveries/<int:delivery_id>/redeliver", methods=["POST"])
+@operator_required
+def webhook_redeliver(endpoint_id: int, delivery_id: int) -> Response:
+    notifications.redeliver(operator(), endpoint_id, delivery_id)
+    return redirect(url_for("console.webhook_delivery_list", notice="redelivered"))
+
+
+@blp.route("/attention/sales-channels", methods=["GET"])
+@operator_required
+def channel_list() -> str:
+    actor = operator()
+    page = inventory.list_channels(actor, in_error=True, limit=PAGE_SIZE, cursor=request.args.get("cursor") or None)
+    return render_template("console/channels.html", page=page)
 
 
 def _impact_query() -> tuple[date, date, str]:

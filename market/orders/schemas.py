@@ -144,6 +144,12 @@ class OrderQuerySchema(PageArgsSchema):
     fulfilment_point_id = fields.Integer()
     created_from = fields.Date()
     created_to = fields.Date()
+    overdue_for_pickup = fields.Boolean(
+        metadata={
+            "description": "Only orders overdue for pickup (true): waiting at their station more than "
+            "STATION_COLLECT_DAYS days since their last part arrived; or only the others (false)."
+        }
+    )
 
 
 class ReasonSchema(StrictSchema):

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 PICKUP_CODE_DIGITS = 6
+PART_ARRIVED = "part.arrived"  # the event of a part taken in at its station
 UNPAID_STATUSES = (OrderStatus.PENDING_PAYMENT, OrderStatus.CONFIRMED)
 
 
@@ -513,9 +514,12 @@ def _filtered(
     fulfilment_point_id: int | None = None,
     created_from: date | None = None,
     created_to: date | None = None,
+    overdue_for_pickup: bool | None = None,
 ) -> Select[tuple[Order]]:
     """The orders the caller may see that pass an operator's filters."""
     stmt = select(Order).where(_visible(actor))
+    if overdue_for_pickup is not None:
+        stmt = stmt.where(_overdue_for_pickup() if overdue_for_pickup else ~_overdue_for_pickup())
     if status is not None:
         stmt = stmt.where(Order.status == status)
     if farm_id is not None:
@@ -531,10 +535,22 @@ def _filtered(
     return stmt
 
 
+def _overdue_for_pickup(now: datetime | None = None) -> ColumnElement[bool]:
+    """Overdue for pickup: waiting at its station, its last part arrived
+    there more than STATION_COLLECT_DAYS days ago (the time an order paid in
+    cash on collection is given before it expires; a paid order does not
+    expire, so someone must call the buyer)."""
+    since = (now or utcnow()) - timedelta(days=current_app.config["STATION_COLLECT_DAYS"])
+    arrived_since = exists().where(
+        OrderEvent.order_id == Order.id, OrderEvent.type == PART_ARRIVED, OrderEvent.created_at > since
+    )
+    return (Order.status == OrderStatus.READY_FOR_PICKUP) & ~arrived_since
+
+
 def list_orders(actor: Actor, *, limit: int, cursor: str | None = None, **filters: Any) -> Page[OrderView]:
     """Orders the caller may see, newest first, with an operator's filters
     (`status`, `farm_id`, `buyer_id`, `fulfilment_point_id`, `created_from`,
-    `created_to`)."""
+    `created_to`, `overdue_for_pickup`)."""
     stmt = _filtered(actor, **filters).options(*_order_options())
     page = keyset_page(stmt, [SortKey(Order.id, "id", descending=True)], limit=limit, cursor=cursor)
     stations = _station_ids(actor)
@@ -694,7 +710,7 @@ def receive_part(actor: Actor, order_id: int, part_id: int) -> OrderView:
     order = _load(actor, order_id, lock=True)
     _require_station(actor, order)
     part = _part(order, part_id)
-    _advance_part(actor, order, part, part.mark_arrived, "part.arrived")
+    _advance_part(actor, order, part, part.mark_arrived, PART_ARRIVED)
     return _view(actor, order, _station_ids(actor))
 
 

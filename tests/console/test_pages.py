@@ -10,20 +10,27 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from market.catalog.models import FarmStatus
 from market.console.i18n import MESSAGES
 from market.console.views import OPEN_STATES
 from market.db import business_today, utcnow
 from market.extensions import db
-from market.orders.models import OrderStatus
+from market.inventory.models import SalesChannel
+from market.notifications.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from market.orders.models import OrderEvent, OrderStatus
 from market.payments import service as payments
+from market.payments.models import Payment
 from market.payouts import service as payouts
 from market.payouts.models import Payout, PayoutStatus
 from market.reconciliation import service as reconciliation
 from tests.console.conftest import csrf_token
 from tests.factories import FarmFactory, UserFactory
+from tests.fakes.stripe_server import FakeStripe, FakeStripeServer
+from tests.orders.test_lifecycle import ready_order
+from tests.payments.conftest import stripe_settings
+from tests.payments.test_stripe_payments import paid_order
 from tests.payouts.conftest import bank_details, operator, run, settled_order
 from tests.reports.test_impact import scenario
 from tests.shop import Shop, place
@@ -267,3 +274,92 @@ def test_a_payout_run_is_made_its_bank_file_read_and_its_transfer_confirmed(cons
     assert data_value(console.get("/console/").get_data(as_text=True), "payouts-attention") == 0
     payouts.flag(payout["id"], "The bank returned the transfer.")
     assert data_value(console.get("/console/").get_data(as_text=True), "payouts-attention") == 1
+
+
+def _failed_delivery(shop: Shop) -> WebhookDelivery:
+    """A delivery a worker gave up on, to an endpoint of the orchard's owner."""
+    endpoint = WebhookEndpoint(
+        user_id=shop.orchard.owner_id, url="https://hooks.example.test/market", event_types=["order.paid"], secret="s"
+    )
+    delivery = WebhookDelivery(
+        occurrence="outbox-1",
+        endpoint=endpoint,
+        event="order.paid",
+        payload='{"id": "outbox-1"}',
+        status=DeliveryStatus.FAILED,
+        attempts=8,
+        response_status=503,
+        last_error="The endpoint answered HTTP 503.",
+    )
+    db.session.add(delivery)
+    db.session.commit()
+    return delivery
+
+
+def test_today_lists_overdue_pickups_failed_deliveries_and_channels_in_error_as_the_api(
+    console: FlaskClient, shop: Shop
+) -> None:
+    waiting, overdue = ready_order(console, shop), ready_order(console, shop)
+    days = console.application.config["STATION_COLLECT_DAYS"]
+    db.session.execute(
+        update(OrderEvent)
+        .where(OrderEvent.order_id == overdue["id"], OrderEvent.type == "part.arrived")
+        .values(created_at=utcnow() - timedelta(days=days, hours=1))
+    )
+    delivery = _failed_delivery(shop)
+    failing = SalesChannel(
+        farm_id=shop.orchard.id, name="WeChat shop", push_url="https://shop.example.test/stock", secret="s"
+    )
+    failing.last_error, failing.last_error_at = "The shop answered HTTP 500.", utcnow()
+    db.session.add_all([failing, SalesChannel(farm_id=shop.orchard.id, name="Fine shop", secret="s")])
+    db.session.commit()
+
+    page = console.get("/console/").get_data(as_text=True)
+    overdue_count = api_count(console, shop, "/api/v1/orders", overdue_for_pickup="true")
+    assert data_value(page, "overdue-for-pickup") == overdue_count == 1
+    assert data_value(page, "state-ready_for_pickup") == 2  # overdue ones are still waiting
+    failed = api_count(console, shop, "/api/v1/webhook-deliveries/failed")
+    assert data_value(page, "failed-deliveries") == failed == 1
+    in_error = api_count(console, shop, "/api/v1/sales-channels", in_error="true")
+    assert data_value(page, "channels-in-error") == in_error == 1
+    assert 'href="/console/orders?overdue_for_pickup=true"' in page
+
+    listed = console.get("/console/orders?overdue_for_pickup=true").get_data(as_text=True)
+    assert data_value(listed, "order-count") == 1
+    assert f'id="order-{overdue["id"]}"' in listed
+    assert f'id="order-{waiting["id"]}"' not in listed
+    channels = console.get("/console/attention/sales-channels").get_data(as_text=True)
+    assert f'id="channel-{failing.id}"' in channels
+    assert "HTTP 500" in channels
+
+    # The failed delivery is sent again through the API's rule: a new entry, and the failed one leaves the list.
+    deliveries = console.get("/console/attention/webhook-deliveries").get_data(as_text=True)
+    assert f'id="delivery-{delivery.id}"' in deliveries
+    again = f"/console/webhook-endpoints/{delivery.endpoint_id}/deliveries/{delivery.id}/redeliver"
+    token = csrf_token(console, "/console/attention/webhook-deliveries")
+    assert console.post(again, data={"csrf_token": token}).status_code == 302
+    assert db.session.scalars(select(func.count(WebhookDelivery.id))).one() == 2
+    assert data_value(console.get("/console/").get_data(as_text=True), "failed-deliveries") == 0
+    wrong_endpoint = f"/console/webhook-endpoints/{delivery.endpoint_id + 1}/deliveries/{delivery.id}/redeliver"
+    assert console.post(wrong_endpoint, data={"csrf_token": token}).status_code == 404
+
+
+class TestCardHolds:
+    @pytest.fixture
+    def app_overrides(self, stripe_server: FakeStripeServer) -> dict[str, Any]:
+        return stripe_settings(stripe_server)
+
+    def test_holds_about_to_lapse_are_counted_and_listed_as_the_api(
+        self, console: FlaskClient, fake_stripe: FakeStripe, shop: Shop
+    ) -> None:
+        soon, later = paid_order(console, fake_stripe, shop)[0], paid_order(console, fake_stripe, shop)[0]
+        hours = console.application.config["HOLD_WARNING_HOURS"]
+        for order_id, until in ((soon["id"], hours - 1), (later["id"], hours + 1)):
+            lapses = utcnow() + timedelta(hours=until)
+            db.session.execute(update(Payment).where(Payment.order_id == order_id).values(authorised_until=lapses))
+        db.session.commit()
+        page = console.get("/console/").get_data(as_text=True)
+        assert data_value(page, "holds-lapsing") == api_count(console, shop, "/api/v1/payments/holds-lapsing") == 1
+        listed = console.get("/console/attention/holds").get_data(as_text=True)
+        assert f'id="hold-{soon["id"]}"' in listed
+        assert f'id="hold-{later["id"]}"' not in listed

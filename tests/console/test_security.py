@@ -22,6 +22,10 @@ PAGES = [
     "/console/orders.csv",
     "/console/orders/1",
     "/console/attention/payments",
+    "/console/attention/holds",
+    "/console/attention/webhook-deliveries",
+    "/console/attention/sales-channels",
+    "/console/orders?overdue_for_pickup=true",
     "/console/impact",
     "/console/impact.csv",
     "/console/reconciliations",
@@ -45,6 +49,7 @@ ACTIONS = [
     "/console/payout-runs",
     "/console/payouts/1/confirm",
     "/console/payouts/1/retry",
+    "/console/webhook-endpoints/1/deliveries/1/redeliver",
 ]
 
 
