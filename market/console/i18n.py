@@ -62,6 +62,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "retry_transfer": ("重新转账", "Send again"),
     "payout_confirmed": ("已确认转账。", "Transfer confirmed."),
     "payout_retried": ("已重新发送。", "Sent again."),
+    "flag_transfer": ("标记待调查", "Flag for follow-up"),
+    "flag_note": ("调查说明", "What is being looked into"),
+    "flagged": ("已标记待调查", "Flagged for follow-up"),
+    "payout_flagged": ("已标记该转账待调查。", "The transfer is flagged for follow-up."),
     "reconciliation_runs": ("对账记录", "Reconciliation runs"),
     "start_reconciliation": ("开始对账", "Reconcile these days"),
     "reconciliation_started": (

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import marshmallow as ma
 from flask import current_app, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
@@ -21,7 +22,7 @@ from market.console import blp
 from market.console.i18n import translate
 from market.console.session import end, operator, operator_required, start
 from market.db import business_day_range, business_today, utcnow
-from market.errors import Invalid, Unauthenticated
+from market.errors import Invalid, Unauthenticated, field_errors
 from market.extensions import limiter
 from market.inventory import service as inventory
 from market.notifications import service as notifications
@@ -30,6 +31,7 @@ from market.orders.models import OPEN_STATUSES, OrderStatus
 from market.payments import service as payments
 from market.payouts import service as payouts
 from market.payouts.models import PayoutStatus
+from market.payouts.schemas import FlagSchema
 from market.premiums import service as premiums
 from market.reconciliation import service as reconciliation
 from market.reconciliation.models import Outcome
@@ -137,6 +139,16 @@ def _date_in(values: Mapping[str, str], name: str) -> date | None:
         return date.fromisoformat(raw) if raw else None
     except ValueError:
         return None
+
+
+def _form(schema: ma.Schema) -> dict[str, Any]:
+    """The posted form loaded by the API's schema for the same action (its
+    rules, its messages); a field left blank is not given."""
+    values = {name: request.form[name] for name in schema.fields if request.form.get(name, "").strip()}
+    try:
+        return schema.load(values)  # type: ignore[no-any-return]
+    except ma.ValidationError as error:
+        raise Invalid("The form has mistakes; nothing was changed.", field_errors(error.messages_dict)) from None
 
 
 def _int_arg(name: str) -> int | None:
@@ -498,6 +510,14 @@ def payout_confirm(payout_id: int) -> Response:
         raise Invalid("Give the bank's reference for the transfer.", {"bank_reference": ["Required."]})
     payout = payouts.confirm_bank_transfer(operator(), payout_id, bank_reference=reference)
     return redirect(url_for("console.payout_run_detail", run_id=payout.run_id, notice="payout_confirmed"))
+
+
+@blp.route("/payouts/<int:payout_id>/flag", methods=["POST"])
+@operator_required
+def payout_flag(payout_id: int) -> Response:
+    body = _form(FlagSchema())
+    payout = payouts.flag_for_follow_up(operator(), payout_id, **body)
+    return redirect(url_for("console.payout_run_detail", run_id=payout.run_id, notice="payout_flagged"))
 
 
 @blp.route("/payouts/<int:payout_id>/retry", methods=["POST"])

@@ -363,3 +363,41 @@ class TestCardHolds:
         listed = console.get("/console/attention/holds").get_data(as_text=True)
         assert f'id="hold-{soon["id"]}"' in listed
         assert f'id="hold-{later["id"]}"' not in listed
+
+
+@pytest.mark.parametrize("app_overrides", [{"PAYOUT_HOLD_DAYS": 0}])
+def test_a_failed_transfer_is_flagged_for_follow_up_with_a_note_as_the_api_does(
+    console: FlaskClient, shop: Shop
+) -> None:
+    bank_details(console, shop, shop.orchard.id)
+    settled_order(console, shop, (shop.oranges, 2000))
+    assert run(console, shop).status_code == 201
+    payout = db.session.scalars(select(Payout)).one()
+    api = f"/api/v1/payouts/{payout.id}"
+    # Not failed: there is nothing to follow up, at the API as on the page.
+    refused = console.post(f"{api}/flag", json={"note": "Why?"}, headers=shop.operator_h)
+    assert refused.status_code == 409
+    db.session.execute(
+        update(Payout)
+        .where(Payout.id == payout.id)
+        .values(status=PayoutStatus.FAILED, failure_reason="The bank returned the transfer.")
+    )
+    db.session.commit()
+
+    page = f"/console/payout-runs/{payout.run_id}"
+    token = csrf_token(console, page)
+    flag = f"/console/payouts/{payout.id}/flag"
+    blank = console.post(flag, data={"csrf_token": token, "note": "  "})
+    assert blank.status_code == 422
+    assert "note" in blank.get_data(as_text=True)
+    assert console.get(api, headers=shop.operator_h).json["payout"]["flag_note"] is None
+    note = "The account number has a digit too many; asked the farm for it."
+    assert console.post(flag, data={"csrf_token": token, "note": note}).status_code == 302
+    flagged = console.get(api, headers=shop.operator_h).json["payout"]
+    assert flagged["flag_note"] == note
+    assert flagged["status"] == "failed"
+    shown = console.get(page).get_data(as_text=True)
+    assert f'id="flag-{payout.id}"' in shown
+    assert note in shown
+    # Still failed, so still on Today's attention list until it is sent again.
+    assert data_value(console.get("/console/").get_data(as_text=True), "payouts-attention") == 1

@@ -49,6 +49,7 @@ ACTIONS = [
     "/console/payout-runs",
     "/console/payouts/1/confirm",
     "/console/payouts/1/retry",
+    "/console/payouts/1/flag",
     "/console/webhook-endpoints/1/deliveries/1/redeliver",
 ]
 
