@@ -29,6 +29,8 @@ from market.notifications import service as notifications
 from market.orders import service as orders
 from market.orders.models import OPEN_STATUSES, OrderStatus
 from market.payments import service as payments
+from market.payments.schemas import RefundRequestSchema
+from market.payments.service import LineRefund
 from market.payouts import service as payouts
 from market.payouts.models import PayoutStatus
 from market.payouts.schemas import FlagSchema
@@ -51,6 +53,8 @@ PROGRAMMES_SHOWN = 100
 IMPACT_WEEKS = 12
 IMPACT_CHART_WEEKS = 26
 PAGE_SIZE = 50
+MAX_DIGITS = 18  # a number of at most this many digits fits a BIGINT
+TEXT_FILTER_LENGTH = 120  # as the API's `buyer` and `farm` filters
 CSV_PAGE_SIZE = 100  # list_orders' largest page
 
 
@@ -141,14 +145,18 @@ def _date_in(values: Mapping[str, str], name: str) -> date | None:
         return None
 
 
-def _form(schema: ma.Schema) -> dict[str, Any]:
-    """The posted form loaded by the API's schema for the same action (its
-    rules, its messages); a field left blank is not given."""
-    values = {name: request.form[name] for name in schema.fields if request.form.get(name, "").strip()}
+def _load(schema: ma.Schema, values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` loaded by the API's schema for the same action (its rules,
+    its messages)."""
     try:
         return schema.load(values)  # type: ignore[no-any-return]
     except ma.ValidationError as error:
         raise Invalid("The form has mistakes; nothing was changed.", field_errors(error.messages_dict)) from None
+
+
+def _form(schema: ma.Schema) -> dict[str, Any]:
+    """The posted form loaded by the API's schema; a field left blank is not given."""
+    return _load(schema, {name: request.form[name] for name in schema.fields if request.form.get(name, "").strip()})
 
 
 def _int_arg(name: str) -> int | None:
@@ -171,6 +179,9 @@ def _order_filters() -> dict[str, Any]:
             filters[name] = day
     if request.args.get("overdue_for_pickup") == "true":
         filters["overdue_for_pickup"] = True
+    for name in ("buyer", "farm"):
+        if text := (request.args.get(name) or "").strip()[:TEXT_FILTER_LENGTH]:
+            filters[name] = text
     return filters
 
 
@@ -212,15 +223,32 @@ def order_csv() -> Response:
     return csv_response(orders.order_rows(views), orders.ORDER_CSV_COLUMNS, f"orders-{business_today()}.csv")
 
 
+def _order_page(order_id: int, status: int = 200, **shown: Any) -> tuple[str, int]:
+    """An order's page: its parts, story and payment, what is left to
+    refund of each paid line and the refunds made."""
+    actor = operator()
+    view = orders.get_order(actor, order_id)
+    try:
+        payment = payments.get_payment(actor, order_id)
+    except (payments.PaymentNotFound, payments.PaymentBeingPrepared):
+        payment = None
+    names = {line.id: line.product_name for part in view.parts for line in part.lines}
+    page = render_template(
+        "console/order.html",
+        view=view,
+        payment=payment,
+        refundable=[(left, names.get(left.line_id, "")) for left in payments.refundable(actor, order_id)],
+        refunds=payments.refunds_of(actor, order_id) if payment else [],
+        notice=request.args.get("notice"),
+        **shown,
+    )
+    return page, status
+
+
 @blp.route("/orders/<int:order_id>", methods=["GET"])
 @operator_required
-def order_detail(order_id: int) -> str:
-    view = orders.get_order(operator(), order_id)
-    try:
-        payment = payments.get_payment(operator(), order_id)
-    except payments.PaymentNotFound:
-        payment = None
-    return render_template("console/order.html", view=view, payment=payment, notice=request.args.get("notice"))
+def order_detail(order_id: int) -> tuple[str, int]:
+    return _order_page(order_id)
 
 
 @blp.route("/orders/<int:order_id>/cancel", methods=["POST"])
@@ -228,10 +256,36 @@ def order_detail(order_id: int) -> str:
 def order_cancel(order_id: int) -> Response | tuple[str, int]:
     reason = (request.form.get("reason") or "").strip()
     if not reason:
-        view = orders.get_order(operator(), order_id)
-        return render_template("console/order.html", view=view, payment=None, reason_missing=True), 422
+        return _order_page(order_id, 422, reason_missing=True)
     orders.cancel_order(operator(), order_id, reason)
     return redirect(url_for("console.order_detail", order_id=order_id, notice="cancelled_ok"))
+
+
+def _number(text: str) -> int | str:
+    """Digits as a number; anything else as it is, for the schema to refuse."""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= MAX_DIGITS else text
+
+
+@blp.route("/orders/<int:order_id>/refund", methods=["POST"])
+@operator_required
+def order_refund(order_id: int) -> Response | tuple[str, int]:
+    """Refund grams of paid lines, or everything left, with a reason, as
+    `POST /api/v1/orders/<id>/refunds` does (its schema, its service); the
+    first post shows what will be refunded, the second (confirmed) refunds."""
+    everything = request.form.get("everything") == "yes"
+    lines = [
+        {"line_id": _number(name.removeprefix("grams-")), "grams": _number(value)}
+        for name, value in request.form.items()
+        if name.startswith("grams-") and value.strip()
+    ]
+    reason = (request.form.get("reason") or "").strip()
+    body = _load(RefundRequestSchema(), {"lines": None if everything else lines, "reason": reason})
+    if request.form.get("confirmed") != "yes":
+        return _order_page(order_id, refund_asked=body)
+    wanted = None if body["lines"] is None else [LineRefund(**line) for line in body["lines"]]
+    payments.request_refund(operator(), order_id, lines=wanted, reason=body["reason"])
+    return redirect(url_for("console.order_detail", order_id=order_id, notice="refund_requested"))
 
 
 @blp.route("/attention/payments", methods=["GET"])

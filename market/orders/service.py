@@ -22,12 +22,13 @@ from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, se
 from sqlalchemy.orm import contains_eager, lazyload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
+from market.accounts import service as accounts
 from market.accounts.models import Role, User
 from market.auth import Actor
 from market.catalog import service as catalog
 from market.catalog.models import Farm, FarmStatus, FulfilmentPoint, Listing, ListingStatus
 from market.csv_export import kg, yuan
-from market.db import business_day_range, commit_keeping_state, local_time, unit_of_work, utcnow
+from market.db import business_day_range, commit_keeping_state, holds_text, local_time, unit_of_work, utcnow
 from market.errors import Conflict, DomainError, Invalid, NotFound
 from market.events import publish
 from market.extensions import db
@@ -515,9 +516,16 @@ def _filtered(
     created_from: date | None = None,
     created_to: date | None = None,
     overdue_for_pickup: bool | None = None,
+    buyer: str | None = None,
+    farm: str | None = None,
 ) -> Select[tuple[Order]]:
     """The orders the caller may see that pass an operator's filters."""
     stmt = select(Order).where(_visible(actor))
+    if buyer:
+        stmt = stmt.where(Order.buyer_id.in_(select(User.id).where(accounts.user_matching(buyer))))
+    if farm:
+        named = select(Farm.id).where(holds_text(Farm.name, farm))
+        stmt = stmt.where(exists().where(OrderPart.order_id == Order.id, OrderPart.farm_id.in_(named)))
     if overdue_for_pickup is not None:
         stmt = stmt.where(_overdue_for_pickup() if overdue_for_pickup else ~_overdue_for_pickup())
     if status is not None:
@@ -550,7 +558,8 @@ def _overdue_for_pickup(now: datetime | None = None) -> ColumnElement[bool]:
 def list_orders(actor: Actor, *, limit: int, cursor: str | None = None, **filters: Any) -> Page[OrderView]:
     """Orders the caller may see, newest first, with an operator's filters
     (`status`, `farm_id`, `buyer_id`, `fulfilment_point_id`, `created_from`,
-    `created_to`, `overdue_for_pickup`)."""
+    `created_to`, `overdue_for_pickup`; `buyer`: text in the buyer's name, email
+    or phone; `farm`: text in a farm's name)."""
     stmt = _filtered(actor, **filters).options(*_order_options())
     page = keyset_page(stmt, [SortKey(Order.id, "id", descending=True)], limit=limit, cursor=cursor)
     stations = _station_ids(actor)

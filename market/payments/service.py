@@ -135,6 +135,16 @@ def get_refund(actor: Actor, order_id: int, refund_id: int) -> Refund:
     return refund
 
 
+def refundable(actor: Actor, order_id: int) -> list[LineRefund]:
+    """What is left to refund of each paid line of an order, in grams
+    (operators): captured, less what was refunded or is being refunded."""
+    actor.require(Role.OPERATOR)
+    payment = db.session.scalars(select(Payment).where(Payment.order_id == order_id)).one_or_none()
+    if payment is None or payment.status != PaymentStatus.CAPTURED:
+        return []
+    return _left_to_refund(payment.captured_lines)
+
+
 def _needing_attention(actor: Actor) -> Select[tuple[Payment]]:
     actor.require(Role.OPERATOR)
     return select(Payment).where(Payment.attention.isnot(None))

@@ -401,3 +401,60 @@ def test_a_failed_transfer_is_flagged_for_follow_up_with_a_note_as_the_api_does(
     assert note in shown
     # Still failed, so still on Today's attention list until it is sent again.
     assert data_value(console.get("/console/").get_data(as_text=True), "payouts-attention") == 1
+
+
+def test_orders_are_found_by_the_buyers_name_email_or_phone_and_by_farm_name_as_the_api(
+    console: FlaskClient, shop: Shop
+) -> None:
+    oranges = place(console, shop, (shop.oranges, 2000))
+    nuts = place(console, shop, (shop.nuts, 1000))
+    buyer = shop.buyer
+    buyer.phone = "+8613912345678"
+    db.session.commit()
+    for text in (buyer.name.upper(), buyer.email.split("@")[0], "2345678"):
+        page = console.get("/console/orders", query_string={"buyer": text}).get_data(as_text=True)
+        assert data_value(page, "order-count") == api_count(console, shop, "/api/v1/orders", buyer=text) == 2
+    assert data_value(console.get("/console/orders?buyer=%25").get_data(as_text=True), "order-count") == 0
+
+    farm = shop.chestnuts.name[1:].lower()
+    page = console.get("/console/orders", query_string={"farm": farm}).get_data(as_text=True)
+    assert data_value(page, "order-count") == api_count(console, shop, "/api/v1/orders", farm=farm) == 1
+    assert f'id="order-{nuts["id"]}"' in page
+    assert f'id="order-{oranges["id"]}"' not in page
+
+
+def test_a_paid_line_is_refunded_with_a_reason_after_a_confirmation_through_the_apis_rule(
+    console: FlaskClient, shop: Shop
+) -> None:
+    order = settled_order(console, shop, (shop.oranges, 2000))
+    line_id = order["parts"][0]["lines"][0]["id"]
+    path = f"/console/orders/{order['id']}"
+    page = console.get(path).get_data(as_text=True)
+    left = page.split(f'id="refundable-{line_id}"', 1)[1]
+    assert 'data-value="2000"' in left.split("</tr>", 1)[0]
+    token = csrf_token(console, path)
+    refunds = f"/api/v1/orders/{order['id']}/refunds"
+
+    ask = {"csrf_token": token, f"grams-{line_id}": "500", "reason": "Bruised on the way"}
+    for wrong in ({"reason": " "}, {f"grams-{line_id}": "half"}, {f"grams-{line_id}": ""}):
+        assert console.post(f"{path}/refund", data=ask | wrong).status_code == 422
+    shown = console.post(f"{path}/refund", data=ask)
+    assert shown.status_code == 200  # what will be refunded, to confirm: nothing refunded yet
+    assert 'id="refund-confirm"' in shown.get_data(as_text=True)
+    assert console.get(refunds, headers=shop.operator_h).json["items"] == []
+
+    too_much = ask | {"confirmed": "yes", f"grams-{line_id}": "2001"}
+    refused = console.post(f"{path}/refund", data=too_much)
+    assert refused.status_code == 422  # the service's rule: at most what is left
+    assert "2000 g" in refused.get_data(as_text=True)
+    assert console.post(f"{path}/refund", data=ask | {"confirmed": "yes"}).status_code == 302
+    (refund,) = console.get(refunds, headers=shop.operator_h).json["items"]
+    assert (refund["reason"], refund["lines"][0]["grams"]) == ("Bruised on the way", 500)
+    page = console.get(path).get_data(as_text=True)
+    assert f'id="refund-{refund["id"]}"' in page
+    assert 'data-value="1500"' in page.split(f'id="refundable-{line_id}"', 1)[1].split("</tr>", 1)[0]
+
+    everything = {"csrf_token": token, "everything": "yes", "reason": "Whole box spoiled", "confirmed": "yes"}
+    assert console.post(f"{path}/refund", data=everything).status_code == 302
+    assert len(console.get(refunds, headers=shop.operator_h).json["items"]) == 2
+    assert f'id="refundable-{line_id}"' not in console.get(path).get_data(as_text=True)

@@ -40,6 +40,7 @@ PAGES = [
 ]
 ACTIONS = [
     "/console/orders/1/cancel",
+    "/console/orders/1/refund",
     "/console/farms/1/verify",
     "/console/farms/1/suspend",
     "/console/points/1/staff",
