@@ -17,7 +17,8 @@ from market.accounts import service as accounts
 from market.accounts.models import Role
 from market.api import MAX_ID, csv_response
 from market.catalog import service as catalog
-from market.catalog.models import FarmStatus
+from market.catalog.models import FarmStatus, FulfilmentPoint, FulfilmentPointKind
+from market.catalog.schemas import FulfilmentPointCreateSchema, FulfilmentPointUpdateSchema
 from market.console import blp
 from market.console.i18n import translate
 from market.console.session import end, operator, operator_required, start
@@ -48,6 +49,7 @@ OPEN_STATES = tuple(
     if state in OPEN_STATUSES and state not in (OrderStatus.COLLECTED, OrderStatus.DELIVERED)
 )
 PROGRAMMES_SHOWN = 100
+CENTRES_SHOWN = 1000  # county centres a station form suggests as its parent; any other is typed by id
 # The impact page shows this many weeks unless asked for a period, and
 # draws at most IMPACT_CHART_WEEKS of a longer one week by week.
 IMPACT_WEEKS = 12
@@ -154,9 +156,17 @@ def _load(schema: ma.Schema, values: Mapping[str, Any]) -> dict[str, Any]:
         raise Invalid("The form has mistakes; nothing was changed.", field_errors(error.messages_dict)) from None
 
 
-def _form(schema: ma.Schema) -> dict[str, Any]:
-    """The posted form loaded by the API's schema; a field left blank is not given."""
-    return _load(schema, {name: request.form[name] for name in schema.fields if request.form.get(name, "").strip()})
+def _form(schema: ma.Schema, *, blank_clears: bool = False) -> dict[str, Any]:
+    """The posted form loaded by the API's schema. A field left blank is not
+    given, or (`blank_clears`, for an edit) given as empty where it may be."""
+    values: dict[str, Any] = {}
+    for name, field in schema.fields.items():
+        raw = (request.form.get(name) or "").strip()
+        if raw:
+            values[name] = _number(raw) if isinstance(field, ma.fields.Integer) else raw
+        elif blank_clears and name in request.form and field.allow_none:
+            values[name] = None
+    return _load(schema, values)
 
 
 def _int_arg(name: str) -> int | None:
@@ -424,6 +434,40 @@ def point_list() -> str:
     page = catalog.list_fulfilment_points(limit=PAGE_SIZE, cursor=request.args.get("cursor") or None)
     staff = {point.id: orders.list_station_staff(operator(), point.id) for point in page.items}
     return render_template("console/points.html", page=page, staff=staff, notice=request.args.get("notice"))
+
+
+def _point_form(point: FulfilmentPoint | None = None, status: int = 200) -> tuple[str, int]:
+    centres = catalog.list_fulfilment_points(kind=FulfilmentPointKind.COUNTY_CENTRE, limit=CENTRES_SHOWN).items
+    page = render_template("console/point_form.html", point=point, centres=centres, kinds=list(FulfilmentPointKind))
+    return page, status
+
+
+@blp.route("/points/new", methods=["GET"])
+@operator_required
+def point_new() -> tuple[str, int]:
+    return _point_form()
+
+
+@blp.route("/points", methods=["POST"])
+@operator_required
+def point_create() -> Response:
+    body = _form(FulfilmentPointCreateSchema())
+    point = catalog.create_fulfilment_point(operator(), **body)
+    return redirect(url_for("console.point_list", notice="point_saved", _anchor=f"point-{point.id}"))
+
+
+@blp.route("/points/<int:point_id>/edit", methods=["GET"])
+@operator_required
+def point_edit(point_id: int) -> tuple[str, int]:
+    return _point_form(catalog.get_fulfilment_point(point_id))
+
+
+@blp.route("/points/<int:point_id>", methods=["POST"])
+@operator_required
+def point_update(point_id: int) -> Response:
+    body = _form(FulfilmentPointUpdateSchema(), blank_clears=True)
+    catalog.update_fulfilment_point(operator(), point_id, **body)
+    return redirect(url_for("console.point_list", notice="point_saved", _anchor=f"point-{point_id}"))
 
 
 @blp.route("/points/<int:point_id>/staff", methods=["POST"])

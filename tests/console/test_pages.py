@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
-from market.catalog.models import FarmStatus
+from market import console as console_package
+from market.catalog.models import FarmStatus, FulfilmentPointKind
 from market.console.i18n import MESSAGES
 from market.console.views import OPEN_STATES
 from market.db import business_today, utcnow
@@ -165,8 +168,20 @@ def test_pages_speak_the_operators_language(client: FlaskClient) -> None:
     assert 'lang="zh-CN"' in page
 
 
-def test_every_order_status_has_its_words_in_both_languages() -> None:
+def test_every_word_has_chinese_and_english_and_every_word_a_page_asks_for_exists() -> None:
+    assert [key for key, (zh, en) in MESSAGES.items() if not (zh.strip() and en.strip())] == []
+    templates = Path(console_package.__file__).parent / "templates" / "console"
+    asked = {
+        key
+        for page in templates.glob("*.html")
+        for key in re.findall(r"""\bt\(["']([a-z_.]+)["']\)""", page.read_text())
+    }
+    assert asked and sorted(asked - set(MESSAGES)) == []
+
+
+def test_every_order_status_and_point_kind_has_its_words_in_both_languages() -> None:
     missing = [status for status in OrderStatus if f"status.{status.value}" not in MESSAGES]
+    missing += [kind for kind in FulfilmentPointKind if f"kind.{kind.value}" not in MESSAGES]
     assert missing == []
 
 
@@ -458,3 +473,40 @@ def test_a_paid_line_is_refunded_with_a_reason_after_a_confirmation_through_the_
     assert console.post(f"{path}/refund", data=everything).status_code == 302
     assert len(console.get(refunds, headers=shop.operator_h).json["items"]) == 2
     assert f'id="refundable-{line_id}"' not in console.get(path).get_data(as_text=True)
+
+
+def test_fulfilment_points_are_made_and_edited_through_the_apis_rules(console: FlaskClient, shop: Shop) -> None:
+    token = csrf_token(console, "/console/points/new")
+    count = api_count(console, shop, "/api/v1/fulfilment-points")
+    centre = {"kind": "county_centre", "name": "Huichang centre", "province": "江西", "county": "会昌"}
+    centre |= {"address": "1 Market St", "csrf_token": token}
+    assert console.post("/console/points", data=centre).status_code == 302
+    (made,) = console.get("/api/v1/fulfilment-points", query_string={"county": "会昌"}, headers=shop.operator_h).json[
+        "items"
+    ]
+    assert (made["kind"], made["parent_id"], made["village"]) == ("county_centre", None, None)
+
+    station = centre | {"kind": "village_station", "name": "Zhoutian station", "village": "周田"}
+    refused = console.post("/console/points", data=station)  # a station needs its county centre
+    assert refused.status_code == 422
+    assert "parent_id" in refused.get_data(as_text=True)
+    wrong_parent = console.post("/console/points", data=station | {"parent_id": str(shop.station.id)})
+    assert wrong_parent.status_code == 422  # a station is not a centre
+    assert console.post("/console/points", data=station | {"parent_id": "x"}).status_code == 422
+    assert api_count(console, shop, "/api/v1/fulfilment-points") == count + 1
+    assert console.post("/console/points", data=station | {"parent_id": str(made["id"])}).status_code == 302
+    points = console.get("/api/v1/fulfilment-points", query_string={"parent_id": made["id"]}, headers=shop.operator_h)
+    (new_station,) = points.json["items"]
+    assert new_station["village"] == "周田"
+
+    form = console.get(f"/console/points/{new_station['id']}/edit").get_data(as_text=True)
+    assert 'value="Zhoutian station"' in form
+    edit = {"name": "Zhoutian east station", "village": "", "parent_id": str(made["id"]), "csrf_token": token}
+    assert console.post(f"/console/points/{new_station['id']}", data=edit).status_code == 302
+    edited = console.get(f"/api/v1/fulfilment-points/{new_station['id']}", headers=shop.operator_h).json
+    assert (edited["name"], edited["village"], edited["county"]) == ("Zhoutian east station", None, "会昌")
+    cleared = edit | {"parent_id": ""}  # a station keeps its centre
+    assert console.post(f"/console/points/{new_station['id']}", data=cleared).status_code == 422
+    listed = console.get("/console/points").get_data(as_text=True)
+    assert f'id="point-{new_station["id"]}"' in listed
+    assert "Huichang centre" in listed.split(f'id="point-{new_station["id"]}"', 1)[1].split("</tr>", 1)[0]

@@ -37,6 +37,8 @@ PAGES = [
     "/console/people?q=a",
     "/console/farms",
     "/console/points",
+    "/console/points/new",
+    "/console/points/1/edit",
 ]
 ACTIONS = [
     "/console/orders/1/cancel",
@@ -45,6 +47,8 @@ ACTIONS = [
     "/console/farms/1/suspend",
     "/console/points/1/staff",
     "/console/points/1/staff/1/revoke",
+    "/console/points",
+    "/console/points/1",
     "/console/reconciliations",
     "/console/reconciliations/1/items/1/resolve",
     "/console/payout-runs",
