@@ -291,7 +291,31 @@ def test_a_payout_run_is_made_its_bank_file_read_and_its_transfer_confirmed(cons
     assert data_value(console.get("/console/").get_data(as_text=True), "payouts-attention") == 1
 
 
-def _failed_delivery(shop: Shop) -> WebhookDelivery:
+def overdue_order(client: FlaskClient, shop: Shop) -> dict[str, Any]:
+    """An order waiting at its station, its part arrived STATION_COLLECT_DAYS and an hour ago."""
+    order = ready_order(client, shop)
+    days = client.application.config["STATION_COLLECT_DAYS"]
+    db.session.execute(
+        update(OrderEvent)
+        .where(OrderEvent.order_id == order["id"], OrderEvent.type == "part.arrived")
+        .values(created_at=utcnow() - timedelta(days=days, hours=1))
+    )
+    db.session.commit()
+    return order
+
+
+def channel_in_error(shop: Shop) -> SalesChannel:
+    """A channel of the orchard whose last push failed, beside one that is fine."""
+    failing = SalesChannel(
+        farm_id=shop.orchard.id, name="WeChat shop", push_url="https://shop.example.test/stock", secret="s"
+    )
+    failing.last_error, failing.last_error_at = "The shop answered HTTP 500.", utcnow()
+    db.session.add_all([failing, SalesChannel(farm_id=shop.orchard.id, name="Fine shop", secret="s")])
+    db.session.commit()
+    return failing
+
+
+def failed_delivery(shop: Shop) -> WebhookDelivery:
     """A delivery a worker gave up on, to an endpoint of the orchard's owner."""
     endpoint = WebhookEndpoint(
         user_id=shop.orchard.owner_id, url="https://hooks.example.test/market", event_types=["order.paid"], secret="s"
@@ -314,20 +338,9 @@ def _failed_delivery(shop: Shop) -> WebhookDelivery:
 def test_today_lists_overdue_pickups_failed_deliveries_and_channels_in_error_as_the_api(
     console: FlaskClient, shop: Shop
 ) -> None:
-    waiting, overdue = ready_order(console, shop), ready_order(console, shop)
-    days = console.application.config["STATION_COLLECT_DAYS"]
-    db.session.execute(
-        update(OrderEvent)
-        .where(OrderEvent.order_id == overdue["id"], OrderEvent.type == "part.arrived")
-        .values(created_at=utcnow() - timedelta(days=days, hours=1))
-    )
-    delivery = _failed_delivery(shop)
-    failing = SalesChannel(
-        farm_id=shop.orchard.id, name="WeChat shop", push_url="https://shop.example.test/stock", secret="s"
-    )
-    failing.last_error, failing.last_error_at = "The shop answered HTTP 500.", utcnow()
-    db.session.add_all([failing, SalesChannel(farm_id=shop.orchard.id, name="Fine shop", secret="s")])
-    db.session.commit()
+    waiting, overdue = ready_order(console, shop), overdue_order(console, shop)
+    delivery = failed_delivery(shop)
+    failing = channel_in_error(shop)
 
     page = console.get("/console/").get_data(as_text=True)
     overdue_count = api_count(console, shop, "/api/v1/orders", overdue_for_pickup="true")
