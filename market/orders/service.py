@@ -182,6 +182,8 @@ def _order_options() -> list[Any]:
         selectinload(Order.lines),
         selectinload(Order.fulfilment_point),
         selectinload(Order.buyer),
+        # A view carries the order's events: loaded with the page, not one query per order.
+        selectinload(Order.events),
     ]
 
 
