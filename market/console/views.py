@@ -436,15 +436,14 @@ def point_list() -> str:
     return render_template("console/points.html", page=page, staff=staff, notice=request.args.get("notice"))
 
 
-def _point_form(point: FulfilmentPoint | None = None, status: int = 200) -> tuple[str, int]:
+def _point_form(point: FulfilmentPoint | None = None) -> str:
     centres = catalog.list_fulfilment_points(kind=FulfilmentPointKind.COUNTY_CENTRE, limit=CENTRES_SHOWN).items
-    page = render_template("console/point_form.html", point=point, centres=centres, kinds=list(FulfilmentPointKind))
-    return page, status
+    return render_template("console/point_form.html", point=point, centres=centres, kinds=list(FulfilmentPointKind))
 
 
 @blp.route("/points/new", methods=["GET"])
 @operator_required
-def point_new() -> tuple[str, int]:
+def point_new() -> str:
     return _point_form()
 
 
@@ -458,7 +457,7 @@ def point_create() -> Response:
 
 @blp.route("/points/<int:point_id>/edit", methods=["GET"])
 @operator_required
-def point_edit(point_id: int) -> tuple[str, int]:
+def point_edit(point_id: int) -> str:
     return _point_form(catalog.get_fulfilment_point(point_id))
 
 
