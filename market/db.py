@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import DateTime, Dialect, Enum, Select, select
+from sqlalchemy import ColumnElement, DateTime, Dialect, Enum, Select, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.types import TypeDecorator
@@ -56,6 +56,13 @@ def insert_if_absent(model: type[Any], key: list[str], *rows: dict[str, Any]) ->
     meanwhile by a concurrent caller, say), on PostgreSQL and SQLite alike."""
     insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
     db.session.execute(insert(model).values(list(rows)).on_conflict_do_nothing(index_elements=key))
+
+
+def holds_text(column: Any, text: str) -> ColumnElement[bool]:
+    """`column` holds `text`, case aside; `%`, `_` and `\\` in `text` are
+    characters to find, not patterns."""
+    pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return func.lower(column).like(pattern, escape="\\")
 
 
 def get_or_404(

@@ -21,13 +21,13 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from market.accounts import throttle
 from market.accounts.models import ApiToken, Language, Role, User, UserRole
 from market.auth import Actor, hash_token, token_cache
-from market.db import locked, unit_of_work, utcnow
+from market.db import holds_text, locked, unit_of_work, utcnow
 from market.errors import Conflict, Invalid, NotFound, Unauthenticated
 from market.events import publish
 from market.extensions import db
@@ -265,20 +265,18 @@ def update_profile(actor: Actor, **changes: Any) -> User:
     return user
 
 
+def user_matching(text: str) -> ColumnElement[bool]:
+    """Accounts whose name, email or phone number holds `text`, case aside."""
+    return or_(holds_text(User.name, text), holds_text(User.email, text), holds_text(User.phone, text))
+
+
 def find_users(actor: Actor, text: str, *, limit: int) -> list[User]:
-    """Accounts whose email or phone number holds `text` (operators), by email."""
+    """Accounts whose name, email or phone number holds `text` (operators), by email."""
     actor.require(Role.OPERATOR)
     text = text.strip()
     if not text:
         return []
-    pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    stmt = (
-        select(User)
-        .where(or_(func.lower(User.email).like(pattern, escape="\\"), User.phone.like(pattern, escape="\\")))
-        .order_by(User.email)
-        .limit(limit)
-    )
-    return list(db.session.scalars(stmt))
+    return list(db.session.scalars(select(User).where(user_matching(text)).order_by(User.email).limit(limit)))
 
 
 def list_tokens(actor: Actor, *, limit: int, cursor: str | None = None) -> Page[ApiToken]:

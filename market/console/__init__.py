@@ -120,7 +120,8 @@ def _http_error(error: HTTPException) -> Any:
 
 @blp.errorhandler(DomainError)
 def _refused(error: DomainError) -> Any:
-    return render_template("console/message.html", message="error", detail=error.detail), error.status
+    page = render_template("console/message.html", message="error", detail=error.detail, errors=error.errors)
+    return page, error.status
 
 
 @blp.route("/<path:anything>")

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import marshmallow as ma
 from flask import current_app, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
@@ -16,18 +17,24 @@ from market.accounts import service as accounts
 from market.accounts.models import Role
 from market.api import MAX_ID, csv_response
 from market.catalog import service as catalog
-from market.catalog.models import FarmStatus
+from market.catalog.models import FarmStatus, FulfilmentPoint, FulfilmentPointKind
+from market.catalog.schemas import FulfilmentPointCreateSchema, FulfilmentPointUpdateSchema
 from market.console import blp
 from market.console.i18n import translate
 from market.console.session import end, operator, operator_required, start
 from market.db import business_day_range, business_today, utcnow
-from market.errors import Invalid, Unauthenticated
+from market.errors import Invalid, Unauthenticated, field_errors
 from market.extensions import limiter
+from market.inventory import service as inventory
+from market.notifications import service as notifications
 from market.orders import service as orders
 from market.orders.models import OPEN_STATUSES, OrderStatus
 from market.payments import service as payments
+from market.payments.schemas import RefundRequestSchema
+from market.payments.service import LineRefund
 from market.payouts import service as payouts
 from market.payouts.models import PayoutStatus
+from market.payouts.schemas import FlagSchema
 from market.premiums import service as premiums
 from market.reconciliation import service as reconciliation
 from market.reconciliation.models import Outcome
@@ -42,11 +49,14 @@ OPEN_STATES = tuple(
     if state in OPEN_STATUSES and state not in (OrderStatus.COLLECTED, OrderStatus.DELIVERED)
 )
 PROGRAMMES_SHOWN = 100
+CENTRES_SHOWN = 1000  # county centres a station form suggests as its parent; any other is typed by id
 # The impact page shows this many weeks unless asked for a period, and
 # draws at most IMPACT_CHART_WEEKS of a longer one week by week.
 IMPACT_WEEKS = 12
 IMPACT_CHART_WEEKS = 26
 PAGE_SIZE = 50
+MAX_DIGITS = 18  # a number of at most this many digits fits a BIGINT
+TEXT_FILTER_LENGTH = 120  # as the API's `buyer` and `farm` filters
 CSV_PAGE_SIZE = 100  # list_orders' largest page
 
 
@@ -109,7 +119,11 @@ def today() -> str:
         day=day,
         states=states,
         sales=sales,
+        overdue_for_pickup=orders.count_orders(actor, overdue_for_pickup=True),
         payments_attention=payments.count_attention(actor),
+        holds_lapsing=payments.count_holds_lapsing(actor),
+        failed_deliveries=notifications.count_failed_deliveries(actor),
+        channels_in_error=inventory.count_channels(actor, in_error=True),
         payouts_attention=payouts.count_needing_attention(actor),
         mismatches=reconciliation.count_unresolved(actor),
         farms_pending=catalog.count_farms(actor, status=FarmStatus.PENDING),
@@ -133,6 +147,28 @@ def _date_in(values: Mapping[str, str], name: str) -> date | None:
         return None
 
 
+def _load(schema: ma.Schema, values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` loaded by the API's schema for the same action (its rules,
+    its messages)."""
+    try:
+        return schema.load(values)  # type: ignore[no-any-return]
+    except ma.ValidationError as error:
+        raise Invalid("The form has mistakes; nothing was changed.", field_errors(error.messages_dict)) from None
+
+
+def _form(schema: ma.Schema, *, blank_clears: bool = False) -> dict[str, Any]:
+    """The posted form loaded by the API's schema. A field left blank is not
+    given, or (`blank_clears`, for an edit) given as empty where it may be."""
+    values: dict[str, Any] = {}
+    for name, field in schema.fields.items():
+        raw = (request.form.get(name) or "").strip()
+        if raw:
+            values[name] = _number(raw) if isinstance(field, ma.fields.Integer) else raw
+        elif blank_clears and name in request.form and field.allow_none:
+            values[name] = None
+    return _load(schema, values)
+
+
 def _int_arg(name: str) -> int | None:
     raw = request.args.get(name) or ""
     return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_ID else None
@@ -151,7 +187,19 @@ def _order_filters() -> dict[str, Any]:
     for name in ("created_from", "created_to"):
         if (day := _date_arg(name)) is not None:
             filters[name] = day
+    if request.args.get("overdue_for_pickup") == "true":
+        filters["overdue_for_pickup"] = True
+    for name in ("buyer", "farm"):
+        if text := (request.args.get(name) or "").strip()[:TEXT_FILTER_LENGTH]:
+            filters[name] = text
     return filters
+
+
+def _shown(value: Any) -> Any:
+    """A filter's value as the page's address carries it."""
+    if isinstance(value, OrderStatus):
+        return value.value
+    return "true" if value is True else value
 
 
 @blp.route("/orders", methods=["GET"])
@@ -159,7 +207,7 @@ def _order_filters() -> dict[str, Any]:
 def order_list() -> str:
     filters = _order_filters()
     page = orders.list_orders(operator(), limit=PAGE_SIZE, cursor=request.args.get("cursor") or None, **filters)
-    shown = {name: (value.value if isinstance(value, OrderStatus) else value) for name, value in filters.items()}
+    shown = {name: _shown(value) for name, value in filters.items()}
     template = "console/orders_table.html" if request.headers.get("HX-Request") else "console/orders.html"
     return render_template(
         template,
@@ -185,15 +233,32 @@ def order_csv() -> Response:
     return csv_response(orders.order_rows(views), orders.ORDER_CSV_COLUMNS, f"orders-{business_today()}.csv")
 
 
+def _order_page(order_id: int, status: int = 200, **shown: Any) -> tuple[str, int]:
+    """An order's page: its parts, story and payment, what is left to
+    refund of each paid line and the refunds made."""
+    actor = operator()
+    view = orders.get_order(actor, order_id)
+    try:
+        payment = payments.get_payment(actor, order_id)
+    except (payments.PaymentNotFound, payments.PaymentBeingPrepared):
+        payment = None
+    names = {line.id: line.product_name for part in view.parts for line in part.lines}
+    page = render_template(
+        "console/order.html",
+        view=view,
+        payment=payment,
+        refundable=[(left, names.get(left.line_id, "")) for left in payments.refundable(actor, order_id)],
+        refunds=payments.refunds_of(actor, order_id) if payment else [],
+        notice=request.args.get("notice"),
+        **shown,
+    )
+    return page, status
+
+
 @blp.route("/orders/<int:order_id>", methods=["GET"])
 @operator_required
-def order_detail(order_id: int) -> str:
-    view = orders.get_order(operator(), order_id)
-    try:
-        payment = payments.get_payment(operator(), order_id)
-    except payments.PaymentNotFound:
-        payment = None
-    return render_template("console/order.html", view=view, payment=payment, notice=request.args.get("notice"))
+def order_detail(order_id: int) -> tuple[str, int]:
+    return _order_page(order_id)
 
 
 @blp.route("/orders/<int:order_id>/cancel", methods=["POST"])
@@ -201,10 +266,36 @@ def order_detail(order_id: int) -> str:
 def order_cancel(order_id: int) -> Response | tuple[str, int]:
     reason = (request.form.get("reason") or "").strip()
     if not reason:
-        view = orders.get_order(operator(), order_id)
-        return render_template("console/order.html", view=view, payment=None, reason_missing=True), 422
+        return _order_page(order_id, 422, reason_missing=True)
     orders.cancel_order(operator(), order_id, reason)
     return redirect(url_for("console.order_detail", order_id=order_id, notice="cancelled_ok"))
+
+
+def _number(text: str) -> int | str:
+    """Digits as a number; anything else as it is, for the schema to refuse."""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= MAX_DIGITS else text
+
+
+@blp.route("/orders/<int:order_id>/refund", methods=["POST"])
+@operator_required
+def order_refund(order_id: int) -> Response | tuple[str, int]:
+    """Refund grams of paid lines, or everything left, with a reason, as
+    `POST /api/v1/orders/<id>/refunds` does (its schema, its service); the
+    first post shows what will be refunded, the second (confirmed) refunds."""
+    everything = request.form.get("everything") == "yes"
+    lines = [
+        {"line_id": _number(name.removeprefix("grams-")), "grams": _number(value)}
+        for name, value in request.form.items()
+        if name.startswith("grams-") and value.strip()
+    ]
+    reason = (request.form.get("reason") or "").strip()
+    body = _load(RefundRequestSchema(), {"lines": None if everything else lines, "reason": reason})
+    if request.form.get("confirmed") != "yes":
+        return _order_page(order_id, refund_asked=body)
+    wanted = None if body["lines"] is None else [LineRefund(**line) for line in body["lines"]]
+    payments.request_refund(operator(), order_id, lines=wanted, reason=body["reason"])
+    return redirect(url_for("console.order_detail", order_id=order_id, notice="refund_requested"))
 
 
 @blp.route("/attention/payments", methods=["GET"])
@@ -212,6 +303,35 @@ def order_cancel(order_id: int) -> Response | tuple[str, int]:
 def payment_attention() -> str:
     page = payments.list_attention(operator(), limit=PAGE_SIZE, cursor=request.args.get("cursor") or None)
     return render_template("console/payment_attention.html", page=page)
+
+
+@blp.route("/attention/holds", methods=["GET"])
+@operator_required
+def hold_list() -> str:
+    page = payments.list_holds_lapsing(operator(), limit=PAGE_SIZE, cursor=request.args.get("cursor") or None)
+    return render_template("console/holds.html", page=page, hours=current_app.config["HOLD_WARNING_HOURS"])
+
+
+@blp.route("/attention/webhook-deliveries", methods=["GET"])
+@operator_required
+def webhook_delivery_list() -> str:
+    page = notifications.list_failed_deliveries(operator(), limit=PAGE_SIZE, cursor=request.args.get("cursor") or None)
+    return render_template("console/webhook_deliveries.html", page=page, notice=request.args.get("notice"))
+
+
+@blp.route("/webhook-endpoints/<int:endpoint_id>/deliveries/<int:delivery_id>/redeliver", methods=["POST"])
+@operator_required
+def webhook_redeliver(endpoint_id: int, delivery_id: int) -> Response:
+    notifications.redeliver(operator(), endpoint_id, delivery_id)
+    return redirect(url_for("console.webhook_delivery_list", notice="redelivered"))
+
+
+@blp.route("/attention/sales-channels", methods=["GET"])
+@operator_required
+def channel_list() -> str:
+    actor = operator()
+    page = inventory.list_channels(actor, in_error=True, limit=PAGE_SIZE, cursor=request.args.get("cursor") or None)
+    return render_template("console/channels.html", page=page)
 
 
 def _impact_query() -> tuple[date, date, str]:
@@ -314,6 +434,39 @@ def point_list() -> str:
     page = catalog.list_fulfilment_points(limit=PAGE_SIZE, cursor=request.args.get("cursor") or None)
     staff = {point.id: orders.list_station_staff(operator(), point.id) for point in page.items}
     return render_template("console/points.html", page=page, staff=staff, notice=request.args.get("notice"))
+
+
+def _point_form(point: FulfilmentPoint | None = None) -> str:
+    centres = catalog.list_fulfilment_points(kind=FulfilmentPointKind.COUNTY_CENTRE, limit=CENTRES_SHOWN).items
+    return render_template("console/point_form.html", point=point, centres=centres, kinds=list(FulfilmentPointKind))
+
+
+@blp.route("/points/new", methods=["GET"])
+@operator_required
+def point_new() -> str:
+    return _point_form()
+
+
+@blp.route("/points", methods=["POST"])
+@operator_required
+def point_create() -> Response:
+    body = _form(FulfilmentPointCreateSchema())
+    point = catalog.create_fulfilment_point(operator(), **body)
+    return redirect(url_for("console.point_list", notice="point_saved", _anchor=f"point-{point.id}"))
+
+
+@blp.route("/points/<int:point_id>/edit", methods=["GET"])
+@operator_required
+def point_edit(point_id: int) -> str:
+    return _point_form(catalog.get_fulfilment_point(point_id))
+
+
+@blp.route("/points/<int:point_id>", methods=["POST"])
+@operator_required
+def point_update(point_id: int) -> Response:
+    body = _form(FulfilmentPointUpdateSchema(), blank_clears=True)
+    catalog.update_fulfilment_point(operator(), point_id, **body)
+    return redirect(url_for("console.point_list", notice="point_saved", _anchor=f"point-{point_id}"))
 
 
 @blp.route("/points/<int:point_id>/staff", methods=["POST"])
@@ -454,6 +607,14 @@ def payout_confirm(payout_id: int) -> Response:
         raise Invalid("Give the bank's reference for the transfer.", {"bank_reference": ["Required."]})
     payout = payouts.confirm_bank_transfer(operator(), payout_id, bank_reference=reference)
     return redirect(url_for("console.payout_run_detail", run_id=payout.run_id, notice="payout_confirmed"))
+
+
+@blp.route("/payouts/<int:payout_id>/flag", methods=["POST"])
+@operator_required
+def payout_flag(payout_id: int) -> Response:
+    body = _form(FlagSchema())
+    payout = payouts.flag_for_follow_up(operator(), payout_id, **body)
+    return redirect(url_for("console.payout_run_detail", run_id=payout.run_id, notice="payout_flagged"))
 
 
 @blp.route("/payouts/<int:payout_id>/retry", methods=["POST"])

@@ -60,6 +60,9 @@ class CreatedChannelSchema(ChannelSchema):
 
 class ChannelQuerySchema(PageArgsSchema):
     farm_id = fields.Integer()
+    in_error = fields.Boolean(
+        metadata={"description": "Only the active channels whose last sync failed (true), or only the others (false)."}
+    )
 
 
 class InboundEventSchema(StrictSchema):

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
@@ -41,7 +41,7 @@ from market.inventory import feeds
 from market.inventory.models import ChannelListing, FeedFormat, InboundEvent, MovementKind, SalesChannel
 from market.notifications.outbound import UnsafeUrl, post_signed, require_quota, require_safe_url
 from market.outbox import enqueue
-from market.pagination import Page, SortKey, keyset_page
+from market.pagination import Page, SortKey, count_rows, keyset_page
 
 PUSH_TASK = "inventory.push_channel"
 PULL_TASK = "inventory.pull_channel"
@@ -159,17 +159,32 @@ def get_event(actor: Actor, channel_id: int, recorded_id: int) -> InboundEvent:
     return event
 
 
-def list_channels(
-    actor: Actor, *, limit: int, cursor: str | None = None, farm_id: int | None = None
-) -> Page[SalesChannel]:
-    """The caller's channels with their sync state; operators see all."""
+def _channels(actor: Actor, *, farm_id: int | None = None, in_error: bool | None = None) -> Select[tuple[SalesChannel]]:
     actor.require(Role.FARMER, Role.OPERATOR)
     stmt = select(SalesChannel).join(SalesChannel.farm)
     if not actor.has(Role.OPERATOR):
         stmt = stmt.where(Farm.owner_id == actor.user_id)
     if farm_id is not None:
         stmt = stmt.where(SalesChannel.farm_id == farm_id)
+    if in_error is not None:
+        # In error: an active channel whose last sync failed (a success clears the error).
+        failing = SalesChannel.active.is_(True) & SalesChannel.last_error.isnot(None)
+        stmt = stmt.where(failing if in_error else ~failing)
+    return stmt
+
+
+def list_channels(
+    actor: Actor, *, limit: int, cursor: str | None = None, farm_id: int | None = None, in_error: bool | None = None
+) -> Page[SalesChannel]:
+    """The caller's channels with their sync state; operators see all.
+    `in_error`: only the active channels whose last sync failed (or only the others)."""
+    stmt = _channels(actor, farm_id=farm_id, in_error=in_error).options(selectinload(SalesChannel.farm))
     return keyset_page(stmt, [SortKey(SalesChannel.id, "id")], limit=limit, cursor=cursor)
+
+
+def count_channels(actor: Actor, *, farm_id: int | None = None, in_error: bool | None = None) -> int:
+    """How many channels `list_channels` lists, over all its pages."""
+    return count_rows(_channels(actor, farm_id=farm_id, in_error=in_error))
 
 
 def _succeeded(channel: SalesChannel) -> None:

@@ -106,6 +106,15 @@ def list_webhook_deliveries(args: dict[str, Any], endpoint_id: int) -> Page[Webh
     return service.list_deliveries(current_actor(), endpoint_id, **args)
 
 
+@blp.route("/webhook-deliveries/failed", methods=["GET"])
+@blp.authenticated
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, page_schema(DeliverySchema))
+def list_failed_webhook_deliveries(args: dict[str, Any]) -> Page[WebhookDelivery]:
+    """Deliveries to any endpoint that failed and were not sent again, newest first (operators)"""
+    return service.list_failed_deliveries(current_actor(), **args)
+
+
 @blp.route(f"{ENDPOINT}/deliveries/<int:delivery_id>/redeliver", methods=["POST"])
 @blp.authenticated
 @blp.response(202, DeliverySchema)

@@ -67,6 +67,7 @@ class CreatedEndpointSchema(EndpointSchema):
 
 class DeliverySchema(ma.Schema):
     id = fields.Integer(required=True)
+    endpoint_id = fields.Integer(required=True)
     event_id = fields.String(attribute="occurrence", required=True)
     event = fields.String(required=True)
     status = fields.Enum(DeliveryStatus, by_value=True, required=True)

@@ -36,9 +36,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import current_app
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 
 from market.accounts import service as accounts
 from market.accounts.models import Role, User, UserRole
@@ -63,7 +63,7 @@ from market.notifications.outbound import UnsafeUrl, post_signed, require_quota,
 from market.notifications.templates import TEMPLATES, events_for, render
 from market.orders.models import Order, OrderPart
 from market.outbox import enqueue
-from market.pagination import Page, SortKey, keyset_page
+from market.pagination import Page, SortKey, count_rows, keyset_page
 from market.payments.models import Payment, Refund
 from market.payouts.models import Payout
 
@@ -694,6 +694,31 @@ def redeliver(actor: Actor, endpoint_id: int, delivery_id: int) -> WebhookDelive
         db.session.flush()
         enqueue(DELIVER_TASK, delivery_id=delivery.id)
     return delivery
+
+
+def _failed_deliveries(actor: Actor) -> Select[tuple[WebhookDelivery]]:
+    """Deliveries given up on (failed after their retries, or refused) and
+    not sent again since: a redelivery carries the same body, so a later
+    delivery of the same body to the same endpoint replaces the failed one."""
+    actor.require(Role.OPERATOR)
+    later = aliased(WebhookDelivery)
+    sent_again = exists().where(
+        later.endpoint_id == WebhookDelivery.endpoint_id,
+        later.id > WebhookDelivery.id,
+        later.payload == WebhookDelivery.payload,
+    )
+    return select(WebhookDelivery).where(WebhookDelivery.status == DeliveryStatus.FAILED, ~sent_again)
+
+
+def list_failed_deliveries(actor: Actor, *, limit: int, cursor: str | None = None) -> Page[WebhookDelivery]:
+    """Webhook deliveries that failed and were not sent again, newest first (operators)."""
+    stmt = _failed_deliveries(actor).options(selectinload(WebhookDelivery.endpoint))
+    return keyset_page(stmt, [SortKey(WebhookDelivery.id, "id", descending=True)], limit=limit, cursor=cursor)
+
+
+def count_failed_deliveries(actor: Actor) -> int:
+    """How many deliveries `list_failed_deliveries` lists, over all its pages."""
+    return count_rows(_failed_deliveries(actor))
 
 
 def list_notifications(actor: Actor, *, limit: int, cursor: str | None = None) -> Page[Notification]:

@@ -144,6 +144,19 @@ class OrderQuerySchema(PageArgsSchema):
     fulfilment_point_id = fields.Integer()
     created_from = fields.Date()
     created_to = fields.Date()
+    buyer = fields.String(
+        validate=validate.Length(min=1, max=120),
+        metadata={"description": "Text in the buyer's name, email or phone number (case aside)."},
+    )
+    farm = fields.String(
+        validate=validate.Length(min=1, max=120), metadata={"description": "Text in a farm's name (case aside)."}
+    )
+    overdue_for_pickup = fields.Boolean(
+        metadata={
+            "description": "Only orders overdue for pickup (true): waiting at their station more than "
+            "STATION_COLLECT_DAYS days since their last part arrived; or only the others (false)."
+        }
+    )
 
 
 class ReasonSchema(StrictSchema):

@@ -22,12 +22,13 @@ from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, se
 from sqlalchemy.orm import contains_eager, lazyload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
+from market.accounts import service as accounts
 from market.accounts.models import Role, User
 from market.auth import Actor
 from market.catalog import service as catalog
 from market.catalog.models import Farm, FarmStatus, FulfilmentPoint, Listing, ListingStatus
 from market.csv_export import kg, yuan
-from market.db import business_day_range, commit_keeping_state, local_time, unit_of_work, utcnow
+from market.db import business_day_range, commit_keeping_state, holds_text, local_time, unit_of_work, utcnow
 from market.errors import Conflict, DomainError, Invalid, NotFound
 from market.events import publish
 from market.extensions import db
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 PICKUP_CODE_DIGITS = 6
+PART_ARRIVED = "part.arrived"  # the event of a part taken in at its station
 UNPAID_STATUSES = (OrderStatus.PENDING_PAYMENT, OrderStatus.CONFIRMED)
 
 
@@ -180,6 +182,8 @@ def _order_options() -> list[Any]:
         selectinload(Order.lines),
         selectinload(Order.fulfilment_point),
         selectinload(Order.buyer),
+        # A view carries the order's events: loaded with the page, not one query per order.
+        selectinload(Order.events),
     ]
 
 
@@ -523,9 +527,19 @@ def _filtered(
     fulfilment_point_id: int | None = None,
     created_from: date | None = None,
     created_to: date | None = None,
+    overdue_for_pickup: bool | None = None,
+    buyer: str | None = None,
+    farm: str | None = None,
 ) -> Select[tuple[Order]]:
     """The orders the caller may see that pass an operator's filters."""
     stmt = select(Order).where(_visible(actor))
+    if buyer:
+        stmt = stmt.where(Order.buyer_id.in_(select(User.id).where(accounts.user_matching(buyer))))
+    if farm:
+        named = select(Farm.id).where(holds_text(Farm.name, farm))
+        stmt = stmt.where(exists().where(OrderPart.order_id == Order.id, OrderPart.farm_id.in_(named)))
+    if overdue_for_pickup is not None:
+        stmt = stmt.where(_overdue_for_pickup() if overdue_for_pickup else ~_overdue_for_pickup())
     if status is not None:
         stmt = stmt.where(Order.status == status)
     if farm_id is not None:
@@ -541,10 +555,23 @@ def _filtered(
     return stmt
 
 
+def _overdue_for_pickup(now: datetime | None = None) -> ColumnElement[bool]:
+    """Overdue for pickup: waiting at its station, its last part arrived
+    there more than STATION_COLLECT_DAYS days ago (the time an order paid in
+    cash on collection is given before it expires; a paid order does not
+    expire, so someone must call the buyer)."""
+    since = (now or utcnow()) - timedelta(days=current_app.config["STATION_COLLECT_DAYS"])
+    arrived_since = exists().where(
+        OrderEvent.order_id == Order.id, OrderEvent.type == PART_ARRIVED, OrderEvent.created_at > since
+    )
+    return (Order.status == OrderStatus.READY_FOR_PICKUP) & ~arrived_since
+
+
 def list_orders(actor: Actor, *, limit: int, cursor: str | None = None, **filters: Any) -> Page[OrderView]:
     """Orders the caller may see, newest first, with an operator's filters
     (`status`, `farm_id`, `buyer_id`, `fulfilment_point_id`, `created_from`,
-    `created_to`)."""
+    `created_to`, `overdue_for_pickup`; `buyer`: text in the buyer's name, email
+    or phone; `farm`: text in a farm's name)."""
     stmt = _filtered(actor, **filters).options(*_order_options())
     page = keyset_page(stmt, [SortKey(Order.id, "id", descending=True)], limit=limit, cursor=cursor)
     stations = _station_ids(actor)
@@ -704,7 +731,7 @@ def receive_part(actor: Actor, order_id: int, part_id: int) -> OrderView:
     order = _load(actor, order_id, lock=True)
     _require_station(actor, order)
     part = _part(order, part_id)
-    _advance_part(actor, order, part, part.mark_arrived, "part.arrived")
+    _advance_part(actor, order, part, part.mark_arrived, PART_ARRIVED)
     return _view(actor, order, _station_ids(actor))
 
 

@@ -86,6 +86,15 @@ def list_payments_needing_attention(args: dict[str, Any]) -> Page[Payment]:
     return service.list_attention(current_actor(), **args)
 
 
+@blp.route("/payments/holds-lapsing", methods=["GET"])
+@blp.authenticated
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, page_schema(PaymentSchema))
+def list_lapsing_payment_holds(args: dict[str, Any]) -> Page[Payment]:
+    """Card holds of open orders lapsing within HOLD_WARNING_HOURS, soonest first (operators)"""
+    return service.list_holds_lapsing(current_actor(), **args)
+
+
 @blp.route("/webhooks/stripe", methods=["POST"])
 @blp.response(200, WebhookResultSchema)
 @blp.alt_response(400, description="Bad, stale or future signature, or a malformed event; nothing was stored")

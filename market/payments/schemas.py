@@ -30,6 +30,9 @@ class PaymentSchema(ma.Schema):
         allow_none=True, required=True, metadata={"description": "For Stripe.js to confirm the card payment."}
     )
     failure_reason = fields.String(allow_none=True)
+    authorised_until = fields.DateTime(
+        allow_none=True, metadata={"description": "When the card hold lapses at the provider, while authorised."}
+    )
     attention = fields.String(allow_none=True)
     created_at = fields.DateTime(required=True)
 

@@ -135,6 +135,16 @@ def get_refund(actor: Actor, order_id: int, refund_id: int) -> Refund:
     return refund
 
 
+def refundable(actor: Actor, order_id: int) -> list[LineRefund]:
+    """What is left to refund of each paid line of an order, in grams
+    (operators): captured, less what was refunded or is being refunded."""
+    actor.require(Role.OPERATOR)
+    payment = db.session.scalars(select(Payment).where(Payment.order_id == order_id)).one_or_none()
+    if payment is None or payment.status != PaymentStatus.CAPTURED:
+        return []
+    return _left_to_refund(payment.captured_lines)
+
+
 def _needing_attention(actor: Actor) -> Select[tuple[Payment]]:
     actor.require(Role.OPERATOR)
     return select(Payment).where(Payment.attention.isnot(None))
@@ -148,6 +158,33 @@ def list_attention(actor: Actor, *, limit: int, cursor: str | None = None) -> Pa
 def count_attention(actor: Actor) -> int:
     """How many payments `list_attention` lists, over all its pages."""
     return count_rows(_needing_attention(actor))
+
+
+def _holds_lapsing_by(moment: datetime) -> Select[tuple[Payment]]:
+    """Card holds of open orders that lapse at the provider by `moment`."""
+    return select(Payment).where(
+        Payment.provider == Provider.STRIPE,
+        Payment.status == PaymentStatus.AUTHORISED,
+        Payment.order_id.in_(select(Order.id).where(Order.status.not_in(CLOSED))),
+        Payment.authorised_until <= moment,
+    )
+
+
+def _lapsing_soon(actor: Actor) -> Select[tuple[Payment]]:
+    actor.require(Role.OPERATOR)
+    return _holds_lapsing_by(utcnow() + timedelta(hours=current_app.config["HOLD_WARNING_HOURS"]))
+
+
+def list_holds_lapsing(actor: Actor, *, limit: int, cursor: str | None = None) -> Page[Payment]:
+    """Card holds of open orders lapsing within HOLD_WARNING_HOURS (the
+    window `watch_holds` warns in), soonest first, for operators."""
+    keys = [SortKey(Payment.authorised_until, "authorised_until"), SortKey(Payment.id, "id")]
+    return keyset_page(_lapsing_soon(actor), keys, limit=limit, cursor=cursor)
+
+
+def count_holds_lapsing(actor: Actor) -> int:
+    """How many holds `list_holds_lapsing` lists, over all its pages."""
+    return count_rows(_lapsing_soon(actor))
 
 
 def flag(order_id: int, problem: str) -> None:
@@ -410,16 +447,14 @@ def watch_holds(now: datetime | None = None) -> dict[str, int]:
     on the next run. Returns how many of each were done."""
     now = now or utcnow()
     warn_before = now + timedelta(hours=current_app.config["HOLD_WARNING_HOURS"])
-    held = (Payment.provider == Provider.STRIPE, Payment.status == PaymentStatus.AUTHORISED)
     open_order = Payment.order_id.in_(select(Order.id).where(Order.status.not_in(CLOSED)))
     to_warn = db.session.scalars(
-        select(Payment.order_id)
-        .where(*held, open_order, Payment.authorised_until <= warn_before, Payment.hold_warned_at.is_(None))
+        _holds_lapsing_by(warn_before)
+        .where(Payment.hold_warned_at.is_(None))
         .order_by(Payment.authorised_until)
+        .with_only_columns(Payment.order_id)
     ).all()
-    overdue = db.session.scalars(
-        select(Payment.order_id).where(*held, open_order, Payment.authorised_until <= now)
-    ).all()
+    overdue = db.session.scalars(_holds_lapsing_by(now).with_only_columns(Payment.order_id)).all()
     unrenewed = db.session.scalars(
         select(Payment.order_id).where(Payment.status.in_(AWAITING_RENEWAL), open_order, Payment.renew_by <= now)
     ).all()

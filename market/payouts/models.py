@@ -209,6 +209,11 @@ class Payout(db.Model):  # type: ignore[name-defined]
     attention: Mapped[str | None] = mapped_column(
         Text, doc="Set when a worker gave up after its retries; operators must look."
     )
+    flag_note: Mapped[str | None] = mapped_column(
+        Text, doc="Set when an operator flagged the failed transfer for follow-up: what is being looked into."
+    )
+    flagged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    flagged_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now(), onupdate=utcnow)
@@ -238,12 +243,23 @@ class Payout(db.Model):  # type: ignore[name-defined]
         self.failure_reason = reason[:2000]
 
     def retry(self) -> None:
+        """Send a failed payout again; sending it again ends any follow-up it was flagged for."""
         if self.status != PayoutStatus.FAILED:
             raise _refuse(f"Payout {self.id}", self.status, "retried")
         self.status = PayoutStatus.PENDING
         self.transfer_attempts += 1
         self.transfer_requested_at = None
         self.attention = None
+        self.flag_note = self.flagged_at = self.flagged_by_id = None
+
+    def flag_for_follow_up(self, note: str, by_id: int) -> None:
+        """An operator marks the failed transfer as being looked into, with a
+        note (flagging it again replaces the note)."""
+        if self.status != PayoutStatus.FAILED:
+            raise _refuse(f"Payout {self.id}", self.status, "flagged for follow-up")
+        self.flag_note = note
+        self.flagged_at = utcnow()
+        self.flagged_by_id = by_id
 
     def confirm(self, bank_reference: str) -> None:
         if self.method != PayoutMethod.BANK_TRANSFER:

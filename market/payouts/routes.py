@@ -10,6 +10,7 @@ from market.payouts import service
 from market.payouts.models import Payout, PayoutAccount, PayoutRun
 from market.payouts.schemas import (
     ConfirmSchema,
+    FlagSchema,
     PayoutAccountRequestSchema,
     PayoutAccountSchema,
     PayoutQuerySchema,
@@ -122,6 +123,17 @@ def download_payout_statement(payout_id: int) -> Response:
 def confirm_payout(body: dict[str, Any], payout_id: int) -> Payout:
     """Confirm a bank-file payout was executed (operators)"""
     return service.confirm_bank_transfer(current_actor(), payout_id, **body)
+
+
+@blp.route("/payouts/<int:payout_id>/flag", methods=["POST"])
+@blp.authenticated
+@blp.arguments(FlagSchema)
+@blp.response(200, PayoutSchema)
+@blp.alt_response(404, description="No such payout")
+@blp.alt_response(409, description="The payout has not failed")
+def flag_payout(body: dict[str, Any], payout_id: int) -> Payout:
+    """Flag a failed transfer as needing investigation, with a note (operators); sending it again clears the flag"""
+    return service.flag_for_follow_up(current_actor(), payout_id, **body)
 
 
 @blp.route("/payouts/<int:payout_id>/retry", methods=["POST"])

@@ -3,7 +3,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from market.api import StrictSchema
+from market.api import StrictSchema, free_text
 from market.catalog.models import PayoutMethod
 from market.pagination import PageArgsSchema
 from market.payouts.models import PayoutStatus, ReversalStatus, SkipReason
@@ -131,6 +131,11 @@ class PayoutSchema(ma.Schema):
     bank_reference = fields.String(allow_none=True)
     failure_reason = fields.String(allow_none=True)
     attention = fields.String(allow_none=True)
+    flag_note = fields.String(
+        allow_none=True, metadata={"description": "Set while an operator follows a failed transfer up: why."}
+    )
+    flagged_at = fields.DateTime(allow_none=True)
+    flagged_by_id = fields.Integer(allow_none=True)
     paid_at = fields.DateTime(allow_none=True)
     created_at = fields.DateTime(required=True)
 
@@ -189,3 +194,11 @@ class StatementSchema(ma.Schema):
 
 class ConfirmSchema(StrictSchema):
     bank_reference = fields.String(required=True, validate=validate.Length(min=1, max=255))
+
+
+class FlagSchema(StrictSchema):
+    note = free_text(
+        required=True,
+        validate=validate.Length(min=1, max=1000),
+        metadata={"description": "What is being looked into (a wrong account, a bank's return)."},
+    )

@@ -194,6 +194,16 @@ def retry_payout(actor: Actor, payout_id: int) -> Payout:
     return payout
 
 
+def flag_for_follow_up(actor: Actor, payout_id: int, *, note: str) -> Payout:
+    """An operator flags a failed transfer as needing investigation, with a
+    note; it stays failed (and on the attention list) until sent again."""
+    actor.require(Role.OPERATOR)
+    with unit_of_work():
+        payout = _payout(payout_id, lock=True)
+        payout.flag_for_follow_up(note, actor.user_id)
+    return payout
+
+
 def confirm_bank_transfer(actor: Actor, payout_id: int, *, bank_reference: str) -> Payout:
     """An operator confirms a bank-file payout was executed."""
     actor.require(Role.OPERATOR)

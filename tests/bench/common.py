@@ -181,7 +181,6 @@ def seed(url: str, *, listings: int, stock_g: int) -> None:
     password_hash = PasswordHasher().hash("bench-password")
     counties = "ARRAY[" + ",".join(f"'{c}'" for c in COUNTIES) + "]"
     provinces = "ARRAY[" + ",".join(f"'{PROVINCES.get(c, '江西省')}'" for c in COUNTIES) + "]"
-    products = "ARRAY[" + ",".join(f"'{p}'" for p in PRODUCTS) + "]"
     with psycopg.connect(plain_url(url)) as conn:
         conn.execute(
             """INSERT INTO users (id, email, name, language, password_hash)
@@ -219,21 +218,7 @@ def seed(url: str, *, listings: int, stock_g: int) -> None:
                VALUES (%s, 'county_centre', 'Xunwu county centre', '寻乌县', '江西省', '长宁镇', '08:00-18:00')""",
             (POINT_ID,),
         )
-        # Listing i belongs to farm 1 + i % FARMS, so a farm's listings are
-        # spread over the id range as they would be in real life.
-        conn.execute(
-            f"""INSERT INTO listings (farm_id, category_id, sku, product_name, variety, grade, origin_county,
-                                      price_per_kg, stock_g, min_order_g, step_g, description, photo_urls,
-                                      harvest_date, status)
-                SELECT 1 + i %% {FARMS}, 1 + i %% {len(CATEGORIES)}, 'SKU-' || i,
-                       ({products})[1 + i %% {len(PRODUCTS)}], 'Variety ' || (i %% 13), 'A',
-                       ({counties})[1 + (1 + i %% {FARMS}) %% {len(COUNTIES)}],
-                       500 + (i::bigint * 7919) %% 5000, %s, 1000, 500, '', '[]',
-                       DATE '2026-11-01' - (i %% 180),
-                       CASE WHEN i %% 50 = 0 THEN 'paused' ELSE 'active' END
-                FROM generate_series(1, %s) AS i""",  # noqa: S608 (module constants only)
-            (stock_g, listings),
-        )
+        insert_listings(conn, listings=listings, stock_g=stock_g, farms=FARMS)
         for table_name in ("users", "categories", "farms", "fulfilment_points"):
             # The ids above were given explicitly; move each sequence past them.
             conn.execute(
@@ -243,6 +228,31 @@ def seed(url: str, *, listings: int, stock_g: int) -> None:
                 (table_name,),
             )
         conn.execute("ANALYZE")
+
+
+def insert_listings(
+    conn: psycopg.Connection[Any], *, listings: int, stock_g: int, farms: int, sku_prefix: str = "SKU-"
+) -> None:
+    """`listings` listings (one in 50 paused) over farms 1 to `farms` and
+    the CATEGORIES (ids 1 up), with `stock_g` each, in one statement; their
+    SKUs are `sku_prefix` and a number."""
+    counties = "ARRAY[" + ",".join(f"'{c}'" for c in COUNTIES) + "]"
+    products = "ARRAY[" + ",".join(f"'{p}'" for p in PRODUCTS) + "]"
+    # Listing i belongs to farm 1 + i % farms, so a farm's listings are
+    # spread over the id range as they would be in real life.
+    conn.execute(
+        f"""INSERT INTO listings (farm_id, category_id, sku, product_name, variety, grade, origin_county,
+                                  price_per_kg, stock_g, min_order_g, step_g, description, photo_urls,
+                                  harvest_date, status)
+            SELECT 1 + i %% {farms}, 1 + i %% {len(CATEGORIES)}, %s || i,
+                   ({products})[1 + i %% {len(PRODUCTS)}], 'Variety ' || (i %% 13), 'A',
+                   ({counties})[1 + (1 + i %% {farms}) %% {len(COUNTIES)}],
+                   500 + (i::bigint * 7919) %% 5000, %s, 1000, 500, '', '[]',
+                   DATE '2026-11-01' - (i %% 180),
+                   CASE WHEN i %% 50 = 0 THEN 'paused' ELSE 'active' END
+            FROM generate_series(1, %s) AS i""",  # noqa: S608 (module constants only)
+        (sku_prefix, stock_g, listings),
+    )
 
 
 def active_listing_ids(url: str) -> list[int]:

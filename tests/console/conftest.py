@@ -9,6 +9,7 @@ from flask.testing import FlaskClient
 
 from market.accounts.models import Role, User
 from tests.factories import PASSWORD, UserFactory
+from tests.payments.conftest import fake_stripe, stripe_server  # noqa: F401 (fixtures for the card holds)
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 

@@ -23,6 +23,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
+from sqlalchemy import select, update
 from werkzeug.serving import make_server
 
 import config
@@ -33,10 +34,11 @@ from market.db import business_today
 from market.extensions import db
 from market.orders.models import OrderStatus
 from market.payments import service as payments
+from market.payouts.models import Payout, PayoutStatus
 from tests.conftest import REQUIRE_SERVICES
-from tests.console.test_pages import api_count
+from tests.console.test_pages import api_count, channel_in_error, failed_delivery, overdue_order
 from tests.factories import PASSWORD, FarmFactory, UserFactory
-from tests.payouts.conftest import operator
+from tests.payouts.conftest import operator, settled_order
 from tests.ports import free_port
 from tests.reports.test_impact import scenario
 from tests.shop import Shop, place
@@ -203,6 +205,8 @@ def test_an_operator_walks_every_page_and_sees_the_apis_figures(
 
     _walk_impact_and_reconciliation(browser, live, client, shop, totals)
     _walk_people_and_places(browser, live, client, shop, pending.id)
+    _walk_attention(browser, live, client, shop)
+    _walk_refund_flag_and_points(browser, live, client, shop)
 
     # Sign out: the console is closed again.
     _follow(browser, browser.find_element(By.ID, "sign-out"))
@@ -272,4 +276,107 @@ def _walk_people_and_places(browser: WebDriver, live: str, client: FlaskClient, 
     _follow(browser, browser.find_element(By.CSS_SELECTOR, f"#farm-{farm_id} button.verify"))
     assert browser.find_element(By.ID, "notice")
     assert _api(client, shop, f"/api/v1/farms/{farm_id}")["status"] == "verified"
+    _no_console_errors(browser)
+
+
+def _walk_attention(browser: WebDriver, live: str, client: FlaskClient, shop: Shop) -> None:
+    """Today's attention list: overdue pickups, failed webhook deliveries,
+    sales channels in error, each number leading to its list."""
+    overdue = overdue_order(client, shop)
+    delivery = failed_delivery(shop)
+    channel = channel_in_error(shop)
+    _open(browser, f"{live}/console/", "Today")
+    assert (
+        _value(browser, "overdue-for-pickup")
+        == api_count(client, shop, "/api/v1/orders", overdue_for_pickup="true")
+        == 1
+    )
+    assert _value(browser, "failed-deliveries") == api_count(client, shop, "/api/v1/webhook-deliveries/failed") == 1
+    assert _value(browser, "channels-in-error") == api_count(client, shop, "/api/v1/sales-channels", in_error="true")
+    assert _value(browser, "holds-lapsing") == api_count(client, shop, "/api/v1/payments/holds-lapsing") == 0
+    _shot(browser, "today-attention")
+
+    _follow(browser, browser.find_element(By.ID, "overdue-for-pickup"))
+    assert _value(browser, "order-count") == 1
+    assert browser.find_elements(By.ID, f"order-{overdue['id']}")
+    assert browser.find_element(By.ID, "filter-overdue").is_selected()
+
+    _open(browser, f"{live}/console/", "Today")
+    _follow(browser, browser.find_element(By.ID, "channels-in-error"))
+    assert "HTTP 500" in browser.find_element(By.ID, f"channel-{channel.id}").text
+    _shot(browser, "channels-in-error")
+
+    _open(browser, f"{live}/console/", "Today")
+    _follow(browser, browser.find_element(By.ID, "holds-lapsing"))
+    assert "Card holds about to lapse" in browser.find_element(By.TAG_NAME, "h1").text
+
+    _open(browser, f"{live}/console/", "Today")
+    _follow(browser, browser.find_element(By.ID, "failed-deliveries"))
+    _shot(browser, "webhook-deliveries")
+    _follow(browser, browser.find_element(By.ID, f"redeliver-{delivery.id}"))
+    assert browser.find_element(By.ID, "notice")
+    assert not browser.find_elements(By.ID, f"delivery-{delivery.id}")
+    assert api_count(client, shop, "/api/v1/webhook-deliveries/failed") == 0
+    _no_console_errors(browser)
+
+
+def _walk_refund_flag_and_points(browser: WebDriver, live: str, client: FlaskClient, shop: Shop) -> None:
+    """Orders found by the buyer's name; a line refunded after a
+    confirmation; a failed transfer flagged; a station made."""
+    order = settled_order(client, shop, (shop.pomelos, 1000))
+    _open(browser, f"{live}/console/orders", "Orders")
+    browser.find_element(By.ID, "filter-buyer").send_keys(shop.buyer.name.upper())
+    browser.find_element(By.ID, "filter").click()
+    WebDriverWait(browser, WAIT_SECONDS).until(lambda b: "buyer=" in b.current_url)
+    WebDriverWait(browser, WAIT_SECONDS).until(lambda b: b.find_elements(By.ID, f"order-{order['id']}"))
+    assert _value(browser, "order-count") == api_count(client, shop, "/api/v1/orders", buyer=shop.buyer.name.upper())
+
+    line_id = order["parts"][0]["lines"][0]["id"]
+    _open(browser, f"{live}/console/orders/{order['id']}", f"Order #{order['id']}")
+    browser.find_element(By.ID, f"refund-grams-{line_id}").send_keys("250")
+    browser.find_element(By.ID, "refund-reason").send_keys("Two pomelos were split.")
+    _follow(browser, browser.find_element(By.ID, "refund"))
+    assert "0.250 kg" in browser.find_element(By.ID, "refund-asked").text
+    assert _api(client, shop, f"/api/v1/orders/{order['id']}/refunds")["items"] == []  # not before it is confirmed
+    _shot(browser, "refund-confirm")
+    _follow(browser, browser.find_element(By.ID, "refund-confirm"))
+    assert browser.find_element(By.ID, "notice")
+    (refund,) = _api(client, shop, f"/api/v1/orders/{order['id']}/refunds")["items"]
+    assert (
+        int(
+            browser.find_element(By.CSS_SELECTOR, f"#refund-{refund['id']} td[data-value]").get_attribute("data-value")
+            or ""
+        )
+        == refund["amount"]
+    )
+
+    # A transfer the bank returned is flagged for follow-up with a note.
+    payout = db.session.scalars(select(Payout).order_by(Payout.id)).first()
+    assert payout is not None
+    db.session.execute(update(Payout).where(Payout.id == payout.id).values(status=PayoutStatus.FAILED))
+    db.session.commit()
+    _open(browser, f"{live}/console/payout-runs/{payout.run_id}", "Payout run")
+    browser.find_element(By.ID, f"flag-note-{payout.id}").send_keys("The account was closed; calling the farm.")
+    _follow(browser, browser.find_element(By.ID, f"flag-button-{payout.id}"))
+    assert "calling the farm" in browser.find_element(By.ID, f"flag-{payout.id}").text
+    assert _api(client, shop, f"/api/v1/payouts/{payout.id}")["payout"]["flag_note"].startswith("The account")
+    _shot(browser, "payout-flagged")
+
+    # A station under the shop's county centre.
+    _open(browser, f"{live}/console/points", "Fulfilment points")
+    _follow(browser, browser.find_element(By.ID, "new-point"))
+    for field, text in (
+        ("name", "Zhoutian station"),
+        ("province", "江西"),
+        ("county", "会昌"),
+        ("address", "2 Bridge Rd"),
+    ):
+        browser.find_element(By.ID, f"point-{field}").send_keys(text)
+    browser.find_element(By.CSS_SELECTOR, "#point-kind option[value='village_station']").click()
+    browser.find_element(By.ID, "point-parent").send_keys(str(shop.station.parent_id))
+    _shot(browser, "point-form")
+    _follow(browser, browser.find_element(By.ID, "point-save"))
+    assert browser.find_element(By.ID, "notice")
+    made = _api(client, shop, f"/api/v1/fulfilment-points?parent_id={shop.station.parent_id}&county=会昌")["items"]
+    assert [point["name"] for point in made] == ["Zhoutian station"]
     _no_console_errors(browser)

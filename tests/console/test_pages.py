@@ -5,25 +5,35 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
-from market.catalog.models import FarmStatus
+from market import console as console_package
+from market.catalog.models import FarmStatus, FulfilmentPointKind
 from market.console.i18n import MESSAGES
 from market.console.views import OPEN_STATES
 from market.db import business_today, utcnow
 from market.extensions import db
-from market.orders.models import OrderStatus
+from market.inventory.models import SalesChannel
+from market.notifications.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from market.orders.models import OrderEvent, OrderStatus
 from market.payments import service as payments
+from market.payments.models import Payment
 from market.payouts import service as payouts
 from market.payouts.models import Payout, PayoutStatus
 from market.reconciliation import service as reconciliation
 from tests.console.conftest import csrf_token
 from tests.factories import FarmFactory, UserFactory
+from tests.fakes.stripe_server import FakeStripe, FakeStripeServer
+from tests.orders.test_lifecycle import ready_order
+from tests.payments.conftest import stripe_settings
+from tests.payments.test_stripe_payments import paid_order
 from tests.payouts.conftest import bank_details, operator, run, settled_order
 from tests.reports.test_impact import scenario
 from tests.shop import Shop, place
@@ -158,8 +168,20 @@ def test_pages_speak_the_operators_language(client: FlaskClient) -> None:
     assert 'lang="zh-CN"' in page
 
 
-def test_every_order_status_has_its_words_in_both_languages() -> None:
+def test_every_word_has_chinese_and_english_and_every_word_a_page_asks_for_exists() -> None:
+    assert [key for key, (zh, en) in MESSAGES.items() if not (zh.strip() and en.strip())] == []
+    templates = Path(console_package.__file__).parent / "templates" / "console"
+    asked = {
+        key
+        for page in templates.glob("*.html")
+        for key in re.findall(r"""\bt\(["']([a-z_.]+)["']\)""", page.read_text())
+    }
+    assert asked and sorted(asked - set(MESSAGES)) == []
+
+
+def test_every_order_status_and_point_kind_has_its_words_in_both_languages() -> None:
     missing = [status for status in OrderStatus if f"status.{status.value}" not in MESSAGES]
+    missing += [kind for kind in FulfilmentPointKind if f"kind.{kind.value}" not in MESSAGES]
     assert missing == []
 
 
@@ -267,3 +289,237 @@ def test_a_payout_run_is_made_its_bank_file_read_and_its_transfer_confirmed(cons
     assert data_value(console.get("/console/").get_data(as_text=True), "payouts-attention") == 0
     payouts.flag(payout["id"], "The bank returned the transfer.")
     assert data_value(console.get("/console/").get_data(as_text=True), "payouts-attention") == 1
+
+
+def overdue_order(client: FlaskClient, shop: Shop) -> dict[str, Any]:
+    """An order waiting at its station, its part arrived STATION_COLLECT_DAYS and an hour ago."""
+    order = ready_order(client, shop)
+    days = client.application.config["STATION_COLLECT_DAYS"]
+    db.session.execute(
+        update(OrderEvent)
+        .where(OrderEvent.order_id == order["id"], OrderEvent.type == "part.arrived")
+        .values(created_at=utcnow() - timedelta(days=days, hours=1))
+    )
+    db.session.commit()
+    return order
+
+
+def channel_in_error(shop: Shop) -> SalesChannel:
+    """A channel of the orchard whose last push failed, beside one that is fine."""
+    failing = SalesChannel(
+        farm_id=shop.orchard.id, name="WeChat shop", push_url="https://shop.example.test/stock", secret="s"
+    )
+    failing.last_error, failing.last_error_at = "The shop answered HTTP 500.", utcnow()
+    db.session.add_all([failing, SalesChannel(farm_id=shop.orchard.id, name="Fine shop", secret="s")])
+    db.session.commit()
+    return failing
+
+
+def failed_delivery(shop: Shop) -> WebhookDelivery:
+    """A delivery a worker gave up on, to an endpoint of the orchard's owner."""
+    endpoint = WebhookEndpoint(
+        user_id=shop.orchard.owner_id, url="https://hooks.example.test/market", event_types=["order.paid"], secret="s"
+    )
+    delivery = WebhookDelivery(
+        occurrence="outbox-1",
+        endpoint=endpoint,
+        event="order.paid",
+        payload='{"id": "outbox-1"}',
+        status=DeliveryStatus.FAILED,
+        attempts=8,
+        response_status=503,
+        last_error="The endpoint answered HTTP 503.",
+    )
+    db.session.add(delivery)
+    db.session.commit()
+    return delivery
+
+
+def test_today_lists_overdue_pickups_failed_deliveries_and_channels_in_error_as_the_api(
+    console: FlaskClient, shop: Shop
+) -> None:
+    waiting, overdue = ready_order(console, shop), overdue_order(console, shop)
+    delivery = failed_delivery(shop)
+    failing = channel_in_error(shop)
+
+    page = console.get("/console/").get_data(as_text=True)
+    overdue_count = api_count(console, shop, "/api/v1/orders", overdue_for_pickup="true")
+    assert data_value(page, "overdue-for-pickup") == overdue_count == 1
+    assert data_value(page, "state-ready_for_pickup") == 2  # overdue ones are still waiting
+    failed = api_count(console, shop, "/api/v1/webhook-deliveries/failed")
+    assert data_value(page, "failed-deliveries") == failed == 1
+    in_error = api_count(console, shop, "/api/v1/sales-channels", in_error="true")
+    assert data_value(page, "channels-in-error") == in_error == 1
+    assert 'href="/console/orders?overdue_for_pickup=true"' in page
+
+    listed = console.get("/console/orders?overdue_for_pickup=true").get_data(as_text=True)
+    assert data_value(listed, "order-count") == 1
+    assert f'id="order-{overdue["id"]}"' in listed
+    assert f'id="order-{waiting["id"]}"' not in listed
+    channels = console.get("/console/attention/sales-channels").get_data(as_text=True)
+    assert f'id="channel-{failing.id}"' in channels
+    assert "HTTP 500" in channels
+
+    # The failed delivery is sent again through the API's rule: a new entry, and the failed one leaves the list.
+    deliveries = console.get("/console/attention/webhook-deliveries").get_data(as_text=True)
+    assert f'id="delivery-{delivery.id}"' in deliveries
+    again = f"/console/webhook-endpoints/{delivery.endpoint_id}/deliveries/{delivery.id}/redeliver"
+    token = csrf_token(console, "/console/attention/webhook-deliveries")
+    assert console.post(again, data={"csrf_token": token}).status_code == 302
+    assert db.session.scalars(select(func.count(WebhookDelivery.id))).one() == 2
+    assert data_value(console.get("/console/").get_data(as_text=True), "failed-deliveries") == 0
+    wrong_endpoint = f"/console/webhook-endpoints/{delivery.endpoint_id + 1}/deliveries/{delivery.id}/redeliver"
+    assert console.post(wrong_endpoint, data={"csrf_token": token}).status_code == 404
+
+
+class TestCardHolds:
+    @pytest.fixture
+    def app_overrides(self, stripe_server: FakeStripeServer) -> dict[str, Any]:
+        return stripe_settings(stripe_server)
+
+    def test_holds_about_to_lapse_are_counted_and_listed_as_the_api(
+        self, console: FlaskClient, fake_stripe: FakeStripe, shop: Shop
+    ) -> None:
+        soon, later = paid_order(console, fake_stripe, shop)[0], paid_order(console, fake_stripe, shop)[0]
+        hours = console.application.config["HOLD_WARNING_HOURS"]
+        for order_id, until in ((soon["id"], hours - 1), (later["id"], hours + 1)):
+            lapses = utcnow() + timedelta(hours=until)
+            db.session.execute(update(Payment).where(Payment.order_id == order_id).values(authorised_until=lapses))
+        db.session.commit()
+        page = console.get("/console/").get_data(as_text=True)
+        assert data_value(page, "holds-lapsing") == api_count(console, shop, "/api/v1/payments/holds-lapsing") == 1
+        listed = console.get("/console/attention/holds").get_data(as_text=True)
+        assert f'id="hold-{soon["id"]}"' in listed
+        assert f'id="hold-{later["id"]}"' not in listed
+
+
+@pytest.mark.parametrize("app_overrides", [{"PAYOUT_HOLD_DAYS": 0}])
+def test_a_failed_transfer_is_flagged_for_follow_up_with_a_note_as_the_api_does(
+    console: FlaskClient, shop: Shop
+) -> None:
+    bank_details(console, shop, shop.orchard.id)
+    settled_order(console, shop, (shop.oranges, 2000))
+    assert run(console, shop).status_code == 201
+    payout = db.session.scalars(select(Payout)).one()
+    api = f"/api/v1/payouts/{payout.id}"
+    # Not failed: there is nothing to follow up, at the API as on the page.
+    refused = console.post(f"{api}/flag", json={"note": "Why?"}, headers=shop.operator_h)
+    assert refused.status_code == 409
+    db.session.execute(
+        update(Payout)
+        .where(Payout.id == payout.id)
+        .values(status=PayoutStatus.FAILED, failure_reason="The bank returned the transfer.")
+    )
+    db.session.commit()
+
+    page = f"/console/payout-runs/{payout.run_id}"
+    token = csrf_token(console, page)
+    flag = f"/console/payouts/{payout.id}/flag"
+    blank = console.post(flag, data={"csrf_token": token, "note": "  "})
+    assert blank.status_code == 422
+    assert "note" in blank.get_data(as_text=True)
+    assert console.get(api, headers=shop.operator_h).json["payout"]["flag_note"] is None
+    note = "The account number has a digit too many; asked the farm for it."
+    assert console.post(flag, data={"csrf_token": token, "note": note}).status_code == 302
+    flagged = console.get(api, headers=shop.operator_h).json["payout"]
+    assert flagged["flag_note"] == note
+    assert flagged["status"] == "failed"
+    shown = console.get(page).get_data(as_text=True)
+    assert f'id="flag-{payout.id}"' in shown
+    assert note in shown
+    # Still failed, so still on Today's attention list until it is sent again.
+    assert data_value(console.get("/console/").get_data(as_text=True), "payouts-attention") == 1
+
+
+def test_orders_are_found_by_the_buyers_name_email_or_phone_and_by_farm_name_as_the_api(
+    console: FlaskClient, shop: Shop
+) -> None:
+    oranges = place(console, shop, (shop.oranges, 2000))
+    nuts = place(console, shop, (shop.nuts, 1000))
+    buyer = shop.buyer
+    buyer.phone = "+8613912345678"
+    db.session.commit()
+    for text in (buyer.name.upper(), buyer.email.split("@")[0], "2345678"):
+        page = console.get("/console/orders", query_string={"buyer": text}).get_data(as_text=True)
+        assert data_value(page, "order-count") == api_count(console, shop, "/api/v1/orders", buyer=text) == 2
+    assert data_value(console.get("/console/orders?buyer=%25").get_data(as_text=True), "order-count") == 0
+
+    farm = shop.chestnuts.name[1:].lower()
+    page = console.get("/console/orders", query_string={"farm": farm}).get_data(as_text=True)
+    assert data_value(page, "order-count") == api_count(console, shop, "/api/v1/orders", farm=farm) == 1
+    assert f'id="order-{nuts["id"]}"' in page
+    assert f'id="order-{oranges["id"]}"' not in page
+
+
+def test_a_paid_line_is_refunded_with_a_reason_after_a_confirmation_through_the_apis_rule(
+    console: FlaskClient, shop: Shop
+) -> None:
+    order = settled_order(console, shop, (shop.oranges, 2000))
+    line_id = order["parts"][0]["lines"][0]["id"]
+    path = f"/console/orders/{order['id']}"
+    page = console.get(path).get_data(as_text=True)
+    left = page.split(f'id="refundable-{line_id}"', 1)[1]
+    assert 'data-value="2000"' in left.split("</tr>", 1)[0]
+    token = csrf_token(console, path)
+    refunds = f"/api/v1/orders/{order['id']}/refunds"
+
+    ask = {"csrf_token": token, f"grams-{line_id}": "500", "reason": "Bruised on the way"}
+    for wrong in ({"reason": " "}, {f"grams-{line_id}": "half"}, {f"grams-{line_id}": ""}):
+        assert console.post(f"{path}/refund", data=ask | wrong).status_code == 422
+    shown = console.post(f"{path}/refund", data=ask)
+    assert shown.status_code == 200  # what will be refunded, to confirm: nothing refunded yet
+    assert 'id="refund-confirm"' in shown.get_data(as_text=True)
+    assert console.get(refunds, headers=shop.operator_h).json["items"] == []
+
+    too_much = ask | {"confirmed": "yes", f"grams-{line_id}": "2001"}
+    refused = console.post(f"{path}/refund", data=too_much)
+    assert refused.status_code == 422  # the service's rule: at most what is left
+    assert "2000 g" in refused.get_data(as_text=True)
+    assert console.post(f"{path}/refund", data=ask | {"confirmed": "yes"}).status_code == 302
+    (refund,) = console.get(refunds, headers=shop.operator_h).json["items"]
+    assert (refund["reason"], refund["lines"][0]["grams"]) == ("Bruised on the way", 500)
+    page = console.get(path).get_data(as_text=True)
+    assert f'id="refund-{refund["id"]}"' in page
+    assert 'data-value="1500"' in page.split(f'id="refundable-{line_id}"', 1)[1].split("</tr>", 1)[0]
+
+    everything = {"csrf_token": token, "everything": "yes", "reason": "Whole box spoiled", "confirmed": "yes"}
+    assert console.post(f"{path}/refund", data=everything).status_code == 302
+    assert len(console.get(refunds, headers=shop.operator_h).json["items"]) == 2
+    assert f'id="refundable-{line_id}"' not in console.get(path).get_data(as_text=True)
+
+
+def test_fulfilment_points_are_made_and_edited_through_the_apis_rules(console: FlaskClient, shop: Shop) -> None:
+    token = csrf_token(console, "/console/points/new")
+    count = api_count(console, shop, "/api/v1/fulfilment-points")
+    centre = {"kind": "county_centre", "name": "Huichang centre", "province": "江西", "county": "会昌"}
+    centre |= {"address": "1 Market St", "csrf_token": token}
+    assert console.post("/console/points", data=centre).status_code == 302
+    (made,) = console.get("/api/v1/fulfilment-points", query_string={"county": "会昌"}, headers=shop.operator_h).json[
+        "items"
+    ]
+    assert (made["kind"], made["parent_id"], made["village"]) == ("county_centre", None, None)
+
+    station = centre | {"kind": "village_station", "name": "Zhoutian station", "village": "周田"}
+    refused = console.post("/console/points", data=station)  # a station needs its county centre
+    assert refused.status_code == 422
+    assert "parent_id" in refused.get_data(as_text=True)
+    wrong_parent = console.post("/console/points", data=station | {"parent_id": str(shop.station.id)})
+    assert wrong_parent.status_code == 422  # a station is not a centre
+    assert console.post("/console/points", data=station | {"parent_id": "x"}).status_code == 422
+    assert api_count(console, shop, "/api/v1/fulfilment-points") == count + 1
+    assert console.post("/console/points", data=station | {"parent_id": str(made["id"])}).status_code == 302
+    points = console.get("/api/v1/fulfilment-points", query_string={"parent_id": made["id"]}, headers=shop.operator_h)
+    (new_station,) = points.json["items"]
+    assert new_station["village"] == "周田"
+
+    form = console.get(f"/console/points/{new_station['id']}/edit").get_data(as_text=True)
+    assert 'value="Zhoutian station"' in form
+    edit = {"name": "Zhoutian east station", "village": "", "parent_id": str(made["id"]), "csrf_token": token}
+    assert console.post(f"/console/points/{new_station['id']}", data=edit).status_code == 302
+    edited = console.get(f"/api/v1/fulfilment-points/{new_station['id']}", headers=shop.operator_h).json
+    assert (edited["name"], edited["village"], edited["county"]) == ("Zhoutian east station", None, "会昌")
+    cleared = edit | {"parent_id": ""}  # a station keeps its centre
+    assert console.post(f"/console/points/{new_station['id']}", data=cleared).status_code == 422
+    listed = console.get("/console/points").get_data(as_text=True)
+    assert f'id="point-{new_station["id"]}"' in listed
+    assert "Huichang centre" in listed.split(f'id="point-{new_station["id"]}"', 1)[1].split("</tr>", 1)[0]

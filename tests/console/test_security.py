@@ -22,6 +22,10 @@ PAGES = [
     "/console/orders.csv",
     "/console/orders/1",
     "/console/attention/payments",
+    "/console/attention/holds",
+    "/console/attention/webhook-deliveries",
+    "/console/attention/sales-channels",
+    "/console/orders?overdue_for_pickup=true",
     "/console/impact",
     "/console/impact.csv",
     "/console/reconciliations",
@@ -33,18 +37,25 @@ PAGES = [
     "/console/people?q=a",
     "/console/farms",
     "/console/points",
+    "/console/points/new",
+    "/console/points/1/edit",
 ]
 ACTIONS = [
     "/console/orders/1/cancel",
+    "/console/orders/1/refund",
     "/console/farms/1/verify",
     "/console/farms/1/suspend",
     "/console/points/1/staff",
     "/console/points/1/staff/1/revoke",
+    "/console/points",
+    "/console/points/1",
     "/console/reconciliations",
     "/console/reconciliations/1/items/1/resolve",
     "/console/payout-runs",
     "/console/payouts/1/confirm",
     "/console/payouts/1/retry",
+    "/console/payouts/1/flag",
+    "/console/webhook-endpoints/1/deliveries/1/redeliver",
 ]
 
 
