@@ -38,7 +38,7 @@ from market.stations.models import ConfirmationCode
 CODE_DIGITS = 6
 
 
-def _require_staff(actor: Actor, point_id: int) -> None:
+def require_staff(actor: Actor, point_id: int) -> None:
     """Staff of the station only: an order is placed for a villager by the
     people of the station they collect it at."""
     catalog.get_fulfilment_point(point_id)
@@ -82,7 +82,7 @@ def place_for_villager(
     its stock like any other and waits, unpaid, for the villager to confirm
     it with the code texted to them (until ORDER_PAYMENT_MINUTES, when an
     unconfirmed order expires and its stock comes back)."""
-    _require_staff(actor, point_id)
+    require_staff(actor, point_id)
     villager = accounts.villager(phone, name)
     order = orders.placed(
         villager.id, actor, lines=lines, fulfilment_point_id=point_id, notes=notes, placed_by_id=actor.user_id
