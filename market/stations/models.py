@@ -1,5 +1,5 @@
-"""The code that confirms an order placed for a villager, and a station's
-daily cash-up."""
+"""The codes texted to villagers (to confirm an order placed for them, to
+claim the account opened for them), and a station's daily cash-up."""
 
 from __future__ import annotations
 
@@ -14,21 +14,36 @@ from market.errors import Conflict
 from market.extensions import db
 
 
-class ConfirmationCode(db.Model):  # type: ignore[name-defined]
-    """The one-time code texted to the villager an order was placed for.
-    Only its keyed hash is kept; it expires, takes a limited number of
-    wrong tries, and a new one (a resend) replaces it."""
+class TextedCodeColumns:
+    """A one-time code texted to a villager (`market.stations.codes`): only
+    its keyed hash is kept; it expires, takes a limited number of wrong
+    tries, and a new one replaces it."""
+
+    code_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    sent: Mapped[int] = mapped_column(Integer, default=1, server_default="1", doc="Codes sent so far.")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+
+
+class ConfirmationCode(TextedCodeColumns, db.Model):  # type: ignore[name-defined]
+    """The code texted to the villager an order was placed for; a resend replaces it."""
 
     __tablename__ = "confirmation_codes"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), unique=True)
-    code_hash: Mapped[str] = mapped_column(String(64))
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    sent: Mapped[int] = mapped_column(Integer, default=1, server_default="1", doc="Codes sent for the order so far.")
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+
+
+class ClaimCode(TextedCodeColumns, db.Model):  # type: ignore[name-defined]
+    """The code texted to claim an account opened for a villager
+    (docs/stations.md, "Claiming"); gone once the account is claimed."""
+
+    __tablename__ = "claim_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
 
 
 class CashUpStatus(StrEnum):

@@ -4,6 +4,8 @@ from typing import Any
 
 from flask import Response, current_app
 
+from market.accounts.models import User
+from market.accounts.schemas import UserSchema
 from market.api import MarketBlueprint, csv_response
 from market.auth import current_actor
 from market.extensions import limiter
@@ -11,7 +13,7 @@ from market.idempotency import idempotent
 from market.orders.schemas import OrderSchema
 from market.orders.service import LineRequest, OrderView
 from market.pagination import Page, page_schema
-from market.stations import cashups, service
+from market.stations import cashups, claims, service
 from market.stations.schemas import (
     CashCollectionSchema,
     CashUpCreateSchema,
@@ -20,6 +22,9 @@ from market.stations.schemas import (
     CashUpPreviewSchema,
     CashUpQuerySchema,
     CashUpSchema,
+    ClaimAcceptedSchema,
+    ClaimRequestSchema,
+    ClaimSchema,
     DepositConfirmSchema,
     VillagerCodeSchema,
     VillagerOrderCreateSchema,
@@ -145,3 +150,28 @@ def confirm_cash_up_deposit(body: dict[str, Any], cash_up_id: int) -> dict[str, 
     """Confirm the bank received a cash-up's cash under its reference: it moves into the marketplace's bank
     (operators). Accepts an Idempotency-Key"""
     return cashups.view(cashups.confirm_deposit(current_actor(), cash_up_id, **body))
+
+
+@blp.route("/accounts/claims", methods=["POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_REGISTER"])
+@blp.arguments(ClaimRequestSchema)
+@blp.response(202, ClaimAcceptedSchema)
+@blp.alt_response(429, description="Too many requests from this client address")
+def request_account_claim(body: dict[str, Any]) -> dict[str, str]:
+    """Text a code to claim the account a village station opened for this number; the same answer for every
+    number"""
+    claims.request_claim(body["phone"])
+    return {"phone": body["phone"], "detail": claims.CLAIM_ACCEPTED}
+
+
+@blp.route("/accounts/claims/confirmation", methods=["POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"])
+@blp.arguments(ClaimSchema)
+@blp.response(200, UserSchema)
+@blp.alt_response(409, description="The code expired, or another account has the email")
+@blp.alt_response(422, description="The code is wrong")
+@blp.alt_response(429, description="Too many wrong codes, or too many attempts from this client address")
+def confirm_account_claim(body: dict[str, Any]) -> User:
+    """Claim the account opened for your number with the code texted to it: it takes your email and password,
+    and keeps its orders"""
+    return claims.claim(**body)

@@ -5,7 +5,7 @@ from datetime import date
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from market.accounts.schemas import Phone
+from market.accounts.schemas import Phone, RegisterSchema
 from market.api import BigInteger, StrictSchema, free_text
 from market.money import MAX_ORDER_LINES
 from market.orders.schemas import LineRequestSchema
@@ -154,3 +154,26 @@ class CashUpCsvQuerySchema(StrictSchema):
 
 class CashUpQuerySchema(PageArgsSchema, CashUpCsvQuerySchema):
     pass
+
+
+class ClaimRequestSchema(StrictSchema):
+    phone = Phone(required=True, metadata={"description": "The mobile number the station opened the account for."})
+
+
+class ClaimAcceptedSchema(ma.Schema):
+    phone = fields.String(required=True)
+    detail = fields.String(required=True)
+
+
+class ClaimSchema(StrictSchema):
+    phone = Phone(required=True)
+    code = fields.String(
+        required=True, validate=validate.Length(min=1, max=12), metadata={"description": "The code texted to it."}
+    )
+    email = RegisterSchema().fields["email"]
+    password = RegisterSchema().fields["password"]
+    name = fields.String(
+        load_default=None,
+        validate=validate.Length(min=1, max=120),
+        metadata={"description": "The account's name from now on; the one the station gave it if not given."},
+    )
