@@ -263,11 +263,11 @@ def _with_orders(cash_ups: Sequence[CashUp]) -> list[dict[str, Any]]:
 def _filtered(
     actor: Actor,
     *,
-    fulfilment_point_id: int | None,
-    status: CashUpStatus | None,
-    start: date | None,
-    end: date | None,
-    flagged: bool | None,
+    fulfilment_point_id: int | None = None,
+    status: CashUpStatus | None = None,
+    start: date | None = None,
+    end: date | None = None,
+    flagged: bool | None = None,
 ) -> Select[tuple[CashUp]]:
     if start is not None and end is not None and end < start:
         raise Invalid("The period ends before it starts.", {"to": ["Must not be before from."]})
@@ -288,41 +288,19 @@ def _filtered(
     return stmt
 
 
-def list_cash_ups(
-    actor: Actor,
-    *,
-    fulfilment_point_id: int | None = None,
-    status: CashUpStatus | None = None,
-    start: date | None = None,
-    end: date | None = None,
-    flagged: bool | None = None,
-    limit: int,
-    cursor: str | None = None,
-) -> Page[dict[str, Any]]:
+def list_cash_ups(actor: Actor, *, limit: int, cursor: str | None = None, **filters: Any) -> Page[dict[str, Any]]:
     """Cash-ups, newest first, by station, status, business days and
-    whether a difference flagged them (operators; staff see their stations',
-    anyone else none)."""
-    stmt = _filtered(
-        actor, fulfilment_point_id=fulfilment_point_id, status=status, start=start, end=end, flagged=flagged
-    )
+    whether a difference flagged them (`_filtered`; operators; staff see
+    their stations', anyone else none)."""
+    stmt = _filtered(actor, **filters)
     page = keyset_page(stmt, [SortKey(CashUp.id, "id", descending=True)], limit=limit, cursor=cursor)
     return Page(items=_with_orders(page.items), next_cursor=page.next_cursor)
 
 
-def cash_up_rows(
-    actor: Actor,
-    *,
-    fulfilment_point_id: int | None = None,
-    status: CashUpStatus | None = None,
-    start: date | None = None,
-    end: date | None = None,
-    flagged: bool | None = None,
-) -> list[dict[str, Any]]:
-    """The cash-ups of the filters as CSV rows, money in yuan (operators)."""
+def cash_up_rows(actor: Actor, **filters: Any) -> list[dict[str, Any]]:
+    """The cash-ups of the filters (`_filtered`) as CSV rows, money in yuan (operators)."""
     actor.require(Role.OPERATOR)
-    stmt = _filtered(
-        actor, fulfilment_point_id=fulfilment_point_id, status=status, start=start, end=end, flagged=flagged
-    )
+    stmt = _filtered(actor, **filters)
     money = ("expected", "counted", "difference", "deposited", "deposit_difference")
     rows = []
     for c in _with_orders(db.session.scalars(stmt.order_by(CashUp.business_day, CashUp.id)).all()):
