@@ -184,6 +184,7 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "ACCOUNT_CONFIRM_HOURS": _int(env, "ACCOUNT_CONFIRM_HOURS", 48),
         "ACCOUNT_CONFIRM_URL": env.get("ACCOUNT_CONFIRM_URL") or "http://127.0.0.1:8000/confirm",
         "REGISTRATION_EMAILS_PER_ADDRESS": env.get("REGISTRATION_EMAILS_PER_ADDRESS") or "3 per hour",
+        "CLAIM_CODES_PER_PHONE": env.get("CLAIM_CODES_PER_PHONE") or "3 per hour",
         # What one buyer may hold unpaid at once (orders, and grams over them),
         # so no one buyer can block a listing's stock with orders never paid.
         "BUYER_MAX_UNPAID_ORDERS": _int(env, "BUYER_MAX_UNPAID_ORDERS", 5),

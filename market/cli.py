@@ -62,8 +62,8 @@ def ledger_check() -> None:
     if problems:
         raise SystemExit(1)
     click.echo(
-        "settlement consistent: every transaction balances; every order, sponsor budget, farm and payout "
-        "matches its records"
+        "settlement consistent: every transaction balances; every order, sponsor budget, farm, payout and "
+        "station's cash matches its records"
     )
 
 

@@ -12,6 +12,7 @@ goes through the same service functions as the API, so it obeys its rules.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -24,6 +25,12 @@ from market.auth import Actor
 from market.catalog import service as catalog
 from market.catalog.models import Brand, Category, Farm, FulfilmentPoint, FulfilmentPointKind, Listing, Lot
 from market.extensions import db
+from market.notifications.models import Notification
+from market.orders import service as orders
+from market.orders.models import Order, StationStaff
+from market.orders.service import LineRequest, Weighing
+from market.stations import cashups
+from market.stations import service as station_orders
 
 PASSWORD = "harvest-demo-2026"  # noqa: S105 (printed for the demo accounts)
 TOKEN_TTL = timedelta(days=7)
@@ -31,12 +38,20 @@ TOKEN_TTL = timedelta(days=7)
 # Each account has a mobile number, so the SMS notifications show in the
 # one-command run's mailbox file along with the emails.
 OPERATOR_EMAIL = "operator@farm-market.test"  # the demo operator, who signs in to the console
+STAFF_EMAIL = "staff.shangche@farm-market.test"
+STATION = "吉潭镇上车村服务站"
+# Villagers the staff buy for (name, mobile number, grams of navel oranges): the
+# first collects and pays in cash, and the day is cashed up; the second's
+# order waits for the farm.
+VILLAGERS = [("李桂芬", "+8613900000081", 7500), ("王德明", "+8613900000082", 5000)]
 ACCOUNTS: list[tuple[str, str, list[Role], Language, str]] = [
     (OPERATOR_EMAIL, "Market operations", [Role.OPERATOR], Language.EN, "+8613800000001"),
     ("buyer@farm-market.test", "Ganzhou Fresh Grocers", [Role.BUYER], Language.ZH, "+8613800000002"),
     ("liu.orchard@farm-market.test", "Liu Jianguo", [Role.FARMER], Language.ZH, "+8613800000003"),
     ("zhao.chestnut@farm-market.test", "Zhao Shuhua", [Role.FARMER], Language.ZH, "+8613800000004"),
     ("peng.tea@farm-market.test", "Peng Xiaomei", [Role.FARMER], Language.ZH, "+8613800000005"),
+    # Works at STATION: places orders for villagers, takes their cash, cashes up.
+    (STAFF_EMAIL, "Huang Lihua", [Role.BUYER], Language.ZH, "+8613800000006"),
 ]
 
 
@@ -315,6 +330,54 @@ def _farms(operator: Actor) -> None:
             _listing(farmer, farm, listing)
 
 
+def _texted_code(order_id: int) -> str:
+    """The confirmation code the villager got, read off their text message as they would."""
+    body = db.session.scalars(
+        select(Notification.body)
+        .where(Notification.occurrence.like(f"order-{order_id}-code-%"))
+        .order_by(Notification.id.desc())
+    ).first()
+    assert body is not None
+    return str(next(word for word in re.findall(r"\d+", body) if len(word) == 6))
+
+
+def _assisted_orders() -> None:
+    """At STATION, staff place orders for villagers (once): each confirmed
+    with the code texted to the villager and packed by the farm; the first
+    is shipped, received, collected and paid in cash, and the day's cash-up
+    is submitted with the cash counted."""
+    staff_user = _user(STAFF_EMAIL)
+    staff = _actor(staff_user)
+    point_id = db.session.scalars(select(FulfilmentPoint.id).where(FulfilmentPoint.name == STATION)).one()
+    if db.session.scalar(select(StationStaff.id).where(StationStaff.user_id == staff.user_id)) is None:
+        db.session.add(StationStaff(user_id=staff.user_id, fulfilment_point_id=point_id))
+        db.session.commit()
+    if db.session.scalar(select(Order.id).where(Order.placed_by_id == staff.user_id).limit(1)) is not None:
+        return
+    oranges = db.session.scalars(select(Listing).where(Listing.sku == "XW-NAVEL-80")).one()
+    farmer = _actor(_user(next(farm.owner_email for farm in FARMS if farm.listings[0].sku == oranges.sku)))
+    for index, (name, phone, grams) in enumerate(VILLAGERS):
+        placed = station_orders.place_for_villager(
+            staff, point_id, phone=phone, name=name, lines=[LineRequest(oranges.id, grams)]
+        )
+        station_orders.confirm_for_villager(staff, placed.id, _texted_code(placed.id))
+        order = db.session.get(Order, placed.id)
+        assert order is not None
+        part = order.parts[0]
+        weighed = [Weighing(line.id, line.ordered_g - 40) for line in part.lines]
+        orders.pack_part(farmer, order.id, part.id, weighed)
+        if index:
+            continue
+        orders.ship_part(farmer, order.id, part.id)
+        orders.receive_part(staff, order.id, part.id)
+        ready = db.session.get(Order, placed.id)
+        assert ready is not None
+        assert ready.pickup_code is not None
+        station_orders.collect_with_cash(staff, ready.id, code=ready.pickup_code, amount=ready.total)
+    expected = cashups.preview(staff, point_id)["expected"]
+    cashups.record(staff, point_id, business_day=None, expected=expected, counted=expected, note="演示：当日现金已清点")
+
+
 def seed() -> dict[str, str]:
     """Create the demo accounts and catalogue if missing; return a new token per account."""
     tokens: dict[str, str] = {}
@@ -325,4 +388,5 @@ def seed() -> dict[str, str]:
     _vocabularies(operator)
     _fulfilment_points(operator)
     _farms(operator)
+    _assisted_orders()
     return tokens

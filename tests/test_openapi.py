@@ -228,5 +228,5 @@ def test_the_operations_taking_an_idempotency_key_document_it(client: FlaskClien
     }
     assert keyed == {
         "place_order", "place_villager_order", "set_stock", "request_refund", "create_payout_run",
-        "start_reconciliation",
+        "start_reconciliation", "record_cash_up", "confirm_cash_up_deposit",
     }  # fmt: skip

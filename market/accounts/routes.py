@@ -19,6 +19,7 @@ from market.api import MarketBlueprint
 from market.auth import current_actor
 from market.extensions import limiter
 from market.pagination import Page, PageArgsSchema, page_schema
+from market.stations import claims
 
 blp = MarketBlueprint("accounts", __name__, url_prefix="/api/v1", description="Accounts and API tokens")
 NO_STORE = {"Cache-Control": {"description": "no-store: no cache keeps the answer", "schema": {"type": "string"}}}
@@ -41,7 +42,7 @@ def _tokens_are_not_stored(response: Response) -> Response:
 def register_account(body: dict[str, Any]) -> dict[str, str]:
     """Register as a farmer and/or buyer; the same answer for every address, and the account logs in once
     the link emailed to the address confirms it"""
-    return {"email": service.register(**body), "detail": service.REGISTRATION_ACCEPTED}
+    return {"email": claims.register(**body), "detail": service.REGISTRATION_ACCEPTED}
 
 
 @blp.route("/accounts/confirmation", methods=["POST"])

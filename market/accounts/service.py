@@ -54,7 +54,7 @@ class IssuedToken:
     secret: str
 
 
-def _normalise_email(email: str) -> str:
+def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
@@ -63,7 +63,7 @@ def _create_user(
 ) -> User:
     """A confirmed account, for callers that vouch for the address (the CLI, the demo data)."""
     user = User(
-        email=_normalise_email(email),
+        email=normalise_email(email),
         name=name.strip(),
         phone=phone,
         language=language,
@@ -79,6 +79,14 @@ def _create_user(
             "An account with this email already exists.", errors={"email": ["Already registered."]}
         ) from None
     return user
+
+
+def self_service_roles(roles: list[Role]) -> frozenset[Role]:
+    """The roles one may register with: farmer and/or buyer."""
+    wanted = frozenset(roles)
+    if not wanted or not wanted <= SELF_SERVICE_ROLES:
+        raise Invalid("Accounts can be registered as farmer or buyer.", {"roles": ["Choose farmer and/or buyer."]})
+    return wanted
 
 
 def register(
@@ -98,10 +106,8 @@ def register(
     link; a confirmed one is left alone and told someone tried. An address
     gets at most REGISTRATION_EMAILS_PER_ADDRESS such emails; past that,
     nothing changes and the answer is still the same."""
-    wanted = frozenset(roles)
-    if not wanted or not wanted <= SELF_SERVICE_ROLES:
-        raise Invalid("Accounts can be registered as farmer or buyer.", {"roles": ["Choose farmer and/or buyer."]})
-    email = _normalise_email(email)
+    wanted = self_service_roles(roles)
+    email = normalise_email(email)
     # Hashed whatever the address, so the answer takes as long for a known one.
     details: dict[str, Any] = {
         "name": name.strip(),
@@ -227,7 +233,7 @@ def sign_in(*, email: str, password: str) -> User:
 
 
 def _check_password(email: str, password: str) -> User:
-    email = _normalise_email(email)
+    email = normalise_email(email)
     throttle.check(email)
     user = db.session.scalar(select(User).where(User.email == email))
     try:
@@ -304,7 +310,7 @@ def villager(phone: str, name: str) -> User:
     with no email and no password. Such an account cannot log in; it is the
     villager's to claim (docs/stations.md). Locks the account, like any
     buyer's while an order is placed for them; flushes only."""
-    user = db.session.scalars(locked(select(User).where(User.phone == phone).order_by(User.id).limit(1))).first()
+    user = _by_phone(phone)
     if user is None:
         user = User(
             email=None,
@@ -318,3 +324,28 @@ def villager(phone: str, name: str) -> User:
         user.roles.append(UserRole(role=Role.BUYER))
     db.session.flush()
     return user
+
+
+def _by_phone(phone: str) -> User | None:
+    """The oldest account with mobile number `phone`, locked: the villager's."""
+    return db.session.scalars(locked(select(User).where(User.phone == phone).order_by(User.id).limit(1))).first()
+
+
+def unclaimed(phone: str) -> User | None:
+    """The account opened for the villager with mobile number `phone`, locked,
+    while it has neither email nor password (docs/stations.md, "Claiming")."""
+    user = _by_phone(phone)
+    return user if user is not None and user.email is None and user.password_hash is None else None
+
+
+def claimed(user: User, *, email: str, password: str, name: str | None) -> None:
+    """The villager who proved the number makes the account theirs: its
+    email (to log in with, confirmed by the proof), password and, if given,
+    name. Flushes only; an address another account has is the caller's
+    IntegrityError."""
+    user.email = normalise_email(email)
+    user.password_hash = _hasher.hash(password)
+    user.confirmed_at = utcnow()
+    if name and name.strip():
+        user.name = name.strip()
+    db.session.flush()

@@ -17,7 +17,9 @@ cut off the victim's running clients.
 
 Registering sends the address an email (a confirmation link, or a note that
 it has an account); REGISTRATION_EMAILS_PER_ADDRESS caps them, so the
-endpoint cannot be used to flood somebody's inbox.
+endpoint cannot be used to flood somebody's inbox. Likewise
+CLAIM_CODES_PER_PHONE caps the codes texted to claim a villager's account
+(docs/stations.md).
 """
 
 from __future__ import annotations
@@ -71,9 +73,18 @@ def succeeded(email: str) -> None:
         limiter.storage.clear(_keys(email)[0])
 
 
-def registration_email_allowed(email: str) -> bool:
-    """Count one registration email to `email`; False once past the cap."""
+def _allowed(setting: str, kind: str, recipient: str) -> bool:
+    """Count one message of `kind` to `recipient`; False once past the cap `setting`."""
     if not limiter.enabled:
         return True
-    cap = parse(current_app.config["REGISTRATION_EMAILS_PER_ADDRESS"])
-    return limiter.limiter.hit(cap, "registration-email", _digest(email))
+    return limiter.limiter.hit(parse(current_app.config[setting]), kind, _digest(recipient))
+
+
+def registration_email_allowed(email: str) -> bool:
+    """Count one registration email to `email`; False once past the cap."""
+    return _allowed("REGISTRATION_EMAILS_PER_ADDRESS", "registration-email", email)
+
+
+def claim_code_allowed(phone: str) -> bool:
+    """Count one claim code texted to `phone`; False once past the cap."""
+    return _allowed("CLAIM_CODES_PER_PHONE", "claim-code", phone)

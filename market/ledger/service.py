@@ -8,7 +8,9 @@ payments received before the weighed amount is known), `farm_payable:<id>`
 premiums the farms earn from its programme, credited by reversals and by
 its deposits; the balance is what the sponsor owes), `station_cash:<point>`
 (cash a station took from villagers on collection and has not yet paid
-into the marketplace's bank). Signs: debits are
+into the marketplace's bank), `station_cash_difference` (cash counted at
+stations' cash-ups and by the bank beyond what was taken, debit-positive:
+a shortfall debits it, cash over credits it). Signs: debits are
 positive, credits negative; every transaction sums to zero.
 
 Accounts are in the marketplace currency (MARKET_CURRENCY), except money
@@ -50,6 +52,7 @@ def farm_payable(farm_id: int) -> str:
 
 
 STATION_CASH_PREFIX = "station_cash:"
+STATION_CASH_DIFFERENCE = "station_cash_difference"
 
 
 def station_cash(point_id: int) -> str:
@@ -72,6 +75,7 @@ def _kind(code: str) -> AccountKind:
     return {
         "gateway_cash": AccountKind.ASSET,
         "station_cash": AccountKind.ASSET,
+        "station_cash_difference": AccountKind.EXPENSE,
         "payouts_in_transit": AccountKind.LIABILITY,
         "buyer_deposits": AccountKind.LIABILITY,
         "farm_payable": AccountKind.LIABILITY,

@@ -86,6 +86,20 @@ TEMPLATES: dict[str, Template] = {
         ("新订单 #{order_id}", "【农市】新订单 #{order_id}：{lines}。请在付款后尽快备货。"),
         ("New order #{order_id}", "[Farm market] New order #{order_id}: {lines}. Pack it once it is paid."),
     ),
+    "account.claim_code": _t(
+        (),
+        (Channel.SMS,),
+        (
+            "账户认领码",
+            "【农市】认领站点为您开设的账户的验证码 {code}，{minutes} 分钟内有效。"
+            "认领后可用邮箱和密码登录，订单都在账户里。",
+        ),
+        (
+            "Your account claim code",
+            "[Farm market] Code {code} claims the account your village station opened for you, valid {minutes} "
+            "minutes. Then log in with your email and password; your orders stay with the account.",
+        ),
+    ),
     "order.confirmation_code": _t(
         (),
         (Channel.SMS,),

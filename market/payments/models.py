@@ -67,6 +67,9 @@ class Payment(db.Model):  # type: ignore[name-defined]
         ForeignKey("users.id"), doc="The station staff who took the cash."
     )
     cash_received_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cash_up_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cash_ups.id"), index=True, doc="The station's cash-up that counted this cash."
+    )
     failure_reason: Mapped[str | None] = mapped_column(Text)
     attention: Mapped[str | None] = mapped_column(
         Text, doc="Set when a worker gave up after its retries; operators must look."

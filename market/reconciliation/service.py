@@ -20,9 +20,11 @@ in a third currency, a source in another currency or not given) is
 balance transaction's currency, and booked in it: `gateway_fees:<CUR>`
 against `gateway_cash:stripe:<CUR>` when that is not the ledger's.
 
-Offline: each confirmed offline payment (`offline_receipt`) and confirmed
-bank payout (`payout_paid` from `gateway_cash:offline`) is matched to the
-Payment or Payout record the operator confirmed.
+Offline: each confirmed offline payment (`offline_receipt`), confirmed
+bank payout (`payout_paid` from `gateway_cash:offline`) and confirmed
+station deposit (`station_deposit` into it) is matched to the Payment,
+Payout or cash-up record the operator confirmed. Cash taken at a station
+is not the bank's until its cash-up's deposit: it is matched there.
 
 Records near the period's edges are fetched with a margin on both sides, so
 a capture posted at 23:59:59 that Stripe timestamps 00:00:00 matches; an
@@ -58,6 +60,8 @@ from market.payments.gateway import BalanceTransaction, GatewayError, gateway
 from market.payments.models import Payment, Provider, Refund
 from market.payouts.models import Payout, PayoutStatus, PayoutTransfer, TransferReversal
 from market.reconciliation.models import Outcome, ReconciliationItem, ReconciliationRun, RunStatus, rate_text
+from market.stations.cashups import DEPOSIT_KIND
+from market.stations.models import CashUp
 
 GATEWAY_FEES = "gateway_fees"
 FEE_KIND = "gateway_fee"
@@ -473,8 +477,8 @@ def _fees(run_id: int, records: list[BalanceTransaction], start: datetime, end: 
 
 
 def _offline(since: datetime, until: datetime) -> _Match:
-    """Offline receipts and bank payouts in the ledger against the Payment
-    and Payout records the operators confirmed."""
+    """Offline receipts, bank payouts and station deposits in the ledger
+    against the Payment, Payout and cash-up records the operators confirmed."""
     match = _Match(Provider.OFFLINE.value)
     market = ledger.market_currency()
     receipts = db.session.execute(
@@ -483,6 +487,7 @@ def _offline(since: datetime, until: datetime) -> _Match:
         .where(
             Payment.provider == Provider.OFFLINE,
             Payment.offline_reference.isnot(None),
+            Payment.cash_point_id.is_(None),
             Order.paid_at >= since,
             Order.paid_at < until,
         )
@@ -518,11 +523,31 @@ def _offline(since: datetime, until: datetime) -> _Match:
                 object_id=payout.bank_reference,
             ),
         )
-    rows = _cash_movements(ledger.gateway_cash(Provider.OFFLINE), since, until, ("offline_receipt", "payout_paid"))
+    deposits = db.session.execute(
+        select(CashUp.id, CashUp.deposited, CashUp.bank_reference, CashUp.confirmed_at).where(
+            CashUp.confirmed_at >= since, CashUp.confirmed_at < until
+        )
+    ).all()
+    for deposit in deposits:
+        match.add_gateway(
+            f"station_deposit:cash-up-{deposit.id}",
+            _Side(
+                amount=deposit.deposited,
+                currency=market,
+                at=deposit.confirmed_at,
+                object_type="station_deposit",
+                object_id=deposit.bank_reference,
+            ),
+        )
+    rows = _cash_movements(
+        ledger.gateway_cash(Provider.OFFLINE), since, until, ("offline_receipt", "payout_paid", DEPOSIT_KIND)
+    )
     payments = _lookup(Payment.id, Payment.order_id, (r.order_id for r in rows if r.kind == "offline_receipt"))
     for row in rows:
         if row.kind == "offline_receipt":
             key, kind = f"receipt:payment-{payments.get(row.order_id)}", "offline_receipt"
+        elif row.kind == DEPOSIT_KIND:
+            key, kind = f"station_deposit:cash-up-{_id_in(row.reference, 'cash_up:', ':deposit')}", "station_deposit"
         else:
             key, kind = f"bank_payout:payout-{_id_in(row.reference, 'payout:', ':paid')}", "bank_payout"
         match.add_ledger(

@@ -20,6 +20,7 @@ from market.payouts.models import Payout, PayoutStatus, PayoutTransfer, Reversal
 from market.premiums.models import FundedBy, LinePremium, PremiumProgramme, SponsorDeposit
 from market.premiums.service import SPONSOR_ACCOUNT_PREFIX
 from market.settlement.models import EARNED, PREMIUM_KINDS, EntryKind, FarmEntry
+from market.stations.models import CashUp
 
 
 def _by_key(rows: Iterable[Any]) -> dict[int, int]:
@@ -288,6 +289,77 @@ def sponsor_account_mismatches() -> list[str]:
     return problems
 
 
+def station_cash_mismatches() -> list[str]:
+    """Per station: its account (`station_cash:<point>`) holds the cash
+    taken at its counter, corrected by its cash-ups' counted differences,
+    less the counted cash of its deposits; per cash-up, `expected` is the
+    cash of the payments it counted; `station_cash_difference` holds every
+    shortfall less every surplus, of counts and of deposits."""
+    booked = {
+        int(code.removeprefix(ledger.STATION_CASH_PREFIX)): int(amount)
+        for code, amount in db.session.execute(
+            select(LedgerAccount.code, func.sum(LedgerEntry.amount))
+            .join(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id)
+            .where(LedgerAccount.code.startswith(ledger.STATION_CASH_PREFIX, autoescape=True))
+            .group_by(LedgerAccount.code)
+        ).tuples()
+    }
+    taken = _by_key(
+        db.session.execute(
+            select(Payment.cash_point_id, func.sum(Payment.amount))
+            .where(Payment.cash_point_id.isnot(None), Payment.cash_received_at.isnot(None))
+            .group_by(Payment.cash_point_id)
+        )
+    )
+    deposited = func.coalesce(func.sum(CashUp.counted).filter(CashUp.deposited.isnot(None)), 0)
+    by_point = {
+        point_id: (int(differences), int(paid_in))
+        for point_id, differences, paid_in in db.session.execute(
+            select(CashUp.fulfilment_point_id, func.sum(CashUp.counted - CashUp.expected), deposited).group_by(
+                CashUp.fulfilment_point_id
+            )
+        ).tuples()
+    }
+    problems = []
+    for point_id in sorted(set(booked) | set(taken) | set(by_point)):
+        differences, paid_in = by_point.get(point_id, (0, 0))
+        holds = taken.get(point_id, 0) + differences - paid_in
+        if booked.get(point_id, 0) != holds:
+            problems.append(
+                f"station {point_id}: its cash account holds {booked.get(point_id, 0)}, but it took "
+                f"{taken.get(point_id, 0)} in cash, its counts found {differences} more and its deposits took "
+                f"{paid_in}: it should hold {holds}"
+            )
+    counted_in = (
+        select(Payment.cash_up_id, func.coalesce(func.sum(Payment.amount), 0).label("cash"))
+        .where(Payment.cash_up_id.isnot(None))
+        .group_by(Payment.cash_up_id)
+        .subquery()
+    )
+    for cash_up_id, expected, cash in db.session.execute(
+        select(CashUp.id, CashUp.expected, func.coalesce(counted_in.c.cash, 0))
+        .outerjoin(counted_in, counted_in.c.cash_up_id == CashUp.id)
+        .where(CashUp.expected != func.coalesce(counted_in.c.cash, 0))
+        .order_by(CashUp.id)
+    ):
+        problems.append(f"cash-up {cash_up_id} expected {expected}, but its payments took {cash}")
+    lost = (
+        db.session.scalar(
+            select(
+                func.coalesce(func.sum(CashUp.expected - CashUp.counted), 0)
+                + func.coalesce(func.sum(CashUp.counted - CashUp.deposited), 0)
+            )
+        )
+        or 0
+    )
+    difference = ledger.balance(ledger.STATION_CASH_DIFFERENCE)
+    if difference != lost:
+        problems.append(
+            f"{ledger.STATION_CASH_DIFFERENCE} is {difference} but cash-ups and deposits found {lost} less than taken"
+        )
+    return problems
+
+
 def in_transit_mismatch() -> list[str]:
     unpaid = (
         db.session.scalar(select(func.coalesce(func.sum(Payout.amount), 0)).where(Payout.status != PayoutStatus.PAID))
@@ -309,5 +381,6 @@ def check_ledger() -> list[str]:
         + order_mismatches()
         + programme_mismatches()
         + sponsor_account_mismatches()
+        + station_cash_mismatches()
         + in_transit_mismatch()
     )

@@ -13,11 +13,7 @@ expires STATION_COLLECT_DAYS after it arrived.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 from collections.abc import Sequence
-from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import select
@@ -33,12 +29,11 @@ from market.orders import service as orders
 from market.orders.models import Order, OrderStatus, StationStaff
 from market.orders.service import LineRequest, OrderView, TooManyAttempts
 from market.payments import service as payments
+from market.stations import codes
 from market.stations.models import ConfirmationCode
 
-CODE_DIGITS = 6
 
-
-def _require_staff(actor: Actor, point_id: int) -> None:
+def require_staff(actor: Actor, point_id: int) -> None:
     """Staff of the station only: an order is placed for a villager by the
     people of the station they collect it at."""
     catalog.get_fulfilment_point(point_id)
@@ -48,20 +43,14 @@ def _require_staff(actor: Actor, point_id: int) -> None:
         raise NotFound(f"Fulfilment point {point_id} is not one of yours.")
 
 
-def _hash(order_id: int, code: str) -> str:
-    """The code keyed with the app's secret and the order: six digits are
-    quickly guessed from a plain hash, not from this without the key."""
-    key = current_app.config["SECRET_KEY"].encode()
-    return hmac.new(key, f"order-{order_id}:{code}".encode(), hashlib.sha256).hexdigest()
+def _subject(order: Order) -> str:
+    return f"order-{order.id}"
 
 
 def _send_code(order: Order, confirmation: ConfirmationCode) -> None:
     """A fresh code for the order, texted to its buyer; only its hash is kept."""
-    code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+    code = codes.renew(confirmation, _subject(order))
     minutes = current_app.config["VILLAGER_CODE_MINUTES"]
-    confirmation.code_hash = _hash(order.id, code)
-    confirmation.expires_at = utcnow() + timedelta(minutes=minutes)
-    confirmation.failures = 0
     db.session.flush()
     point = order.fulfilment_point
     assert point is not None
@@ -82,7 +71,7 @@ def place_for_villager(
     its stock like any other and waits, unpaid, for the villager to confirm
     it with the code texted to them (until ORDER_PAYMENT_MINUTES, when an
     unconfirmed order expires and its stock comes back)."""
-    _require_staff(actor, point_id)
+    require_staff(actor, point_id)
     villager = accounts.villager(phone, name)
     order = orders.placed(
         villager.id, actor, lines=lines, fulfilment_point_id=point_id, notes=notes, placed_by_id=actor.user_id
@@ -132,13 +121,7 @@ def confirm_for_villager(actor: Actor, order_id: int, code: str) -> OrderView:
     confirms it."""
     order = orders.station_order(actor, order_id)
     confirmation = _confirmation(order)
-    if confirmation.failures >= current_app.config["VILLAGER_CODE_MAX_FAILURES"]:
-        db.session.rollback()
-        raise TooManyAttempts("Too many wrong codes; send the villager a new one.")
-    if confirmation.expires_at <= utcnow():
-        db.session.rollback()
-        raise Conflict("The code has expired; send the villager a new one.")
-    right = hmac.compare_digest(confirmation.code_hash, _hash(order.id, code))
+    right = codes.matches(confirmation, _subject(order), code, renewal="send the villager a new one")
 
     def change() -> bool:
         if not right:

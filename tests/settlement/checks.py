@@ -33,6 +33,8 @@ from market.premiums.models import FundedBy, LinePremium, PremiumProgramme, Spon
 from market.premiums.service import sponsor_liability
 from market.settlement.checks import check_ledger
 from market.settlement.models import EntryKind, FarmEntry
+from market.stations.cashups import DEPOSIT_KIND
+from market.stations.models import CashUp
 from tests.fakes.stripe_server import FakeStripe
 
 SETTLED = (OrderStatus.DELIVERED, OrderStatus.COLLECTED, OrderStatus.COMPLETED)
@@ -47,6 +49,12 @@ class Books:
     lots_added: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     # What each programme's sponsor paid in, one deposit per bank reference.
     deposited: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    # Cash villagers paid at the station's counter.
+    cash_taken: int = 0
+    # The station's cash-ups submitted: (expected, counted) by id.
+    cash_ups: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # Their deposits: (cash-up id, what the bank received) by bank reference.
+    station_deposits: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 # --- helpers ----------------------------------------------------------------
@@ -410,6 +418,78 @@ def farm_earnings() -> list[str]:
         .having(func.count() > 1)
     ):
         problems.append(f"order line {line_id} is sold to its farm {count} times")
+    return problems
+
+
+# --- 4b. station cash -----------------------------------------------------------
+
+
+def station_cash(books: Books, point_id: int) -> list[str]:
+    """Every fen villagers paid at the station `point_id` is accounted for: the cash
+    payments recorded are what was taken, the cash-ups and deposits recorded
+    are those made (each bank reference once), each cash-up expected what
+    its payments took, the station's account holds the cash taken, corrected
+    by what its counts found, less the counted cash deposited, the bank's
+    account got what the bank received, and the differences account holds
+    what counts and the bank found missing."""
+    problems = []
+    taken = int(
+        db.session.scalar(
+            select(func.coalesce(func.sum(Payment.amount), 0)).where(Payment.cash_received_at.isnot(None))
+        )
+    )
+    if taken != books.cash_taken:
+        problems.append(f"cash payments recorded total {taken}, villagers paid {books.cash_taken}")
+    recorded = {
+        row.id: (row.expected, row.counted)
+        for row in db.session.execute(select(CashUp.id, CashUp.expected, CashUp.counted))
+    }
+    if recorded != books.cash_ups:
+        problems.append(f"cash-ups recorded {recorded}, staff submitted {books.cash_ups}")
+    deposits = {
+        row.bank_reference: (row.id, row.deposited)
+        for row in db.session.execute(
+            select(CashUp.id, CashUp.bank_reference, CashUp.deposited).where(CashUp.bank_reference.isnot(None))
+        )
+    }
+    if deposits != books.station_deposits:
+        problems.append(f"station deposits recorded {deposits}, operators confirmed {books.station_deposits}")
+    counted_in = {
+        cash_up_id: int(amount)
+        for cash_up_id, amount in db.session.execute(
+            select(Payment.cash_up_id, func.sum(Payment.amount))
+            .where(Payment.cash_up_id.isnot(None))
+            .group_by(Payment.cash_up_id)
+        ).tuples()
+    }
+    for cash_up_id, (expected, _) in sorted(books.cash_ups.items()):
+        if counted_in.get(cash_up_id, 0) != expected:
+            problems.append(f"cash-up {cash_up_id} expected {expected}, its payments took {counted_in.get(cash_up_id)}")
+    found = sum(counted - expected for expected, counted in books.cash_ups.values())
+    paid_in = sum(books.cash_ups[cash_up_id][1] for cash_up_id, _ in books.station_deposits.values())
+    received = sum(amount for _, amount in books.station_deposits.values())
+    holds = ledger.balance(ledger.station_cash(point_id))
+    if holds != books.cash_taken + found - paid_in:
+        problems.append(
+            f"the station holds {holds}, but villagers paid {books.cash_taken}, counts found {found} more "
+            f"and {paid_in} of the count was deposited"
+        )
+    in_bank = int(
+        db.session.scalar(
+            select(func.coalesce(func.sum(LedgerEntry.amount), 0))
+            .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+            .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+            .where(LedgerAccount.code == ledger.gateway_cash(Provider.OFFLINE), LedgerTransaction.kind == DEPOSIT_KIND)
+        )
+    )
+    if in_bank != received:
+        problems.append(f"the bank's account got {in_bank} from station deposits, the bank received {received}")
+    missing = ledger.balance(ledger.STATION_CASH_DIFFERENCE)
+    if missing != -found + paid_in - received:
+        problems.append(
+            f"{ledger.STATION_CASH_DIFFERENCE} holds {missing}, but counts found {found} more and the bank "
+            f"{received - paid_in} more than counted"
+        )
     return problems
 
 

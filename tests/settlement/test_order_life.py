@@ -10,7 +10,11 @@ packing by weight (over, under, exact, short), shipping, station pickup and
 delivery, capture (also with a cancel landing between the provider's answer
 and our record of it), cancelling parts and orders, expiry, refunds by line
 and grams (tiny ones too, some refused by the provider), the sponsor's
-deposits (a bank reference recorded twice refused), payout runs with
+deposits (a bank reference recorded twice refused), orders placed for
+villagers and paid in cash at the station, the station's cash-ups (counted
+short, over or right; a stale preview refused) and their deposits (the
+bank receiving less than was counted; a bank reference confirmed twice
+refused), payout runs with
 bank transfers and a Stripe Connect farm (its transfers drawn on the
 orders' charges, or from a platform balance that may run dry; refused
 payouts retried by an operator). Worker steps are the outbox rows the
@@ -80,6 +84,7 @@ from market.payouts.models import Payout, PayoutStatus
 from market.premiums import deposits
 from market.premiums.models import FundedBy, PremiumProgramme
 from market.premiums.service import sponsor_liability
+from market.stations import cashups
 from market.stations import service as stations
 from tests.conftest import _empty_tables, settings_for
 from tests.factories import UserFactory
@@ -125,6 +130,8 @@ WEIGHINGS = st.sampled_from(["exact", "over", "under", "most", "least", "short"]
 LISTINGS = st.lists(st.integers(0, 2), min_size=1, max_size=3, unique=True)
 STEPS = st.integers(0, 3)
 REFUND_SIZES = st.sampled_from(["1g", "2g", "tenth", "half", "rest"])
+# Cash-ups of past days come before today's, from this many days back.
+PAST_CASH_UPS = 20
 # Steps that end an order's life act on one draw in four, so that lives
 # also run their whole course (paid, packed, captured, refunded, paid out).
 WHIM = st.integers(0, 3)
@@ -328,6 +335,7 @@ class OrderLife(RuleBasedStateMachine):
             select(PremiumProgramme.id).where(PremiumProgramme.funded_by == FundedBy.SPONSOR)
         ).one()
         self.deposit_references: list[str] = []
+        self.past_cash_ups = 0
         orchard = shop.orchard
         payouts.connect_payout_account(
             self.farmers[orchard.id],
@@ -415,6 +423,27 @@ class OrderLife(RuleBasedStateMachine):
                 self.order_moves_on(placed.id, ["exact", "under"])
         return int(placed.id)
 
+    @rule(
+        target=orders,
+        listings=LISTINGS,
+        steps=STEPS,
+        count=st.sampled_from([None, 0, -37, 120]),
+        bank_off=st.sampled_from([None, 0, -3]),
+    )
+    def villager_order_to_the_cash(
+        self, listings: list[int], steps: int, count: int | None, bank_off: int | None
+    ) -> int:
+        """A villager's order its whole way, so stations hold cash to count:
+        placed, confirmed at once, packed, shipped, and collected in cash;
+        then, unless `count` is None, the day's cash-up (counted off by
+        `count`), and unless `bank_off` is None, its deposit."""
+        placed = self.staff_place_for_villager(listings, steps, at_once=True, then=8)
+        if count is not None:
+            self.station_cashes_up(today=True, off=count, stale=False)
+        if bank_off is not None:
+            self.operator_confirms_station_deposit(which=-1, bank_off=bank_off, again=False)
+        return placed
+
     @rule(order=orders, right=st.booleans())
     def villager_confirms(self, order: int, right: bool) -> None:
         """The villager tells the staff the texted code (or a wrong one)."""
@@ -437,9 +466,63 @@ class OrderLife(RuleBasedStateMachine):
         """The villager collects with the pickup code and pays the weighed total."""
         current = self.order(order)
         code, total = current.pickup_code or "", current.total
-        self.attempt(
+        paid = self.attempt(
             "collect_with_cash", lambda: stations.collect_with_cash(self.staff, order, code=code, amount=total)
         )
+        if paid is not None:
+            self.books.cash_taken += total
+
+    # --- stations: the cash-up and its deposit ----------------------------------
+
+    @rule(today=st.booleans(), off=st.sampled_from([0, 0, -37, 120]), stale=st.booleans())
+    def station_cashes_up(self, today: bool, off: int, stale: bool) -> None:
+        """Staff count the cash of today (or of a past day, whose drawer
+        holds no cash taken here) against the preview, now and then off by
+        some fen; a preview gone stale (cash taken since) is refused."""
+        if today:
+            day = business_today()
+        else:
+            self.past_cash_ups += 1
+            day = business_today() - timedelta(days=PAST_CASH_UPS - self.past_cash_ups)
+        point = self.shop.station.id
+        shown = self.attempt("cash_up_preview", lambda: cashups.preview(self.staff, point, day))
+        if shown is None:
+            return
+        expected = shown["expected"] + (1 if stale else 0)
+        counted = max(0, shown["expected"] + off)
+        made = self.attempt(
+            "record_cash_up",
+            lambda: cashups.record(self.staff, point, business_day=day, expected=expected, counted=counted),
+        )
+        if made is None:
+            return
+        if stale:
+            self.errors.append(f"record_cash_up: cash-up {made.id} was taken against a stale preview")
+        self.books.cash_ups[made.id] = (made.expected, made.counted)
+
+    @rule(which=st.integers(0, 3), bank_off=st.sampled_from([0, 0, -3]), again=st.booleans())
+    def operator_confirms_station_deposit(self, which: int, bank_off: int, again: bool) -> None:
+        """The bank received a cash-up's cash (now and then a little less
+        than counted); confirming a bank reference again is refused."""
+        deposited = {cash_up_id for cash_up_id, _ in self.books.station_deposits.values()}
+        waiting = sorted(i for i, (_, counted) in self.books.cash_ups.items() if counted and i not in deposited)
+        if not waiting:
+            return
+        cash_up_id = waiting[which % len(waiting)]
+        repeat = again and bool(self.books.station_deposits)
+        reference = (
+            list(self.books.station_deposits)[-1] if repeat else f"STATION-{len(self.books.station_deposits) + 1}"
+        )
+        amount = max(1, self.books.cash_ups[cash_up_id][1] + bank_off)
+        made = self.attempt(
+            "confirm_deposit",
+            lambda: cashups.confirm_deposit(self.operator, cash_up_id, bank_reference=reference, amount=amount),
+        )
+        if made is None:
+            return
+        if repeat:
+            self.errors.append(f"confirm_deposit: bank reference {reference} was confirmed twice")
+        self.books.station_deposits[reference] = (cash_up_id, amount)
 
     @rule(order=orders, webhook=st.sampled_from(["now", "twice", "later"]))
     def buyer_confirms_card(self, order: int, webhook: str) -> None:
@@ -895,6 +978,11 @@ class OrderLife(RuleBasedStateMachine):
         if statement["closing_owed"] != owed:
             problems.append(f"the sponsor's statement closes at {statement['closing_owed']}, its account at {owed}")
         self.assert_clean("sponsor account", problems)
+
+    @invariant()
+    def every_fen_of_station_cash_is_accounted_for(self) -> None:
+        db.session.rollback()
+        self.assert_clean("station cash", checks.station_cash(self.books, self.shop.station.id))
 
     @invariant()
     def farms_earned_what_they_are_paid_and_owed(self) -> None:

@@ -1,0 +1,126 @@
+"""Claiming the account station staff opened for a villager
+(docs/stations.md, "Claiming").
+
+An account opened for a villager by phone number has no email and no
+password, so nobody can log in to it. The villager claims it by proving the
+number: a code is texted to it (`request_claim`), and with that code they
+set the account's email and password (`claim`); the account, with every
+order placed for them, is theirs from then on. Asking for a code answers
+the same whatever the number, so nobody learns from the API which numbers
+have accounts; codes are capped per number (CLAIM_CODES_PER_PHONE) as well
+as per client address, and each takes VILLAGER_CODE_MAX_FAILURES wrong
+tries.
+
+Registering with the number of an unclaimed account opens no second
+account: the number is texted a claim code instead, and the answer is the
+registration's usual one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from market.accounts import service as accounts
+from market.accounts import throttle
+from market.accounts.models import Role, User
+from market.db import locked, unit_of_work
+from market.errors import Conflict, Invalid
+from market.extensions import db
+from market.notifications import service as notifications
+from market.stations import codes
+from market.stations.models import ClaimCode
+
+CLAIM_ACCEPTED = (
+    "If an account a village station opened for this number waits to be claimed, a code is texted to it: "
+    "claim the account with it, an email and a password."
+)
+
+
+def _subject(user: User) -> str:
+    return f"claim-{user.id}"
+
+
+def _claim_code(user: User) -> ClaimCode | None:
+    return db.session.scalars(locked(select(ClaimCode).where(ClaimCode.user_id == user.id))).one_or_none()
+
+
+def _text_code(user: User, phone: str) -> None:
+    """A new claim code for the account (the one before stops working),
+    texted to its number, unless the number had its share. Flushes only."""
+    if not throttle.claim_code_allowed(phone):
+        return
+    claim = _claim_code(user)
+    if claim is None:
+        claim = ClaimCode(user_id=user.id, sent=0)
+        db.session.add(claim)
+    claim.sent += 1
+    code = codes.renew(claim, _subject(user))
+    db.session.flush()
+    notifications.send_now(
+        user,
+        "account.claim_code",
+        {"code": code, "minutes": current_app.config["VILLAGER_CODE_MINUTES"]},
+        occurrence=f"account-{user.id}-claim-{claim.sent}",
+    )
+
+
+def request_claim(phone: str) -> None:
+    """Text a claim code to `phone` if an unclaimed account has it; nothing
+    otherwise, and the caller answers the same either way."""
+    with unit_of_work():  # the account's lock makes concurrent requests one after the other
+        user = accounts.unclaimed(phone)
+        if user is not None:
+            _text_code(user, phone)
+
+
+def claim(phone: str, code: str, *, email: str, password: str, name: str | None = None) -> User:
+    """The villager claims the account of `phone` with the code texted to
+    it: it takes `email` (confirmed by the proof) and `password`, and logs
+    in from now on; its orders stay with it. A wrong code (or a number with
+    no account waiting) is a 422 and counted; past the tries allowed, or
+    expired, only a new code will do. An email another account has is a 409."""
+    wrong = Invalid("The code is wrong.", {"code": ["Does not match the code texted to this number."]})
+    address = accounts.normalise_email(email)
+    try:
+        with unit_of_work():
+            user = accounts.unclaimed(phone)
+            claim_code = _claim_code(user) if user is not None else None
+            if user is None or claim_code is None:
+                raise wrong
+            right = codes.matches(claim_code, _subject(user), code, renewal="ask for a new one")
+            if not right:
+                claim_code.failures += 1
+            else:
+                if db.session.scalar(select(User.id).where(User.email == address)) is not None:
+                    raise _email_taken()
+                accounts.claimed(user, email=address, password=password, name=name)
+                db.session.delete(claim_code)
+    except IntegrityError:  # the address registered meanwhile
+        raise _email_taken() from None
+    if not right:
+        raise wrong
+    return user
+
+
+def _email_taken() -> Conflict:
+    return Conflict("Another account has this email.", errors={"email": ["Already registered."]})
+
+
+def register(*, email: str, roles: list[Role], phone: str | None = None, **details: Any) -> str:
+    """Registration through the API: as `accounts.register`, except that a
+    number an unclaimed account holds opens no second account. The number
+    is texted a claim code instead (its owner claims the account with it
+    and this email), and the answer is the same, so the API does not tell
+    which numbers have accounts."""
+    accounts.self_service_roles(roles)
+    if phone is not None:
+        with unit_of_work():
+            user = accounts.unclaimed(phone)
+            if user is not None:
+                _text_code(user, phone)
+                return accounts.normalise_email(email)
+    return accounts.register(email=email, roles=roles, phone=phone, **details)
