@@ -9,7 +9,7 @@ from market.accounts.schemas import UserSchema
 from market.api import MarketBlueprint, csv_response
 from market.auth import current_actor
 from market.extensions import limiter
-from market.idempotency import idempotent_in_one_transaction
+from market.idempotency import idempotent, idempotent_in_one_transaction
 from market.orders.schemas import OrderSchema
 from market.orders.service import LineRequest, OrderView
 from market.pagination import Page, page_schema

@@ -2,7 +2,7 @@
 operator confirms; payments know the cash-up that counted them
 
 Revision ID: d8e3f1a7c5b2
-Revises: c2f8d4a6e9b3
+Revises: a9c3e5f7b1d2
 Create Date: 2026-11-30 21:00:00.000000
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'd8e3f1a7c5b2'
-down_revision = 'c2f8d4a6e9b3'
+down_revision = 'a9c3e5f7b1d2'
 branch_labels = None
 depends_on = None
 
