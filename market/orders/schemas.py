@@ -5,7 +5,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from market.api import BigInteger, StrictSchema, free_text
+from market.api import MAX_ID, BigInteger, StrictSchema, free_text
 from market.catalog.models import FulfilmentPointKind
 from market.money import MAX_LINE_G, MAX_ORDER_LINES, MAX_WEIGHED_G
 from market.orders.models import Fulfilment, OrderStatus, PartStatus, destination_problem
@@ -243,7 +243,7 @@ class ManifestSchema(ma.Schema):
 
 class PartScanSchema(StrictSchema):
     part_ids = fields.List(
-        fields.Integer(strict=True),
+        fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ID)),
         required=True,
         validate=validate.Length(min=1, max=MAX_SCANNED_PARTS),
         metadata={"description": "The parts scanned, as many as a load holds; a part given twice is scanned once."},

@@ -5,6 +5,7 @@ that count from arrival at the station."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -12,15 +13,24 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from market import demo
+from market.accounts.models import Role
+from market.auth import Actor
 from market.catalog import service as catalog
 from market.catalog.models import FulfilmentPointKind, Listing
 from market.db import utcnow
 from market.extensions import db
-from market.orders.models import Order, OrderEvent, OrderStatus, PartHop
+from market.orders import routing
+from market.orders.models import Order, OrderEvent, OrderStatus, PartHop, StationStaff
 from market.orders.service import expire_unpaid
 from tests.factories import FarmFactory, FulfilmentPointFactory
+from tests.orders import test_concurrency
+from tests.orders.test_concurrency import race
 from tests.shop import Shop, part_of, pay, place, through_centre
 from tests.stations.test_villager_orders import confirm, place_for_villager
+
+# A second app on the database, with a pool big enough for a race (PostgreSQL only).
+pg_app = test_concurrency.pg_app
 
 
 def post(client: FlaskClient, url: str, headers: dict[str, str], json: object = None, status: int = 200) -> Any:
@@ -148,10 +158,12 @@ def test_a_part_not_routed_through_the_point_is_422_and_the_whole_scan_is_refuse
     assert set(refused["errors"]) == {"part_ids.1", "part_ids.2"}
     assert "not on its way through" in refused["errors"]["part_ids.1"][0]
     assert hops_written() == before  # the routed part was not scanned in either
-    bad = client.post(
-        f"/api/v1/fulfilment-points/{shop.centre.id}/received-parts", json={"part_ids": []}, headers=shop.centre_h
-    )
-    assert bad.status_code == 422 and "part_ids" in bad.json["errors"]
+    url = f"/api/v1/fulfilment-points/{shop.centre.id}/received-parts"
+    none = client.post(url, json={"part_ids": []}, headers=shop.centre_h)
+    assert none.status_code == 422 and "part_ids" in none.json["errors"]
+    beyond = client.post(url, json={"part_ids": [routed, 2**70]}, headers=shop.centre_h)  # no database integer
+    assert beyond.status_code == 422 and set(beyond.json["errors"]) == {"part_ids.1"}
+    assert hops_written() == before
 
 
 def test_only_the_points_staff_scan_there(client: FlaskClient, shop: Shop) -> None:
@@ -252,3 +264,35 @@ def test_the_route_is_through_the_centre_of_the_stations_county(app: Flask) -> N
     station.parent_id = elsewhere.id
     db.session.commit()
     assert catalog.route(farm, station) == [elsewhere, station]  # its own centre first
+
+
+def test_scans_of_the_same_parts_at_once_take_turns(app: Flask, pg_app: Flask, client: FlaskClient, shop: Shop) -> None:
+    """Centre staff scanning the same load at once, in opposite orders:
+    no deadlock, no scan refused, each part received once."""
+    parts = [shipped(client, shop, (shop.nuts, 500))["parts"][0]["id"] for _ in range(3)]
+    staff = db.session.scalars(select(StationStaff.user_id).where(StationStaff.fulfilment_point_id == shop.centre.id))
+    centre = Actor(user_id=staff.one(), roles=frozenset({Role.BUYER}))
+    loads = [parts if n % 2 else parts[::-1] for n in range(6)]
+    outcomes = race(pg_app, [lambda load=load: routing.receive_parts(centre, shop.centre.id, load) for load in loads])
+    assert outcomes == Counter({"ok": 6})
+    db.session.expire_all()
+    received = select(OrderEvent.part_id).where(OrderEvent.type == "part.received")
+    assert sorted(db.session.scalars(received)) == sorted(parts)
+
+
+def test_the_demo_has_a_part_waiting_at_the_county_centre(client: FlaskClient) -> None:
+    tokens = demo.seed()
+    demo.seed()
+    [order_id] = db.session.scalars(select(Order.id)).all()  # once
+    buyer = {"Authorization": f"Bearer {tokens[demo.ACCOUNTS[1][0]]}"}
+    order = client.get(f"/api/v1/orders/{order_id}", headers=buyer).json
+    assert order["status"] == "shipped"
+    [part] = order["parts"]
+    assert [(hop["point"]["kind"], hop["state"]) for hop in part["route"]] == [
+        ("county_centre", "received"),
+        ("village_station", "expected"),
+    ]
+    centre = {"Authorization": f"Bearer {tokens[demo.CENTRE_STAFF_EMAIL]}"}
+    url = f"/api/v1/fulfilment-points/{part['route'][0]['point']['id']}/manifest"
+    rows = client.get(url, headers=centre).json["rows"]
+    assert [(row["part_id"], row["section"]) for row in rows] == [(part["id"], "to_dispatch")]
