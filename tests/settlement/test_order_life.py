@@ -583,13 +583,12 @@ class OrderLife(RuleBasedStateMachine):
         if not order:
             return
         plan, pickup = self.ship(order)
-        parts = list(plan)
-        if pickup:
-            self.attempt("receive_parts", lambda: routing.receive_parts(self.centre_staff, self.shop.centre.id, parts))
+        routed = [part_id for part_id in plan if pickup and self.routed_through_centre(part_id)]
+        if routed:
+            centre = self.shop.centre.id
+            self.attempt("receive_parts", lambda: routing.receive_parts(self.centre_staff, centre, routed))
             if dispatch:
-                self.attempt(
-                    "dispatch_parts", lambda: routing.dispatch_parts(self.centre_staff, self.shop.centre.id, parts)
-                )
+                self.attempt("dispatch_parts", lambda: routing.dispatch_parts(self.centre_staff, centre, routed))
 
     @rule(order=orders, bulk=st.booleans())
     def parts_ship_and_arrive(self, order: int, bulk: bool = False) -> None:
