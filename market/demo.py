@@ -1,6 +1,7 @@
-"""Demo data for the embedded run: accounts, and a catalogue of real produce
+"""Demo data for the embedded run: accounts, a catalogue of real produce
 from three counties (navel oranges from Xunwu, Jiangxi; chestnuts from
-Qinglong, Hebei; berry tea from Yongshun, Hunan).
+Qinglong, Hebei; berry tea from Yongshun, Hunan), and an order of Qinglong
+chestnuts on its way through the Xunwu county centre.
 
 `seed()` is safe to run on every start: what exists is left alone, and each
 demo account gets a fresh token (tokens are shown only once). The catalogue
@@ -26,9 +27,13 @@ from market.catalog import service as catalog
 from market.catalog.models import Brand, Category, Farm, FulfilmentPoint, FulfilmentPointKind, Listing, Lot
 from market.extensions import db
 from market.notifications.models import Notification
+from market.orders import routing
 from market.orders import service as orders
 from market.orders.models import Order, StationStaff
 from market.orders.service import LineRequest, Weighing
+from market.payments import service as payments
+from market.payments.gateway import gateway
+from market.payments.models import Provider
 from market.stations import cashups
 from market.stations import service as station_orders
 
@@ -44,6 +49,7 @@ STATION = "吉潭镇上车村服务站"
 # first collects and pays in cash, and the day is cashed up; the second's
 # order waits for the farm.
 VILLAGERS = [("李桂芬", "+8613900000081", 7500), ("王德明", "+8613900000082", 5000)]
+CENTRE_STAFF_EMAIL = "xunwu.centre@farm-market.test"  # staff of the Xunwu county centre
 ACCOUNTS: list[tuple[str, str, list[Role], Language, str]] = [
     (OPERATOR_EMAIL, "Market operations", [Role.OPERATOR], Language.EN, "+8613800000001"),
     ("buyer@farm-market.test", "Ganzhou Fresh Grocers", [Role.BUYER], Language.ZH, "+8613800000002"),
@@ -52,6 +58,7 @@ ACCOUNTS: list[tuple[str, str, list[Role], Language, str]] = [
     ("peng.tea@farm-market.test", "Peng Xiaomei", [Role.FARMER], Language.ZH, "+8613800000005"),
     # Works at STATION: places orders for villagers, takes their cash, cashes up.
     (STAFF_EMAIL, "Huang Lihua", [Role.BUYER], Language.ZH, "+8613800000006"),
+    (CENTRE_STAFF_EMAIL, "Xunwu centre dispatch desk", [Role.BUYER], Language.ZH, "+8613800000007"),
 ]
 
 
@@ -378,6 +385,41 @@ def _assisted_orders() -> None:
     cashups.record(staff, point_id, business_day=None, expected=expected, counted=expected, note="演示：当日现金已清点")
 
 
+# An order whose part goes through a county centre (docs/stations.md):
+# Qinglong chestnuts for pickup at a Xunwu village station, received at the
+# Xunwu county centre and waiting there to be dispatched.
+ROUTED_ORDER_NOTE = "Demo: chestnuts from Qinglong, through the Xunwu county centre to 上车村"
+ROUTED_FROM = ("zhao.chestnut@farm-market.test", "QL-CHESTNUT-A")
+ROUTED_TO = ("吉潭镇上车村服务站", "寻乌县农村电商配送中心")
+
+
+def _routed_order(operator: Actor) -> None:
+    """Placed, paid offline, packed, shipped and scanned in at the centre by
+    its staff, through the same services as the API; only where payments
+    are offline (no Stripe key), as an operator confirms them."""
+    if db.session.scalar(select(Order.id).where(Order.notes == ROUTED_ORDER_NOTE)) is not None:
+        return
+    if gateway().provider != Provider.OFFLINE:
+        return
+    station, centre = (
+        db.session.scalars(select(FulfilmentPoint.id).where(FulfilmentPoint.name == name)).one() for name in ROUTED_TO
+    )
+    farmer = _actor(_user(ROUTED_FROM[0]))
+    listing = db.session.scalars(select(Listing).where(Listing.sku == ROUTED_FROM[1])).one()
+    buyer = _actor(_user(ACCOUNTS[1][0]))
+    lines = [LineRequest(listing.id, 2 * listing.min_order_g)]
+    placed = orders.place_order(buyer, lines=lines, fulfilment_point_id=station, notes=ROUTED_ORDER_NOTE)
+    payments.open_payment(placed.id)
+    payments.confirm_offline(operator, placed.id, amount=placed.order.max_total, reference=f"DEMO-ORDER-{placed.id}")
+    part = orders.get_order(operator, placed.id).parts[0]
+    weighings = [Weighing(line.id, line.ordered_g) for line in part.lines]
+    orders.pack_part(farmer, placed.id, part.id, weighings)
+    orders.ship_part(farmer, placed.id, part.id)
+    staff = _user(CENTRE_STAFF_EMAIL)
+    orders.grant_station_staff(operator, centre, staff.id)
+    routing.receive_parts(_actor(staff), centre, [part.id])
+
+
 def seed() -> dict[str, str]:
     """Create the demo accounts and catalogue if missing; return a new token per account."""
     tokens: dict[str, str] = {}
@@ -389,4 +431,5 @@ def seed() -> dict[str, str]:
     _fulfilment_points(operator)
     _farms(operator)
     _assisted_orders()
+    _routed_order(operator)
     return tokens

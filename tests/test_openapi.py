@@ -123,7 +123,7 @@ def test_every_201_documents_its_location(client: FlaskClient) -> None:
 READING_VERBS = {"list", "get", "download"}
 WRITING_VERBS = {
     "activate", "add", "archive", "cancel", "collect", "complete", "confirm", "connect", "create",
-    "delete", "deliver", "end", "flag", "grant", "log_in", "pack", "pause", "place", "receive", "record",
+    "delete", "deliver", "dispatch", "end", "flag", "grant", "log_in", "pack", "pause", "place", "receive", "record",
     "redeliver", "register", "renew", "request", "resolve", "retry", "revoke", "set", "ship",
     "start", "suspend", "update", "verify",
 }  # fmt: skip

@@ -241,6 +241,33 @@ def get_fulfilment_point(point_id: int) -> FulfilmentPoint:
     return get_or_404(FulfilmentPoint, point_id, "Fulfilment point")
 
 
+def county_centre(station: FulfilmentPoint) -> FulfilmentPoint | None:
+    """The county distribution centre a village station is served by: its
+    parent, or else the first centre of its county; None when it has none."""
+    if station.parent is not None and station.parent.kind == FulfilmentPointKind.COUNTY_CENTRE:
+        return station.parent
+    return db.session.scalars(
+        select(FulfilmentPoint)
+        .where(
+            FulfilmentPoint.kind == FulfilmentPointKind.COUNTY_CENTRE,
+            FulfilmentPoint.county == station.county,
+            FulfilmentPoint.province == station.province,
+        )
+        .order_by(FulfilmentPoint.id)
+        .limit(1)
+    ).first()
+
+
+def route(farm: Farm, point: FulfilmentPoint) -> list[FulfilmentPoint]:
+    """The points produce from `farm` passes to be picked up at `point`, in
+    order (docs/stations.md): through the county centre of a village
+    station in another county than the farm's, else straight to `point`
+    (a station of the farm's own county, a centre, a station with no centre)."""
+    same_county = (farm.province, farm.county) == (point.province, point.county)
+    centre = None if same_county or point.kind != FulfilmentPointKind.VILLAGE_STATION else county_centre(point)
+    return [point] if centre is None else [centre, point]
+
+
 def list_fulfilment_points(
     *,
     limit: int,

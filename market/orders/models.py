@@ -28,7 +28,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from market.accounts.models import User
 from market.catalog.models import Farm, FulfilmentPoint, Listing, Lot
 from market.db import UTCDateTime, business_day, enum_column, utcnow
-from market.errors import InvalidTransition
+from market.errors import Conflict, InvalidTransition
 from market.extensions import db
 from market.premiums.models import LinePremium
 
@@ -279,6 +279,11 @@ class OrderPart(db.Model):  # type: ignore[name-defined]
     order: Mapped[Order] = relationship(back_populates="parts")
     farm: Mapped[Farm] = relationship()
     lines: Mapped[list[OrderLine]] = relationship(back_populates="part", order_by="OrderLine.id")
+    # Where a pickup part goes once shipped, stop by stop: its last hop is
+    # the order's fulfilment point (docs/stations.md, routing).
+    hops: Mapped[list[PartHop]] = relationship(
+        back_populates="part", order_by="PartHop.sequence", cascade="all, delete-orphan"
+    )
 
     def mark_packed(self) -> None:
         if self.status != PartStatus.TO_PACK:
@@ -299,6 +304,56 @@ class OrderPart(db.Model):  # type: ignore[name-defined]
         self.status = PartStatus.ARRIVED
         self.arrived_at = utcnow()
 
+    def set_route(self, points: list[FulfilmentPoint]) -> None:
+        """The points the part passes, in order, the last the order's own."""
+        self.hops = [PartHop(point=point, point_id=point.id, sequence=n) for n, point in enumerate(points, 1)]
+
+    def hop_at(self, point_id: int) -> PartHop | None:
+        return next((hop for hop in self.hops if hop.point_id == point_id), None)
+
+    def _check_in_transit(self, hop: PartHop, action: str) -> None:
+        if self.status != PartStatus.SHIPPED and not (self.status == PartStatus.ARRIVED and hop.received_at):
+            raise _refuse(f"Part {self.id}", self.status, f"{action} at {hop.point.name}")
+
+    def receive_at(self, hop: PartHop, user_id: int | None) -> bool:
+        """Scan the part in at `hop` (by `user_id`): at its last hop it has
+        arrived. Only after the hop before dispatched it; False, and
+        nothing changed, when it was scanned in there already."""
+        self._check_in_transit(hop, "received")
+        if hop.received_at is not None:
+            return False
+        before = self.hops[self.hops.index(hop) - 1] if hop is not self.hops[0] else None
+        if before is not None and before.dispatched_at is None:
+            raise ScanOutOfOrder(
+                f"Part {self.id} goes through {before.point.name} first, and was not dispatched from there.",
+                at_point_id=before.point_id,
+            )
+        if hop is self.hops[-1]:
+            self.mark_arrived()
+        hop.received_at, hop.received_by_id = utcnow(), user_id
+        return True
+
+    def dispatch_from(self, hop: PartHop, user_id: int | None) -> bool:
+        """Scan the part out of `hop` (by `user_id`) to the next one, after
+        it was scanned in there; False, and nothing changed, when it was
+        dispatched already. It leaves its last hop only in the buyer's hands."""
+        self._check_in_transit(hop, "dispatched")
+        if hop is self.hops[-1]:
+            raise ScanOutOfOrder(
+                f"Part {self.id} ends its route at {hop.point.name}: it is handed over with the pickup code there, "
+                "not dispatched.",
+                at_point_id=hop.point_id,
+            )
+        if hop.dispatched_at is not None:
+            return False
+        if hop.received_at is None:
+            raise ScanOutOfOrder(
+                f"Part {self.id} was not received at {hop.point.name}: scan it in before dispatching it.",
+                at_point_id=hop.point_id,
+            )
+        hop.dispatched_at, hop.dispatched_by_id = utcnow(), user_id
+        return True
+
     def mark_delivered(self) -> None:
         if self.status != PartStatus.SHIPPED or self.order.fulfilment != Fulfilment.DELIVERY:
             raise _refuse(f"Part {self.id}", self.status, "delivered")
@@ -316,6 +371,44 @@ class OrderPart(db.Model):  # type: ignore[name-defined]
 
     def recompute_subtotal(self) -> None:
         self.subtotal = sum(line.charged for line in self.lines)
+
+
+class ScanOutOfOrder(Conflict):
+    slug = "scan-out-of-order"
+    title = "Scanned out of route order"
+
+
+class PartHop(db.Model):  # type: ignore[name-defined]
+    """One stop on a shipped pickup part's route: the point, and when and by
+    whom it was scanned in (received) and out (dispatched) there. The last
+    hop is the order's fulfilment point, where it is received, never
+    dispatched: it is handed over to the buyer."""
+
+    __tablename__ = "part_hops"
+    __table_args__ = (
+        UniqueConstraint("part_id", "sequence"),
+        UniqueConstraint("part_id", "point_id"),
+        Index("ix_part_hops_point_dispatched", "point_id", "dispatched_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    part_id: Mapped[int] = mapped_column(ForeignKey("order_parts.id", ondelete="CASCADE"))
+    point_id: Mapped[int] = mapped_column(ForeignKey("fulfilment_points.id"))
+    sequence: Mapped[int] = mapped_column(Integer, doc="1 for the first stop after the farm.")
+    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    received_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    dispatched_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    part: Mapped[OrderPart] = relationship(back_populates="hops")
+    point: Mapped[FulfilmentPoint] = relationship()
+
+    @property
+    def state(self) -> str:
+        """expected, received (there now) or dispatched (gone on)."""
+        if self.dispatched_at is not None:
+            return "dispatched"
+        return "expected" if self.received_at is None else "received"
 
 
 class OrderLine(db.Model):  # type: ignore[name-defined]

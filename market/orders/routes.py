@@ -7,7 +7,7 @@ from market.auth import account_or_address, current_actor
 from market.db import business_today
 from market.extensions import limiter
 from market.idempotency import idempotent_in_one_transaction
-from market.orders import service
+from market.orders import routing, service
 from market.orders.models import StationStaff
 from market.orders.schemas import (
     CollectSchema,
@@ -17,7 +17,9 @@ from market.orders.schemas import (
     OrderQuerySchema,
     OrderSchema,
     PackSchema,
+    PartScanSchema,
     ReasonSchema,
+    ScanResultSchema,
     StaffGrantSchema,
     StaffSchema,
 )
@@ -188,9 +190,38 @@ def revoke_point_staff(point_id: int, user_id: int) -> None:
 @blp.doc(**json_or_csv(ManifestSchema, "The manifest, as JSON or (format=csv) a CSV download, one row per line"))
 @blp.alt_response(404, description="No such fulfilment point of yours")
 def get_manifest(args: dict[str, Any], point_id: int) -> dict[str, Any] | Response:
-    """What arrives at a fulfilment point on a day and what waits for pickup (station staff)"""
+    """What arrives at a fulfilment point on a day, what is to dispatch from it (a county centre) and what waits
+    for pickup (staff of the point)"""
     day = args["date"] or business_today()
     rows = service.manifest(current_actor(), point_id, day)
     if args["format"] == "csv":
         return csv_response(service.manifest_rows(rows), service.MANIFEST_COLUMNS, f"manifest-{point_id}-{day}.csv")
     return {"fulfilment_point_id": point_id, "date": day, "rows": rows}
+
+
+@blp.route("/fulfilment-points/<int:point_id>/received-parts", methods=["POST"])
+@blp.authenticated
+@blp.arguments(PartScanSchema)
+@blp.response(200, ScanResultSchema)
+@blp.alt_response(404, description="No such fulfilment point of yours")
+@blp.alt_response(409, description="A part is not yet dispatched from the point before, or cancelled; nothing scanned")
+@blp.alt_response(422, description="A part is not on its way through this point; nothing scanned")
+def receive_point_parts(body: dict[str, Any], point_id: int) -> dict[str, Any]:
+    """Scan parts in at your fulfilment point, all or none: at the order's own point they have arrived; a part
+    scanned in already is left as it is (staff of the point)"""
+    parts = routing.receive_parts(current_actor(), point_id, body["part_ids"])
+    return {"fulfilment_point_id": point_id, "parts": parts}
+
+
+@blp.route("/fulfilment-points/<int:point_id>/dispatched-parts", methods=["POST"])
+@blp.authenticated
+@blp.arguments(PartScanSchema)
+@blp.response(200, ScanResultSchema)
+@blp.alt_response(404, description="No such fulfilment point of yours")
+@blp.alt_response(409, description="A part is not received here yet, ends its route here, or is cancelled")
+@blp.alt_response(422, description="A part is not on its way through this point; nothing scanned")
+def dispatch_point_parts(body: dict[str, Any], point_id: int) -> dict[str, Any]:
+    """Scan parts received at your county centre out, on to the next point of their route, all or none; a part
+    dispatched already is left as it is (staff of the point)"""
+    parts = routing.dispatch_parts(current_actor(), point_id, body["part_ids"])
+    return {"fulfilment_point_id": point_id, "parts": parts}

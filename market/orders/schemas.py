@@ -5,12 +5,14 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from market.api import BigInteger, StrictSchema, free_text
+from market.api import MAX_ID, BigInteger, StrictSchema, free_text
+from market.catalog.models import FulfilmentPointKind
 from market.money import MAX_LINE_G, MAX_ORDER_LINES, MAX_WEIGHED_G
 from market.orders.models import Fulfilment, OrderStatus, PartStatus, destination_problem
 from market.pagination import PageArgsSchema
 
 REASON = validate.Length(min=1, max=500)
+MAX_SCANNED_PARTS = 500
 STAFF_NULL = "Null for station staff, who see the goods and not the money."
 
 
@@ -73,6 +75,30 @@ class OrderLineSchema(ma.Schema):
     short_reason = fields.String(allow_none=True)
 
 
+class PointRefSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    county = fields.String(required=True)
+
+
+class StopSchema(PointRefSchema):
+    """A point on a part's route."""
+
+    kind = fields.Enum(FulfilmentPointKind, by_value=True, required=True)
+
+
+class HopSchema(ma.Schema):
+    sequence = fields.Integer(required=True, metadata={"description": "1 for the first point after the farm."})
+    point = fields.Nested(StopSchema, required=True)
+    state = fields.String(
+        required=True,
+        validate=validate.OneOf(["expected", "received", "dispatched"]),
+        metadata={"description": "expected (not there yet), received (there now) or dispatched (gone on)."},
+    )
+    received_at = fields.DateTime(required=True, allow_none=True)
+    dispatched_at = fields.DateTime(required=True, allow_none=True)
+
+
 class OrderPartSchema(ma.Schema):
     id = fields.Integer(required=True)
     farm_id = fields.Integer(required=True)
@@ -82,12 +108,15 @@ class OrderPartSchema(ma.Schema):
     subtotal = fields.Integer(required=True, allow_none=True, metadata={"description": STAFF_NULL})
     cancel_reason = fields.String(allow_none=True)
     lines = fields.List(fields.Nested(OrderLineSchema), required=True)
-
-
-class PointRefSchema(ma.Schema):
-    id = fields.Integer(required=True)
-    name = fields.String(required=True)
-    county = fields.String(required=True)
+    route = fields.List(
+        fields.Nested(HopSchema),
+        attribute="hops",
+        required=True,
+        metadata={
+            "description": "A pickup part's stops once shipped, the last the order's point: through the county "
+            "centre when the farm is in another county than the village station. Empty before shipping."
+        },
+    )
 
 
 class OrderEventSchema(ma.Schema):
@@ -197,7 +226,13 @@ class ManifestQuerySchema(StrictSchema):
 
 
 class ManifestRowSchema(ma.Schema):
-    section = fields.String(required=True, metadata={"description": "arriving or waiting (for pickup)."})
+    section = fields.String(
+        required=True,
+        metadata={
+            "description": "arriving (on its way here, or received on the day), to_dispatch (received here, to go "
+            "on to dispatch_to) or waiting (for pickup)."
+        },
+    )
     order_id = fields.Integer(required=True)
     part_id = fields.Integer(required=True)
     farm_name = fields.String(required=True)
@@ -207,9 +242,40 @@ class ManifestRowSchema(ma.Schema):
     grams = fields.Integer(required=True)
     part_status = fields.String(required=True)
     order_status = fields.String(required=True)
+    dispatch_to_point_id = fields.Integer(required=True, allow_none=True)
+    dispatch_to = fields.String(
+        required=True, allow_none=True, metadata={"description": "Where a part to dispatch goes next; else null."}
+    )
 
 
 class ManifestSchema(ma.Schema):
     fulfilment_point_id = fields.Integer(required=True)
     date = fields.Date(required=True)
     rows = fields.List(fields.Nested(ManifestRowSchema), required=True)
+
+
+class PartScanSchema(StrictSchema):
+    part_ids = fields.List(
+        fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ID)),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_SCANNED_PARTS),
+        metadata={"description": "The parts scanned, as many as a load holds; a part given twice is scanned once."},
+    )
+
+
+class ScannedPartSchema(ma.Schema):
+    """A part as scanned: its stop at this point (`hop`), and where it goes
+    from here (`next_point`, null at the order's own point)."""
+
+    order_id = fields.Integer(required=True)
+    part_id = fields.Integer(required=True)
+    farm_name = fields.String(required=True)
+    part_status = fields.String(required=True)
+    hop = fields.Nested(HopSchema, required=True, metadata={"description": "Its stop at this point."})
+    next_point = fields.Nested(StopSchema, required=True, allow_none=True)
+    changed = fields.Boolean(required=True, metadata={"description": "False: it had been scanned so already."})
+
+
+class ScanResultSchema(ma.Schema):
+    fulfilment_point_id = fields.Integer(required=True)
+    parts = fields.List(fields.Nested(ScannedPartSchema), required=True)

@@ -41,6 +41,7 @@ from market.orders.models import (
     OrderLine,
     OrderPart,
     OrderStatus,
+    PartHop,
     PartStatus,
     StationStaff,
     destination_problem,
@@ -177,6 +178,7 @@ def _load(actor: Actor, order_id: int, *, lock: bool = False) -> Order:
 def _order_options() -> list[Any]:
     return [
         selectinload(Order.parts).selectinload(OrderPart.farm),
+        selectinload(Order.parts).selectinload(OrderPart.hops).selectinload(PartHop.point),
         selectinload(Order.parts).selectinload(OrderPart.lines).selectinload(OrderLine.lot),
         selectinload(Order.parts).selectinload(OrderPart.lines).selectinload(OrderLine.premiums),
         selectinload(Order.lines),
@@ -239,11 +241,25 @@ def changing(order: Order, actor: Actor | None, change: Callable[[], T]) -> T:
     commit with whatever the caller wrote since locking it, or roll all of
     it back when `change` raises."""
     with _order_change():
-        before = order.status
-        result = change()
-        order.updated_at = utcnow()
-        if order.status != before:
-            record_event(order, f"order.{order.status.value}", actor)
+        result = changed(order, actor, change)
+    return result
+
+
+def changing_many(change: Callable[[], T]) -> T:
+    """`changing` for a change of several locked orders (each through
+    `changed`), committed as one or rolled back as one."""
+    with _order_change():
+        return change()
+
+
+def changed(order: Order, actor: Actor | None, change: Callable[[], T]) -> T:
+    """Apply `change` to a locked `order` and record the state events it
+    caused, in the caller's unit of work."""
+    before = order.status
+    result = change()
+    order.updated_at = utcnow()
+    if order.status != before:
+        record_event(order, f"order.{order.status.value}", actor)
     return result
 
 
@@ -694,26 +710,41 @@ def _restock_by_weighing(weighed: Sequence[tuple[OrderLine, int]]) -> None:
 def _advance_part(
     actor: Actor, order: Order, part: OrderPart, mark: Callable[[], None], kind: str, *, detail: str = ""
 ) -> None:
-    """Move one part on (`mark`), record it, and let the order follow; the
-    order becoming ready for pickup gives the buyer a pickup code."""
+    """Move one part on (`mark`), record it, and let the order follow, committed."""
+    changing(order, actor, lambda: advance(actor, order, part, mark, kind, detail=detail))
 
-    def change() -> None:
-        was_ready = order.status == OrderStatus.READY_FOR_PICKUP
-        mark()
-        record_event(order, kind, actor, part=part, detail=detail)
-        order.follow_parts()
-        if order.status == OrderStatus.READY_FOR_PICKUP and not was_ready:
-            _new_pickup_code(order)
-            if order.paid_at is None:  # paid on collection: it waits so long, then expires
-                order.expires_at = utcnow() + timedelta(days=current_app.config["STATION_COLLECT_DAYS"])
 
-    changing(order, actor, change)
+def advance(
+    actor: Actor, order: Order, part: OrderPart, mark: Callable[[], None], kind: str, *, detail: str = ""
+) -> None:
+    """Move one part of a locked order on (`mark`), record it, and let the
+    order follow, in the caller's unit of work; the order becoming ready
+    for pickup gives the buyer a pickup code."""
+    was_ready = order.status == OrderStatus.READY_FOR_PICKUP
+    mark()
+    record_event(order, kind, actor, part=part, detail=detail)
+    order.follow_parts()
+    if order.status == OrderStatus.READY_FOR_PICKUP and not was_ready:
+        _new_pickup_code(order)
+        if order.paid_at is None:  # paid on collection: it waits so long, then expires
+            order.expires_at = utcnow() + timedelta(days=current_app.config["STATION_COLLECT_DAYS"])
 
 
 def ship_part(actor: Actor, order_id: int, part_id: int) -> OrderView:
+    """The farm ships its packed part: to the buyer's address, or to be
+    picked up at the order's point along the route fixed now (through the
+    county centre when the farm is in another county, docs/stations.md)."""
     order = _load(actor, order_id, lock=True)
     part = _own_part(actor, order, part_id)
-    _advance_part(actor, order, part, part.mark_shipped, "part.shipped")
+    point = order.fulfilment_point
+    route = [] if point is None else catalog.route(part.farm, point)
+
+    def ship() -> None:
+        part.mark_shipped()
+        if route:
+            part.set_route(route)
+
+    _advance_part(actor, order, part, ship, "part.shipped", detail=" -> ".join(stop.name for stop in route))
     return _view(actor, order, set())
 
 
@@ -726,12 +757,19 @@ def deliver_part(actor: Actor, order_id: int, part_id: int) -> OrderView:
 
 
 def receive_part(actor: Actor, order_id: int, part_id: int) -> OrderView:
-    """Station staff take a shipped part in; when the last one is in, the
-    order is ready for pickup and the buyer gets a pickup code."""
+    """Station staff take a shipped part in at the order's point, after any
+    hop before it dispatched it; when the last part is in, the order is
+    ready for pickup and the buyer gets a pickup code."""
     order = _load(actor, order_id, lock=True)
     _require_station(actor, order)
     part = _part(order, part_id)
-    _advance_part(actor, order, part, part.mark_arrived, PART_ARRIVED)
+    hop = part.hop_at(order.fulfilment_point_id or 0)
+
+    def arrive() -> None:
+        if hop is None or not part.receive_at(hop, actor.user_id):
+            part.mark_arrived()  # refuses: not shipped yet, or received already
+
+    _advance_part(actor, order, part, arrive, PART_ARRIVED)
     return _view(actor, order, _station_ids(actor))
 
 
@@ -962,9 +1000,24 @@ def list_station_staff(actor: Actor, point_id: int) -> list[User]:
     return list(db.session.scalars(stmt))
 
 
+def point_of(actor: Actor, point_id: int) -> FulfilmentPoint:
+    """A fulfilment point the actor works at (any, for operators)."""
+    point = catalog.get_fulfilment_point(point_id)
+    if not _is_operator(actor) and point.id not in _station_ids(actor):
+        raise NotFound(f"Fulfilment point {point_id} is not one of yours.")
+    return point
+
+
+def locked_orders(order_ids: Iterable[int]) -> list[Order]:
+    """Orders locked for a change, in id order (so that concurrent changes
+    of several orders cannot deadlock), with what a view shows."""
+    stmt = select(Order).where(Order.id.in_(set(order_ids))).options(*_order_options()).order_by(Order.id)
+    return list(db.session.scalars(stmt.with_for_update(of=Order)).unique())
+
+
 @dataclass(frozen=True)
 class ManifestRow:
-    section: str  # "arriving" (shipped to the point) or "waiting" (ready for pickup)
+    section: str  # "arriving" (on its way here), "to_dispatch" (here, to go on) or "waiting" (ready for pickup)
     order_id: int
     part_id: int
     farm_name: str
@@ -974,56 +1027,90 @@ class ManifestRow:
     grams: int
     part_status: str
     order_status: str
+    dispatch_to_point_id: int | None = None
+    dispatch_to: str | None = None
 
 
 def manifest(actor: Actor, point_id: int, day: date) -> list[ManifestRow]:
-    """What arrives at a fulfilment point (parts shipped there by `day`, not
-    yet received, or received that day) and what waits for pickup."""
-    point = catalog.get_fulfilment_point(point_id)
-    if not _is_operator(actor) and point.id not in _station_ids(actor):
-        raise NotFound(f"Fulfilment point {point_id} is not one of yours.")
+    """What a fulfilment point handles on `day`: the parts on their way to
+    it (shipped from the farm, or dispatched from the hop before, by that
+    day, not yet received, or received that day), the parts received there
+    to dispatch to the next point of their route (a county centre's), and
+    the orders waiting there for pickup."""
+    point_of(actor, point_id)
     start, end = business_day_range(day)
-    orders = db.session.scalars(
+    waiting = db.session.scalars(
         select(Order)
-        .where(
-            Order.fulfilment_point_id == point_id,
-            Order.status.in_([OrderStatus.SHIPPED, OrderStatus.READY_FOR_PICKUP, OrderStatus.PACKED]),
-        )
+        .where(Order.fulfilment_point_id == point_id, Order.status == OrderStatus.READY_FOR_PICKUP)
         .options(*_order_options())
-        .order_by(Order.id)
     ).all()
-    rows: list[ManifestRow] = []
-    for order in orders:
-        for part in order.active_parts:
-            if order.status == OrderStatus.READY_FOR_PICKUP:
-                section = "waiting"
-            elif (part.status == PartStatus.SHIPPED and part.shipped_on is not None and part.shipped_on <= day) or (
-                part.status == PartStatus.ARRIVED and part.arrived_at is not None and start <= part.arrived_at < end
-            ):
-                section = "arriving"
-            else:
-                continue
-            rows.extend(
-                ManifestRow(
-                    section=section,
-                    order_id=order.id,
-                    part_id=part.id,
-                    farm_name=part.farm.name,
-                    buyer_name=order.buyer.name,
-                    line_id=line.id,
-                    product_name=line.product_name,
-                    grams=line.billed_g,
-                    part_status=part.status.value,
-                    order_status=order.status.value,
-                )
-                for line in part.lines
-            )
-    return rows
+    rows = [
+        _manifest_row("waiting", order, part, line)
+        for order in waiting
+        for part in order.active_parts
+        for line in part.lines
+    ]
+    hops = db.session.scalars(
+        select(PartHop)
+        .join(PartHop.part)
+        .where(
+            PartHop.point_id == point_id,
+            OrderPart.status.in_([PartStatus.SHIPPED, PartStatus.ARRIVED]),
+            or_(PartHop.received_at.is_(None), PartHop.received_at >= start, OrderPart.status == PartStatus.SHIPPED),
+        )
+        .options(
+            selectinload(PartHop.part).selectinload(OrderPart.order).selectinload(Order.buyer),
+            selectinload(PartHop.part).selectinload(OrderPart.hops).selectinload(PartHop.point),
+            selectinload(PartHop.part).selectinload(OrderPart.farm),
+            selectinload(PartHop.part).selectinload(OrderPart.lines),
+        )
+    ).all()
+    for hop in hops:
+        part, order = hop.part, hop.part.order
+        after = part.hops[part.hops.index(hop) + 1] if hop is not part.hops[-1] else None
+        section = _hop_section(hop, part.hops, day, start, end)
+        if section is None or (after is None and order.status == OrderStatus.READY_FOR_PICKUP):
+            continue  # not for today, or waiting for pickup (listed above)
+        rows.extend(_manifest_row(section, order, part, line, after) for line in part.lines)
+    return sorted(rows, key=lambda row: (row.order_id, row.part_id, row.line_id))
+
+
+def _hop_section(hop: PartHop, route: list[PartHop], day: date, start: datetime, end: datetime) -> str | None:
+    """Where a part stands at one of its hops on `day`, for that point's manifest."""
+    if hop.received_at is not None:
+        if hop is not route[-1] and hop.dispatched_at is None:
+            return "to_dispatch"
+        return "arriving" if start <= hop.received_at < end else None
+    before = route[route.index(hop) - 1] if hop is not route[0] else None
+    if before is None:
+        sent = hop.part.shipped_on is not None and hop.part.shipped_on <= day
+    else:
+        sent = before.dispatched_at is not None and before.dispatched_at < end
+    return "arriving" if sent else None
+
+
+def _manifest_row(
+    section: str, order: Order, part: OrderPart, line: OrderLine, after: PartHop | None = None
+) -> ManifestRow:
+    return ManifestRow(
+        section=section,
+        order_id=order.id,
+        part_id=part.id,
+        farm_name=part.farm.name,
+        buyer_name=order.buyer.name,
+        line_id=line.id,
+        product_name=line.product_name,
+        grams=line.billed_g,
+        part_status=part.status.value,
+        order_status=order.status.value,
+        dispatch_to_point_id=after.point_id if after is not None and section == "to_dispatch" else None,
+        dispatch_to=after.point.name if after is not None and section == "to_dispatch" else None,
+    )
 
 
 MANIFEST_COLUMNS = (
     "section", "order_id", "part_id", "farm_name", "buyer_name", "line_id", "product_name", "weight_kg",
-    "part_status", "order_status",
+    "part_status", "order_status", "dispatch_to_point_id", "dispatch_to",
 )  # fmt: skip
 
 

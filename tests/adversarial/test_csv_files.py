@@ -23,7 +23,7 @@ from market.premiums import service as premiums
 from market.premiums.models import FundedBy
 from market.reconciliation.models import Outcome, ReconciliationItem, ReconciliationRun, RunStatus
 from tests.payouts.conftest import bank_details, operator, refund, run, settled_order
-from tests.shop import Shop, part_of, pay, place
+from tests.shop import Shop, part_of, pay, place, through_centre
 
 # What a hostile farmer, buyer or payee might call themselves.
 PAYLOADS = [
@@ -139,6 +139,7 @@ def test_the_manifest_neutralises_farm_buyer_and_product_names(client: FlaskClie
     weights = {"weights": [{"line_id": ln["id"], "weighed_g": 1000} for ln in part["lines"]]}
     assert client.post(f"{base}/pack", json=weights, headers=shop.orchard_h).status_code == 200
     assert client.post(f"{base}/ship", headers=shop.orchard_h).status_code == 200
+    through_centre(client, shop, part["id"])  # the farm's county is another now
 
     url = f"/api/v1/fulfilment-points/{shop.station.id}/manifest"
     (row,) = _rows(client.get(url, query_string={"format": "csv"}, headers=shop.staff_h))

@@ -18,7 +18,7 @@ from market.money import MAX_BIGINT
 from market.orders import service
 from market.orders.models import Order, OrderStatus
 from tests.conftest import needs
-from tests.shop import Shop, part_of, pay, place
+from tests.shop import Shop, part_of, pay, place, through_centre
 
 
 def stock(listing: Listing) -> int:
@@ -58,6 +58,7 @@ def test_pickup_order_from_payment_to_completion(client: FlaskClient, shop: Shop
     assert shipped["status"] == "shipped"
 
     post(client, f"{base}/{orchard['id']}/receive", shop.staff_h)
+    through_centre(client, shop, nuts["id"])  # from another county: through the county centre
     ready = post(client, f"{base}/{nuts['id']}/receive", shop.staff_h)
     assert ready["status"] == "ready_for_pickup"
     assert ready["pickup_code"] is None  # staff never see the code
@@ -390,6 +391,7 @@ def test_manifest_lists_arrivals_and_waiting_orders_as_json_and_csv(client: Flas
     base = f"/api/v1/orders/{arriving['id']}/parts/{part['id']}"
     post(client, f"{base}/pack", shop.chestnut_h, weights(part, 500))
     post(client, f"{base}/ship", shop.chestnut_h)
+    through_centre(client, shop, part["id"])  # on its way to the station now
 
     url = f"/api/v1/fulfilment-points/{shop.station.id}/manifest"
     manifest = client.get(url, headers=shop.staff_h).json

@@ -8,9 +8,9 @@ tables, these are the functions to re-point; the state machine that drives
 the services does not change.
 
 Every-step checks: `stock`, `order_money`, `sponsor_budgets`, `kept_premiums`,
-`sponsor_accounts`, `farm_earnings`, `ledger`, `stripe_transfers`. Checks that hold once every pending worker step
-has run: `after_quiesce`; and once a payout run has been paid out:
-`after_payout_run`.
+`sponsor_accounts`, `farm_earnings`, `ledger`, `routes`, `stripe_transfers`.
+Checks that hold once every pending worker step has run: `after_quiesce`;
+and once a payout run has been paid out: `after_payout_run`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from market.extensions import db
 from market.ledger import service as ledger
 from market.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from market.money import line_amount
-from market.orders.models import Order, OrderLine, OrderStatus, PartStatus
+from market.orders.models import Order, OrderLine, OrderPart, OrderStatus, PartStatus
 from market.payments.models import CapturedLine, Payment, PaymentStatus, Provider, Refund, RefundLine, RefundStatus
 from market.payments.service import CLOSED, PACKED_OR_LATER
 from market.payouts.models import Payout, PayoutTransfer, ReversalStatus, TransferReversal
@@ -502,6 +502,42 @@ def ledger_balances() -> list[str]:
     total = db.session.scalar(select(func.coalesce(func.sum(LedgerEntry.amount), 0)))
     if total:
         problems.append(f"the ledger's entries sum to {total}, not 0")
+    return problems
+
+
+# --- 5b. Routes ---------------------------------------------------------------
+
+
+def routes() -> list[str]:
+    """Each shipped pickup part has its route, ending at the order's point,
+    scanned in order: received at a point only once dispatched from the one
+    before, dispatched only once received, never dispatched from its last;
+    it has arrived exactly when its last point received it. A part not
+    shipped, or delivered to an address, has no route."""
+    problems = []
+    parts = db.session.scalars(
+        select(OrderPart).options(selectinload(OrderPart.hops), selectinload(OrderPart.order))
+    ).all()
+    for part in parts:
+        name, hops = f"part {part.id} of order {part.order_id}", part.hops
+        if part.shipped_at is None or part.order.fulfilment_point_id is None:
+            if hops:
+                problems.append(f"{name} has a route, shipped at {part.shipped_at} to {part.order.fulfilment}")
+            continue
+        if not hops or hops[-1].point_id != part.order.fulfilment_point_id:
+            problems.append(f"{name} is shipped to point {part.order.fulfilment_point_id} on route {hops}")
+            continue
+        if [hop.sequence for hop in hops] != list(range(1, len(hops) + 1)):
+            problems.append(f"{name} has hops numbered {[hop.sequence for hop in hops]}")
+        for before, hop in zip([None, *hops], hops, strict=False):
+            if hop.received_at is not None and before is not None and before.dispatched_at is None:
+                problems.append(f"{name} was received at point {hop.point_id} before leaving {before.point_id}")
+            if hop.dispatched_at is not None and (hop.received_at is None or hop is hops[-1]):
+                problems.append(f"{name} was dispatched from point {hop.point_id} without being received there")
+        if part.status != PartStatus.CANCELLED and (part.status == PartStatus.ARRIVED) != (
+            hops[-1].received_at is not None
+        ):
+            problems.append(f"{name} is {part.status}, its last point received it at {hops[-1].received_at}")
     return problems
 
 

@@ -6,7 +6,9 @@ routes, the Stripe webhook receiver and the Celery tasks call: placing an
 order over two farms (a sponsor programme with a small budget and a
 buyer-funded one running), paying offline or by card against the local fake
 Stripe (authorisation webhooks late, twice or after the order closed),
-packing by weight (over, under, exact, short), shipping, station pickup and
+packing by weight (over, under, exact, short), shipping, parts from another
+county scanned in and out at the county centre (some left there a while),
+station receipt (a part at a time, or all in one scan), pickup and
 delivery, capture (also with a cancel landing between the provider's answer
 and our record of it), cancelling parts and orders, expiry, refunds by line
 and grams (tiny ones too, some refused by the provider), the sponsor's
@@ -72,8 +74,9 @@ from market.extensions import TransientError, db
 from market.ledger import service as ledger
 from market.money import tolerance_bounds
 from market.notifications.models import Notification
+from market.orders import routing
 from market.orders import service as orders
-from market.orders.models import Fulfilment, Order, OrderStatus, PartStatus, StationStaff
+from market.orders.models import Fulfilment, Order, OrderStatus, PartHop, PartStatus, StationStaff
 from market.orders.service import LineRequest, Weighing
 from market.outbox import OutboxMessage
 from market.payments import service as payments
@@ -313,7 +316,8 @@ class OrderLife(RuleBasedStateMachine):
         db.session.commit()
         self.buyer = actor(shop.buyer.id, Role.BUYER)
         self.operator = actor(UserFactory(roles=[Role.OPERATOR]).id, Role.OPERATOR)
-        self.staff = actor(db.session.scalars(select(StationStaff.user_id)).first() or 0, Role.BUYER)
+        self.staff = actor(self.staff_of(shop.station.id), Role.BUYER)
+        self.centre_staff = actor(self.staff_of(shop.centre.id), Role.BUYER)
         self.farmers = {farm.id: actor(farm.owner_id, Role.FARMER) for farm in (shop.orchard, shop.chestnuts)}
         self.listings = [shop.oranges.id, shop.pomelos.id, shop.nuts.id]
         self.books.initial_stock = {listing_id: 100_000 for listing_id in self.listings}
@@ -363,6 +367,11 @@ class OrderLife(RuleBasedStateMachine):
         self.pending.clear()
         self.outbox_seen = db.session.scalar(select(OutboxMessage.id).order_by(OutboxMessage.id.desc())) or 0
         return self.place_order(listings, steps, pickup, card)
+
+    def staff_of(self, point_id: int) -> int:
+        return db.session.scalars(
+            select(StationStaff.user_id).where(StationStaff.fulfilment_point_id == point_id)
+        ).one()
 
     def order(self, order_id: int) -> Order:
         db.session.rollback()
@@ -638,21 +647,59 @@ class OrderLife(RuleBasedStateMachine):
         farmer, part_id = self.farmers[chosen.farm_id], chosen.id
         self.attempt("pack_part", lambda: orders.pack_part(farmer, order, part_id, weights))
 
-    @rule(order=orders)
-    def parts_ship_and_arrive(self, order: int) -> None:
-        """Every packed part ships; the station takes it in or the farmer delivers it."""
+    def ship(self, order: int) -> tuple[dict[int, Actor], bool]:
+        """Every packed part of the order ships; its live parts with their
+        farmers, and whether they are picked up (at the station, some
+        through the county centre)."""
+        current = self.order(order)
+        plan = {p.id: self.farmers[p.farm_id] for p in current.active_parts}
+        pickup = current.fulfilment == Fulfilment.PICKUP
+        for part_id, farmer in plan.items():
+            self.attempt("ship_part", lambda f=farmer, p=part_id: orders.ship_part(f, order, p))
+        return plan, pickup
+
+    @rule(order=orders, dispatch=st.booleans())
+    def parts_reach_the_centre(self, order: int, dispatch: bool) -> None:
+        """Every packed part ships; those from another county than the
+        station are scanned in at the county centre (all at once), and stay
+        there or are dispatched on to the station."""
         if not order:
             return
-        current = self.order(order)
-        plan = [(p.id, p.farm_id) for p in current.active_parts]
-        pickup = current.fulfilment == Fulfilment.PICKUP
-        for part_id, farm_id in plan:
-            farmer = self.farmers[farm_id]
-            self.attempt("ship_part", lambda f=farmer, p=part_id: orders.ship_part(f, order, p))
-            if pickup:
-                self.attempt("receive_part", lambda p=part_id: orders.receive_part(self.staff, order, p))
-            else:
+        plan, pickup = self.ship(order)
+        routed = [part_id for part_id in plan if pickup and self.routed_through_centre(part_id)]
+        if routed:
+            centre = self.shop.centre.id
+            self.attempt("receive_parts", lambda: routing.receive_parts(self.centre_staff, centre, routed))
+            if dispatch:
+                self.attempt("dispatch_parts", lambda: routing.dispatch_parts(self.centre_staff, centre, routed))
+
+    @rule(order=orders, bulk=st.booleans())
+    def parts_ship_and_arrive(self, order: int, bulk: bool = False) -> None:
+        """Every packed part ships; the station takes it in (one by one, or
+        all in one scan), after the county centre took in and dispatched
+        those from another county; or the farmer delivers it."""
+        if not order:
+            return
+        plan, pickup = self.ship(order)
+        if not pickup:
+            for part_id, farmer in plan.items():
                 self.attempt("deliver_part", lambda f=farmer, p=part_id: orders.deliver_part(f, order, p))
+            return
+        parts = list(plan)
+        routed = [part_id for part_id in parts if self.routed_through_centre(part_id)]
+        if routed:
+            centre = self.shop.centre.id
+            self.attempt("receive_parts", lambda: routing.receive_parts(self.centre_staff, centre, routed))
+            self.attempt("dispatch_parts", lambda: routing.dispatch_parts(self.centre_staff, centre, routed))
+        if bulk:
+            self.attempt("receive_parts", lambda: routing.receive_parts(self.staff, self.shop.station.id, parts))
+        for part_id in parts:
+            self.attempt("receive_part", lambda p=part_id: orders.receive_part(self.staff, order, p))
+
+    def routed_through_centre(self, part_id: int) -> bool:
+        db.session.rollback()
+        hop = select(PartHop.id).where(PartHop.part_id == part_id, PartHop.point_id == self.shop.centre.id)
+        return db.session.scalar(hop) is not None
 
     @rule(order=orders, complete=st.booleans())
     def buyer_collects(self, order: int, complete: bool) -> None:
@@ -998,6 +1045,11 @@ class OrderLife(RuleBasedStateMachine):
     def ledger_balances(self) -> None:
         db.session.rollback()
         self.assert_clean("ledger", checks.ledger_balances())
+
+    @invariant()
+    def parts_follow_their_routes(self) -> None:
+        db.session.rollback()
+        self.assert_clean("routes", checks.routes())
 
     @invariant()
     def settled_once_the_workers_are_done(self) -> None:
