@@ -101,11 +101,6 @@ RUN_PARTS = Table(
     Column("net", BigInteger, nullable=False),
     prefixes=["TEMPORARY"],
 )
-# A run groups its entries per order part; PostgreSQL's default work_mem
-# (4 MB) would spill that grouping to disk from a few ten thousand parts on.
-# The run also turns JIT compilation off: its statements' estimated costs
-# pass the threshold, and compiling them took longer than running them.
-RUN_WORK_MEM = "64MB"
 
 
 def run_cutoff(period_end: date, now: datetime, hold_days: int) -> datetime:
@@ -225,7 +220,7 @@ def _due_parts(cutoff: datetime) -> Select[Any]:
             _unsettled(FarmEntry, coverage),
             or_(due_orders.c.order_id.isnot(None), paid_earlier),
         )
-        .group_by(FarmEntry.farm_id, FarmEntry.order_id, entry_id)
+        .group_by(FarmEntry.order_id, FarmEntry.farm_id, entry_id)
     )
 
 
@@ -246,7 +241,13 @@ def create_run(actor: Actor, *, period_end: date) -> PayoutRun:
         if db.session.get_bind().dialect.name == "postgresql":
             # Alone: no other run, and no entry written or freed meanwhile.
             db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PAYOUT_RUN_LOCK})
-            db.session.execute(text(f"SET LOCAL work_mem = '{RUN_WORK_MEM}'"))
+            # It groups its entries per order part: PostgreSQL's default
+            # work_mem (4 MB) would sort that on disk from a few ten thousand
+            # parts on. JIT compilation is off: the statements' estimated costs
+            # pass its threshold, and compiling them took longer than running
+            # them (docs/performance.md, "Payout run").
+            work_mem = int(current_app.config["PAYOUT_RUN_WORK_MEM_MB"])
+            db.session.execute(text(f"SET LOCAL work_mem = '{work_mem}MB'"))
             db.session.execute(text("SET LOCAL jit = off"))
         run = PayoutRun(
             period_end=period_end,
