@@ -184,7 +184,8 @@ def _due_parts(cutoff: datetime) -> Select[Any]:
     """Earned entries, due and not yet settled, of every farm (those whose
     payout account is not ready are recorded as skipped), totalled per
     order part not yet covered and per entry settled alone (RUN_PARTS)."""
-    due_orders = _settled_orders(cutoff).union(_closed_orders(cutoff)).subquery()
+    # Each order once: an order is settled or closed, never both (its status).
+    due_orders = _settled_orders(cutoff).union_all(_closed_orders(cutoff)).subquery()
     coverage = PayoutCoverage
     paid_earlier = and_(FarmEntry.kind.in_(TAKE_BACKS), _sale_paid(FarmEntry, coverage))
     alone = or_(coverage.order_id.isnot(None), FarmEntry.order_id.is_(None))
@@ -415,7 +416,10 @@ def _write_payouts(run: PayoutRun, cutoff: datetime) -> None:
             ["order_id", "farm_id", "payout_id", "last_entry_id"],
             select(chosen.c.order_id, chosen.c.farm_id, this_run.c.id, chosen.c.last_entry_id)
             .join(this_run, this_run.c.farm_id == chosen.c.farm_id)
-            .where(chosen.c.entry_id.is_(None)),
+            .where(chosen.c.entry_id.is_(None))
+            # In key order: each row then goes to the right edge of the
+            # primary key, not to a page anywhere in it.
+            .order_by(chosen.c.order_id, chosen.c.farm_id),
         )
     )
     paying = select(chosen.c.entry_id, this_run.c.id.label("payout_id")).join(
