@@ -71,7 +71,15 @@ from market.payouts.models import (
     SkipReason,
     TransferReversal,
 )
-from market.settlement.models import EARNED, PREMIUM_KINDS, TAKE_BACKS, EntryKind, FarmEntry, PayoutCoverage
+from market.settlement.models import (
+    EARNED,
+    PREMIUM_KINDS,
+    TAKE_BACKS,
+    EntryKind,
+    FarmEntry,
+    PayoutCoverage,
+    part_of,
+)
 from market.settlement.service import PAYOUT_RUN_LOCK
 
 SETTLED_STATES = (OrderStatus.DELIVERED, OrderStatus.COLLECTED, OrderStatus.COMPLETED)
@@ -175,11 +183,6 @@ def _unsettled(entry: Any, coverage: Any) -> Any:
     )
 
 
-def _part_coverage(entry: Any) -> Any:
-    """The outer join condition of an entry to its order part's coverage."""
-    return and_(PayoutCoverage.order_id == entry.order_id, PayoutCoverage.farm_id == entry.farm_id)
-
-
 def _due_parts(cutoff: datetime) -> Select[Any]:
     """Earned entries, due and not yet settled, of every farm (those whose
     payout account is not ready are recorded as skipped), totalled per
@@ -212,9 +215,9 @@ def _due_parts(cutoff: datetime) -> Select[Any]:
             literal(0),  # adjustments: which of the refunds are is decided on the chosen rows (_adjustments)
             func.sum(FarmEntry.net),
         )
-        .outerjoin(coverage, _part_coverage(FarmEntry))
-        # Joined rather than IN (...) OR ...: PostgreSQL then estimates how
-        # many entries are due, and groups them in memory instead of sorting.
+        .outerjoin(coverage, part_of(FarmEntry))
+        # Joined rather than IN (...) OR ...: from that PostgreSQL guessed a
+        # twelfth of the entries due, and sorted them on disk to group them.
         .outerjoin(due_orders, due_orders.c.order_id == FarmEntry.order_id)
         .where(
             FarmEntry.kind.in_(EARNED),
@@ -286,7 +289,7 @@ def _recover_by_reversal(run: PayoutRun) -> int:
             func.coalesce(from_charge.id, from_balance.id).label("transfer_id"),
             FarmEntry.net,
         )
-        .outerjoin(coverage, _part_coverage(FarmEntry))
+        .outerjoin(coverage, part_of(FarmEntry))
         .join(sale, and_(sale.order_line_id == FarmEntry.order_line_id, sale.kind == EntryKind.SALE))
         .outerjoin(from_charge, and_(charge_paid, from_charge.order_id == FarmEntry.order_id))
         .outerjoin(
@@ -452,7 +455,7 @@ def _adjustments() -> None:
     coverage = aliased(PayoutCoverage)
     paid_earlier = (
         select(entry.id)
-        .outerjoin(coverage, and_(coverage.order_id == entry.order_id, coverage.farm_id == entry.farm_id))
+        .outerjoin(coverage, part_of(entry, coverage))
         .where(entry.id == chosen.c.entry_id, _sale_paid(entry, coverage))
         .exists()
     )

@@ -118,14 +118,17 @@ class PayoutCoverage(db.Model):  # type: ignore[name-defined]
     last_entry_id: Mapped[int] = mapped_column(Integer, doc="The part's last entry this payout paid.")
 
 
+def part_of(entry: Any, coverage: Any = PayoutCoverage) -> Any:
+    """The join condition of `coverage` (PayoutCoverage or an alias) to
+    `entry` (FarmEntry or an alias): the coverage of the entry's order part,
+    whether or not it reaches the entry."""
+    return and_(coverage.order_id == entry.order_id, coverage.farm_id == entry.farm_id)
+
+
 def coverage_of(entry: Any) -> Any:
-    """The join condition of a `PayoutCoverage` (or an alias) covering
-    `entry` (FarmEntry or an alias), for an outer join: NULL when none does."""
-    return and_(
-        PayoutCoverage.order_id == entry.order_id,
-        PayoutCoverage.farm_id == entry.farm_id,
-        entry.id <= PayoutCoverage.last_entry_id,
-    )
+    """The join condition of the `PayoutCoverage` covering `entry`
+    (FarmEntry or an alias)."""
+    return and_(part_of(entry), entry.id <= PayoutCoverage.last_entry_id)
 
 
 def paid_by(entry: Any) -> Any:
