@@ -1,8 +1,10 @@
 """Payout runs: each farm is paid the net of its settled farm entries
 (market/settlement/models.py) that no payout or transfer reversal has
-settled yet. An entry names the one payout that paid it (`payout_id`), so a
-repeated or overlapping run pays nobody twice. Runs are built with
-set-based SQL: one statement per step, never a loop over lines.
+settled yet. A payout covers each order part it pays up to the part's last
+entry (`PayoutCoverage`, once per part); an entry the part gets later names
+the payout or reversal that settled it on its own row. So a repeated or
+overlapping run pays nobody twice. Runs are built with set-based SQL: one
+statement per step, never a loop over lines.
 
 Which entries are due (docs/settlement.md):
 - every entry of an order delivered, collected or completed before the
@@ -69,31 +71,42 @@ from market.payouts.models import (
     SkipReason,
     TransferReversal,
 )
-from market.settlement.models import EARNED, PREMIUM_KINDS, TAKE_BACKS, EntryKind, FarmEntry
+from market.settlement.models import (
+    EARNED,
+    PREMIUM_KINDS,
+    TAKE_BACKS,
+    EntryKind,
+    FarmEntry,
+    PayoutCoverage,
+    part_of,
+)
+from market.settlement.service import PAYOUT_RUN_LOCK
 
 SETTLED_STATES = (OrderStatus.DELIVERED, OrderStatus.COLLECTED, OrderStatus.COMPLETED)
 SETTLING_EVENTS = ("order.delivered", "order.collected", "order.completed")
 CLOSED_STATES = (OrderStatus.CANCELLED, OrderStatus.EXPIRED)
-# Any fixed number: runs hold this PostgreSQL advisory lock, so two runs
-# never choose their entries at the same time.
-RUN_LOCK = 0x7061796F
-# The entries a run pays, chosen once into a temporary table (dropped before
-# the run commits): the payouts' totals and the entries they settle come from
-# that one choice, and PostgreSQL plans the joins on it from its analysed
-# size rather than from an estimate of an anti-join.
-RUN_ENTRIES = Table(
-    "payout_run_entries",
+# What a run pays, chosen once into a temporary table (dropped before the run
+# commits), totalled per order part (an order's entries for one farm) not yet
+# covered, and per entry for an entry settled alone (one of a part an earlier
+# payout covered, or one without an order). The payouts' totals, the
+# coverage, the transfers and the skipped farms all come from that one
+# choice, and PostgreSQL plans the joins on it from its analysed size.
+RUN_PARTS = Table(
+    "payout_run_parts",
     MetaData(),
-    Column("entry_id", Integer, nullable=False),
     Column("farm_id", Integer, nullable=False),
     Column("order_id", Integer),
-    Column("kind", String(32), nullable=False),
+    Column("entry_id", Integer),  # set for an entry settled alone
+    Column("last_entry_id", Integer, nullable=False),
+    Column("entries", Integer, nullable=False),
+    Column("lines", Integer, nullable=False),
     Column("grams", BigInteger, nullable=False),
-    Column("produce", BigInteger, nullable=False),
+    Column("sales", BigInteger, nullable=False),
     Column("commission", BigInteger, nullable=False),
-    Column("premium", BigInteger, nullable=False),
+    Column("premiums", BigInteger, nullable=False),
+    Column("refunds", BigInteger, nullable=False),
+    Column("adjustments", BigInteger, nullable=False),  # take-backs of lines an earlier payout paid
     Column("net", BigInteger, nullable=False),
-    Column("paid_earlier", Integer, nullable=False),  # 1: a take-back of a line an earlier payout paid
     prefixes=["TEMPORARY"],
 )
 
@@ -149,35 +162,69 @@ def _closed_orders(cutoff: datetime) -> Select[Any]:
     )
 
 
-def _paid_sale() -> Any:
-    """The sale of the same line, already paid by a payout."""
+def _sale_paid(entry: Any, coverage: Any) -> Any:
+    """The sale of `entry`'s line is paid: by `coverage` (the part's, outer
+    joined) or by the payout its own row names."""
     sale = aliased(FarmEntry)
     return exists().where(
-        sale.order_line_id == FarmEntry.order_line_id, sale.kind == EntryKind.SALE, sale.payout_id.isnot(None)
+        sale.order_line_id == entry.order_line_id,
+        sale.kind == EntryKind.SALE,
+        or_(sale.payout_id.isnot(None), sale.id <= coverage.last_entry_id),
     )
 
 
-def _due_entries(cutoff: datetime) -> Select[Any]:
+def _unsettled(entry: Any, coverage: Any) -> Any:
+    """Settled by no payout or reversal: its part's coverage (outer joined
+    as `coverage`) stops below it and its own row names neither."""
+    return and_(
+        entry.payout_id.is_(None),
+        entry.reversal_id.is_(None),
+        or_(coverage.last_entry_id.is_(None), entry.id > coverage.last_entry_id),
+    )
+
+
+def _due_parts(cutoff: datetime) -> Select[Any]:
     """Earned entries, due and not yet settled, of every farm (those whose
-    payout account is not ready are recorded as skipped)."""
-    due_orders = _settled_orders(cutoff).union(_closed_orders(cutoff)).subquery()
-    paid_earlier = and_(FarmEntry.kind.in_(TAKE_BACKS), _paid_sale())
-    return select(
-        FarmEntry.id,
-        FarmEntry.farm_id,
-        FarmEntry.order_id,
-        FarmEntry.kind,
-        FarmEntry.grams,
-        FarmEntry.produce,
-        FarmEntry.commission,
-        FarmEntry.premium,
-        FarmEntry.net,
-        case((paid_earlier, 1), else_=0),
-    ).where(
-        FarmEntry.kind.in_(EARNED),
-        FarmEntry.payout_id.is_(None),
-        FarmEntry.reversal_id.is_(None),
-        or_(FarmEntry.order_id.in_(select(due_orders.c.order_id)), paid_earlier),
+    payout account is not ready are recorded as skipped), totalled per
+    order part not yet covered and per entry settled alone (RUN_PARTS)."""
+    # Each order once: an order is settled or closed, never both (its status).
+    due_orders = _settled_orders(cutoff).union_all(_closed_orders(cutoff)).subquery()
+    coverage = PayoutCoverage
+    paid_earlier = and_(FarmEntry.kind.in_(TAKE_BACKS), _sale_paid(FarmEntry, coverage))
+    alone = or_(coverage.order_id.isnot(None), FarmEntry.order_id.is_(None))
+    entry_id = case((alone, FarmEntry.id), else_=null())
+    sale, refund = FarmEntry.kind == EntryKind.SALE, FarmEntry.kind == EntryKind.REFUND
+    premium = FarmEntry.kind.in_(PREMIUM_KINDS)
+
+    def total(condition: Any, value: Any) -> Any:
+        return func.coalesce(func.sum(case((condition, value), else_=0)), 0)
+
+    return (
+        select(
+            FarmEntry.farm_id,
+            FarmEntry.order_id,
+            entry_id,
+            func.max(FarmEntry.id),
+            func.count(),
+            total(sale, 1),
+            total(sale, FarmEntry.grams),
+            total(sale, FarmEntry.produce + FarmEntry.premium),
+            total(sale, FarmEntry.commission),
+            total(premium, FarmEntry.net),
+            total(refund, -FarmEntry.net),
+            literal(0),  # adjustments: which of the refunds are is decided on the chosen rows (_adjustments)
+            func.sum(FarmEntry.net),
+        )
+        .outerjoin(coverage, part_of(FarmEntry))
+        # Joined rather than IN (...) OR ...: from that PostgreSQL guessed a
+        # twelfth of the entries due, and sorted them on disk to group them.
+        .outerjoin(due_orders, due_orders.c.order_id == FarmEntry.order_id)
+        .where(
+            FarmEntry.kind.in_(EARNED),
+            _unsettled(FarmEntry, coverage),
+            or_(due_orders.c.order_id.isnot(None), paid_earlier),
+        )
+        .group_by(FarmEntry.order_id, FarmEntry.farm_id, entry_id)
     )
 
 
@@ -196,7 +243,16 @@ def create_run(actor: Actor, *, period_end: date) -> PayoutRun:
     db.session.commit()  # the serialising lock below is the transaction's first statement
     with unit_of_work():
         if db.session.get_bind().dialect.name == "postgresql":
-            db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RUN_LOCK})
+            # Alone: no other run, and no entry written or freed meanwhile.
+            db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PAYOUT_RUN_LOCK})
+            # It groups its entries per order part: PostgreSQL's default
+            # work_mem (4 MB) would sort that on disk from a few ten thousand
+            # parts on. JIT compilation is off: the statements' estimated costs
+            # pass its threshold, and compiling them took longer than running
+            # them (docs/performance.md, "Payout run").
+            work_mem = int(current_app.config["PAYOUT_RUN_WORK_MEM_MB"])
+            db.session.execute(text(f"SET LOCAL work_mem = '{work_mem}MB'"))
+            db.session.execute(text("SET LOCAL jit = off"))
         run = PayoutRun(
             period_end=period_end,
             cutoff=cutoff,
@@ -222,30 +278,29 @@ def _recover_by_reversal(run: PayoutRun) -> int:
     transfer is the one drawn on the line's order's charge, or else the
     payout's transfer from the balance."""
     sale = aliased(FarmEntry)
+    coverage = PayoutCoverage
+    # The payout that paid the line: its part's coverage, or the sale's row.
+    payer = func.coalesce(sale.payout_id, case((sale.id <= coverage.last_entry_id, coverage.payout_id)))
     from_charge, from_balance = aliased(PayoutTransfer), aliased(PayoutTransfer)
-    charge_paid = and_(from_charge.payout_id == sale.payout_id, from_charge.stripe_transfer_id.isnot(None))
+    charge_paid = and_(from_charge.payout_id == payer, from_charge.stripe_transfer_id.isnot(None))
     owed = (
         select(
             FarmEntry.id.label("entry_id"),
             func.coalesce(from_charge.id, from_balance.id).label("transfer_id"),
             FarmEntry.net,
         )
+        .outerjoin(coverage, part_of(FarmEntry))
         .join(sale, and_(sale.order_line_id == FarmEntry.order_line_id, sale.kind == EntryKind.SALE))
         .outerjoin(from_charge, and_(charge_paid, from_charge.order_id == FarmEntry.order_id))
         .outerjoin(
             from_balance,
             and_(
-                from_balance.payout_id == sale.payout_id,
+                from_balance.payout_id == payer,
                 from_balance.order_id.is_(None),
                 from_balance.stripe_transfer_id.isnot(None),
             ),
         )
-        .where(
-            FarmEntry.kind.in_(TAKE_BACKS),
-            FarmEntry.payout_id.is_(None),
-            FarmEntry.reversal_id.is_(None),
-            sale.payout_id.isnot(None),
-        )
+        .where(FarmEntry.kind.in_(TAKE_BACKS), _unsettled(FarmEntry, coverage), payer.isnot(None))
         .subquery()
     )
     by_transfer = db.session.execute(
@@ -312,30 +367,26 @@ def _analyze(*tables: Table) -> None:
 
 def _write_payouts(run: PayoutRun, cutoff: datetime) -> None:
     """Choose the due entries once, total them per farm, write a payout for
-    each ready farm with a positive net and mark its entries paid by it;
-    record every other farm with due entries as skipped, and why."""
-    chosen = RUN_ENTRIES
+    each ready farm with a positive net, cover the order parts it pays and
+    settle the entries it pays alone; record every other farm with due
+    entries as skipped, and why."""
+    chosen = RUN_PARTS
     chosen.create(db.session.connection())
-    db.session.execute(insert(chosen).from_select([c.name for c in chosen.c], _due_entries(cutoff)))
+    db.session.execute(insert(chosen).from_select([c.name for c in chosen.c], _due_parts(cutoff)))
+    _adjustments()
     _analyze(chosen)
-    sale, refund = chosen.c.kind == EntryKind.SALE.value, chosen.c.kind == EntryKind.REFUND.value
-    premium = chosen.c.kind.in_([k.value for k in PREMIUM_KINDS])
 
-    def total(condition: Any, value: Any) -> Any:
-        return func.coalesce(func.sum(case((condition, value), else_=0)), 0)
+    def total(column: Any) -> Any:
+        return func.coalesce(func.sum(column), 0)
 
     net = func.sum(chosen.c.net)
     totals = (
         select(
             chosen.c.farm_id,
-            func.count(func.distinct(case((sale, chosen.c.order_id)))).label("orders_count"),
-            total(sale, 1).label("lines_count"),
-            total(sale, chosen.c.grams).label("grams"),
-            total(sale, chosen.c.produce + chosen.c.premium).label("sales"),
-            total(sale, chosen.c.commission).label("commission"),
-            total(premium, chosen.c.net).label("premiums"),
-            total(refund & (chosen.c.paid_earlier == 0), -chosen.c.net).label("refunds"),
-            total(refund & (chosen.c.paid_earlier == 1), -chosen.c.net).label("adjustments"),
+            func.count(func.distinct(case((chosen.c.lines > 0, chosen.c.order_id)))).label("orders_count"),
+            total(chosen.c.lines).label("lines_count"),
+            *(total(chosen.c[name]).label(name) for name in ("grams", "sales", "commission", "premiums")),
+            *(total(chosen.c[name]).label(name) for name in ("refunds", "adjustments")),
             net.label("amount"),
         )
         .where(chosen.c.farm_id.in_(ready_farms()))
@@ -343,8 +394,7 @@ def _write_payouts(run: PayoutRun, cutoff: datetime) -> None:
         .having(net > 0)
         .subquery()
     )
-    # The accounts are joined to each farm's totals, not to its entries:
-    # grouping entries that carry their account means sorting wide rows.
+    # The accounts are joined to each farm's totals, not to its parts.
     per_farm = select(
         literal(run.id),
         totals.c.farm_id,
@@ -361,30 +411,67 @@ def _write_payouts(run: PayoutRun, cutoff: datetime) -> None:
     db.session.execute(insert(Payout).from_select(columns, per_farm))
     _analyze(Payout.__table__)
     this_run = select(Payout.id, Payout.farm_id).where(Payout.run_id == run.id).subquery()
+    # Each part paid is covered up to its last entry: the run holds the
+    # lock every entry writer shares, so it chose every entry of the part.
+    # A part covered before is refused by the primary key.
+    db.session.execute(
+        insert(PayoutCoverage).from_select(
+            ["order_id", "farm_id", "payout_id", "last_entry_id"],
+            select(chosen.c.order_id, chosen.c.farm_id, this_run.c.id, chosen.c.last_entry_id)
+            .join(this_run, this_run.c.farm_id == chosen.c.farm_id)
+            .where(chosen.c.entry_id.is_(None))
+            # In key order: each row then goes to the right edge of the
+            # primary key, not to a page anywhere in it.
+            .order_by(chosen.c.order_id, chosen.c.farm_id),
+        )
+    )
     paying = select(chosen.c.entry_id, this_run.c.id.label("payout_id")).join(
         this_run, this_run.c.farm_id == chosen.c.farm_id
     )
-    expected = db.session.scalar(select(func.count()).select_from(paying.subquery()))
-    paid = paying.subquery()
-    settled = db.session.execute(  # type: ignore[attr-defined]  # an UPDATE's result has its rowcount
-        update(FarmEntry)
-        .where(FarmEntry.id == paid.c.entry_id, FarmEntry.payout_id.is_(None), FarmEntry.reversal_id.is_(None))
-        .values(payout_id=paid.c.payout_id)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if settled != expected:
-        raise Conflict("Another payout run or reversal settled some of these entries at the same time; run it again.")
+    alone = paying.where(chosen.c.entry_id.isnot(None))
+    expected = db.session.scalar(select(func.count()).select_from(alone.subquery()))
+    if expected:
+        paid = alone.subquery()
+        settled = db.session.execute(  # type: ignore[attr-defined]  # an UPDATE's result has its rowcount
+            update(FarmEntry)
+            .where(FarmEntry.id == paid.c.entry_id, FarmEntry.payout_id.is_(None), FarmEntry.reversal_id.is_(None))
+            .values(payout_id=paid.c.payout_id)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if settled != expected:
+            raise Conflict("Some of these entries were settled at the same time; run it again.")
     _plan_transfers(run)
     _record_skips(run)
     chosen.drop(db.session.connection())
 
 
+def _adjustments() -> None:
+    """A refund settled alone whose line's sale a payout paid before is an
+    adjustment (netted here, but paid earlier), not a refund of this
+    payout's lines. Decided on the few chosen rows that are refunds settled
+    alone, not while grouping every entry."""
+    chosen = RUN_PARTS
+    entry = aliased(FarmEntry)
+    coverage = aliased(PayoutCoverage)
+    paid_earlier = (
+        select(entry.id)
+        .outerjoin(coverage, part_of(entry, coverage))
+        .where(entry.id == chosen.c.entry_id, _sale_paid(entry, coverage))
+        .exists()
+    )
+    db.session.execute(
+        update(chosen)
+        .where(chosen.c.entry_id.isnot(None), chosen.c.refunds != 0, paid_earlier)
+        .values(adjustments=chosen.c.refunds, refunds=0)
+    )
+
+
 def _record_skips(run: PayoutRun) -> None:
     """Each farm with chosen entries that the run did not pay, with why and
     what its entries come to."""
-    chosen = RUN_ENTRIES
+    chosen = RUN_PARTS
     per_farm = (
-        select(chosen.c.farm_id, func.sum(chosen.c.net).label("net"), func.count().label("entries"))
+        select(chosen.c.farm_id, func.sum(chosen.c.net).label("net"), func.sum(chosen.c.entries).label("entries"))
         .group_by(chosen.c.farm_id)
         .subquery()
     )
@@ -409,7 +496,7 @@ def _plan_transfers(run: PayoutRun) -> None:
     balance for the rest. Take-backs netted in the payout come off the
     balance transfer first, then off the charge transfers in order id
     order, so that the transfers always add up to the payout."""
-    chosen = RUN_ENTRIES
+    chosen = RUN_PARTS
     stripe_payouts = (
         select(Payout.id, Payout.farm_id, Payout.amount)
         .where(Payout.run_id == run.id, Payout.method == PayoutMethod.STRIPE)

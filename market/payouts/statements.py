@@ -25,7 +25,7 @@ from market.payouts.models import (
     TransferReversal,
 )
 from market.premiums.models import PremiumProgramme
-from market.settlement.models import PREMIUM_KINDS, EntryKind, FarmEntry
+from market.settlement.models import PREMIUM_KINDS, EntryKind, FarmEntry, entries_paid_by, paid_by
 
 # --- reading ----------------------------------------------------------------
 
@@ -76,6 +76,7 @@ def statement(actor: Actor, payout_id: int) -> dict[str, Any]:
     payouts' lines netted here as adjustments), premiums by programme, and
     reversals taken back from this payout's transfer."""
     payout = get_payout(actor, payout_id)
+    paid = FarmEntry.id.in_(select(entries_paid_by([payout.id]).subquery().c.entry_id))
     lines = db.session.execute(
         select(
             FarmEntry.order_id,
@@ -89,7 +90,7 @@ def statement(actor: Actor, payout_id: int) -> dict[str, Any]:
             FarmEntry.net,
         )
         .join(OrderLine, OrderLine.id == FarmEntry.order_line_id)
-        .where(FarmEntry.payout_id == payout.id, FarmEntry.kind == EntryKind.SALE)
+        .where(paid, FarmEntry.kind == EntryKind.SALE)
         .order_by(FarmEntry.order_id, FarmEntry.order_line_id)
     ).all()
     orders: dict[int, list[dict[str, Any]]] = {}
@@ -106,11 +107,11 @@ def statement(actor: Actor, payout_id: int) -> dict[str, Any]:
                 "net": row.net,
             }
         )
-    refund_rows = db.session.execute(_refund_detail(payout.id).where(FarmEntry.payout_id == payout.id)).all()
+    refund_rows = db.session.execute(_refund_detail(payout.id).where(paid)).all()
     premiums = db.session.execute(
         select(PremiumProgramme.name, func.sum(FarmEntry.net).label("amount"))
         .join(PremiumProgramme, PremiumProgramme.id == FarmEntry.programme_id)
-        .where(FarmEntry.payout_id == payout.id, FarmEntry.kind.in_(PREMIUM_KINDS))
+        .where(paid, FarmEntry.kind.in_(PREMIUM_KINDS))
         .group_by(PremiumProgramme.id, PremiumProgramme.name)
         .order_by(PremiumProgramme.id)
     ).all()
@@ -145,8 +146,8 @@ def _refund_detail(payout_id: int) -> Select[Any]:
     """Refunded parts of lines, as the farm sees them; an adjustment is one
     whose line another payout paid."""
     sale = aliased(FarmEntry)
-    paid_by = (
-        select(sale.payout_id)
+    line_paid_by = (
+        select(paid_by(sale))
         .where(sale.order_line_id == FarmEntry.order_line_id, sale.kind == EntryKind.SALE)
         .scalar_subquery()
     )
@@ -159,7 +160,7 @@ def _refund_detail(payout_id: int) -> Select[Any]:
             (-FarmEntry.produce).label("amount"),
             (-FarmEntry.commission).label("commission"),
             (-FarmEntry.net).label("net"),
-            (func.coalesce(paid_by, 0) != payout_id).label("adjustment"),
+            (func.coalesce(line_paid_by, 0) != payout_id).label("adjustment"),
             FarmEntry.reversal_id,
         )
         .where(FarmEntry.kind == EntryKind.REFUND)

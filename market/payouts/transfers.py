@@ -35,6 +35,7 @@ from market.payouts.models import (
     TransferReversal,
 )
 from market.settlement.models import EntryKind, FarmEntry
+from market.settlement.service import hold_payout_runs
 
 # Stripe forgets idempotency keys after about a day; a transfer retried
 # later than this first asks Stripe whether it was made.
@@ -269,6 +270,7 @@ def _not_reversed(reversal_id: int, error: Exception) -> TransferReversal:
         reversal = _reversal(reversal_id)
         if reversal.status == ReversalStatus.PENDING:
             reversal.mark_failed(str(error))
+            hold_payout_runs()
             db.session.execute(
                 update(FarmEntry)
                 .where(FarmEntry.reversal_id == reversal_id, FarmEntry.kind != EntryKind.TRANSFER_REVERSAL)

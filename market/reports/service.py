@@ -39,7 +39,7 @@ from market.orders.models import Order, OrderLine
 from market.payments.models import CapturedLine, Payment, Refund, RefundLine, RefundStatus
 from market.payouts.models import Payout, PayoutStatus
 from market.premiums.models import FundedBy, LinePremium, PremiumProgramme
-from market.settlement.models import PREMIUM_KINDS, FarmEntry
+from market.settlement.models import PREMIUM_KINDS, FarmEntry, entries_paid_by
 
 MEASURES = (
     "grams_sold", "sales", "premiums_paid", "premiums_reserved", "payouts_made", "farms_paid", "farmers_paid",
@@ -164,6 +164,7 @@ def _county_facts(since: datetime, until: datetime) -> Any:
 
 def _programme_facts(since: datetime, until: datetime) -> Any:
     sponsor_premiums = _premiums_moved(FarmEntry.programme_id, since, until)
+    paid = entries_paid_by(_paid_payouts(since, until).with_only_columns(Payout.id)).subquery()
     return union_all(
         _captured_in(since, until)
         .with_only_columns(
@@ -186,7 +187,8 @@ def _programme_facts(since: datetime, until: datetime) -> Any:
         .with_only_columns(
             *_fact(FarmEntry.programme_id, payouts=FarmEntry.net, farm=Payout.farm_id, owner=Farm.owner_id)
         )
-        .join(FarmEntry, and_(FarmEntry.payout_id == Payout.id, FarmEntry.kind.in_(PREMIUM_KINDS))),
+        .join(paid, paid.c.payout_id == Payout.id)
+        .join(FarmEntry, and_(FarmEntry.id == paid.c.entry_id, FarmEntry.kind.in_(PREMIUM_KINDS))),
     ).subquery()
 
 

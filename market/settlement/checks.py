@@ -19,7 +19,15 @@ from market.payments.models import CapturedLine, Payment, PaymentStatus, Refund,
 from market.payouts.models import Payout, PayoutStatus, PayoutTransfer, ReversalStatus, TransferReversal
 from market.premiums.models import FundedBy, LinePremium, PremiumProgramme, SponsorDeposit
 from market.premiums.service import SPONSOR_ACCOUNT_PREFIX
-from market.settlement.models import EARNED, PREMIUM_KINDS, EntryKind, FarmEntry
+from market.settlement.models import (
+    EARNED,
+    PREMIUM_KINDS,
+    EntryKind,
+    FarmEntry,
+    PayoutCoverage,
+    coverage_of,
+    entries_paid_by,
+)
 from market.stations.models import CashUp
 
 
@@ -100,8 +108,16 @@ def farm_mismatches() -> list[str]:
 
 
 def payout_mismatches() -> list[str]:
-    """Per payout: what it paid is what the entries it settled add up to."""
-    settled = _entries_by(FarmEntry.payout_id, FarmEntry.kind.in_(EARNED), FarmEntry.payout_id.isnot(None))
+    """Per payout: what it paid is what the entries it settled add up to
+    (those its coverage covers and those naming it)."""
+    paid_entries = entries_paid_by(select(Payout.id)).subquery()
+    settled = _by_key(
+        db.session.execute(
+            select(paid_entries.c.payout_id, func.sum(FarmEntry.net))
+            .join(FarmEntry, FarmEntry.id == paid_entries.c.entry_id)
+            .group_by(paid_entries.c.payout_id)
+        )
+    )
     paid = _entries_by(FarmEntry.payout_id, FarmEntry.kind == EntryKind.PAYOUT, sign=-1)
     problems = []
     for payout_id, amount in db.session.execute(select(Payout.id, Payout.amount).order_by(Payout.id)):
@@ -110,6 +126,34 @@ def payout_mismatches() -> list[str]:
                 f"payout {payout_id} of {amount}: its entry says {paid.get(payout_id)}, "
                 f"the entries it settled add up to {settled.get(payout_id)}"
             )
+    return problems
+
+
+def coverage_mismatches() -> list[str]:
+    """Each entry is paid at most once: no entry a payout's coverage of its
+    order part covers names a payout or a reversal of its own, and each
+    coverage names a payout of the part's farm. (A part is covered at most
+    once: the coverage's primary key.)"""
+    problems = [
+        f"order {order_id}, farm {farm_id}: covered by payout {payout_id}, "
+        + ("which does not exist" if paid_farm is None else f"which paid farm {paid_farm}")
+        for order_id, farm_id, payout_id, paid_farm in db.session.execute(
+            select(PayoutCoverage.order_id, PayoutCoverage.farm_id, PayoutCoverage.payout_id, Payout.farm_id)
+            .outerjoin(Payout, Payout.id == PayoutCoverage.payout_id)
+            .where(Payout.farm_id.is_distinct_from(PayoutCoverage.farm_id))
+            .order_by(PayoutCoverage.order_id, PayoutCoverage.farm_id)
+        )
+    ]
+    for entry_id, kind, covering, payout_id, reversal_id in db.session.execute(
+        select(FarmEntry.id, FarmEntry.kind, PayoutCoverage.payout_id, FarmEntry.payout_id, FarmEntry.reversal_id)
+        .join(PayoutCoverage, coverage_of(FarmEntry))
+        .where(FarmEntry.payout_id.isnot(None) | FarmEntry.reversal_id.isnot(None) | FarmEntry.kind.not_in(EARNED))
+        .order_by(FarmEntry.id)
+    ):
+        problems.append(
+            f"{kind} entry {entry_id} is covered by payout {covering} but names payout {payout_id}, "
+            f"reversal {reversal_id}"
+        )
     return problems
 
 
@@ -377,6 +421,7 @@ def check_ledger() -> list[str]:
         unbalanced_transactions()
         + farm_mismatches()
         + payout_mismatches()
+        + coverage_mismatches()
         + transfer_mismatches()
         + order_mismatches()
         + programme_mismatches()

@@ -4,14 +4,31 @@ A farm's balance with the marketplace (its payable) is the sum of its rows'
 `net`; payout runs, statements, the ledger's farm accounts, reports and
 `ledger-check` all read these rows. Amounts are signed from the farm's side:
 a sale adds, a refund takes back, a payout takes what was paid.
+
+What paid an entry (docs/settlement.md, "Which payout paid an entry"): the
+payout whose `PayoutCoverage` covers its order part up to or past it, or
+else the payout or transfer reversal its own row names. Exactly one of the
+three at most; `paid_by` reads it.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, func
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    CompoundSelect,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    and_,
+    func,
+    select,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from market.db import UTCDateTime, enum_column
@@ -68,12 +85,72 @@ class FarmEntry(db.Model):  # type: ignore[name-defined]
     premium: Mapped[int] = mapped_column(BigInteger, default=0)
     net: Mapped[int] = mapped_column(BigInteger)
     payout_id: Mapped[int | None] = mapped_column(
-        ForeignKey("payouts.id"), doc="The payout that paid or netted it (a payout's own row: that payout)."
+        ForeignKey("payouts.id"),
+        doc="The payout that paid or netted it, when no coverage of its order part does (a payout's own row: "
+        "that payout).",
     )
     reversal_id: Mapped[int | None] = mapped_column(
         ForeignKey("transfer_reversals.id"), doc="The transfer reversal that recovered it."
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+
+
+class PayoutCoverage(db.Model):  # type: ignore[name-defined]
+    """What a payout paid of one order part (an order's entries for one
+    farm): every earned entry of the part up to `last_entry_id`, written
+    once, by the first payout that pays the part. Entries the part gets
+    later (refunds, premium reversals) are above it and are settled one by
+    one (`FarmEntry.payout_id` or `reversal_id`).
+
+    The primary key makes a part covered at most once. A payout run writes
+    these rows set-wise from its own payouts and the entries it chose,
+    holding the lock that keeps entries from being written meanwhile
+    (`market.settlement.service.hold_payout_runs`), so there are no foreign
+    keys to check row by row; `ledger-check` checks that each names a
+    payout of its farm and that no entry it covers is settled otherwise."""
+
+    __tablename__ = "payout_coverage"
+    __table_args__ = (Index("ix_payout_coverage_payout_id", "payout_id"),)
+
+    order_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    farm_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    payout_id: Mapped[int] = mapped_column(Integer)
+    last_entry_id: Mapped[int] = mapped_column(Integer, doc="The part's last entry this payout paid.")
+
+
+def part_of(entry: Any, coverage: Any = PayoutCoverage) -> Any:
+    """The join condition of `coverage` (PayoutCoverage or an alias) to
+    `entry` (FarmEntry or an alias): the coverage of the entry's order part,
+    whether or not it reaches the entry."""
+    return and_(coverage.order_id == entry.order_id, coverage.farm_id == entry.farm_id)
+
+
+def coverage_of(entry: Any) -> Any:
+    """The join condition of the `PayoutCoverage` covering `entry`
+    (FarmEntry or an alias)."""
+    return and_(part_of(entry), entry.id <= PayoutCoverage.last_entry_id)
+
+
+def paid_by(entry: Any) -> Any:
+    """The payout that paid `entry` (FarmEntry or an alias), or NULL: its
+    part's coverage or its own `payout_id`."""
+    covering = select(PayoutCoverage.payout_id).where(coverage_of(entry)).scalar_subquery()
+    return func.coalesce(entry.payout_id, covering)
+
+
+def entries_paid_by(payout_ids: Any) -> CompoundSelect[Any]:
+    """The ids of the earned entries each of `payout_ids` (a column or
+    select of payout ids) paid, with that payout's id: those its coverage
+    covers and those naming it."""
+    covered = (
+        select(FarmEntry.id.label("entry_id"), PayoutCoverage.payout_id.label("payout_id"))
+        .join(PayoutCoverage, coverage_of(FarmEntry))
+        .where(PayoutCoverage.payout_id.in_(payout_ids), FarmEntry.kind.in_(EARNED))
+    )
+    named = select(FarmEntry.id, FarmEntry.payout_id).where(
+        FarmEntry.payout_id.in_(payout_ids), FarmEntry.kind.in_(EARNED)
+    )
+    return covered.union_all(named)
 
 
 def farm_share(produce: int, commission: int, premium: int) -> int:

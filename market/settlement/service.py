@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import selectinload
 
 from market.catalog import service as catalog
@@ -174,10 +174,28 @@ def _order_lines(ids: Iterable[int]) -> dict[int, OrderLine]:
     }
 
 
+# Any fixed number: a payout run holds this PostgreSQL advisory lock alone;
+# whatever writes earned farm entries, or frees one a transfer reversal held,
+# shares it (`hold_payout_runs`).
+PAYOUT_RUN_LOCK = 0x7061796F
+
+
+def hold_payout_runs() -> None:
+    """Keep payout runs out until this transaction ends, and wait for one
+    under way to finish, before writing earned farm entries or freeing
+    them: a run then sees every entry of an order part it pays, so that
+    its coverage up to the part's last entry is exactly what it paid
+    (docs/settlement.md). Shared: the writers do not wait for each other.
+    SQLite has one writer at a time already."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": PAYOUT_RUN_LOCK})
+
+
 def record_capture(payment: Payment, received: int) -> None:
     """The provider took `received`: record it, each captured line as a sale
     of its farm and each sponsor premium of those lines as earned, with the
     ledger transactions that say the same."""
+    hold_payout_runs()
     if received != payment.capture_amount:
         raise CaptureMismatch(
             f"The provider captured {received} for order {payment.order_id}, "
@@ -292,6 +310,7 @@ def record_refund(refund: Refund, payment: Payment) -> None:
     each refunded part of a line as a take-back from its farm, then take
     back from each sponsor premium of those lines what the grams the buyer
     keeps no longer earn."""
+    hold_payout_runs()
     refund.status = RefundStatus.SUCCEEDED
     payment.amount_refunded += refund.amount
     db.session.flush()

@@ -12,7 +12,7 @@ farm entry a capture writes for each line into its own database
 so it is reset first), then times the plain aggregation and `create_run`
 for a period covering every line, and checks that the payouts add up to
 the aggregation farm by farm and that every sale entry was settled by one
-payout. The statements the run sent, with their time, go to
+payout (its order part's coverage). The statements the run sent, with their time, go to
 bench-results/payout_run-statements.txt.
 """
 
@@ -50,7 +50,8 @@ COMMISSION_PERCENT = 5
 SETTLED_DAYS_AGO = 10
 
 # The same entries create_run pays (the sale entries of settled orders, of
-# farms ready for payouts, that no payout or reversal has settled yet),
+# farms ready for payouts, that no payout or reversal has settled yet, nor
+# a payout's coverage of their order part),
 # summed per farm in one statement. The seeded lines carry no premium and
 # have no refunds, so each entry's `net` (amount - commission) is all the
 # farm is owed for its line.
@@ -68,6 +69,8 @@ FROM farm_entries f
 JOIN settled s ON s.order_id = f.order_id
 JOIN payout_accounts a ON a.farm_id = f.farm_id AND (a.bank_account_number IS NOT NULL OR a.transfers_active)
 WHERE f.kind = 'sale' AND f.payout_id IS NULL AND f.reversal_id IS NULL
+  AND NOT EXISTS (SELECT 1 FROM payout_coverage c
+                  WHERE c.order_id = f.order_id AND c.farm_id = f.farm_id AND f.id <= c.last_entry_id)
 GROUP BY f.farm_id
 """
 
@@ -212,6 +215,7 @@ def unpay(url: str) -> None:
                  AND kind NOT IN ('payout', 'transfer_reversal')"""
         )
         conn.execute("DELETE FROM farm_entries WHERE kind IN ('payout', 'transfer_reversal')")
+        conn.execute("TRUNCATE payout_coverage")
         conn.execute("DELETE FROM transfer_reversals")
         conn.execute("DELETE FROM payout_transfers")
         conn.execute("DELETE FROM payouts")
@@ -252,8 +256,9 @@ def main() -> None:  # noqa: PLR0915 (one straight script: load, time both, chec
     # benchmark's own Redis database, where no worker consumes it.
     os.environ["REDIS_URL"] = REDIS_URL
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "RATELIMIT_ENABLED": False})
-    period_end = business_day(utcnow() - timedelta(days=SETTLED_DAYS_AGO - 5))
-    cutoff = payouts.run_cutoff(period_end, utcnow(), app.config["PAYOUT_HOLD_DAYS"])
+    with app.app_context():  # the business day is the marketplace's (MARKET_TIMEZONE)
+        period_end = business_day(utcnow() - timedelta(days=SETTLED_DAYS_AGO - 5))
+        cutoff = payouts.run_cutoff(period_end, utcnow(), app.config["PAYOUT_HOLD_DAYS"])
 
     say("plain SQL aggregation ...")
     sql_seconds, expected = aggregate(url, cutoff)
@@ -286,8 +291,12 @@ def main() -> None:  # noqa: PLR0915 (one straight script: load, time both, chec
                 "SELECT farm_id, lines_count, amount FROM payouts WHERE run_id = %s", (run_id,)
             )
         }
+        # Covered by the run's payouts (its order part's coverage, or its own row).
         covered = conn.execute(
-            """SELECT count(*) FROM farm_entries f JOIN payouts ON payouts.id = f.payout_id
+            """SELECT count(*) FROM farm_entries f
+               LEFT JOIN payout_coverage c
+                 ON c.order_id = f.order_id AND c.farm_id = f.farm_id AND f.id <= c.last_entry_id
+               JOIN payouts ON payouts.id = coalesce(f.payout_id, c.payout_id)
                WHERE payouts.run_id = %s AND f.kind = 'sale'""",
             (run_id,),
         ).fetchone()

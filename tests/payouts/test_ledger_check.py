@@ -13,6 +13,7 @@ from market.ledger import service as ledger
 from market.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from market.money import CurrencyMismatch
 from market.payouts.models import Payout
+from market.settlement.models import EntryKind, FarmEntry, PayoutCoverage
 from tests.payouts.conftest import bank_details, run, settled_order
 from tests.shop import Shop
 
@@ -52,6 +53,42 @@ def test_every_mismatch_is_listed_and_the_exit_is_non_zero(app: Flask, client: F
     assert any(line.startswith("payout ") and "the entries it settled add up to" in line for line in lines)
     assert any(line.startswith("payouts_in_transit is ") for line in lines)
     assert len(lines) == 4
+
+
+def test_an_entry_paid_twice_or_a_part_covered_by_another_farms_payout_is_listed(
+    app: Flask, client: FlaskClient, shop: Shop
+) -> None:
+    bank_details(client, shop, shop.orchard.id)
+    bank_details(client, shop, shop.chestnuts.id)
+    settled_order(client, shop, (shop.oranges, 1000), (shop.nuts, 500))
+    run(client, shop)
+    orchard, chestnuts = (
+        db.session.scalars(select(Payout).where(Payout.farm_id == farm.id)).one()
+        for farm in (shop.orchard, shop.chestnuts)
+    )
+    # The orchard's sale, covered by its part's coverage, also names a payout ...
+    sale = db.session.scalars(
+        select(FarmEntry).where(FarmEntry.farm_id == shop.orchard.id, FarmEntry.kind == EntryKind.SALE)
+    ).one()
+    db.session.execute(update(FarmEntry).where(FarmEntry.id == sale.id).values(payout_id=orchard.id))
+    # ... and the chestnuts' part is said to be covered by the orchard's payout.
+    db.session.execute(
+        update(PayoutCoverage).where(PayoutCoverage.farm_id == shop.chestnuts.id).values(payout_id=orchard.id)
+    )
+    db.session.commit()
+
+    result = app.test_cli_runner().invoke(args=["ledger-check"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    twice = f"sale entry {sale.id} is covered by payout {orchard.id} but names payout {orchard.id}, reversal None"
+    assert twice in lines
+    assert any(
+        line.endswith(f"farm {shop.chestnuts.id}: covered by payout {orchard.id}, which paid farm {shop.orchard.id}")
+        for line in lines
+    )
+    # Each payout is no longer what it paid: the orchard's counts its sale twice, the chestnuts' nothing.
+    assert any(line.startswith(f"payout {orchard.id} of ") for line in lines)
+    assert any(line.startswith(f"payout {chestnuts.id} of ") for line in lines)
 
 
 def test_each_currency_balances_on_its_own_and_a_transaction_never_mixes_two(app: Flask) -> None:

@@ -23,7 +23,7 @@ from market.payments import service as payments
 from market.payments.models import CapturedLine, Refund, RefundStatus
 from market.payouts.models import Payout, PayoutAccount, PayoutRun
 from market.settlement import checks
-from market.settlement.models import EntryKind, FarmEntry
+from market.settlement.models import EntryKind, FarmEntry, PayoutCoverage, paid_by
 from tests.payouts.conftest import bank_details, queued, refund, run, settled_order
 from tests.shop import Shop
 
@@ -104,8 +104,10 @@ def test_running_again_or_overlapping_pays_nobody_twice(client: FlaskClient, sho
     settled_order(client, shop, (shop.nuts, 500))
     overlapping = run(client, shop)
     assert (overlapping.json["payouts_count"], overlapping.json["total"]) == (1, 1200 - 60)
-    paid_sales = select(func.count()).where(FarmEntry.kind == EntryKind.SALE, FarmEntry.payout_id.isnot(None))
+    paid_sales = select(func.count()).where(FarmEntry.kind == EntryKind.SALE, paid_by(FarmEntry).isnot(None))
     assert db.session.scalar(paid_sales) == 5
+    # Each order part was covered once, by the payout that paid it.
+    assert db.session.scalar(select(func.count()).select_from(PayoutCoverage)) == 4
     assert db.session.scalar(select(func.sum(Payout.amount))) == 3707 + 1710 + 1140
     assert checks.check_ledger() == []
 
@@ -121,11 +123,12 @@ def test_every_payout_states_exactly_what_it_covers(client: FlaskClient, shop: S
     settled_order(client, shop, (shop.oranges, 3000), (shop.nuts, 500))
     assert run(client, shop).json["payouts_count"] == 2
 
+    payer = paid_by(FarmEntry).label("payout_id")
     sales = {
         row.payout_id: row
         for row in db.session.execute(
             select(
-                FarmEntry.payout_id,
+                payer,
                 func.count(func.distinct(FarmEntry.order_id)).label("orders_count"),
                 func.count().label("lines_count"),
                 func.sum(CapturedLine.grams).label("grams"),
@@ -134,17 +137,18 @@ def test_every_payout_states_exactly_what_it_covers(client: FlaskClient, shop: S
             )
             .join(CapturedLine, CapturedLine.order_line_id == FarmEntry.order_line_id)
             .where(FarmEntry.kind == EntryKind.SALE)
-            .group_by(FarmEntry.payout_id)
+            .group_by(payer)
         )
     }
     sale = aliased(FarmEntry)
+    adjustment = paid_by(sale) != payer
     refunds = {
         (payout_id, adjustment): -total
         for payout_id, adjustment, total in db.session.execute(
-            select(FarmEntry.payout_id, sale.payout_id != FarmEntry.payout_id, func.sum(FarmEntry.net))
+            select(payer, adjustment, func.sum(FarmEntry.net))
             .join(sale, (sale.order_line_id == FarmEntry.order_line_id) & (sale.kind == EntryKind.SALE))
             .where(FarmEntry.kind == EntryKind.REFUND)
-            .group_by(FarmEntry.payout_id, sale.payout_id != FarmEntry.payout_id)
+            .group_by(payer, adjustment)
         )
     }
     assert refunds, "the runs settled no refund"

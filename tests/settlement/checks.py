@@ -32,7 +32,7 @@ from market.payouts.models import Payout, PayoutTransfer, ReversalStatus, Transf
 from market.premiums.models import FundedBy, LinePremium, PremiumProgramme, SponsorDeposit
 from market.premiums.service import sponsor_liability
 from market.settlement.checks import check_ledger
-from market.settlement.models import EntryKind, FarmEntry
+from market.settlement.models import EARNED, EntryKind, FarmEntry, PayoutCoverage
 from market.stations.cashups import DEPOSIT_KIND
 from market.stations.models import CashUp
 from tests.fakes.stripe_server import FakeStripe
@@ -370,7 +370,7 @@ def farm_earnings() -> list[str]:
     """Per farm: earned (captured farm share - refunded farm share + sponsor
     premiums kept on captured lines) = paid out - transfer reversals +
     payable (-balance of farm_payable:<id>); no line is sold to its farm
-    twice (an entry names the one payout that settled it, so none is paid twice)."""
+    twice (`entries_paid_once`: none is paid twice)."""
     problems = []
     captured = _captured_by_line()
     farm_ids = set(db.session.scalars(select(OrderLine.farm_id).distinct())) | set(
@@ -490,6 +490,39 @@ def station_cash(books: Books, point_id: int) -> list[str]:
             f"{ledger.STATION_CASH_DIFFERENCE} holds {missing}, but counts found {found} more and the bank "
             f"{received - paid_in} more than counted"
         )
+    return problems
+
+
+def entries_paid_once() -> list[str]:
+    """Each earned entry is paid at most once across all runs, and each
+    payout is exactly what it paid, worked out here row by row rather than
+    by `ledger-check`'s queries: an entry is paid by the payout covering its
+    order part up to or past it, by the payout its row names, or by the
+    reversal its row names; never by two of them. A part is covered at most
+    once, and only by a payout of its farm."""
+    problems = []
+    coverage = {(c.order_id, c.farm_id): c for c in db.session.scalars(select(PayoutCoverage))}
+    payouts = {p.id: p for p in db.session.scalars(select(Payout))}
+    for (order_id, farm_id), covered in coverage.items():
+        payout = payouts.get(covered.payout_id)
+        if payout is None or payout.farm_id != farm_id:
+            problems.append(f"order {order_id}, farm {farm_id}: covered by payout {covered.payout_id} of another farm")
+    paid: dict[int, int] = {}
+    for entry in db.session.scalars(select(FarmEntry).where(FarmEntry.kind.in_(EARNED)).order_by(FarmEntry.id)):
+        part = coverage.get((entry.order_id, entry.farm_id)) if entry.order_id is not None else None
+        settlers = [
+            *([f"payout {part.payout_id} (its part's coverage)"] if part and entry.id <= part.last_entry_id else []),
+            *([f"payout {entry.payout_id}"] if entry.payout_id is not None else []),
+            *([f"reversal {entry.reversal_id}"] if entry.reversal_id is not None else []),
+        ]
+        if len(settlers) > 1:
+            problems.append(f"{entry.kind} entry {entry.id} is paid {len(settlers)} times: {', '.join(settlers)}")
+        payer = part.payout_id if part and entry.id <= part.last_entry_id else entry.payout_id
+        if payer is not None:
+            paid[payer] = paid.get(payer, 0) + entry.net
+    for payout_id, payout in sorted(payouts.items()):
+        if paid.get(payout_id, 0) != payout.amount:
+            problems.append(f"payout {payout_id} of {payout.amount} paid entries worth {paid.get(payout_id, 0)}")
     return problems
 
 

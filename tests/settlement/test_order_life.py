@@ -1037,6 +1037,11 @@ class OrderLife(RuleBasedStateMachine):
         self.assert_clean("farm money", checks.farm_earnings())
 
     @invariant()
+    def each_entry_is_paid_at_most_once(self) -> None:
+        db.session.rollback()
+        self.assert_clean("entries paid", checks.entries_paid_once())
+
+    @invariant()
     def transfers_are_what_stripe_made(self) -> None:
         db.session.rollback()
         self.assert_clean("Stripe transfers", checks.stripe_transfers(self.fake))
