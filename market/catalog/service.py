@@ -190,12 +190,21 @@ def count_farms(actor: Actor | None, **filters: Any) -> int:
     return count_rows(_farms(actor, **filters))
 
 
-def farm_names(ids: Iterable[int]) -> dict[int, str]:
-    """The names of the farms `ids` (for lists that show farms by name)."""
+def _names(model: type[Farm] | type[FulfilmentPoint], ids: Iterable[int]) -> dict[int, str]:
     wanted = set(ids)
     if not wanted:
         return {}
-    return dict(db.session.execute(select(Farm.id, Farm.name).where(Farm.id.in_(wanted))).tuples().all())
+    return dict(db.session.execute(select(model.id, model.name).where(model.id.in_(wanted))).tuples().all())
+
+
+def farm_names(ids: Iterable[int]) -> dict[int, str]:
+    """The names of the farms `ids` (for lists that show farms by name)."""
+    return _names(Farm, ids)
+
+
+def point_names(ids: Iterable[int]) -> dict[int, str]:
+    """The names of the fulfilment points `ids` (for lists that show them by name)."""
+    return _names(FulfilmentPoint, ids)
 
 
 # Fulfilment points

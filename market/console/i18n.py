@@ -210,6 +210,22 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "channel": ("渠道", "Channel"),
     "failed_at": ("出错时间", "Failed at"),
     "last_success": ("最近成功", "Last success"),
+    "cash_ups": ("站点现金日结", "Station cash-ups"),
+    "cash_ups_flagged": ("有差异的现金日结", "Cash-ups with a difference"),
+    "cash_ups_to_deposit": ("待确认存款的现金日结", "Cash-ups waiting for their deposit"),
+    "business_day": ("营业日", "Business day"),
+    "expected": ("应收", "Expected"),
+    "counted": ("清点", "Counted"),
+    "difference": ("差额", "Difference"),
+    "deposited": ("已存入", "Deposited"),
+    "cash_orders": ("现金订单", "Cash orders"),
+    "amount_yuan": ("银行实收金额（元）", "Amount the bank received (yuan)"),
+    "confirm_deposit": ("确认存款", "Confirm deposit"),
+    "deposit_confirmed": ("存款已确认，现金已转入银行账户。", "Deposit confirmed: the cash is in the bank's account."),
+    "cash_up_status.submitted": ("已提交", "submitted"),
+    "cash_up_status.short": ("短款", "short"),
+    "cash_up_status.over": ("长款", "over"),
+    "cash_up_status.deposited": ("已存入", "deposited"),
 }
 
 

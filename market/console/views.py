@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,6 +27,7 @@ from market.db import business_day_range, business_today, utcnow
 from market.errors import Invalid, Unauthenticated, field_errors
 from market.extensions import limiter
 from market.inventory import service as inventory
+from market.money import minor_unit_exponent
 from market.notifications import service as notifications
 from market.orders import service as orders
 from market.orders.models import OPEN_STATUSES, OrderStatus
@@ -39,6 +41,8 @@ from market.premiums import service as premiums
 from market.reconciliation import service as reconciliation
 from market.reconciliation.models import Outcome
 from market.reports import service as reports
+from market.stations import cashups
+from market.stations.schemas import DepositConfirmSchema
 
 # The states the Today page counts, in the order an order goes through them.
 # The open orders someone still has to move on (collected and delivered
@@ -126,6 +130,8 @@ def today() -> str:
         channels_in_error=inventory.count_channels(actor, in_error=True),
         payouts_attention=payouts.count_needing_attention(actor),
         mismatches=reconciliation.count_unresolved(actor),
+        cash_ups_flagged=cashups.count_cash_ups(actor, flagged=True),
+        cash_ups_to_deposit=cashups.count_cash_ups(actor, deposited=False),
         farms_pending=catalog.count_farms(actor, status=FarmStatus.PENDING),
         programmes=programmes,
     )
@@ -275,6 +281,54 @@ def _number(text: str) -> int | str:
     """Digits as a number; anything else as it is, for the schema to refuse."""
     text = text.strip()
     return int(text) if text.isascii() and text.isdigit() and len(text) <= MAX_DIGITS else text
+
+
+def _amount(text: str, currency: str) -> int | str:
+    """An amount typed in major units (yuan: `1234.5`) as minor units;
+    anything else (more decimals than the currency has, not a number) as it
+    is, for the schema to refuse."""
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        return text
+    minor = value.scaleb(minor_unit_exponent(currency)) if value.is_finite() else value
+    if not minor.is_finite() or minor != minor.to_integral_value() or len(str(abs(int(minor)))) > MAX_DIGITS:
+        return text
+    return int(minor)
+
+
+@blp.route("/cash-ups", methods=["GET"])
+@operator_required
+def cash_up_list() -> str:
+    """Stations' cash-ups, newest first: all, flagged (a count or a deposit
+    other than expected), or waiting for their deposit, with the deposit
+    form for those."""
+    shown = request.args.get("show")
+    filters: dict[str, Any] = {"flagged": {"flagged": True}, "to_deposit": {"deposited": False}}.get(shown or "", {})
+    page = cashups.list_cash_ups(operator(), limit=PAGE_SIZE, cursor=request.args.get("cursor") or None, **filters)
+    points = catalog.point_names(c["fulfilment_point_id"] for c in page.items)
+    return render_template(
+        "console/cash_ups.html",
+        page=page,
+        points=points,
+        show=shown if filters else None,
+        currency=current_app.config["MARKET_CURRENCY"],
+        notice=request.args.get("notice"),
+    )
+
+
+@blp.route("/cash-ups/<int:cash_up_id>/deposit", methods=["POST"])
+@operator_required
+def cash_up_deposit(cash_up_id: int) -> Response:
+    """Confirm the bank received a cash-up's cash, as `POST
+    /api/v1/cash-ups/<id>/deposit` does (its schema, its service); the
+    amount is typed in yuan."""
+    form = {name: (request.form.get(name) or "").strip() for name in ("bank_reference", "amount", "note")}
+    values: dict[str, Any] = {name: value for name, value in form.items() if value}
+    if "amount" in values:
+        values["amount"] = _amount(values["amount"], current_app.config["MARKET_CURRENCY"])
+    cashups.confirm_deposit(operator(), cash_up_id, **_load(DepositConfirmSchema(), values))
+    return redirect(url_for("console.cash_up_list", show="to_deposit", notice="deposit_confirmed"))
 
 
 @blp.route("/orders/<int:order_id>/refund", methods=["POST"])

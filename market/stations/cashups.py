@@ -35,7 +35,7 @@ from market.errors import Conflict, Invalid, NotFound
 from market.extensions import db
 from market.ledger import service as ledger
 from market.orders.models import StationStaff
-from market.pagination import Page, SortKey, keyset_page
+from market.pagination import Page, SortKey, count_rows, keyset_page
 from market.payments.models import Payment, Provider
 from market.stations.models import CashUp, CashUpStatus
 from market.stations.service import require_staff
@@ -268,6 +268,7 @@ def _filtered(
     start: date | None = None,
     end: date | None = None,
     flagged: bool | None = None,
+    deposited: bool | None = None,
 ) -> Select[tuple[CashUp]]:
     if start is not None and end is not None and end < start:
         raise Invalid("The period ends before it starts.", {"to": ["Must not be before from."]})
@@ -285,16 +286,23 @@ def _filtered(
             CashUp.counted != CashUp.expected, and_(CashUp.deposited.isnot(None), CashUp.deposited != CashUp.counted)
         )
         stmt = stmt.where(differs if flagged else ~differs)
+    if deposited is not None:
+        stmt = stmt.where((CashUp.status == CashUpStatus.DEPOSITED) == deposited)
     return stmt
 
 
 def list_cash_ups(actor: Actor, *, limit: int, cursor: str | None = None, **filters: Any) -> Page[dict[str, Any]]:
-    """Cash-ups, newest first, by station, status, business days and
-    whether a difference flagged them (`_filtered`; operators; staff see
+    """Cash-ups, newest first, by station, status, business days, whether
+    a difference flagged them and whether their deposit is confirmed (`_filtered`; operators; staff see
     their stations', anyone else none)."""
     stmt = _filtered(actor, **filters)
     page = keyset_page(stmt, [SortKey(CashUp.id, "id", descending=True)], limit=limit, cursor=cursor)
     return Page(items=_with_orders(page.items), next_cursor=page.next_cursor)
+
+
+def count_cash_ups(actor: Actor, **filters: Any) -> int:
+    """How many cash-ups `list_cash_ups` lists with `filters`, over all its pages."""
+    return count_rows(_filtered(actor, **filters))
 
 
 def cash_up_rows(actor: Actor, **filters: Any) -> list[dict[str, Any]]:

@@ -117,7 +117,8 @@ def record_cash_up(body: dict[str, Any], point_id: int) -> dict[str, Any]:
 @blp.arguments(CashUpQuerySchema, location="query")
 @blp.response(200, page_schema(CashUpSchema))
 def list_cash_ups(args: dict[str, Any]) -> Page[dict[str, Any]]:
-    """Cash-ups, newest first, by station, status, business days, flagged (operators; staff: their stations')"""
+    """Cash-ups, newest first, by station, status, business days, flagged, deposited (operators; staff: their
+    stations')"""
     return cashups.list_cash_ups(current_actor(), **args)
 
 

@@ -150,6 +150,9 @@ class CashUpCsvQuerySchema(StrictSchema):
     start = fields.Date(data_key="from", validate=DAYS, metadata={"description": "First business day."})
     end = fields.Date(data_key="to", validate=DAYS, metadata={"description": "Last business day."})
     flagged = fields.Boolean(metadata={"description": "true: only those a difference flagged; false: only others."})
+    deposited = fields.Boolean(
+        metadata={"description": "true: only those whose deposit is confirmed; false: only those waiting for it."}
+    )
 
 
 class CashUpQuerySchema(PageArgsSchema, CashUpCsvQuerySchema):

@@ -28,6 +28,8 @@ from market.payments.models import Payment
 from market.payouts import service as payouts
 from market.payouts.models import Payout, PayoutStatus
 from market.reconciliation import service as reconciliation
+from market.settlement.checks import check_ledger
+from tests.conftest import needs
 from tests.console.conftest import csrf_token
 from tests.factories import FarmFactory, UserFactory
 from tests.fakes.stripe_server import FakeStripe, FakeStripeServer
@@ -37,6 +39,9 @@ from tests.payments.test_stripe_payments import paid_order
 from tests.payouts.conftest import bank_details, operator, run, settled_order
 from tests.reports.test_impact import scenario
 from tests.shop import Shop, place
+from tests.stations.test_cash_ups import collect_cash_order
+from tests.stations.test_cash_ups import preview as cash_up_preview
+from tests.stations.test_cash_ups import submit as submit_cash_up
 
 
 def api_count(client: FlaskClient, shop: Shop, path: str, **query: Any) -> int:
@@ -523,3 +528,37 @@ def test_fulfilment_points_are_made_and_edited_through_the_apis_rules(console: F
     listed = console.get("/console/points").get_data(as_text=True)
     assert f'id="point-{new_station["id"]}"' in listed
     assert "Huichang centre" in listed.split(f'id="point-{new_station["id"]}"', 1)[1].split("</tr>", 1)[0]
+
+
+def test_cash_ups_with_a_difference_or_waiting_are_counted_listed_and_deposited_in_yuan_as_the_api(
+    console: FlaskClient, shop: Shop
+) -> None:
+    needs("postgresql")
+    collect_cash_order(console, shop, 2000)
+    expected = cash_up_preview(console, shop)["expected"]
+    counted = expected - 50
+    short = submit_cash_up(console, shop, {"expected": expected, "counted": counted, "note": "Coins missing"})
+    today = console.get("/console/").get_data(as_text=True)
+    assert data_value(today, "cash-ups-flagged") == api_count(console, shop, "/api/v1/cash-ups", flagged="true") == 1
+    assert (
+        data_value(today, "cash-ups-to-deposit") == api_count(console, shop, "/api/v1/cash-ups", deposited="false") == 1
+    )
+    listed = console.get("/console/cash-ups?show=flagged").get_data(as_text=True)
+    assert f'id="cash-up-{short["id"]}"' in listed
+    assert "Coins missing" in listed
+
+    page = "/console/cash-ups?show=to_deposit"
+    token = csrf_token(console, page)
+    action = f"/console/cash-ups/{short['id']}/deposit"
+    api = f"/api/v1/cash-ups/{short['id']}"
+    for wrong in ("12.345", "twelve", "NaN", "1e30"):
+        refused = console.post(action, data={"csrf_token": token, "bank_reference": "BOC-1", "amount": wrong})
+        assert refused.status_code == 422, wrong
+        assert console.get(api, headers=shop.operator_h).json["deposited"] is None
+    in_yuan = f"{counted // 100}.{counted % 100:02d}"
+    done = console.post(action, data={"csrf_token": token, "bank_reference": "BOC-1", "amount": in_yuan})
+    assert done.status_code == 302
+    deposited = console.get(api, headers=shop.operator_h).json
+    assert (deposited["status"], deposited["deposited"], deposited["bank_reference"]) == ("deposited", counted, "BOC-1")
+    assert data_value(console.get("/console/").get_data(as_text=True), "cash-ups-to-deposit") == 0
+    assert check_ledger() == []

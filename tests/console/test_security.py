@@ -25,6 +25,7 @@ PAGES = [
     "/console/attention/holds",
     "/console/attention/webhook-deliveries",
     "/console/attention/sales-channels",
+    "/console/cash-ups",
     "/console/orders?overdue_for_pickup=true",
     "/console/impact",
     "/console/impact.csv",
@@ -56,6 +57,7 @@ ACTIONS = [
     "/console/payouts/1/retry",
     "/console/payouts/1/flag",
     "/console/webhook-endpoints/1/deliveries/1/redeliver",
+    "/console/cash-ups/1/deposit",
 ]
 
 
