@@ -199,7 +199,8 @@ def test_two_writers_with_the_same_etag_never_both_win(app: Flask, client: Flask
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
         )
         with db.engine.connect() as watcher:
-            for _ in range(200):
+            # Up to 30 s: on a busy machine the writers' threads start late.
+            for _ in range(1500):
                 if watcher.execute(waiting_sql).scalar() == 2:
                     break
                 time.sleep(0.02)
