@@ -25,14 +25,14 @@ some twice.
 
 The invariants live in `tests/settlement/checks.py`, one function each.
 
-CI profile (15 examples of up to 25 steps, the same ones every run, no
+CI profile (10 examples of up to 25 steps, the same ones every run, no
 shrinking: a failing sequence is printed as generated):
 
     DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test REDIS_URL=redis://127.0.0.1:6379/0 \\
       .venv/bin/python -m pytest tests/settlement -n 0
 
-Other examples of the same size: `SETTLEMENT_PROFILE=explore`, with
-`--hypothesis-seed=N` to choose them.
+Other examples of the same length: `SETTLEMENT_PROFILE=explore` (15 of
+them), with `--hypothesis-seed=N` to choose them.
 
 Long profile (400 examples of up to 60 steps, or SETTLEMENT_EXAMPLES of
 them; failures shrunk to a short sequence):
@@ -102,14 +102,14 @@ PROFILES = {
     # same examples every run, so a green commit stays green; the long
     # profile (and --hypothesis-seed) explores.
     "ci": settings(
-        max_examples=15,
+        max_examples=10,
         derandomize=True,
         phases=[Phase.explicit, Phase.reuse, Phase.generate],
         stateful_step_count=25,
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     ),
-    # The CI profile's size, random: `--hypothesis-seed=N` picks which examples.
+    # The CI profile's length, random: `--hypothesis-seed=N` picks which examples.
     "explore": settings(
         max_examples=15,
         phases=[Phase.explicit, Phase.generate],
