@@ -151,6 +151,10 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "OUTBOX_RESEND_AFTER_SECONDS": _int(env, "OUTBOX_RESEND_AFTER_SECONDS", 30),
         "OUTBOX_RELAY_INTERVAL_SECONDS": _int(env, "OUTBOX_RELAY_INTERVAL_SECONDS", 10),
         "COMMISSION_BP": _basis_points(env, "COMMISSION_BP", 500),
+        # Sellers' shares of it (docs/commissions.md), where a seller is made
+        # without a rate of its own.
+        "HOST_COMMISSION_BP": _basis_points(env, "HOST_COMMISSION_BP", 200),
+        "STATION_COMMISSION_BP": _basis_points(env, "STATION_COMMISSION_BP", 100),
         "WEIGHT_TOLERANCE_BP": _basis_points(env, "WEIGHT_TOLERANCE_BP", 1000),
         "ORDER_PAYMENT_MINUTES": _int(env, "ORDER_PAYMENT_MINUTES", 30),
         "ORDER_EXPIRY_INTERVAL_SECONDS": _int(env, "ORDER_EXPIRY_INTERVAL_SECONDS", 60),

@@ -15,6 +15,7 @@ from market import auth, cli, console, errors, health, idempotency, outbox
 from market.accounts.routes import blp as accounts_blp
 from market.api import MarketJSONProvider, MarketRequest
 from market.catalog.routes import blp as catalog_blp
+from market.commissions.routes import blp as commissions_blp
 from market.extensions import api, celery_init_app, db, limiter, migrate, rate_limit_headers
 from market.inventory.routes import blp as inventory_blp
 from market.ledger.routes import blp as ledger_blp
@@ -115,6 +116,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     api.register_blueprint(reconciliation_blp)
     api.register_blueprint(reports_blp)
     api.register_blueprint(stations_blp)
+    api.register_blueprint(commissions_blp)
     payloads.document(api.spec)
     console.init_app(app)
 

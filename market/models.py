@@ -2,6 +2,7 @@
 
 from market.accounts import models as accounts
 from market.catalog import models as catalog
+from market.commissions import models as commissions
 from market.idempotency import IdempotencyKey
 from market.inventory import models as inventory
 from market.ledger import models as ledger
@@ -19,6 +20,7 @@ __all__ = [
     "OutboxMessage",
     "accounts",
     "catalog",
+    "commissions",
     "inventory",
     "ledger",
     "notifications",

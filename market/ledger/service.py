@@ -3,7 +3,9 @@
 Account codes name what they hold: `gateway_cash:<provider>` (money at the
 payment provider or in the operators' hands), `buyer_deposits` (offline
 payments received before the weighed amount is known), `farm_payable:<id>`
-(what the platform owes a farm), `platform_commission`,
+(what the platform owes a farm), `platform_commission` (what the
+platform keeps of its commission), `seller_payable:<id>` (what it owes a
+station or host of that commission),
 `sponsor_liability:<programme>` (the sponsor's account: debited by the
 premiums the farms earn from its programme, credited by reversals and by
 its deposits; the balance is what the sponsor owes), `station_cash:<point>`
@@ -51,6 +53,13 @@ def farm_payable(farm_id: int) -> str:
     return f"farm_payable:{farm_id}"
 
 
+SELLER_PAYABLE_PREFIX = "seller_payable:"
+
+
+def seller_payable(seller_id: int) -> str:
+    return f"{SELLER_PAYABLE_PREFIX}{seller_id}"
+
+
 STATION_CASH_PREFIX = "station_cash:"
 STATION_CASH_DIFFERENCE = "station_cash_difference"
 
@@ -79,6 +88,7 @@ def _kind(code: str) -> AccountKind:
         "payouts_in_transit": AccountKind.LIABILITY,
         "buyer_deposits": AccountKind.LIABILITY,
         "farm_payable": AccountKind.LIABILITY,
+        "seller_payable": AccountKind.LIABILITY,
         "platform_commission": AccountKind.REVENUE,
         "sponsor_liability": AccountKind.LIABILITY,
         "gateway_fees": AccountKind.EXPENSE,

@@ -129,6 +129,10 @@ class Order(db.Model):  # type: ignore[name-defined]
     placed_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id"), index=True, doc="The station staff who placed it for the buyer (a villager)."
     )
+    host_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sellers.id"), index=True, doc="The livestream host it was placed with (docs/commissions.md)."
+    )
+    attribution_code: Mapped[str | None] = mapped_column(String(32), doc="The host's code it was placed with.")
     status: Mapped[OrderStatus] = mapped_column(
         enum_column(OrderStatus, "order_status"), default=OrderStatus.PENDING_PAYMENT
     )

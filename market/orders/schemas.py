@@ -32,6 +32,11 @@ class OrderCreateSchema(StrictSchema):
         load_default=None, validate=validate.Length(min=5, max=500), metadata={"description": "Or deliver here."}
     )
     notes = free_text(load_default="", validate=validate.Length(max=1000))
+    attribution_code = fields.String(
+        load_default=None,
+        validate=validate.Regexp(r"^[A-Za-z0-9-]{4,32}$", error="4 to 32 letters, digits or hyphens."),
+        metadata={"description": "The code of the livestream host who sold it (any case): the host earns a share."},
+    )
 
     @ma.validates_schema
     def one_destination(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -139,6 +144,9 @@ class OrderSchema(ma.Schema):
     buyer_name = fields.String(attribute="buyer.name", required=True)
     placed_by_id = fields.Integer(
         allow_none=True, metadata={"description": "The station staff who placed it for the buyer (a villager)."}
+    )
+    attribution_code = fields.String(
+        allow_none=True, metadata={"description": "The livestream host's code it was placed with."}
     )
     fulfilment = fields.Enum(Fulfilment, by_value=True, required=True)
     fulfilment_point = fields.Nested(PointRefSchema, allow_none=True)

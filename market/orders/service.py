@@ -27,6 +27,7 @@ from market.accounts.models import Role, User
 from market.auth import Actor
 from market.catalog import service as catalog
 from market.catalog.models import Farm, FarmStatus, FulfilmentPoint, Listing, ListingStatus
+from market.commissions import earning as commissions
 from market.csv_export import kg, yuan
 from market.db import business_day_range, commit_keeping_state, holds_text, local_time, unit_of_work, utcnow
 from market.errors import Conflict, DomainError, Invalid, NotFound
@@ -430,13 +431,15 @@ def place_order(
     fulfilment_point_id: int | None = None,
     delivery_address: str | None = None,
     notes: str = "",
+    attribution_code: str | None = None,
 ) -> OrderView:
     """Place an order: within the buyer's unpaid allowance, price each line,
-    take all stock or none, split by farm."""
+    take all stock or none, split by farm; with a host's attribution code,
+    attributed to the host."""
     actor.require(Role.BUYER)
     order = placed(
         actor.user_id, actor, lines=lines, fulfilment_point_id=fulfilment_point_id,
-        delivery_address=delivery_address, notes=notes,
+        delivery_address=delivery_address, notes=notes, attribution_code=attribution_code,
     )  # fmt: skip
     # The response shows what this transaction wrote: no need to load it again.
     commit_keeping_state()
@@ -452,12 +455,14 @@ def placed(
     delivery_address: str | None = None,
     notes: str = "",
     placed_by_id: int | None = None,
+    attribution_code: str | None = None,
 ) -> Order:
     """The order `actor` places for `buyer_id` (themself, or a villager
     station staff order for), written and flushed, not committed: within the
     buyer's unpaid allowance, each line priced, all stock taken or none,
     split by farm."""
     fulfilment, point = _fulfilment(fulfilment_point_id, delivery_address)
+    host = commissions.host_for_code(attribution_code) if attribution_code else None
     listings = _check_lines(lines)
     buyer = _check_unpaid_allowance(buyer_id, lines)
     tolerance = current_app.config["WEIGHT_TOLERANCE_BP"]
@@ -475,6 +480,8 @@ def placed(
     order = Order(
         buyer=buyer,
         placed_by_id=placed_by_id,
+        host_id=host.id if host else None,
+        attribution_code=host.code if host else None,
         fulfilment=fulfilment,
         fulfilment_point=point,
         delivery_address=delivery_address,

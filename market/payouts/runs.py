@@ -29,6 +29,7 @@ from flask import current_app
 from sqlalchemy import (
     BigInteger,
     Column,
+    CompoundSelect,
     Integer,
     MetaData,
     Select,
@@ -52,6 +53,7 @@ from sqlalchemy.orm import aliased
 from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog.models import PayoutMethod
+from market.commissions import service as commissions
 from market.db import business_day, business_day_range, unit_of_work, utcnow
 from market.errors import Conflict, Invalid
 from market.extensions import db
@@ -162,6 +164,12 @@ def _closed_orders(cutoff: datetime) -> Select[Any]:
     )
 
 
+def _due_orders(cutoff: datetime) -> CompoundSelect[Any]:
+    """The orders a run pays for: settled or closed before `cutoff` (each
+    once: an order is settled or closed, never both, by its status)."""
+    return _settled_orders(cutoff).union_all(_closed_orders(cutoff))
+
+
 def _sale_paid(entry: Any, coverage: Any) -> Any:
     """The sale of `entry`'s line is paid: by `coverage` (the part's, outer
     joined) or by the payout its own row names."""
@@ -187,8 +195,7 @@ def _due_parts(cutoff: datetime) -> Select[Any]:
     """Earned entries, due and not yet settled, of every farm (those whose
     payout account is not ready are recorded as skipped), totalled per
     order part not yet covered and per entry settled alone (RUN_PARTS)."""
-    # Each order once: an order is settled or closed, never both (its status).
-    due_orders = _settled_orders(cutoff).union_all(_closed_orders(cutoff)).subquery()
+    due_orders = _due_orders(cutoff).subquery()
     coverage = PayoutCoverage
     paid_earlier = and_(FarmEntry.kind.in_(TAKE_BACKS), _sale_paid(FarmEntry, coverage))
     alone = or_(coverage.order_id.isnot(None), FarmEntry.order_id.is_(None))
@@ -264,6 +271,7 @@ def create_run(actor: Actor, *, period_end: date) -> PayoutRun:
         run.reversals_count = _recover_by_reversal(run)
         _write_payouts(run, cutoff)
         _post_payouts(run)
+        commissions.pay_sellers(run, _due_orders(cutoff))
         totals = db.session.execute(
             select(func.count(Payout.id), func.coalesce(func.sum(Payout.amount), 0)).where(Payout.run_id == run.id)
         ).one()

@@ -11,9 +11,11 @@ from typing import Any
 from sqlalchemy import func, select
 
 from market.catalog.models import PayoutMethod
+from market.commissions.models import CommissionEntry, CommissionKind, SellerPayout, SellerPayoutStatus
 from market.extensions import db
 from market.ledger import service as ledger
 from market.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
+from market.ledger.service import SELLER_PAYABLE_PREFIX
 from market.orders.models import OrderLine, OrderPart, PartStatus
 from market.payments.models import CapturedLine, Payment, PaymentStatus, Refund, RefundLine, RefundStatus
 from market.payouts.models import Payout, PayoutStatus, PayoutTransfer, ReversalStatus, TransferReversal
@@ -404,9 +406,111 @@ def station_cash_mismatches() -> list[str]:
     return problems
 
 
+def _seller_entries(*conditions: Any) -> dict[int, int]:
+    return _by_key(
+        db.session.execute(
+            select(CommissionEntry.seller_id, func.sum(CommissionEntry.amount))
+            .where(*conditions)
+            .group_by(CommissionEntry.seller_id)
+        )
+    )
+
+
+def seller_mismatches() -> list[str]:
+    """Per seller: its account (`seller_payable:<id>`) owes what its entries
+    add up to, and earned = paid + payable (each payout pays exactly the
+    entries naming it). Per captured line: what the sellers keep of it is
+    neither negative nor more than the platform keeps of its commission on
+    it. The platform's commission account holds the captured lines'
+    commission less refunds' and less what the sellers keep."""
+    booked = _by_key(
+        db.session.execute(
+            select(LedgerAccount.code, func.sum(LedgerEntry.amount))
+            .join(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id)
+            .where(LedgerAccount.code.startswith(SELLER_PAYABLE_PREFIX))
+            .group_by(LedgerAccount.code)
+        )
+    )
+    booked = {int(str(code).removeprefix(SELLER_PAYABLE_PREFIX)): amount for code, amount in booked.items()}
+    entries = _seller_entries()
+    problems = []
+    for seller_id in sorted(set(booked) | set(entries)):
+        if -booked.get(seller_id, 0) != entries.get(seller_id, 0):
+            problems.append(
+                f"seller {seller_id}: {ledger.seller_payable(seller_id)} owes {-booked.get(seller_id, 0)} "
+                f"but the seller's entries add up to {entries.get(seller_id, 0)}"
+            )
+    earned = (CommissionEntry.kind.in_((CommissionKind.EARNED, CommissionKind.REVERSED)),)
+    paid = _by_key(
+        db.session.execute(
+            select(CommissionEntry.payout_id, func.sum(CommissionEntry.amount))
+            .where(*earned, CommissionEntry.payout_id.isnot(None))
+            .group_by(CommissionEntry.payout_id)
+        )
+    )
+    payouts = db.session.execute(
+        select(SellerPayout.id, SellerPayout.amount, CommissionEntry.amount)
+        .outerjoin(
+            CommissionEntry,
+            (CommissionEntry.payout_id == SellerPayout.id) & (CommissionEntry.kind == CommissionKind.PAYOUT),
+        )
+        .order_by(SellerPayout.id)
+    )
+    for payout_id, amount, entry in payouts:
+        if paid.get(payout_id, 0) != amount or entry != -amount:
+            problems.append(
+                f"seller payout {payout_id}: pays {amount}, its entry takes {entry}, "
+                f"the entries it paid add up to {paid.get(payout_id, 0)}"
+            )
+    kept = db.session.execute(
+        select(CommissionEntry.order_line_id, CommissionEntry.seller_id, func.sum(CommissionEntry.amount))
+        .where(*earned)
+        .group_by(CommissionEntry.order_line_id, CommissionEntry.seller_id)
+    ).all()
+    returned = _by_key(
+        db.session.execute(
+            select(RefundLine.order_line_id, func.sum(RefundLine.commission))
+            .join(Refund, Refund.id == RefundLine.refund_id)
+            .where(Refund.status == RefundStatus.SUCCEEDED)
+            .group_by(RefundLine.order_line_id)
+        )
+    )
+    captured = _by_key(
+        db.session.execute(
+            select(CapturedLine.order_line_id, CapturedLine.commission)
+            .join(Payment, Payment.id == CapturedLine.payment_id)
+            .where(Payment.status == PaymentStatus.CAPTURED)
+        )
+    )
+    sellers_keep: dict[int, int] = {}
+    for line_id, seller_id, amount in kept:
+        if amount < 0:
+            problems.append(f"order line {line_id}: seller {seller_id} gave back {-amount} more than it earned")
+        sellers_keep[line_id] = sellers_keep.get(line_id, 0) + int(amount)
+    for line_id, amount in sorted(sellers_keep.items()):
+        platform = captured.get(line_id, 0) - returned.get(line_id, 0)
+        if amount > platform:
+            problems.append(f"order line {line_id}: sellers keep {amount} of a commission of which {platform} is left")
+    commission = sum(captured.values()) - sum(returned.values()) - sum(sellers_keep.values())
+    actual = -ledger.balance(ledger.PLATFORM_COMMISSION)
+    if actual != commission:
+        problems.append(
+            f"{ledger.PLATFORM_COMMISSION} holds {actual} but captured commission less refunds' and sellers' "
+            f"comes to {commission}"
+        )
+    return problems
+
+
 def in_transit_mismatch() -> list[str]:
     unpaid = (
         db.session.scalar(select(func.coalesce(func.sum(Payout.amount), 0)).where(Payout.status != PayoutStatus.PAID))
+        or 0
+    ) + (
+        db.session.scalar(
+            select(func.coalesce(func.sum(SellerPayout.amount), 0)).where(
+                SellerPayout.status != SellerPayoutStatus.PAID
+            )
+        )
         or 0
     )
     actual = ledger.balance(ledger.PAYOUTS_IN_TRANSIT)
@@ -427,5 +531,6 @@ def check_ledger() -> list[str]:
         + programme_mismatches()
         + sponsor_account_mismatches()
         + station_cash_mismatches()
+        + seller_mismatches()
         + in_transit_mismatch()
     )

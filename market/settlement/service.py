@@ -28,6 +28,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import selectinload
 
 from market.catalog import service as catalog
+from market.commissions import earning as commissions
 from market.db import locked
 from market.extensions import db
 from market.ledger import service as ledger
@@ -213,11 +214,21 @@ def record_capture(payment: Payment, received: int) -> None:
         for line in captured
     ]  # fmt: skip
     db.session.add_all(sales)
+    order = db.session.get(Order, payment.order_id)
+    assert order is not None
     source = ledger.BUYER_DEPOSITS if payment.provider == Provider.OFFLINE else ledger.gateway_cash(payment.provider)
     credits = ledger.split(
-        pair
-        for sale in sales
-        for pair in ((ledger.farm_payable(sale.farm_id), -sale.net), (ledger.PLATFORM_COMMISSION, -sale.commission))
+        [
+            *(
+                pair
+                for sale in sales
+                for pair in (
+                    (ledger.farm_payable(sale.farm_id), -sale.net),
+                    (ledger.PLATFORM_COMMISSION, -sale.commission),
+                )
+            ),
+            *commissions.record_earned(order, captured),
+        ]
     )
     ledger.post("capture", f"payment:{payment.id}:capture", {source: received, **credits}, order_id=payment.order_id)
     lines = _order_lines(line.order_line_id for line in captured)
@@ -323,20 +334,27 @@ def record_refund(refund: Refund, payment: Payment) -> None:
         for line in refund.lines
     ]  # fmt: skip
     db.session.add_all(backs)
-    if refund.amount:
-        debits = ledger.split(
-            pair
-            for back in backs
-            for pair in ((ledger.farm_payable(back.farm_id), -back.net), (ledger.PLATFORM_COMMISSION, -back.commission))
-        )
-        ledger.post(
-            "refund",
-            f"refund:{refund.id}",
-            {**debits, ledger.gateway_cash(payment.provider): -refund.amount},
-            order_id=refund.order_id,
-            memo=refund.reason,
-        )
     captured = {line.order_line_id: line for line in payment.captured_lines}
+    commission_left = {
+        line.order_line_id: line.commission - refunded(line, succeeded_only=True).commission
+        for line in (captured[back.order_line_id] for back in refund.lines)
+    }
+    debits = ledger.split(
+        [
+            *(
+                pair
+                for back in backs
+                for pair in (
+                    (ledger.farm_payable(back.farm_id), -back.net),
+                    (ledger.PLATFORM_COMMISSION, -back.commission),
+                )
+            ),
+            *commissions.record_reversed(refund, captured, commission_left),
+        ]
+    )
+    amounts = {**debits, ledger.gateway_cash(payment.provider): -refund.amount}
+    if any(amounts.values()):
+        ledger.post("refund", f"refund:{refund.id}", amounts, order_id=refund.order_id, memo=refund.reason)
     lines = _order_lines(line.order_line_id for line in refund.lines)
     for refund_line in refund.lines:
         line = captured[refund_line.order_line_id]

@@ -60,11 +60,12 @@ def headers_of(shop: Shop, farm_id: int) -> dict[str, str]:
 
 
 def settled_order(
-    client: FlaskClient, shop: Shop, *lines: Any, weighed: dict[int, int] | None = None, fake: FakeStripe | None = None
-) -> dict[str, Any]:
-    """Place, pay, pack (at `weighed` grams by listing id, else as ordered),
-    capture, ship and deliver an order."""
-    order = place(client, shop, *lines, delivery_address="寻乌县 长宁镇 12号")
+    client: FlaskClient, shop: Shop, *lines: Any, weighed: dict[int, int] | None = None, fake: FakeStripe | None = None,
+    **extra: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """Place (with `extra` fields), pay, pack (at `weighed` grams by listing
+    id, else as ordered), capture, ship and deliver an order."""
+    order = place(client, shop, *lines, delivery_address="寻乌县 长宁镇 12号", **extra)
     payment = payments.open_payment(order["id"])
     if payment.provider == Provider.STRIPE:
         assert fake is not None

@@ -1,0 +1,1 @@
+"""Commissions of those who sell for farmers: village stations and livestream hosts."""
