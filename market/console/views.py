@@ -112,9 +112,10 @@ def today() -> str:
     actor = operator()
     day = business_today()
     week_from = _week_start(day)
-    periods = {"today": (day, day), "this_week": (week_from, day)}
-    totals = reports.impact_totals(actor, periods=list(periods.values()), group_by="county")
-    sales = {key: (*period, figures) for (key, period), figures in zip(periods.items(), totals, strict=True)}
+    sales = {
+        key: (first, day, reports.impact_totals(actor, periods=[(first, day)], group_by="county")[0])
+        for key, first in (("today", day), ("this_week", week_from))
+    }
     programmes = premiums.list_programmes(actor, limit=PROGRAMMES_SHOWN, active=True).items
     return render_template(
         "console/today.html",

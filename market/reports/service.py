@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
+from itertools import pairwise
 from typing import Any
 
 from flask import current_app
@@ -32,7 +33,7 @@ from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog.models import Farm
 from market.csv_export import kg, yuan
-from market.db import UTCDateTime, business_day_range
+from market.db import business_day_range
 from market.errors import Invalid
 from market.extensions import db
 from market.ledger.models import LedgerTransaction
@@ -291,35 +292,29 @@ def impact(actor: Actor, *, start: date, end: date, group_by: str) -> dict[str, 
 
 def impact_totals(actor: Actor, *, periods: Sequence[tuple[date, date]], group_by: str) -> list[dict[str, int]]:
     """The impact report's totals (`impact(...)["totals"]`, grouped the same
-    way) for each of `periods` (first and last business days), in one
-    statement rather than a report each: the facts of all the periods are
-    read once and counted in every period their moment falls in, grouped
-    by period in SQL. A period's bounds are its days' midnights in the
-    marketplace's time zone, as the report's are (operators)."""
+    way) for each of `periods` (first and last business days, in order and
+    not overlapping), in one statement rather than a report each: the facts
+    of all the periods are read once, each put in the period its moment
+    falls in and grouped by period in SQL. A period's bounds are its days'
+    midnights in the marketplace's time zone, as the report's are
+    (operators)."""
     actor.require(Role.OPERATOR)
     for start, end in periods:
         _in_order(start, end)
     if not periods:
         return []
-    bounds = [business_day_range(start, end) for start, end in periods]
-    windows = union_all(
-        *(
-            select(
-                literal(number, Integer).label("period"),
-                literal(since, UTCDateTime()).label("since"),
-                literal(until, UTCDateTime()).label("until"),
-            )
-            for number, (since, until) in enumerate(bounds)
-        )
-    ).subquery()
-    facts = _facts(group_by, min(since for since, _ in bounds), max(until for _, until in bounds))
+    moments = [business_day_range(start, end) for start, end in periods]
+    if any(since < until for (_, until), (since, _) in pairwise(moments)):
+        raise ValueError("impact_totals: the periods must be in order and must not overlap")
+    facts = _facts(group_by, moments[0][0], moments[-1][1])
+    period = case(
+        *((and_(facts.c.at >= since, facts.c.at < until), number) for number, (since, until) in enumerate(moments))
+    )
+    placed = select(facts, period.label("period")).subquery()
     found = {
         row.period: row
         for row in db.session.execute(
-            select(windows.c.period, *_measures(facts))
-            .select_from(facts)
-            .join(windows, and_(facts.c.at >= windows.c.since, facts.c.at < windows.c.until))
-            .group_by(windows.c.period)
+            select(placed.c.period, *_measures(placed)).where(placed.c.period.isnot(None)).group_by(placed.c.period)
         )
     }
     return [

@@ -203,20 +203,26 @@ def test_totals_of_weeks_grouped_in_one_statement_are_each_weeks_report(
     assert before.date() == after.date()  # one day in UTC, two weeks where the marketplace is
     assert (business_day(before), business_day(after)) == (monday - timedelta(days=1), monday)
     weeks = [(monday - timedelta(weeks=n), monday - timedelta(weeks=n) + timedelta(days=6)) for n in (2, 1, 0)]
-    periods = [*weeks, (monday - timedelta(days=3), monday + timedelta(days=2))]  # across the boundary
 
-    grouped = reports.impact_totals(operator(), periods=periods, group_by=group_by)
+    grouped = reports.impact_totals(operator(), periods=weeks, group_by=group_by)
 
-    each = [reports.impact(operator(), start=start, end=end, group_by=group_by)["totals"] for start, end in periods]
+    each = [reports.impact(operator(), start=start, end=end, group_by=group_by)["totals"] for start, end in weeks]
     assert grouped == each
-    empty, last_week, this_week, across = grouped
+    empty, last_week, this_week = grouped
     assert set(empty.values()) == {0}
     assert last_week["grams_sold"] and this_week["grams_sold"]  # the boundary split the facts
-    assert across["sales"] == last_week["sales"] + this_week["sales"]
+    # A period after a gap holds only its own days.
+    gapped = [(monday - timedelta(days=3), monday - timedelta(days=2)), (monday, monday)]
+    assert reports.impact_totals(operator(), periods=gapped, group_by=group_by) == [
+        reports.impact(operator(), start=start, end=end, group_by=group_by)["totals"] for start, end in gapped
+    ]
 
 
-def test_totals_of_no_periods_are_none_and_a_period_must_be_in_order(client: FlaskClient, shop: Shop) -> None:
+def test_totals_of_no_periods_are_none_and_periods_must_be_in_order(client: FlaskClient, shop: Shop) -> None:
     today = business_today()
     assert reports.impact_totals(operator(), periods=[], group_by="county") == []
     with pytest.raises(Invalid):
         reports.impact_totals(operator(), periods=[(today, today - timedelta(days=1))], group_by="county")
+    week = (today - timedelta(days=6), today)
+    with pytest.raises(ValueError, match="overlap"):
+        reports.impact_totals(operator(), periods=[week, (today, today)], group_by="county")
