@@ -112,16 +112,15 @@ def today() -> str:
     actor = operator()
     day = business_today()
     week_from = _week_start(day)
-    states = {state: orders.count_orders(actor, status=state) for state in OPEN_STATES}
     sales = {
-        "today": (day, day, reports.impact(actor, start=day, end=day, group_by="county")["totals"]),
-        "this_week": (week_from, day, reports.impact(actor, start=week_from, end=day, group_by="county")["totals"]),
+        key: (first, day, reports.impact_totals(actor, periods=[(first, day)], group_by="county")[0])
+        for key, first in (("today", day), ("this_week", week_from))
     }
     programmes = premiums.list_programmes(actor, limit=PROGRAMMES_SHOWN, active=True).items
     return render_template(
         "console/today.html",
         day=day,
-        states=states,
+        states=orders.count_orders_by_status(actor, OPEN_STATES),
         sales=sales,
         overdue_for_pickup=orders.count_orders(actor, overdue_for_pickup=True),
         payments_attention=payments.count_attention(actor),
@@ -212,7 +211,7 @@ def _shown(value: Any) -> Any:
 @operator_required
 def order_list() -> str:
     filters = _order_filters()
-    page = orders.list_orders(operator(), limit=PAGE_SIZE, cursor=request.args.get("cursor") or None, **filters)
+    page = orders.list_order_rows(operator(), limit=PAGE_SIZE, cursor=request.args.get("cursor") or None, **filters)
     shown = {name: _shown(value) for name, value in filters.items()}
     template = "console/orders_table.html" if request.headers.get("HX-Request") else "console/orders.html"
     return render_template(
@@ -418,10 +417,9 @@ def impact() -> str:
     first, last, group_by = _impact_query()
     actor = operator()
     report = reports.impact(actor, start=first, end=last, group_by=group_by)
-    weekly = [
-        (since, reports.impact(actor, start=since, end=until, group_by=group_by)["totals"])
-        for since, until in _weeks(first, last)
-    ]
+    weeks = _weeks(first, last)
+    totals = reports.impact_totals(actor, periods=weeks, group_by=group_by)
+    weekly = [(since, figures) for (since, _), figures in zip(weeks, totals, strict=True)]
     chart = {
         "groups": [_group_label(row, group_by) for row in report["rows"]],
         "kg": [row["grams_sold"] / 1000 for row in report["rows"]],

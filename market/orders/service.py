@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from flask import current_app
 from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select
-from sqlalchemy.orm import contains_eager, lazyload, selectinload
+from sqlalchemy.orm import contains_eager, joinedload, lazyload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from market.accounts import service as accounts
@@ -132,6 +132,21 @@ class OrderView:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.order, name)
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    """An order as an operator's list of orders shows it: what a row needs,
+    without the parts, lines, premiums and events of an `OrderView`."""
+
+    id: int
+    status: OrderStatus
+    created_at: datetime
+    buyer_email: str
+    fulfilment_point: str | None
+    farms: list[str]  # in the order of its parts, as an OrderView's
+    total: int
+    currency: str
 
 
 # --- helpers ----------------------------------------------------------------
@@ -604,6 +619,53 @@ def list_orders(actor: Actor, *, limit: int, cursor: str | None = None, **filter
 def count_orders(actor: Actor, **filters: Any) -> int:
     """How many orders `list_orders` would list, over all its pages."""
     return count_rows(_filtered(actor, **filters))
+
+
+def list_order_rows(actor: Actor, *, limit: int, cursor: str | None = None, **filters: Any) -> Page[OrderRow]:
+    """The orders `list_orders` lists (the same filters, order and cursor)
+    as rows of a list, for operators: two statements a page (the orders with
+    their buyers and points, then their farms' names) rather than each
+    order's full view, which an order's own page reads."""
+    actor.require(Role.OPERATOR)
+    stmt = _filtered(actor, **filters).options(joinedload(Order.buyer), joinedload(Order.fulfilment_point))
+    page = keyset_page(stmt, [SortKey(Order.id, "id", descending=True)], limit=limit, cursor=cursor)
+    farms: dict[int, list[str]] = {order.id: [] for order in page.items}
+    for order_id, name in db.session.execute(
+        select(OrderPart.order_id, Farm.name)
+        .join(Farm, Farm.id == OrderPart.farm_id)
+        .where(OrderPart.order_id.in_(farms))
+        .order_by(OrderPart.farm_id, OrderPart.id)  # as Order.parts
+    ):
+        farms[order_id].append(name)
+    rows = [
+        OrderRow(
+            id=order.id,
+            status=order.status,
+            created_at=order.created_at,
+            buyer_email=order.buyer.email,
+            fulfilment_point=order.fulfilment_point.name if order.fulfilment_point else None,
+            farms=farms[order.id],
+            total=order.total,
+            currency=order.currency,
+        )
+        for order in page.items
+    ]
+    return Page(rows, page.next_cursor)
+
+
+def count_orders_by_status(actor: Actor, statuses: Iterable[OrderStatus]) -> dict[OrderStatus, int]:
+    """`count_orders(status=...)` for each of `statuses`, in one statement."""
+    wanted = list(statuses)
+    counted: dict[OrderStatus, int] = {
+        status: count
+        for status, count in db.session.execute(
+            _filtered(actor)
+            .with_only_columns(Order.status, func.count())
+            .where(Order.status.in_(wanted))
+            .group_by(Order.status)
+        )
+    }
+    return {status: counted.get(status, 0) for status in wanted}
 
 
 # --- paying, packing, shipping, pickup --------------------------------------

@@ -21,7 +21,9 @@ never a loop over lines):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
+from itertools import pairwise
 from typing import Any
 
 from flask import current_app
@@ -63,6 +65,7 @@ NONE = cast(null(), Integer)
 def _fact(
     key: Any,
     *,
+    at: Any,
     grams: Any = ZERO,
     sales: Any = ZERO,
     paid: Any = ZERO,
@@ -71,9 +74,11 @@ def _fact(
     farm: Any = NONE,
     owner: Any = NONE,
 ) -> list[Any]:
-    """One row shape for every kind of fact, so they can be unioned."""
+    """One row shape for every kind of fact, so they can be unioned; `at`
+    is the moment that puts the fact in a period."""
     return [
         key.label("key"),
+        at.label("at"),
         grams.label("grams_sold"),
         sales.label("sales"),
         paid.label("premiums_paid"),
@@ -133,7 +138,7 @@ def _unpaid_reservations(since: datetime, until: datetime) -> Select[Any]:
 def _premiums_moved(key: Any, since: datetime, until: datetime) -> Select[Any]:
     """Sponsor premiums the farms earned in the window, less what refunds took back."""
     return (
-        select(*_fact(key, paid=FarmEntry.net))
+        select(*_fact(key, at=FarmEntry.created_at, paid=FarmEntry.net))
         .select_from(FarmEntry)
         .join(Farm, Farm.id == FarmEntry.farm_id)
         .where(FarmEntry.kind.in_(PREMIUM_KINDS), FarmEntry.created_at >= since, FarmEntry.created_at < until)
@@ -146,18 +151,32 @@ def _county_facts(since: datetime, until: datetime) -> Any:
     return union_all(
         _captured_in(since, until)
         .with_only_columns(
-            *_fact(county, grams=CapturedLine.grams, sales=CapturedLine.amount, paid=CapturedLine.premium)
+            *_fact(
+                county,
+                at=LedgerTransaction.created_at,
+                grams=CapturedLine.grams,
+                sales=CapturedLine.amount,
+                paid=CapturedLine.premium,
+            )
         )
         .join(Farm, Farm.id == CapturedLine.farm_id),
         _refunded_in(since, until)
-        .with_only_columns(*_fact(county, grams=-RefundLine.grams, sales=-RefundLine.amount, paid=-RefundLine.premium))
+        .with_only_columns(
+            *_fact(
+                county,
+                at=Refund.settled_at,
+                grams=-RefundLine.grams,
+                sales=-RefundLine.amount,
+                paid=-RefundLine.premium,
+            )
+        )
         .join(Farm, Farm.id == RefundLine.farm_id),
         sponsor_premiums,
         _unpaid_reservations(since, until)
-        .with_only_columns(*_fact(county, reserved=LinePremium.amount))
+        .with_only_columns(*_fact(county, at=Order.created_at, reserved=LinePremium.amount))
         .join(Farm, Farm.id == LinePremium.farm_id),
         _paid_payouts(since, until).with_only_columns(
-            *_fact(county, payouts=Payout.amount, farm=Payout.farm_id, owner=Farm.owner_id)
+            *_fact(county, at=Payout.paid_at, payouts=Payout.amount, farm=Payout.farm_id, owner=Farm.owner_id)
         ),
     ).subquery()
 
@@ -170,6 +189,7 @@ def _programme_facts(since: datetime, until: datetime) -> Any:
         .with_only_columns(
             *_fact(
                 LinePremium.programme_id,
+                at=LedgerTransaction.created_at,
                 grams=CapturedLine.grams,
                 sales=CapturedLine.amount,
                 paid=_buyer_amount(),
@@ -177,15 +197,23 @@ def _programme_facts(since: datetime, until: datetime) -> Any:
         )
         .join(LinePremium, LinePremium.order_line_id == CapturedLine.order_line_id),
         _refunded_in(since, until)
-        .with_only_columns(*_fact(LinePremium.programme_id, grams=-RefundLine.grams, sales=-RefundLine.amount))
+        .with_only_columns(
+            *_fact(LinePremium.programme_id, at=Refund.settled_at, grams=-RefundLine.grams, sales=-RefundLine.amount)
+        )
         .join(LinePremium, LinePremium.order_line_id == RefundLine.order_line_id),
         sponsor_premiums,
         _unpaid_reservations(since, until).with_only_columns(
-            *_fact(LinePremium.programme_id, reserved=LinePremium.amount)
+            *_fact(LinePremium.programme_id, at=Order.created_at, reserved=LinePremium.amount)
         ),
         _paid_payouts(since, until)
         .with_only_columns(
-            *_fact(FarmEntry.programme_id, payouts=FarmEntry.net, farm=Payout.farm_id, owner=Farm.owner_id)
+            *_fact(
+                FarmEntry.programme_id,
+                at=Payout.paid_at,
+                payouts=FarmEntry.net,
+                farm=Payout.farm_id,
+                owner=Farm.owner_id,
+            )
         )
         .join(paid, paid.c.payout_id == Payout.id)
         .join(FarmEntry, and_(FarmEntry.id == paid.c.entry_id, FarmEntry.kind.in_(PREMIUM_KINDS))),
@@ -210,13 +238,21 @@ def _measures(facts: Any) -> list[Any]:
     ]
 
 
+def _facts(group_by: str, since: datetime, until: datetime) -> Any:
+    return _county_facts(since, until) if group_by == "county" else _programme_facts(since, until)
+
+
+def _in_order(start: date, end: date) -> None:
+    if end < start:
+        raise Invalid("The period ends before it starts.", {"to": ["Must not be before from."]})
+
+
 def impact(actor: Actor, *, start: date, end: date, group_by: str) -> dict[str, Any]:
     """The impact report for the days `start` to `end` (operators)."""
     actor.require(Role.OPERATOR)
-    if end < start:
-        raise Invalid("The period ends before it starts.", {"to": ["Must not be before from."]})
+    _in_order(start, end)
     since, until = business_day_range(start, end)
-    facts = _county_facts(since, until) if group_by == "county" else _programme_facts(since, until)
+    facts = _facts(group_by, since, until)
     grouped = db.session.execute(
         select(facts.c.key, *_measures(facts)).group_by(facts.c.key).order_by(facts.c.key)
     ).all()
@@ -252,6 +288,39 @@ def impact(actor: Actor, *, start: date, end: date, group_by: str) -> dict[str, 
         "rows": rows,
         "totals": {name: int(totals[name]) for name in MEASURES},
     }
+
+
+def impact_totals(actor: Actor, *, periods: Sequence[tuple[date, date]], group_by: str) -> list[dict[str, int]]:
+    """The impact report's totals (`impact(...)["totals"]`, grouped the same
+    way) for each of `periods` (first and last business days, in order and
+    not overlapping), in one statement rather than a report each: the facts
+    of all the periods are read once, each put in the period its moment
+    falls in and grouped by period in SQL. A period's bounds are its days'
+    midnights in the marketplace's time zone, as the report's are
+    (operators)."""
+    actor.require(Role.OPERATOR)
+    for start, end in periods:
+        _in_order(start, end)
+    if not periods:
+        return []
+    moments = [business_day_range(start, end) for start, end in periods]
+    if any(since < until for (_, until), (since, _) in pairwise(moments)):
+        raise ValueError("impact_totals: the periods must be in order and must not overlap")
+    facts = _facts(group_by, moments[0][0], moments[-1][1])
+    period = case(
+        *((and_(facts.c.at >= since, facts.c.at < until), number) for number, (since, until) in enumerate(moments))
+    )
+    placed = select(facts, period.label("period")).subquery()
+    found = {
+        row.period: row
+        for row in db.session.execute(
+            select(placed.c.period, *_measures(placed)).where(placed.c.period.isnot(None)).group_by(placed.c.period)
+        )
+    }
+    return [
+        {name: int(getattr(found[number], name)) if number in found else 0 for name in MEASURES}
+        for number in range(len(periods))
+    ]
 
 
 def impact_rows(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -15,13 +15,17 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
 from market import console as console_package
+from market.accounts.models import Role
+from market.auth import Actor
 from market.catalog.models import FarmStatus, FulfilmentPointKind
 from market.console.i18n import MESSAGES
 from market.console.views import OPEN_STATES
 from market.db import business_today, utcnow
+from market.errors import NotAllowed
 from market.extensions import db
 from market.inventory.models import SalesChannel
 from market.notifications.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from market.orders import service as orders
 from market.orders.models import OrderEvent, OrderStatus
 from market.payments import service as payments
 from market.payments.models import Payment
@@ -104,6 +108,34 @@ def test_the_orders_page_filters_as_the_api_and_exports_the_same_list(console: F
     assert [row["order_id"] for row in rows] == [str(first["id"])]
     assert rows[0]["total_yuan"] == "19.98"  # 2 kg at 9.99, every fen
     assert rows[0]["status"] == "pending_payment"
+
+
+def test_a_row_of_the_orders_list_shows_what_the_orders_full_view_does(console: FlaskClient, shop: Shop) -> None:
+    place(console, shop, (shop.oranges, 2000), (shop.nuts, 1000))  # two farms
+    place(console, shop, (shop.nuts, 1000), delivery_address="寻乌县 长宁镇 12号")  # no point
+    place(console, shop, (shop.pomelos, 1000))
+    actor = operator()
+    for filters in ({}, {"farm_id": shop.chestnuts.id}, {"status": OrderStatus.PENDING_PAYMENT}):
+        rows = orders.list_order_rows(actor, limit=2, **filters)
+        views = orders.list_orders(actor, limit=2, **filters)
+        assert rows.next_cursor == views.next_cursor
+        assert [
+            (row.id, row.status, row.created_at, row.buyer_email, row.fulfilment_point, row.farms, row.total)
+            for row in rows.items
+        ] == [
+            (
+                view.order.id,
+                view.order.status,
+                view.order.created_at,
+                view.order.buyer.email,
+                view.order.fulfilment_point.name if view.order.fulfilment_point else None,
+                [part.farm.name for part in view.parts],
+                view.total,
+            )
+            for view in views.items
+        ]
+    with pytest.raises(NotAllowed):
+        orders.list_order_rows(Actor(user_id=shop.buyer.id, roles=frozenset({Role.BUYER})), limit=2)
 
 
 def test_an_unknown_filter_value_is_left_out_not_an_error(console: FlaskClient, shop: Shop) -> None:

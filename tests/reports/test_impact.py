@@ -6,18 +6,24 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from market.db import business_today, utcnow
+from market.db import business_day, business_day_range, business_today, utcnow
+from market.errors import Invalid
 from market.extensions import db
+from market.ledger.models import LedgerTransaction
+from market.orders.models import Order
+from market.payments.models import Refund
 from market.payouts.models import Payout
 from market.premiums import service as premiums
 from market.premiums.models import FundedBy
+from market.reports import service as reports
+from market.settlement.models import FarmEntry
 from tests.payouts.conftest import bank_details, operator, refund, run, settled_order
 from tests.shop import Shop, place
 
@@ -165,3 +171,58 @@ def test_only_operators_see_the_report_and_the_period_must_be_in_order(client: F
         "/api/v1/reports/impact", query_string=query | {"group_by": "village"}, headers=shop.operator_h
     )
     assert bad_group.status_code == 422
+
+
+def moved_across(monday: date) -> tuple[datetime, datetime]:
+    """Every fact of the scenario moved to half an hour before or after the
+    marketplace's midnight starting `monday`, alternately by id, and those
+    two moments: the last half hour of one week and the first of the next
+    there, on the same day in UTC."""
+    midnight = business_day_range(monday)[0]
+    before, after = midnight - timedelta(minutes=30), midnight + timedelta(minutes=30)
+    moments = {"created_at": (LedgerTransaction, FarmEntry, Order), "settled_at": (Refund,), "paid_at": (Payout,)}
+    for column, models in moments.items():
+        for model in models:
+            for parity, moment in ((0, before), (1, after)):
+                db.session.execute(
+                    update(model)
+                    .where(model.id % 2 == parity, getattr(model, column).isnot(None))
+                    .values({column: moment})
+                )
+    db.session.commit()
+    return before, after
+
+
+@pytest.mark.parametrize("group_by", ["county", "programme"])
+def test_totals_of_weeks_grouped_in_one_statement_are_each_weeks_report(
+    client: FlaskClient, shop: Shop, group_by: str
+) -> None:
+    scenario(client, shop)
+    monday = business_today() - timedelta(days=business_today().weekday() + 7)
+    before, after = moved_across(monday)
+    assert before.date() == after.date()  # one day in UTC, two weeks where the marketplace is
+    assert (business_day(before), business_day(after)) == (monday - timedelta(days=1), monday)
+    weeks = [(monday - timedelta(weeks=n), monday - timedelta(weeks=n) + timedelta(days=6)) for n in (2, 1, 0)]
+
+    grouped = reports.impact_totals(operator(), periods=weeks, group_by=group_by)
+
+    each = [reports.impact(operator(), start=start, end=end, group_by=group_by)["totals"] for start, end in weeks]
+    assert grouped == each
+    empty, last_week, this_week = grouped
+    assert set(empty.values()) == {0}
+    assert last_week["grams_sold"] and this_week["grams_sold"]  # the boundary split the facts
+    # A period after a gap holds only its own days.
+    gapped = [(monday - timedelta(days=3), monday - timedelta(days=2)), (monday, monday)]
+    assert reports.impact_totals(operator(), periods=gapped, group_by=group_by) == [
+        reports.impact(operator(), start=start, end=end, group_by=group_by)["totals"] for start, end in gapped
+    ]
+
+
+def test_totals_of_no_periods_are_none_and_periods_must_be_in_order(client: FlaskClient, shop: Shop) -> None:
+    today = business_today()
+    assert reports.impact_totals(operator(), periods=[], group_by="county") == []
+    with pytest.raises(Invalid):
+        reports.impact_totals(operator(), periods=[(today, today - timedelta(days=1))], group_by="county")
+    week = (today - timedelta(days=6), today)
+    with pytest.raises(ValueError, match="overlap"):
+        reports.impact_totals(operator(), periods=[week, (today, today)], group_by="county")
