@@ -1,7 +1,9 @@
 """Demo data for the embedded run: accounts, a catalogue of real produce
 from three counties (navel oranges from Xunwu, Jiangxi; chestnuts from
-Qinglong, Hebei; berry tea from Yongshun, Hunan), and an order of Qinglong
-chestnuts on its way through the Xunwu county centre.
+Qinglong, Hebei; berry tea from Yongshun, Hunan), a village station whose
+staff buy for villagers and cash up, an order of Qinglong chestnuts on its
+way through the Xunwu county centre, and a livestream host who sold Xunwu
+oranges with her code (she and the station earn commissions).
 
 `seed()` is safe to run on every start: what exists is left alone, and each
 demo account gets a fresh token (tokens are shown only once). The catalogue
@@ -25,6 +27,8 @@ from market.accounts.models import Language, Role, User
 from market.auth import Actor
 from market.catalog import service as catalog
 from market.catalog.models import Brand, Category, Farm, FulfilmentPoint, FulfilmentPointKind, Listing, Lot
+from market.commissions import service as commissions
+from market.commissions.models import Seller, SellerKind
 from market.extensions import db
 from market.notifications.models import Notification
 from market.orders import routing
@@ -50,6 +54,10 @@ STATION = "吉潭镇上车村服务站"
 # order waits for the farm.
 VILLAGERS = [("李桂芬", "+8613900000081", 7500), ("王德明", "+8613900000082", 5000)]
 CENTRE_STAFF_EMAIL = "xunwu.centre@farm-market.test"  # staff of the Xunwu county centre
+# A livestream host who sells the Xunwu oranges with her code (docs/commissions.md).
+HOST_EMAIL = "xiaohong.live@farm-market.test"
+HOST_CODE = "XIAOHONG"
+HOSTED_ORDER_NOTE = "Demo: navel oranges sold on Xiao Hong's livestream"
 ACCOUNTS: list[tuple[str, str, list[Role], Language, str]] = [
     (OPERATOR_EMAIL, "Market operations", [Role.OPERATOR], Language.EN, "+8613800000001"),
     ("buyer@farm-market.test", "Ganzhou Fresh Grocers", [Role.BUYER], Language.ZH, "+8613800000002"),
@@ -59,6 +67,7 @@ ACCOUNTS: list[tuple[str, str, list[Role], Language, str]] = [
     # Works at STATION: places orders for villagers, takes their cash, cashes up.
     (STAFF_EMAIL, "Huang Lihua", [Role.BUYER], Language.ZH, "+8613800000006"),
     (CENTRE_STAFF_EMAIL, "Xunwu centre dispatch desk", [Role.BUYER], Language.ZH, "+8613800000007"),
+    (HOST_EMAIL, "Xiao Hong", [Role.BUYER], Language.ZH, "+8613800000008"),
 ]
 
 
@@ -385,6 +394,47 @@ def _assisted_orders() -> None:
     cashups.record(staff, point_id, business_day=None, expected=expected, counted=expected, note="演示：当日现金已清点")
 
 
+def _sellers(operator: Actor) -> None:
+    """STATION earns a fixed amount per order collected there and the host
+    basis points of what she sells, both with bank details for payout runs
+    (once)."""
+    if db.session.scalar(select(Seller.id).limit(1)) is not None:
+        return
+    point_id = db.session.scalars(select(FulfilmentPoint.id).where(FulfilmentPoint.name == STATION)).one()
+    commissions.create_seller(
+        operator, kind=SellerKind.STATION, name=STATION, fulfilment_point_id=point_id, per_order=100,
+        account_holder=STATION, bank_name="江西农商银行 吉潭支行", account_number="6217 2100 0000 4321",
+    )  # fmt: skip
+    commissions.create_seller(
+        operator, kind=SellerKind.HOST, name="小红直播间 Xiao Hong live", user_id=_user(HOST_EMAIL).id,
+        code=HOST_CODE, rate_bp=200, account_holder="王小红", bank_name="中国农业银行 赣州分行",
+        account_number="6228 4800 5555 0008 888",
+    )  # fmt: skip
+
+
+def _hosted_order(operator: Actor) -> None:
+    """A buyer's order placed with the host's code for pickup at STATION:
+    paid offline, packed and captured, so the host and the station have
+    earned their commission; only where payments are offline (once)."""
+    if db.session.scalar(select(Order.id).where(Order.notes == HOSTED_ORDER_NOTE)) is not None:
+        return
+    if gateway().provider != Provider.OFFLINE:
+        return
+    station = db.session.scalars(select(FulfilmentPoint.id).where(FulfilmentPoint.name == STATION)).one()
+    oranges = db.session.scalars(select(Listing).where(Listing.sku == "XW-NAVEL-80")).one()
+    farmer = _actor(_user(next(farm.owner_email for farm in FARMS if farm.listings[0].sku == oranges.sku)))
+    buyer = _actor(_user(ACCOUNTS[1][0]))
+    placed = orders.place_order(
+        buyer, lines=[LineRequest(oranges.id, 10_000)], fulfilment_point_id=station, notes=HOSTED_ORDER_NOTE,
+        attribution_code=HOST_CODE,
+    )  # fmt: skip
+    payments.open_payment(placed.id)
+    payments.confirm_offline(operator, placed.id, amount=placed.order.max_total, reference=f"DEMO-ORDER-{placed.id}")
+    part = orders.get_order(operator, placed.id).parts[0]
+    orders.pack_part(farmer, placed.id, part.id, [Weighing(line.id, line.ordered_g + 120) for line in part.lines])
+    payments.capture(placed.id)
+
+
 # An order whose part goes through a county centre (docs/stations.md):
 # Qinglong chestnuts for pickup at a Xunwu village station, received at the
 # Xunwu county centre and waiting there to be dispatched.
@@ -430,6 +480,8 @@ def seed() -> dict[str, str]:
     _vocabularies(operator)
     _fulfilment_points(operator)
     _farms(operator)
+    _sellers(operator)
     _assisted_orders()
     _routed_order(operator)
+    _hosted_order(operator)
     return tokens

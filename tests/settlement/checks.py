@@ -8,7 +8,7 @@ tables, these are the functions to re-point; the state machine that drives
 the services does not change.
 
 Every-step checks: `stock`, `order_money`, `sponsor_budgets`, `kept_premiums`,
-`sponsor_accounts`, `farm_earnings`, `ledger`, `routes`, `stripe_transfers`.
+`sponsor_accounts`, `farm_earnings`, `seller_commissions`, `ledger`, `routes`, `stripe_transfers`.
 Checks that hold once every pending worker step has run: `after_quiesce`;
 and once a payout run has been paid out: `after_payout_run`.
 """
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from market.commissions.models import CommissionEntry, CommissionKind, Seller, SellerPayout
 from market.extensions import db
 from market.ledger import service as ledger
 from market.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
@@ -523,6 +524,83 @@ def entries_paid_once() -> list[str]:
     for payout_id, payout in sorted(payouts.items()):
         if paid.get(payout_id, 0) != payout.amount:
             problems.append(f"payout {payout_id} of {payout.amount} paid entries worth {paid.get(payout_id, 0)}")
+    return problems
+
+
+# --- 4d. sellers' commissions ------------------------------------------------------
+
+
+def _line_shares(kept: dict[int, dict[int, int]]) -> list[str]:
+    """Per line the sellers earned on: (what each seller keeps, by seller)
+    against its capture and its succeeded refunds."""
+    problems = []
+    captured = _captured_by_line()
+    refunded: dict[int, list[RefundLine]] = defaultdict(list)
+    for line in db.session.scalars(
+        select(RefundLine)
+        .join(Refund, Refund.id == RefundLine.refund_id)
+        .where(Refund.status == RefundStatus.SUCCEEDED)
+    ):
+        refunded[line.order_line_id].append(line)
+    for line_id, by_seller in sorted(kept.items()):
+        line = captured.get(line_id)
+        if line is None:
+            problems.append(f"order line {line_id}: sellers have entries but its capture is not recorded")
+            continue
+        backs = refunded[line_id]
+        platform = line.commission - sum(r.commission for r in backs)
+        for seller_id, amount in sorted(by_seller.items()):
+            if amount < 0:
+                problems.append(f"order line {line_id}: seller {seller_id} gave back {-amount} more than it earned")
+        if sum(by_seller.values()) > platform:
+            problems.append(
+                f"order line {line_id}: sellers keep {sum(by_seller.values())} of a commission of which the "
+                f"platform keeps {platform}"
+            )
+        if sum(r.grams for r in backs) == line.grams and any(by_seller.values()):
+            problems.append(f"order line {line_id} is wholly refunded but sellers keep {dict(by_seller)}")
+    return problems
+
+
+def seller_commissions() -> list[str]:
+    """Worked out line by line: what the sellers keep of a captured line
+    (earned less reversed) is never negative and never more than what the
+    platform keeps of its commission on it (captured less refunded), and is
+    nothing once the line is wholly refunded; a seller earns only on lines
+    of orders it sells (the host on orders placed with its code, the
+    station on orders collected there) and only once the capture is
+    recorded. Per seller: earned - reversed = paid + payable, each payout
+    exactly the entries it names."""
+    problems = []
+    sellers = {seller.id: seller for seller in db.session.scalars(select(Seller))}
+    orders = {order.id: order for order in db.session.scalars(select(Order))}
+    kept: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    net: dict[int, int] = defaultdict(int)
+    paid_by: dict[int, int] = defaultdict(int)
+    for entry in db.session.scalars(select(CommissionEntry).order_by(CommissionEntry.id)):
+        if entry.kind == CommissionKind.PAYOUT:
+            continue
+        net[entry.seller_id] += entry.amount
+        if entry.payout_id is not None:
+            paid_by[entry.payout_id] += entry.amount
+        assert entry.order_line_id is not None and entry.order_id is not None
+        kept[entry.order_line_id][entry.seller_id] += entry.amount
+        seller, order = sellers[entry.seller_id], orders[entry.order_id]
+        sells = order.host_id == seller.id if seller.code else order.fulfilment_point_id == seller.fulfilment_point_id
+        if not sells:
+            problems.append(f"seller {seller.id} has a {entry.kind} entry on order {order.id}, which it does not sell")
+    problems += _line_shares(kept)
+    payouts = list(db.session.scalars(select(SellerPayout)))
+    for payout in payouts:
+        if paid_by[payout.id] != payout.amount:
+            problems.append(f"seller payout {payout.id} of {payout.amount} paid entries worth {paid_by[payout.id]}")
+    for seller_id in sorted(sellers):
+        paid = sum(p.amount for p in payouts if p.seller_id == seller_id)
+        payable = -ledger.balance(ledger.seller_payable(seller_id))
+        if net[seller_id] != paid + payable:
+            problems.append(
+                f"seller {seller_id}: earned less reversed {net[seller_id]} but paid {paid} + payable {payable}"
+            )
     return problems
 
 

@@ -16,7 +16,10 @@ deposits (a bank reference recorded twice refused), orders placed for
 villagers and paid in cash at the station, the station's cash-ups (counted
 short, over or right; a stale preview refused) and their deposits (the
 bank receiving less than was counted; a bank reference confirmed twice
-refused), payout runs with
+refused), orders sold by a livestream host (placed with its code) and by
+the station (collected there), whose commissions are earned, given back
+with refunds and paid, while an operator changes the sellers' rates or
+stops them between any two steps, payout runs with
 bank transfers and a Stripe Connect farm (its transfers drawn on the
 orders' charges, or from a platform balance that may run dry; refused
 payouts retried by an operator). Worker steps are the outbox rows the
@@ -68,6 +71,8 @@ from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog import service as catalog
 from market.catalog.models import PayoutMethod
+from market.commissions import service as commissions
+from market.commissions.models import SellerKind, SellerPayout, SellerPayoutStatus
 from market.db import business_today, utcnow
 from market.errors import DomainError
 from market.extensions import TransientError, db
@@ -126,6 +131,7 @@ PROFILES = {
 }
 PROFILE = PROFILES[os.environ.get("SETTLEMENT_PROFILE", "ci")]
 
+HOST_CODE = "LIVE-1"
 SPONSOR_RATE = 1000  # per kg: a sponsor premium in whole fen per gram, so rounding never blurs a check
 SPONSOR_CAP = 4000
 BUYER_RATE = 50
@@ -298,10 +304,20 @@ class OrderLife(RuleBasedStateMachine):
 
     # --- the market ---------------------------------------------------------
 
-    @initialize(target=orders, listings=LISTINGS, steps=STEPS, pickup=st.booleans(), card=st.booleans())
-    def open_market(self, listings: list[int], steps: int, pickup: bool, card: bool) -> int:
+    @initialize(
+        target=orders,
+        listings=LISTINGS,
+        steps=STEPS,
+        pickup=st.booleans(),
+        card=st.booleans(),
+        station_fixed=st.booleans(),
+    )
+    def open_market(self, listings: list[int], steps: int, pickup: bool, card: bool, station_fixed: bool) -> int:
         """Two farms (one paid by bank transfer, one by Stripe Connect), three
-        listings, the two programmes, and a first order."""
+        listings, the two programmes, a livestream host with bank details
+        and the station as sellers (the station at a fixed amount per order
+        or basis points, without bank details: payout runs skip it), and a
+        first order."""
         # The previous example's session must let go of its rows before the
         # tables are emptied, or TRUNCATE waits on it for ever.
         db.session.remove()
@@ -363,10 +379,20 @@ class OrderLife(RuleBasedStateMachine):
         )
         db.session.commit()
         self.ready_farms = [orchard.id, chestnuts_id]
+        host = commissions.create_seller(
+            self.operator, kind=SellerKind.HOST, name="Xiao Hong live", user_id=UserFactory().id, code=HOST_CODE,
+            rate_bp=300, account_holder="王小红", bank_name="Rural Credit Cooperative",
+            account_number="6217000099990000",
+        )  # fmt: skip
+        rate = {"per_order": 40} if station_fixed else {"rate_bp": 150}
+        station = commissions.create_seller(
+            self.operator, kind=SellerKind.STATION, name="Xialiao station", fulfilment_point_id=shop.station.id, **rate
+        )
+        self.sellers = [host["id"], station["id"]]
         self.collect_tasks()
         self.pending.clear()
         self.outbox_seen = db.session.scalar(select(OutboxMessage.id).order_by(OutboxMessage.id.desc())) or 0
-        return self.place_order(listings, steps, pickup, card)
+        return self.place_order(listings, steps, pickup, card, hosted=station_fixed)
 
     def staff_of(self, point_id: int) -> int:
         return db.session.scalars(
@@ -388,8 +414,10 @@ class OrderLife(RuleBasedStateMachine):
 
     # --- buyers -----------------------------------------------------------
 
-    @rule(target=orders, listings=LISTINGS, steps=STEPS, pickup=st.booleans(), card=st.booleans())
-    def place_order(self, listings: list[int], steps: int, pickup: bool, card: bool) -> int:
+    @rule(target=orders, listings=LISTINGS, steps=STEPS, pickup=st.booleans(), card=st.booleans(), hosted=st.booleans())
+    def place_order(self, listings: list[int], steps: int, pickup: bool, card: bool, hosted: bool = False) -> int:
+        """A buyer's order, picked up at the station or delivered, paid by
+        card or offline, placed with the host's code or not."""
         lines = []
         for index in listings:
             listing = {0: self.shop.oranges, 1: self.shop.pomelos, 2: self.shop.nuts}[index]
@@ -397,7 +425,8 @@ class OrderLife(RuleBasedStateMachine):
         where: dict[str, Any] = (
             {"fulfilment_point_id": self.shop.station.id} if pickup else {"delivery_address": "寻乌县 长宁镇 12号"}
         )
-        placed = self.attempt("place_order", lambda: orders.place_order(self.buyer, lines=lines, **where))
+        code = {"attribution_code": HOST_CODE} if hosted else {}
+        placed = self.attempt("place_order", lambda: orders.place_order(self.buyer, lines=lines, **where, **code))
         if placed is None:
             return 0
         order_id: int = placed.id
@@ -451,6 +480,26 @@ class OrderLife(RuleBasedStateMachine):
             self.station_cashes_up(today=True, off=count, stale=False)
         if bank_off is not None:
             self.operator_confirms_station_deposit(which=-1, bank_off=bank_off, again=False)
+        return placed
+
+    @rule(
+        target=orders,
+        listings=LISTINGS,
+        steps=STEPS,
+        card=st.booleans(),
+        refunds=st.lists(st.tuples(st.integers(0, 2), REFUND_SIZES), max_size=2),
+    )
+    def hosted_order_its_whole_way(
+        self, listings: list[int], steps: int, card: bool, refunds: list[tuple[int, str]]
+    ) -> int:
+        """An order placed with the host's code and picked up at the station
+        (both sellers earn on it), taken its whole way, then refunded in
+        part or whole, so that commissions are earned, given back and paid."""
+        placed = self.place_order(listings, steps, pickup=True, card=card, hosted=True)
+        if placed:
+            self.order_goes_a_long_way(placed, ["exact", "under"], 8)
+            for line, size in refunds:
+                self.operator_refunds(placed, line, size)
         return placed
 
     @rule(order=orders, right=st.booleans())
@@ -923,6 +972,31 @@ class OrderLife(RuleBasedStateMachine):
         self.fake.available_balance = 0 if dry else None
 
     @rule()
+    def operator_confirms_seller_payouts(self) -> None:
+        db.session.rollback()
+        for payout_id in db.session.scalars(
+            select(SellerPayout.id)
+            .where(SellerPayout.status == SellerPayoutStatus.AWAITING_CONFIRMATION)
+            .order_by(SellerPayout.id)
+        ).all():
+            self.attempt(
+                "confirm_seller_payout",
+                lambda p=payout_id: commissions.confirm_seller_payout(self.operator, p, bank_reference=f"SELLER-{p}"),
+            )
+
+    @rule(which=st.integers(0, 1), change=st.sampled_from(["off", "on", "rate", "per_order"]))
+    def operator_changes_a_seller(self, which: int, change: str) -> None:
+        """A seller stops or starts earning, or its rate changes, between any
+        two steps (a capture decided under one rate is recorded under the next)."""
+        changes: dict[str, Any] = {
+            "off": {"active": False},
+            "on": {"active": True},
+            "rate": {"rate_bp": 500},  # all of the platform's commission
+            "per_order": {"per_order": 1},
+        }[change]
+        self.attempt("update_seller", lambda: commissions.update_seller(self.operator, self.sellers[which], changes))
+
+    @rule()
     def operator_retries_failed_payouts(self) -> None:
         db.session.rollback()
         for payout_id in db.session.scalars(
@@ -972,6 +1046,7 @@ class OrderLife(RuleBasedStateMachine):
         run_id = run.id
         self.drain()
         self.operator_confirms_bank_transfers()
+        self.operator_confirms_seller_payouts()
         db.session.rollback()
         self.later.extend(checks.after_payout_run(run_id, self.ready_farms))
         db.session.rollback()
@@ -1035,6 +1110,11 @@ class OrderLife(RuleBasedStateMachine):
     def farms_earned_what_they_are_paid_and_owed(self) -> None:
         db.session.rollback()
         self.assert_clean("farm money", checks.farm_earnings())
+
+    @invariant()
+    def sellers_keep_their_share_and_are_paid_what_they_earned(self) -> None:
+        db.session.rollback()
+        self.assert_clean("seller commissions", checks.seller_commissions())
 
     @invariant()
     def each_entry_is_paid_at_most_once(self) -> None:
