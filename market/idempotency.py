@@ -29,7 +29,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from werkzeug.exceptions import HTTPException
 
 from market.auth import optional_actor
-from market.db import COMMIT_DEFERRED, UTCDateTime, utcnow
+from market.db import COMMIT_DEFERRED, UTCDateTime, advisory_key, utcnow
 from market.errors import DomainError, Invalid, NotReadyYet
 from market.extensions import db
 
@@ -195,18 +195,12 @@ def _in_separate_transactions(view: Callable[..., Any], user_id: int, key: str, 
     return response
 
 
-def _lock_id(user_id: int, key: str) -> int:
-    """The advisory lock (a signed 64-bit number) a request with `key` holds
-    while it runs; two keys sharing one only make each other wait a moment."""
-    return int.from_bytes(hashlib.sha256(f"{user_id}\n{key}".encode()).digest()[:8], "big", signed=True)
-
-
 def _in_one_transaction(view: Callable[..., Any], user_id: int, key: str, *args: Any, **kwargs: Any) -> Response:
     session = db.session()
     request_hash = _request_hash()
     # Held until this transaction ends: a repeat that finds it taken is in
     # flight, and one that takes it after the commit finds the response.
-    if not session.scalar(select(func.pg_try_advisory_xact_lock(_lock_id(user_id, key)))):
+    if not session.scalar(select(func.pg_try_advisory_xact_lock(advisory_key(user_id, key)))):
         session.rollback()
         raise _in_flight()
     earlier = _earlier(user_id, key, request_hash)

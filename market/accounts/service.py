@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from market.accounts import throttle
 from market.accounts.models import ApiToken, Language, Role, User, UserRole
 from market.auth import Actor, hash_token, token_cache
-from market.db import holds_text, locked, unit_of_work, utcnow
+from market.db import hold_until_commit, holds_text, locked, unit_of_work, utcnow
 from market.errors import Conflict, Invalid, NotFound, Unauthenticated
 from market.events import publish
 from market.extensions import db
@@ -309,7 +309,10 @@ def villager(phone: str, name: str) -> User:
     (given the buyer role if it lacked it), or a new one opened on the spot
     with no email and no password. Such an account cannot log in; it is the
     villager's to claim (docs/stations.md). Locks the account, like any
-    buyer's while an order is placed for them; flushes only."""
+    buyer's while an order is placed for them; flushes only. Two stations
+    placing a first order for the same number at once open one account:
+    the second waits for the first's commit, then finds it."""
+    hold_until_commit("villager", phone)
     user = _by_phone(phone)
     if user is None:
         user = User(

@@ -15,9 +15,9 @@ from sqlalchemy import func, select
 
 from market import create_app
 from market.catalog.models import Listing
-from market.db import utcnow
+from market.db import advisory_key, utcnow
 from market.extensions import db
-from market.idempotency import IdempotencyKey, _lock_id, idempotent_in_one_transaction
+from market.idempotency import IdempotencyKey, idempotent_in_one_transaction
 from market.orders.models import Order
 from tests.conftest import needs, settings_for
 from tests.shop import Shop
@@ -67,14 +67,14 @@ def test_a_repeat_while_the_first_holds_the_key_is_409_and_writes_nothing(
     headers = {**shop.buyer_h, "Idempotency-Key": "k-held"}
     # The first request's lock, held by another connection as it would be mid-request.
     with db.engine.connect() as first:
-        first.execute(select(func.pg_advisory_lock(_lock_id(shop.buyer.id, "k-held"))))
+        first.execute(select(func.pg_advisory_lock(advisory_key(shop.buyer.id, "k-held"))))
         repeat = client.post(ORDERS, json=body(shop), headers=headers)
         assert repeat.status_code == 409
         assert repeat.content_type == "application/problem+json"
         assert repeat.headers["Retry-After"] == "1"
         assert "still being processed" in repeat.json["detail"]
         assert (orders(), keys(), stock(shop)) == (0, 0, 100_000)
-        first.execute(select(func.pg_advisory_unlock(_lock_id(shop.buyer.id, "k-held"))))
+        first.execute(select(func.pg_advisory_unlock(advisory_key(shop.buyer.id, "k-held"))))
     placed = client.post(ORDERS, json=body(shop), headers=headers)
     assert placed.status_code == 201
 

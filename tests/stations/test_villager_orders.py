@@ -5,9 +5,11 @@ and expiry when never collected."""
 from __future__ import annotations
 
 import re
+import threading
 from datetime import datetime, timedelta
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
@@ -23,6 +25,7 @@ from market.payments.models import Payment, PaymentStatus
 from market.settlement.checks import check_ledger
 from market.settlement.models import EntryKind, FarmEntry
 from market.stations.models import ConfirmationCode
+from tests.conftest import needs
 from tests.factories import UserFactory, emails_to
 from tests.shop import Shop, part_of
 
@@ -275,3 +278,27 @@ def test_confirmed_orders_count_against_the_villagers_unpaid_allowance(
         f"/api/v1/fulfilment-points/{shop.station.id}/villager-orders", json=body, headers=shop.staff_h
     )
     assert response.status_code == 409
+
+
+def test_two_first_orders_for_a_new_number_at_once_open_one_account(app: Flask, shop: Shop) -> None:
+    needs("postgresql")
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+    body = {"phone": "+8613900000999", "name": "Uncle Wu", "lines": [{"listing_id": shop.oranges.id, "grams": 1000}]}
+
+    url = f"/api/v1/fulfilment-points/{shop.station.id}/villager-orders"
+
+    def place() -> None:
+        with app.test_client() as own:
+            barrier.wait()
+            statuses.append(own.post(url, json=body, headers=shop.staff_h).status_code)
+
+    threads = [threading.Thread(target=place) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [201, 201]
+    (villager,) = db.session.scalars(select(User).where(User.phone == "+8613900000999")).all()
+    orders_of = db.session.scalars(select(Order.buyer_id).where(Order.placed_by_id.isnot(None))).all()
+    assert orders_of == [villager.id, villager.id]
