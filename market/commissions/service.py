@@ -227,9 +227,10 @@ def list_sellers(
 
 def _entries(seller_id: int, first: date | None, last: date | None) -> Select[tuple[CommissionEntry]]:
     stmt = select(CommissionEntry).where(CommissionEntry.seller_id == seller_id)
-    if first is not None or last is not None:
-        start, end = business_day_range(first or date.min, last or date.max)
-        stmt = stmt.where(CommissionEntry.created_at >= start, CommissionEntry.created_at < end)
+    if first is not None:
+        stmt = stmt.where(CommissionEntry.created_at >= business_day_range(first)[0])
+    if last is not None:
+        stmt = stmt.where(CommissionEntry.created_at < business_day_range(last)[1])
     return stmt
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -252,3 +253,25 @@ def test_bad_sellers_are_refused_and_nothing_is_written(client: FlaskClient, sho
     twice = {"kind": "station", "name": "again", "fulfilment_point_id": shop.station.id}
     assert client.post("/api/v1/sellers", json=twice, headers=shop.operator_h).status_code == 409
     assert db.session.scalar(select(func.count(Seller.id))) == 2
+
+
+def test_a_sellers_entries_by_business_day_and_as_csv(client: FlaskClient, shop: Shop) -> None:
+    host = make_host(client, shop, rate_bp=200)
+    order = captured_at_station(client, shop, 2000, attribution_code="hong-live")
+    today = business_today()
+    url = f"/api/v1/sellers/{host['id']}/entries"
+    for query, count in (
+        ({}, 1),
+        ({"to": today.isoformat()}, 1),
+        ({"from": (today + timedelta(days=1)).isoformat()}, 0),
+        ({"to": "1970-01-01"}, 0),
+    ):
+        listed = client.get(url, query_string=query, headers=shop.operator_h)
+        assert listed.status_code == 200, listed.json
+        assert len(listed.json["items"]) == count, query
+    backwards = {"from": today.isoformat(), "to": (today - timedelta(days=1)).isoformat()}
+    assert client.get(url, query_string=backwards, headers=shop.operator_h).status_code == 422
+    rows = list(csv.DictReader(io.StringIO(client.get(f"{url}.csv", headers=shop.operator_h).get_data(as_text=True))))
+    assert [(r["kind"], r["order_id"], r["produce_yuan"], r["amount_yuan"]) for r in rows] == [
+        ("earned", str(order["id"]), "19.98", "0.40")
+    ]
