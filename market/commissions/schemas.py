@@ -8,13 +8,13 @@ from marshmallow import fields, validate
 from market.api import StrictSchema
 from market.commissions.models import CommissionKind, SellerKind, SellerPayoutStatus
 from market.pagination import PageArgsSchema
+from market.payouts.schemas import BankDetailsSchema
 from market.reports.schemas import DAYS
 
 CODE = validate.Regexp(r"^[A-Za-z0-9-]{4,32}$", error="4 to 32 letters, digits or hyphens.")
-ACCOUNT_NUMBER = validate.Regexp(r"^[0-9][0-9 ]{4,40}[0-9]$", error="6 to 34 digits (spaces allowed).")
 
 
-class _RateSchema(StrictSchema):
+class _RateSchema(BankDetailsSchema):
     rate_bp = fields.Integer(
         strict=True,
         validate=validate.Range(min=0, max=10_000),
@@ -25,17 +25,6 @@ class _RateSchema(StrictSchema):
         validate=validate.Range(min=0),
         metadata={"description": "Stations only: a fixed amount per order (minor units), instead of rate_bp."},
     )
-    account_holder = fields.String(validate=validate.Length(min=1, max=120))
-    bank_name = fields.String(validate=validate.Length(min=1, max=120))
-    account_number = fields.String(
-        validate=ACCOUNT_NUMBER, metadata={"description": "For the seller bank file; shown masked everywhere else."}
-    )
-
-    @ma.validates_schema
-    def _length(self, data: dict[str, Any], **kwargs: Any) -> None:
-        number = data.get("account_number")
-        if isinstance(number, str) and not 6 <= len(number.replace(" ", "")) <= 34:
-            raise ma.ValidationError("6 to 34 digits (spaces allowed).", "account_number")
 
 
 class SellerCreateSchema(_RateSchema):

@@ -9,16 +9,9 @@ from market.pagination import PageArgsSchema
 from market.payouts.models import PayoutStatus, ReversalStatus, SkipReason
 
 
-class PayoutAccountRequestSchema(StrictSchema):
-    method = fields.Enum(
-        PayoutMethod,
-        by_value=True,
-        load_default=None,
-        metadata={
-            "description": "Unless given: stripe where Stripe can pay the farm, else bank_transfer (always for "
-            "farms in mainland China, which Stripe cannot onboard)."
-        },
-    )
+class BankDetailsSchema(StrictSchema):
+    """Bank details for an offline transfer: a farm's, a seller's."""
+
     account_holder = fields.String(validate=validate.Length(min=1, max=120))
     bank_name = fields.String(validate=validate.Length(min=1, max=120))
     account_number = fields.String(
@@ -31,6 +24,18 @@ class PayoutAccountRequestSchema(StrictSchema):
         number = data.get("account_number")
         if isinstance(number, str) and not 6 <= len(number.replace(" ", "")) <= 34:
             raise ma.ValidationError("6 to 34 digits (spaces allowed).", "account_number")
+
+
+class PayoutAccountRequestSchema(BankDetailsSchema):
+    method = fields.Enum(
+        PayoutMethod,
+        by_value=True,
+        load_default=None,
+        metadata={
+            "description": "Unless given: stripe where Stripe can pay the farm, else bank_transfer (always for "
+            "farms in mainland China, which Stripe cannot onboard)."
+        },
+    )
 
 
 class PayoutAccountSchema(ma.Schema):
