@@ -445,7 +445,10 @@ def impact() -> str:
         "words": {key: translate(key) for key in ("sold_kg", "sales", "week_of")},
     }
     sellers = commissions.sales_by_seller(actor, first=first, last=last)
-    return render_template("console/impact.html", report=report, chart=chart, weekly=weekly, sellers=sellers)
+    stations = catalog.point_names(row["fulfilment_point_id"] for row in sellers["rows"] if row["fulfilment_point_id"])
+    return render_template(
+        "console/impact.html", report=report, chart=chart, weekly=weekly, sellers=sellers, stations=stations
+    )
 
 
 @blp.route("/impact.csv", methods=["GET"])
@@ -837,11 +840,10 @@ def seller_edit(seller_id: int) -> tuple[str, int]:
 @blp.route("/sellers/<int:seller_id>", methods=["POST"])
 @operator_required
 def seller_update(seller_id: int) -> Response | tuple[str, int]:
-    seller = commissions.get_seller(operator(), seller_id)
     try:
         commissions.update_seller(operator(), seller_id, _seller_body(SellerUpdateSchema()))
     except (Invalid, Conflict) as refused:
-        return _seller_form(seller, refused)
+        return _seller_form(commissions.get_seller(operator(), seller_id), refused)
     return redirect(url_for("console.seller_detail", seller_id=seller_id, notice="seller_saved"))
 
 

@@ -765,6 +765,7 @@ def test_impact_shows_sales_by_station_and_host_for_its_period_as_the_api(consol
         values = [int(cell.split('"', 1)[0]) for cell in cells.split('data-value="')[1:]]
         assert values == [row["orders"], row["produce"], row["commission"]]
     assert {row["seller_id"] for row in report["rows"]} == {host["id"], station["id"]}
+    assert shop.station.name in page.split(f'id="sales-seller-{station["id"]}"', 1)[1].split("</tr>", 1)[0]
     exported = console.get("/console/impact/sellers.csv", query_string=query)
     assert exported.mimetype == "text/csv"
     from_api = console.get("/api/v1/reports/sellers", query_string=query | {"format": "csv"}, headers=shop.operator_h)
