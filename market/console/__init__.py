@@ -23,7 +23,7 @@ from market.csv_export import kg
 from market.db import local_time
 from market.errors import DomainError, RateLimited
 from market.extensions import csrf
-from market.money import Money
+from market.money import Money, format_minor
 
 PREFIX = "/console"
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -39,6 +39,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "frame-ancestors 'none'",
     )
 )
+BASIS_POINTS_EXPONENT = 2  # a hundredth of a percent
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 blp = Blueprint(
@@ -62,6 +63,11 @@ def money(amount: int | None, currency: str | None = None) -> str:
 def kilograms(grams: int | None) -> str:
     """Grams as kilograms, exactly: 1500 -> "1.500 kg"."""
     return "-" if grams is None else f"{kg(grams)} kg"
+
+
+def percent(basis_points: int | None) -> str:
+    """Basis points as a percentage, exactly: 250 -> "2.50 %"."""
+    return "-" if basis_points is None else f"{format_minor(basis_points, BASIS_POINTS_EXPONENT)} %"
 
 
 def when(moment: datetime | None) -> str:
@@ -145,6 +151,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["money"] = money
     app.jinja_env.filters["kg"] = kilograms
     app.jinja_env.filters["when"] = when
+    app.jinja_env.filters["percent"] = percent
 
     from market.console import views  # noqa: F401, PLC0415 (the views register themselves on blp)
 

@@ -20,14 +20,18 @@ from market.api import MAX_ID, csv_response
 from market.catalog import service as catalog
 from market.catalog.models import FarmStatus, FulfilmentPoint, FulfilmentPointKind
 from market.catalog.schemas import FulfilmentPointCreateSchema, FulfilmentPointUpdateSchema
-from market.console import blp
+from market.commissions import service as commissions
+from market.commissions.models import SellerKind, SellerPayoutStatus
+from market.commissions.schemas import SellerCreateSchema, SellerUpdateSchema
+from market.console import BASIS_POINTS_EXPONENT, blp
 from market.console.i18n import translate
+from market.console.sellers import payouts_awaiting, seller_names
 from market.console.session import end, operator, operator_required, start
 from market.db import business_day_range, business_today, utcnow
-from market.errors import Invalid, Unauthenticated, field_errors
+from market.errors import Conflict, DomainError, Invalid, NotFound, Unauthenticated, field_errors
 from market.extensions import limiter
 from market.inventory import service as inventory
-from market.money import minor_unit_exponent
+from market.money import format_minor, minor_unit_exponent
 from market.notifications import service as notifications
 from market.orders import service as orders
 from market.orders.models import OPEN_STATUSES, OrderStatus
@@ -36,7 +40,7 @@ from market.payments.schemas import RefundRequestSchema
 from market.payments.service import LineRefund
 from market.payouts import service as payouts
 from market.payouts.models import PayoutStatus
-from market.payouts.schemas import FlagSchema
+from market.payouts.schemas import ConfirmSchema, FlagSchema
 from market.premiums import service as premiums
 from market.reconciliation import service as reconciliation
 from market.reconciliation.models import Outcome
@@ -54,6 +58,9 @@ OPEN_STATES = tuple(
 )
 PROGRAMMES_SHOWN = 100
 CENTRES_SHOWN = 1000  # county centres a station form suggests as its parent; any other is typed by id
+STATIONS_SHOWN = 1000  # village stations the seller form suggests; any other is typed by id
+# The seller form's fields taken as typed (the rate, the station and the host are converted).
+SELLER_TEXTS = ("kind", "name", "code", "account_holder", "bank_name", "account_number")
 # The impact page shows this many weeks unless asked for a period, and
 # draws at most IMPACT_CHART_WEEKS of a longer one week by week.
 IMPACT_WEEKS = 12
@@ -117,6 +124,7 @@ def today() -> str:
         for key, first in (("today", day), ("this_week", week_from))
     }
     programmes = premiums.list_programmes(actor, limit=PROGRAMMES_SHOWN, active=True).items
+    seller_payouts_awaiting, seller_payouts_run = payouts_awaiting(actor)
     return render_template(
         "console/today.html",
         day=day,
@@ -132,6 +140,8 @@ def today() -> str:
         cash_ups_flagged=cashups.count_cash_ups(actor, flagged=True),
         cash_ups_to_deposit=cashups.count_cash_ups(actor, deposited=False),
         farms_pending=catalog.count_farms(actor, status=FarmStatus.PENDING),
+        seller_payouts_awaiting=seller_payouts_awaiting,
+        seller_payouts_run=seller_payouts_run,
         programmes=programmes,
     )
 
@@ -282,18 +292,23 @@ def _number(text: str) -> int | str:
     return int(text) if text.isascii() and text.isdigit() and len(text) <= MAX_DIGITS else text
 
 
-def _amount(text: str, currency: str) -> int | str:
-    """An amount typed in major units (yuan: `1234.5`) as minor units;
-    anything else (more decimals than the currency has, not a number) as it
-    is, for the schema to refuse."""
+def _scaled(text: str, exponent: int) -> int | str:
+    """A number typed with up to `exponent` decimals as a whole number of
+    its 10**-exponent parts; anything else (more decimals, not a number)
+    as it is, for the schema to refuse."""
     try:
         value = Decimal(text.strip())
     except InvalidOperation:
         return text
-    minor = value.scaleb(minor_unit_exponent(currency)) if value.is_finite() else value
-    if not minor.is_finite() or minor != minor.to_integral_value() or len(str(abs(int(minor)))) > MAX_DIGITS:
+    parts = value.scaleb(exponent) if value.is_finite() else value
+    if not parts.is_finite() or parts != parts.to_integral_value() or len(str(abs(int(parts)))) > MAX_DIGITS:
         return text
-    return int(minor)
+    return int(parts)
+
+
+def _amount(text: str, currency: str) -> int | str:
+    """An amount typed in major units (yuan: `1234.5`) as minor units."""
+    return _scaled(text, minor_unit_exponent(currency))
 
 
 @blp.route("/cash-ups", methods=["GET"])
@@ -429,7 +444,11 @@ def impact() -> str:
         "weekly_sales": [totals["sales"] / 100 for _, totals in weekly],
         "words": {key: translate(key) for key in ("sold_kg", "sales", "week_of")},
     }
-    return render_template("console/impact.html", report=report, chart=chart, weekly=weekly)
+    sellers = commissions.sales_by_seller(actor, first=first, last=last)
+    stations = catalog.point_names(row["fulfilment_point_id"] for row in sellers["rows"] if row["fulfilment_point_id"])
+    return render_template(
+        "console/impact.html", report=report, chart=chart, weekly=weekly, sellers=sellers, stations=stations
+    )
 
 
 @blp.route("/impact.csv", methods=["GET"])
@@ -439,6 +458,17 @@ def impact_csv() -> Response:
     report = reports.impact(operator(), start=first, end=last, group_by=group_by)
     name = f"impact-{group_by}-{first}-{last}.csv"
     return csv_response(reports.impact_rows(report), reports.CSV_COLUMNS[group_by], name)
+
+
+@blp.route("/impact/sellers.csv", methods=["GET"])
+@operator_required
+def impact_sellers_csv() -> Response:
+    """The impact page's period by station and host: the API's CSV of
+    `GET /api/v1/reports/sellers` (other columns than the impact CSV's)."""
+    first, last, _ = _impact_query()
+    report = commissions.sales_by_seller(operator(), first=first, last=last)
+    name = f"sales-by-seller-{first}-{last}.csv"
+    return csv_response(commissions.sales_rows(report["rows"]), commissions.SALES_COLUMNS, name)
 
 
 @blp.route("/people", methods=["GET"])
@@ -627,11 +657,17 @@ def payout_run_detail(run_id: int) -> str:
     run = payouts.get_run(actor, run_id)
     page = payouts.list_payouts(actor, run_id=run_id, limit=PAGE_SIZE, cursor=request.args.get("cursor") or None)
     farms = catalog.farm_names({p.farm_id for p in page.items} | {skip.farm_id for skip in run.skipped})
+    sellers = commissions.run_sellers(actor, run_id)
     return render_template(
         "console/payout_run.html",
         run=run,
         page=page,
         farms=farms,
+        sellers=sellers,
+        sellers_named=seller_names(
+            {p.seller_id for p in sellers["payouts"]} | {skip.seller_id for skip in sellers["skipped"]}
+        ),
+        seller_statuses=SellerPayoutStatus,
         statuses=PayoutStatus,
         notice=request.args.get("notice"),
     )
@@ -674,3 +710,160 @@ def payout_flag(payout_id: int) -> Response:
 def payout_retry(payout_id: int) -> Response:
     payout = payouts.retry_payout(operator(), payout_id)
     return redirect(url_for("console.payout_run_detail", run_id=payout.run_id, notice="payout_retried"))
+
+
+@blp.route("/payout-runs/<int:run_id>/seller-bank-file.csv", methods=["GET"])
+@operator_required
+def seller_bank_file(run_id: int) -> Response:
+    rows = commissions.bank_file(operator(), run_id)
+    return csv_response(rows, commissions.BANK_FILE_COLUMNS, f"payout-run-{run_id}-seller-bank-file.csv")
+
+
+@blp.route("/seller-payouts/<int:payout_id>/statement.csv", methods=["GET"])
+@operator_required
+def seller_payout_statement(payout_id: int) -> Response:
+    rows = commissions.seller_payout_rows(operator(), payout_id)
+    return csv_response(rows, commissions.STATEMENT_COLUMNS, f"seller-payout-{payout_id}-statement.csv")
+
+
+@blp.route("/seller-payouts/<int:payout_id>/confirm", methods=["POST"])
+@operator_required
+def seller_payout_confirm(payout_id: int) -> Response:
+    body = _form(ConfirmSchema())
+    payout = commissions.confirm_seller_payout(operator(), payout_id, **body)
+    return redirect(
+        url_for("console.payout_run_detail", run_id=payout.run_id, notice="payout_confirmed", _anchor="sellers")
+    )
+
+
+@blp.route("/sellers", methods=["GET"])
+@operator_required
+def seller_list() -> str:
+    shown = request.args.get("kind") or ""
+    kind = SellerKind(shown) if shown in SellerKind.__members__.values() else None
+    page = commissions.list_sellers(operator(), limit=PAGE_SIZE, cursor=request.args.get("cursor") or None, kind=kind)
+    return render_template(
+        "console/sellers.html",
+        page=page,
+        kind=kind.value if kind else "",
+        kinds=list(SellerKind),
+        points=catalog.point_names(s["fulfilment_point_id"] for s in page.items if s["fulfilment_point_id"]),
+        notice=request.args.get("notice"),
+    )
+
+
+def _rate_typed(seller: Mapping[str, Any]) -> dict[str, str]:
+    """A seller's rate as its form shows it: percent, or yuan per order."""
+    if seller["per_order"] is not None:
+        currency = current_app.config["MARKET_CURRENCY"]
+        return {"rate_unit": "per_order", "rate": format_minor(seller["per_order"], minor_unit_exponent(currency))}
+    return {"rate_unit": "percent", "rate": format_minor(seller["rate_bp"], BASIS_POINTS_EXPONENT)}
+
+
+def _seller_form(seller: Mapping[str, Any] | None, refused: DomainError | None = None) -> tuple[str, int]:
+    """The form to make a seller (`seller` None) or edit one; after a
+    refusal, with what was typed and the refusal's reasons."""
+    if refused is not None:
+        typed: Mapping[str, Any] = request.form
+    elif seller is not None:
+        typed = {"name": seller["name"], "active": "yes" if seller["active"] else ""} | _rate_typed(seller)
+    else:
+        typed = {"active": "yes"}
+    stations = catalog.list_fulfilment_points(kind=FulfilmentPointKind.VILLAGE_STATION, limit=STATIONS_SHOWN).items
+    page = render_template(
+        "console/seller_form.html",
+        seller=seller,
+        typed=typed,
+        refused=refused,
+        stations=stations,
+        kinds=list(SellerKind),
+        point=catalog.point_names([seller["fulfilment_point_id"]]) if seller and seller["fulfilment_point_id"] else {},
+    )
+    return page, refused.status if refused else 200
+
+
+def _host(text: str) -> int:
+    """The account whose email (case aside) or phone is `text`, found as
+    the People page finds accounts."""
+    wanted = text.strip().casefold()
+    for user in accounts.find_users(operator(), wanted, limit=PAGE_SIZE):
+        if wanted in ((user.email or "").casefold(), (user.phone or "").casefold()):
+            return user.id
+    raise Invalid("No account has this email or phone.", {"user": ["No account has this email or phone."]})
+
+
+def _seller_body(schema: ma.Schema) -> dict[str, Any]:
+    """The seller form loaded by the API's `schema`: the rate typed in
+    percent (`2.5`) or, for a station, yuan per order (`0.5`), each
+    converted exactly; a host found by email or phone; bank details blank
+    are not given (an edit keeps them)."""
+    form = request.form
+    values: dict[str, Any] = {
+        name: text for name in SELLER_TEXTS if name in schema.fields and (text := (form.get(name) or "").strip())
+    }
+    if rate := (form.get("rate") or "").strip():
+        if form.get("rate_unit") == "per_order":
+            values["per_order"] = _amount(rate, current_app.config["MARKET_CURRENCY"])
+        else:
+            values["rate_bp"] = _scaled(rate, BASIS_POINTS_EXPONENT)
+    if "active" in schema.fields:
+        values["active"] = form.get("active") == "yes"
+    if values.get("kind") == SellerKind.STATION and (point := (form.get("fulfilment_point_id") or "").strip()):
+        values["fulfilment_point_id"] = _number(point)
+    if values.get("kind") == SellerKind.HOST and (user := (form.get("user") or "").strip()):
+        values["user_id"] = _host(user)
+    return _load(schema, values)
+
+
+@blp.route("/sellers/new", methods=["GET"])
+@operator_required
+def seller_new() -> tuple[str, int]:
+    return _seller_form(None)
+
+
+@blp.route("/sellers", methods=["POST"])
+@operator_required
+def seller_create() -> Response | tuple[str, int]:
+    try:
+        seller = commissions.create_seller(operator(), **_seller_body(SellerCreateSchema()))
+    except (Invalid, Conflict, NotFound) as refused:
+        return _seller_form(None, refused)
+    return redirect(url_for("console.seller_detail", seller_id=seller["id"], notice="seller_saved"))
+
+
+@blp.route("/sellers/<int:seller_id>/edit", methods=["GET"])
+@operator_required
+def seller_edit(seller_id: int) -> tuple[str, int]:
+    return _seller_form(commissions.get_seller(operator(), seller_id))
+
+
+@blp.route("/sellers/<int:seller_id>", methods=["POST"])
+@operator_required
+def seller_update(seller_id: int) -> Response | tuple[str, int]:
+    try:
+        commissions.update_seller(operator(), seller_id, _seller_body(SellerUpdateSchema()))
+    except (Invalid, Conflict) as refused:
+        return _seller_form(commissions.get_seller(operator(), seller_id), refused)
+    return redirect(url_for("console.seller_detail", seller_id=seller_id, notice="seller_saved"))
+
+
+@blp.route("/sellers/<int:seller_id>", methods=["GET"])
+@operator_required
+def seller_detail(seller_id: int) -> str:
+    actor = operator()
+    seller = commissions.get_seller(actor, seller_id)
+    entries = commissions.list_entries(actor, seller_id, limit=PAGE_SIZE, cursor=request.args.get("cursor") or None)
+    return render_template(
+        "console/seller.html",
+        seller=seller,
+        entries=entries,
+        point=catalog.point_names([seller["fulfilment_point_id"]]) if seller["fulfilment_point_id"] else {},
+        notice=request.args.get("notice"),
+    )
+
+
+@blp.route("/sellers/<int:seller_id>/entries.csv", methods=["GET"])
+@operator_required
+def seller_entries_csv(seller_id: int) -> Response:
+    rows = commissions.entry_rows(operator(), seller_id)
+    return csv_response(rows, commissions.STATEMENT_COLUMNS, f"seller-{seller_id}-entries.csv")

@@ -37,8 +37,8 @@ from market.payments import service as payments
 from market.payouts.models import Payout, PayoutStatus
 from tests.conftest import REQUIRE_SERVICES
 from tests.console.test_pages import api_count, channel_in_error, failed_delivery, overdue_order
-from tests.factories import PASSWORD, FarmFactory, UserFactory
-from tests.payouts.conftest import operator, settled_order
+from tests.factories import PASSWORD, FarmFactory, UserFactory, user_with_token
+from tests.payouts.conftest import operator, run, settled_order
 from tests.ports import free_port
 from tests.reports.test_impact import scenario
 from tests.shop import Shop, place
@@ -207,6 +207,7 @@ def test_an_operator_walks_every_page_and_sees_the_apis_figures(
     _walk_people_and_places(browser, live, client, shop, pending.id)
     _walk_attention(browser, live, client, shop)
     _walk_refund_flag_and_points(browser, live, client, shop)
+    _walk_sellers(browser, live, client, shop)
 
     # Sign out: the console is closed again.
     _follow(browser, browser.find_element(By.ID, "sign-out"))
@@ -379,4 +380,56 @@ def _walk_refund_flag_and_points(browser: WebDriver, live: str, client: FlaskCli
     assert browser.find_element(By.ID, "notice")
     made = _api(client, shop, f"/api/v1/fulfilment-points?parent_id={shop.station.parent_id}&county=会昌")["items"]
     assert [point["name"] for point in made] == ["Zhoutian station"]
+    _no_console_errors(browser)
+
+
+def _walk_sellers(browser: WebDriver, live: str, client: FlaskClient, shop: Shop) -> None:
+    """A host made through the form (found by email, with bank details),
+    an order sold with its code, the payout run's seller payout seen from
+    Today and confirmed with the bank's reference."""
+    host, _ = user_with_token(Role.BUYER)
+    _open(browser, f"{live}/console/", "Today")
+    _follow(browser, browser.find_element(By.ID, "nav-sellers"))
+    _follow(browser, browser.find_element(By.ID, "new-seller"))
+    browser.find_element(By.CSS_SELECTOR, "#seller-kind option[value='host']").click()
+    for field, text in (
+        ("user", host.email or ""),
+        ("code", "HONG-LIVE"),
+        ("name", "Xiao Hong live"),
+        ("rate", "2"),
+        ("holder", "王小红"),
+        ("bank", "中国农业银行 寻乌支行"),
+        ("account", "6228 4800 9999 0000 123"),
+    ):
+        browser.find_element(By.ID, f"seller-{field}").send_keys(text)
+    _shot(browser, "seller-form")
+    _follow(browser, browser.find_element(By.ID, "seller-save"))
+    assert browser.find_element(By.ID, "notice")
+    (seller,) = _api(client, shop, "/api/v1/sellers?kind=host")["items"]
+    assert (seller["user_id"], seller["code"], seller["rate_bp"]) == (host.id, "HONG-LIVE", 200)
+    assert seller["bank_account_masked"].endswith("0123")
+    assert browser.find_element(By.ID, "seller-code").text == "HONG-LIVE"
+
+    settled_order(client, shop, (shop.oranges, 2000), attribution_code="hong-live")
+    made = run(client, shop)
+    assert made.status_code == 201, made.json
+    (payout,) = _api(client, shop, f"/api/v1/payout-runs/{made.json['id']}/sellers")["payouts"]
+    _open(browser, f"{live}/console/sellers/{seller['id']}", "Xiao Hong live")
+    assert _value(browser, "seller-paid") == _api(client, shop, f"/api/v1/sellers/{seller['id']}")["paid"] == 40
+    _shot(browser, "seller")
+
+    _open(browser, f"{live}/console/", "Today")
+    assert _value(browser, "seller-payouts-awaiting") == 1
+    _follow(browser, browser.find_element(By.ID, "seller-payouts-awaiting"))
+    row = browser.find_element(By.ID, f"seller-payout-{payout['id']}")
+    assert "Xiao Hong live" in row.text
+    assert int(row.find_element(By.CSS_SELECTOR, "td.num + td.num").get_attribute("data-value") or "") == 40
+    assert browser.find_element(By.ID, "seller-bank-file")
+    _shot(browser, "payout-run-sellers")
+    browser.find_element(By.ID, f"seller-bank-reference-{payout['id']}").send_keys("ABC-0001")
+    _follow(browser, browser.find_element(By.ID, f"seller-confirm-{payout['id']}"))
+    assert browser.find_element(By.ID, "notice")
+    assert "ABC-0001" in browser.find_element(By.ID, f"seller-payout-status-{payout['id']}").text
+    paid = _api(client, shop, f"/api/v1/seller-payouts/{payout['id']}")["payout"]
+    assert (paid["status"], paid["bank_reference"]) == ("paid", "ABC-0001")
     _no_console_errors(browser)

@@ -18,6 +18,7 @@ from market import console as console_package
 from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog.models import FarmStatus, FulfilmentPointKind
+from market.commissions.models import CommissionKind, SellerKind, SellerPayoutStatus
 from market.console.i18n import MESSAGES
 from market.console.views import OPEN_STATES
 from market.db import business_today, utcnow
@@ -30,9 +31,11 @@ from market.orders.models import OrderEvent, OrderStatus
 from market.payments import service as payments
 from market.payments.models import Payment
 from market.payouts import service as payouts
-from market.payouts.models import Payout, PayoutStatus
+from market.payouts.models import Payout, PayoutStatus, SkipReason
 from market.reconciliation import service as reconciliation
 from market.settlement.checks import check_ledger
+from tests.commissions.test_commissions import BANK as COMMISSION_BANK
+from tests.commissions.test_commissions import captured_at_station, make_host, make_station
 from tests.conftest import needs
 from tests.console.conftest import csrf_token
 from tests.factories import FarmFactory, UserFactory
@@ -41,11 +44,15 @@ from tests.orders.test_lifecycle import ready_order
 from tests.payments.conftest import stripe_settings
 from tests.payments.test_stripe_payments import paid_order
 from tests.payouts.conftest import bank_details, operator, run, settled_order
+from tests.payouts.conftest import refund as payouts_refund
 from tests.reports.test_impact import scenario
 from tests.shop import Shop, place
 from tests.stations.test_cash_ups import collect_cash_order
 from tests.stations.test_cash_ups import preview as cash_up_preview
 from tests.stations.test_cash_ups import submit as submit_cash_up
+
+# What a payout run can skip a seller for (a farm's payout account does not apply).
+SELLER_SKIP_REASONS = (SkipReason.BANK_DETAILS_MISSING, SkipReason.NEGATIVE_NET, SkipReason.NOTHING_TO_PAY)
 
 
 def api_count(client: FlaskClient, shop: Shop, path: str, **query: Any) -> int:
@@ -594,3 +601,183 @@ def test_cash_ups_with_a_difference_or_waiting_are_counted_listed_and_deposited_
     assert (deposited["status"], deposited["deposited"], deposited["bank_reference"]) == ("deposited", counted, "BOC-1")
     assert data_value(console.get("/console/").get_data(as_text=True), "cash-ups-to-deposit") == 0
     assert check_ledger() == []
+
+
+def sellers_of(client: FlaskClient, shop: Shop) -> list[dict[str, Any]]:
+    return client.get("/api/v1/sellers", query_string={"limit": 100}, headers=shop.operator_h).json["items"]  # type: ignore[no-any-return]
+
+
+def test_sellers_are_made_through_the_apis_rules_with_rates_typed_in_percent_or_yuan(
+    console: FlaskClient, shop: Shop
+) -> None:
+    token = csrf_token(console, "/console/sellers/new")
+    host_user = UserFactory(phone="+8613800138000")
+    host = {"csrf_token": token, "kind": "host", "name": "Xiao Hong live", "user": host_user.email.upper()}
+    # Above the platform's commission (COMMISSION_BP 500 = 5 %): the form again, with the rule's words.
+    for rate, words in (("5.01", "Must be at most 500."), ("2.555", "Not a valid integer")):
+        refused = console.post("/console/sellers", data=host | {"rate_unit": "percent", "rate": rate})
+        assert refused.status_code == 422, rate
+        page = refused.get_data(as_text=True)
+        assert 'id="seller-form"' in page
+        assert words in page.split('id="error-rate_bp"', 1)[1].split("</li>", 1)[0]
+        assert 'value="Xiao Hong live"' in page  # what was typed is kept
+    per_order = console.post("/console/sellers", data=host | {"rate_unit": "per_order", "rate": "0.5"})
+    assert per_order.status_code == 422  # a host earns a share of produce only
+    nobody = console.post("/console/sellers", data=host | {"user": "nobody@example.test", "rate": "2"})
+    assert nobody.status_code == 422
+    assert 'id="error-user"' in nobody.get_data(as_text=True)
+    assert sellers_of(console, shop) == []  # nothing was written
+
+    by_phone = {"user": host_user.phone, "rate_unit": "percent", "rate": "2.5"}
+    made = console.post("/console/sellers", data=host | by_phone)
+    assert made.status_code == 302
+    (seller,) = sellers_of(console, shop)
+    assert (seller["kind"], seller["user_id"], seller["rate_bp"]) == ("host", host_user.id, 250)
+    assert len(seller["code"]) == 8  # made up when not given
+    assert made.headers["Location"].startswith(f"/console/sellers/{seller['id']}")
+
+    station = {"csrf_token": token, "kind": "station", "name": "Xialiao station", "rate_unit": "per_order"}
+    centre = console.post("/console/sellers", data=station | {"fulfilment_point_id": str(shop.centre.id), "rate": "1"})
+    assert centre.status_code == 422  # only village stations
+    ok = console.post("/console/sellers", data=station | {"fulfilment_point_id": str(shop.station.id), "rate": "0.5"})
+    assert ok.status_code == 302
+    twice = console.post("/console/sellers", data=station | {"fulfilment_point_id": str(shop.station.id), "rate": "1"})
+    assert twice.status_code == 409
+    made_station = next(s for s in sellers_of(console, shop) if s["kind"] == "station")
+    assert (made_station["fulfilment_point_id"], made_station["per_order"]) == (shop.station.id, 50)
+
+    listed = console.get("/console/sellers?kind=host").get_data(as_text=True)
+    row = listed.split(f'id="seller-{seller["id"]}"', 1)[1].split("</tr>", 1)[0]
+    assert "2.50 %" in row and seller["code"] in row
+    assert f'id="seller-{made_station["id"]}"' not in listed
+    stations = console.get("/console/sellers?kind=station").get_data(as_text=True)
+    assert "0.50 CNY" in stations.split(f'id="seller-{made_station["id"]}"', 1)[1].split("</tr>", 1)[0]
+    assert shop.station.name in stations
+
+
+def test_a_seller_is_edited_through_the_apis_rules_keeping_bank_details_left_blank(
+    console: FlaskClient, shop: Shop
+) -> None:
+    seller = make_host(console, shop, rate_bp=250)
+    token = csrf_token(console, "/console/sellers/new")
+    edit_path = f"/console/sellers/{seller['id']}"
+    form = console.get(f"{edit_path}/edit").get_data(as_text=True)
+    assert 'value="2.50"' in form and 'id="seller-active" checked' in form
+    too_much = {"csrf_token": token, "name": "Hong", "rate_unit": "percent", "rate": "6", "active": "yes"}
+    refused = console.post(edit_path, data=too_much)
+    assert refused.status_code == 422
+    assert "Must be at most 500." in refused.get_data(as_text=True)
+    assert console.get(f"/api/v1/sellers/{seller['id']}", headers=shop.operator_h).json["name"] == "Xiao Hong live"
+    bank = {"account_holder": "王小红", "bank_name": "中国农业银行", "account_number": "6228 4800 9999 0000 123"}
+    edit = {"csrf_token": token, "name": "Hong", "rate_unit": "percent", "rate": "3"} | bank  # active unticked
+    assert console.post(edit_path, data=edit).status_code == 302
+    edited = console.get(f"/api/v1/sellers/{seller['id']}", headers=shop.operator_h).json
+    assert (edited["name"], edited["rate_bp"], edited["active"]) == ("Hong", 300, False)
+    assert edited["bank_account_masked"].endswith("0123")
+    keep = {"csrf_token": token, "name": "Hong", "rate_unit": "percent", "rate": "3", "active": "yes"}
+    assert console.post(edit_path, data=keep).status_code == 302  # bank details left blank: kept
+    kept = console.get(f"/api/v1/sellers/{seller['id']}", headers=shop.operator_h).json
+    assert (kept["active"], kept["bank_account_masked"]) == (True, edited["bank_account_masked"])
+
+
+def test_a_sellers_page_shows_its_figures_and_entries_as_the_api_and_exports_its_csv(
+    console: FlaskClient, shop: Shop
+) -> None:
+    host = make_host(console, shop, rate_bp=200)
+    order = captured_at_station(console, shop, 2000, attribution_code="hong-live")
+    line_id = order["parts"][0]["lines"][0]["id"]
+    payouts_refund(order["id"], line_id, 500)
+    path = f"/console/sellers/{host['id']}"
+    page = console.get(path).get_data(as_text=True)
+    api = console.get(f"/api/v1/sellers/{host['id']}", headers=shop.operator_h).json
+    for figure in ("earned", "reversed", "paid", "payable"):
+        assert data_value(page, f"seller-{figure}") == api[figure]
+    assert (api["earned"], api["reversed"]) == (40, 10)
+    entries = console.get(f"/api/v1/sellers/{host['id']}/entries", headers=shop.operator_h).json["items"]
+    assert [e["kind"] for e in entries] == ["earned", "reversed"]
+    for entry in entries:
+        row = page.split(f'id="entry-{entry["id"]}"', 1)[1].split("</tr>", 1)[0]
+        assert f'data-value="{entry["amount"]}"' in row
+    exported = console.get(f"{path}/entries.csv")
+    assert exported.mimetype == "text/csv"
+    from_api = console.get(f"/api/v1/sellers/{host['id']}/entries.csv", headers=shop.operator_h)
+    assert exported.get_data(as_text=True) == from_api.get_data(as_text=True)
+    assert console.get("/console/sellers/999999").status_code == 404
+
+
+@pytest.mark.parametrize("app_overrides", [{"PAYOUT_HOLD_DAYS": 0}])
+def test_a_payout_runs_seller_payouts_are_shown_skipped_in_words_and_confirmed_as_the_api(
+    console: FlaskClient, shop: Shop
+) -> None:
+    bank_details(console, shop, shop.orchard.id)
+    make_host(console, shop, rate_bp=200, **COMMISSION_BANK)
+    no_bank = make_host(console, shop, rate_bp=100, code="NO-BANK")
+    settled_order(console, shop, (shop.oranges, 2000), attribution_code="hong-live")
+    settled_order(console, shop, (shop.oranges, 1000), attribution_code="no-bank")
+    made = run(console, shop)
+    assert made.status_code == 201, made.json
+    run_id = made.json["id"]
+    api = console.get(f"/api/v1/payout-runs/{run_id}/sellers", headers=shop.operator_h).json
+    (payout,) = api["payouts"]
+
+    page = console.get(f"/console/payout-runs/{run_id}").get_data(as_text=True)
+    row = page.split(f'id="seller-payout-{payout["id"]}"', 1)[1].split("</tr>", 1)[0]
+    assert "Xiao Hong live" in row
+    assert f'data-value="{payout["amount"]}"' in row and "0.40 CNY" in row
+    assert f'data-value="{payout["orders"]}"' in row
+    skipped = page.split(f'id="skipped-seller-{no_bank["id"]}"', 1)[1].split("</tr>", 1)[0]
+    assert "No bank details" in skipped and 'data-value="10"' in skipped
+
+    today = console.get("/console/").get_data(as_text=True)
+    assert data_value(today, "seller-payouts-awaiting") == 1
+    assert f'href="/console/payout-runs/{run_id}#sellers"' in today
+
+    bank_file = console.get(f"/console/payout-runs/{run_id}/seller-bank-file.csv")
+    from_api = console.get(f"/api/v1/payout-runs/{run_id}/seller-bank-file.csv", headers=shop.operator_h)
+    assert bank_file.mimetype == "text/csv"
+    assert bank_file.get_data(as_text=True) == from_api.get_data(as_text=True)
+    statement = console.get(f"/console/seller-payouts/{payout['id']}/statement.csv").get_data(as_text=True)
+    api_statement = console.get(f"/api/v1/seller-payouts/{payout['id']}/statement.csv", headers=shop.operator_h)
+    assert statement == api_statement.get_data(as_text=True)
+
+    token = csrf_token(console, f"/console/payout-runs/{run_id}")
+    confirm = f"/console/seller-payouts/{payout['id']}/confirm"
+    assert console.post(confirm, data={"csrf_token": token}).status_code == 422  # no reference: nothing confirmed
+    assert console.post(confirm, data={"bank_reference": "ABC-1", "csrf_token": token}).status_code == 302
+    paid = console.get(f"/api/v1/seller-payouts/{payout['id']}", headers=shop.operator_h).json["payout"]
+    assert (paid["status"], paid["bank_reference"]) == ("paid", "ABC-1")
+    assert console.post(confirm, data={"bank_reference": "ABC-1", "csrf_token": token}).status_code == 409
+    assert data_value(console.get("/console/").get_data(as_text=True), "seller-payouts-awaiting") == 0
+    assert "ABC-1" in console.get(f"/console/payout-runs/{run_id}").get_data(as_text=True)
+    assert check_ledger() == []
+
+
+def test_impact_shows_sales_by_station_and_host_for_its_period_as_the_api(console: FlaskClient, shop: Shop) -> None:
+    host = make_host(console, shop, rate_bp=200)
+    station = make_station(console, shop, rate_bp=100)
+    captured_at_station(console, shop, 2000, attribution_code="hong-live")
+    today = business_today().isoformat()
+    query = {"from": today, "to": today}
+    report = console.get("/api/v1/reports/sellers", query_string=query, headers=shop.operator_h).json
+    page = console.get("/console/impact", query_string=query).get_data(as_text=True)
+    for row in report["rows"]:
+        cells = page.split(f'id="sales-seller-{row["seller_id"]}"', 1)[1].split("</tr>", 1)[0]
+        values = [int(cell.split('"', 1)[0]) for cell in cells.split('data-value="')[1:]]
+        assert values == [row["orders"], row["produce"], row["commission"]]
+    assert {row["seller_id"] for row in report["rows"]} == {host["id"], station["id"]}
+    assert shop.station.name in page.split(f'id="sales-seller-{station["id"]}"', 1)[1].split("</tr>", 1)[0]
+    exported = console.get("/console/impact/sellers.csv", query_string=query)
+    assert exported.mimetype == "text/csv"
+    from_api = console.get("/api/v1/reports/sellers", query_string=query | {"format": "csv"}, headers=shop.operator_h)
+    assert exported.get_data(as_text=True) == from_api.get_data(as_text=True)
+    yesterday = (business_today() - timedelta(days=1)).isoformat()
+    earlier = console.get("/console/impact", query_string={"from": yesterday, "to": yesterday}).get_data(as_text=True)
+    assert 'id="sales-seller-' not in earlier
+
+
+def test_every_seller_kind_entry_kind_payout_state_and_skip_reason_has_its_words() -> None:
+    keys = [f"seller_kind.{kind.value}" for kind in SellerKind]
+    keys += [f"entry_kind.{kind.value}" for kind in CommissionKind]
+    keys += [f"seller_payout_status.{status.value}" for status in SellerPayoutStatus]
+    keys += [f"seller_skip.{reason.value}" for reason in SELLER_SKIP_REASONS]
+    assert [key for key in keys if key not in MESSAGES] == []

@@ -40,6 +40,15 @@ PAGES = [
     "/console/points",
     "/console/points/new",
     "/console/points/1/edit",
+    "/console/sellers",
+    "/console/sellers?kind=host",
+    "/console/sellers/new",
+    "/console/sellers/1",
+    "/console/sellers/1/edit",
+    "/console/sellers/1/entries.csv",
+    "/console/payout-runs/1/seller-bank-file.csv",
+    "/console/seller-payouts/1/statement.csv",
+    "/console/impact/sellers.csv",
 ]
 ACTIONS = [
     "/console/orders/1/cancel",
@@ -58,6 +67,9 @@ ACTIONS = [
     "/console/payouts/1/flag",
     "/console/webhook-endpoints/1/deliveries/1/redeliver",
     "/console/cash-ups/1/deposit",
+    "/console/sellers",
+    "/console/sellers/1",
+    "/console/seller-payouts/1/confirm",
 ]
 
 
