@@ -4,6 +4,7 @@ is left half-written, and the next requests succeed without a restart."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,21 +28,24 @@ STATEMENTS = 14
 
 class ConnectionKiller:
     """Ends every other backend of the app's database from its own
-    connection, just before the `at`-th statement the app sends next."""
+    connection, just before the `at`-th statement the request sends next.
+    Statements of other threads (the outbox relay, woken by a commit) do not
+    count: the moment must fall inside the request, not after it."""
 
     def __init__(self, app: Flask) -> None:
         self.url = app.config["SQLALCHEMY_DATABASE_URI"].replace("postgresql+psycopg://", "postgresql://")
         self.countdown: int | None = None
+        self.thread: int | None = None
         self.fired = 0
 
     def arm(self, at: int) -> None:
-        self.countdown = at
+        self.countdown, self.thread = at, threading.get_ident()
 
     def disarm(self) -> None:
         self.countdown = None
 
     def before_execute(self, *_: Any) -> None:
-        if self.countdown is None:
+        if self.countdown is None or threading.get_ident() != self.thread:
             return
         self.countdown -= 1
         if self.countdown == 0:
@@ -49,9 +53,11 @@ class ConnectionKiller:
             self.terminate()
 
     def terminate(self) -> None:
+        # Waiting (up to 5 s) for each backend to end: a connection the pool
+        # checks after this finds it gone rather than still going.
         with psycopg.connect(self.url, autocommit=True) as conn:
             ended = conn.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             ).fetchone()
         self.fired += ended[0] if ended else 0
