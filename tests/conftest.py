@@ -203,13 +203,24 @@ def app(database_url: str, app_overrides: dict[str, Any]) -> Iterator[Flask]:
         db.engine.dispose()
 
 
+# Ids start again at 1 in each test, as with TRUNCATE ... RESTART IDENTITY.
+RESTART_SEQUENCES = (
+    "SELECT setval(c.oid, 1, false) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.relkind = 'S' AND n.nspname = current_schema()"
+)
+
+
 def _empty_tables() -> None:
-    tables = [t.name for t in db.metadata.sorted_tables]
+    """Empty every table after a test, children first. On PostgreSQL one
+    round trip of DELETEs and a sequence reset: a test leaves a few rows,
+    and TRUNCATE of every table (new files for each) costs 40 times as much."""
+    tables = list(reversed(db.metadata.sorted_tables))
     with db.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            deletes = [str(table.delete().compile(dialect=conn.dialect)) for table in tables]
+            conn.exec_driver_sql("; ".join([*deletes, RESTART_SEQUENCES]))
         else:
-            for table in reversed(db.metadata.sorted_tables):
+            for table in tables:
                 conn.execute(table.delete())
 
 
