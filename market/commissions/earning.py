@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
+from flask import current_app
 from sqlalchemy import case, func, select
 
 from market.commissions.models import CommissionEntry, CommissionKind, Seller, SellerKind
@@ -24,6 +25,7 @@ from market.ledger import service as ledger
 from market.money import prorate, share
 from market.orders.models import Order
 from market.payments.models import CapturedLine, Refund
+from market.premiums.models import LinePremium, PremiumProgramme
 
 Pairs = list[tuple[str, int]]
 
@@ -53,12 +55,37 @@ def host_for_code(code: str) -> Seller:
     return host
 
 
+def check_within_platform_commission(field: str, rate_bp: int | None) -> None:
+    """A seller's rate is a share of the platform's commission: refuse one above it."""
+    platform = current_app.config["COMMISSION_BP"]
+    if rate_bp is not None and rate_bp > platform:
+        message = f"A seller's share comes out of the platform's commission ({platform} basis points): at most that."
+        raise Invalid(message, {field: [f"Must be at most {platform}."]})
+
+
+def _programme_host_rates(lines: Sequence[CapturedLine]) -> dict[int, int]:
+    """By line, the host rate of the premium programmes it was sold under
+    that set one (the highest where several do)."""
+    rows = db.session.execute(
+        select(LinePremium.order_line_id, func.max(PremiumProgramme.host_commission_bp))
+        .join(PremiumProgramme, PremiumProgramme.id == LinePremium.programme_id)
+        .where(
+            LinePremium.order_line_id.in_([line.order_line_id for line in lines]),
+            PremiumProgramme.host_commission_bp.is_not(None),
+        )
+        .group_by(LinePremium.order_line_id)
+    )
+    return {line_id: int(rate) for line_id, rate in rows}
+
+
 def _wanted(seller: Seller, lines: Sequence[CapturedLine]) -> list[int]:
-    """What `seller` asks of each line: basis points of its produce, or its
-    fixed amount per order spread over the lines by produce (the last line
-    takes the rest)."""
+    """What `seller` asks of each line: basis points of its produce (for a
+    host, the rate of a programme the line was sold under where it sets
+    one), or its fixed amount per order spread over the lines by produce
+    (the last line takes the rest)."""
     if seller.rate_bp is not None:
-        return [share(line.amount, seller.rate_bp) for line in lines]
+        programme_rates = _programme_host_rates(lines) if seller.kind == SellerKind.HOST else {}
+        return [share(line.amount, programme_rates.get(line.order_line_id, seller.rate_bp)) for line in lines]
     fixed, produce = seller.per_order or 0, sum(line.amount for line in lines)
     if produce == 0:
         return [0 for _ in lines]

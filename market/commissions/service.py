@@ -22,6 +22,7 @@ from market.accounts.models import Role, User
 from market.auth import Actor
 from market.catalog import service as catalog
 from market.catalog.models import FulfilmentPointKind
+from market.commissions.earning import check_within_platform_commission
 from market.commissions.models import (
     CommissionEntry,
     CommissionKind,
@@ -82,14 +83,11 @@ def _seller(actor: Actor, seller_id: int, *, lock: bool = False) -> Seller:
 
 
 def _check_rate(kind: SellerKind, rate_bp: int | None, per_order: int | None) -> None:
-    platform = current_app.config["COMMISSION_BP"]
     if rate_bp is not None and per_order is not None:
         raise Invalid("Give rate_bp or per_order, not both.", {"per_order": ["Give rate_bp or per_order, not both."]})
     if per_order is not None and kind == SellerKind.HOST:
         raise Invalid("A host earns basis points of produce.", {"per_order": ["Only stations earn per order."]})
-    if rate_bp is not None and rate_bp > platform:
-        message = f"A seller's share comes out of the platform's commission ({platform} basis points): at most that."
-        raise Invalid(message, {"rate_bp": [f"Must be at most {platform}."]})
+    check_within_platform_commission("rate_bp", rate_bp)
 
 
 def _set_bank_details(seller: Seller, details: dict[str, Any]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, String, Text, UniqueConstraint, func
+from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Integer, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from market.db import UTCDateTime, enum_column
@@ -27,6 +27,9 @@ class PremiumProgramme(db.Model):  # type: ignore[name-defined]
         CheckConstraint("budget_used >= 0", name="used_non_negative"),
         CheckConstraint("budget_cap IS NULL OR budget_used <= budget_cap", name="within_budget"),
         CheckConstraint("funded_by = 'buyer' OR budget_cap IS NOT NULL", name="sponsor_has_budget"),
+        CheckConstraint(
+            "host_commission_bp IS NULL OR host_commission_bp BETWEEN 0 AND 10000", name="host_commission_bp_in_range"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -47,6 +50,11 @@ class PremiumProgramme(db.Model):  # type: ignore[name-defined]
     budget_cap: Mapped[int | None] = mapped_column(BigInteger)
     farm_cap: Mapped[int | None] = mapped_column(BigInteger)
     budget_used: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    host_commission_bp: Mapped[int | None] = mapped_column(
+        Integer,
+        doc="What a livestream host earns of the produce of this programme's lines sold with their code, "
+        "in basis points, instead of the host's own rate (docs/commissions.md).",
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
 
     @property

@@ -15,6 +15,7 @@ from market.premiums.schemas import (
     ProgrammeQuerySchema,
     ProgrammeSchema,
     ProgrammeStatementSchema,
+    ProgrammeUpdateSchema,
     StatementQuerySchema,
 )
 
@@ -46,6 +47,16 @@ def list_premium_programmes(args: dict[str, Any]) -> Page[PremiumProgramme]:
 def get_premium_programme(programme_id: int) -> PremiumProgramme:
     """One programme with its budget (operators)"""
     return service.get_programme(current_actor(), programme_id)
+
+
+@blp.route("/premium-programmes/<int:programme_id>", methods=["PATCH"])
+@blp.authenticated
+@blp.arguments(ProgrammeUpdateSchema)
+@blp.response(200, ProgrammeSchema)
+@blp.alt_response(404, description="No such programme")
+def update_premium_programme(body: dict[str, Any], programme_id: int) -> PremiumProgramme:
+    """Set what livestream hosts earn of the programme's lines, from the next capture on (operators)"""
+    return service.set_host_commission(current_actor(), programme_id, body["host_commission_bp"])
 
 
 @blp.route("/premium-programmes/<int:programme_id>/end", methods=["POST"])

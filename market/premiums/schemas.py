@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
 import marshmallow as ma
 from marshmallow import fields, validate
@@ -23,6 +24,16 @@ WINDOW = validate.Range(
 )
 
 
+def _host_commission_bp(note: str = "", **options: Any) -> fields.Integer:
+    description = (
+        "What a livestream host earns, in basis points, of the produce of this programme's lines sold with their "
+        "code, instead of the host's own rate; at most the platform's COMMISSION_BP (docs/commissions.md)."
+    )
+    return fields.Integer(
+        strict=True, validate=validate.Range(min=0, max=10_000), metadata={"description": description + note}, **options
+    )
+
+
 class ProgrammeCreateSchema(StrictSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=120))
     sponsor = fields.String(required=True, validate=validate.Length(min=1, max=120))
@@ -39,6 +50,11 @@ class ProgrammeCreateSchema(StrictSchema):
     valid_until = fields.AwareDateTime(load_default=None, validate=WINDOW)
     budget_cap = BigInteger(strict=True, load_default=None, validate=BUDGET)
     farm_cap = BigInteger(strict=True, load_default=None, validate=BUDGET)
+    host_commission_bp = _host_commission_bp(load_default=None)
+
+
+class ProgrammeUpdateSchema(StrictSchema):
+    host_commission_bp = _host_commission_bp(required=True, allow_none=True, note=" null: hosts earn their own rate.")
 
 
 class ProgrammeSchema(ma.Schema):
@@ -59,6 +75,7 @@ class ProgrammeSchema(ma.Schema):
     budget_cap = fields.Integer(allow_none=True)
     farm_cap = fields.Integer(allow_none=True)
     budget_used = fields.Integer(required=True)
+    host_commission_bp = fields.Integer(allow_none=True)
     budget_left = fields.Integer(allow_none=True)
     exhausted = fields.Boolean(required=True, metadata={"description": "The budget is spent: it applies no more."})
 

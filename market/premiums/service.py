@@ -22,6 +22,7 @@ from market.accounts.models import Role, User
 from market.auth import Actor
 from market.catalog.models import Brand, Category, Listing
 from market.catalog.service import get_listing
+from market.commissions.earning import check_within_platform_commission
 from market.db import get_or_404, insert_if_absent, unit_of_work, utcnow
 from market.errors import Invalid
 from market.extensions import db
@@ -80,6 +81,7 @@ def create_programme(actor: Actor, **fields: Any) -> PremiumProgramme:
             errors[name] = [f"No such {name.removesuffix('_id')}."]
     if errors:
         raise Invalid("The programme cannot be created.", errors)
+    check_within_platform_commission("host_commission_bp", fields.get("host_commission_bp"))
     same_time = [
         PremiumProgramme.sponsor == fields["sponsor"],
         or_(PremiumProgramme.valid_until.is_(None), PremiumProgramme.valid_until > fields["valid_from"]),
@@ -115,6 +117,17 @@ def list_programmes(actor: Actor, *, limit: int, cursor: str | None = None, acti
         now = utcnow()
         stmt = stmt.where(_active(now) if active else ~_active(now))
     return keyset_page(stmt, [SortKey(PremiumProgramme.id, "id", descending=True)], limit=limit, cursor=cursor)
+
+
+def set_host_commission(actor: Actor, programme_id: int, host_commission_bp: int | None) -> PremiumProgramme:
+    """What hosts earn of the programme's lines from the next capture
+    recorded on (operators); None: each host's own rate."""
+    actor.require(Role.OPERATOR)
+    check_within_platform_commission("host_commission_bp", host_commission_bp)
+    with unit_of_work():
+        programme = _programme(programme_id)
+        programme.host_commission_bp = host_commission_bp
+    return programme
 
 
 def end_programme(actor: Actor, programme_id: int) -> PremiumProgramme:

@@ -15,11 +15,12 @@ from sqlalchemy import func, select
 
 from market.accounts.models import Role
 from market.commissions.models import CommissionEntry, Seller
-from market.db import business_today
+from market.db import business_today, utcnow
 from market.extensions import db
 from market.ledger import service as ledger
 from market.orders.models import Order
 from market.payments import service as payments
+from market.premiums.models import PremiumProgramme
 from market.settlement import checks
 from tests.factories import user_with_token
 from tests.payouts.conftest import bank_details, operator, refund, run, settled_order
@@ -108,6 +109,58 @@ def test_sellers_never_take_more_than_the_platforms_commission(client: FlaskClie
     captured_at_station(client, shop, 2000, attribution_code="hong-live")
     assert (kept(host["id"]), kept(station["id"])) == (100, 0)
     assert ledger.balance(ledger.PLATFORM_COMMISSION) == 0
+    assert checks.check_ledger() == []
+
+
+def test_a_programme_sets_what_hosts_earn_of_its_lines(client: FlaskClient, shop: Shop) -> None:
+    host = make_host(client, shop, rate_bp=200)
+    station = make_station(client, shop, per_order=50)
+    body = {
+        "name": "Xunwu navel livestream",
+        "sponsor": "Fresh Mart",
+        "funded_by": "sponsor",
+        "rate_per_kg": 100,
+        "budget_cap": 100_000,
+        "product_name": shop.oranges.product_name,
+        "valid_from": (utcnow() - timedelta(days=1)).isoformat(),
+    }
+    too_much = client.post(
+        "/api/v1/premium-programmes", json=body | {"host_commission_bp": 501}, headers=shop.operator_h
+    )
+    assert too_much.status_code == 422
+    assert too_much.mimetype == "application/problem+json"
+    assert too_much.json["errors"] == {"host_commission_bp": ["Must be at most 500."]}
+    assert db.session.scalar(select(func.count(PremiumProgramme.id))) == 0
+    created = client.post(
+        "/api/v1/premium-programmes", json=body | {"host_commission_bp": 400}, headers=shop.operator_h
+    )
+    assert created.status_code == 201, created.json
+    programme = created.json
+    assert programme["host_commission_bp"] == 400
+
+    # 2000 g at 9.99 = 19.98 of produce; the platform's 5% = 1.00. The host
+    # earns the programme's 4% (0.80), not its own 2%; the station's 0.50
+    # a order is cut to what is left (0.20). The farm's share is untouched.
+    captured_at_station(client, shop, 2000, attribution_code="HONG-LIVE")
+    assert (kept(host["id"]), kept(station["id"])) == (80, 20)
+    assert ledger.balance(ledger.PLATFORM_COMMISSION) == 0
+    assert ledger.balance(ledger.farm_payable(shop.orchard.id)) == -(1998 - 100 + 200)  # with the 2 kg premium
+    assert checks.check_ledger() == []
+
+    url = f"/api/v1/premium-programmes/{programme['id']}"
+    for bad, problem in (
+        (600, "Must be at most 500."),
+        (-1, "Must be greater than or equal to 0 and less than or equal to 10000."),
+    ):
+        refused = client.patch(url, json={"host_commission_bp": bad}, headers=shop.operator_h)
+        assert refused.status_code == 422
+        assert refused.json["errors"] == {"host_commission_bp": [problem]}
+    assert client.patch(url, json={"host_commission_bp": None}, headers=shop.buyer_h).status_code == 403
+    cleared = client.patch(url, json={"host_commission_bp": None}, headers=shop.operator_h)
+    assert cleared.status_code == 200, cleared.json
+    assert cleared.json["host_commission_bp"] is None
+    captured_at_station(client, shop, 2000, attribution_code="HONG-LIVE")  # the host's own 2% from now on
+    assert (kept(host["id"]), kept(station["id"])) == (80 + 40, 20 + 50)
     assert checks.check_ledger() == []
 
 

@@ -18,8 +18,9 @@ short, over or right; a stale preview refused) and their deposits (the
 bank receiving less than was counted; a bank reference confirmed twice
 refused), orders sold by a livestream host (placed with its code) and by
 the station (collected there), whose commissions are earned, given back
-with refunds and paid, while an operator changes the sellers' rates or
-stops them between any two steps, payout runs with
+with refunds and paid, while an operator changes the sellers' rates (and
+the host rate a programme sets for its lines) or stops them between any
+two steps, payout runs with
 bank transfers and a Stripe Connect farm (its transfers drawn on the
 orders' charges, or from a platform balance that may run dry; refused
 payouts retried by an operator). Worker steps are the outbox rows the
@@ -90,6 +91,7 @@ from market.payments.models import Payment, PaymentStatus, Provider, Refund, Ref
 from market.payouts import service as payouts
 from market.payouts.models import Payout, PayoutStatus
 from market.premiums import deposits
+from market.premiums import service as premiums
 from market.premiums.models import FundedBy, PremiumProgramme
 from market.premiums.service import sponsor_liability
 from market.stations import cashups
@@ -319,7 +321,7 @@ class OrderLife(RuleBasedStateMachine):
         or basis points, without bank details: payout runs skip it), and a
         first order."""
         # The previous example's session must let go of its rows before the
-        # tables are emptied, or TRUNCATE waits on it for ever.
+        # tables are emptied, or emptying them waits on its locks for ever.
         db.session.remove()
         _empty_tables()
         self.gateway: SettlementGateway = self.app.extensions["payment_gateway"]
@@ -346,7 +348,7 @@ class OrderLife(RuleBasedStateMachine):
                 ),
                 PremiumProgramme(
                     name="Retail plus", sponsor="Fresh Mart", funded_by=FundedBy.BUYER, rate_per_kg=BUYER_RATE,
-                    valid_from=start, product_name="Navel orange",
+                    valid_from=start, product_name="Navel orange", host_commission_bp=400,
                 ),
             ]
         )  # fmt: skip
@@ -984,10 +986,20 @@ class OrderLife(RuleBasedStateMachine):
                 lambda p=payout_id: commissions.confirm_seller_payout(self.operator, p, bank_reference=f"SELLER-{p}"),
             )
 
-    @rule(which=st.integers(0, 1), change=st.sampled_from(["off", "on", "rate", "per_order"]))
+    @rule(which=st.integers(0, 1), change=st.sampled_from(["off", "on", "rate", "per_order", "programme"]))
     def operator_changes_a_seller(self, which: int, change: str) -> None:
         """A seller stops or starts earning, or its rate changes, between any
-        two steps (a capture decided under one rate is recorded under the next)."""
+        two steps (a capture decided under one rate is recorded under the
+        next); or the sponsor's programme, which lines placed while its budget lasts are sold under,
+        starts or stops setting what hosts earn of its lines."""
+        if change == "programme":
+            programme = db.session.get(PremiumProgramme, self.sponsored)
+            assert programme is not None
+            rate = None if programme.host_commission_bp is not None else 450
+            self.attempt(
+                "programme_host_rate", lambda: premiums.set_host_commission(self.operator, self.sponsored, rate)
+            )
+            return
         changes: dict[str, Any] = {
             "off": {"active": False},
             "on": {"active": True},
