@@ -15,6 +15,7 @@ NOTIFY = "notifications.handle_event"
 SUBSCRIBERS: dict[str, tuple[str, ...]] = {
     "account.confirmation": (NOTIFY,),
     "account.registration_attempted": (NOTIFY,),
+    "cash_up.flagged": (NOTIFY,),
     "inventory.sale_refused": (NOTIFY,),
     "listing.stock_changed": ("inventory.queue_push",),
     "listing.stock_low": (NOTIFY,),

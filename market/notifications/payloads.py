@@ -32,6 +32,7 @@ from market.inventory.models import SalesChannel
 from market.orders.models import Fulfilment, Order, OrderLine, OrderPart, OrderStatus, PartStatus
 from market.payments.models import Payment, PaymentStatus, Refund, RefundStatus
 from market.payouts.models import Payout, PayoutStatus
+from market.stations.models import CashUp, CashUpStatus
 
 SCHEMA_VERSION = 1
 
@@ -149,6 +150,20 @@ class PayoutEventDataSchema(EventDataSchema):
     created_at = fields.DateTime(required=True)
 
 
+class CashUpEventDataSchema(EventDataSchema):
+    cash_up_id = fields.Integer(required=True)
+    fulfilment_point_id = fields.Integer(required=True, metadata={"description": "The village station."})
+    business_day = fields.Date(required=True, metadata={"description": "The day counted (MARKET_TIMEZONE)."})
+    status = fields.Enum(CashUpStatus, by_value=True, required=True)
+    currency = fields.String(required=True, validate=validate.Length(equal=3))
+    expected = _money("The cash the day's collections took", required=True)
+    counted = _money("What the station's staff counted", required=True)
+    difference = _money("Counted less expected: negative when short", required=True)
+    note = fields.String(required=True, allow_none=True, metadata={"description": "The staff's note."})
+    submitted_by = fields.Integer(required=True)
+    created_at = fields.DateTime(required=True)
+
+
 class StockLowEventDataSchema(EventDataSchema):
     listing_id = fields.Integer(required=True)
     farm_id = fields.Integer(required=True)
@@ -217,6 +232,14 @@ def refund_data(refund: Refund) -> dict[str, Any]:
 def payout_data(payout: Payout) -> dict[str, Any]:
     return {"payout_id": payout.id} | {
         name: getattr(payout, name) for name in PayoutEventDataSchema().fields if name != "payout_id"
+    }
+
+
+def cash_up_data(cash_up: CashUp, currency: str) -> dict[str, Any]:
+    return {"cash_up_id": cash_up.id, "currency": currency, "difference": cash_up.difference} | {
+        name: getattr(cash_up, name)
+        for name in CashUpEventDataSchema().fields
+        if name not in ("cash_up_id", "currency", "difference")
     }
 
 
@@ -302,6 +325,10 @@ EVENT_TYPES: dict[str, EventType] = {
     "refund.failed": EventType(RefundEventDataSchema, "A refund was refused or returned by the bank."),
     "payout.paid": EventType(PayoutEventDataSchema, "A farm's payout is paid."),
     "payout.failed": EventType(PayoutEventDataSchema, "A farm's payout failed (`failure_reason`)."),
+    "cash_up.flagged": EventType(
+        CashUpEventDataSchema,
+        "A station's staff counted a day's cash other than the collections took (`short` or `over`).",
+    ),
     "listing.stock_low": EventType(StockLowEventDataSchema, "A listing's stock fell below its threshold."),
     "inventory.sale_refused": EventType(
         SaleRefusedEventDataSchema, "A sales channel reported a sale larger than the stock; nothing was taken."

@@ -19,6 +19,8 @@ Events and the ids they carry (`market.events.publish(event, **ids)`):
 - listing.stock_low: listing_id (the catalog, when stock falls below the
   listing's low_stock_threshold_g)
 - inventory.sale_refused: channel_id, listing_id, grams, stock_g
+- cash_up.flagged: cash_up_id (the stations domain, when staff count a
+  day's cash short or over); to every operator
 - account.confirmation, account.registration_attempted: user_id (the
   accounts domain, at registration); by email only, never to webhooks
 
@@ -43,7 +45,7 @@ from sqlalchemy.orm import aliased, selectinload
 from market.accounts import service as accounts
 from market.accounts.models import Role, User, UserRole
 from market.auth import Actor
-from market.catalog.models import Farm, Listing
+from market.catalog.models import Farm, FulfilmentPoint, Listing
 from market.db import local_time, locked, outside_transaction, unit_of_work, utcnow
 from market.errors import Invalid, NotFound
 from market.extensions import TransientError, db
@@ -66,6 +68,7 @@ from market.outbox import enqueue
 from market.pagination import Page, SortKey, count_rows, keyset_page
 from market.payments.models import Payment, Refund
 from market.payouts.models import Payout
+from market.stations.models import CashUp
 
 SEND_TASK = "notifications.send"
 DELIVER_TASK = "notifications.deliver_webhook"
@@ -178,6 +181,27 @@ def _payout_audience(event: str, ids: dict[str, int]) -> list[Audience]:
     return [Audience(farm.owner, context, Role.FARMER, payloads.payout_data(payout))]
 
 
+def _cash_up_audience(event: str, ids: dict[str, int]) -> list[Audience]:
+    """Every operator, of a station's cash-up counted short or over."""
+    cash_up = db.session.get(CashUp, ids["cash_up_id"])
+    if cash_up is None:
+        return []
+    point = db.session.get(FulfilmentPoint, cash_up.fulfilment_point_id)
+    currency = current_app.config["MARKET_CURRENCY"]
+    context = {
+        "cash_up_id": cash_up.id,
+        "station": point.name if point is not None else cash_up.fulfilment_point_id,
+        "day": cash_up.business_day.isoformat(),
+        "expected": format_minor(cash_up.expected),
+        "counted": format_minor(cash_up.counted),
+        "difference": format_minor(abs(cash_up.difference)),
+        "currency": currency,
+        "note": cash_up.note or "-",
+    }
+    data = payloads.cash_up_data(cash_up, currency)
+    return [Audience(operator, context, Role.OPERATOR, data) for operator in _operators()]
+
+
 def _stock_low_audience(event: str, ids: dict[str, int]) -> list[Audience]:
     listing = db.session.get(Listing, ids["listing_id"])
     if listing is None:
@@ -240,6 +264,7 @@ AUDIENCES: dict[str, Callable[[str, dict[str, int]], list[Audience]]] = {
     "payout.paid": _payout_audience,
     "payout.failed": _payout_audience,
     "listing.stock_low": _stock_low_audience,
+    "cash_up.flagged": _cash_up_audience,
     "inventory.sale_refused": _sale_refused_audience,
     "account.confirmation": _account_audience,
     "account.registration_attempted": _account_audience,

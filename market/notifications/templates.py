@@ -284,6 +284,21 @@ TEMPLATES: dict[str, Template] = {
             "Check the payout method.",
         ),
     ),
+    "cash_up.flagged": _t(
+        Role.OPERATOR,
+        EMAIL,
+        (
+            "站点现金日结 #{cash_up_id} 有差异",
+            "【农市】{station} {day} 的现金日结 #{cash_up_id}：应收 {expected} {currency}，实点 {counted} {currency}，"
+            "相差 {difference} {currency}。备注：{note}。请核对后确认存款。",
+        ),
+        (
+            "Cash-up #{cash_up_id} has a difference",
+            "[Farm market] The cash-up #{cash_up_id} of {station} for {day}: expected {expected} {currency}, "
+            "counted {counted} {currency}, {difference} {currency} apart. Note: {note}. Check it before "
+            "confirming the deposit.",
+        ),
+    ),
     "listing.stock_low": _t(
         Role.FARMER,
         EMAIL,

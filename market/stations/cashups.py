@@ -32,6 +32,7 @@ from market.catalog import service as catalog
 from market.csv_export import Text, yuan
 from market.db import business_day_range, business_today, get_or_404, unit_of_work
 from market.errors import Conflict, Invalid, NotFound
+from market.events import publish
 from market.extensions import db
 from market.ledger import service as ledger
 from market.orders.models import StationStaff
@@ -190,6 +191,7 @@ def record(
                     },
                     memo=(note or "")[:500],
                 )
+                publish("cash_up.flagged", cash_up_id=cash_up.id)
     except IntegrityError:  # the same day submitted by another of the staff meanwhile
         raise Conflict(f"The cash-up of {day} was submitted at the same time.") from None
     return cash_up

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from market.accounts.models import Role, User
 from market.auth import Actor
 from market.catalog.models import Farm, FulfilmentPointKind, Listing
-from market.db import utcnow
+from market.db import business_today, utcnow
 from market.events import NOTIFY, publish
 from market.extensions import db
 from market.inventory.models import SalesChannel
@@ -31,6 +31,7 @@ from market.orders import service as orders
 from market.orders.service import LineRequest, Weighing
 from market.outbox import OutboxMessage
 from market.payments.models import Payment, PaymentStatus, Provider, Refund, RefundStatus
+from market.stations.models import CashUp, CashUpStatus
 from tests.factories import FarmFactory, FulfilmentPointFactory, ListingFactory, UserFactory, bearer, token_for
 from tests.notifications.conftest import make_payout
 
@@ -146,6 +147,18 @@ def _run_every_event(m: Market) -> int:
     publish("payout.paid", payout_id=make_payout(m.farm.id, 5000))
     publish("payout.failed", payout_id=make_payout(m.farm.id, 500, failed_because="account closed"))
     publish("listing.stock_low", listing_id=m.oranges.id)
+    short = CashUp(
+        fulfilment_point_id=m.point_id,
+        business_day=business_today(),
+        expected=total,
+        counted=total - 150,
+        status=CashUpStatus.SHORT,
+        note="a note torn",
+        submitted_by=m.buyer.id,
+    )
+    db.session.add(short)
+    db.session.flush()
+    publish("cash_up.flagged", cash_up_id=short.id)
     channel = SalesChannel(farm_id=m.farm.id, name="Village shop", secret="whsec_channel")
     db.session.add(channel)
     db.session.flush()

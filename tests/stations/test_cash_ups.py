@@ -14,14 +14,17 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
+from market.accounts.models import Role, User, UserRole
 from market.db import business_today, utcnow
 from market.extensions import db
 from market.ledger import service as ledger
+from market.notifications.models import Notification
 from market.orders.models import Order
 from market.payments.models import Payment
 from market.settlement.checks import check_ledger
 from market.stations.models import CashUp
 from tests.conftest import needs
+from tests.factories import emails_to
 from tests.reconciliation.conftest import items, reconcile
 from tests.shop import Shop
 from tests.stations.test_villager_orders import PHONE, confirm, place_for_villager, post, weigh_ship_receive
@@ -93,6 +96,13 @@ def test_the_preview_lists_the_days_cash_orders_and_the_count_matching_it_is_sub
     assert again["cash_up_id"] == cash_up["id"]
     assert ledger.balance(ledger.station_cash(shop.station.id)) == 2997
     assert check_ledger() == []
+    assert flag_emails() == []  # counted right: nothing to look at
+
+
+def flag_emails() -> list[Notification]:
+    """The emails operators were sent of cash-ups with a difference."""
+    operators = db.session.scalars(select(User.email).where(User.roles.any(UserRole.role == Role.OPERATOR))).all()
+    return [mail for address in operators if address for mail in emails_to(address) if mail.event == "cash_up.flagged"]
 
 
 def test_cash_taken_since_the_preview_is_a_409_and_nothing_is_written(client: FlaskClient, shop: Shop) -> None:
@@ -115,6 +125,10 @@ def test_a_counted_difference_flags_the_cash_up_and_is_booked(
     assert ledger.balance(ledger.station_cash(shop.station.id)) == counted
     assert ledger.balance(ledger.STATION_CASH_DIFFERENCE) == -difference  # a shortfall is a loss, debit-positive
     assert check_ledger() == []
+    (mail,) = flag_emails()  # every operator hears of it, by email
+    assert f"#{cash_up['id']}" in mail.subject
+    assert all(figure in mail.body for figure in ("19.98", f"{counted / 100:.2f}", f"{abs(difference) / 100:.2f}"))
+    assert "counted twice" in mail.body
 
     flagged = client.get("/api/v1/cash-ups", query_string={"flagged": "true"}, headers=shop.operator_h).json
     assert [c["id"] for c in flagged["items"]] == [cash_up["id"]]
