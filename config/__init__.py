@@ -158,6 +158,9 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "WEIGHT_TOLERANCE_BP": _basis_points(env, "WEIGHT_TOLERANCE_BP", 1000),
         "ORDER_PAYMENT_MINUTES": _int(env, "ORDER_PAYMENT_MINUTES", 30),
         "ORDER_EXPIRY_INTERVAL_SECONDS": _int(env, "ORDER_EXPIRY_INTERVAL_SECONDS", 60),
+        # The impact report's closed days are summed once (market/reports/models.py).
+        "IMPACT_ROLLUP_INTERVAL_SECONDS": _int(env, "IMPACT_ROLLUP_INTERVAL_SECONDS", 900),
+        "IMPACT_ROLLUP_DELAY_MINUTES": _int(env, "IMPACT_ROLLUP_DELAY_MINUTES", 60),
         "PICKUP_CODE_MAX_FAILURES": _int(env, "PICKUP_CODE_MAX_FAILURES", 5),
         "STATION_COLLECT_DAYS": _int(env, "STATION_COLLECT_DAYS", 7),
         "VILLAGER_CODE_MINUTES": _int(env, "VILLAGER_CODE_MINUTES", 15),

@@ -13,6 +13,7 @@ from market.payments import models as payments
 from market.payouts import models as payouts
 from market.premiums import models as premiums
 from market.reconciliation import models as reconciliation
+from market.reports import models as reports
 from market.stations import models as stations
 
 __all__ = [
@@ -29,5 +30,6 @@ __all__ = [
     "payouts",
     "premiums",
     "reconciliation",
+    "reports",
     "stations",
 ]

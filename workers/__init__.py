@@ -20,6 +20,7 @@ TASK_MODULES = (
     "workers.payments",
     "workers.payouts",
     "workers.reconciliation",
+    "workers.reports",
 )
 
 
@@ -44,6 +45,10 @@ def configure(celery: Celery, flask_app: Flask) -> Celery:
         "watch-card-holds": {
             "task": "payments.watch_holds",
             "schedule": timedelta(seconds=flask_app.config["HOLD_WATCH_INTERVAL_SECONDS"]),
+        },
+        "roll-up-impact-days": {
+            "task": "reports.roll_up_days",
+            "schedule": timedelta(seconds=flask_app.config["IMPACT_ROLLUP_INTERVAL_SECONDS"]),
         },
         "sync-sales-channels": {
             "task": "inventory.run_due",

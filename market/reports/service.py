@@ -17,23 +17,31 @@ never a loop over lines):
   Stripe transfer made or a bank transfer confirmed), and the distinct farms
   and farm owners they paid. Per programme: the premiums of that programme
   those payouts carried.
+
+The first three are flows placed by the moment they were recorded, so a
+business day that has ended gains none: `roll_up_days` (beat) sums each
+closed day once per county and per programme (`ImpactDayFigure`), and a
+report reads the sums of the days rolled up and the lines of the days
+after them, alike. The held reservations and the payouts (a few rows, and
+distinct farms over the whole period) are always read live.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Integer, Select, and_, case, cast, func, literal, null, select, union_all
+from sqlalchemy import Integer, Select, and_, case, cast, delete, func, literal, null, select, union_all
+from sqlalchemy.exc import IntegrityError
 
 from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog.models import Farm
 from market.csv_export import kg, yuan
-from market.db import business_day_range
+from market.db import business_day, business_day_range, unit_of_work, utcnow
 from market.errors import Invalid
 from market.extensions import db
 from market.ledger.models import LedgerTransaction
@@ -41,6 +49,7 @@ from market.orders.models import Order, OrderLine
 from market.payments.models import CapturedLine, Payment, Refund, RefundLine, RefundStatus
 from market.payouts.models import Payout, PayoutStatus
 from market.premiums.models import FundedBy, LinePremium, PremiumProgramme
+from market.reports.models import ImpactDay, ImpactDayFigure
 from market.settlement.models import PREMIUM_KINDS, FarmEntry, entries_paid_by
 
 MEASURES = (
@@ -145,14 +154,17 @@ def _premiums_moved(key: Any, since: datetime, until: datetime) -> Select[Any]:
     )
 
 
-def _county_facts(since: datetime, until: datetime) -> Any:
-    county = Farm.province + literal("\x1f") + Farm.county  # one key column; split again below
-    sponsor_premiums = _premiums_moved(county, since, until)
-    return union_all(
+COUNTY_KEY = Farm.province + literal("\x1f") + Farm.county  # one key column; split again below
+
+
+def _county_flows(since: datetime, until: datetime) -> list[Select[Any]]:
+    """The facts kept by day once a day is rolled up: produce captured and
+    refunded, sponsor premiums moved."""
+    return [
         _captured_in(since, until)
         .with_only_columns(
             *_fact(
-                county,
+                COUNTY_KEY,
                 at=LedgerTransaction.created_at,
                 grams=CapturedLine.grams,
                 sales=CapturedLine.amount,
@@ -163,7 +175,7 @@ def _county_facts(since: datetime, until: datetime) -> Any:
         _refunded_in(since, until)
         .with_only_columns(
             *_fact(
-                county,
+                COUNTY_KEY,
                 at=Refund.settled_at,
                 grams=-RefundLine.grams,
                 sales=-RefundLine.amount,
@@ -171,20 +183,26 @@ def _county_facts(since: datetime, until: datetime) -> Any:
             )
         )
         .join(Farm, Farm.id == RefundLine.farm_id),
-        sponsor_premiums,
+        _premiums_moved(COUNTY_KEY, since, until),
+    ]
+
+
+def _county_facts(since: datetime, until: datetime) -> Any:
+    rolled = _rolled_until(since, until)
+    return union_all(
+        *_county_flows(rolled, until),
+        _rolled_up("county", since, rolled),
         _unpaid_reservations(since, until)
-        .with_only_columns(*_fact(county, at=Order.created_at, reserved=LinePremium.amount))
+        .with_only_columns(*_fact(COUNTY_KEY, at=Order.created_at, reserved=LinePremium.amount))
         .join(Farm, Farm.id == LinePremium.farm_id),
         _paid_payouts(since, until).with_only_columns(
-            *_fact(county, at=Payout.paid_at, payouts=Payout.amount, farm=Payout.farm_id, owner=Farm.owner_id)
+            *_fact(COUNTY_KEY, at=Payout.paid_at, payouts=Payout.amount, farm=Payout.farm_id, owner=Farm.owner_id)
         ),
     ).subquery()
 
 
-def _programme_facts(since: datetime, until: datetime) -> Any:
-    sponsor_premiums = _premiums_moved(FarmEntry.programme_id, since, until)
-    paid = entries_paid_by(_paid_payouts(since, until).with_only_columns(Payout.id)).subquery()
-    return union_all(
+def _programme_flows(since: datetime, until: datetime) -> list[Select[Any]]:
+    return [
         _captured_in(since, until)
         .with_only_columns(
             *_fact(
@@ -201,7 +219,16 @@ def _programme_facts(since: datetime, until: datetime) -> Any:
             *_fact(LinePremium.programme_id, at=Refund.settled_at, grams=-RefundLine.grams, sales=-RefundLine.amount)
         )
         .join(LinePremium, LinePremium.order_line_id == RefundLine.order_line_id),
-        sponsor_premiums,
+        _premiums_moved(FarmEntry.programme_id, since, until),
+    ]
+
+
+def _programme_facts(since: datetime, until: datetime) -> Any:
+    rolled = _rolled_until(since, until)
+    paid = entries_paid_by(_paid_payouts(since, until).with_only_columns(Payout.id)).subquery()
+    return union_all(
+        *_programme_flows(rolled, until),
+        _rolled_up("programme", since, rolled),
         _unpaid_reservations(since, until).with_only_columns(
             *_fact(LinePremium.programme_id, at=Order.created_at, reserved=LinePremium.amount)
         ),
@@ -218,6 +245,106 @@ def _programme_facts(since: datetime, until: datetime) -> Any:
         .join(paid, paid.c.payout_id == Payout.id)
         .join(FarmEntry, and_(FarmEntry.id == paid.c.entry_id, FarmEntry.kind.in_(PREMIUM_KINDS))),
     ).subquery()
+
+
+FLOWS = {"county": _county_flows, "programme": _programme_flows}
+
+
+# --- days kept by day -------------------------------------------------------------
+
+
+def _rolled_until(since: datetime, until: datetime) -> datetime:
+    """Where the live facts of [since, until) start: after the days rolled
+    up (in the marketplace's present time zone), within the window."""
+    rolled = db.session.scalar(
+        select(func.max(ImpactDay.until)).where(ImpactDay.timezone == current_app.config["MARKET_TIMEZONE"])
+    )
+    return min(max(since, rolled or since), until)
+
+
+def _rolled_up(group_by: str, since: datetime, until: datetime) -> Select[Any]:
+    """The rolled-up days of [since, until), as facts placed at each day's start."""
+    key = ImpactDayFigure.county_key if group_by == "county" else ImpactDayFigure.programme_id
+    return select(
+        *_fact(
+            key,
+            at=ImpactDayFigure.since,
+            grams=ImpactDayFigure.grams_sold,
+            sales=ImpactDayFigure.sales,
+            paid=ImpactDayFigure.premiums_paid,
+        )
+    ).where(ImpactDayFigure.group_by == group_by, ImpactDayFigure.since >= since, ImpactDayFigure.since < until)
+
+
+def _first_fact() -> datetime | None:
+    """The moment of the earliest fact kept by day."""
+    firsts: list[Select[Any]] = [
+        select(func.min(LedgerTransaction.created_at)).where(LedgerTransaction.kind == "capture"),
+        select(func.min(Refund.settled_at)).where(Refund.status == RefundStatus.SUCCEEDED),
+        select(func.min(FarmEntry.created_at)).where(FarmEntry.kind.in_(PREMIUM_KINDS)),
+    ]
+    found = [moment for moment in (db.session.scalar(first) for first in firsts) if moment is not None]
+    return min(found, default=None)
+
+
+def roll_up_days(now: datetime | None = None) -> int:
+    """Sum each business day that ended IMPACT_ROLLUP_DELAY_MINUTES ago or
+    more and is not rolled up yet, oldest first, one transaction a day;
+    returns how many. Days rolled up under another MARKET_TIMEZONE are
+    dropped and rolled up again. Two at once roll each day once: the
+    second stops at the first day the other wrote."""
+    zone = current_app.config["MARKET_TIMEZONE"]
+    closed_by = (now or utcnow()) - timedelta(minutes=current_app.config["IMPACT_ROLLUP_DELAY_MINUTES"])
+    with unit_of_work():
+        other_zone = select(ImpactDay.business_day).where(ImpactDay.timezone != zone)
+        db.session.execute(delete(ImpactDayFigure).where(ImpactDayFigure.business_day.in_(other_zone)))
+        db.session.execute(delete(ImpactDay).where(ImpactDay.timezone != zone))
+    last = db.session.scalar(select(func.max(ImpactDay.business_day)))
+    first = _first_fact()
+    if last is not None:
+        day = last + timedelta(days=1)
+    elif first is not None:
+        day = business_day(first)
+    else:
+        return 0
+    rolled = 0
+    while (bounds := business_day_range(day))[1] <= closed_by:
+        try:
+            with unit_of_work():
+                _roll_up(day, *bounds, zone)
+        except IntegrityError:  # rolled up by another meanwhile
+            break
+        rolled += 1
+        day += timedelta(days=1)
+    return rolled
+
+
+def _roll_up(day: date, since: datetime, until: datetime, zone: str) -> None:
+    db.session.add(ImpactDay(business_day=day, timezone=zone, since=since, until=until))
+    db.session.flush()
+    for group_by, flows in FLOWS.items():
+        facts = union_all(*flows(since, until)).subquery()
+        sums = db.session.execute(
+            select(
+                facts.c.key,
+                func.sum(facts.c.grams_sold),
+                func.sum(facts.c.sales),
+                func.sum(facts.c.premiums_paid),
+            ).group_by(facts.c.key)
+        )
+        key = "county_key" if group_by == "county" else "programme_id"
+        db.session.add_all(
+            ImpactDayFigure(
+                business_day=day,
+                since=since,
+                group_by=group_by,
+                **{key: row_key},
+                grams_sold=int(grams),
+                sales=int(sales),
+                premiums_paid=int(paid),
+            )
+            for row_key, grams, sales, paid in sums
+        )
 
 
 def _buyer_amount() -> Any:

@@ -10,8 +10,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 
 from market.db import business_day, business_day_range, business_today, utcnow
 from market.errors import Invalid
@@ -23,6 +24,7 @@ from market.payouts.models import Payout
 from market.premiums import service as premiums
 from market.premiums.models import FundedBy
 from market.reports import service as reports
+from market.reports.models import ImpactDay, ImpactDayFigure
 from market.settlement.models import FarmEntry
 from tests.payouts.conftest import bank_details, operator, refund, run, settled_order
 from tests.shop import Shop, place
@@ -226,3 +228,58 @@ def test_totals_of_no_periods_are_none_and_periods_must_be_in_order(client: Flas
     week = (today - timedelta(days=6), today)
     with pytest.raises(ValueError, match="overlap"):
         reports.impact_totals(operator(), periods=[week, (today, today)], group_by="county")
+
+
+def every_figure(group_by: str, days: list[date]) -> list[Any]:
+    """Each day's report, a report of all the days, and their totals by week."""
+    first, last = days[0], days[-1]
+    weeks = [(day, min(day + timedelta(days=6), last)) for day in days[::7]]
+    return [
+        *(reports.impact(operator(), start=day, end=day, group_by=group_by) for day in days),
+        reports.impact(operator(), start=first, end=last, group_by=group_by),
+        reports.impact_totals(operator(), periods=weeks, group_by=group_by),
+    ]
+
+
+def forget_rolled_days() -> None:
+    db.session.execute(delete(ImpactDayFigure))
+    db.session.execute(delete(ImpactDay))
+    db.session.commit()
+
+
+@pytest.mark.parametrize("group_by", ["county", "programme"])
+def test_closed_days_summed_once_give_the_reports_they_gave_live(
+    app: Flask, client: FlaskClient, shop: Shop, group_by: str
+) -> None:
+    scenario(client, shop)
+    today = business_today()
+    monday = today - timedelta(days=today.weekday() + 7)
+    moved_across(monday)  # half the facts on the Sunday before, half on the Monday
+    settled_order(client, shop, (shop.oranges, 1500))  # and a sale today, not closed yet
+    days = [monday - timedelta(days=2) + timedelta(days=n) for n in range((today - monday).days + 3)]
+    live = every_figure(group_by, days)
+    assert live[-2]["totals"]["grams_sold"] and live[-3]["totals"]["grams_sold"]  # the days, and today alone
+
+    # As of 02:00 today, days closed an hour ago or more: the Sunday to yesterday.
+    as_of = business_day_range(today)[0] + timedelta(hours=2)
+    assert reports.roll_up_days(now=as_of) == (today - (monday - timedelta(days=1))).days
+    assert db.session.scalar(select(func.max(ImpactDay.business_day))) == today - timedelta(days=1)
+    assert db.session.scalars(select(ImpactDayFigure.group_by).distinct()).all()
+    assert every_figure(group_by, days) == live
+    assert reports.roll_up_days(now=as_of) == 0  # each day once
+
+    # A sale after the rolled days is read live, beside them.
+    settled_order(client, shop, (shop.oranges, 1000))
+    rolled = every_figure(group_by, days)
+    forget_rolled_days()
+    assert rolled == every_figure(group_by, days) != live
+
+    # Days rolled up under another time zone are not used, then rolled again.
+    reports.roll_up_days(now=as_of)
+    app.config["MARKET_TIMEZONE"] = "America/New_York"
+    elsewhere = every_figure(group_by, days)
+    assert reports.roll_up_days(now=as_of + timedelta(days=1)) > 0
+    assert set(db.session.scalars(select(ImpactDay.timezone))) == {"America/New_York"}
+    assert every_figure(group_by, days) == elsewhere
+    forget_rolled_days()
+    assert every_figure(group_by, days) == elsewhere
