@@ -7,7 +7,10 @@ Loads into its own database (`bench_console`; --reuse keeps an earlier
 load) what the payout benchmark loads (delivered orders of four lines, their
 payments, captured lines and sale entries: tests/bench/payout_run.py), then
 as many listings as the browse benchmark over the same farms
-(tests/bench/common.py), and makes one payout run over every line. Then it
+(tests/bench/common.py), records each order's capture at a moment of the
+last 12 weeks, and makes one payout run over every line. It times the
+Impact page's reads in-process with every day read live, then after
+summing the closed days (`reports.roll_up_days`). Then it
 serves the app with gunicorn, signs in to the console as the operator and
 times each page (sequential requests, after a few to warm up), printing
 p50/p99 per page.
@@ -27,12 +30,16 @@ from typing import Any
 
 import psycopg
 from argon2 import PasswordHasher
+from sqlalchemy import delete
 
 from market import create_app
 from market.accounts.models import Role
 from market.auth import Actor
 from market.db import business_day, utcnow
+from market.extensions import db
 from market.payouts import service as payouts
+from market.reports import service as reports
+from market.reports.models import ImpactDay, ImpactDayFigure
 from tests.bench import payout_run
 from tests.bench.browse import percentile
 from tests.bench.common import (
@@ -55,6 +62,7 @@ WARM_UP = 3
 # A page is timed this many times, or for this long, whichever ends first.
 MAX_SECONDS_PER_PAGE = 30
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+CAPTURE_SPREAD_SECONDS = 84 * 24 * 3600  # the Impact page's 12 weeks
 
 
 def load(url: str, *, lines: int, farms: int, listings: int) -> None:
@@ -75,6 +83,16 @@ def load(url: str, *, lines: int, farms: int, listings: int) -> None:
             "UPDATE users SET password_hash = %s, confirmed_at = now() WHERE id = %s",
             (PasswordHasher().hash(PASSWORD), operator),
         )
+        # Each order's capture as settlement records it (the ledger
+        # transaction the impact report places captured produce by), spread
+        # over the impact page's 12 weeks up to now; its entries are left
+        # out, as the payout load leaves out the sales' (no page sums them).
+        conn.execute(
+            f"""INSERT INTO ledger_transactions (kind, reference, order_id, memo, created_at)
+                SELECT 'capture', 'payment:' || id || ':capture', order_id, '',
+                       now() - make_interval(secs => (id * 7919) % {CAPTURE_SPREAD_SECONDS})
+                FROM payments ORDER BY id"""  # noqa: S608 (a module constant)
+        )
     with psycopg.connect(plain_url(url), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
     say("  a payout run over every line ...")
@@ -82,6 +100,33 @@ def load(url: str, *, lines: int, farms: int, listings: int) -> None:
     with app.app_context():
         period_end = business_day(utcnow() - timedelta(days=payout_run.SETTLED_DAYS_AGO - 5))
         payouts.create_run(Actor(user_id=operator, roles=frozenset({Role.OPERATOR})), period_end=period_end)
+
+
+def impact_in_process(url: str, operator: int) -> dict[str, float]:
+    """The Impact page's two reads in-process (the 12 weeks' report by
+    county and its weekly totals), timed once with every day read live,
+    then after beat's roll-up of the closed days (which it also times)."""
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "RATELIMIT_ENABLED": False})
+    actor = Actor(user_id=operator, roles=frozenset({Role.OPERATOR}))
+    with app.app_context():
+        today = business_day(utcnow())
+        first = today - timedelta(weeks=12) + timedelta(days=1)
+        weeks = [(first + timedelta(weeks=n), first + timedelta(weeks=n, days=6)) for n in range(12)]
+
+        def page() -> float:
+            started = time.perf_counter()
+            reports.impact(actor, start=first, end=today, group_by="county")
+            reports.impact_totals(actor, periods=weeks, group_by="county")
+            return round((time.perf_counter() - started) * 1000)
+
+        db.session.execute(delete(ImpactDayFigure))
+        db.session.execute(delete(ImpactDay))
+        db.session.commit()
+        live = page()
+        started = time.perf_counter()
+        days = reports.roll_up_days()
+        rolled_up = round((time.perf_counter() - started) * 1000)
+        return {"live_ms": live, "roll_up_ms": rolled_up, "days": days, "rolled_up_ms": page()}
 
 
 def pages(url: str) -> dict[str, str]:
@@ -170,6 +215,8 @@ def main() -> None:
         started = time.perf_counter()
         load(url, lines=args.lines, farms=args.farms, listings=args.listings)
         say(f"  loaded in {time.perf_counter() - started:.0f} s")
+    say("the Impact page's reads in-process, live and after the roll-up of closed days ...")
+    impact = impact_in_process(url, args.farms + 1)
     reset_redis()
     operator_email = f"user{args.farms + 1}@bench.test"
     env = {
@@ -190,7 +237,11 @@ def main() -> None:
         f"({args.lines // payout_run.LINES_PER_ORDER:,} orders), {args.listings:,} listings, {args.farms:,} farms"
     )
     print(table(rows, ["page", "requests", "p50_ms", "p99_ms", "max_ms", "kb"]))
-    path = write_results("console", {"settings": vars(args), "rows": rows})
+    print(
+        f"\nImpact, 12 weeks by county, in-process: {impact['live_ms']:,} ms read live; roll-up of "
+        f"{impact['days']} closed days {impact['roll_up_ms']:,} ms; then {impact['rolled_up_ms']:,} ms"
+    )
+    path = write_results("console", {"settings": vars(args), "rows": rows, "impact": impact})
     print(f"\nwritten to {path}")
 
 
