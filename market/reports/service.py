@@ -195,10 +195,14 @@ def _county_facts(since: datetime, until: datetime) -> Any:
         _unpaid_reservations(since, until)
         .with_only_columns(*_fact(COUNTY_KEY, at=Order.created_at, reserved=LinePremium.amount))
         .join(Farm, Farm.id == LinePremium.farm_id),
-        _paid_payouts(since, until).with_only_columns(
-            *_fact(COUNTY_KEY, at=Payout.paid_at, payouts=Payout.amount, farm=Payout.farm_id, owner=Farm.owner_id)
-        ),
+        _county_payouts(since, until),
     ).subquery()
+
+
+def _county_payouts(since: datetime, until: datetime) -> Select[Any]:
+    return _paid_payouts(since, until).with_only_columns(
+        *_fact(COUNTY_KEY, at=Payout.paid_at, payouts=Payout.amount, farm=Payout.farm_id, owner=Farm.owner_id)
+    )
 
 
 def _programme_flows(since: datetime, until: datetime) -> list[Select[Any]]:
@@ -225,13 +229,20 @@ def _programme_flows(since: datetime, until: datetime) -> list[Select[Any]]:
 
 def _programme_facts(since: datetime, until: datetime) -> Any:
     rolled = _rolled_until(since, until)
-    paid = entries_paid_by(_paid_payouts(since, until).with_only_columns(Payout.id)).subquery()
     return union_all(
         *_programme_flows(rolled, until),
         _rolled_up("programme", since, rolled),
         _unpaid_reservations(since, until).with_only_columns(
             *_fact(LinePremium.programme_id, at=Order.created_at, reserved=LinePremium.amount)
         ),
+        _programme_payouts(since, until),
+    ).subquery()
+
+
+def _programme_payouts(since: datetime, until: datetime) -> Select[Any]:
+    """Per programme, its premiums the payouts of the window carried."""
+    paid = entries_paid_by(_paid_payouts(since, until).with_only_columns(Payout.id)).subquery()
+    return (
         _paid_payouts(since, until)
         .with_only_columns(
             *_fact(
@@ -243,11 +254,13 @@ def _programme_facts(since: datetime, until: datetime) -> Any:
             )
         )
         .join(paid, paid.c.payout_id == Payout.id)
-        .join(FarmEntry, and_(FarmEntry.id == paid.c.entry_id, FarmEntry.kind.in_(PREMIUM_KINDS))),
-    ).subquery()
+        .join(FarmEntry, and_(FarmEntry.id == paid.c.entry_id, FarmEntry.kind.in_(PREMIUM_KINDS)))
+    )
 
 
 FLOWS = {"county": _county_flows, "programme": _programme_flows}
+PAYOUTS = {"county": _county_payouts, "programme": _programme_payouts}
+ADDED_UP = tuple(name for name in MEASURES if name not in ("farms_paid", "farmers_paid"))
 
 
 # --- days kept by day -------------------------------------------------------------
@@ -383,7 +396,16 @@ def impact(actor: Actor, *, start: date, end: date, group_by: str) -> dict[str, 
     grouped = db.session.execute(
         select(facts.c.key, *_measures(facts)).group_by(facts.c.key).order_by(facts.c.key)
     ).all()
-    totals = db.session.execute(select(*_measures(facts))).one()._asdict()
+    # The sums over all keys are the rows' sums; the farms and farmers paid
+    # are counted once over the whole period, from its payouts alone.
+    payouts = PAYOUTS[group_by](since, until).subquery()
+    paid = db.session.execute(
+        select(
+            func.count(func.distinct(payouts.c.paid_farm_id)).label("farms_paid"),
+            func.count(func.distinct(payouts.c.paid_owner_id)).label("farmers_paid"),
+        )
+    ).one()
+    totals = {name: sum(getattr(row, name) for row in grouped) for name in ADDED_UP} | paid._asdict()
     if group_by == "county":
         rows = [
             dict(zip(("province", "county"), row.key.split("\x1f", 1), strict=True))
