@@ -198,7 +198,10 @@ def test_two_writers_with_the_same_etag_never_both_win(app: Flask, client: Flask
         waiting_sql = text(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
         )
-        with db.engine.connect() as watcher:
+        # Autocommit: a transaction reads pg_stat_activity once and keeps
+        # that snapshot, so one writer waiting at the first look would stay
+        # the only one seen.
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watcher:
             # Up to 30 s: on a busy machine the writers' threads start late.
             for _ in range(1500):
                 if watcher.execute(waiting_sql).scalar() == 2:
