@@ -40,7 +40,7 @@ from market.orders import service as orders
 from market.orders.service import LineRequest
 from tests.conftest import _empty_tables, settings_for
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "6"))
 ROLES = {
     "anonymous": None,
     "buyer": "buyer@farm-market.test",
