@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -132,6 +133,9 @@ PROFILES = {
     ),
 }
 PROFILE = PROFILES[os.environ.get("SETTLEMENT_PROFILE", "ci")]
+# How much a run did, shown in pytest's summary ("counts"): examples run to
+# the end and the states the invariants checked.
+RUN: Counter[str] = Counter()
 
 HOST_CODE = "LIVE-1"
 SPONSOR_RATE = 1000  # per kg: a sponsor premium in whole fen per gram, so rounding never blurs a check
@@ -1066,6 +1070,7 @@ class OrderLife(RuleBasedStateMachine):
     def teardown(self) -> None:
         if not hasattr(self, "gateway"):
             return
+        RUN["examples"] += 1
         self.gateway.after_capture = None
         try:
             self.quiesce()
@@ -1081,6 +1086,7 @@ class OrderLife(RuleBasedStateMachine):
 
     @invariant()
     def no_step_failed_with_a_500(self) -> None:
+        RUN["steps checked"] += 1  # invariants run after the first order and after every step
         self.assert_clean("steps failed with more than a refusal", self.errors)
 
     @invariant()
@@ -1165,6 +1171,10 @@ def app_overrides(database_url: str, stripe_server: FakeStripeServer) -> dict[st
     return {"PAYOUT_HOLD_DAYS": 0, "CELERY": celery, **stripe_settings(stripe_server)}
 
 
-def test_order_life_keeps_settlement_whole(app: Flask, stripe_server: FakeStripeServer) -> None:
+def test_order_life_keeps_settlement_whole(
+    app: Flask, stripe_server: FakeStripeServer, record_property: Callable[[str, object], None]
+) -> None:
     app.extensions["payment_gateway"] = SettlementGateway(app.extensions["payment_gateway"], app)
+    RUN.clear()
     run_state_machine_as_test(lambda: OrderLife(app, stripe_server.fake), settings=PROFILE)
+    record_property("counts", dict(RUN))
