@@ -25,14 +25,17 @@ LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
 ONBOARDING_URLS = ("PAYOUT_ONBOARDING_RETURN_URL", "PAYOUT_ONBOARDING_REFRESH_URL")
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int | None = None) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
 
 
 def _timezone(env: Mapping[str, str], name: str, default: str) -> str:
@@ -77,6 +80,14 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw is None or raw == "":
         return default
     return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices`; the first is the default."""
+    value = (env.get(name) or choices[0]).strip().lower()
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
 
 
 def _list(env: Mapping[str, str], name: str) -> list[str]:
@@ -150,6 +161,12 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "IDEMPOTENCY_LEASE_SECONDS": _int(env, "IDEMPOTENCY_LEASE_SECONDS", 60),
         "OUTBOX_RESEND_AFTER_SECONDS": _int(env, "OUTBOX_RESEND_AFTER_SECONDS", 30),
         "OUTBOX_RELAY_INTERVAL_SECONDS": _int(env, "OUTBOX_RELAY_INTERVAL_SECONDS", 10),
+        # Who publishes committed outbox rows (docs/reliability.md): each
+        # process the rows it committed, from a thread of its own, or only
+        # the Celery workers, woken by PostgreSQL's NOTIFY at each commit (on
+        # SQLite, looking every OUTBOX_POLL_SECONDS).
+        "OUTBOX_RELAY": _choice(env, "OUTBOX_RELAY", ("committer", "workers")),
+        "OUTBOX_POLL_SECONDS": _int(env, "OUTBOX_POLL_SECONDS", 1, minimum=1),
         "COMMISSION_BP": _basis_points(env, "COMMISSION_BP", 500),
         # Sellers' shares of it (docs/commissions.md), where a seller is made
         # without a rate of its own.

@@ -1,13 +1,22 @@
 """The transactional outbox (docs/reliability.md).
 
 `enqueue()` adds a row in the caller's transaction, so a task exists if and
-only if the state change that needs it was committed. After the commit the
-row ids go to this process's relay thread (`Relay`), which publishes them to
-Celery at once, the rows of many commits in one batch, while the request
-that wrote them answers without waiting on the broker. A beat job publishes
-again whatever is still unsent (the broker was down, the process died with
-ids not yet published), so Redis being down delays work and never loses it.
-Tasks are idempotent, so the rare second publish is harmless.
+only if the state change that needs it was committed. Who publishes it is
+OUTBOX_RELAY:
+
+- `committer`: after the commit the row ids go to this process's relay
+  thread (`Relay`), which publishes them to Celery at once, the rows of many
+  commits in one batch, while the request that wrote them answers without
+  waiting on the broker.
+- `workers`: the committing process only writes the rows. Each Celery
+  worker runs `listen()`, woken by the NOTIFY that PostgreSQL sends when a
+  transaction that wrote outbox rows commits (a trigger on `outbox`), and
+  publishes every unsent row, those of all the processes' commits together.
+
+A beat job publishes again whatever is still unsent (the broker was down,
+the process died with ids not yet published), so Redis being down delays
+work and never loses it. Tasks are idempotent, so the rare second publish
+is harmless.
 """
 
 from __future__ import annotations
@@ -18,9 +27,11 @@ import os
 import threading
 import time
 import weakref
+from contextlib import closing
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 from celery import Celery
 from flask import Flask, current_app
 from sqlalchemy import JSON, Integer, String, Text, event, func, inspect, or_, select, update
@@ -37,6 +48,14 @@ COMMITTED_KEY = "outbox_committed"
 CLAIM = timedelta(seconds=30)
 # Rows one relay call claims at most.
 BATCH = 500
+# The channel of the NOTIFY each commit that wrote outbox rows sends on
+# PostgreSQL (migration b4e7a1c9d3f2).
+CHANNEL = "market_outbox"
+# How long the workers' relay waits, once woken, for more commits to publish
+# with the first: a task starts this much later, under any load.
+GATHER_SECONDS = 0.05
+# How soon the workers' relay notices it is asked to stop.
+STOP_SECONDS = 0.5
 
 
 class OutboxMessage(db.Model):  # type: ignore[name-defined]
@@ -125,11 +144,95 @@ def relay(ids: list[int] | None = None, *, older_than: timedelta | None = None) 
     return len(sent)
 
 
+def relay_all(*, older_than: timedelta | None = None) -> int:
+    """`relay()` batch after batch until none is left (after an outage the
+    backlog drains at the broker's pace); stops at the first failure."""
+    total = 0
+    while (sent := relay(older_than=older_than)) == BATCH:
+        total += sent
+    return total + sent
+
+
+def listen(app: Flask, stop: threading.Event) -> None:
+    """Publish every committed row soon after its commit, until `stop` is
+    set: the Celery workers' relay when OUTBOX_RELAY is `workers`. On
+    PostgreSQL it waits on a connection of its own for the NOTIFY a commit
+    sends, and looks anyway every OUTBOX_POLL_SECONDS; elsewhere it looks
+    every OUTBOX_POLL_SECONDS. Several workers may listen: each row is
+    claimed by one of them (`relay()`)."""
+    with app.app_context():
+        poll = app.config["OUTBOX_POLL_SECONDS"]
+        while not stop.is_set():
+            try:
+                if db.engine.dialect.name == "postgresql":
+                    _listen_for_notifications(poll, stop)
+                else:
+                    relay_all()
+                    stop.wait(poll)
+            except Exception:  # the database or the broker is down: look again later
+                log.exception("outbox listener failed; trying again in %s s", poll)
+                stop.wait(poll)
+
+
+def _listen_for_notifications(poll: float, stop: threading.Event) -> None:
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"LISTEN {CHANNEL}")
+        # Rows committed before this connection listened have sent their
+        # notification already.
+        relay_all()
+        looked = time.monotonic()
+        while not stop.is_set():
+            # Notifications that arrive while relay_all() publishes wait in
+            # the connection, so a commit is never missed. Waiting in short
+            # slices lets `stop` end the loop soon.
+            with closing(conn.notifies(timeout=STOP_SECONDS, stop_after=1)) as notifications:
+                woken = next(notifications, None) is not None
+            if woken:
+                # Wait a moment for the commits right behind this one, so
+                # that under load one claim and one mark serve the rows of
+                # many orders (a relay call costs as much as publishing ten
+                # rows). Their notifications are spent: this relay takes
+                # their rows.
+                stop.wait(GATHER_SECONDS)
+                for _ in conn.notifies(timeout=0):
+                    pass
+            elif time.monotonic() - looked < poll:
+                continue
+            relay_all()
+            looked = time.monotonic()
+
+
+class Listener:
+    """`listen()` in a thread of its own, started and stopped with the
+    process that runs it (a Celery worker's bootstep)."""
+
+    def __init__(self, app: Flask) -> None:
+        self._app = app
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=listen, args=(self._app, self._stop), name="outbox-listener", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(STOP_SECONDS + 5)
+            self._thread = None
+
+
 def _after_commit(session: Session) -> None:
     # Publishing needs a connection of its own; the session still holds its
     # connection here, so wait until the transaction has given it back
     # (after_transaction_end), or a full pool would wait on itself.
     messages: list[OutboxMessage] = session.info.pop(PENDING_KEY, [])
+    if current_app.config["OUTBOX_RELAY"] != "committer":
+        return  # the workers' listener publishes them
     # Only messages that were written: one added in a savepoint that was
     # rolled back has no identity.
     identities: list[tuple[Any, ...] | None] = [inspect(message).identity for message in messages]

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from celery import shared_task
-from flask import current_app
+from celery import bootsteps, shared_task
+from flask import Flask, current_app
 
 from market import outbox
 
@@ -13,8 +14,18 @@ def relay_stuck() -> int:
     """Publish outbox rows that were committed but never reached the broker,
     batch after batch until none is left (after an outage the backlog drains
     at the broker's pace, not one batch per beat interval)."""
-    older_than = timedelta(seconds=current_app.config["OUTBOX_RESEND_AFTER_SECONDS"])
-    total = 0
-    while (sent := outbox.relay(older_than=older_than)) == outbox.BATCH:
-        total += sent
-    return total + sent
+    return outbox.relay_all(older_than=timedelta(seconds=current_app.config["OUTBOX_RESEND_AFTER_SECONDS"]))
+
+
+def listener_step(flask_app: Flask) -> type[bootsteps.StartStopStep]:
+    """A worker step that runs the outbox listener (`outbox.Listener`) in a
+    thread of the worker's main process while the worker runs
+    (OUTBOX_RELAY = `workers`); stopping or terminating the worker stops it."""
+
+    class OutboxListener(bootsteps.StartStopStep):
+        label = "outbox listener"
+
+        def create(self, worker: Any) -> outbox.Listener:
+            return outbox.Listener(flask_app)
+
+    return OutboxListener

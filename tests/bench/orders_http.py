@@ -4,11 +4,15 @@
 
 Seeds 1,000 farms with 10,000 listings and 1,000 buyers with tokens (bulk
 SQL), then 16 connections POST /api/v1/orders with 1 to 3 lines and a unique
-Idempotency-Key each, for --seconds after a warm-up. The same gunicorn
+Idempotency-Key each, for --seconds after a warm-up. The market runs twice
+per round: publishing its outbox rows from each gunicorn worker's relay
+thread (OUTBOX_RELAY=committer), and leaving them to the workers' relay
+(OUTBOX_RELAY=workers: a Celery worker that consumes no queue here, woken by
+PostgreSQL's NOTIFY), whose CPU counts as the server's. The same gunicorn
 settings serve a bare Flask app (tests/bench/bare_app.py) with the same
-requests: the ceiling. Market and ceiling are measured in turns, --rounds
-times each. Each run records the CPU of every gunicorn worker (a run where
-one worker did most of the work is measured again) and of PostgreSQL, per
+requests: the ceiling. The three are measured in turns, --rounds times
+each. Each run records the CPU of every gunicorn worker (a run where one
+worker did most of the work is measured again) and of PostgreSQL, per
 request. Then orders placed in-process count the statements and commits per
 order. Afterwards stock is checked: no listing below zero, and the grams
 ordered equal the stock taken.
@@ -21,8 +25,11 @@ import os
 import random
 import secrets
 import statistics
+import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +63,8 @@ from tests.bench.common import (
     run_wrk,
     say,
     seed,
+    start_celery,
+    stop_celery,
     table,
     token_for_buyer,
     worker_pids,
@@ -125,7 +134,14 @@ MEASURE_TRIES = 3
 
 
 def load(
-    script: Path, *, seconds: int, warmup: int, connections: int, server_pid: int, database: str
+    script: Path,
+    *,
+    seconds: int,
+    warmup: int,
+    connections: int,
+    server_pid: int,
+    database: str,
+    relay_pid: int | None = None,
 ) -> dict[str, Any]:
     nonce = secrets.token_hex(4)
     say(f"  warm-up {warmup} s ...")
@@ -138,6 +154,7 @@ def load(
             connections=connections,
             server_pid=server_pid,
             database=database,
+            relay_pid=relay_pid,
         )
         report["attempts"] = attempt
         if report["busiest_worker_share"] <= LOPSIDED_SHARE:
@@ -147,18 +164,29 @@ def load(
 
 
 def measure(
-    script: Path, nonce: str, *, seconds: int, connections: int, server_pid: int, database: str
+    script: Path,
+    nonce: str,
+    *,
+    seconds: int,
+    connections: int,
+    server_pid: int,
+    database: str,
+    relay_pid: int | None,
 ) -> dict[str, Any]:
+    """One wrk run, with the CPU each part spent on it. The server's CPU is
+    gunicorn's and, where the workers' relay publishes, the relay's."""
     say(f"  measuring {seconds} s with {connections} connections ...")
     workers = worker_pids(server_pid)
     workers_before = cpu_seconds_by_process(workers)
     database_before = cpu_seconds_by_process(postgres_pids(database))
+    relay_before = process_cpu_seconds(relay_pid) if relay_pid else 0.0
     server_before = process_cpu_seconds(server_pid)
     machine_before = busy_cpu_seconds()
     started = time.perf_counter()
     report = run_wrk_with_args(script, nonce, connections=connections, seconds=seconds)
     wall = time.perf_counter() - started
-    server = process_cpu_seconds(server_pid) - server_before
+    relay = process_cpu_seconds(relay_pid) - relay_before if relay_pid else 0.0
+    server = process_cpu_seconds(server_pid) - server_before + relay
     workers_after = cpu_seconds_by_process(workers)
     per_worker = [workers_after[p] - workers_before[p] for p in workers if p in workers_after]
     database_cpu = cpu_seconds_since(database_before)
@@ -167,6 +195,7 @@ def measure(
     report["worker_cpu_cores"] = [round(cpu / wall, 2) for cpu in per_worker]
     report["busiest_worker_share"] = round(max(per_worker) / max(sum(per_worker), 1e-9), 2)
     report["server_cpu_ms_per_request"] = round(server * 1000 / done, 2)
+    report["relay_process_cpu_ms_per_request"] = round(relay * 1000 / done, 2)
     report["postgres_cpu_cores"] = round(database_cpu / wall, 2)
     report["postgres_cpu_ms_per_request"] = round(database_cpu * 1000 / done, 2)
     report["machine_cpu_cores"] = round((busy_cpu_seconds() - machine_before) / wall, 2)
@@ -176,6 +205,27 @@ def measure(
 def server_env(url: str) -> dict[str, str]:
     """The environment the benchmark's server runs with."""
     return {"DATABASE_URL": url, "REDIS_URL": REDIS_URL, "SECRET_KEY": "bench", **UNCAPPED_BUYERS}
+
+
+# The Celery worker that runs the workers' relay listens to a queue nobody
+# sends to: it publishes the outbox and runs no task, as the committer's
+# relay threads publish and nothing consumes in the other runs.
+RELAY_ONLY_QUEUE = "bench-relay-only"
+
+
+@contextmanager
+def workers_relay(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A Celery worker (solo pool, one process) running the workers' relay."""
+    worker = start_celery("worker", ["--pool=solo", f"--queues={RELAY_ONLY_QUEUE}"], env, log)
+    try:
+        deadline = time.monotonic() + BOOT_SECONDS
+        while " ready." not in log.read_text(errors="replace"):
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the relay's Celery worker did not start; see {log}")
+            time.sleep(0.2)
+        yield worker
+    finally:
+        stop_celery(worker)
 
 
 def statements_per_order(url: str, listing_ids: list[int], orders: int = 200) -> dict[str, float]:
@@ -220,6 +270,19 @@ def run_wrk_with_args(script: Path, nonce: str, *, connections: int, seconds: in
     )
 
 
+def wait_until_published(url: str, timeout: float = 60) -> int:
+    """Outbox rows left unsent once the workers' relay has caught up (0
+    unless it fell behind for good)."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(plain_url(url), autocommit=True) as conn:
+        while True:
+            row = conn.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()
+            unsent = int(row[0]) if row else 0
+            if unsent == 0 or time.monotonic() > deadline:
+                return unsent
+            time.sleep(0.2)
+
+
 def check_stock(url: str) -> dict[str, Any]:
     with psycopg.connect(plain_url(url)) as conn:
         negative = conn.execute("SELECT count(*) FROM listings WHERE stock_g < 0").fetchone()
@@ -237,6 +300,48 @@ def check_stock(url: str) -> dict[str, Any]:
     }
     result["consistent"] = result["listings_below_zero"] == 0 and result["grams_taken"] == result["grams_ordered"]
     return result
+
+
+def run_rounds(args: argparse.Namespace, url: str, listing_ids: list[int]) -> list[dict[str, Any]]:
+    """The market with each relay, and the ceiling, in turns, --rounds times."""
+    settings = f"{args.workers} workers x {args.threads} threads"
+    rows: list[dict[str, Any]] = []
+    # The app, and who publishes its outbox rows.
+    apps = {
+        "market, committer relays": ("wsgi:app", "committer"),
+        "market, workers relay": ("wsgi:app", "workers"),
+        "bare Flask (ceiling)": ("tests.bench.bare_app:app", None),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        script = write_script(listing_ids, Path(tmp))
+        # Market and ceiling taken in turns, so a change in the machine's
+        # other work shows as a change in all.
+        for round_number in range(1, args.rounds + 1):
+            for name, (app, relay) in apps.items():
+                say(f"round {round_number}: {name}, {settings}:")
+                env = {**server_env(url), "OUTBOX_RELAY": relay or "committer"}
+                with ExitStack() as running:
+                    relay_process = (
+                        running.enter_context(workers_relay(env, Path(tmp) / f"relay-{round_number}.log"))
+                        if relay == "workers"
+                        else None
+                    )
+                    server = running.enter_context(gunicorn(app, workers=args.workers, threads=args.threads, env=env))
+                    if app == "wsgi:app":
+                        get("/healthz", timeout=BOOT_SECONDS)
+                    report = load(
+                        script,
+                        seconds=args.seconds,
+                        warmup=args.warmup,
+                        connections=args.connections,
+                        server_pid=server.pid,
+                        database=database_name(url),
+                        relay_pid=relay_process.pid if relay_process else None,
+                    )
+                    if relay_process is not None:
+                        report["unsent_after_run"] = wait_until_published(url)
+                rows.append({"round": round_number, "app": name, **report})
+    return rows
 
 
 def main() -> None:
@@ -257,37 +362,17 @@ def main() -> None:
     seed(url, listings=LISTINGS, stock_g=STOCK_G)
     say(f"  seeded in {time.perf_counter() - started:.1f} s")
     listing_ids = active_listing_ids(url)
-    env = server_env(url)
-    rows: list[dict[str, Any]] = []
     settings = f"{args.workers} workers x {args.threads} threads"
-    apps = {"market POST /orders": "wsgi:app", "bare Flask (ceiling)": "tests.bench.bare_app:app"}
-    with tempfile.TemporaryDirectory() as tmp:
-        script = write_script(listing_ids, Path(tmp))
-        # Market and ceiling taken in turns, so a change in the machine's
-        # other work shows as a change in both.
-        for round_number in range(1, args.rounds + 1):
-            for name, app in apps.items():
-                say(f"round {round_number}: {name}, {settings}:")
-                with gunicorn(app, workers=args.workers, threads=args.threads, env=env) as server:
-                    if app == "wsgi:app":
-                        get("/healthz", timeout=BOOT_SECONDS)
-                    report = load(
-                        script,
-                        seconds=args.seconds,
-                        warmup=args.warmup,
-                        connections=args.connections,
-                        server_pid=server.pid,
-                        database=database_name(url),
-                    )
-                rows.append({"round": round_number, "app": name, **report})
-    market = [row for row in rows if row["app"].startswith("market")]
+    rows = run_rounds(args, url, listing_ids)
+    market = [row for row in rows if row["app"] == "market, committer relays"]
     bare = [row for row in rows if not row["app"].startswith("market")]
     say("statements per order (in-process) ...")
     statements = statements_per_order(url, listing_ids)
     stock = check_stock(url)
     ratio = statistics.median(r["rps"] for r in market) / statistics.median(r["rps"] for r in bare)
     columns = ["round", "app", "rps", "p50_ms", "p99_ms", "non_2xx", "attempts", "worker_cpu_cores"]
-    columns += ["server_cpu_ms_per_request", "postgres_cpu_ms_per_request", "machine_cpu_cores"]
+    columns += ["server_cpu_ms_per_request", "relay_process_cpu_ms_per_request", "postgres_cpu_ms_per_request"]
+    columns += ["machine_cpu_cores"]
     columns += ["wrk_cpu_share_of_one_core"]
     print(
         f"\nOrder placement over HTTP: gunicorn {settings} (gthread, --reuse-port), "

@@ -9,6 +9,7 @@ import threading
 import time
 from datetime import timedelta
 
+import pytest
 from celery import Celery, shared_task
 from celery.contrib.testing.worker import start_worker
 from celery.signals import before_task_publish
@@ -18,6 +19,7 @@ from sqlalchemy import event, insert, select
 from market import outbox
 from market.extensions import db
 from market.outbox import OutboxMessage
+from tests.conftest import DATABASE_URL, is_postgres
 from tests.workers.conftest import RedisServer, wait_for
 from workers.outbox import relay_stuck
 
@@ -188,3 +190,50 @@ def test_the_beat_job_sends_a_row_that_failed_at_once_and_drains_more_than_a_bat
     private_redis.start()
     assert relay_stuck() == outbox.BATCH + 5
     assert db.session.scalars(unsent).all() == [fresh]
+
+
+# OUTBOX_RELAY = workers: only the workers' listener publishes. On
+# PostgreSQL it looks on its own once a minute here, so a row that runs at
+# once was published on the commit's NOTIFY; SQLite has none, and is looked
+# for every second.
+WORKERS_RELAY = {"OUTBOX_RELAY": "workers", "OUTBOX_POLL_SECONDS": 60 if is_postgres(DATABASE_URL) else 1}
+
+
+@pytest.mark.parametrize("app_overrides", [WORKERS_RELAY])
+def test_with_the_workers_relay_a_commit_wakes_the_workers_listener(app: Flask, celery_app: Celery) -> None:
+    publishers: list[str] = []
+
+    def _publishing(**_: object) -> None:
+        publishers.append(threading.current_thread().name)
+
+    # Committed before any worker listens: published when the first one starts.
+    outbox.enqueue("tests.record", marker="before-listening")
+    db.session.commit()
+    before_task_publish.connect(_publishing, weak=False)
+    try:
+        with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+            assert wait_for(lambda: ran("before-listening") == 1)
+            for n in range(3):
+                outbox.enqueue("tests.record", marker=f"listened-{n}")
+                db.session.commit()
+            assert wait_for(lambda: all(ran(f"listened-{n}") == 1 for n in range(3)))
+            # The committing process publishes nothing itself.
+            assert outbox.relay_of(app).wait(0)
+    finally:
+        before_task_publish.disconnect(_publishing)
+    assert set(publishers) == {"outbox-listener"}
+    assert len(publishers) == 4
+    # Stopping the worker stopped its listener.
+    assert "outbox-listener" not in {thread.name for thread in threading.enumerate()}
+    assert outbox.relay(older_than=timedelta(0)) == 0
+
+
+@pytest.mark.parametrize("app_overrides", [WORKERS_RELAY])
+def test_with_the_workers_relay_no_worker_means_the_rows_wait(app: Flask, celery_app: Celery) -> None:
+    """Without a worker the rows stay unsent, for the first worker (or the
+    beat job) to publish: committing never publishes."""
+    outbox.enqueue("tests.record", marker="waiting")
+    db.session.commit()
+    assert outbox.relay_of(app).wait(0)
+    assert db.session.scalars(select(OutboxMessage.sent_at)).one() is None
+    assert ran("waiting") == 0
