@@ -326,14 +326,15 @@ def _check_lines(requests: Sequence[LineRequest]) -> dict[int, Listing]:
         if request.listing_id in seen:
             errors[f"lines.{index}.listing_id"] = [f"Listing already ordered in line {seen[request.listing_id]}."]
         seen.setdefault(request.listing_id, index)
+    # Listings, farms and lots in one statement: a listing has a few lots.
     listings = {
         listing.id: listing
         for listing in db.session.scalars(
             select(Listing)
             .join(Listing.farm)
             .where(Listing.id.in_(seen))
-            .options(selectinload(Listing.lots), contains_eager(Listing.farm))
-        )
+            .options(joinedload(Listing.lots), contains_eager(Listing.farm))
+        ).unique()
     }
     for index, request in enumerate(requests):
         listing = listings.get(request.listing_id)
@@ -509,7 +510,10 @@ def placed(
     )
     # Parts in farm order and lines in request order, as a reload shows them.
     farms = {line.listing.farm_id: line.listing.farm for line in priced}
-    parts = {farm_id: OrderPart(farm_id=farm_id, farm=farms[farm_id], subtotal=0) for farm_id in sorted(farms)}
+    # A new part has no route until it ships: an empty one, not a lookup.
+    parts = {
+        farm_id: OrderPart(farm_id=farm_id, farm=farms[farm_id], subtotal=0, hops=[]) for farm_id in sorted(farms)
+    }
     order.parts.extend(parts.values())
     for line in priced:
         part = parts[line.listing.farm_id]
