@@ -511,9 +511,7 @@ def placed(
     # Parts in farm order and lines in request order, as a reload shows them.
     farms = {line.listing.farm_id: line.listing.farm for line in priced}
     # A new part has no route until it ships: an empty one, not a lookup.
-    parts = {
-        farm_id: OrderPart(farm_id=farm_id, farm=farms[farm_id], subtotal=0, hops=[]) for farm_id in sorted(farms)
-    }
+    parts = {farm_id: OrderPart(farm_id=farm_id, farm=farms[farm_id], subtotal=0, hops=[]) for farm_id in sorted(farms)}
     order.parts.extend(parts.values())
     for line in priced:
         part = parts[line.listing.farm_id]
