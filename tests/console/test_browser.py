@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 from sqlalchemy import select, update
@@ -96,11 +98,30 @@ def _open(browser: WebDriver, url: str, heading: str) -> None:
     assert heading in browser.find_element(By.TAG_NAME, "h1").text, browser.page_source[:2000]
 
 
+def _left(page: WebElement) -> Callable[[WebDriver], bool]:
+    """The browser has left the document `page` belongs to. Asked about a
+    node of a document it has just replaced, Chromium may answer "does not
+    belong to the document" instead of "stale": the same news."""
+
+    def left(_: WebDriver) -> bool:
+        try:
+            page.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    return left
+
+
 def _follow(browser: WebDriver, element: Any) -> None:
     """Click a link or a form's button and wait for the page it leads to."""
     page = browser.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(browser, WAIT_SECONDS).until(expected_conditions.staleness_of(page))
+    WebDriverWait(browser, WAIT_SECONDS).until(_left(page))
     WebDriverWait(browser, WAIT_SECONDS).until(expected_conditions.presence_of_element_located((By.TAG_NAME, "h1")))
 
 

@@ -14,12 +14,12 @@ from celery import Celery, shared_task
 from celery.contrib.testing.worker import start_worker
 from celery.signals import before_task_publish
 from flask import Flask
-from sqlalchemy import event, insert, select
+from sqlalchemy import event, func, insert, select, text
 
 from market import outbox
 from market.extensions import db
 from market.outbox import OutboxMessage
-from tests.conftest import DATABASE_URL, is_postgres
+from tests.conftest import DATABASE_URL, is_postgres, needs
 from tests.workers.conftest import RedisServer, wait_for
 from workers.outbox import relay_stuck
 
@@ -237,3 +237,48 @@ def test_with_the_workers_relay_no_worker_means_the_rows_wait(app: Flask, celery
     assert outbox.relay_of(app).wait(0)
     assert db.session.scalars(select(OutboxMessage.sent_at)).one() is None
     assert ran("waiting") == 0
+
+
+@pytest.mark.parametrize("app_overrides", [{"OUTBOX_RELAY": "workers", "OUTBOX_POLL_SECONDS": 1}])
+def test_listeners_racing_for_the_same_commits_publish_each_row_once(app: Flask, worker: object) -> None:
+    """Three workers' listeners (one in the worker, two more beside it) all
+    woken by the same commits: each row is claimed, so published, once."""
+    listeners = [outbox.Listener(app) for _ in range(2)]
+    for listener in listeners:
+        listener.start()
+    try:
+        for n in range(40):
+            outbox.enqueue("tests.record", marker=f"raced-{n}")
+            db.session.commit()
+        assert wait_for(lambda: all(ran(f"raced-{n}") >= 1 for n in range(40)), 20)
+    finally:
+        for listener in listeners:
+            listener.stop()
+    time.sleep(0.5)
+    assert [ran(f"raced-{n}") for n in range(40)] == [1] * 40
+    assert db.session.scalar(select(func.count()).where(OutboxMessage.sent_at.is_(None))) == 0
+
+
+LISTENERS = text("SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN %' AND datname = current_database()")
+
+
+def _listener_pids() -> list[int]:
+    # In autocommit: pg_stat_activity keeps its first snapshot for the rest of a transaction.
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        return list(conn.scalars(LISTENERS))
+
+
+@pytest.mark.parametrize("app_overrides", [{"OUTBOX_RELAY": "workers", "OUTBOX_POLL_SECONDS": 1}])
+def test_a_listener_whose_connection_is_cut_listens_again(app: Flask, worker: object) -> None:
+    """PostgreSQL ends the listener's connection (a restart, a failover):
+    it connects again and publishes what was committed meanwhile."""
+    needs("postgresql")
+    assert wait_for(lambda: len(_listener_pids()) == 1)
+    (cut,) = _listener_pids()
+    with db.engine.connect() as conn:
+        assert conn.scalar(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": cut})
+    outbox.enqueue("tests.record", marker="after-the-cut")
+    db.session.commit()
+    assert wait_for(lambda: ran("after-the-cut") == 1, 20)
+    # Listening again, on a new connection.
+    assert wait_for(lambda: len(_listener_pids()) == 1 and _listener_pids() != [cut])
