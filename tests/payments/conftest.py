@@ -35,10 +35,11 @@ def stripe_settings(server: FakeStripeServer) -> dict[str, Any]:
     }
 
 
-def start_worker_process(server: FakeStripeServer, **env: str) -> subprocess.Popen[bytes]:
+def start_worker_process(server: FakeStripeServer, *options: str, **env: str) -> subprocess.Popen[bytes]:
     """A real `celery -A workers worker` process against the fake Stripe, on
     the test database and Redis, that a test may SIGKILL mid-task (a message
-    it held comes back after CELERY_VISIBILITY_TIMEOUT)."""
+    it held comes back after CELERY_VISIBILITY_TIMEOUT); with the solo pool
+    unless `options` say otherwise."""
     settings = os.environ | {
         "DATABASE_URL": DATABASE_URL,
         "REDIS_URL": REDIS_URL,
@@ -46,8 +47,9 @@ def start_worker_process(server: FakeStripeServer, **env: str) -> subprocess.Pop
         "STRIPE_API_BASE": server.url,
         "CELERY_VISIBILITY_TIMEOUT": "3",
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers", "worker", "--pool=solo", "--loglevel=WARNING"],
+    command = [sys.executable, "-m", "celery", "-A", "workers", "worker", *(options or ["--pool=solo"])]
+    return subprocess.Popen(  # noqa: S603 (our own command line)
+        [*command, "--loglevel=WARNING"],
         cwd=config.ROOT,
         env=settings | env,
     )

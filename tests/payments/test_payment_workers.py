@@ -109,3 +109,28 @@ def test_worker_killed_mid_capture_captures_once_after_restart(
     assert db.session.scalar(select(func.count()).select_from(LedgerTransaction)) == 1
     assert ledger.balance("gateway_cash:stripe") == 1998
     assert db.session.get(Order, order["id"]).status == OrderStatus.PACKED  # type: ignore[union-attr]
+
+
+def test_a_prefork_worker_publishing_the_outbox_opens_each_payment_once(
+    app: Flask, client: FlaskClient, shop: Shop, celery_app: Celery, stripe_server: FakeStripeServer
+) -> None:
+    """OUTBOX_RELAY=workers with the production pool: the worker's own
+    process listens and publishes, using database connections, while a new
+    pool process is forked after every task. Each must get connections of
+    its own (two processes on one connection mix up each other's results)."""
+    needs("postgresql")
+    app.config |= {"OUTBOX_RELAY": "workers", "BUYER_MAX_UNPAID_ORDERS": 12}
+    celery_app.control.purge()
+    worker = start_worker_process(stripe_server, "--concurrency=2", "--max-tasks-per-child=1", OUTBOX_RELAY="workers")
+    try:
+        placed = [place(client, shop, (shop.oranges, 1000))["id"] for _ in range(12)]
+
+        def all_opened() -> bool:
+            return all((p := payment_of(o)) is not None and p.stripe_payment_intent_id for o in placed)
+
+        assert wait_for(all_opened, 90)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    assert stripe_server.fake.calls["POST /v1/payment_intents"] == 12
+    assert len(stripe_server.fake.intents) == 12
