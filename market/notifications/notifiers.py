@@ -12,6 +12,7 @@ from __future__ import annotations
 import mailbox
 import smtplib
 import threading
+import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -122,13 +123,35 @@ class MailboxNotifier:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with _mailbox_lock:
             box = mailbox.mbox(self.path)
-            box.lock()
             try:
-                box.add(email)
-                box.flush()
+                _lock_waiting(box)
+                try:
+                    box.add(email)
+                    box.flush()
+                finally:
+                    box.unlock()
             finally:
-                box.unlock()
                 box.close()
+
+
+# How long a process waits for another's lock on the mbox before the
+# notification is tried again later.
+MAILBOX_LOCK_SECONDS = 10.0
+
+
+def _lock_waiting(box: mailbox.mbox) -> None:
+    """Lock `box`, waiting while another process holds it: mailbox's own
+    lock (lockf and a dot file) does not wait, and the embedded mode's
+    worker appends from two pool processes."""
+    deadline = time.monotonic() + MAILBOX_LOCK_SECONDS
+    while True:
+        try:
+            box.lock()
+            return
+        except mailbox.ExternalClashError as exc:
+            if time.monotonic() > deadline:
+                raise TransientError(f"the mailbox stayed locked: {exc}") from exc
+            time.sleep(0.01)
 
 
 def notifier_for(channel: Channel) -> Notifier:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import mailbox
+import multiprocessing
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from market.db import utcnow
 from market.extensions import db
 from market.notifications import service
 from market.notifications.models import Channel, DeliveryStatus, Notification, WebhookDelivery, WebhookEndpoint
-from market.notifications.notifiers import Message
+from market.notifications.notifiers import MailboxNotifier, Message
 from market.outbox import OutboxMessage
 from tests.factories import FarmFactory, ListingFactory, UserFactory
 from tests.notifications.conftest import SMS_PATH, make_payout
@@ -282,3 +283,23 @@ def test_pending_messages_long_past_their_retry_are_queued_again(channels: Flask
     service.send_notification(notification.id)
     db.session.refresh(notification)
     assert notification.status == DeliveryStatus.SENT
+
+
+def _append_many(path: str, sender: int, count: int) -> None:
+    notifier = MailboxNotifier(Path(path), Channel.EMAIL, "market@example.test")
+    for n in range(count):
+        notifier.send(Message(f"buyer{sender}@example.test", f"{sender}-{n}", "Body.", f"n-{sender}-{n}"))
+
+
+def test_pool_processes_appending_to_the_mailbox_at_once_wait_for_each_other(tmp_path: Path) -> None:
+    """The embedded mode's worker runs two pool processes: each waits for
+    the other's lock on the mbox instead of failing the notification."""
+    path = str(tmp_path / "outbox.mbox")
+    processes = [multiprocessing.get_context("fork").Process(target=_append_many, args=(path, s, 40)) for s in (1, 2)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+    assert [process.exitcode for process in processes] == [0, 0]
+    subjects = sorted(str(message["Subject"]) for message in mailbox.mbox(path))
+    assert subjects == sorted(f"{s}-{n}" for s in (1, 2) for n in range(40))
