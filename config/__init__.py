@@ -163,9 +163,9 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "OUTBOX_RELAY_INTERVAL_SECONDS": _int(env, "OUTBOX_RELAY_INTERVAL_SECONDS", 10),
         # Who publishes committed outbox rows (docs/reliability.md): each
         # process the rows it committed, from a thread of its own, or only
-        # the Celery workers, woken by PostgreSQL's NOTIFY at each commit (on
-        # SQLite, looking every OUTBOX_POLL_SECONDS).
-        "OUTBOX_RELAY": _choice(env, "OUTBOX_RELAY", ("committer", "workers")),
+        # the relay process (`flask --app wsgi relay`), woken by PostgreSQL's
+        # NOTIFY at each commit (on SQLite, looking every OUTBOX_POLL_SECONDS).
+        "OUTBOX_RELAY": _choice(env, "OUTBOX_RELAY", ("committer", "listener")),
         "OUTBOX_POLL_SECONDS": _int(env, "OUTBOX_POLL_SECONDS", 1, minimum=1),
         "COMMISSION_BP": _basis_points(env, "COMMISSION_BP", 500),
         # Sellers' shares of it (docs/commissions.md), where a seller is made

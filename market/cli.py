@@ -6,15 +6,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from types import FrameType
 
 import click
 from flask import Flask, current_app
 from flask_migrate import upgrade
 
 import config
-from market import demo
+from market import demo, outbox
 from market.accounts import service as accounts
 from market.settlement import checks
 
@@ -23,6 +25,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(create_operator)
     app.cli.add_command(seed_demo)
     app.cli.add_command(serve)
+    app.cli.add_command(relay)
     app.cli.add_command(ledger_check)
 
 
@@ -67,12 +70,30 @@ def ledger_check() -> None:
     )
 
 
+@click.command("relay")
+def relay() -> None:
+    """Publish committed outbox rows to the broker until stopped (SIGTERM or
+    Ctrl-C): the relay process of OUTBOX_RELAY=listener, woken by
+    PostgreSQL's NOTIFY at each commit (docs/reliability.md). Any number may
+    run; each row is published once."""
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    click.echo(f"relay: publishing outbox rows to {current_app.config['CELERY']['broker_url']}")
+    outbox.listen(current_app._get_current_object(), stop)  # type: ignore[attr-defined]
+
+
 @click.command("serve")
 @click.option("--port", default=8000, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 def serve(port: int, host: str) -> None:
     """Migrate, seed demo data, then run the API, a Celery worker and beat
-    together until interrupted (Ctrl-C stops all three)."""
+    (and with OUTBOX_RELAY=listener the relay) together until interrupted
+    (Ctrl-C stops them all)."""
     upgrade(directory=str(config.ROOT / "migrations"))
     tokens = demo.seed()
     click.echo(f"database: {current_app.config['SQLALCHEMY_DATABASE_URI']}")
@@ -89,6 +110,8 @@ def serve(port: int, host: str) -> None:
             "--workers", "2", "--threads", "4", "--access-logfile", "-",
         ],
     }  # fmt: skip
+    if current_app.config["OUTBOX_RELAY"] == "listener":
+        commands["relay"] = [python, "-m", "flask", "--app", "wsgi", "relay"]
     # Served over plain http: the console's cookie must travel without TLS.
     env = {"CONSOLE_INSECURE_COOKIE": "true", **os.environ}
     processes = {

@@ -8,10 +8,11 @@ OUTBOX_RELAY:
   thread (`Relay`), which publishes them to Celery at once, the rows of many
   commits in one batch, while the request that wrote them answers without
   waiting on the broker.
-- `workers`: the committing process only writes the rows. Each Celery
-  worker runs `listen()`, woken by the NOTIFY that PostgreSQL sends when a
-  transaction that wrote outbox rows commits (a trigger on `outbox`), and
-  publishes every unsent row, those of all the processes' commits together.
+- `listener`: the committing process only writes the rows. A relay process
+  (`flask --app wsgi relay`) runs `listen()`, woken by the NOTIFY that
+  PostgreSQL sends when a transaction that wrote outbox rows commits (a
+  trigger on `outbox`), and publishes every unsent row, those of all the
+  processes' commits together.
 
 A beat job publishes again whatever is still unsent (the broker was down,
 the process died with ids not yet published), so Redis being down delays
@@ -51,10 +52,10 @@ BATCH = 500
 # The channel of the NOTIFY each commit that wrote outbox rows sends on
 # PostgreSQL (migration b4e7a1c9d3f2).
 CHANNEL = "market_outbox"
-# How long the workers' relay waits, once woken, for more commits to publish
+# How long the relay process waits, once woken, for more commits to publish
 # with the first: a task starts this much later, under any load.
 GATHER_SECONDS = 0.05
-# How soon the workers' relay notices it is asked to stop.
+# How soon the relay process notices it is asked to stop.
 STOP_SECONDS = 0.5
 
 
@@ -155,11 +156,11 @@ def relay_all(*, older_than: timedelta | None = None) -> int:
 
 def listen(app: Flask, stop: threading.Event) -> None:
     """Publish every committed row soon after its commit, until `stop` is
-    set: the Celery workers' relay when OUTBOX_RELAY is `workers`. On
+    set: the relay process when OUTBOX_RELAY is `listener`. On
     PostgreSQL it waits on a connection of its own for the NOTIFY a commit
     sends, and looks anyway every OUTBOX_POLL_SECONDS; elsewhere it looks
-    every OUTBOX_POLL_SECONDS. Several workers may listen: each row is
-    claimed by one of them (`relay()`)."""
+    every OUTBOX_POLL_SECONDS. Several may listen: each row is claimed by
+    one of them (`relay()`)."""
     with app.app_context():
         poll = app.config["OUTBOX_POLL_SECONDS"]
         while not stop.is_set():
@@ -203,36 +204,13 @@ def _listen_for_notifications(poll: float, stop: threading.Event) -> None:
             looked = time.monotonic()
 
 
-class Listener:
-    """`listen()` in a thread of its own, started and stopped with the
-    process that runs it (a Celery worker's bootstep)."""
-
-    def __init__(self, app: Flask) -> None:
-        self._app = app
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=listen, args=(self._app, self._stop), name="outbox-listener", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(STOP_SECONDS + 5)
-            self._thread = None
-
-
 def _after_commit(session: Session) -> None:
     # Publishing needs a connection of its own; the session still holds its
     # connection here, so wait until the transaction has given it back
     # (after_transaction_end), or a full pool would wait on itself.
     messages: list[OutboxMessage] = session.info.pop(PENDING_KEY, [])
     if current_app.config["OUTBOX_RELAY"] != "committer":
-        return  # the workers' listener publishes them
+        return  # the relay process publishes them
     # Only messages that were written: one added in a savepoint that was
     # rolled back has no identity.
     identities: list[tuple[Any, ...] | None] = [inspect(message).identity for message in messages]

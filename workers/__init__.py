@@ -12,8 +12,6 @@ from datetime import timedelta
 from celery import Celery
 from flask import Flask
 
-from workers.outbox import listener_step
-
 TASK_MODULES = (
     "workers.inventory",
     "workers.notifications",
@@ -31,8 +29,6 @@ def configure(celery: Celery, flask_app: Flask) -> Celery:
     celery.conf.include = list(TASK_MODULES)
     for module in TASK_MODULES:
         importlib.import_module(module)
-    if flask_app.config["OUTBOX_RELAY"] == "workers":
-        celery.steps["worker"].add(listener_step(flask_app))
     celery.conf.beat_schedule = {
         "relay-outbox": {
             "task": "outbox.relay",

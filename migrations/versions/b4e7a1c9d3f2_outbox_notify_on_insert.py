@@ -14,7 +14,7 @@ down_revision = 'e5a9c2d7f3b1'
 branch_labels = None
 depends_on = None
 
-# market.outbox.CHANNEL: the workers' relay listens on it. One notification
+# market.outbox.CHANNEL: the relay process (flask relay) listens on it. One notification
 # per statement (an order's rows go in one INSERT), and PostgreSQL folds the
 # same notification sent twice in a transaction into one, delivered at commit.
 

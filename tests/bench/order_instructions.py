@@ -10,8 +10,8 @@ process under `valgrind --tool=callgrind` that places orders in-process
 lines, a random buyer, an Idempotency-Key) with the server's settings.
 Counting starts after a warm-up (imports, caches, prepared statements) and
 covers --orders orders, each followed by the publishing of its outbox rows,
-so every order costs the same relay work. With OUTBOX_RELAY=workers in the
-environment the process publishes nothing (the workers' relay would): the
+so every order costs the same relay work. With OUTBOX_RELAY=listener in the
+environment the process publishes nothing (the relay process would): the
 count is the request's alone. Prints the instructions per order.
 Needs valgrind (Debian: `apt-get install valgrind`).
 """

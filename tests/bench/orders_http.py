@@ -6,9 +6,9 @@ Seeds 1,000 farms with 10,000 listings and 1,000 buyers with tokens (bulk
 SQL), then 16 connections POST /api/v1/orders with 1 to 3 lines and a unique
 Idempotency-Key each, for --seconds after a warm-up. The market runs twice
 per round: publishing its outbox rows from each gunicorn worker's relay
-thread (OUTBOX_RELAY=committer), and leaving them to the workers' relay
-(OUTBOX_RELAY=workers: a Celery worker that consumes no queue here, woken by
-PostgreSQL's NOTIFY), whose CPU counts as the server's. The same gunicorn
+thread (OUTBOX_RELAY=committer), and leaving them to the relay process
+(OUTBOX_RELAY=listener: `flask --app wsgi relay`, woken by PostgreSQL's
+NOTIFY), whose CPU counts as the server's. Nothing consumes the tasks. The same gunicorn
 settings serve a bare Flask app (tests/bench/bare_app.py) with the same
 requests: the ceiling. The three are measured in turns, --rounds times
 each. Each run records the CPU of every gunicorn worker (a run where one
@@ -24,8 +24,10 @@ import argparse
 import os
 import random
 import secrets
+import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -63,8 +65,6 @@ from tests.bench.common import (
     run_wrk,
     say,
     seed,
-    start_celery,
-    stop_celery,
     table,
     token_for_buyer,
     worker_pids,
@@ -174,7 +174,7 @@ def measure(
     relay_pid: int | None,
 ) -> dict[str, Any]:
     """One wrk run, with the CPU each part spent on it. The server's CPU is
-    gunicorn's and, where the workers' relay publishes, the relay's."""
+    gunicorn's and, where the relay process publishes, the relay's."""
     say(f"  measuring {seconds} s with {connections} connections ...")
     workers = worker_pids(server_pid)
     workers_before = cpu_seconds_by_process(workers)
@@ -207,25 +207,27 @@ def server_env(url: str) -> dict[str, str]:
     return {"DATABASE_URL": url, "REDIS_URL": REDIS_URL, "SECRET_KEY": "bench", **UNCAPPED_BUYERS}
 
 
-# The Celery worker that runs the workers' relay listens to a queue nobody
-# sends to: it publishes the outbox and runs no task, as the committer's
-# relay threads publish and nothing consumes in the other runs.
-RELAY_ONLY_QUEUE = "bench-relay-only"
-
-
 @contextmanager
-def workers_relay(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A Celery worker (solo pool, one process) running the workers' relay."""
-    worker = start_celery("worker", ["--pool=solo", f"--queues={RELAY_ONLY_QUEUE}"], env, log)
+def relay_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`flask --app wsgi relay`: the relay process of OUTBOX_RELAY=listener."""
+    with log.open("ab") as out:
+        relay = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "relay"],
+            cwd=config.ROOT,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + BOOT_SECONDS
-        while " ready." not in log.read_text(errors="replace"):
-            if worker.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the relay's Celery worker did not start; see {log}")
+        while "relay: publishing" not in log.read_text(errors="replace"):
+            if relay.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the relay process did not start; see {log}")
             time.sleep(0.2)
-        yield worker
+        yield relay
     finally:
-        stop_celery(worker)
+        relay.send_signal(signal.SIGTERM)
+        relay.wait(timeout=30)
 
 
 def statements_per_order(url: str, listing_ids: list[int], orders: int = 200) -> dict[str, float]:
@@ -271,7 +273,7 @@ def run_wrk_with_args(script: Path, nonce: str, *, connections: int, seconds: in
 
 
 def wait_until_published(url: str, timeout: float = 60) -> int:
-    """Outbox rows left unsent once the workers' relay has caught up (0
+    """Outbox rows left unsent once the relay process has caught up (0
     unless it fell behind for good)."""
     deadline = time.monotonic() + timeout
     with psycopg.connect(plain_url(url), autocommit=True) as conn:
@@ -309,7 +311,7 @@ def run_rounds(args: argparse.Namespace, url: str, listing_ids: list[int]) -> li
     # The app, and who publishes its outbox rows.
     apps = {
         "market, committer relays": ("wsgi:app", "committer"),
-        "market, workers relay": ("wsgi:app", "workers"),
+        "market, relay process": ("wsgi:app", "listener"),
         "bare Flask (ceiling)": ("tests.bench.bare_app:app", None),
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -321,9 +323,9 @@ def run_rounds(args: argparse.Namespace, url: str, listing_ids: list[int]) -> li
                 say(f"round {round_number}: {name}, {settings}:")
                 env = {**server_env(url), "OUTBOX_RELAY": relay or "committer"}
                 with ExitStack() as running:
-                    relay_process = (
-                        running.enter_context(workers_relay(env, Path(tmp) / f"relay-{round_number}.log"))
-                        if relay == "workers"
+                    relay_pid = (
+                        running.enter_context(relay_process(env, Path(tmp) / f"relay-{round_number}.log")).pid
+                        if relay == "listener"
                         else None
                     )
                     server = running.enter_context(gunicorn(app, workers=args.workers, threads=args.threads, env=env))
@@ -336,9 +338,9 @@ def run_rounds(args: argparse.Namespace, url: str, listing_ids: list[int]) -> li
                         connections=args.connections,
                         server_pid=server.pid,
                         database=database_name(url),
-                        relay_pid=relay_process.pid if relay_process else None,
+                        relay_pid=relay_pid,
                     )
-                    if relay_process is not None:
+                    if relay_pid is not None:
                         report["unsent_after_run"] = wait_until_published(url)
                 rows.append({"round": round_number, "app": name, **report})
     return rows

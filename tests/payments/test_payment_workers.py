@@ -22,7 +22,7 @@ from market.payments import service as payments
 from market.payments.models import Payment, PaymentStatus
 from tests.conftest import needs
 from tests.fakes.stripe_server import FakeStripe, FakeStripeServer, sign
-from tests.payments.conftest import WEBHOOK_SECRET, start_worker_process, stripe_settings
+from tests.payments.conftest import WEBHOOK_SECRET, start_relay_process, start_worker_process, stripe_settings
 from tests.shop import Shop, place
 from tests.workers.conftest import wait_for
 
@@ -111,17 +111,18 @@ def test_worker_killed_mid_capture_captures_once_after_restart(
     assert db.session.get(Order, order["id"]).status == OrderStatus.PACKED  # type: ignore[union-attr]
 
 
-def test_a_prefork_worker_publishing_the_outbox_opens_each_payment_once(
+def test_with_a_relay_process_a_prefork_worker_opens_each_payment_once(
     app: Flask, client: FlaskClient, shop: Shop, celery_app: Celery, stripe_server: FakeStripeServer
 ) -> None:
-    """OUTBOX_RELAY=workers with the production pool: the worker's own
-    process listens and publishes, using database connections, while a new
-    pool process is forked after every task. Each must get connections of
-    its own (two processes on one connection mix up each other's results)."""
+    """OUTBOX_RELAY=listener as deployed: the API only writes outbox rows,
+    `flask relay` publishes them on each commit's NOTIFY, and a prefork
+    worker (a new pool process after every task) runs them. Every order's
+    payment is opened once."""
     needs("postgresql")
-    app.config |= {"OUTBOX_RELAY": "workers", "BUYER_MAX_UNPAID_ORDERS": 12}
+    app.config |= {"OUTBOX_RELAY": "listener", "BUYER_MAX_UNPAID_ORDERS": 12}
     celery_app.control.purge()
-    worker = start_worker_process(stripe_server, "--concurrency=2", "--max-tasks-per-child=1", OUTBOX_RELAY="workers")
+    relay = start_relay_process(stripe_server, OUTBOX_POLL_SECONDS="60")
+    worker = start_worker_process(stripe_server, "--concurrency=2", "--max-tasks-per-child=1")
     try:
         placed = [place(client, shop, (shop.oranges, 1000))["id"] for _ in range(12)]
 
@@ -130,7 +131,9 @@ def test_a_prefork_worker_publishing_the_outbox_opens_each_payment_once(
 
         assert wait_for(all_opened, 90)
     finally:
-        worker.send_signal(signal.SIGTERM)
+        for process in (relay, worker):
+            process.send_signal(signal.SIGTERM)
+        assert relay.wait(timeout=30) == 0  # SIGTERM stops the relay cleanly
         worker.wait(timeout=30)
     assert stripe_server.fake.calls["POST /v1/payment_intents"] == 12
     assert len(stripe_server.fake.intents) == 12

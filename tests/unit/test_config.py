@@ -29,17 +29,17 @@ def test_shares_up_to_the_whole_are_taken() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("OUTBOX_RELAY", "broker"), ("OUTBOX_POLL_SECONDS", "0"), ("OUTBOX_POLL_SECONDS", "soon")],
+    [("OUTBOX_RELAY", "workers"), ("OUTBOX_POLL_SECONDS", "0"), ("OUTBOX_POLL_SECONDS", "soon")],
 )
 def test_an_outbox_relay_that_is_not_one_of_its_kinds_is_refused_at_startup(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):
         config.load({name: value})
 
 
-def test_the_committer_publishes_unless_told_otherwise_and_workers_is_taken_in_any_case() -> None:
+def test_the_committer_publishes_unless_told_otherwise_and_listener_is_taken_in_any_case() -> None:
     assert config.load({"OUTBOX_RELAY": ""})["OUTBOX_RELAY"] == "committer"
-    settings = config.load({"OUTBOX_RELAY": " Workers ", "OUTBOX_POLL_SECONDS": "2"})
-    assert (settings["OUTBOX_RELAY"], settings["OUTBOX_POLL_SECONDS"]) == ("workers", 2)
+    settings = config.load({"OUTBOX_RELAY": " Listener ", "OUTBOX_POLL_SECONDS": "2"})
+    assert (settings["OUTBOX_RELAY"], settings["OUTBOX_POLL_SECONDS"]) == ("listener", 2)
 
 
 @pytest.mark.parametrize("name", ["MARKET_CURRENCY", "STRIPE_SETTLEMENT_CURRENCY"])

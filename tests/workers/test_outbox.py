@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -192,26 +194,46 @@ def test_the_beat_job_sends_a_row_that_failed_at_once_and_drains_more_than_a_bat
     assert db.session.scalars(unsent).all() == [fresh]
 
 
-# OUTBOX_RELAY = workers: only the workers' listener publishes. On
-# PostgreSQL it looks on its own once a minute here, so a row that runs at
-# once was published on the commit's NOTIFY; SQLite has none, and is looked
-# for every second.
-WORKERS_RELAY = {"OUTBOX_RELAY": "workers", "OUTBOX_POLL_SECONDS": 60 if is_postgres(DATABASE_URL) else 1}
+# OUTBOX_RELAY = listener: only the relay process publishes, running
+# outbox.listen (here in threads of the test process). On PostgreSQL it
+# looks on its own once a minute here, so a row that runs at once was
+# published on the commit's NOTIFY; SQLite has none, and is looked for
+# every second.
+LISTENER_RELAY = {"OUTBOX_RELAY": "listener", "OUTBOX_POLL_SECONDS": 60 if is_postgres(DATABASE_URL) else 1}
+POLLING_LISTENER = {"OUTBOX_RELAY": "listener", "OUTBOX_POLL_SECONDS": 1}
 
 
-@pytest.mark.parametrize("app_overrides", [WORKERS_RELAY])
-def test_with_the_workers_relay_a_commit_wakes_the_workers_listener(app: Flask, celery_app: Celery) -> None:
+@contextmanager
+def listening(app: Flask, listeners: int = 1) -> Iterator[None]:
+    """`listeners` relays, as `flask relay` runs one, until the block ends."""
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=outbox.listen, args=(app, stop), name="outbox-listener") for _ in range(listeners)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    assert not any(thread.is_alive() for thread in threads), "a listener did not stop"
+
+
+@pytest.mark.parametrize("app_overrides", [LISTENER_RELAY])
+def test_with_the_listener_relay_a_commit_wakes_the_listener(app: Flask, worker: object) -> None:
     publishers: list[str] = []
 
     def _publishing(**_: object) -> None:
         publishers.append(threading.current_thread().name)
 
-    # Committed before any worker listens: published when the first one starts.
+    # Committed before any relay listens: published when the first one starts.
     outbox.enqueue("tests.record", marker="before-listening")
     db.session.commit()
     before_task_publish.connect(_publishing, weak=False)
     try:
-        with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        with listening(app):
             assert wait_for(lambda: ran("before-listening") == 1)
             for n in range(3):
                 outbox.enqueue("tests.record", marker=f"listened-{n}")
@@ -223,15 +245,13 @@ def test_with_the_workers_relay_a_commit_wakes_the_workers_listener(app: Flask, 
         before_task_publish.disconnect(_publishing)
     assert set(publishers) == {"outbox-listener"}
     assert len(publishers) == 4
-    # Stopping the worker stopped its listener.
-    assert "outbox-listener" not in {thread.name for thread in threading.enumerate()}
     assert outbox.relay(older_than=timedelta(0)) == 0
 
 
-@pytest.mark.parametrize("app_overrides", [WORKERS_RELAY])
-def test_with_the_workers_relay_no_worker_means_the_rows_wait(app: Flask, celery_app: Celery) -> None:
-    """Without a worker the rows stay unsent, for the first worker (or the
-    beat job) to publish: committing never publishes."""
+@pytest.mark.parametrize("app_overrides", [LISTENER_RELAY])
+def test_with_the_listener_relay_no_relay_running_means_the_rows_wait(app: Flask) -> None:
+    """Without a relay process the rows stay unsent, for the first relay (or
+    the beat job) to publish: committing never publishes."""
     outbox.enqueue("tests.record", marker="waiting")
     db.session.commit()
     assert outbox.relay_of(app).wait(0)
@@ -239,21 +259,15 @@ def test_with_the_workers_relay_no_worker_means_the_rows_wait(app: Flask, celery
     assert ran("waiting") == 0
 
 
-@pytest.mark.parametrize("app_overrides", [{"OUTBOX_RELAY": "workers", "OUTBOX_POLL_SECONDS": 1}])
-def test_listeners_racing_for_the_same_commits_publish_each_row_once(app: Flask, worker: object) -> None:
-    """Three workers' listeners (one in the worker, two more beside it) all
-    woken by the same commits: each row is claimed, so published, once."""
-    listeners = [outbox.Listener(app) for _ in range(2)]
-    for listener in listeners:
-        listener.start()
-    try:
+@pytest.mark.parametrize("app_overrides", [POLLING_LISTENER])
+def test_relays_racing_for_the_same_commits_publish_each_row_once(app: Flask, worker: object) -> None:
+    """Three relays woken by the same commits: each row is claimed, so
+    published, once."""
+    with listening(app, listeners=3):
         for n in range(40):
             outbox.enqueue("tests.record", marker=f"raced-{n}")
             db.session.commit()
         assert wait_for(lambda: all(ran(f"raced-{n}") >= 1 for n in range(40)), 20)
-    finally:
-        for listener in listeners:
-            listener.stop()
     time.sleep(0.5)
     assert [ran(f"raced-{n}") for n in range(40)] == [1] * 40
     assert db.session.scalar(select(func.count()).where(OutboxMessage.sent_at.is_(None))) == 0
@@ -268,17 +282,18 @@ def _listener_pids() -> list[int]:
         return list(conn.scalars(LISTENERS))
 
 
-@pytest.mark.parametrize("app_overrides", [{"OUTBOX_RELAY": "workers", "OUTBOX_POLL_SECONDS": 1}])
-def test_a_listener_whose_connection_is_cut_listens_again(app: Flask, worker: object) -> None:
-    """PostgreSQL ends the listener's connection (a restart, a failover):
-    it connects again and publishes what was committed meanwhile."""
+@pytest.mark.parametrize("app_overrides", [POLLING_LISTENER])
+def test_a_relay_whose_connection_is_cut_listens_again(app: Flask, worker: object) -> None:
+    """PostgreSQL ends the relay's connection (a restart, a failover): it
+    connects again and publishes what was committed meanwhile."""
     needs("postgresql")
-    assert wait_for(lambda: len(_listener_pids()) == 1)
-    (cut,) = _listener_pids()
-    with db.engine.connect() as conn:
-        assert conn.scalar(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": cut})
-    outbox.enqueue("tests.record", marker="after-the-cut")
-    db.session.commit()
-    assert wait_for(lambda: ran("after-the-cut") == 1, 20)
-    # Listening again, on a new connection.
-    assert wait_for(lambda: len(_listener_pids()) == 1 and _listener_pids() != [cut])
+    with listening(app):
+        assert wait_for(lambda: len(_listener_pids()) == 1)
+        (cut,) = _listener_pids()
+        with db.engine.connect() as conn:
+            assert conn.scalar(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": cut})
+        outbox.enqueue("tests.record", marker="after-the-cut")
+        db.session.commit()
+        assert wait_for(lambda: ran("after-the-cut") == 1, 20)
+        # Listening again, on a new connection.
+        assert wait_for(lambda: len(_listener_pids()) == 1 and _listener_pids() != [cut])
