@@ -365,31 +365,6 @@ def gunicorn(app: str, *, workers: int, threads: int, env: dict[str, str]) -> It
         log.close()
 
 
-def start_celery(kind: str, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """`celery -A workers <kind>` in a session of its own, so stopping it
-    also reaches the pool processes it forked."""
-    with log.open("ab") as out:
-        return subprocess.Popen(  # noqa: S603 (our own fixed command line)
-            [sys.executable, "-m", "celery", "-A", "workers", kind, "--loglevel=INFO", *args],
-            cwd=config.ROOT,
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def stop_celery(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)  # warm shutdown: finish the task at hand
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # the group we started, pool processes included
-        process.wait()
-
-
 def get(path: str, timeout: float = 10) -> bytes:
     with urllib.request.urlopen(f"http://127.0.0.1:{PORT}{path}", timeout=timeout) as response:
         body: bytes = response.read()

@@ -45,8 +45,10 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -78,8 +80,6 @@ from tests.bench.common import (
     recreate_database,
     say,
     seed,
-    start_celery,
-    stop_celery,
     table,
     write_results,
 )
@@ -167,6 +167,31 @@ class SmtpSink:
     def snapshot(self) -> list[tuple[str, float]]:
         with self.lock:
             return list(self.arrivals)
+
+
+def start_celery(kind: str, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`celery -A workers <kind>` in a session of its own, so stopping it
+    also reaches the pool processes it forked."""
+    with log.open("ab") as out:
+        return subprocess.Popen(  # noqa: S603 (our own fixed command line)
+            [sys.executable, "-m", "celery", "-A", "workers", kind, "--loglevel=INFO", *args],
+            cwd=config.ROOT,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop_celery(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)  # warm shutdown: finish the task at hand
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the group we started, pool processes included
+        process.wait()
 
 
 # --- the worker's log: which task ran when ------------------------------------
