@@ -8,9 +8,9 @@ Idempotency-Key each, for --seconds after a warm-up. The market runs twice
 per round: publishing its outbox rows from each gunicorn worker's relay
 thread (OUTBOX_RELAY=committer), and leaving them to the relay process
 (OUTBOX_RELAY=listener: `flask --app wsgi relay`, woken by PostgreSQL's
-NOTIFY), whose CPU counts as the server's. Nothing consumes the tasks. The same gunicorn
-settings serve a bare Flask app (tests/bench/bare_app.py) with the same
-requests: the ceiling. The three are measured in turns, --rounds times
+NOTIFY), whose CPU counts as the server's. Nothing consumes the tasks.
+The same gunicorn settings serve a bare Flask app (tests/bench/bare_app.py)
+with the same requests: the ceiling. The three are measured in turns, --rounds times
 each. Each run records the CPU of every gunicorn worker (a run where one
 worker did most of the work is measured again) and of PostgreSQL, per
 request. Then orders placed in-process count the statements and commits per
