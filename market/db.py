@@ -52,11 +52,17 @@ def locked(stmt: Select[Row]) -> Select[Row]:
     return stmt.with_for_update().execution_options(populate_existing=True)
 
 
+def upsert(model: type[Any]) -> Any:
+    """An INSERT into `model` with the ON CONFLICT clauses of the session's
+    database (PostgreSQL or SQLite)."""
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    return insert(model)
+
+
 def insert_if_absent(model: type[Any], key: list[str], *rows: dict[str, Any]) -> None:
     """INSERT each row unless one with the same `key` columns exists (written
     meanwhile by a concurrent caller, say), on PostgreSQL and SQLite alike."""
-    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    db.session.execute(insert(model).values(list(rows)).on_conflict_do_nothing(index_elements=key))
+    db.session.execute(upsert(model).values(list(rows)).on_conflict_do_nothing(index_elements=key))
 
 
 def holds_text(column: Any, text: str) -> ColumnElement[bool]:

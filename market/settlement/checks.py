@@ -24,11 +24,15 @@ from market.premiums.service import SPONSOR_ACCOUNT_PREFIX
 from market.settlement.models import (
     EARNED,
     PREMIUM_KINDS,
+    TOTALS,
     EntryKind,
     FarmEntry,
+    PartTotal,
     PayoutCoverage,
     coverage_of,
     entries_paid_by,
+    entry_totals,
+    part_of,
 )
 from market.stations.models import CashUp
 
@@ -155,6 +159,57 @@ def coverage_mismatches() -> list[str]:
         problems.append(
             f"{kind} entry {entry_id} is covered by payout {covering} but names payout {payout_id}, "
             f"reversal {reversal_id}"
+        )
+    return problems
+
+
+def part_total_mismatches() -> list[str]:
+    """Each order part's totals (`PartTotal`, which a payout run pays an
+    uncovered part from) are what its earned entries come to, last entry
+    included; and no entry of a part that no payout covers is settled on
+    its own row (only entries past a part's coverage are)."""
+    columns = ("last_entry_id", *TOTALS)
+    adds = entry_totals(FarmEntry)
+    from_entries = {
+        (order_id, farm_id): tuple(int(value) for value in values)
+        for order_id, farm_id, *values in db.session.execute(
+            select(FarmEntry.order_id, FarmEntry.farm_id, func.max(FarmEntry.id), *(func.sum(adds[t]) for t in TOTALS))
+            .where(FarmEntry.kind.in_(EARNED))
+            .group_by(FarmEntry.order_id, FarmEntry.farm_id)
+        )
+    }
+    kept = {
+        (order_id, farm_id): tuple(values)
+        for order_id, farm_id, *values in db.session.execute(
+            select(PartTotal.order_id, PartTotal.farm_id, *(getattr(PartTotal, name) for name in columns))
+        )
+    }
+    problems = []
+    for order_id, farm_id in sorted(from_entries.keys() | kept.keys()):
+        want, have = from_entries.get((order_id, farm_id)), kept.get((order_id, farm_id))
+        part = f"order {order_id}, farm {farm_id}"
+        if have is None:
+            problems.append(f"{part}: earned entries but no part totals")
+        elif want is None:
+            problems.append(f"{part}: part totals but no earned entries")
+        elif have != want:
+            pairs = zip(columns, have, want, strict=True)
+            off = ", ".join(f"{name} {h} (entries: {w})" for name, h, w in pairs if h != w)
+            problems.append(f"{part}: part totals say {off}")
+    for entry_id, kind, order_id, farm_id, payout_id, reversal_id in db.session.execute(
+        select(FarmEntry.id, FarmEntry.kind, FarmEntry.order_id, FarmEntry.farm_id)
+        .add_columns(FarmEntry.payout_id, FarmEntry.reversal_id)
+        .outerjoin(PayoutCoverage, part_of(FarmEntry))
+        .where(
+            FarmEntry.kind.in_(EARNED),
+            PayoutCoverage.order_id.is_(None),
+            FarmEntry.payout_id.isnot(None) | FarmEntry.reversal_id.isnot(None),
+        )
+        .order_by(FarmEntry.id)
+    ):
+        problems.append(
+            f"{kind} entry {entry_id} (order {order_id}, farm {farm_id}) names payout {payout_id}, "
+            f"reversal {reversal_id}, but no payout covers its part"
         )
     return problems
 
@@ -526,6 +581,7 @@ def check_ledger() -> list[str]:
         + farm_mismatches()
         + payout_mismatches()
         + coverage_mismatches()
+        + part_total_mismatches()
         + transfer_mismatches()
         + order_mismatches()
         + programme_mismatches()

@@ -9,6 +9,10 @@ What paid an entry (docs/settlement.md, "Which payout paid an entry"): the
 payout whose `PayoutCoverage` covers its order part up to or past it, or
 else the payout or transfer reversal its own row names. Exactly one of the
 three at most; `paid_by` reads it.
+
+What an order part's earned entries come to is kept beside them
+(`PartTotal`), written in the same statement group as the entries, so a
+payout run reads one row per part instead of every entry.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from sqlalchemy import (
     Integer,
     String,
     and_,
+    case,
     func,
+    literal,
     select,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -57,6 +63,8 @@ class FarmEntry(db.Model):  # type: ignore[name-defined]
             "kind IN ('payout', 'transfer_reversal') OR net = produce - commission + premium", name="net_is_farm_share"
         ),
         CheckConstraint("payout_id IS NULL OR reversal_id IS NULL", name="settled_once"),
+        # Every earned entry belongs to an order part, whose totals count it.
+        CheckConstraint("kind IN ('payout', 'transfer_reversal') OR order_id IS NOT NULL", name="earned_in_a_part"),
         # Settling a sale entry writes a new version of its row into every
         # index that holds it, so the sparse columns are indexed only where set.
         Index("ix_farm_entries_unsettled", "farm_id", "kind", postgresql_where="payout_id IS NULL"),
@@ -116,6 +124,49 @@ class PayoutCoverage(db.Model):  # type: ignore[name-defined]
     farm_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     payout_id: Mapped[int] = mapped_column(Integer)
     last_entry_id: Mapped[int] = mapped_column(Integer, doc="The part's last entry this payout paid.")
+
+
+class PartTotal(db.Model):  # type: ignore[name-defined]
+    """What the earned entries of one order part come to, the part's last
+    entry included: kept as the entries are written (`add_earned` in
+    market/settlement/service.py, in the entries' transaction), so that a
+    payout run totals a part it has not covered yet from this row rather
+    than from its entries. `ledger-check` recomputes every row from the
+    entries."""
+
+    __tablename__ = "part_totals"
+
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), primary_key=True, autoincrement=False)
+    farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), primary_key=True, autoincrement=False)
+    last_entry_id: Mapped[int] = mapped_column(Integer)
+    entries: Mapped[int] = mapped_column(Integer)
+    lines: Mapped[int] = mapped_column(Integer, doc="Sale entries: the part's captured lines.")
+    grams: Mapped[int] = mapped_column(BigInteger, doc="Grams sold (captured).")
+    sales: Mapped[int] = mapped_column(BigInteger, doc="Produce and buyer premiums captured.")
+    commission: Mapped[int] = mapped_column(BigInteger, doc="The commission on the produce captured.")
+    premiums: Mapped[int] = mapped_column(BigInteger, doc="Sponsor premiums earned, less those taken back.")
+    refunds: Mapped[int] = mapped_column(BigInteger, doc="What refunds took back from the farm (positive).")
+    net: Mapped[int] = mapped_column(BigInteger, doc="The part's entries' net: what the farm is owed for it.")
+
+
+# The totals a part's entries are kept in (PartTotal) and a payout run's
+# rows are totalled in, each entry adding `entry_totals`' value.
+TOTALS = ("entries", "lines", "grams", "sales", "commission", "premiums", "refunds", "net")
+
+
+def entry_totals(entry: Any) -> dict[str, Any]:
+    """What one earned entry (FarmEntry or an alias) adds to each of TOTALS."""
+    sale = entry.kind == EntryKind.SALE
+    return {
+        "entries": literal(1),
+        "lines": case((sale, 1), else_=0),
+        "grams": case((sale, entry.grams), else_=0),
+        "sales": case((sale, entry.produce + entry.premium), else_=0),
+        "commission": case((sale, entry.commission), else_=0),
+        "premiums": case((entry.kind.in_(PREMIUM_KINDS), entry.net), else_=0),
+        "refunds": case((entry.kind == EntryKind.REFUND, -entry.net), else_=0),
+        "net": entry.net,
+    }
 
 
 def part_of(entry: Any, coverage: Any = PayoutCoverage) -> Any:

@@ -24,12 +24,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import select, text
+from sqlalchemy import case, func, select, text
 from sqlalchemy.orm import selectinload
 
 from market.catalog import service as catalog
 from market.commissions import earning as commissions
-from market.db import locked
+from market.db import locked, upsert
 from market.extensions import db
 from market.ledger import service as ledger
 from market.money import line_amount, prorate, share
@@ -37,7 +37,7 @@ from market.orders.models import AT_FARM, Order, OrderLine, OrderPart, OrderStat
 from market.payments.models import CapturedLine, Payment, PaymentStatus, Provider, Refund, RefundLine, RefundStatus
 from market.premiums import service as premiums
 from market.premiums.models import FundedBy, LinePremium
-from market.settlement.models import EntryKind, entry
+from market.settlement.models import TOTALS, EntryKind, FarmEntry, PartTotal, entry, entry_totals
 
 # The payment states in which the lines to capture are fixed.
 CAPTURE_DECIDED = frozenset({PaymentStatus.CAPTURING, PaymentStatus.CAPTURED})
@@ -192,6 +192,36 @@ def hold_payout_runs() -> None:
         db.session.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": PAYOUT_RUN_LOCK})
 
 
+def add_earned(entries: list[FarmEntry]) -> None:
+    """Write earned entries, and add them to their order parts' totals
+    (`PartTotal`) in one statement. The caller holds `hold_payout_runs`."""
+    if not entries:
+        return
+    db.session.add_all(entries)
+    db.session.flush()
+    adds = entry_totals(FarmEntry)
+    new = upsert(PartTotal).from_select(
+        ["order_id", "farm_id", "last_entry_id", *TOTALS],
+        select(FarmEntry.order_id, FarmEntry.farm_id, func.max(FarmEntry.id), *(func.sum(adds[t]) for t in TOTALS))
+        .where(FarmEntry.id.in_([e.id for e in entries]))
+        .group_by(FarmEntry.order_id, FarmEntry.farm_id),
+    )
+    db.session.execute(
+        new.on_conflict_do_update(
+            index_elements=["order_id", "farm_id"],
+            set_={
+                # Entries are written under the order's lock, in id order; the
+                # larger id is kept all the same.
+                "last_entry_id": case(
+                    (new.excluded.last_entry_id > PartTotal.last_entry_id, new.excluded.last_entry_id),
+                    else_=PartTotal.last_entry_id,
+                ),
+                **{t: getattr(PartTotal, t) + getattr(new.excluded, t) for t in TOTALS},
+            },
+        )
+    )
+
+
 def record_capture(payment: Payment, received: int) -> None:
     """The provider took `received`: record it, each captured line as a sale
     of its farm and each sponsor premium of those lines as earned, with the
@@ -213,7 +243,7 @@ def record_capture(payment: Payment, received: int) -> None:
         )
         for line in captured
     ]  # fmt: skip
-    db.session.add_all(sales)
+    add_earned(sales)
     order = db.session.get(Order, payment.order_id)
     assert order is not None
     source = ledger.BUYER_DEPOSITS if payment.provider == Provider.OFFLINE else ledger.gateway_cash(payment.provider)
@@ -252,12 +282,12 @@ def _premium_moved(premium: LinePremium, amount: int, kind: EntryKind, reference
     (`amount` < 0) the farm, out of or back into the sponsor's liability."""
     line = db.session.get(OrderLine, premium.order_line_id)
     assert line is not None
-    db.session.add(
+    add_earned([
         entry(
             kind, reference, premium.farm_id, order_id=line.order_id, order_line_id=line.id,
             programme_id=premium.programme_id, refund_id=refund_id, premium=amount,
         )
-    )  # fmt: skip
+    ])  # fmt: skip
     ledger.post(
         "premium" if amount > 0 else "premium_reversal",
         reference,
@@ -333,7 +363,7 @@ def record_refund(refund: Refund, payment: Payment) -> None:
         )
         for line in refund.lines
     ]  # fmt: skip
-    db.session.add_all(backs)
+    add_earned(backs)
     captured = {line.order_line_id: line for line in payment.captured_lines}
     commission_left = {
         line.order_line_id: line.commission - refunded(line, succeeded_only=True).commission

@@ -187,6 +187,15 @@ def seed(url: str, *, lines: int, farms: int, stripe: bool = False) -> int:
                FROM captured_lines c JOIN payments p ON p.id = c.payment_id JOIN orders o ON o.id = p.order_id
                ORDER BY c.id"""
         )
+        # What recording the capture adds to each order part's totals
+        # (market/settlement/service.py add_earned): one sale per line.
+        conn.execute(
+            """INSERT INTO part_totals (order_id, farm_id, last_entry_id, entries, lines, grams, sales, commission,
+                                        premiums, refunds, net)
+               SELECT order_id, farm_id, max(id), count(*), count(*), sum(grams), sum(produce + premium),
+                      sum(commission), 0, 0, sum(net)
+               FROM farm_entries GROUP BY order_id, farm_id"""
+        )
         for table_name in ("users", "categories", "farms", "listings", "orders", "order_parts", "payments",
                            "order_lines", "captured_lines"):  # fmt: skip
             # The ids above were given explicitly; move each sequence past them.
