@@ -224,9 +224,9 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "STRIPE_IDEMPOTENCY_PREFIX": env.get("STRIPE_IDEMPOTENCY_PREFIX") or "",
         # Orders are paid out only once settled (delivered or collected) this long.
         "PAYOUT_HOLD_DAYS": _int(env, "PAYOUT_HOLD_DAYS", 3),
-        # PostgreSQL memory (MB) a payout run may group its entries per order
-        # part in (its transaction's work_mem); below what the grouping needs it
-        # spills to disk and the run is slower, never different.
+        # PostgreSQL memory (MB) a payout run may hash and sort its order parts
+        # in (its transaction's work_mem); below what they need they spill to
+        # disk and the run is slower, never different.
         "PAYOUT_RUN_WORK_MEM_MB": _int(env, "PAYOUT_RUN_WORK_MEM_MB", 128),
         # A card hold lasts this long unless Stripe says otherwise (the charge's
         # capture_before); the farm and operators are warned this long before it

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, String, cast, func, literal, select
 
-from market.db import insert_if_absent
+from market.db import insert_if_absent, upsert
 from market.extensions import db
 from market.ledger.models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
 from market.money import CurrencyMismatch
@@ -49,8 +50,16 @@ def gateway_cash(provider: str) -> str:
     return f"gateway_cash:{provider}"
 
 
+FARM_PAYABLE_PREFIX = "farm_payable:"
+
+
 def farm_payable(farm_id: int) -> str:
-    return f"farm_payable:{farm_id}"
+    return f"{FARM_PAYABLE_PREFIX}{farm_id}"
+
+
+def farm_payable_of(farm_id: Any) -> ColumnElement[str]:
+    """`farm_payable` in SQL, of a farm id column."""
+    return literal(FARM_PAYABLE_PREFIX) + cast(farm_id, String)
 
 
 SELLER_PAYABLE_PREFIX = "seller_payable:"
@@ -110,7 +119,7 @@ def _account_ids(codes: Iterable[str], currency: str) -> dict[str, int]:
                 "code": code,
                 "kind": _kind(code),
                 "currency": currency,
-                "farm_id": int(code.split(":")[1]) if code.startswith("farm_payable:") else None,
+                "farm_id": int(code.split(":")[1]) if code.startswith(FARM_PAYABLE_PREFIX) else None,
             }
             for code in missing
         ]
@@ -120,6 +129,30 @@ def _account_ids(codes: Iterable[str], currency: str) -> dict[str, int]:
     if other:  # a bug, never user input: amounts in two currencies do not add up
         raise CurrencyMismatch(f"posting {currency}, but {', '.join(other)}")
     return {row.code: row.id for row in rows}
+
+
+def open_farm_accounts(farm_ids: Select[Any]) -> None:
+    """The payable account of each farm `farm_ids` selects, in the
+    marketplace currency, created set-wise where missing."""
+    currency = market_currency()
+    farms = farm_ids.subquery()
+    farm_id = farms.c[0]
+    code = farm_payable_of(farm_id)
+    new = select(code, literal(AccountKind.LIABILITY.value), literal(currency), farm_id).where(farm_id.isnot(None))
+    db.session.execute(
+        upsert(LedgerAccount)
+        .from_select(["code", "kind", "currency", "farm_id"], new)
+        .on_conflict_do_nothing(index_elements=["code"])
+    )
+    other = db.session.execute(
+        select(LedgerAccount.code, LedgerAccount.currency)
+        .join(farms, LedgerAccount.code == code)
+        .where(LedgerAccount.currency != currency)
+        .order_by(LedgerAccount.code)
+    ).all()
+    if other:  # a bug, never user input: amounts in two currencies do not add up
+        held = ", ".join(f"{row.code} holds {row.currency}" for row in other)
+        raise CurrencyMismatch(f"posting {currency}, but {held}")
 
 
 def account_ids(codes: Iterable[str]) -> dict[str, int]:

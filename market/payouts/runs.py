@@ -75,11 +75,13 @@ from market.payouts.models import (
 )
 from market.settlement.models import (
     EARNED,
-    PREMIUM_KINDS,
     TAKE_BACKS,
+    TOTALS,
     EntryKind,
     FarmEntry,
+    PartTotal,
     PayoutCoverage,
+    entry_totals,
     part_of,
 )
 from market.settlement.service import PAYOUT_RUN_LOCK
@@ -89,15 +91,15 @@ SETTLING_EVENTS = ("order.delivered", "order.collected", "order.completed")
 CLOSED_STATES = (OrderStatus.CANCELLED, OrderStatus.EXPIRED)
 # What a run pays, chosen once into a temporary table (dropped before the run
 # commits), totalled per order part (an order's entries for one farm) not yet
-# covered, and per entry for an entry settled alone (one of a part an earlier
-# payout covered, or one without an order). The payouts' totals, the
+# covered (its PartTotal), and per entry for an entry settled alone (one of a
+# part an earlier payout covered). The payouts' totals, the
 # coverage, the transfers and the skipped farms all come from that one
 # choice, and PostgreSQL plans the joins on it from its analysed size.
 RUN_PARTS = Table(
     "payout_run_parts",
     MetaData(),
     Column("farm_id", Integer, nullable=False),
-    Column("order_id", Integer),
+    Column("order_id", Integer, nullable=False),
     Column("entry_id", Integer),  # set for an entry settled alone
     Column("last_entry_id", Integer, nullable=False),
     Column("entries", Integer, nullable=False),
@@ -107,7 +109,8 @@ RUN_PARTS = Table(
     Column("commission", BigInteger, nullable=False),
     Column("premiums", BigInteger, nullable=False),
     Column("refunds", BigInteger, nullable=False),
-    Column("adjustments", BigInteger, nullable=False),  # take-backs of lines an earlier payout paid
+    # Take-backs of lines an earlier payout paid (_adjustments).
+    Column("adjustments", BigInteger, nullable=False, server_default="0"),
     Column("net", BigInteger, nullable=False),
     prefixes=["TEMPORARY"],
 )
@@ -146,14 +149,13 @@ def _skip_reason(net: Any) -> Any:
 
 
 def _settled_orders(cutoff: datetime) -> Select[Any]:
-    """Orders delivered, collected or completed, settled before `cutoff`."""
-    return (
-        select(OrderEvent.order_id.label("order_id"))
-        .join(Order, Order.id == OrderEvent.order_id)
-        .where(OrderEvent.type.in_(SETTLING_EVENTS), Order.status.in_(SETTLED_STATES))
-        .group_by(OrderEvent.order_id)
-        .having(func.min(OrderEvent.created_at) < cutoff)
+    """Orders delivered, collected or completed, settled before `cutoff`:
+    one of those events is older than it (a semi-join, where grouping the
+    events to find each order's first took twice as long)."""
+    settling = select(OrderEvent.id).where(
+        OrderEvent.order_id == Order.id, OrderEvent.type.in_(SETTLING_EVENTS), OrderEvent.created_at < cutoff
     )
+    return select(Order.id.label("order_id")).where(Order.status.in_(SETTLED_STATES), settling.exists())
 
 
 def _closed_orders(cutoff: datetime) -> Select[Any]:
@@ -191,48 +193,42 @@ def _unsettled(entry: Any, coverage: Any) -> Any:
     )
 
 
-def _due_parts(cutoff: datetime) -> Select[Any]:
+def _due_parts(cutoff: datetime) -> CompoundSelect[Any]:
     """Earned entries, due and not yet settled, of every farm (those whose
-    payout account is not ready are recorded as skipped), totalled per
-    order part not yet covered and per entry settled alone (RUN_PARTS)."""
+    payout account is not ready are recorded as skipped), in RUN_PARTS'
+    columns: each order part of a due order not yet covered, as its
+    `PartTotal` says (none of its entries is settled: only a covered part's
+    entries are settled alone), and each entry past its part's coverage
+    (settled alone) that is due or takes back a line paid earlier."""
     due_orders = _due_orders(cutoff).subquery()
     coverage = PayoutCoverage
-    paid_earlier = and_(FarmEntry.kind.in_(TAKE_BACKS), _sale_paid(FarmEntry, coverage))
-    alone = or_(coverage.order_id.isnot(None), FarmEntry.order_id.is_(None))
-    entry_id = case((alone, FarmEntry.id), else_=null())
-    sale, refund = FarmEntry.kind == EntryKind.SALE, FarmEntry.kind == EntryKind.REFUND
-    premium = FarmEntry.kind.in_(PREMIUM_KINDS)
-
-    def total(condition: Any, value: Any) -> Any:
-        return func.coalesce(func.sum(case((condition, value), else_=0)), 0)
-
-    return (
+    uncovered = (
         select(
-            FarmEntry.farm_id,
-            FarmEntry.order_id,
-            entry_id,
-            func.max(FarmEntry.id),
-            func.count(),
-            total(sale, 1),
-            total(sale, FarmEntry.grams),
-            total(sale, FarmEntry.produce + FarmEntry.premium),
-            total(sale, FarmEntry.commission),
-            total(premium, FarmEntry.net),
-            total(refund, -FarmEntry.net),
-            literal(0),  # adjustments: which of the refunds are is decided on the chosen rows (_adjustments)
-            func.sum(FarmEntry.net),
+            PartTotal.farm_id,
+            PartTotal.order_id,
+            null(),
+            PartTotal.last_entry_id,
+            *(getattr(PartTotal, name) for name in TOTALS),
         )
-        .outerjoin(coverage, part_of(FarmEntry))
-        # Joined rather than IN (...) OR ...: from that PostgreSQL guessed a
-        # twelfth of the entries due, and sorted them on disk to group them.
+        .join(due_orders, due_orders.c.order_id == PartTotal.order_id)
+        .where(~select(coverage.order_id).where(part_of(PartTotal, coverage)).exists())
+    )
+    adds = entry_totals(FarmEntry)
+    paid_earlier = and_(FarmEntry.kind.in_(TAKE_BACKS), _sale_paid(FarmEntry, coverage))
+    past_coverage = (
+        select(FarmEntry.farm_id, FarmEntry.order_id, FarmEntry.id, FarmEntry.id, *(adds[name] for name in TOTALS))
+        .select_from(PartTotal)
+        # Only the parts with entries past their coverage are read entry by entry.
+        .join(coverage, and_(part_of(PartTotal, coverage), PartTotal.last_entry_id > coverage.last_entry_id))
+        .join(FarmEntry, part_of(FarmEntry, PartTotal))
         .outerjoin(due_orders, due_orders.c.order_id == FarmEntry.order_id)
         .where(
             FarmEntry.kind.in_(EARNED),
             _unsettled(FarmEntry, coverage),
             or_(due_orders.c.order_id.isnot(None), paid_earlier),
         )
-        .group_by(FarmEntry.order_id, FarmEntry.farm_id, entry_id)
     )
+    return uncovered.union_all(past_coverage)
 
 
 def create_run(actor: Actor, *, period_end: date) -> PayoutRun:
@@ -252,8 +248,8 @@ def create_run(actor: Actor, *, period_end: date) -> PayoutRun:
         if db.session.get_bind().dialect.name == "postgresql":
             # Alone: no other run, and no entry written or freed meanwhile.
             db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PAYOUT_RUN_LOCK})
-            # It groups its entries per order part: PostgreSQL's default
-            # work_mem (4 MB) would sort that on disk from a few ten thousand
+            # It hashes and sorts its order parts: PostgreSQL's default
+            # work_mem (4 MB) would do that on disk from a few ten thousand
             # parts on. JIT compilation is off: the statements' estimated costs
             # pass its threshold, and compiling them took longer than running
             # them (docs/performance.md, "Payout run").
@@ -380,7 +376,8 @@ def _write_payouts(run: PayoutRun, cutoff: datetime) -> None:
     entries as skipped, and why."""
     chosen = RUN_PARTS
     chosen.create(db.session.connection())
-    db.session.execute(insert(chosen).from_select([c.name for c in chosen.c], _due_parts(cutoff)))
+    columns = ["farm_id", "order_id", "entry_id", "last_entry_id", *TOTALS]
+    db.session.execute(insert(chosen).from_select(columns, _due_parts(cutoff)))
     _adjustments()
     _analyze(chosen)
 
@@ -391,7 +388,10 @@ def _write_payouts(run: PayoutRun, cutoff: datetime) -> None:
     totals = (
         select(
             chosen.c.farm_id,
-            func.count(func.distinct(case((chosen.c.lines > 0, chosen.c.order_id)))).label("orders_count"),
+            # Orders with a line sold: each part row is one order's, and a
+            # part's sales are all written with its capture, before any
+            # payout covers it, so none is ever settled alone.
+            func.count(case((chosen.c.entry_id.is_(None) & (chosen.c.lines > 0), 1))).label("orders_count"),
             total(chosen.c.lines).label("lines_count"),
             *(total(chosen.c[name]).label(name) for name in ("grams", "sales", "commission", "premiums")),
             *(total(chosen.c[name]).label(name) for name in ("refunds", "adjustments")),
@@ -594,8 +594,8 @@ def _plan_transfers(run: PayoutRun) -> None:
 def _post_payouts(run: PayoutRun) -> None:
     """Each payout of the run as the farm's entry and one "payout" ledger
     transaction (Dr farm_payable:<farm> / Cr payouts_in_transit), set-wise."""
-    farms = db.session.scalars(select(Payout.farm_id).where(Payout.run_id == run.id)).all()
-    if not farms:
+    farms = select(Payout.farm_id).where(Payout.run_id == run.id)
+    if db.session.scalar(farms.limit(1)) is None:
         return
     db.session.execute(
         insert(FarmEntry).from_select(
@@ -613,7 +613,8 @@ def _post_payouts(run: PayoutRun) -> None:
             ).where(Payout.run_id == run.id),
         )
     )
-    ids = ledger.account_ids([ledger.PAYOUTS_IN_TRANSIT, *(ledger.farm_payable(farm) for farm in farms)])
+    ledger.open_farm_accounts(farms)
+    in_transit = ledger.account_ids([ledger.PAYOUTS_IN_TRANSIT])[ledger.PAYOUTS_IN_TRANSIT]
     reference = literal("payout:") + cast(Payout.id, String)
     db.session.execute(
         insert(LedgerTransaction).from_select(
@@ -627,14 +628,14 @@ def _post_payouts(run: PayoutRun) -> None:
         .where(Payout.run_id == run.id)
         .subquery()
     )
-    farm_account = literal("farm_payable:") + cast(of_run.c.farm_id, String)
+    farm_account = ledger.farm_payable_of(of_run.c.farm_id)
     db.session.execute(
         insert(LedgerEntry).from_select(
             ["transaction_id", "account_id", "amount"],
             select(of_run.c.transaction_id, LedgerAccount.id, of_run.c.amount)
             .join(LedgerAccount, LedgerAccount.code == farm_account)
             .union_all(
-                select(of_run.c.transaction_id, literal(ids[ledger.PAYOUTS_IN_TRANSIT]), -of_run.c.amount),
+                select(of_run.c.transaction_id, literal(in_transit), -of_run.c.amount),
             ),
         )
     )
