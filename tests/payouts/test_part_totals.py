@@ -4,21 +4,27 @@ entries written before the table existed."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, event, select, text, update
 
 import config
-from market.db import utcnow
+from market.db import business_today, utcnow
 from market.extensions import db
+from market.payments import service as payments
+from market.payments.service import LineRefund
+from market.payouts import service as payouts
 from market.payouts.models import Payout
 from market.settlement import checks
-from market.settlement.models import TOTALS, EntryKind, FarmEntry, PartTotal
-from tests.payouts.conftest import bank_details, refund, run, settled_order
+from market.settlement.models import TOTALS, EntryKind, FarmEntry, PartTotal, PayoutCoverage
+from tests.conftest import needs
+from tests.payouts.conftest import bank_details, operator, refund, run, settled_order
 from tests.shop import Shop
 
 MIGRATIONS = str(config.ROOT / "migrations")
@@ -114,3 +120,65 @@ def test_the_migration_totals_the_entries_written_before_it(app: Flask, client: 
     upgrade(directory=MIGRATIONS)
     assert part_totals() == written
     assert checks.part_total_mismatches() == []
+
+
+def test_a_run_waits_for_entries_being_written_and_pays_their_part_with_them(
+    app: Flask, client: FlaskClient, shop: Shop
+) -> None:
+    """A refund being recorded (its entries and its part's totals written,
+    not yet committed) holds a payout run back; the run then pays the part
+    with the refund in it, and its coverage reaches the refund's entry."""
+    needs("postgresql")
+    bank_details(client, shop, shop.orchard.id)
+    order = settled_order(client, shop, (shop.oranges, 2000))
+    (line,) = order["parts"][0]["lines"]
+    pending = payments.request_refund(operator(), order["id"], lines=[LineRefund(line["id"], 500)], reason="bruised")
+    runner = operator()
+    written, release = threading.Event(), threading.Event()
+    recording: list[int] = []  # the recording thread
+
+    def hold_after_the_totals(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("INSERT INTO part_totals") and threading.get_ident() in recording:
+            written.set()
+            assert release.wait(30)
+
+    def record() -> None:
+        recording.append(threading.get_ident())
+        with app.app_context():
+            payments.process_refund(pending.id)
+
+    def pay() -> None:
+        with app.app_context():
+            payouts.create_run(runner, period_end=business_today())
+
+    event.listen(db.engine, "after_cursor_execute", hold_after_the_totals)
+    try:
+        recorder = threading.Thread(target=record)
+        recorder.start()
+        assert written.wait(30), "the refund never wrote its part's totals"
+        paying = threading.Thread(target=pay)
+        paying.start()
+        waiting = text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' AND datname = current_database()"
+        )
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watcher:
+            for _ in range(1500):
+                if watcher.execute(waiting).scalar() == 1:
+                    break
+                time.sleep(0.02)
+            else:
+                raise AssertionError("the run never waited for the refund being recorded")
+        release.set()
+        recorder.join(30)
+        paying.join(30)
+    finally:
+        release.set()
+        event.remove(db.engine, "after_cursor_execute", hold_after_the_totals)
+    db.session.expire_all()
+    back = db.session.scalars(select(FarmEntry).where(FarmEntry.kind == EntryKind.REFUND)).one()
+    sale = db.session.scalars(select(FarmEntry).where(FarmEntry.kind == EntryKind.SALE)).one()
+    paid = db.session.scalars(select(Payout)).one()
+    coverage = db.session.scalars(select(PayoutCoverage)).one()
+    assert paid.amount == sale.net + back.net
+    assert (paid.refunds, coverage.payout_id, coverage.last_entry_id) == (-back.net, paid.id, back.id)
+    assert checks.check_ledger() == []
