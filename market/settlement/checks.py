@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from market.catalog.models import PayoutMethod
 from market.commissions.models import CommissionEntry, CommissionKind, SellerPayout, SellerPayoutStatus
@@ -170,31 +170,42 @@ def part_total_mismatches() -> list[str]:
     its own row (only entries past a part's coverage are)."""
     columns = ("last_entry_id", *TOTALS)
     adds = entry_totals(FarmEntry)
-    from_entries = {
-        (order_id, farm_id): tuple(int(value) for value in values)
-        for order_id, farm_id, *values in db.session.execute(
-            select(FarmEntry.order_id, FarmEntry.farm_id, func.max(FarmEntry.id), *(func.sum(adds[t]) for t in TOTALS))
-            .where(FarmEntry.kind.in_(EARNED))
-            .group_by(FarmEntry.order_id, FarmEntry.farm_id)
+    summed = (
+        select(
+            FarmEntry.order_id,
+            FarmEntry.farm_id,
+            func.max(FarmEntry.id).label("last_entry_id"),
+            *(func.sum(adds[name]).label(name) for name in TOTALS),
         )
-    }
-    kept = {
-        (order_id, farm_id): tuple(values)
-        for order_id, farm_id, *values in db.session.execute(
-            select(PartTotal.order_id, PartTotal.farm_id, *(getattr(PartTotal, name) for name in columns))
+        .where(FarmEntry.kind.in_(EARNED))
+        .group_by(FarmEntry.order_id, FarmEntry.farm_id)
+        .subquery()
+    )
+    kept = PartTotal.__table__
+    # Compared in the database: only the parts whose totals differ come back.
+    differing = db.session.execute(
+        select(
+            func.coalesce(summed.c.order_id, kept.c.order_id),
+            func.coalesce(summed.c.farm_id, kept.c.farm_id),
+            summed.c.order_id.isnot(None),
+            kept.c.order_id.isnot(None),
+            *(kept.c[name] for name in columns),
+            *(summed.c[name] for name in columns),
         )
-    }
+        .select_from(summed.join(kept, part_of(summed.c, kept.c), full=True))
+        .where(or_(*(kept.c[name].is_distinct_from(summed.c[name]) for name in columns)))
+        .order_by(func.coalesce(summed.c.order_id, kept.c.order_id), func.coalesce(summed.c.farm_id, kept.c.farm_id))
+    )
     problems = []
-    for order_id, farm_id in sorted(from_entries.keys() | kept.keys()):
-        want, have = from_entries.get((order_id, farm_id)), kept.get((order_id, farm_id))
+    for order_id, farm_id, has_entries, has_totals, *values in differing:
         part = f"order {order_id}, farm {farm_id}"
-        if have is None:
+        if not has_totals:
             problems.append(f"{part}: earned entries but no part totals")
-        elif want is None:
+        elif not has_entries:
             problems.append(f"{part}: part totals but no earned entries")
-        elif have != want:
-            pairs = zip(columns, have, want, strict=True)
-            off = ", ".join(f"{name} {h} (entries: {w})" for name, h, w in pairs if h != w)
+        else:
+            pairs = zip(columns, values[: len(columns)], values[len(columns) :], strict=True)
+            off = ", ".join(f"{name} {have} (entries: {int(want)})" for name, have, want in pairs if have != want)
             problems.append(f"{part}: part totals say {off}")
     for entry_id, kind, order_id, farm_id, payout_id, reversal_id in db.session.execute(
         select(FarmEntry.id, FarmEntry.kind, FarmEntry.order_id, FarmEntry.farm_id)
