@@ -513,7 +513,6 @@ def _plan_transfers(run: PayoutRun) -> None:
     shares = (
         select(stripe_payouts.c.id.label("payout_id"), chosen.c.order_id, func.sum(chosen.c.net).label("share"))
         .join(stripe_payouts, stripe_payouts.c.farm_id == chosen.c.farm_id)
-        .where(chosen.c.order_id.isnot(None))
         .group_by(stripe_payouts.c.id, chosen.c.order_id)
         .subquery()
     )
