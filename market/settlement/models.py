@@ -11,8 +11,8 @@ else the payout or transfer reversal its own row names. Exactly one of the
 three at most; `paid_by` reads it.
 
 What an order part's earned entries come to is kept beside them
-(`PartTotal`), written in the same statement group as the entries, so a
-payout run reads one row per part instead of every entry.
+(`PartTotal`), written in the entries' own transaction, so a payout run
+reads one row per part instead of every entry.
 """
 
 from __future__ import annotations
