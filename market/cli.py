@@ -57,7 +57,8 @@ def _print_demo(tokens: dict[str, str], base_url: str = "http://127.0.0.1:8000")
 def ledger_check() -> None:
     """Check the settlement invariants (docs/settlement.md): every order's
     money, every sponsor budget, every farm's earnings against its payouts
-    and payable, every payout against what it settled, a balanced ledger;
+    and payable, every order part's totals against its entries, every
+    payout against what it settled, a balanced ledger;
     exit 1 and list every mismatch, naming what breaks it, otherwise."""
     problems = checks.check_ledger()
     for problem in problems:
@@ -65,8 +66,8 @@ def ledger_check() -> None:
     if problems:
         raise SystemExit(1)
     click.echo(
-        "settlement consistent: every transaction balances; every order, sponsor budget, farm, payout and "
-        "station's cash matches its records"
+        "settlement consistent: every transaction balances; every order, sponsor budget, farm, order part, "
+        "payout and station's cash matches its records"
     )
 
 
