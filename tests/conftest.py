@@ -16,6 +16,7 @@ must never share any of them. Without xdist the URLs are used as given.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,21 @@ def needs(service: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(message)
     pytest.skip(message)
+
+
+def wait_for_backends(where: str, count: int, what: str) -> None:
+    """Wait until `count` PostgreSQL backends of this database match `where`
+    (a condition on pg_stat_activity), up to 30 s: on a busy machine the
+    threads under test start late. Fails saying it never saw `what`."""
+    query = text(f"SELECT count(*) FROM pg_stat_activity WHERE ({where}) AND datname = current_database()")  # noqa: S608 (the tests' own conditions)
+    # Autocommit: a transaction reads pg_stat_activity once and keeps that
+    # snapshot, so what was seen at the first look would stay all it sees.
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watcher:
+        for _ in range(1500):
+            if watcher.execute(query).scalar() == count:
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"never saw {what}")
 
 
 def _create_database(url: str) -> None:

@@ -5,7 +5,6 @@ compares with, and changes exactly when what the GET shows changes."""
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 from flask import Flask
@@ -17,7 +16,7 @@ from market.catalog import service
 from market.catalog.models import Farm, Listing
 from market.catalog.service import StockLine
 from market.extensions import db
-from tests.conftest import needs
+from tests.conftest import needs, wait_for_backends
 from tests.factories import FarmFactory, ListingFactory, user_with_token
 
 PROBLEM = "application/problem+json"
@@ -195,20 +194,7 @@ def test_two_writers_with_the_same_etag_never_both_win(app: Flask, client: Flask
         writers = [threading.Thread(target=write, args=(price,)) for price in (1100, 1200)]
         for writer in writers:
             writer.start()
-        waiting_sql = text(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-        )
-        # Autocommit: a transaction reads pg_stat_activity once and keeps
-        # that snapshot, so one writer waiting at the first look would stay
-        # the only one seen.
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watcher:
-            # Up to 30 s: on a busy machine the writers' threads start late.
-            for _ in range(1500):
-                if watcher.execute(waiting_sql).scalar() == 2:
-                    break
-                time.sleep(0.02)
-            else:
-                raise AssertionError("the writers never waited on the row")
+        wait_for_backends("wait_event_type = 'Lock'", 2, "both writers waiting on the row")
         holder.rollback()
     for writer in writers:
         writer.join()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -93,6 +93,20 @@ def settled_order(
 def refund(order_id: int, line_id: int, grams: int) -> None:
     made = payments.request_refund(operator(), order_id, lines=[LineRefund(line_id, grams)], reason="bruised")
     payments.process_refund(made.id)
+
+
+def navel_bonus(client: FlaskClient, shop: Shop) -> dict[str, Any]:
+    """A sponsor programme paying farms 1 yuan a kg on every line from now on."""
+    programme = client.post(
+        "/api/v1/premium-programmes",
+        json={
+            "name": "Navel bonus", "sponsor": "County co-op", "funded_by": "sponsor", "rate_per_kg": 100,
+            "budget_cap": 100_000, "valid_from": (utcnow() - timedelta(days=1)).isoformat(),
+        },
+        headers=shop.operator_h,
+    )  # fmt: skip
+    assert programme.status_code == 201, programme.json
+    return programme.json  # type: ignore[no-any-return]
 
 
 def bank_details(client: FlaskClient, shop: Shop, farm_id: int) -> dict[str, Any]:

@@ -5,17 +5,15 @@ entries written before the table existed."""
 from __future__ import annotations
 
 import threading
-import time
-from datetime import timedelta
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import delete, event, select, text, update
+from sqlalchemy import delete, event, select, update
 
 import config
-from market.db import business_today, utcnow
+from market.db import business_today
 from market.extensions import db
 from market.payments import service as payments
 from market.payments.service import LineRefund
@@ -23,8 +21,8 @@ from market.payouts import service as payouts
 from market.payouts.models import Payout
 from market.settlement import checks
 from market.settlement.models import TOTALS, EntryKind, FarmEntry, PartTotal, PayoutCoverage
-from tests.conftest import needs
-from tests.payouts.conftest import bank_details, operator, refund, run, settled_order
+from tests.conftest import needs, wait_for_backends
+from tests.payouts.conftest import bank_details, navel_bonus, operator, refund, run, settled_order
 from tests.shop import Shop
 
 MIGRATIONS = str(config.ROOT / "migrations")
@@ -35,15 +33,7 @@ def sponsored_order_partly_refunded(client: FlaskClient, shop: Shop) -> dict[str
     """Oranges (2 kg) and nuts (500 g), each with a sponsor premium of 1 yuan
     a kg, delivered; then 500 g of the oranges refunded, which takes back
     their premium too."""
-    programme = client.post(
-        "/api/v1/premium-programmes",
-        json={
-            "name": "Navel bonus", "sponsor": "County co-op", "funded_by": "sponsor", "rate_per_kg": 100,
-            "budget_cap": 100_000, "valid_from": (utcnow() - timedelta(days=1)).isoformat(),
-        },
-        headers=shop.operator_h,
-    )  # fmt: skip
-    assert programme.status_code == 201, programme.json
+    navel_bonus(client, shop)
     order = settled_order(client, shop, (shop.oranges, 2000), (shop.nuts, 500))
     oranges = next(line for part in order["parts"] for line in part["lines"] if line["listing_id"] == shop.oranges.id)
     refund(order["id"], oranges["id"], 500)
@@ -158,16 +148,7 @@ def test_a_run_waits_for_entries_being_written_and_pays_their_part_with_them(
         assert written.wait(30), "the refund never wrote its part's totals"
         paying = threading.Thread(target=pay)
         paying.start()
-        waiting = text(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' AND datname = current_database()"
-        )
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watcher:
-            for _ in range(1500):
-                if watcher.execute(waiting).scalar() == 1:
-                    break
-                time.sleep(0.02)
-            else:
-                raise AssertionError("the run never waited for the refund being recorded")
+        wait_for_backends("wait_event = 'advisory'", 1, "the run waiting for the refund being recorded")
         release.set()
         recorder.join(30)
         paying.join(30)

@@ -24,7 +24,7 @@ from market.payments.models import CapturedLine, Refund, RefundStatus
 from market.payouts.models import Payout, PayoutAccount, PayoutRun
 from market.settlement import checks
 from market.settlement.models import EntryKind, FarmEntry, PayoutCoverage, paid_by
-from tests.payouts.conftest import bank_details, queued, refund, run, settled_order
+from tests.payouts.conftest import bank_details, navel_bonus, queued, refund, run, settled_order
 from tests.shop import Shop
 
 
@@ -375,15 +375,7 @@ def test_a_statement_with_sponsor_premiums_and_a_reversal_after_payout_as_csv(cl
     """The premium section's sums come back from PostgreSQL as numerics; the
     CSV still formats them. A sponsor premium taken back after the farm was
     paid (the order cancelled by an operator) is netted from the next payout."""
-    programme = client.post(
-        "/api/v1/premium-programmes",
-        json={
-            "name": "Navel bonus", "sponsor": "County co-op", "funded_by": "sponsor", "rate_per_kg": 100,
-            "budget_cap": 100_000, "valid_from": (utcnow() - timedelta(days=1)).isoformat(),
-        },
-        headers=shop.operator_h,
-    )  # fmt: skip
-    assert programme.status_code == 201, programme.json
+    navel_bonus(client, shop)
     bank_details(client, shop, shop.orchard.id)
     order = settled_order(client, shop, (shop.oranges, 2000))
     first = run(client, shop).json
