@@ -125,10 +125,17 @@ def _account_ids(codes: Iterable[str], currency: str) -> dict[str, int]:
         ]
         insert_if_absent(LedgerAccount, ["code"], *new)
         rows.extend(db.session.execute(_ids_of(missing)))
-    other = sorted(f"{row.code} holds {row.currency}" for row in rows if row.currency != currency)
-    if other:  # a bug, never user input: amounts in two currencies do not add up
-        raise CurrencyMismatch(f"posting {currency}, but {', '.join(other)}")
+    _refuse_other_currencies(rows, currency)
     return {row.code: row.id for row in rows}
+
+
+def _refuse_other_currencies(accounts: Iterable[Any], currency: str) -> None:
+    """Raise unless every one of `accounts` (rows with code and currency)
+    holds `currency`: a bug, never user input, since amounts in two
+    currencies do not add up."""
+    other = sorted(f"{row.code} holds {row.currency}" for row in accounts if row.currency != currency)
+    if other:
+        raise CurrencyMismatch(f"posting {currency}, but {', '.join(other)}")
 
 
 def open_farm_accounts(farm_ids: Select[Any]) -> None:
@@ -138,21 +145,15 @@ def open_farm_accounts(farm_ids: Select[Any]) -> None:
     farms = farm_ids.subquery()
     farm_id = farms.c[0]
     code = farm_payable_of(farm_id)
-    new = select(code, literal(AccountKind.LIABILITY.value), literal(currency), farm_id).where(farm_id.isnot(None))
+    kind = literal(_kind(FARM_PAYABLE_PREFIX).value)
+    new = select(code, kind, literal(currency), farm_id).where(farm_id.isnot(None))
     db.session.execute(
         upsert(LedgerAccount)
         .from_select(["code", "kind", "currency", "farm_id"], new)
         .on_conflict_do_nothing(index_elements=["code"])
     )
-    other = db.session.execute(
-        select(LedgerAccount.code, LedgerAccount.currency)
-        .join(farms, LedgerAccount.code == code)
-        .where(LedgerAccount.currency != currency)
-        .order_by(LedgerAccount.code)
-    ).all()
-    if other:  # a bug, never user input: amounts in two currencies do not add up
-        held = ", ".join(f"{row.code} holds {row.currency}" for row in other)
-        raise CurrencyMismatch(f"posting {currency}, but {held}")
+    other = select(LedgerAccount.code, LedgerAccount.currency).join(farms, LedgerAccount.code == code)
+    _refuse_other_currencies(db.session.execute(other.where(LedgerAccount.currency != currency)), currency)
 
 
 def account_ids(codes: Iterable[str]) -> dict[str, int]:

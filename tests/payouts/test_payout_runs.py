@@ -8,6 +8,7 @@ import csv
 import io
 from datetime import timedelta
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
@@ -17,14 +18,16 @@ from market.catalog.models import Farm
 from market.db import business_today, utcnow
 from market.extensions import db
 from market.ledger import service as ledger
-from market.ledger.models import LedgerTransaction
+from market.ledger.models import LedgerAccount, LedgerTransaction
+from market.money import CurrencyMismatch
 from market.orders.models import OrderEvent
 from market.payments import service as payments
 from market.payments.models import CapturedLine, Refund, RefundStatus
+from market.payouts import service as payouts
 from market.payouts.models import Payout, PayoutAccount, PayoutRun
 from market.settlement import checks
 from market.settlement.models import EntryKind, FarmEntry, PayoutCoverage, paid_by
-from tests.payouts.conftest import bank_details, navel_bonus, queued, refund, run, settled_order
+from tests.payouts.conftest import bank_details, navel_bonus, operator, queued, refund, run, settled_order
 from tests.shop import Shop
 
 
@@ -402,3 +405,19 @@ def test_a_statement_with_sponsor_premiums_and_a_reversal_after_payout_as_csv(cl
     assert netted["premiums"] == 300 - 200
     assert netted["amount"] == (2997 - 150 + 300) - (1998 - 100) - 200
     assert checks.check_ledger() == []
+
+
+def test_a_farm_whose_payable_holds_another_currency_stops_the_run_and_nothing_is_paid(
+    client: FlaskClient, shop: Shop
+) -> None:
+    """Amounts in two currencies do not add up: a run that would post a
+    payout to a farm account in dollars refuses, and writes nothing."""
+    bank_details(client, shop, shop.orchard.id)
+    settled_order(client, shop, (shop.oranges, 1000))
+    code = ledger.farm_payable(shop.orchard.id)
+    db.session.execute(update(LedgerAccount).where(LedgerAccount.code == code).values(currency="USD"))
+    db.session.commit()
+    with pytest.raises(CurrencyMismatch, match=f"posting CNY, but {code} holds USD"):
+        payouts.create_run(operator(), period_end=business_today())
+    assert db.session.scalar(select(func.count()).select_from(Payout)) == 0
+    assert db.session.scalar(select(func.count()).select_from(PayoutCoverage)) == 0
