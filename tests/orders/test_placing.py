@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from market.accounts.models import Role
+from market.auth import Actor
 from market.catalog.models import Listing, ListingStatus
+from market.db import utcnow
 from market.extensions import db
-from market.orders.models import Order, OrderEvent
+from market.orders import service
+from market.orders.models import Order, OrderEvent, OrderLine, OrderPart
+from market.orders.service import LineRequest
 from market.payments import service as payments
+from market.premiums.models import LinePremium
 from tests.factories import ListingFactory
 from tests.shop import Shop, place
 
@@ -206,3 +214,59 @@ def test_idempotent_replay_returns_the_same_order_and_takes_stock_once(client: F
     assert stock(shop.oranges) == 98_000
     other = client.post("/api/v1/orders", json={**body, "notes": "ring twice"}, headers=headers)
     assert other.status_code == 422
+
+
+def test_a_placed_order_answers_as_it_was_stored(client: FlaskClient, shop: Shop) -> None:
+    """The order, parts, lines, premiums and event are written by Core
+    statements: the answer to placing is what a later read finds, premiums
+    and all, every row tied to its own order, part and line."""
+    programme = client.post(
+        "/api/v1/premium-programmes",
+        json={
+            "name": "County bonus", "sponsor": "County co-op", "funded_by": "sponsor", "rate_per_kg": 100,
+            "budget_cap": 100_000, "farm_cap": 250, "valid_from": (utcnow() - timedelta(days=1)).isoformat(),
+        },
+        headers=shop.operator_h,
+    )  # fmt: skip
+    assert programme.status_code == 201, programme.json
+    placed = place(client, shop, (shop.oranges, 1500), (shop.nuts, 750), (shop.pomelos, 2000))
+    assert placed == client.get(f"/api/v1/orders/{placed['id']}", headers=shop.buyer_h).json
+    # The farm cap leaves the orchard's second line 100 of its 200.
+    premiums = {
+        line["product_name"]: [p["amount"] for p in line["premiums"]]
+        for part in placed["parts"]
+        for line in part["lines"]
+    }
+    assert premiums == {"Navel orange": [150], "Pomelo": [100], "Chestnut": [75]}
+    rows = db.session.execute(
+        select(OrderLine.id, OrderLine.order_id, OrderPart.order_id, OrderPart.farm_id, OrderLine.farm_id)
+        .join(OrderPart, OrderLine.part_id == OrderPart.id)
+        .where(OrderLine.order_id == placed["id"])
+    ).all()
+    assert len(rows) == 3
+    assert all(
+        order_id == part_order and part_farm == line_farm for _, order_id, part_order, part_farm, line_farm in rows
+    )
+    owners = db.session.scalars(select(LinePremium.order_line_id).order_by(LinePremium.order_line_id)).all()
+    assert owners == sorted(row[0] for row in rows)
+
+
+def test_an_order_just_placed_is_changed_like_any_loaded_one(app: Flask, shop: Shop) -> None:
+    """Written without a flush, the new order is still the session's: a
+    change in the same transaction is one versioned UPDATE, never a second
+    INSERT."""
+    with app.test_request_context():
+        buyer = Actor(user_id=shop.buyer.id, roles=frozenset({Role.BUYER}))
+        order = service.placed(
+            buyer.user_id, buyer, lines=[LineRequest(shop.oranges.id, 1000)], fulfilment_point_id=shop.station.id
+        )
+        order.notes = "Leave it with the station."
+        order.parts[0].lines[0].short_reason = "Checked"
+        db.session.commit()
+        order_id = order.id
+    db.session.expire_all()
+    stored = db.session.get(Order, order_id)
+    assert stored is not None
+    assert (stored.version, stored.notes, orders()) == (2, "Leave it with the station.", 1)
+    assert [line.short_reason for line in stored.lines] == ["Checked"]
+    assert [event.type for event in stored.events] == ["order.placed"]
