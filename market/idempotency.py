@@ -23,7 +23,20 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from flask import Response, current_app, make_response, request
-from sqlalchemy import ForeignKey, Integer, LargeBinary, String, UniqueConstraint, delete, event, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    bindparam,
+    delete,
+    event,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from werkzeug.exceptions import HTTPException
@@ -78,12 +91,17 @@ def _request_hash() -> str:
     return digest.hexdigest()
 
 
+# Built once: every request with a key runs them.
+_EARLIER = select(IdempotencyKey).where(
+    IdempotencyKey.user_id == bindparam("user_id"), IdempotencyKey.key == bindparam("key")
+)
+_TRY_LOCK = select(func.pg_try_advisory_xact_lock(bindparam("lock", type_=BigInteger)))
+
+
 def _earlier(user_id: int, key: str, request_hash: str) -> IdempotencyKey | None:
     """The record of an earlier request with `key`, if there is one; a 422
     if that request was another one."""
-    existing = db.session.scalars(
-        select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-    ).one_or_none()
+    existing = db.session.scalars(_EARLIER, {"user_id": user_id, "key": key}).one_or_none()
     if existing is not None and existing.request_hash != request_hash:
         raise Invalid(
             "This Idempotency-Key was used with a different request.",
@@ -200,7 +218,7 @@ def _in_one_transaction(view: Callable[..., Any], user_id: int, key: str, *args:
     request_hash = _request_hash()
     # Held until this transaction ends: a repeat that finds it taken is in
     # flight, and one that takes it after the commit finds the response.
-    if not session.scalar(select(func.pg_try_advisory_xact_lock(advisory_key(user_id, key)))):
+    if not session.scalar(_TRY_LOCK, {"lock": advisory_key(user_id, key)}):
         session.rollback()
         raise _in_flight()
     earlier = _earlier(user_id, key, request_hash)

@@ -18,7 +18,21 @@ from datetime import date, datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, Select, and_, false, func, literal, not_, or_, select, true, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    Update,
+    and_,
+    bindparam,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager, joinedload, selectinload
 from sqlalchemy.orm.util import identity_key
@@ -689,22 +703,43 @@ def _merged(lines: Iterable[StockLine]) -> list[StockLine]:
     return [StockLine(listing_id, grams[listing_id]) for listing_id in sorted(grams)]
 
 
-def _execute_stock_update(
-    listing_id: int, new_stock: ColumnElement[int], *conditions: ColumnElement[bool]
-) -> tuple[int, int | None] | None:
-    """One conditional UPDATE; the new stock and the low-stock threshold, or
-    None when the conditions did not hold."""
-    # A Core UPDATE on the table: the ORM-enabled form with
-    # synchronize_session="fetch" cost five times the CPU on the order hot
-    # path. A listing loaded in this session is expired instead, so it reads
-    # the new stock and status when next used.
-    row = db.session.execute(
+def _stock_update(new_stock: ColumnElement[int], *conditions: ColumnElement[bool]) -> Update:
+    """One conditional UPDATE of a listing's stock (bound: listing_id,
+    grams, now), answering the new stock and the low-stock threshold.
+
+    A Core UPDATE on the table: the ORM-enabled form with
+    synchronize_session="fetch" cost five times the CPU on the order hot
+    path. Built once, at import: building it and its cache key on each
+    call cost as much again as executing it."""
+    return (
         update(Listing.__table__)
-        .where(Listing.id == listing_id, *conditions)
-        .values(stock_g=new_stock, status=Listing.status_at_stock(new_stock), updated_at=utcnow())
+        .where(Listing.id == bindparam("listing_id"), *conditions)
+        .values(stock_g=new_stock, status=Listing.status_at_stock(new_stock), updated_at=bindparam("now"))
         .returning(Listing.stock_g, Listing.low_stock_threshold_g)
+    )
+
+
+_GRAMS = bindparam("grams", type_=BigInteger)
+# What an order may take from (purchasable_only), and another sales channel.
+_SELLABLE = {True: purchasable_listing_filter(), False: Listing.status != ListingStatus.ARCHIVED}
+_TAKE = {
+    only: _stock_update(Listing.stock_g - _GRAMS, Listing.stock_g >= _GRAMS, sellable)
+    for only, sellable in _SELLABLE.items()
+}
+_ADD = _stock_update(Listing.stock_g + _GRAMS)
+_RECEIVE = _stock_update(Listing.stock_g + _GRAMS, Listing.stock_g <= MAX_STOCK_G - _GRAMS)
+_SET = _stock_update(_GRAMS)
+
+
+def _execute_stock_update(statement: Update, line: StockLine) -> tuple[int, int | None] | None:
+    """Run one of the statements above for `line`: the new stock and the
+    low-stock threshold, or None when its conditions did not hold."""
+    row = db.session.execute(
+        statement, {"listing_id": line.listing_id, "grams": line.grams, "now": utcnow()}
     ).one_or_none()
-    loaded = db.session.identity_map.get(identity_key(Listing, listing_id))
+    # A listing loaded in this session is expired instead, so it reads the
+    # new stock and status when next used.
+    loaded = db.session.identity_map.get(identity_key(Listing, line.listing_id))
     if loaded is not None:
         db.session.expire(loaded, ["stock_g", "status", "updated_at"])
     return None if row is None else (row[0], row[1])
@@ -727,13 +762,12 @@ def take_stock(lines: Iterable[StockLine], *, purchasable_only: bool = True) -> 
     archived. Flushes only: the caller owns the transaction and must roll
     back when this raises `OutOfStock`.
     """
-    sellable = purchasable_listing_filter() if purchasable_only else Listing.status != ListingStatus.ARCHIVED
     for line in _merged(lines):
-        moved = _execute_stock_update(
-            line.listing_id, Listing.stock_g - line.grams, Listing.stock_g >= line.grams, sellable
-        )
+        moved = _execute_stock_update(_TAKE[purchasable_only], line)
         if moved is None:
-            available = db.session.scalar(select(Listing.stock_g).where(Listing.id == line.listing_id, sellable))
+            available = db.session.scalar(
+                select(Listing.stock_g).where(Listing.id == line.listing_id, _SELLABLE[purchasable_only])
+            )
             detail = (
                 f"Listing {line.listing_id} cannot be bought now."
                 if available is None
@@ -751,7 +785,7 @@ def add_stock(lines: Iterable[StockLine]) -> None:
     status. Never refused for the amount. Flushes only: the caller commits.
     """
     for line in _merged(lines):
-        moved = _execute_stock_update(line.listing_id, Listing.stock_g + line.grams)
+        moved = _execute_stock_update(_ADD, line)
         if moved is None:
             raise NotFound(f"Listing {line.listing_id} not found.")
         _stock_moved(line.listing_id, moved[0] - line.grams, *moved)
@@ -763,9 +797,7 @@ def receive_stock(lines: Iterable[StockLine], *, field: str = "grams") -> None:
     raises `Invalid` naming `field`, and the caller rolls back. Flushes only.
     """
     for line in _merged(lines):
-        moved = _execute_stock_update(
-            line.listing_id, Listing.stock_g + line.grams, Listing.stock_g <= MAX_STOCK_G - line.grams
-        )
+        moved = _execute_stock_update(_RECEIVE, line)
         if moved is None:
             stock = db.session.scalar(select(Listing.stock_g).where(Listing.id == line.listing_id))
             if stock is None:
@@ -799,7 +831,7 @@ def _write_stock(listing_id: int, grams: int, *, expected_g: int | None = None) 
     if expected_g is not None and before != expected_g:
         return before
     if before != grams:
-        moved = _execute_stock_update(listing_id, literal(grams))
+        moved = _execute_stock_update(_SET, StockLine(listing_id, grams))
         assert moved is not None  # the row is locked and not archived
         _stock_moved(listing_id, before, *moved)
     return None

@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from flask import current_app
-from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, false, func, or_, select
 from sqlalchemy.orm import contains_eager, joinedload, lazyload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -306,6 +306,34 @@ def _view(actor: Actor, order: Order, stations: set[int]) -> OrderView:
 # --- placing ----------------------------------------------------------------
 
 
+# The statements placing runs on every order, built once: building each
+# with its cache key cost as much CPU as running it.
+# The buyer, locked; shown by name only on the order: its roles are not needed.
+_BUYER_LOCKED = select(User).where(User.id == bindparam("buyer_id")).options(lazyload(User.roles)).with_for_update()
+# An order confirmed for payment in cash on collection is unpaid too, and
+# holds its stock as long. Each unpaid order of the buyer with the grams its
+# parts not cancelled hold, counted and summed in one statement.
+_HELD_BY_ORDER = (
+    select(func.coalesce(func.sum(OrderLine.ordered_g), 0))
+    .join(OrderPart, OrderLine.part_id == OrderPart.id)
+    .where(OrderLine.order_id == Order.id, OrderPart.status != PartStatus.CANCELLED)
+    .scalar_subquery()
+)
+_UNPAID_ORDERS = (
+    select(Order.id, _HELD_BY_ORDER.label("held"))
+    .where(Order.buyer_id == bindparam("buyer_id"), Order.status.in_(UNPAID_STATUSES))
+    .subquery()
+)
+_UNPAID = select(func.count(_UNPAID_ORDERS.c.id), func.coalesce(func.sum(_UNPAID_ORDERS.c.held), 0))
+# Listings with their farms and lots in one statement: a listing has a few lots.
+_LISTINGS = (
+    select(Listing)
+    .join(Listing.farm)
+    .where(Listing.id.in_(bindparam("listing_ids", expanding=True)))
+    .options(joinedload(Listing.lots), contains_eager(Listing.farm))
+)
+
+
 def _shortfall(requests: Sequence[LineRequest]) -> Shortfall:
     ids = [r.listing_id for r in requests]
     available: dict[int, int] = {
@@ -334,16 +362,7 @@ def _check_lines(requests: Sequence[LineRequest]) -> dict[int, Listing]:
         if request.listing_id in seen:
             errors[f"lines.{index}.listing_id"] = [f"Listing already ordered in line {seen[request.listing_id]}."]
         seen.setdefault(request.listing_id, index)
-    # Listings, farms and lots in one statement: a listing has a few lots.
-    listings = {
-        listing.id: listing
-        for listing in db.session.scalars(
-            select(Listing)
-            .join(Listing.farm)
-            .where(Listing.id.in_(seen))
-            .options(joinedload(Listing.lots), contains_eager(Listing.farm))
-        ).unique()
-    }
+    listings = {listing.id: listing for listing in db.session.scalars(_LISTINGS, {"listing_ids": list(seen)}).unique()}
     for index, request in enumerate(requests):
         listing = listings.get(request.listing_id)
         refusal = _not_on_sale(listing)
@@ -406,27 +425,8 @@ def _check_unpaid_allowance(buyer_id: int, requests: Sequence[LineRequest]) -> U
             "Order less, or split it and pay each part before the next.",
             {"lines": [f"At most {max_g} g in all."]},
         )
-    # Shown by name only on the order: its roles are not needed.
-    buyer = db.session.scalars(
-        select(User).where(User.id == buyer_id).options(lazyload(User.roles)).with_for_update()
-    ).one()
-    # An order confirmed for payment in cash on collection is unpaid too, and
-    # holds its stock as long. Each unpaid order with the grams its parts not
-    # cancelled hold, counted and summed in one statement.
-    held_by_order = (
-        select(func.coalesce(func.sum(OrderLine.ordered_g), 0))
-        .join(OrderPart, OrderLine.part_id == OrderPart.id)
-        .where(OrderLine.order_id == Order.id, OrderPart.status != PartStatus.CANCELLED)
-        .scalar_subquery()
-    )
-    unpaid = (
-        select(Order.id, held_by_order.label("held"))
-        .where(Order.buyer_id == buyer_id, Order.status.in_(UNPAID_STATUSES))
-        .subquery()
-    )
-    orders, held_sum = db.session.execute(
-        select(func.count(unpaid.c.id), func.coalesce(func.sum(unpaid.c.held), 0))
-    ).one()
+    buyer = db.session.scalars(_BUYER_LOCKED, {"buyer_id": buyer_id}).one()
+    orders, held_sum = db.session.execute(_UNPAID, {"buyer_id": buyer_id}).one()
     # PostgreSQL sums a bigint as a numeric: back to an int for the problem document.
     held = int(held_sum)
     if orders >= max_orders:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, or_, select, update
 
 from market.accounts.models import Role, User
 from market.auth import Actor
@@ -52,7 +52,7 @@ def sponsor_liability(programme_id: int) -> str:
 # --- programmes -------------------------------------------------------------
 
 
-def _active(now: datetime) -> Any:
+def _active(now: datetime | ColumnElement[datetime]) -> Any:
     return and_(
         PremiumProgramme.valid_from <= now,
         or_(PremiumProgramme.valid_until.is_(None), PremiumProgramme.valid_until > now),
@@ -144,18 +144,20 @@ def end_programme(actor: Actor, programme_id: int) -> PremiumProgramme:
 # --- matching and quoting ---------------------------------------------------
 
 
+# Built once: every order runs it.
+_ACTIVE = (
+    select(PremiumProgramme)
+    .where(
+        _active(bindparam("now")),
+        or_(PremiumProgramme.budget_cap.is_(None), PremiumProgramme.budget_used < PremiumProgramme.budget_cap),
+    )
+    .order_by(PremiumProgramme.id)
+)
+
+
 def active_programmes(now: datetime | None = None) -> list[PremiumProgramme]:
     """Programmes running now whose budget is not spent: one query per order."""
-    return list(
-        db.session.scalars(
-            select(PremiumProgramme)
-            .where(
-                _active(now or utcnow()),
-                or_(PremiumProgramme.budget_cap.is_(None), PremiumProgramme.budget_used < PremiumProgramme.budget_cap),
-            )
-            .order_by(PremiumProgramme.id)
-        )
-    )
+    return list(db.session.scalars(_ACTIVE, {"now": now or utcnow()}))
 
 
 def matches(programme: PremiumProgramme, listing: Listing, buyer_id: int | None) -> bool:
