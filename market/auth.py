@@ -9,17 +9,20 @@ from datetime import datetime, timedelta
 
 from cachetools import TTLCache
 from flask import Flask, current_app, request
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from market.accounts.models import ApiToken, Role, UserRole
 from market.db import utcnow
 from market.errors import NotAllowed, Unauthenticated
 from market.extensions import db
 
-# last_used_at is refreshed at most this often, so reads do not write per request.
+# last_used_at is refreshed at most this often, so reads do not write per
+# request; and each process writes the uses it noted at most this often too,
+# all in one statement.
 LAST_USED_GRANULARITY = timedelta(minutes=1)
 ACTOR_KEY = "market.actor"
 CACHE_KEY = "market.token_cache"
+USES_KEY = "market.token_uses"
 # Tokens a process remembers at most (least recently used go first).
 TOKEN_CACHE_SIZE = 10_000
 
@@ -117,8 +120,36 @@ class TokenCache:
                 self._actors.pop(token_hash, None)
 
 
+class TokenUses:
+    """When tokens this process read were used, noted in memory and written
+    together (`write_due`): the first at once, then whatever gathered, at
+    most once every LAST_USED_GRANULARITY. Before, each token read that
+    found `last_used_at` a minute old wrote it and committed on its own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._noted: dict[int, datetime] = {}
+        self._written: datetime | None = None
+
+    def note(self, token_id: int, moment: datetime) -> None:
+        with self._lock:
+            self._noted[token_id] = moment
+
+    def write_due(self, now: datetime) -> None:
+        """Write the uses noted, in the caller's session, and commit, unless
+        this process wrote them less than LAST_USED_GRANULARITY ago. Called
+        before the request's own work, like the token read itself."""
+        with self._lock:
+            if not self._noted or (self._written is not None and now - self._written < LAST_USED_GRANULARITY):
+                return
+            noted, self._noted, self._written = self._noted, {}, now
+        db.session.execute(_USED, [{"token_id": token_id, "used": moment} for token_id, moment in noted.items()])
+        db.session.commit()
+
+
 def install(app: Flask) -> None:
     app.extensions[CACHE_KEY] = TokenCache(app.config["TOKEN_CACHE_SECONDS"])
+    app.extensions[USES_KEY] = TokenUses()
 
 
 def token_cache() -> TokenCache:
@@ -126,6 +157,16 @@ def token_cache() -> TokenCache:
     return cache
 
 
+# A use written never moves last_used_at back (another process may have
+# written a later one).
+_USED = (
+    update(ApiToken.__table__)
+    .where(
+        ApiToken.id == bindparam("token_id"),
+        or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < bindparam("used")),
+    )
+    .values(last_used_at=bindparam("used"))
+)
 # The token and its user's roles in one round trip, a row per role; built
 # once, as it runs on most requests.
 _TOKEN = (
@@ -140,10 +181,12 @@ _TOKEN = (
 def authenticate_token(token: str) -> Actor:
     """Resolve a bearer token to an actor, or raise `Unauthenticated`."""
     token_hash = hash_token(token)
+    now = utcnow()
+    uses: TokenUses = current_app.extensions[USES_KEY]
+    uses.write_due(now)
     cached = token_cache().get(token_hash)
     if cached is not None:
         return cached
-    now = utcnow()
     rows = db.session.execute(_TOKEN, {"token_hash": token_hash}).all()
     if not rows:
         raise Unauthenticated("The token is not valid.")
@@ -154,8 +197,8 @@ def authenticate_token(token: str) -> Actor:
         raise Unauthenticated("The token has expired.")
     roles = frozenset(r.role for r in rows if r.role is not None)
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY:
-        db.session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
-        db.session.commit()
+        uses.note(row.id, now)
+        uses.write_due(now)
     actor = Actor(user_id=row.user_id, roles=roles, token_id=row.id)
     token_cache().put(token_hash, actor, row.expires_at)
     return actor

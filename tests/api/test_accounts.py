@@ -1,12 +1,15 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
+from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
 
 from market.accounts.models import ApiToken, Role, User
 from market.accounts.service import WRONG_LOGIN
+from market.auth import LAST_USED_GRANULARITY, USES_KEY
 from market.db import utcnow
 from market.extensions import db
 from tests.factories import PASSWORD, UserFactory, bearer, register_confirmed, token_for, user_with_token
@@ -127,6 +130,43 @@ def test_last_used_is_recorded(client: FlaskClient) -> None:
     client.get("/api/v1/me", headers=headers)
     used = db.session.scalars(select(ApiToken.last_used_at)).one()
     assert used is not None and used >= before - timedelta(seconds=1)
+
+
+def test_last_uses_are_written_together_at_most_once_a_minute(app: Flask, client: FlaskClient) -> None:
+    """The first use a process notes is written at once; the uses of other
+    tokens after it wait, and the next write takes them all in one statement
+    and never moves a later use back."""
+    tokens = [user_with_token(Role.BUYER) for _ in range(3)]
+    for _, headers in tokens:
+        assert client.get("/api/v1/me", headers=headers).status_code == 200
+
+    def last_uses() -> list[datetime | None]:
+        db.session.expire_all()
+        return [
+            db.session.scalar(select(ApiToken.last_used_at).where(ApiToken.user_id == user.id)) for user, _ in tokens
+        ]
+
+    first, *waiting = last_uses()
+    assert first is not None and waiting == [None, None]
+
+    later = utcnow() + timedelta(hours=1)  # another process wrote a later use meanwhile
+    db.session.execute(update(ApiToken).where(ApiToken.user_id == tokens[2][0].id).values(last_used_at=later))
+    db.session.commit()
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        with app.test_request_context():
+            app.extensions[USES_KEY].write_due(utcnow() + LAST_USED_GRANULARITY)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert len([s for s in statements if s.startswith("UPDATE api_tokens")]) == 1
+    _, second, third = last_uses()
+    assert second is not None and second > first
+    assert third == later
 
 
 def test_login_is_rate_limited_per_client_address(client: FlaskClient) -> None:
