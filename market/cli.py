@@ -71,12 +71,9 @@ def ledger_check() -> None:
     )
 
 
-@click.command("relay")
-def relay() -> None:
-    """Publish committed outbox rows to the broker until stopped (SIGTERM or
-    Ctrl-C): the relay process of OUTBOX_RELAY=listener, woken by
-    PostgreSQL's NOTIFY at each commit (docs/reliability.md). Any number may
-    run; each row is published once."""
+def _stopped_by_signals() -> threading.Event:
+    """An event set by SIGTERM (a process manager stopping this) or SIGINT
+    (Ctrl-C; also `kill -INT` where the shell started it ignoring SIGINT)."""
     stop = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
@@ -84,6 +81,16 @@ def relay() -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    return stop
+
+
+@click.command("relay")
+def relay() -> None:
+    """Publish committed outbox rows to the broker until stopped (SIGTERM or
+    Ctrl-C): the relay process of OUTBOX_RELAY=listener, woken by
+    PostgreSQL's NOTIFY at each commit (docs/reliability.md). Any number may
+    run; each row is published once."""
+    stop = _stopped_by_signals()
     click.echo(f"relay: publishing outbox rows to {current_app.config['CELERY']['broker_url']}")
     outbox.listen(current_app._get_current_object(), stop)  # type: ignore[attr-defined]
 
@@ -94,7 +101,7 @@ def relay() -> None:
 def serve(port: int, host: str) -> None:
     """Migrate, seed demo data, then run the API, a Celery worker and beat
     (and with OUTBOX_RELAY=listener the relay) together until interrupted
-    (Ctrl-C stops them all)."""
+    (Ctrl-C or SIGTERM stops them all)."""
     upgrade(directory=str(config.ROOT / "migrations"))
     tokens = demo.seed()
     click.echo(f"database: {current_app.config['SQLALCHEMY_DATABASE_URI']}")
@@ -115,6 +122,8 @@ def serve(port: int, host: str) -> None:
         commands["relay"] = [python, "-m", "flask", "--app", "wsgi", "relay"]
     # Served over plain http: the console's cookie must travel without TLS.
     env = {"CONSOLE_INSECURE_COOKIE": "true", **os.environ}
+    # Stopped by Ctrl-C or by SIGTERM alike: either way the others stop with it.
+    stop = _stopped_by_signals()
     processes = {
         name: subprocess.Popen(cmd, cwd=config.ROOT, env=env)  # noqa: S603 (our own fixed commands)
         for name, cmd in commands.items()
@@ -123,12 +132,11 @@ def serve(port: int, host: str) -> None:
     click.echo(f"Operator console on http://{host}:{port}/console/ ; sign in as {demo.OPERATOR_EMAIL}, {demo.PASSWORD}")
     click.echo(f"API on http://{host}:{port}/api/v1/docs ; Ctrl-C stops everything.")
     try:
-        while all(p.poll() is None for p in processes.values()):
-            time.sleep(0.5)
-        stopped = [name for name, p in processes.items() if p.poll() is not None]
-        click.echo(f"{', '.join(stopped)} stopped; stopping the rest", err=True)
-    except KeyboardInterrupt:
-        pass
+        while not stop.wait(0.5):
+            stopped = [name for name, p in processes.items() if p.poll() is not None]
+            if stopped:
+                click.echo(f"{', '.join(stopped)} stopped; stopping the rest", err=True)
+                break
     finally:
         for p in processes.values():
             if p.poll() is None:

@@ -15,6 +15,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 import config
 from tests.ports import free_port
 
@@ -36,7 +38,10 @@ def get(url: str, token: str | None = None, body: dict[str, object] | None = Non
         return error.code, json.loads(error.read())
 
 
-def test_serve_runs_api_worker_and_beat_until_interrupted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_serve_runs_api_worker_and_beat_until_interrupted(tmp_path: Path, stop: signal.Signals) -> None:
+    """Stopped by Ctrl-C, or by SIGTERM as a process manager stops it: the
+    API, worker and beat stop with it either way."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")}
     env |= {"MARKET_INSTANCE": str(tmp_path), "OUTBOX_RELAY_INTERVAL_SECONDS": "1"}
@@ -104,13 +109,18 @@ def test_serve_runs_api_worker_and_beat_until_interrupted(tmp_path: Path) -> Non
         assert (tmp_path / "market.sqlite3").exists()
         assert (tmp_path / "broker.sqlite3").exists()
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         process.wait(timeout=30)
-    output = log.read_text()
+    assert_all_stopped(log.read_text(), port, tmp_path, stop)
+
+
+def assert_all_stopped(output: str, port: int, instance: Path, stop: signal.Signals) -> None:
     assert "worker: Warm shutdown" in output
     assert "Shutting down: Master" in output  # gunicorn
     with socket.socket() as s:
-        assert s.connect_ex(("127.0.0.1", port)) != 0, "the API still listens after Ctrl-C"
+        assert s.connect_ex(("127.0.0.1", port)) != 0, f"the API still listens after {stop.name}"
+    beat = subprocess.run(["pgrep", "-f", str(instance / "celerybeat-schedule")], capture_output=True, check=False)  # noqa: S603, S607
+    assert beat.returncode == 1, f"beat still runs after {stop.name}"
 
 
 def assert_eventually(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
