@@ -241,12 +241,18 @@ def _require_station(actor: Actor, order: Order) -> None:
 def record_event(
     order: Order, kind: str, actor: Actor | None, *, part: OrderPart | None = None, detail: str = ""
 ) -> None:
-    order.events.append(
-        OrderEvent(
-            type=kind, part_id=part.id if part else None, actor_id=actor.user_id if actor else None, detail=detail
-        )
-    )
+    _add_event(order, kind, actor, part=part, detail=detail)
     publish(kind, order_id=order.id, **({"part_id": part.id} if part else {}))
+
+
+def _add_event(
+    order: Order, kind: str, actor: Actor | None, *, part: OrderPart | None = None, detail: str = ""
+) -> OrderEvent:
+    event = OrderEvent(
+        type=kind, part_id=part.id if part else None, actor_id=actor.user_id if actor else None, detail=detail
+    )
+    order.events.append(event)
+    return event
 
 
 @contextmanager
@@ -547,6 +553,10 @@ def _write_new(order: Order, actor: Actor) -> None:
     one Core INSERT a table, and make them the session's: flushing them was
     a fifth of the request's CPU (docs/performance.md)."""
     order.version = 1  # the first version, as a flush numbers it
+    # Added before the order is written, so the written order holds no change
+    # to flush: a change would put the whole new graph through the unit of
+    # work at commit.
+    placed_event = _add_event(order, "order.placed", actor)
     insert_new([order])
     for part in order.parts:
         part.order_id = order.id
@@ -558,9 +568,9 @@ def _write_new(order: Order, actor: Actor) -> None:
         for premium in line.premiums:
             premium.order_line_id = line.id
     insert_new([premium for line in order.lines for premium in line.premiums])
-    record_event(order, "order.placed", actor)
-    order.events[0].order_id = order.id
-    insert_new(order.events)
+    placed_event.order_id = order.id
+    insert_new([placed_event])
+    publish("order.placed", order_id=order.id)
     # Written: added with all it cascades to, they are the session's as if loaded.
     db.session.add(order)
 

@@ -270,3 +270,21 @@ def test_an_order_just_placed_is_changed_like_any_loaded_one(app: Flask, shop: S
     assert (stored.version, stored.notes, orders()) == (2, "Leave it with the station.", 1)
     assert [line.short_reason for line in stored.lines] == ["Checked"]
     assert [event.type for event in stored.events] == ["order.placed"]
+
+
+def test_an_order_just_placed_leaves_nothing_for_the_unit_of_work(app: Flask, shop: Shop) -> None:
+    """Written and added as if loaded, the new order, its parts, lines and
+    event hold no change: the flush at commit writes the outbox rows alone
+    and never walks the order's graph."""
+    with app.test_request_context():
+        buyer = Actor(user_id=shop.buyer.id, roles=frozenset({Role.BUYER}))
+        order = service.placed(
+            buyer.user_id,
+            buyer,
+            lines=[LineRequest(shop.oranges.id, 1000), LineRequest(shop.nuts.id, 500)],
+            fulfilment_point_id=shop.station.id,
+        )
+        assert order in db.session
+        assert list(db.session.dirty) == []
+        assert {type(new).__name__ for new in db.session.new} == {"OutboxMessage"}
+        db.session.rollback()
