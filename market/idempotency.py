@@ -34,6 +34,7 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    insert,
     select,
     update,
 )
@@ -95,6 +96,7 @@ def _request_hash() -> str:
 _EARLIER = select(IdempotencyKey).where(
     IdempotencyKey.user_id == bindparam("user_id"), IdempotencyKey.key == bindparam("key")
 )
+_RECORD = insert(IdempotencyKey)
 _TRY_LOCK = select(func.pg_try_advisory_xact_lock(bindparam("lock", type_=BigInteger)))
 
 
@@ -243,7 +245,9 @@ def _in_one_transaction(view: Callable[..., Any], user_id: int, key: str, *args:
     if not _kept(response):
         session.rollback()
         return response
-    session.add(IdempotencyKey(user_id=user_id, key=key, request_hash=request_hash, **_stored(response)))
+    # One INSERT rather than a flush: the session holds the view's whole
+    # graph, which a flush would walk.
+    session.execute(_RECORD, {"user_id": user_id, "key": key, "request_hash": request_hash, **_stored(response)})
     session.commit()
     return response
 
