@@ -1,14 +1,14 @@
 """Instructions per order placed, counted by valgrind: a measure of the
 server's own work that the machine's other load does not move.
 
-    .venv/bin/python -m tests.bench.order_instructions [--orders 20] [--reuse]
+    .venv/bin/python -m tests.bench.order_instructions [--orders 20] [--warm-up 10] [--reuse]
 
 Seeds the order benchmark's data (tests.bench.orders_http: 1,000 farms,
 10,000 listings, 1,000 buyers) into `bench_instructions`, then runs a
 process under `valgrind --tool=callgrind` that places orders in-process
 (POST /api/v1/orders through the test client, as wrk's requests are: 1 to 3
 lines, a random buyer, an Idempotency-Key) with the server's settings.
-Counting starts after a warm-up (imports, caches, prepared statements) and
+Counting starts after --warm-up orders (imports, caches, prepared statements) and
 covers --orders orders, each followed by the publishing of its outbox rows,
 so every order costs the same relay work. With OUTBOX_RELAY=listener in the
 environment the process publishes nothing (the relay process would): the
@@ -47,19 +47,18 @@ from tests.bench.common import (
 )
 from tests.bench.orders_http import LISTINGS, STOCK_G, server_env
 
-WARM_UP = 10
 READY = "ready to count"
 
 
-def place_orders(url: str, orders: int, go: Path) -> None:
+def place_orders(url: str, orders: int, warm_up: int, go: Path) -> None:
     """The counted process: warm up, say so, wait for `go`, then place `orders`."""
     app = create_app(config.load({**os.environ, **server_env(url)}))
     client = app.test_client()
     listing_ids = sorted(active_listing_ids(url))
     chosen = random.Random(7)
     nonce = secrets.token_hex(4)
-    for number in range(WARM_UP + orders):
-        if number == WARM_UP:
+    for number in range(warm_up + orders):
+        if number == warm_up:
             print(READY, flush=True)
             while not go.exists():
                 time.sleep(0.1)
@@ -76,7 +75,7 @@ def place_orders(url: str, orders: int, go: Path) -> None:
         relay_of(app).wait()
 
 
-def count(url: str, orders: int) -> int:
+def count(url: str, orders: int, warm_up: int) -> int:
     """Run `place_orders` under callgrind, counting only the orders."""
     with tempfile.TemporaryDirectory() as tmp:
         go = Path(tmp) / "go"
@@ -90,6 +89,7 @@ def count(url: str, orders: int) -> int:
             "tests.bench.order_instructions",
             "--child",
             str(orders),
+            str(warm_up),
             str(go),
         ]
         child = subprocess.Popen(  # noqa: S603 (our own fixed command line)
@@ -112,10 +112,13 @@ def count(url: str, orders: int) -> int:
 
 def main() -> None:
     if sys.argv[1:2] == ["--child"]:
-        place_orders(os.environ["BENCH_URL"], int(sys.argv[2]), Path(sys.argv[3]))
+        place_orders(os.environ["BENCH_URL"], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=20)
+    parser.add_argument(
+        "--warm-up", type=int, default=10, help="orders placed before counting: more, to count statements already built"
+    )
     parser.add_argument("--reuse", action="store_true", help="keep the data an earlier run seeded")
     args = parser.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
@@ -126,8 +129,8 @@ def main() -> None:
         recreate_database(url)
         reset_redis()
         seed(url, listings=LISTINGS, stock_g=STOCK_G)
-    say(f"placing {WARM_UP} orders to warm up, then counting {args.orders} under callgrind (minutes) ...")
-    instructions = count(url, args.orders)
+    say(f"placing {args.warm_up} orders to warm up, then counting {args.orders} under callgrind (minutes) ...")
+    instructions = count(url, args.orders, args.warm_up)
     per_order = instructions / args.orders
     print(f"\n{instructions:,} instructions for {args.orders} orders: {per_order / 1e6:.1f} million per order")
     write_results("order_instructions", {"orders": args.orders, "instructions": instructions, "per_order": per_order})
