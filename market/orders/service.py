@@ -315,7 +315,14 @@ def _view(actor: Actor, order: Order, stations: set[int]) -> OrderView:
 # The statements placing runs on every order, built once: building each
 # with its cache key cost as much CPU as running it.
 # The buyer, locked; shown by name only on the order: its roles are not needed.
-_BUYER_LOCKED = select(User).where(User.id == bindparam("buyer_id")).options(lazyload(User.roles)).with_for_update()
+# The order's fulfilment point is read in the same statement: no lock on it.
+_BUYER_LOCKED = (
+    select(User, FulfilmentPoint)
+    .outerjoin(FulfilmentPoint, FulfilmentPoint.id == bindparam("point_id"))
+    .where(User.id == bindparam("buyer_id"))
+    .options(lazyload(User.roles))
+    .with_for_update(of=User)
+)
 # An order confirmed for payment in cash on collection is unpaid too, and
 # holds its stock as long. Each unpaid order of the buyer with the grams its
 # parts not cancelled hold, counted and summed in one statement.
@@ -399,39 +406,37 @@ def _not_on_sale(listing: Listing | None) -> str | None:
     return None  # active, or sold out: a stock problem, told as one when stock is taken
 
 
-def _fulfilment(point_id: int | None, address: str | None) -> tuple[Fulfilment, FulfilmentPoint | None]:
-    problem = destination_problem(point_id, address)
-    if problem:
-        raise Invalid(problem, {"fulfilment_point_id": [problem]})
-    if point_id is None:
-        return Fulfilment.DELIVERY, None
-    point = db.session.get(FulfilmentPoint, point_id)
-    if point is None:
+def _lock_buyer(buyer_id: int, point_id: int | None) -> tuple[User, FulfilmentPoint | None]:
+    """The buyer, locked until the order commits (see
+    `_check_unpaid_allowance`), and the fulfilment point `point_id` if given."""
+    buyer, point = db.session.execute(_BUYER_LOCKED, {"buyer_id": buyer_id, "point_id": point_id}).one()
+    if point_id is not None and point is None:
+        db.session.rollback()
         raise Invalid(
             f"There is no fulfilment point {point_id}; see /api/v1/fulfilment-points.",
             {"fulfilment_point_id": [f"No fulfilment point {point_id}."]},
         )
-    return Fulfilment.PICKUP, point
+    return buyer, point
 
 
-def _check_unpaid_allowance(buyer_id: int, requests: Sequence[LineRequest]) -> User:
+def _check_unpaid_allowance(buyer_id: int, requests: Sequence[LineRequest]) -> None:
     """Refuse an order that would leave the buyer holding more unpaid orders
     (BUYER_MAX_UNPAID_ORDERS) or more grams in them (BUYER_MAX_UNPAID_G)
     than allowed: stock taken by an unpaid order is blocked for everyone
-    until it expires. The buyer's row stays locked until the order commits,
-    so the buyer's concurrent orders are counted one after the other and
-    cannot pass the caps together. Lock order: buyer, listings, programmes.
-    Returns the buyer, as locked."""
+    until it expires. The buyer's row is locked first (`_lock_buyer`) and
+    stays locked until the order commits, so the buyer's concurrent orders
+    are counted one after the other and cannot pass the caps together. Lock
+    order: buyer, listings, programmes."""
     config = current_app.config
     max_orders, max_g = config["BUYER_MAX_UNPAID_ORDERS"], config["BUYER_MAX_UNPAID_G"]
     grams = sum(r.grams for r in requests)
     if grams > max_g:
+        db.session.rollback()
         raise Invalid(
             f"An order waiting for payment may hold at most {max_g} g; this one holds {grams} g. "
             "Order less, or split it and pay each part before the next.",
             {"lines": [f"At most {max_g} g in all."]},
         )
-    buyer = db.session.scalars(_BUYER_LOCKED, {"buyer_id": buyer_id}).one()
     orders, held_sum = db.session.execute(_UNPAID, {"buyer_id": buyer_id}).one()
     # PostgreSQL sums a bigint as a numeric: back to an int for the problem document.
     held = int(held_sum)
@@ -451,7 +456,6 @@ def _check_unpaid_allowance(buyer_id: int, requests: Sequence[LineRequest]) -> U
             unpaid_g=held,
             max_unpaid_g=max_g,
         )
-    return buyer
 
 
 def place_order(
@@ -491,10 +495,13 @@ def placed(
     station staff order for), written and flushed, not committed: within the
     buyer's unpaid allowance, each line priced, all stock taken or none,
     split by farm."""
-    fulfilment, point = _fulfilment(fulfilment_point_id, delivery_address)
+    problem = destination_problem(fulfilment_point_id, delivery_address)
+    if problem:
+        raise Invalid(problem, {"fulfilment_point_id": [problem]})
     host = commissions.host_for_code(attribution_code) if attribution_code else None
     listings = _check_lines(lines)
-    buyer = _check_unpaid_allowance(buyer_id, lines)
+    buyer, point = _lock_buyer(buyer_id, fulfilment_point_id)
+    _check_unpaid_allowance(buyer_id, lines)
     tolerance = current_app.config["WEIGHT_TOLERANCE_BP"]
     programmes = premiums.active_programmes()
     priced = [
@@ -513,7 +520,7 @@ def placed(
         placed_by_id=placed_by_id,
         host_id=host.id if host else None,
         attribution_code=host.code if host else None,
-        fulfilment=fulfilment,
+        fulfilment=Fulfilment.DELIVERY if point is None else Fulfilment.PICKUP,
         fulfilment_point_id=fulfilment_point_id,
         fulfilment_point=point,
         delivery_address=delivery_address,
