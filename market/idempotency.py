@@ -34,10 +34,10 @@ from sqlalchemy import (
     delete,
     event,
     func,
-    insert,
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from werkzeug.exceptions import HTTPException
@@ -96,7 +96,10 @@ def _request_hash() -> str:
 _EARLIER = select(IdempotencyKey).where(
     IdempotencyKey.user_id == bindparam("user_id"), IdempotencyKey.key == bindparam("key")
 )
-_RECORD = insert(IdempotencyKey)
+# The key's record, unless the key has one: then nothing, and no id.
+_RECORD = (
+    pg_insert(IdempotencyKey).on_conflict_do_nothing(index_elements=["user_id", "key"]).returning(IdempotencyKey.id)
+)
 _TRY_LOCK = select(func.pg_try_advisory_xact_lock(bindparam("lock", type_=BigInteger)))
 
 
@@ -223,17 +226,10 @@ def _in_one_transaction(view: Callable[..., Any], user_id: int, key: str, *args:
     if not session.scalar(_TRY_LOCK, {"lock": advisory_key(user_id, key)}):
         session.rollback()
         raise _in_flight()
-    earlier = _earlier(user_id, key, request_hash)
-    if earlier is not None:
-        if earlier.response_status is not None:
-            session.rollback()
-            return _replay(earlier)
-        # A claim made the other way (another process of an earlier release):
-        # in flight while its lease runs, then taken over.
-        if earlier.locked_until is not None and earlier.locked_until >= utcnow():
-            session.rollback()
-            raise _in_flight()
-        session.delete(earlier)
+    # The view runs before the key is looked up: a first use, by far the
+    # most common, then costs one INSERT. A key used before is found when
+    # that INSERT meets its record, or when the view refuses (a repeat of a
+    # placed order after stock ran out is still its first answer).
     session.info[COMMIT_DEFERRED] = True
     try:
         response = _respond(view, *args, **kwargs)
@@ -242,12 +238,34 @@ def _in_one_transaction(view: Callable[..., Any], user_id: int, key: str, *args:
         raise
     finally:
         session.info.pop(COMMIT_DEFERRED, None)
+    record = {"user_id": user_id, "key": key, "request_hash": request_hash, **_stored(response)}
+    if _kept(response) and session.scalar(_RECORD, record) is not None:
+        session.commit()
+        return response
+    try:
+        earlier = _earlier(user_id, key, request_hash)
+    except Invalid:
+        session.rollback()
+        raise
+    if earlier is not None and earlier.response_status is not None:
+        session.rollback()
+        return _replay(earlier)
+    if earlier is not None and earlier.locked_until is not None and earlier.locked_until >= utcnow():
+        # A claim made the other way (another process of an earlier release):
+        # in flight while its lease runs.
+        session.rollback()
+        raise _in_flight()
     if not _kept(response):
         session.rollback()
         return response
-    # One INSERT rather than a flush: the session holds the view's whole
-    # graph, which a flush would walk.
-    session.execute(_RECORD, {"user_id": user_id, "key": key, "request_hash": request_hash, **_stored(response)})
+    # The key is free after all: a claim whose lease ran out is taken over,
+    # and one released meanwhile is gone.
+    if earlier is not None:
+        session.delete(earlier)
+        session.flush()
+    if session.scalar(_RECORD, record) is None:  # claimed again meanwhile
+        session.rollback()
+        raise _in_flight()
     session.commit()
     return response
 

@@ -91,6 +91,25 @@ def test_a_refused_order_keeps_no_key_and_the_same_request_may_succeed_later(cli
     assert (orders(), keys()) == (1, 1)
 
 
+def test_a_repeat_after_the_stock_ran_out_is_still_the_first_answer(client: FlaskClient, shop: Shop) -> None:
+    """The key is looked up after the view runs: a repeat the view would now
+    refuse (nothing left to sell) replays the order, and a different body
+    under the key is 422; neither writes anything."""
+    headers = {**shop.buyer_h, "Idempotency-Key": "k-sold-out"}
+    first = client.post(ORDERS, json=body(shop), headers=headers)
+    assert first.status_code == 201, first.json
+    emptied = client.patch(f"/api/v1/listings/{shop.oranges.id}", json={"stock_g": 0}, headers=shop.orchard_h)
+    assert emptied.status_code == 200, emptied.json
+    again = client.post(ORDERS, json=body(shop), headers=headers)
+    assert (again.status_code, again.headers["Idempotent-Replayed"]) == (201, "true")
+    assert again.json == first.json
+    restocked = client.patch(f"/api/v1/listings/{shop.oranges.id}", json={"stock_g": 50_000}, headers=shop.orchard_h)
+    assert restocked.status_code == 200, restocked.json
+    other = client.post(ORDERS, json=body(shop, grams=1000), headers=headers)
+    assert other.status_code == 422, other.json
+    assert (orders(), keys(), stock(shop)) == (1, 1, 50_000)
+
+
 def test_a_claim_left_by_the_separate_transactions_way_is_respected_then_taken_over(
     client: FlaskClient, shop: Shop
 ) -> None:
