@@ -315,14 +315,17 @@ class Listing(db.Model):  # type: ignore[name-defined]
         """Whether an order of `grams` fits the minimum and the step."""
         return grams >= self.min_order_g and grams % self.step_g == 0
 
-    @classmethod
-    def status_at_stock(cls, stock_g: ColumnElement[int]) -> ColumnElement[ListingStatus]:
-        """SQL for the status at the new stock `stock_g`: a listing on sale is
-        sold_out at zero and active again when restocked; others keep theirs."""
+    @staticmethod
+    def status_at_stock(
+        status: ColumnElement[ListingStatus], stock_g: ColumnElement[int]
+    ) -> ColumnElement[ListingStatus]:
+        """SQL for the status, now `status`, at the new stock `stock_g`: a
+        listing on sale is sold_out at zero and active again when restocked;
+        others keep theirs."""
         return case(
-            (and_(cls.status == ListingStatus.ACTIVE, stock_g == 0), ListingStatus.SOLD_OUT.value),
-            (and_(cls.status == ListingStatus.SOLD_OUT, stock_g > 0), ListingStatus.ACTIVE.value),
-            else_=cls.status,
+            (and_(status == ListingStatus.ACTIVE, stock_g == 0), ListingStatus.SOLD_OUT.value),
+            (and_(status == ListingStatus.SOLD_OUT, stock_g > 0), ListingStatus.ACTIVE.value),
+            else_=status,
         )
 
 

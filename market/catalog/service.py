@@ -390,12 +390,14 @@ def _brand(code: str) -> Brand:
 # Listings
 
 
-def purchasable_listing_filter() -> ColumnElement[bool]:
+def purchasable_listing_filter(listings: Any = Listing, farms: Any = Farm) -> ColumnElement[bool]:
     """Listings that can be bought now: active, on a verified farm. For
-    `select(Listing).where(purchasable_listing_filter())`; needs no join."""
+    `select(Listing).where(purchasable_listing_filter())`; needs no join.
+    Given the tables' columns (`Listing.__table__.c`, `Farm.__table__.c`),
+    the same filter for a Core statement."""
     return and_(
-        Listing.status == ListingStatus.ACTIVE,
-        Listing.farm_id.in_(select(Farm.id).where(Farm.status == FarmStatus.VERIFIED)),
+        listings.status == ListingStatus.ACTIVE,
+        listings.farm_id.in_(select(farms.id).where(farms.status == FarmStatus.VERIFIED)),
     )
 
 
@@ -703,6 +705,12 @@ def _merged(lines: Iterable[StockLine]) -> list[StockLine]:
     return [StockLine(listing_id, grams[listing_id]) for listing_id in sorted(grams)]
 
 
+# The stock statements name the table's columns, not the model's: a model
+# attribute anywhere in an UPDATE makes it ORM-enabled, and the ORM's bulk
+# update path cost as much CPU as the rest of taking stock.
+_LISTING = Listing.__table__.c
+
+
 def _stock_update(new_stock: ColumnElement[int], *conditions: ColumnElement[bool]) -> Update:
     """One conditional UPDATE of a listing's stock (bound: listing_id,
     grams, now), answering the new stock and the low-stock threshold.
@@ -713,21 +721,26 @@ def _stock_update(new_stock: ColumnElement[int], *conditions: ColumnElement[bool
     call cost as much again as executing it."""
     return (
         update(Listing.__table__)
-        .where(Listing.id == bindparam("listing_id"), *conditions)
-        .values(stock_g=new_stock, status=Listing.status_at_stock(new_stock), updated_at=bindparam("now"))
-        .returning(Listing.stock_g, Listing.low_stock_threshold_g)
+        .where(_LISTING.id == bindparam("listing_id"), *conditions)
+        .values(
+            stock_g=new_stock, status=Listing.status_at_stock(_LISTING.status, new_stock), updated_at=bindparam("now")
+        )
+        .returning(_LISTING.stock_g, _LISTING.low_stock_threshold_g)
     )
 
 
 _GRAMS = bindparam("grams", type_=BigInteger)
 # What an order may take from (purchasable_only), and another sales channel.
-_SELLABLE = {True: purchasable_listing_filter(), False: Listing.status != ListingStatus.ARCHIVED}
+_SELLABLE = {
+    True: purchasable_listing_filter(_LISTING, Farm.__table__.c),
+    False: _LISTING.status != ListingStatus.ARCHIVED,
+}
 _TAKE = {
-    only: _stock_update(Listing.stock_g - _GRAMS, Listing.stock_g >= _GRAMS, sellable)
+    only: _stock_update(_LISTING.stock_g - _GRAMS, _LISTING.stock_g >= _GRAMS, sellable)
     for only, sellable in _SELLABLE.items()
 }
-_ADD = _stock_update(Listing.stock_g + _GRAMS)
-_RECEIVE = _stock_update(Listing.stock_g + _GRAMS, Listing.stock_g <= MAX_STOCK_G - _GRAMS)
+_ADD = _stock_update(_LISTING.stock_g + _GRAMS)
+_RECEIVE = _stock_update(_LISTING.stock_g + _GRAMS, _LISTING.stock_g <= MAX_STOCK_G - _GRAMS)
 _SET = _stock_update(_GRAMS)
 
 
