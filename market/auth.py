@@ -169,13 +169,17 @@ _USED = (
 )
 # The token and its user's roles in one round trip, a row per role; built
 # once, as it runs on most requests.
+# On the tables' columns: a Core select, cheaper to run than the same
+# columns named by the models, which the ORM compiles and executes itself.
+_TOKENS, _ROLES = ApiToken.__table__, UserRole.__table__
 _TOKEN = (
     select(
-        ApiToken.id, ApiToken.user_id, ApiToken.expires_at, ApiToken.revoked_at, ApiToken.last_used_at, UserRole.role
+        _TOKENS.c.id, _TOKENS.c.user_id, _TOKENS.c.expires_at, _TOKENS.c.revoked_at, _TOKENS.c.last_used_at,
+        _ROLES.c.role,
     )
-    .outerjoin(UserRole, UserRole.user_id == ApiToken.user_id)
-    .where(ApiToken.token_hash == bindparam("token_hash"))
-)
+    .select_from(_TOKENS.outerjoin(_ROLES, _ROLES.c.user_id == _TOKENS.c.user_id))
+    .where(_TOKENS.c.token_hash == bindparam("token_hash"))
+)  # fmt: skip
 
 
 def authenticate_token(token: str) -> Actor:

@@ -325,16 +325,18 @@ _BUYER_LOCKED = (
 )
 # An order confirmed for payment in cash on collection is unpaid too, and
 # holds its stock as long. Each unpaid order of the buyer with the grams its
-# parts not cancelled hold, counted and summed in one statement.
+# parts not cancelled hold, counted and summed in one statement, on the
+# tables' columns: a Core select (see market.auth._TOKEN).
+_ORDER, _PART, _LINE = Order.__table__.c, OrderPart.__table__.c, OrderLine.__table__.c
 _HELD_BY_ORDER = (
-    select(func.coalesce(func.sum(OrderLine.ordered_g), 0))
-    .join(OrderPart, OrderLine.part_id == OrderPart.id)
-    .where(OrderLine.order_id == Order.id, OrderPart.status != PartStatus.CANCELLED)
+    select(func.coalesce(func.sum(_LINE.ordered_g), 0))
+    .select_from(OrderLine.__table__.join(OrderPart.__table__, _LINE.part_id == _PART.id))
+    .where(_LINE.order_id == _ORDER.id, _PART.status != PartStatus.CANCELLED)
     .scalar_subquery()
 )
 _UNPAID_ORDERS = (
-    select(Order.id, _HELD_BY_ORDER.label("held"))
-    .where(Order.buyer_id == bindparam("buyer_id"), Order.status.in_(UNPAID_STATUSES))
+    select(_ORDER.id, _HELD_BY_ORDER.label("held"))
+    .where(_ORDER.buyer_id == bindparam("buyer_id"), _ORDER.status.in_(UNPAID_STATUSES))
     .subquery()
 )
 _UNPAID = select(func.count(_UNPAID_ORDERS.c.id), func.coalesce(func.sum(_UNPAID_ORDERS.c.held), 0))
