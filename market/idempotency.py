@@ -96,9 +96,9 @@ def _request_hash() -> str:
 _EARLIER = select(IdempotencyKey).where(
     IdempotencyKey.user_id == bindparam("user_id"), IdempotencyKey.key == bindparam("key")
 )
-# The key's record, unless the key has one: then nothing, and no id.
+# The key's record, unless the key has one: then nothing, and no id. Into
+# the table, not the model: the ORM's bulk insert costs more than the statement.
 _KEYS = IdempotencyKey.__table__
-# Into the table, not the model: the ORM's bulk insert would cost more than the statement.
 _RECORD = pg_insert(_KEYS).on_conflict_do_nothing(index_elements=["user_id", "key"]).returning(_KEYS.c.id)
 _TRY_LOCK = select(func.pg_try_advisory_xact_lock(bindparam("lock", type_=BigInteger)))
 
