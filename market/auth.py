@@ -157,21 +157,21 @@ def token_cache() -> TokenCache:
     return cache
 
 
+# Statements on the tables' columns, so they run as Core: named by the
+# models, the ORM compiles and executes them itself, at more CPU.
+_TOKENS, _ROLES = ApiToken.__table__, UserRole.__table__
 # A use written never moves last_used_at back (another process may have
 # written a later one).
 _USED = (
-    update(ApiToken.__table__)
+    update(_TOKENS)
     .where(
-        ApiToken.id == bindparam("token_id"),
-        or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < bindparam("used")),
+        _TOKENS.c.id == bindparam("token_id"),
+        or_(_TOKENS.c.last_used_at.is_(None), _TOKENS.c.last_used_at < bindparam("used")),
     )
     .values(last_used_at=bindparam("used"))
 )
 # The token and its user's roles in one round trip, a row per role; built
 # once, as it runs on most requests.
-# On the tables' columns: a Core select, cheaper to run than the same
-# columns named by the models, which the ORM compiles and executes itself.
-_TOKENS, _ROLES = ApiToken.__table__, UserRole.__table__
 _TOKEN = (
     select(
         _TOKENS.c.id, _TOKENS.c.user_id, _TOKENS.c.expires_at, _TOKENS.c.revoked_at, _TOKENS.c.last_used_at,
