@@ -98,7 +98,7 @@ from market.premiums.service import sponsor_liability
 from market.stations import cashups
 from market.stations import service as stations
 from tests.conftest import _empty_tables, settings_for
-from tests.factories import UserFactory
+from tests.factories import UserFactory, token_for
 from tests.fakes.stripe_server import FakeStripe, FakeStripeServer
 from tests.payments.conftest import stripe_settings
 from tests.settlement import checks
@@ -254,6 +254,7 @@ class OrderLife(RuleBasedStateMachine):
         self.done: list[Task] = []
         self.outbox_seen = 0
         self.lots = 0
+        self.keys = 0  # Idempotency-Keys the buyer's app has used
 
     # --- running steps ----------------------------------------------------
 
@@ -355,6 +356,7 @@ class OrderLife(RuleBasedStateMachine):
         shop.pomelos.price_per_kg = 400  # a gram of pomelo is worth less than half a fen
         db.session.commit()
         self.buyer = actor(shop.buyer.id, Role.BUYER)
+        self.buyer_token = token_for(shop.buyer)
         self.operator = actor(UserFactory(roles=[Role.OPERATOR]).id, Role.OPERATOR)
         self.staff = actor(self.staff_of(shop.station.id), Role.BUYER)
         self.centre_staff = actor(self.staff_of(shop.centre.id), Role.BUYER)
@@ -460,6 +462,37 @@ class OrderLife(RuleBasedStateMachine):
             self.attempt("open_payment", lambda: payments.open_payment(order_id))
         finally:
             self.gateway.opening_offline = False
+        return order_id
+
+    @rule(target=orders, listings=LISTINGS, steps=STEPS, repeats=st.integers(1, 2), other_body=st.booleans())
+    def buyer_app_places_and_retries(self, listings: list[int], steps: int, repeats: int, other_body: bool) -> int:
+        """The buyer's app places an order over the API with an
+        Idempotency-Key, then sends it again (a timeout, a retry): a repeat
+        runs the order's work and rolls it back, answers the first order and
+        takes nothing more; the same key on another body is a 422."""
+        shop = self.shop
+        grams = {0: shop.oranges, 1: shop.pomelos, 2: shop.nuts}
+        lines = [
+            {"listing_id": self.listings[i], "grams": grams[i].min_order_g + steps * grams[i].step_g} for i in listings
+        ]
+        body = {"lines": lines, "fulfilment_point_id": shop.station.id}
+        self.keys += 1
+        headers = {"Authorization": f"Bearer {self.buyer_token}", "Idempotency-Key": f"app-{self.keys}"}
+        db.session.rollback()  # the request's own session must not wait on this one's locks
+        client = self.app.test_client()
+        first = client.post("/api/v1/orders", json=body, headers=headers)
+        if first.status_code != 201:  # refused (stock, the buyer's caps): nothing written
+            assert first.status_code in (409, 422, 429), first.json
+            return 0
+        for _ in range(repeats):
+            again = client.post("/api/v1/orders", json=body, headers=headers)
+            assert (again.status_code, again.headers.get("Idempotent-Replayed")) == (201, "true"), again.json
+            assert again.json == first.json
+        if other_body:
+            other = client.post("/api/v1/orders", json={**body, "notes": "and a bag"}, headers=headers)
+            assert other.status_code == 422, other.json
+        order_id: int = first.json["id"]
+        self.attempt("open_payment", lambda: payments.open_payment(order_id))
         return order_id
 
     @rule(target=orders, listings=LISTINGS, steps=STEPS, at_once=st.booleans(), then=st.integers(2, 8))
