@@ -122,6 +122,24 @@ def _transport_options(env: Mapping[str, str], broker_url: str) -> dict[str, Any
     }
 
 
+def _engine_options(env: Mapping[str, str], database_url: str) -> dict[str, Any]:
+    """How each process holds its database connections (docs/performance.md,
+    "Connections, chosen by measurement")."""
+    # A connection the server closed (a restart, a failover) is found at
+    # checkout and replaced, not handed to a request to fail on.
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if database_url.startswith("postgresql"):
+        # Connections kept open: one per thread that may hold one at once.
+        # Past it, each extra checkout opens a connection and closes it after.
+        options["pool_size"] = _int(env, "DATABASE_POOL_SIZE", 5, minimum=1)
+        # psycopg prepares a statement on a connection once it has run
+        # there five times; a transaction-pooling PgBouncer (before 1.21)
+        # cannot keep prepared statements, so they can be turned off.
+        if not _bool(env, "DATABASE_PREPARED_STATEMENTS", True):
+            options["connect_args"] = {"prepare_threshold": None}
+    return options
+
+
 def instance_path(env: Mapping[str, str] | None = None) -> Path:
     """Where the embedded mode keeps its SQLite files (MARKET_INSTANCE)."""
     env = os.environ if env is None else env
@@ -146,7 +164,7 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # another checks: unset, `create_app` keeps one in the instance folder.
         "SECRET_KEY": env.get("SECRET_KEY") or "",
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(env, database_url),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_BODY_BYTES", 1024 * 1024),
         # Times shown to people (notifications, files): the marketplace's own zone.
         "MARKET_TIMEZONE": _timezone(env, "MARKET_TIMEZONE", "Asia/Shanghai"),

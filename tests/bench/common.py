@@ -296,6 +296,15 @@ def postgres_pids(database: str) -> list[int]:
         return [row[0] for row in rows]
 
 
+def sessions_opened(database: str) -> int:
+    """Connections `database` has accepted since its statistics were last
+    reset (PostgreSQL 14 and later): the difference over a run shows a pool
+    that opens connections instead of reusing them."""
+    with psycopg.connect(ADMIN_URL) as conn:
+        row = conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (database,)).fetchone()
+        return int(row[0]) if row else 0
+
+
 def cpu_seconds_since(before: dict[int, float]) -> float:
     """CPU used since `before` (from cpu_seconds_by_process) by those of its
     processes still alive."""

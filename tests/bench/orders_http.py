@@ -65,6 +65,7 @@ from tests.bench.common import (
     run_wrk,
     say,
     seed,
+    sessions_opened,
     table,
     token_for_buyer,
     worker_pids,
@@ -179,6 +180,7 @@ def measure(
     workers = worker_pids(server_pid)
     workers_before = cpu_seconds_by_process(workers)
     database_before = cpu_seconds_by_process(postgres_pids(database))
+    sessions_before = sessions_opened(database)
     relay_before = process_cpu_seconds(relay_pid) if relay_pid else 0.0
     server_before = process_cpu_seconds(server_pid)
     machine_before = busy_cpu_seconds()
@@ -189,7 +191,10 @@ def measure(
     server = process_cpu_seconds(server_pid) - server_before + relay
     workers_after = cpu_seconds_by_process(workers)
     per_worker = [workers_after[p] - workers_before[p] for p in workers if p in workers_after]
-    database_cpu = cpu_seconds_since(database_before)
+    # Backends started during the run (a pool opening connections) count
+    # whole; those that also ended are lost, and sessions opened shows them.
+    started_during = [p for p in postgres_pids(database) if p not in database_before]
+    database_cpu = cpu_seconds_since(database_before) + sum(cpu_seconds_by_process(started_during).values())
     done = max(report["requests"] - report["non_2xx"], 1)
     report["server_cpu_cores"] = round(server / wall, 2)
     report["worker_cpu_cores"] = [round(cpu / wall, 2) for cpu in per_worker]
@@ -198,6 +203,7 @@ def measure(
     report["relay_process_cpu_ms_per_request"] = round(relay * 1000 / done, 2)
     report["postgres_cpu_cores"] = round(database_cpu / wall, 2)
     report["postgres_cpu_ms_per_request"] = round(database_cpu * 1000 / done, 2)
+    report["postgres_sessions_opened"] = sessions_opened(database) - sessions_before
     report["machine_cpu_cores"] = round((busy_cpu_seconds() - machine_before) / wall, 2)
     return report
 
@@ -322,6 +328,9 @@ def run_rounds(args: argparse.Namespace, url: str, listing_ids: list[int]) -> li
             for name, (app, relay) in apps.items():
                 say(f"round {round_number}: {name}, {settings}:")
                 env = {**server_env(url), "OUTBOX_RELAY": relay or "committer"}
+                # A connection for each thread and the relay thread, unless
+                # the run is about the pool: past it, connections churn.
+                env["DATABASE_POOL_SIZE"] = os.environ.get("DATABASE_POOL_SIZE") or str(args.threads + 1)
                 with ExitStack() as running:
                     relay_pid = (
                         running.enter_context(relay_process(env, Path(tmp) / f"relay-{round_number}.log")).pid
@@ -374,6 +383,7 @@ def main() -> None:
     ratio = statistics.median(r["rps"] for r in market) / statistics.median(r["rps"] for r in bare)
     columns = ["round", "app", "rps", "p50_ms", "p99_ms", "non_2xx", "attempts", "worker_cpu_cores"]
     columns += ["server_cpu_ms_per_request", "relay_process_cpu_ms_per_request", "postgres_cpu_ms_per_request"]
+    columns += ["postgres_sessions_opened"]
     columns += ["machine_cpu_cores"]
     columns += ["wrk_cpu_share_of_one_core"]
     print(
