@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+import redis
 from celery import Celery, shared_task
 from celery.contrib.testing.worker import start_worker
 from celery.signals import before_task_publish
@@ -297,3 +298,60 @@ def test_a_relay_whose_connection_is_cut_listens_again(app: Flask, worker: objec
         assert wait_for(lambda: ran("after-the-cut") == 1, 20)
         # Listening again, on a new connection.
         assert wait_for(lambda: len(_listener_pids()) == 1 and _listener_pids() != [cut])
+
+
+def _reads(broker: redis.Redis) -> int:
+    """The requests Redis has read from its clients' sockets (this one
+    included): one per round trip, however many commands a pipeline carries."""
+    return int(broker.info("stats")["total_reads_processed"])
+
+
+@pytest.mark.parametrize("app_overrides", [LISTENER_RELAY])
+def test_a_batch_goes_to_redis_in_one_round_trip_and_each_row_runs_once(
+    app: Flask, celery_app: Celery, private_redis: RedisServer
+) -> None:
+    celery_app.conf.broker_url = private_redis.url
+    private_redis.start()
+    broker = redis.Redis.from_url(private_redis.url)
+    reads = []
+    for batch in range(2):
+        for n in range(100):
+            outbox.enqueue("tests.record", marker=f"piped-{batch * 100 + n}")
+        db.session.commit()  # the listener relay is not running: nothing is published yet
+        before = _reads(broker)
+        assert outbox.relay(older_than=timedelta(0)) == 100
+        reads.append(_reads(broker) - before)
+    # The first batch also sets up the connection and declares the queue. A
+    # row a round trip, as before batches, would be 100 and more each.
+    assert reads[1] < 20, reads
+    with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        assert wait_for(lambda: all(ran(f"piped-{n}") == 1 for n in range(200)))
+    assert [ran(f"piped-{n}") for n in range(200)] == [1] * 200
+
+
+@pytest.mark.parametrize("app_overrides", [LISTENER_RELAY])
+def test_a_batch_redis_refuses_counts_as_not_sent_and_goes_again_whole(
+    app: Flask, celery_app: Celery, private_redis: RedisServer
+) -> None:
+    """Redis takes the connection but refuses the writes (out of memory): the
+    pipeline fails, so no row of the batch is marked sent, all are released
+    at once, and the first keeps the error."""
+    celery_app.conf.broker_url = private_redis.url
+    private_redis.start()
+    broker = redis.Redis.from_url(private_redis.url)
+    broker.config_set("maxmemory", 1)
+    messages = [outbox.enqueue("tests.record", marker=f"refused-{n}") for n in range(3)]
+    db.session.commit()
+    assert outbox.relay(older_than=timedelta(0)) == 0
+    rows = [db.session.get(OutboxMessage, m.id) for m in messages]
+    for row in rows:
+        assert row is not None
+        db.session.refresh(row)
+        assert (row.sent_at, row.claimed_until) == (None, None)
+    assert rows[0] is not None and "maxmemory" in (rows[0].last_error or "")
+
+    broker.config_set("maxmemory", 0)
+    with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        assert outbox.relay(older_than=timedelta(0)) == 3
+        assert wait_for(lambda: all(ran(f"refused-{n}") == 1 for n in range(3)))
+    assert [ran(f"refused-{n}") for n in range(3)] == [1] * 3
