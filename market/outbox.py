@@ -141,10 +141,10 @@ def _publish(messages: list[Any]) -> tuple[list[int], tuple[int, str] | None]:
     error.
 
     On Redis the whole batch goes in one pipeline (kombu's publish batch):
-    one round trip instead of one per row, and a new client object per row
-    no more. It is delivered whole, or, when the pipeline fails, possibly
-    in part: then none of it counts as sent and all of it goes again (tasks
-    are idempotent). Brokers without batches publish each row at once, and
+    one round trip and one Redis client, where each row took one of each.
+    It is delivered whole, or, when the pipeline fails, possibly in part:
+    then none of it counts as sent and all of it goes again (tasks are
+    idempotent). Brokers without batches publish each row at once, and
     the rows before a failure are sent."""
     celery = _celery()
     published: list[int] = []
