@@ -349,10 +349,13 @@ def gunicorn(app: str, *, workers: int, threads: int, env: dict[str, str]) -> It
         "--log-level",
         "warning",
     ]
+    # A connection for each thread and the relay thread, unless the run is
+    # about the pool (DATABASE_POOL_SIZE set): past it, connections churn.
+    pool = {"DATABASE_POOL_SIZE": os.environ.get("DATABASE_POOL_SIZE") or str(threads + 1)}
     RESULTS.mkdir(exist_ok=True)
     log = (RESULTS / "gunicorn.log").open("ab")
     server = subprocess.Popen(  # noqa: S603 (our own fixed command line)
-        command, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=log
+        command, cwd=ROOT, env={**os.environ, **pool, **env}, stdout=log, stderr=log
     )
     try:
         for _ in range(200):

@@ -328,9 +328,6 @@ def run_rounds(args: argparse.Namespace, url: str, listing_ids: list[int]) -> li
             for name, (app, relay) in apps.items():
                 say(f"round {round_number}: {name}, {settings}:")
                 env = {**server_env(url), "OUTBOX_RELAY": relay or "committer"}
-                # A connection for each thread and the relay thread, unless
-                # the run is about the pool: past it, connections churn.
-                env["DATABASE_POOL_SIZE"] = os.environ.get("DATABASE_POOL_SIZE") or str(args.threads + 1)
                 with ExitStack() as running:
                     relay_pid = (
                         running.enter_context(relay_process(env, Path(tmp) / f"relay-{round_number}.log")).pid
