@@ -96,9 +96,9 @@ def relay(ids: list[int] | None = None, *, older_than: timedelta | None = None) 
     outside the caller's session, so a broker failure never touches the
     caller's work. A failure (the broker is down) leaves the rows not known
     to be sent (`_publish`) unsent: the first keeps its error, and all are
-    released at once for the next relay. A process that dies mid-batch leaves its
-    claims to expire (CLAIM), and the rows are published again: tasks are
-    idempotent.
+    released at once for the next relay. A process that dies mid-batch
+    leaves its claims to expire (CLAIM), and the rows are published again:
+    tasks are idempotent.
     """
     now = utcnow()
     unsent = [
