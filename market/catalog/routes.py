@@ -84,6 +84,7 @@ def get_farm(farm_id: int) -> Farm:
 @blp.arguments(FarmUpdateSchema)
 @blp.response(200, FarmSchema)
 @blp.alt_response(404, description="No such farm of yours")
+@blp.alt_response(409, description="A payout method other than the payout account's: change it there")
 def update_farm(body: dict[str, Any], farm_id: int) -> Farm:
     """Edit one of your farms (honours If-Match)"""
     return service.update_farm(current_actor(), farm_id, if_match(FarmSchema()), **body)

@@ -40,7 +40,13 @@ class FarmCreateSchema(StrictSchema):
     contact_name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=120))
     contact_phone = fields.String(load_default=None, allow_none=True, validate=PHONE)
     description = free_text(load_default="", validate=validate.Length(max=5000))
-    payout_method = fields.Enum(PayoutMethod, by_value=True, load_default=None, allow_none=True)
+    payout_method = fields.Enum(
+        PayoutMethod,
+        by_value=True,
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "How the farm prefers to be paid; its payout account, once made, takes it."},
+    )
 
 
 class FarmUpdateSchema(StrictSchema):
@@ -52,7 +58,15 @@ class FarmUpdateSchema(StrictSchema):
     contact_name = fields.String(allow_none=True, validate=validate.Length(max=120))
     contact_phone = fields.String(allow_none=True, validate=PHONE)
     description = free_text(validate=validate.Length(max=5000))
-    payout_method = fields.Enum(PayoutMethod, by_value=True, allow_none=True)
+    payout_method = fields.Enum(
+        PayoutMethod,
+        by_value=True,
+        allow_none=True,
+        metadata={
+            "description": "Before the farm has a payout account only: from then on the account's method, "
+            "changed through the payout account (409 otherwise)."
+        },
+    )
 
 
 class FarmSchema(ma.Schema):
@@ -66,7 +80,15 @@ class FarmSchema(ma.Schema):
     contact_name = fields.String(allow_none=True)
     contact_phone = fields.String(allow_none=True)
     description = fields.String(required=True)
-    payout_method = fields.Enum(PayoutMethod, by_value=True, allow_none=True)
+    payout_method = fields.Enum(
+        PayoutMethod,
+        by_value=True,
+        allow_none=True,
+        metadata={
+            "description": "Its payout account's method, by which payout runs pay it; before there is one, the "
+            "method preferred."
+        },
+    )
     status = fields.Enum(FarmStatus, by_value=True, required=True)
     created_at = fields.DateTime(required=True)
     updated_at = fields.DateTime(required=True)

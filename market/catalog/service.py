@@ -61,6 +61,7 @@ from market.events import publish
 from market.extensions import db
 from market.money import MAX_STOCK_G
 from market.pagination import Page, SortKey, count_rows, keyset_page, tiered_page
+from market.payouts.models import PayoutAccount
 
 PUBLIC_BROWSE_STATUSES = (ListingStatus.ACTIVE, ListingStatus.SOLD_OUT)
 SKU_CONFLICT = ("That SKU is already used on this farm.", {"sku": ["Already used on this farm."]})
@@ -129,11 +130,28 @@ def create_farm(actor: Actor, **fields: Any) -> Farm:
 def update_farm(actor: Actor, farm_id: int, expected: Expected | None = None, **changes: Any) -> Farm:
     with unit_of_work():
         farm = _farm_for_write(actor, farm_id, expected)
+        if "payout_method" in changes:
+            _keep_to_payout_account(farm, changes["payout_method"])
         for name, value in changes.items():
             setattr(farm, name, value)
         if changes.keys() & {"payout_method", "country"}:
             _check_payout_method(farm)
     return farm
+
+
+def _keep_to_payout_account(farm: Farm, method: PayoutMethod | None) -> None:
+    """Refuse a payout method other than the payout account's: once the
+    farm has an account, the account says how payout runs pay it, and the
+    farm's `payout_method` is the account's. Before that, it is the method
+    the farmer prefers, which a payout account asked for without one takes."""
+    on_account = db.session.scalar(select(PayoutAccount.method).where(PayoutAccount.farm_id == farm.id))
+    if on_account is not None and method != on_account:
+        raise Conflict(
+            f"Farm {farm.id} is paid by {on_account.value} through its payout account. To be paid another way, "
+            f"choose it with POST /api/v1/farms/{farm.id}/payout-account (with the bank details for bank_transfer).",
+            {"payout_method": [f"The payout account pays by {on_account.value}."]},
+            payout_method=on_account.value,
+        )
 
 
 def _check_payout_method(farm: Farm) -> None:

@@ -36,7 +36,9 @@ LINK_MARGIN = timedelta(minutes=1)
 
 
 def _owned_farm(actor: Actor, farm_id: int) -> Farm:
-    farm = db.session.get(Farm, farm_id)
+    """The caller's farm, locked and read afresh: a change of its payout
+    method waits for this one, then sees the account it makes."""
+    farm = db.session.get(Farm, farm_id, with_for_update=True, populate_existing=True)
     if farm is None or farm.owner_id != actor.user_id:
         raise NotFound(f"Farm {farm_id} not found.")
     return farm
@@ -77,11 +79,15 @@ def connect_payout_account(
     """The farmer chooses how the farm is paid. Stripe: a worker makes the
     connected account and an onboarding link (answered once there); bank
     transfer: the details are stored for the operators' bank file. Without
-    a choice, the farm gets Stripe where Stripe can pay it and the bank
-    file elsewhere; Stripe asked for a farm it cannot pay is refused."""
+    a choice, the farm keeps its `payout_method` (the account's, or the one
+    the farmer gave before there was an account), or else gets Stripe where
+    Stripe can pay it and the bank file elsewhere; Stripe asked for a farm
+    it cannot pay is refused. The farm's `payout_method` is the account's
+    from then on."""
     actor.require(Role.FARMER)
     farm = _owned_farm(actor, farm_id)
     connect_country = current_app.config["STRIPE_CONNECT_COUNTRY"]
+    method = method or farm.payout_method
     if method is None:
         stripe = gateway().provider == Provider.STRIPE and farm.stripe_refusal(connect_country) is None
         method = PayoutMethod.STRIPE if stripe else PayoutMethod.BANK_TRANSFER
