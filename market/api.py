@@ -457,8 +457,13 @@ class MarketBlueprint(Blueprint):
     def conditional(self, func: F) -> F:
         """A write that honours If-Match (market.conditional): documents the
         optional header and the 412, and answers the resource's new ETag."""
+        answering: F = self.etag(func)
+        return self.takes_if_match(answering)
+
+    def takes_if_match(self, func: F) -> F:
+        """Document the optional If-Match and its 412 on a write that
+        compares it with the resource it changes (market.conditional)."""
         func = self.alt_response(412, description="The resource changed since the ETag in If-Match; re-read it")(func)
-        func = self.etag(func)
         func._apidoc["if_match"] = True  # type: ignore[attr-defined]
         return func
 

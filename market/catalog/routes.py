@@ -305,14 +305,17 @@ def archive_listing(listing_id: int) -> Listing:
 
 
 @blp.route("/listings/<int:listing_id>/lots", methods=["POST"])
+@blp.takes_if_match
 @blp.authenticated
 @blp.arguments(LotCreateSchema)
 @blp.response(201, LotSchema, location="/listings/{listing_id}/lots/{id}")
 @blp.alt_response(404, description="No such listing of yours")
 @blp.alt_response(409, description="The lot code is already used on this farm, or the listing is archived")
 def add_lot(body: dict[str, Any], listing_id: int) -> Lot:
-    """Record a harvest lot; its grams are added to the listing's stock"""
-    return service.add_lot(current_actor(), listing_id, **body)
+    """Record a harvest lot; its grams are added to the listing's stock (honours If-Match)
+
+    If-Match takes the listing's ETag, as its GET answers it: the lot changes the listing's stock."""
+    return service.add_lot(current_actor(), listing_id, if_match(ListingSchema()), **body)
 
 
 @blp.route("/listings/<int:listing_id>/lots/<int:lot_id>", methods=["GET"])

@@ -678,10 +678,13 @@ def list_listings(
 # Lots
 
 
-def add_lot(actor: Actor, listing_id: int, *, code: str, grams: int, **fields: Any) -> Lot:
-    """Record a harvest lot on a listing and add its grams to the stock."""
+def add_lot(
+    actor: Actor, listing_id: int, expected: Expected | None = None, *, code: str, grams: int, **fields: Any
+) -> Lot:
+    """Record a harvest lot on a listing and add its grams to the stock, if
+    the listing is still as `expected` (If-Match)."""
     with unit_of_work():
-        listing = _listing_for_write(actor, listing_id)
+        listing = _listing_for_write(actor, listing_id, expected)
         taken = db.session.scalar(select(Lot.id).where(Lot.farm_id == listing.farm_id, Lot.code == code))
         if taken is not None:
             raise Conflict(f"Lot {code!r} already exists on this farm.", {"code": ["Already used on this farm."]})

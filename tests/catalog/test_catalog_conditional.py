@@ -1,4 +1,4 @@
-"""If-Match on listings, farms and stock: a write made from a stale read is
+"""If-Match on listings, farms, lots and stock: a write made from a stale read is
 refused (412) and changes nothing; the ETag a GET gives is the one a write
 compares with, and changes exactly when what the GET shows changes."""
 
@@ -163,6 +163,24 @@ def test_bulk_stock_refuses_if_match_rather_than_ignoring_it(client: FlaskClient
     assert stock_of(listing.id) == 10_000
 
 
+def test_a_lot_added_with_a_stale_listing_etag_is_412_and_adds_nothing(client: FlaskClient) -> None:
+    listing, headers = farmer_with_listing(stock_g=10_000)
+    url = f"/api/v1/listings/{listing.id}"
+    read = etag(client, url)
+    lot = {"code": "LOT-2026-11-A", "harvest_date": "2026-11-20", "grams": 5_000}
+    assert client.patch(url, json={"stock_g": 9_000}, headers=headers).status_code == 200
+
+    stale = client.post(f"{url}/lots", json=lot, headers=headers | {"If-Match": read})
+
+    assert stale.status_code == 412 and stale.mimetype == PROBLEM
+    assert stale.json["current_etag"] == etag(client, url)
+    assert stock_of(listing.id) == 9_000
+    assert client.get(f"{url}/lots").json["items"] == []
+    added = client.post(f"{url}/lots", json=lot, headers=headers | {"If-Match": etag(client, url)})
+    assert added.status_code == 201, added.json
+    assert stock_of(listing.id) == 14_000
+
+
 def test_the_document_shows_if_match_as_optional_with_its_412(client: FlaskClient) -> None:
     spec = client.get("/api/v1/openapi.json").json
     patch = spec["paths"]["/api/v1/listings/{listing_id}"]["patch"]
@@ -171,6 +189,9 @@ def test_the_document_shows_if_match_as_optional_with_its_412(client: FlaskClien
     assert "412" in patch["responses"] and "428" not in patch["responses"]
     assert "ETag" in patch["responses"]["200"]["headers"]
     assert "412" in spec["paths"]["/api/v1/farms/{farm_id}"]["patch"]["responses"]
+    lots = spec["paths"]["/api/v1/listings/{listing_id}/lots"]["post"]
+    assert [p["name"] for p in lots["parameters"] if p.get("in") == "header"] == ["If-Match"]
+    assert "412" in lots["responses"]
 
 
 def test_two_writers_with_the_same_etag_never_both_win(app: Flask, client: FlaskClient) -> None:
