@@ -8,7 +8,8 @@ buyer-funded one running), paying offline or by card against the local fake
 Stripe (authorisation webhooks late, twice or after the order closed),
 packing by weight (over, under, exact, short), shipping, parts from another
 county scanned in and out at the county centre (some left there a while),
-station receipt (a part at a time, or all in one scan), pickup and
+harvest lots added to stock (some by a client holding a stale ETag of the
+listing, refused), station receipt (a part at a time, or all in one scan), pickup and
 delivery, capture (also with a cancel landing between the provider's answer
 and our record of it), cancelling parts and orders, expiry, refunds by line
 and grams (tiny ones too, some refused by the provider), the sponsor's
@@ -68,13 +69,16 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from sqlalchemy import select
+from werkzeug.datastructures import ETags
 
 from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog import service as catalog
 from market.catalog.models import PayoutMethod
+from market.catalog.schemas import ListingSchema
 from market.commissions import service as commissions
 from market.commissions.models import SellerKind, SellerPayout, SellerPayoutStatus
+from market.conditional import Expected, etag_of
 from market.db import business_today, utcnow
 from market.errors import DomainError
 from market.extensions import TransientError, db
@@ -254,6 +258,7 @@ class OrderLife(RuleBasedStateMachine):
         self.done: list[Task] = []
         self.outbox_seen = 0
         self.lots = 0
+        self.listing_tags: dict[int, str] = {}  # the ETag a farmer's client last read, by listing
         self.keys = 0  # Idempotency-Keys the buyer's app has used
 
     # --- running steps ----------------------------------------------------
@@ -405,6 +410,9 @@ class OrderLife(RuleBasedStateMachine):
         )
         db.session.commit()
         self.ready_farms = [orchard.id, chestnuts_id]
+        # Each farmer's client read its listings once, at the start.
+        for listing_id, farm_id in zip(self.listings, (orchard.id, orchard.id, chestnuts_id), strict=True):
+            self.listing_tags[listing_id] = self.listing_etag(self.farmers[farm_id], listing_id)
         host = commissions.create_seller(
             self.operator, kind=SellerKind.HOST, name="Xiao Hong live", user_id=UserFactory().id, code=HOST_CODE,
             rate_bp=300, account_holder="王小红", bank_name="Rural Credit Cooperative",
@@ -714,19 +722,41 @@ class OrderLife(RuleBasedStateMachine):
             return
         self.attempt("expire_unpaid", lambda: orders.expire_unpaid(now=utcnow() + timedelta(minutes=minutes)))
 
-    @rule(listing=st.integers(0, 2), grams=st.sampled_from([500, 2500]))
-    def farmer_adds_lot(self, listing: int, grams: int) -> None:
+    @rule(
+        listing=st.integers(0, 2),
+        grams=st.sampled_from([500, 2500]),
+        if_match=st.sampled_from(["none", "read now", "read before"]),
+    )
+    def farmer_adds_lot(self, listing: int, grams: int, if_match: str) -> None:
+        """A farmer's client adds a harvest lot, with no If-Match, with the
+        listing's ETag read just now, or with the one it read at an earlier
+        step (stale when a sale, a lot or a cancel changed the listing)."""
         listing_id = self.listings[listing]
-        farm_id = self.shop.nuts.farm_id if listing == 2 else self.shop.orchard.id
+        farmer = self.farmers[self.shop.nuts.farm_id if listing == 2 else self.shop.orchard.id]
+        if if_match == "read now":
+            self.listing_tags[listing_id] = self.listing_etag(farmer, listing_id)
+        tag = None if if_match == "none" else self.listing_tags[listing_id]
+        current = self.listing_etag(farmer, listing_id)
+        expected = Expected(ETags([tag]), ListingSchema()) if tag else None
         self.lots += 1
         lot = self.attempt(
             "add_lot",
             lambda: catalog.add_lot(
-                self.farmers[farm_id], listing_id, code=f"LOT-{self.lots}", grams=grams, harvest_date=utcnow().date()
+                farmer, listing_id, expected, code=f"LOT-{self.lots}", grams=grams, harvest_date=utcnow().date()
             ),
         )
         if lot is not None:
+            assert tag in (None, current), f"a lot was added to listing {listing_id} against a stale ETag"
             self.books.lots_added[listing_id] += grams
+        elif tag not in (None, current):
+            RUN["lots refused as stale"] += 1
+
+    def listing_etag(self, farmer: Actor, listing_id: int) -> str:
+        """The ETag a GET of the listing answers now."""
+        db.session.expire_all()
+        tag = etag_of(ListingSchema().dump(catalog.get_listing(farmer, listing_id)))
+        db.session.rollback()
+        return tag
 
     # --- farms and stations -----------------------------------------------
 
