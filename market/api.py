@@ -338,6 +338,10 @@ class MarketApi(Api):
         self.spec.components.response("DEFAULT_ERROR", default, lazy=True)
 
 
+# What an Idempotency-Key's repeat is told while the first request runs
+# (market.idempotency); every operation taking the key documents it.
+IN_FLIGHT = "A request with this Idempotency-Key is still being processed"
+
 IF_MATCH = {
     "name": "If-Match",
     "in": "header",
@@ -378,9 +382,22 @@ class MarketBlueprint(Blueprint):
             documented = getattr(func, "_apidoc", {}).get("response", {}).get("responses", {})
             if "<" in rule and 404 not in documented:
                 func = self.alt_response(404, description="Nothing with this id, or not visible to you")(func)
+            if func._apidoc.get("idempotent"):  # type: ignore[attr-defined]
+                func = self._in_flight_documented(func, documented.get(409))
             return register(func)
 
         return decorator
+
+    def _in_flight_documented(self, func: F, conflicts: list[dict[str, Any]] | None) -> F:
+        """An Idempotency-Key's repeat that finds the first request still
+        running is a 409 (not-ready-yet, with Retry-After): added to the
+        view's own 409, or the view's only one."""
+        in_flight = f"{IN_FLIGHT} (not-ready-yet: retry after Retry-After seconds)"
+        if conflicts:
+            conflicts[0]["description"] += f"; or {in_flight[0].lower()}{in_flight[1:]}"
+            return func
+        documented: F = self.alt_response(409, description=in_flight)(func)
+        return documented
 
     def response(
         self, status_code: int, schema: Any = None, *, location: str | None = None, **kwargs: Any

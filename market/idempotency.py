@@ -42,6 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from werkzeug.exceptions import HTTPException
 
+from market.api import IN_FLIGHT
 from market.auth import optional_actor
 from market.db import COMMIT_DEFERRED, UTCDateTime, advisory_key, utcnow
 from market.errors import DomainError, Invalid, NotReadyYet
@@ -117,7 +118,7 @@ def _earlier(user_id: int, key: str, request_hash: str) -> IdempotencyKey | None
 
 def _in_flight() -> NotReadyYet:
     return NotReadyYet(
-        "A request with this Idempotency-Key is still being processed; retry shortly.",
+        f"{IN_FLIGHT}; retry shortly.",
         retry_after=IN_FLIGHT_RETRY_AFTER_SECONDS,
     )
 
@@ -311,5 +312,6 @@ def _wrap(view: F, *, one_transaction: bool) -> F:
     # shares the view's dict, so the header goes on a copy.
     doc = copy.deepcopy(getattr(view, "_apidoc", {}))
     doc.setdefault("arguments", {}).setdefault("parameters", []).append(dict(PARAMETER))
+    doc["idempotent"] = True  # MarketBlueprint.route documents the in-flight 409
     wrapper._apidoc = doc  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]

@@ -230,3 +230,9 @@ def test_the_operations_taking_an_idempotency_key_document_it(client: FlaskClien
         "place_order", "place_villager_order", "set_stock", "request_refund", "create_payout_run",
         "start_reconciliation", "record_cash_up", "confirm_cash_up_deposit",
     }  # fmt: skip
+    # A repeat while the first request runs is a 409, each of them says.
+    for _, _, operation in _operations(spec):
+        if operation["operationId"] in keyed:
+            conflict = operation["responses"]["409"]
+            assert "Idempotency-Key is still being processed" in conflict["description"], operation["operationId"]
+            assert list(conflict["content"]) == ["application/problem+json"]
