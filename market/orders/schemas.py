@@ -176,17 +176,21 @@ class OrderSchema(ma.Schema):
 
 class OrderQuerySchema(PageArgsSchema):
     status = fields.Enum(OrderStatus, by_value=True)
-    farm_id = fields.Integer()
+    farm_id = fields.Integer(metadata={"description": "Orders with a part of this farm that you are shown."})
     buyer_id = fields.Integer()
     fulfilment_point_id = fields.Integer()
     created_from = fields.Date()
     created_to = fields.Date()
     buyer = fields.String(
         validate=validate.Length(min=1, max=120),
-        metadata={"description": "Text in the buyer's name, email or phone number (case aside)."},
+        metadata={
+            "description": "Text in the buyer's name, email or phone number (case aside); for anyone but an "
+            "operator, in the name only."
+        },
     )
     farm = fields.String(
-        validate=validate.Length(min=1, max=120), metadata={"description": "Text in a farm's name (case aside)."}
+        validate=validate.Length(min=1, max=120),
+        metadata={"description": "Text in the name of a farm whose part you are shown (case aside)."},
     )
     overdue_for_pickup = fields.Boolean(
         metadata={

@@ -181,12 +181,27 @@ def _visible(actor: Actor) -> ColumnElement[bool]:
         clauses.append(
             exists().where(OrderPart.order_id == Order.id, OrderPart.farm_id == Farm.id, Farm.owner_id == actor.user_id)
         )
-    clauses.append(
-        Order.fulfilment_point_id.in_(
-            select(StationStaff.fulfilment_point_id).where(StationStaff.user_id == actor.user_id)
-        )
-    )
+    clauses.append(_at_own_station(actor))
     return or_(*clauses) if clauses else false()
+
+
+def _at_own_station(actor: Actor) -> ColumnElement[bool]:
+    return Order.fulfilment_point_id.in_(
+        select(StationStaff.fulfilment_point_id).where(StationStaff.user_id == actor.user_id)
+    )
+
+
+def _part_seen(actor: Actor) -> ColumnElement[bool]:
+    """Whether `actor` is shown an OrderPart of an order it may read (as
+    `_view`): every part to an operator, the order's buyer and its station's
+    staff; to a farmer, its own farms' parts only."""
+    if _is_operator(actor):
+        return and_(OrderPart.id.isnot(None))
+    return or_(
+        Order.buyer_id == actor.user_id,
+        _at_own_station(actor),
+        OrderPart.farm_id.in_(select(Farm.id).where(Farm.owner_id == actor.user_id)),
+    )
 
 
 def _load(actor: Actor, order_id: int, *, lock: bool = False) -> Order:
@@ -622,19 +637,28 @@ def _filtered(
     buyer: str | None = None,
     farm: str | None = None,
 ) -> Select[tuple[Order]]:
-    """The orders the caller may see that pass an operator's filters."""
+    """The orders the caller may see that pass the filters, each matched on
+    what the caller is shown: an operator finds buyers by name, email or
+    phone, anyone else by name only (the order shows no more of them); and
+    a farm matches only a part the caller sees (a farmer's own farms' parts
+    of an order other farms share)."""
     stmt = select(Order).where(_visible(actor))
     if buyer:
-        stmt = stmt.where(Order.buyer_id.in_(select(User.id).where(accounts.user_matching(buyer))))
+        matching = accounts.user_matching(buyer) if _is_operator(actor) else holds_text(User.name, buyer)
+        stmt = stmt.where(Order.buyer_id.in_(select(User.id).where(matching)))
     if farm:
         named = select(Farm.id).where(holds_text(Farm.name, farm))
-        stmt = stmt.where(exists().where(OrderPart.order_id == Order.id, OrderPart.farm_id.in_(named)))
+        stmt = stmt.where(
+            exists().where(OrderPart.order_id == Order.id, OrderPart.farm_id.in_(named), _part_seen(actor))
+        )
     if overdue_for_pickup is not None:
         stmt = stmt.where(_overdue_for_pickup() if overdue_for_pickup else ~_overdue_for_pickup())
     if status is not None:
         stmt = stmt.where(Order.status == status)
     if farm_id is not None:
-        stmt = stmt.where(exists().where(OrderPart.order_id == Order.id, OrderPart.farm_id == farm_id))
+        stmt = stmt.where(
+            exists().where(OrderPart.order_id == Order.id, OrderPart.farm_id == farm_id, _part_seen(actor))
+        )
     if buyer_id is not None:
         stmt = stmt.where(Order.buyer_id == buyer_id)
     if fulfilment_point_id is not None:
