@@ -7,7 +7,7 @@ import marshmallow as ma
 from flask import current_app
 from marshmallow import fields, validate
 
-from market.api import BigInteger, StrictSchema, free_text
+from market.api import DAYS, BigInteger, StrictSchema, free_text
 from market.catalog.models import FarmStatus, FulfilmentPointKind, Listing, ListingStatus, PayoutMethod
 from market.money import MAX_LINE_G, MAX_PRICE_PER_KG, MAX_STOCK_G
 from market.pagination import PageArgsSchema
@@ -238,7 +238,11 @@ class ListingUpdateSchema(StrictSchema):
 
 class LotCreateSchema(StrictSchema):
     code = fields.String(required=True, validate=SKU)
-    harvest_date = fields.Date(required=True)
+    harvest_date = fields.Date(
+        required=True,
+        validate=DAYS,
+        metadata={"description": "The day it was harvested (MARKET_TIMEZONE); not after today."},
+    )
     plot = fields.String(load_default="", validate=validate.Length(max=120))
     grade = fields.String(load_default="", validate=validate.Length(max=40))
     grams = grams(minimum=1, required=True)

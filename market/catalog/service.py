@@ -55,7 +55,7 @@ from market.catalog.models import (
     StripeCannotPay,
 )
 from market.conditional import Expected, PreconditionFailed
-from market.db import get_or_404, unit_of_work, utcnow
+from market.db import business_today, get_or_404, unit_of_work, utcnow
 from market.errors import Conflict, Invalid, InvalidTransition, NotFound
 from market.events import publish
 from market.extensions import db
@@ -679,16 +679,30 @@ def list_listings(
 
 
 def add_lot(
-    actor: Actor, listing_id: int, expected: Expected | None = None, *, code: str, grams: int, **fields: Any
+    actor: Actor,
+    listing_id: int,
+    expected: Expected | None = None,
+    *,
+    code: str,
+    grams: int,
+    harvest_date: date,
+    **fields: Any,
 ) -> Lot:
     """Record a harvest lot on a listing and add its grams to the stock, if
-    the listing is still as `expected` (If-Match)."""
+    the listing is still as `expected` (If-Match). A lot not yet harvested
+    (dated after today) is refused: the listing would show its date and
+    orders would be stamped with it."""
+    if harvest_date > business_today():
+        raise Invalid(
+            "A lot is recorded once harvested: its harvest_date is after today.",
+            {"harvest_date": ["Must not be after today (a business day in MARKET_TIMEZONE)."]},
+        )
     with unit_of_work():
         listing = _listing_for_write(actor, listing_id, expected)
         taken = db.session.scalar(select(Lot.id).where(Lot.farm_id == listing.farm_id, Lot.code == code))
         if taken is not None:
             raise Conflict(f"Lot {code!r} already exists on this farm.", {"code": ["Already used on this farm."]})
-        lot = Lot(farm_id=listing.farm_id, code=code, grams=grams, **fields)
+        lot = Lot(farm_id=listing.farm_id, code=code, grams=grams, harvest_date=harvest_date, **fields)
         listing.add_lot(lot)
         _flush_or_conflict(f"Lot {code!r} already exists on this farm.", {"code": ["Already used on this farm."]})
         receive_stock([StockLine(listing.id, grams)])

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from market.api import BigInteger, StrictSchema, free_text
+from market.api import DAYS, BigInteger, StrictSchema, free_text
 from market.money import MAX_BUDGET, MAX_RATE_PER_KG
 from market.pagination import PageArgsSchema
 from market.premiums.models import FundedBy
@@ -15,7 +15,6 @@ RATE = validate.Range(min=1, max=MAX_RATE_PER_KG)
 # A deposit at most a whole budget: the sum of a programme's deposits stays far inside a bigint.
 DEPOSIT = validate.Range(min=1, max=MAX_BUDGET)
 # Business days of programmes, which run from 2000 (WINDOW).
-DAYS = validate.Range(min=date(2000, 1, 1), error="Not before 2000-01-01.")
 BUDGET = validate.Range(min=1, max=MAX_BUDGET)
 # Programmes run in this era; anything outside is a typo, and dates far out
 # cannot be compared across time zones without overflowing.

@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-from datetime import date
-
 import marshmallow as ma
 from marshmallow import fields, validate
 
 from market.accounts.schemas import Phone, RegisterSchema
-from market.api import BigInteger, StrictSchema, free_text
+from market.api import DAYS, BigInteger, StrictSchema, free_text
 from market.money import MAX_ORDER_LINES
 from market.orders.schemas import LineRequestSchema
 from market.pagination import PageArgsSchema
@@ -46,8 +44,6 @@ class CashCollectionSchema(StrictSchema):
 
 # Cash counted or deposited, in minor units: far above a station's takings, far inside BIGINT.
 MAX_CASH = 10**15
-# Business days of cash-ups: the marketplace took no cash before 2000.
-DAYS = validate.Range(min=date(2000, 1, 1), error="Not before 2000-01-01.")
 
 
 class CashUpPreviewQuerySchema(StrictSchema):

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -9,6 +9,7 @@ from sqlalchemy import event, func, select
 
 from market.accounts.models import Role
 from market.catalog.models import Category, Farm, FarmStatus, Listing, ListingStatus, Lot
+from market.db import business_today
 from market.extensions import db
 from tests.conftest import needs
 from tests.factories import (
@@ -183,6 +184,26 @@ def test_lots_add_stock_and_the_latest_harvest_is_current(client: FlaskClient) -
     assert count(Lot) == 2
     lots = client.get(f"/api/v1/listings/{listing.id}/lots").json["items"]
     assert [lot["code"] for lot in lots] == ["XW-2026-11-20", "XW-2026-11-10"]
+
+
+def test_a_lot_not_yet_harvested_or_from_before_2000_is_refused(client: FlaskClient) -> None:
+    farm, headers = farmer_with_farm()
+    listing = ListingFactory(farm=farm, stock_g=1000)
+    url = f"/api/v1/listings/{listing.id}/lots"
+    today = business_today()
+
+    for harvested in (today + timedelta(days=1), date(2027 + 100, 1, 1), date(1999, 12, 31)):
+        body = {"code": "XW-LATE", "harvest_date": harvested.isoformat(), "grams": 5000}
+        refused = client.post(url, json=body, headers=headers)
+        assert refused.status_code == 422, (harvested, refused.json)
+        assert refused.mimetype == "application/problem+json"
+        assert list(refused.json["errors"]) == ["harvest_date"]
+    assert count(Lot) == 0
+    assert stored(listing.id).stock_g == 1000
+
+    harvested_today = {"code": "XW-TODAY", "harvest_date": today.isoformat(), "grams": 5000}
+    assert client.post(url, json=harvested_today, headers=headers).status_code == 201
+    assert stored(listing.id).stock_g == 6000
 
 
 def test_bulk_stock_update_sets_many_by_id_or_sku(client: FlaskClient) -> None:

@@ -742,7 +742,7 @@ class OrderLife(RuleBasedStateMachine):
         lot = self.attempt(
             "add_lot",
             lambda: catalog.add_lot(
-                farmer, listing_id, expected, code=f"LOT-{self.lots}", grams=grams, harvest_date=utcnow().date()
+                farmer, listing_id, expected, code=f"LOT-{self.lots}", grams=grams, harvest_date=business_today()
             ),
         )
         if lot is not None:
