@@ -76,12 +76,13 @@ def _require_reader(actor: Actor, point_id: int) -> None:
         require_staff(actor, point_id)
 
 
-def _day(day: date | None) -> date:
+def _day(day: date | None, field: str) -> date:
+    """`day`, or today; a day after today is refused, naming the request's `field`."""
     today = business_today()
     if day is None:
         return today
     if day > today:
-        raise Invalid("A day that has not come has no cash to count.", {"business_day": ["Must not be after today."]})
+        raise Invalid("A day that has not come has no cash to count.", {field: ["Must not be after today."]})
     return day
 
 
@@ -119,7 +120,7 @@ def preview(actor: Actor, point_id: int, day: date | None = None) -> dict[str, A
     total; with the day's cash-up, if it was submitted (staff of the
     station, operators)."""
     _require_reader(actor, point_id)
-    day = _day(day)
+    day = _day(day, "day")
     payments = db.session.scalars(select(Payment).where(*_uncounted(point_id, day))).all()
     done = _of_day(point_id, day)
     return {
@@ -142,7 +143,7 @@ def record(
     before the station's last one (its cash is in that one). A counted
     difference is posted and flags the cash-up to operators."""
     require_staff(actor, point_id)
-    day = _day(business_day)
+    day = _day(business_day, "business_day")
     try:
         with unit_of_work():
             earlier = _of_day(point_id, day)

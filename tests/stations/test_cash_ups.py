@@ -223,6 +223,9 @@ def test_bad_input_is_refused_with_dotted_keys_and_writes_nothing(client: FlaskC
     tomorrow = (business_today() + timedelta(days=1)).isoformat()
     future = submit(client, shop, {"business_day": tomorrow, "expected": 0, "counted": 0}, status=422)
     assert "business_day" in future["errors"]
+    url = f"/api/v1/fulfilment-points/{shop.station.id}/cash-up-preview"
+    ahead = client.get(url, query_string={"day": tomorrow}, headers=shop.staff_h)
+    assert ahead.status_code == 422 and list(ahead.json["errors"]) == ["day"]
     negative = submit(client, shop, {"expected": 0, "counted": -1}, status=422)
     assert "counted" in negative["errors"]
     cash_up = submit(client, shop, {"expected": 0, "counted": 0})
