@@ -387,6 +387,8 @@ class MarketBlueprint(Blueprint):
                 func = self.alt_response(404, description="Nothing with this id, or not visible to you")(func)
             if func._apidoc.get("idempotent"):  # type: ignore[attr-defined]
                 func = self._in_flight_documented(func, documented.get(409))
+            if func._apidoc.get("authenticated"):  # type: ignore[attr-defined]
+                func = _signed_in_first(func)
             return register(func)
 
         return decorator
@@ -494,11 +496,28 @@ class MarketBlueprint(Blueprint):
         return prepared
 
     def authenticated(self, func: F) -> F:
-        """Document that an endpoint needs a bearer token (and may refuse it)."""
+        """An endpoint that needs a bearer token: a request without a valid
+        one is a 401 before anything else about it is read (`route` checks
+        it first), documented as such with the 403 a role may get."""
         func = self.alt_response(401, description="Missing, expired or revoked token")(func)
         func = self.alt_response(403, description="The caller's role does not allow this")(func)
         result: F = self.doc(security=BEARER)(func)
+        result._apidoc["authenticated"] = True  # type: ignore[attr-defined]
         return result
+
+
+def _signed_in_first(view: F) -> F:
+    """`view`, answering a 401 to a request without a valid bearer token
+    before its query and body are read: a caller who may not use an
+    endpoint is not told what it takes."""
+    from market.auth import current_actor  # noqa: PLC0415 (market.auth imports market.extensions, which imports this module)
+
+    @functools.wraps(view)
+    def signed_in(*args: Any, **kwargs: Any) -> Any:
+        current_actor()
+        return view(*args, **kwargs)
+
+    return cast(F, signed_in)
 
 
 def json_or_csv(schema: Any, description: str) -> dict[str, Any]:

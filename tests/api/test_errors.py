@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -103,6 +105,26 @@ def test_missing_token_is_401_with_www_authenticate(client: FlaskClient) -> None
 @pytest.mark.parametrize("header", ["Basic dXNlcjpwYXNz", "Bearer ", "Bearer fm_not-a-real-token"])
 def test_bad_authorization_headers_are_401(client: FlaskClient, header: str) -> None:
     assert_problem(client.get("/api/v1/me", headers={"Authorization": header}), 401)
+
+
+def test_every_endpoint_needing_a_token_answers_401_before_reading_its_arguments(client: FlaskClient) -> None:
+    """A request without a token learns nothing of what the endpoint takes:
+    unknown or bad arguments, in the query or the body, are not looked at."""
+    spec = client.get("/api/v1/openapi.json").json
+    checked = 0
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if method == "parameters" or "bearerAuth" not in str(operation.get("security")):
+                continue
+            response = client.open(
+                re.sub(r"\{[^}]+\}", "1", path),
+                method=method.upper(),
+                query_string={"unknown": "x", "limit": "-1"},
+                json={"unknown": ["x"]} if method in ("post", "put", "patch") else None,
+            )
+            checked += 1
+            assert response.status_code == 401, (method, path, response.status_code, response.json)
+    assert checked > 80
 
 
 def test_wrong_role_is_403(app: Flask, client: FlaskClient) -> None:
