@@ -21,11 +21,12 @@ BASIS_POINTS = 10_000
 # room to spare. They hold with a commission and a weighing tolerance of at
 # most 10,000 basis points (100 %).
 MAX_BIGINT = 2**63 - 1
-# Grams on one order line, harvest lot, refund line or sales channel event:
-# 1,000 t. The weighing tolerance's bounds multiply it by at most
-# BASIS_POINTS + 10,000: 1e9 x 2e4 = 2e13.
+# Grams on one order line, harvest lot or sales channel event: 1,000 t.
+# The weighing tolerance's bounds multiply it by at most BASIS_POINTS +
+# 10,000: 1e9 x 2e4 = 2e13.
 MAX_LINE_G = 10**9
-# The most a weighing may give: a line's grams plus at most 100 % tolerance.
+# The most a weighing may give: a line's grams plus at most 100 % tolerance;
+# so also the most a refund line may give back.
 MAX_WEIGHED_G = 2 * MAX_LINE_G
 # A price: 1,000,000 yuan a kg, in fen. price x grams <= 1e8 x 2e9 = 2e17, so
 # a line's amount is at most 2e14 and its commission's product (amount x
