@@ -78,6 +78,15 @@ def list_tokens(args: dict[str, Any]) -> Page[ApiToken]:
     return service.list_tokens(current_actor(), **args)
 
 
+@blp.route("/auth/tokens/<int:token_id>", methods=["GET"])
+@blp.authenticated
+@blp.response(200, TokenSchema)
+@blp.alt_response(404, description="No such token of yours")
+def get_token(token_id: int) -> ApiToken:
+    """One of your tokens (never its secret): its name, expiry, last use and whether it is revoked"""
+    return service.get_token(current_actor(), token_id)
+
+
 @blp.route("/auth/tokens/<int:token_id>", methods=["DELETE"])
 @blp.authenticated
 @blp.response(200, TokenSchema)

@@ -291,12 +291,18 @@ def list_tokens(actor: Actor, *, limit: int, cursor: str | None = None) -> Page[
     return keyset_page(stmt, [SortKey(ApiToken.id, "id", descending=True)], limit=limit, cursor=cursor)
 
 
+def get_token(actor: Actor, token_id: int) -> ApiToken:
+    """One of the caller's own tokens (never its secret); another user's is not found."""
+    token = db.session.get(ApiToken, token_id)
+    if token is None or token.user_id != actor.user_id:
+        raise NotFound(f"Token {token_id} not found.")
+    return token
+
+
 def revoke_token(actor: Actor, token_id: int) -> ApiToken:
     """Revoke one of the caller's own tokens; another user's is not found."""
     with unit_of_work():
-        token = db.session.get(ApiToken, token_id)
-        if token is None or token.user_id != actor.user_id:
-            raise NotFound(f"Token {token_id} not found.")
+        token = get_token(actor, token_id)
         if token.revoked_at is None:
             token.revoked_at = utcnow()
     token_cache().forget(token.token_hash)

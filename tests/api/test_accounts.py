@@ -35,6 +35,12 @@ def test_register_confirm_then_login_then_me(client: FlaskClient) -> None:
     me = client.get("/api/v1/me", headers=bearer(token))
     assert me.status_code == 200
     assert me.json["name"] == "Mei"
+    # The new token's Location reads it back, without its secret.
+    shown = client.get(login.headers["Location"], headers=bearer(token))
+    assert shown.status_code == 200, shown.json
+    assert shown.json == {name: value for name, value in login.json.items() if name != "token"} | {
+        "last_used_at": shown.json["last_used_at"]  # used since, to read /me
+    }
 
 
 def test_token_is_stored_hashed(client: FlaskClient) -> None:
@@ -105,6 +111,7 @@ def test_cannot_revoke_another_users_token(client: FlaskClient) -> None:
     theirs_id = db.session.scalars(select(ApiToken.id).where(ApiToken.user_id == theirs_user.id)).one()
     response = client.delete(f"/api/v1/auth/tokens/{theirs_id}", headers=mine)
     assert response.status_code == 404
+    assert client.get(f"/api/v1/auth/tokens/{theirs_id}", headers=mine).status_code == 404
     assert db.session.get(ApiToken, theirs_id).revoked_at is None  # type: ignore[union-attr]
 
 
