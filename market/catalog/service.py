@@ -199,9 +199,16 @@ def get_farm(actor: Actor | None, farm_id: int) -> Farm:
 
 
 def _farms(
-    actor: Actor | None, *, county: str | None = None, province: str | None = None, status: FarmStatus | None = None
+    actor: Actor | None,
+    *,
+    county: str | None = None,
+    province: str | None = None,
+    status: FarmStatus | None = None,
+    owner_id: int | None = None,
 ) -> Select[tuple[Farm]]:
     stmt = select(Farm).where(_farm_visibility(actor))
+    if owner_id is not None:
+        stmt = stmt.where(Farm.owner_id == owner_id)
     if county:
         stmt = stmt.where(Farm.county == county)
     if province:
@@ -213,7 +220,7 @@ def _farms(
 
 def list_farms(actor: Actor | None, *, limit: int, cursor: str | None = None, **filters: Any) -> Page[Farm]:
     """Farms the caller may see (verified ones; plus their own; all for
-    operators), by `county`, `province` and `status`."""
+    operators), by `county`, `province`, `status` and `owner_id`."""
     return keyset_page(_farms(actor, **filters), [SortKey(Farm.id, "id")], limit=limit, cursor=cursor)
 
 

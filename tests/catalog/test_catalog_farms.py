@@ -91,6 +91,19 @@ def test_farm_list_filters_by_place_and_operators_by_status(client: FlaskClient)
     assert [f["county"] for f in pending] == ["永顺县"]
 
 
+def test_a_farmer_lists_its_own_farms_pending_ones_too(client: FlaskClient) -> None:
+    farmer, headers = user_with_token(Role.FARMER)
+    mine = [FarmFactory(owner=farmer).id, FarmFactory(owner=farmer, status=FarmStatus.PENDING).id]
+    FarmFactory()
+
+    own = client.get("/api/v1/farms", query_string={"owner_id": farmer.id}, headers=headers).json["items"]
+    assert [farm["id"] for farm in own] == mine
+    # Anyone else sees the verified one only.
+    public = client.get("/api/v1/farms", query_string={"owner_id": farmer.id}).json["items"]
+    assert [farm["id"] for farm in public] == mine[:1]
+    assert client.get("/api/v1/farms", query_string={"owner_id": 0}).status_code == 422
+
+
 def test_fulfilment_points_form_a_centre_and_its_stations(client: FlaskClient) -> None:
     _, operator = user_with_token(Role.OPERATOR)
     centre = client.post("/api/v1/fulfilment-points", json=CENTRE, headers=operator)
