@@ -525,7 +525,12 @@ def confirm_offline(actor: Actor, order_id: int, *, amount: int, reference: str)
                 f"(POST /api/v1/orders/{order_id}/cash-collection)."
             )
         if payment.status not in (PaymentStatus.REQUIRES_PAYMENT, PaymentStatus.FAILED):
-            raise Conflict(f"The payment of order {order_id} is {payment.status}.", current_status=payment.status.value)
+            raise Conflict(
+                f"The payment of order {order_id} is {payment.status} already"
+                + (f" (confirmed as {payment.offline_reference})" if payment.offline_reference else "")
+                + ": it takes no further confirmation.",
+                current_status=payment.status.value,
+            )
         if amount != payment.amount:
             raise Invalid(
                 f"Order {order_id} asks for {payment.amount}, not {amount}.",

@@ -67,6 +67,11 @@ def test_confirmed_cash_pays_the_order_and_packing_hands_back_the_difference(cli
     assert ledger.balance("gateway_cash:offline") == order["max_total"]
     again = confirm(client, shop, order["id"], order["max_total"])
     assert again.status_code == 409
+    assert again.json["detail"] == (
+        f"The payment of order {order['id']} is authorised already (confirmed as cash at Xialiao station): "
+        "it takes no further confirmation."
+    )
+    assert ledger.balance("gateway_cash:offline") == order["max_total"]
 
     line = order["parts"][0]["lines"][0]
     client.post(
