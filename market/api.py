@@ -241,13 +241,23 @@ class StrictSchema(ma.Schema):
         if not isinstance(field_obj, ma.fields.Integer):
             return
         if field_name == "id" or field_name.endswith("_id"):
-            field_obj.validators = [*field_obj.validators, ma.validate.Range(min=1, max=MAX_ID)]
+            _narrowed(field_obj, 1, MAX_ID)
         else:
             # Every integer is compared with or stored in an integer (or
-            # bigint) column; a field's own, narrower range still applies
-            # (the document shows the narrowest).
+            # bigint) column.
             limit = MAX_BIGINT if isinstance(field_obj, BigInteger) else MAX_ID
-            field_obj.validators = [*field_obj.validators, ma.validate.Range(min=-limit - 1, max=limit)]
+            _narrowed(field_obj, -limit - 1, limit)
+
+
+def _narrowed(field: ma.fields.Integer, low: int, high: int) -> None:
+    """Keep `field` within `low` to `high` as well as its own range: one
+    range, the narrowest, so a value outside is told one bound, the one
+    that holds (and the document shows it)."""
+    own = [rule for rule in field.validators if isinstance(rule, ma.validate.Range)]
+    low = max([low, *(rule.min for rule in own if rule.min is not None)])
+    high = min([high, *(rule.max for rule in own if rule.max is not None)])
+    others = [rule for rule in field.validators if not isinstance(rule, ma.validate.Range)]
+    field.validators = [*others, ma.validate.Range(min=low, max=high)]
 
 
 class NoQuerySchema(StrictSchema):

@@ -96,8 +96,7 @@ class FarmSchema(ma.Schema):
 
 class FarmQuerySchema(PageArgsSchema):
     owner_id = fields.Integer(
-        validate=validate.Range(min=1),
-        metadata={"description": "The farms of this account: a farmer's own with its id (GET /me)."},
+        metadata={"description": "The farms of this account: a farmer's own with its id (GET /me)."}
     )
     county = fields.String(validate=PLACE)
     province = fields.String(validate=PLACE)
