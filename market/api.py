@@ -45,8 +45,8 @@ MAX_JSON_DEPTH = 32
 EARLIEST_DAY = date.min
 LATEST_DAY = date(9998, 12, 31)
 OUTSIDE_CALENDAR = f"Must be between {EARLIEST_DAY} and {LATEST_DAY} (UTC)."
-# Days of the marketplace's own business (a cash-up, a deposit, a harvest):
-# none of it happened before 2000.
+# Days of the marketplace's own business (a cash-up, a deposit, a harvest, a
+# programme's statement): none of it happened before 2000.
 DAYS = ma.validate.Range(min=date(2000, 1, 1), error="Not before 2000-01-01.")
 # Numbers, dates and times in a query string are written in ASCII digits:
 # int() also reads other scripts' digits (Arabic-Indic U+0661 is 1), "_" and spaces.

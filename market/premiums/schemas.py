@@ -14,7 +14,6 @@ from market.premiums.models import FundedBy
 RATE = validate.Range(min=1, max=MAX_RATE_PER_KG)
 # A deposit at most a whole budget: the sum of a programme's deposits stays far inside a bigint.
 DEPOSIT = validate.Range(min=1, max=MAX_BUDGET)
-# Business days of programmes, which run from 2000 (WINDOW).
 BUDGET = validate.Range(min=1, max=MAX_BUDGET)
 # Programmes run in this era; anything outside is a typo, and dates far out
 # cannot be compared across time zones without overflowing.
