@@ -396,18 +396,19 @@ class MarketBlueprint(Blueprint):
             if "<" in rule and 404 not in documented:
                 func = self.alt_response(404, description="Nothing with this id, or not visible to you")(func)
             if func._apidoc.get("idempotent"):  # type: ignore[attr-defined]
-                func = self._in_flight_documented(func, documented.get(409))
+                func = self._in_flight_documented(func)
             if func._apidoc.get("authenticated"):  # type: ignore[attr-defined]
                 func = _signed_in_first(func)
             return register(func)
 
         return decorator
 
-    def _in_flight_documented(self, func: F, conflicts: list[dict[str, Any]] | None) -> F:
+    def _in_flight_documented(self, func: F) -> F:
         """An Idempotency-Key's repeat that finds the first request still
         running is a 409 (not-ready-yet, with Retry-After): added to the
         view's own 409, or the view's only one."""
         in_flight = f"{IN_FLIGHT} (not-ready-yet: retry after Retry-After seconds)"
+        conflicts = func._apidoc.get("response", {}).get("responses", {}).get(409)  # type: ignore[attr-defined]
         if conflicts:
             conflicts[0]["description"] += f"; or {in_flight[0].lower()}{in_flight[1:]}"
             return func

@@ -156,6 +156,11 @@ def business_today() -> date:
     return business_day(utcnow())
 
 
+# The field error of a business day that has not come yet (a harvest, a
+# deposit received, a cash-up).
+NOT_AFTER_TODAY = "Must not be after today (a business day in MARKET_TIMEZONE)."
+
+
 def business_day_range(first: date, last: date | None = None) -> tuple[datetime, datetime]:
     """The UTC moments [start, end) of the business days `first` to `last`
     (both whole; `first` alone without `last`): from the first one's

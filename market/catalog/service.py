@@ -55,7 +55,7 @@ from market.catalog.models import (
     StripeCannotPay,
 )
 from market.conditional import Expected, PreconditionFailed
-from market.db import business_today, get_or_404, unit_of_work, utcnow
+from market.db import NOT_AFTER_TODAY, business_today, get_or_404, unit_of_work, utcnow
 from market.errors import Conflict, Invalid, InvalidTransition, NotFound
 from market.events import publish
 from market.extensions import db
@@ -702,7 +702,7 @@ def add_lot(
     if harvest_date > business_today():
         raise Invalid(
             "A lot is recorded once harvested: its harvest_date is after today.",
-            {"harvest_date": ["Must not be after today (a business day in MARKET_TIMEZONE)."]},
+            {"harvest_date": [NOT_AFTER_TODAY]},
         )
     with unit_of_work():
         listing = _listing_for_write(actor, listing_id, expected)

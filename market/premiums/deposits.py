@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from market.accounts.models import Role
 from market.auth import Actor
 from market.csv_export import Text, yuan
-from market.db import business_day, business_day_range, business_today, get_or_404, unit_of_work
+from market.db import NOT_AFTER_TODAY, business_day, business_day_range, business_today, get_or_404, unit_of_work
 from market.errors import Conflict, Invalid, NotFound
 from market.extensions import db
 from market.ledger import service as ledger
@@ -76,7 +76,7 @@ def record_deposit(
     if not reference:
         errors["bank_reference"] = ["Must not be blank."]
     if received_on > business_today():
-        errors["received_on"] = ["Must not be after today (a business day in MARKET_TIMEZONE)."]
+        errors["received_on"] = [NOT_AFTER_TODAY]
     if errors:
         raise Invalid("The deposit cannot be recorded.", errors)
     try:

@@ -30,7 +30,7 @@ from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog import service as catalog
 from market.csv_export import Text, yuan
-from market.db import business_day_range, business_today, get_or_404, unit_of_work
+from market.db import NOT_AFTER_TODAY, business_day_range, business_today, get_or_404, unit_of_work
 from market.errors import Conflict, Invalid, NotFound
 from market.events import publish
 from market.extensions import db
@@ -82,7 +82,7 @@ def _day(day: date | None, field: str) -> date:
     if day is None:
         return today
     if day > today:
-        raise Invalid("A day that has not come has no cash to count.", {field: ["Must not be after today."]})
+        raise Invalid("A day that has not come has no cash to count.", {field: [NOT_AFTER_TODAY]})
     return day
 
 
