@@ -9,9 +9,10 @@ per round: publishing its outbox rows from each gunicorn worker's relay
 thread (OUTBOX_RELAY=committer), and leaving them to the relay process
 (OUTBOX_RELAY=listener: `flask --app wsgi relay`, woken by PostgreSQL's
 NOTIFY), whose CPU counts as the server's. Nothing consumes the tasks.
-The same gunicorn settings serve a bare Flask app (tests/bench/bare_app.py)
-with the same requests: the ceiling. The three are measured in turns, --rounds times
-each. Each run records the CPU of every gunicorn worker (a run where one
+The same gunicorn settings serve the floor (tests/bench/floor_app.py: the
+same transaction in the fewest psycopg statements, nothing else) and a bare
+Flask app (tests/bench/bare_app.py) with the same requests: the ceiling. The
+four are measured in turns, --rounds times each. Each run records the CPU of every gunicorn worker (a run where one
 worker did most of the work is measured again) and of PostgreSQL, per
 request. Then orders placed in-process count the statements and commits per
 order. Afterwards stock is checked: no listing below zero, and the grams
@@ -74,6 +75,7 @@ from tests.bench.common import (
 
 LISTINGS = 10_000
 STOCK_G = 1_000_000_000  # a tonne per listing: the run measures placing, not selling out
+FLOOR_APP = "tests.bench.floor_app:app"
 
 LUA = """
 local tokens = {%(tokens)s}
@@ -291,6 +293,13 @@ def wait_until_published(url: str, timeout: float = 60) -> int:
             time.sleep(0.2)
 
 
+def set_aside_floor_rows(url: str) -> None:
+    """Mark the floor's outbox rows sent, so the market's next relay does
+    not spend its CPU publishing them."""
+    with psycopg.connect(plain_url(url)) as conn:
+        conn.execute("UPDATE outbox SET sent_at = now() WHERE task = 'floor.order_placed' AND sent_at IS NULL")
+
+
 def check_stock(url: str) -> dict[str, Any]:
     with psycopg.connect(plain_url(url)) as conn:
         negative = conn.execute("SELECT count(*) FROM listings WHERE stock_g < 0").fetchone()
@@ -318,6 +327,7 @@ def run_rounds(args: argparse.Namespace, url: str, listing_ids: list[int]) -> li
     apps = {
         "market, committer relays": ("wsgi:app", "committer"),
         "market, relay process": ("wsgi:app", "listener"),
+        "floor (psycopg, one transaction)": (FLOOR_APP, None),
         "bare Flask (ceiling)": ("tests.bench.bare_app:app", None),
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -348,6 +358,8 @@ def run_rounds(args: argparse.Namespace, url: str, listing_ids: list[int]) -> li
                     )
                     if relay_pid is not None:
                         report["unsent_after_run"] = wait_until_published(url)
+                    if app == FLOOR_APP:
+                        set_aside_floor_rows(url)
                 rows.append({"round": round_number, "app": name, **report})
     return rows
 
@@ -373,11 +385,13 @@ def main() -> None:
     settings = f"{args.workers} workers x {args.threads} threads"
     rows = run_rounds(args, url, listing_ids)
     market = [row for row in rows if row["app"] == "market, committer relays"]
-    bare = [row for row in rows if not row["app"].startswith("market")]
+    floor = [row for row in rows if row["app"].startswith("floor")]
+    bare = [row for row in rows if row["app"].startswith("bare")]
     say("statements per order (in-process) ...")
     statements = statements_per_order(url, listing_ids)
     stock = check_stock(url)
     ratio = statistics.median(r["rps"] for r in market) / statistics.median(r["rps"] for r in bare)
+    to_floor = statistics.median(r["rps"] for r in market) / statistics.median(r["rps"] for r in floor)
     columns = ["round", "app", "rps", "p50_ms", "p99_ms", "non_2xx", "attempts", "worker_cpu_cores"]
     columns += ["server_cpu_ms_per_request", "relay_process_cpu_ms_per_request", "postgres_cpu_ms_per_request"]
     columns += ["postgres_sessions_opened"]
@@ -388,7 +402,7 @@ def main() -> None:
         f"{args.connections} connections, {args.seconds} s, {args.rounds} rounds"
     )
     print(table(rows, columns))
-    print(f"\nmarket / ceiling (medians): {ratio:.1%}")
+    print(f"\nmarket / ceiling (medians): {ratio:.1%}; market / floor: {to_floor:.1%}")
     print(f"per order, in-process: {statements['statements']} statements, {statements['commits']} commits")
     print(table([stock], list(stock)))
     path = write_results(
@@ -397,6 +411,7 @@ def main() -> None:
             "settings": {**vars(args), "listings": LISTINGS, "farms": FARMS, "buyers": BUYERS},
             "runs": rows,
             "ratio_to_ceiling": round(ratio, 4),
+            "ratio_to_floor": round(to_floor, 4),
             "per_order": statements,
             "stock_check": stock,
         },
