@@ -137,6 +137,12 @@ def _engine_options(env: Mapping[str, str], database_url: str) -> dict[str, Any]
         # cannot keep prepared statements, so they can be turned off.
         if not _bool(env, "DATABASE_PREPARED_STATEMENTS", True):
             options["connect_args"] = {"prepare_threshold": None}
+    elif database_url.startswith("sqlite"):
+        # A locked read takes SQLite's write lock (market.db
+        # .lock_sqlite_for_locked_reads); the next waits this many seconds
+        # for it (the driver's default is 5), past the longest a payout run
+        # or the demo's seeding holds it.
+        options["connect_args"] = {"timeout": 30}
     return options
 
 

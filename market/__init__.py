@@ -16,6 +16,7 @@ from market.accounts.routes import blp as accounts_blp
 from market.api import MarketJSONProvider, MarketRequest
 from market.catalog.routes import blp as catalog_blp
 from market.commissions.routes import blp as commissions_blp
+from market.db import lock_sqlite_for_locked_reads
 from market.extensions import api, celery_init_app, db, limiter, migrate, rate_limit_headers
 from market.inventory.routes import blp as inventory_blp
 from market.ledger.routes import blp as ledger_blp
@@ -87,6 +88,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     db.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            lock_sqlite_for_locked_reads(db.engine)
     migrate.init_app(app, db, directory=str(config.ROOT / "migrations"), render_as_batch=True)
     limiter.init_app(app)
     app.after_request(rate_limit_headers)

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import ColumnElement, DateTime, Dialect, Enum, Select, func, insert, inspect, select
+from sqlalchemy import ColumnElement, DateTime, Dialect, Engine, Enum, Select, event, func, insert, inspect, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import make_transient_to_detached
@@ -232,9 +232,40 @@ def advisory_key(*names: object) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big", signed=True)
 
 
+def lock_sqlite_for_locked_reads(engine: Engine) -> None:
+    """On an SQLite `engine`, a locked read (FOR UPDATE) outside a write
+    transaction first begins one IMMEDIATE: it takes the database's write
+    lock, waiting (the driver's `timeout`) for whoever holds it, and keeps
+    it until the transaction ends.
+
+    SQLite ignores FOR UPDATE, and Python's sqlite3 opens a transaction only
+    at the first INSERT, UPDATE or DELETE: a row read "locked" to be checked
+    and then written over (a stock count, an ETag, a payment's refunded
+    amount) was read outside any transaction, and a writer committing
+    between the read and the write was lost. Now what such a transaction
+    reads locked stays as it read it until it commits, as row locks make
+    it on PostgreSQL. Reads that lock nothing stay outside transactions and
+    wait for nobody; a transaction that wrote already holds the lock."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _begin_immediate(conn: Any, _cursor: Any, _sql: str, _params: Any, context: Any, _many: bool) -> None:
+        compiled = getattr(context, "compiled", None)
+        if compiled is not None and getattr(compiled.statement, "_for_update_arg", None) is not None:
+            _hold_sqlite_write_lock(conn)
+
+
+def _hold_sqlite_write_lock(conn: Any) -> None:
+    dbapi_connection = conn.connection.dbapi_connection
+    if not dbapi_connection.in_transaction:
+        dbapi_connection.execute("BEGIN IMMEDIATE")
+
+
 def hold_until_commit(*names: object) -> None:
     """Wait for, then hold until this transaction ends, the advisory lock
     named by `names`: what is looked up and written under it by one caller
-    is seen by the next. SQLite has one writer at a time already."""
+    is seen by the next. On SQLite the transaction takes the database's
+    write lock instead (`lock_sqlite_for_locked_reads`)."""
     if db.session.get_bind().dialect.name == "postgresql":
         db.session.execute(select(func.pg_advisory_xact_lock(advisory_key(*names))))
+    else:
+        _hold_sqlite_write_lock(db.session.connection())

@@ -180,11 +180,15 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
             conn.execute(text("DROP SCHEMA public CASCADE"))
             conn.execute(text("CREATE SCHEMA public"))
         engine.dispose()
+    migrate_to_head(url)
+    return url
+
+
+def migrate_to_head(url: str) -> None:
     app = create_app({"SQLALCHEMY_DATABASE_URI": url})
     with app.app_context():
         upgrade(directory=str(config.ROOT / "migrations"))
         db.engine.dispose()
-    return url
 
 
 def settings_for(database_url: str) -> dict[str, Any]:
@@ -215,7 +219,7 @@ def app(database_url: str, app_overrides: dict[str, Any]) -> Iterator[Flask]:
         limiter.reset()
         yield app
         db.session.remove()
-        _empty_tables()
+        empty_tables()
         db.engine.dispose()
 
 
@@ -226,7 +230,7 @@ RESTART_SEQUENCES = (
 )
 
 
-def _empty_tables() -> None:
+def empty_tables() -> None:
     """Empty every table after a test, children first. On PostgreSQL one
     round trip of DELETEs and a sequence reset: a test leaves a few rows,
     and TRUNCATE of every table (new files for each) costs 40 times as much."""

@@ -38,7 +38,7 @@ from market.catalog.models import FulfilmentPoint, Listing, ListingStatus
 from market.extensions import db, limiter
 from market.orders import service as orders
 from market.orders.service import LineRequest
-from tests.conftest import _empty_tables, settings_for
+from tests.conftest import empty_tables, settings_for
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "6"))
 ROLES = {
@@ -84,7 +84,7 @@ def seeded(database_url: str) -> Iterator[tuple[Flask, dict[str, str]]]:
     yield app, tokens
     with app.app_context():
         db.session.remove()
-        _empty_tables()
+        empty_tables()
         db.engine.dispose()
 
 

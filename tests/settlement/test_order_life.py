@@ -101,7 +101,7 @@ from market.premiums.models import FundedBy, PremiumProgramme
 from market.premiums.service import sponsor_liability
 from market.stations import cashups
 from market.stations import service as stations
-from tests.conftest import _empty_tables, settings_for
+from tests.conftest import empty_tables, settings_for
 from tests.factories import UserFactory, token_for
 from tests.fakes.stripe_server import FakeStripe, FakeStripeServer
 from tests.payments.conftest import stripe_settings
@@ -351,7 +351,7 @@ class OrderLife(RuleBasedStateMachine):
         # The previous example's session must let go of its rows before the
         # tables are emptied, or emptying them waits on its locks for ever.
         db.session.remove()
-        _empty_tables()
+        empty_tables()
         self.gateway: SettlementGateway = self.app.extensions["payment_gateway"]
         self.gateway.after_capture = None
         self.gateway.refuse_offline_refund = False
