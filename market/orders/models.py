@@ -182,7 +182,10 @@ class Order(db.Model):  # type: ignore[name-defined]
         return [p for p in self.parts if p.status != PartStatus.CANCELLED]
 
     def recompute_total(self) -> None:
-        self.total = sum(line.charged for line in self.lines if line.part.status != PartStatus.CANCELLED)
+        """What the live lines charge now, and the most they can reach."""
+        live = [line for line in self.lines if line.part.status != PartStatus.CANCELLED]
+        self.total = sum(line.charged for line in live)
+        self.max_total = sum(line.max_amount for line in live)
 
     def mark_paid(self) -> None:
         if self.status != OrderStatus.PENDING_PAYMENT:

@@ -1032,6 +1032,7 @@ def cancel_part(actor: Actor, order_id: int, part_id: int, reason: str) -> Order
         if not money_taken:  # else the capture stands and the part is refunded
             order.recompute_total()
         order.follow_parts()
+        settlement.ask_for_what_is_left(order)
 
     changing(order, actor, change)
     return _view(actor, order, set())

@@ -253,6 +253,7 @@ def open_payment(order_id: int) -> Payment:
         if payment.status == PaymentStatus.CREATING:
             payment.status = PaymentStatus.REQUIRES_PAYMENT
             if intent is not None:
+                payment.amount = amount  # what the intent holds, had a part been cancelled meanwhile
                 payment.stripe_payment_intent_id = intent.id
                 payment.client_secret = intent.client_secret
                 _attempt(payment, "create_intent", key, amount=amount, object_id=intent.id)

@@ -16,8 +16,8 @@ from market.extensions import db
 from market.ledger import service as ledger
 from market.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from market.ledger.service import SELLER_PAYABLE_PREFIX
-from market.orders.models import OrderLine, OrderPart, PartStatus
-from market.payments.models import CapturedLine, Payment, PaymentStatus, Refund, RefundLine, RefundStatus
+from market.orders.models import Order, OrderLine, OrderPart, OrderStatus, PartStatus
+from market.payments.models import CapturedLine, Payment, PaymentStatus, Provider, Refund, RefundLine, RefundStatus
 from market.payouts.models import Payout, PayoutStatus, PayoutTransfer, ReversalStatus, TransferReversal
 from market.premiums.models import FundedBy, LinePremium, PremiumProgramme, SponsorDeposit
 from market.premiums.service import SPONSOR_ACCOUNT_PREFIX
@@ -298,6 +298,42 @@ def order_mismatches() -> list[str]:
             )
         if captured > authorised:
             problems.append(f"order {order_id}: captured {captured}, more than the {authorised} authorised")
+    return problems
+
+
+def unpaid_order_mismatches() -> list[str]:
+    """An order not paid yet asks for what its live lines can reach: its
+    max_total, what its offline payment waits for and what an intent not
+    made yet will hold (a part cancelled meanwhile lowers all three)."""
+    unpaid = Order.status == OrderStatus.PENDING_PAYMENT
+    reach = _by_key(
+        db.session.execute(
+            select(OrderLine.order_id, func.sum(OrderLine.max_amount))
+            .join(OrderPart, OrderPart.id == OrderLine.part_id)
+            .join(Order, Order.id == OrderLine.order_id)
+            .where(unpaid, OrderPart.status != PartStatus.CANCELLED)
+            .group_by(OrderLine.order_id)
+        )
+    )
+    problems = []
+    rows = db.session.execute(
+        select(Order.id, Order.max_total, Payment.provider, Payment.status, Payment.amount)
+        .outerjoin(Payment, Payment.order_id == Order.id)
+        .where(unpaid)
+        .order_by(Order.id)
+    )
+    for order_id, max_total, provider, status, asked in rows:
+        if max_total != reach.get(order_id, 0):
+            problems.append(
+                f"order {order_id}: reaches {max_total} at most, but its live lines {reach.get(order_id, 0)}"
+            )
+        waiting = status == PaymentStatus.CREATING or (
+            provider == Provider.OFFLINE and status == PaymentStatus.REQUIRES_PAYMENT
+        )
+        if waiting and asked != max_total:
+            problems.append(
+                f"order {order_id}: its payment asks for {asked}, but the order reaches {max_total} at most"
+            )
     return problems
 
 
@@ -595,6 +631,7 @@ def check_ledger() -> list[str]:
         + part_total_mismatches()
         + transfer_mismatches()
         + order_mismatches()
+        + unpaid_order_mismatches()
         + programme_mismatches()
         + sponsor_account_mismatches()
         + station_cash_mismatches()

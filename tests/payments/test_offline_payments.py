@@ -16,7 +16,7 @@ from market.orders import service as orders
 from market.orders.models import Order, OrderStatus
 from market.payments import service as payments
 from market.payments.models import PaymentStatus, Provider
-from tests.shop import Shop, place
+from tests.shop import Shop, part_of, place
 
 
 def confirm(client: FlaskClient, shop: Shop, order_id: int, amount: int, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
@@ -49,6 +49,24 @@ def test_confirming_the_wrong_amount_is_422_and_writes_nothing(client: FlaskClie
     assert "amount" in response.json["errors"]
     assert db.session.get(Order, order["id"]).status == OrderStatus.PENDING_PAYMENT  # type: ignore[union-attr]
     assert transactions() == 0
+
+
+def test_a_part_cancelled_before_payment_lowers_what_the_payment_asks_for(client: FlaskClient, shop: Shop) -> None:
+    nuts_alone = place(client, shop, (shop.nuts, 1000))
+    order = place(client, shop, (shop.oranges, 2000), (shop.nuts, 1000))
+    payments.open_payment(order["id"])
+    orchard = part_of(order, shop.orchard)
+    cancelled = client.post(
+        f"/api/v1/orders/{order['id']}/parts/{orchard['id']}/cancel", json={"reason": "hail"}, headers=shop.orchard_h
+    )
+    assert cancelled.status_code == 200, cancelled.json
+    left = client.get(f"/api/v1/orders/{order['id']}", headers=shop.buyer_h).json
+    assert (left["total"], left["max_total"]) == (nuts_alone["total"], nuts_alone["max_total"])
+    payment = client.get(f"/api/v1/orders/{order['id']}/payment", headers=shop.buyer_h).json
+    assert payment["amount"] == nuts_alone["max_total"] < order["max_total"]
+
+    assert confirm(client, shop, order["id"], order["max_total"]).status_code == 422
+    assert confirm(client, shop, order["id"], nuts_alone["max_total"]).status_code == 200
 
 
 def test_only_operators_confirm(client: FlaskClient, shop: Shop) -> None:

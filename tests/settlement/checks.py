@@ -180,6 +180,25 @@ def order_money(fake: FakeStripe) -> list[str]:
         order = loaded[payment.order_id]
         name = f"order {order.id} ({order.status}, payment {payment.status})"
         problems += _provider_problems(name, payment, fake) + _line_problems(name, order, payment)
+        problems += _unpaid_problems(name, order, payment)
+    return problems
+
+
+def _unpaid_problems(name: str, order: Order, payment: Payment) -> list[str]:
+    """An order not paid yet asks for what its live lines can reach: a part
+    cancelled meanwhile lowers its max_total, and what an offline payment
+    waits for (an intent already made holds what it was made for)."""
+    if order.status != OrderStatus.PENDING_PAYMENT:
+        return []
+    reach = sum(line.max_amount for line in order.lines if not _line_cancelled(line))
+    problems = (
+        [] if order.max_total == reach else [f"{name}: max_total {order.max_total}, its live lines reach {reach}"]
+    )
+    waiting = payment.status == PaymentStatus.CREATING or (
+        payment.provider == Provider.OFFLINE and payment.status == PaymentStatus.REQUIRES_PAYMENT
+    )
+    if waiting and payment.amount != order.max_total:
+        problems.append(f"{name}: the payment asks for {payment.amount}, the order can reach {order.max_total}")
     return problems
 
 
