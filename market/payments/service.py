@@ -860,11 +860,16 @@ def _new_refund(payment: Payment, wanted: Sequence[LineRefund], *, reason: str, 
     captured = {line.order_line_id: line for line in payment.captured_lines}
     errors: dict[str, list[str]] = {}
     refund_lines: list[RefundLine] = []
+    given: set[int] = set()
     for index, request in enumerate(wanted):
         line = captured.get(request.line_id)
         if line is None:
             errors[f"lines.{index}.line_id"] = ["Not a paid line of this order."]
             continue
+        if request.line_id in given:
+            errors[f"lines.{index}.line_id"] = ["Given twice: name each line once, with all its grams."]
+            continue
+        given.add(request.line_id)
         done = settlement.refunded(line)
         left = line.grams - done.grams
         if not 0 < request.grams <= left:

@@ -19,7 +19,7 @@ from market.orders import service as orders
 from market.orders.models import Order, OrderStatus
 from market.outbox import OutboxMessage
 from market.payments import service as payments
-from market.payments.models import Payment, PaymentStatus, StripeEvent
+from market.payments.models import Payment, PaymentStatus, Refund, StripeEvent
 from tests.fakes.stripe_server import FakeStripe, FakeStripeServer, sign
 from tests.payments.conftest import WEBHOOK_SECRET, stripe_settings
 from tests.shop import Shop, place
@@ -315,6 +315,26 @@ def test_operator_refunds_grams_of_a_line_never_more_than_captured(
     assert ledger.balance("platform_commission") == 0
     nothing_left = client.post(url, json={"reason": "again"}, headers=shop.operator_h)
     assert nothing_left.status_code == 422
+
+
+def test_a_refund_naming_a_line_twice_is_422_and_writes_nothing(
+    client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
+) -> None:
+    """Each line is checked against what is left of it: named twice, its
+    grams would together pass what was captured."""
+    order, _ = paid_order(client, fake_stripe, shop, (shop.oranges, 2000))
+    line = order["parts"][0]["lines"][0]
+    pack_all(client, shop, order, {line["id"]: 2000})
+    payments.capture(order["id"])
+    twice = [{"line_id": line["id"], "grams": 1500}, {"line_id": line["id"], "grams": 1500}]
+
+    response = client.post(
+        f"/api/v1/orders/{order['id']}/refunds", json={"lines": twice, "reason": "x"}, headers=shop.operator_h
+    )
+
+    assert response.status_code == 422 and response.content_type == "application/problem+json"
+    assert list(response.json["errors"]) == ["lines.1.line_id"]
+    assert db.session.scalar(select(func.count()).select_from(Refund)) == 0
 
 
 def test_refund_before_capture_is_409(client: FlaskClient, fake_stripe: FakeStripe, shop: Shop) -> None:
