@@ -23,6 +23,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
 from market import errors
+from market.conditional import refuse_if_match
 from market.csv_export import csv_text
 from market.money import MAX_BIGINT
 from market.text import NO_CONTROL, ONE_LINE, breaks_a_line, has_control_characters
@@ -397,6 +398,8 @@ class MarketBlueprint(Blueprint):
                 func = self.alt_response(404, description="Nothing with this id, or not visible to you")(func)
             if func._apidoc.get("idempotent"):  # type: ignore[attr-defined]
                 func = self._in_flight_documented(func)
+            if methods[0] in UNSAFE_METHODS and not func._apidoc.get("if_match"):  # type: ignore[attr-defined]
+                func = _without_if_match(func)
             if func._apidoc.get("authenticated"):  # type: ignore[attr-defined]
                 func = _signed_in_first(func)
             return register(func)
@@ -515,6 +518,21 @@ class MarketBlueprint(Blueprint):
         result: F = self.doc(security=BEARER)(func)
         result._apidoc["authenticated"] = True  # type: ignore[attr-defined]
         return result
+
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _without_if_match(view: F) -> F:
+    """`view`, a write with no ETag of its own: sent with If-Match, a 412
+    before its body is read."""
+
+    @functools.wraps(view)
+    def unconditional(*args: Any, **kwargs: Any) -> Any:
+        refuse_if_match()
+        return view(*args, **kwargs)
+
+    return cast(F, unconditional)
 
 
 def _signed_in_first(view: F) -> F:

@@ -67,11 +67,15 @@ def if_match(schema: ma.Schema) -> Expected | None:
     return Expected(tags, schema) if tags else None
 
 
-def refuse_if_match(what: str) -> None:
-    """A write whose target has no ETag of its own (a bulk operation) is
-    refused when sent with If-Match, rather than the header ignored."""
-    if request.if_match:
+def refuse_if_match() -> None:
+    """A write with no ETag to compare (anything but the writes `@blp.
+    conditional` and `@blp.takes_if_match` mark) is refused when sent with
+    If-Match, rather than the header ignored: the client asked for a
+    condition nothing here can check. `If-Match: *` asks for none."""
+    tags = request.if_match
+    if tags and not tags.star_tag:
         raise PreconditionFailed(
-            f"{what} has no ETag of its own, so If-Match cannot hold; nothing was changed. Give each item's "
-            "expected value in the body instead."
+            f"{request.method} {request.path} has no ETag to compare with If-Match, so the condition cannot "
+            "hold; nothing was changed. Send If-Match only to the writes the API documents it on, with the "
+            "ETag their resource's GET answers."
         )

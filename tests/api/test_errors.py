@@ -14,7 +14,7 @@ from market.auth import current_actor
 from market.extensions import db
 from market.orders.models import Order
 from tests.factories import user_with_token
-from tests.shop import Shop
+from tests.shop import Shop, place
 
 PROBLEM = "application/problem+json"
 VALID = {"email": "a@example.test", "password": "a long secret", "name": "A", "roles": ["buyer"]}
@@ -125,6 +125,43 @@ def test_every_endpoint_needing_a_token_answers_401_before_reading_its_arguments
             checked += 1
             assert response.status_code == 401, (method, path, response.status_code, response.json)
     assert checked > 80
+
+
+def test_if_match_on_a_write_with_no_etag_is_412_before_anything_else(client: FlaskClient) -> None:
+    """Every write the document gives no If-Match refuses one (other than
+    `*`) rather than ignoring it: the condition cannot be checked. A token
+    is read first (401), the body after."""
+    _, operator = user_with_token(Role.OPERATOR)
+    spec = client.get("/api/v1/openapi.json").json
+    checked = 0
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if method not in ("post", "put", "patch", "delete"):
+                continue
+            if "If-Match" in [p["name"] for p in operation.get("parameters", []) if p.get("in") == "header"]:
+                continue
+            secured = "bearerAuth" in str(operation.get("security"))
+            response = client.open(
+                re.sub(r"\{[^}]+\}", "1", path),
+                method=method.upper(),
+                headers={"If-Match": '"x"'} | (operator if secured else {}),
+                json={"unknown": ["x"]},
+            )
+            checked += 1
+            body = assert_problem(response, 412)
+            assert "no ETag" in body["detail"], (method, path, body)
+    assert checked > 60
+
+
+def test_if_match_star_on_a_write_with_no_etag_asks_for_nothing(client: FlaskClient, shop: Shop) -> None:
+    order = place(client, shop, (shop.oranges, 1000))
+    url = f"/api/v1/orders/{order['id']}/cancel"
+
+    refused = client.post(url, json={"reason": "x"}, headers=shop.buyer_h | {"If-Match": '"bogus"'})
+    assert refused.status_code == 412
+    assert client.get(f"/api/v1/orders/{order['id']}", headers=shop.buyer_h).json["status"] == "pending_payment"
+    cancelled = client.post(url, json={"reason": "x"}, headers=shop.buyer_h | {"If-Match": "*"})
+    assert cancelled.status_code == 200 and cancelled.json["status"] == "cancelled"
 
 
 def test_wrong_role_is_403(app: Flask, client: FlaskClient) -> None:
