@@ -163,6 +163,18 @@ def _text_rule(field: ma.fields.Field[Any]) -> Callable[[str], None] | None:
     return _free_text if field.metadata.get("multiline") else _one_line
 
 
+def _needs_text(field: ma.fields.Field[Any]) -> bool:
+    """A text field that must hold at least one character (Length min 1)."""
+    return any(isinstance(rule, ma.validate.Length) and (rule.min or 0) >= 1 for rule in field.validators)
+
+
+def _not_blank(value: str) -> None:
+    """Text that must say something says more than spaces (a reason, a
+    reference, an address)."""
+    if not value.strip():
+        raise ma.ValidationError("Must not be blank.")
+
+
 def free_text(**kwargs: Any) -> ma.fields.String:
     """A text field for prose (a description, a reason, an address): it may
     hold line breaks and tabs, where every other text is one line."""
@@ -235,6 +247,8 @@ class StrictSchema(ma.Schema):
             rule = _text_rule(field_obj)
             if rule is not None:
                 field_obj.validators = [*field_obj.validators, rule]
+            if rule is not None and _needs_text(field_obj):
+                field_obj.validators = [*field_obj.validators, _not_blank]
             return
         if isinstance(field_obj, (ma.fields.Date, ma.fields.DateTime)):
             field_obj.validators = [*field_obj.validators, _within_calendar]

@@ -3,7 +3,8 @@
 A name, a place or a code ends up in one line of something else: an email
 subject or another header, an SMS, a CSV cell, a log line. A CR or LF there
 starts a new header or record, and other control characters (C0, DEL, C1)
-and the Unicode line and paragraph separators break it more quietly. Such
+and the Unicode line and paragraph separators break it more quietly; the
+bidirectional controls make it read in another order than it was written. Such
 text is refused where it comes in; what is sent is made one line anyway.
 """
 
@@ -11,11 +12,15 @@ from __future__ import annotations
 
 import re
 
+# The bidirectional embeddings, overrides and isolates: text shown after
+# one reads in another order than it was written (an address, a name, a
+# reference that shows as something it is not).
+_BIDI = "\u202a-\u202e\u2066-\u2069"
 # C0 controls (TAB, LF and CR among them), DEL, C1 controls (NEL among
-# them), and the Unicode line and paragraph separators.
-_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# them), the Unicode line and paragraph separators, and the bidi controls.
+_BREAKING = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_BIDI}]")
 # Free text (a description, a reason, an address) may have lines and tabs.
-_BREAKING_FREE_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_BREAKING_FREE_TEXT = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_BIDI}]")
 
 ONE_LINE = "Must be one line: no line breaks, tabs or other control characters."
 NO_CONTROL = "Must not contain control characters other than line breaks and tabs."

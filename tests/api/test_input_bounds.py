@@ -26,6 +26,7 @@ from market.money import (
     MAX_STOCK_G,
     MAX_WEIGHED_G,
 )
+from market.orders.models import Order
 from market.premiums.models import PremiumProgramme
 from tests.api.test_errors import assert_problem
 from tests.factories import FulfilmentPointFactory, user_with_token
@@ -219,6 +220,30 @@ def test_an_offline_amount_beyond_a_bigint_is_422(client: FlaskClient, shop: Sho
     url = f"/api/v1/orders/{order['id']}/payment/offline-confirmation"
     body = {"amount": MAX_BIGINT + 1, "reference": "cash"}
     assert set(assert_problem(client.post(url, json=body, headers=shop.operator_h), 422)["errors"]) == {"amount"}
+
+
+@pytest.mark.parametrize("text", ["   ", "\u3000\t\n"])
+def test_text_that_must_say_something_is_422_when_blank(client: FlaskClient, shop: Shop, text: str) -> None:
+    order = place(client, shop, (shop.oranges, 2000))
+    url = f"/api/v1/orders/{order['id']}/payment/offline-confirmation"
+    body = {"amount": order["max_total"], "reference": text.replace("\n", "")}
+    assert set(assert_problem(client.post(url, json=body, headers=shop.operator_h), 422)["errors"]) == {"reference"}
+    cancel = client.post(f"/api/v1/orders/{order['id']}/cancel", json={"reason": text}, headers=shop.buyer_h)
+    assert set(assert_problem(cancel, 422)["errors"]) == {"reason"}
+    lines = [{"listing_id": shop.oranges.id, "grams": 1000}]
+    delivered = client.post("/api/v1/orders", json={"lines": lines, "delivery_address": text * 3}, headers=shop.buyer_h)
+    assert set(assert_problem(delivered, 422)["errors"]) == {"delivery_address"}
+    assert count(Order) == 1
+
+
+@pytest.mark.parametrize("control", ["\u202e", "\u2066"])
+def test_a_bidirectional_control_in_text_is_422(client: FlaskClient, shop: Shop, control: str) -> None:
+    """It would make an address or a name read in another order than it was written."""
+    lines = [{"listing_id": shop.oranges.id, "grams": 1000}]
+    body = {"lines": lines, "delivery_address": f"12 Orchard Road{control}ABC"}
+    response = client.post("/api/v1/orders", json=body, headers=shop.buyer_h)
+    assert set(assert_problem(response, 422)["errors"]) == {"delivery_address"}
+    assert count(Order) == 0
 
 
 def test_the_document_shows_money_and_grams_as_bounded_int64(client: FlaskClient) -> None:
