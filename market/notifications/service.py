@@ -63,7 +63,7 @@ from market.notifications.models import (
 from market.notifications.notifiers import Message, PermanentFailure, notifier_for
 from market.notifications.outbound import UnsafeUrl, post_signed, require_quota, require_safe_url
 from market.notifications.templates import TEMPLATES, events_for, render
-from market.orders.models import Order, OrderPart
+from market.orders.models import Order, OrderPart, PartStatus
 from market.outbox import enqueue
 from market.pagination import Page, SortKey, count_rows, keyset_page
 from market.payments.models import Payment, Refund
@@ -76,6 +76,10 @@ ERROR_LENGTH = 2000
 # How long a worker's claim to be sending a notification or delivery holds
 # (many times the outbound timeouts); past it, the worker is taken to have died.
 SEND_LEASE = timedelta(minutes=5)
+# The order events that tell its farms to pack: a part cancelled by the
+# time one is handled is not packed, and a farm with no other part of the
+# order does not hear it.
+PACK_NOW = frozenset({"order.paid", "order.confirmed"})
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,8 @@ def _order_audience(event: str, order: Order, extra: dict[str, Any]) -> Iterator
         if role == Role.FARMER:
             by_owner: dict[int, list[OrderPart]] = {}
             for part in order.parts:
+                if part.status == PartStatus.CANCELLED and event in PACK_NOW:
+                    continue
                 by_owner.setdefault(part.farm.owner_id, []).append(part)
             for parts in by_owner.values():
                 lines = ", ".join(f"{line.product_name} {_grams(line.ordered_g)}" for p in parts for line in p.lines)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import delete, select
 
 from market.accounts.models import Language, Role
@@ -26,6 +27,7 @@ from market.outbox import OutboxMessage
 from tests.factories import FarmFactory, ListingFactory, UserFactory
 from tests.notifications.conftest import SMS_PATH, make_payout
 from tests.notifications.receivers import HttpReceiver, SmtpInbox
+from tests.shop import Shop, part_of, pay, place
 
 
 def _farmer(**fields: object) -> tuple[object, int]:
@@ -303,3 +305,18 @@ def test_pool_processes_appending_to_the_mailbox_at_once_wait_for_each_other(tmp
     assert [process.exitcode for process in processes] == [0, 0]
     subjects = sorted(str(message["Subject"]) for message in mailbox.mbox(path))
     assert subjects == sorted(f"{s}-{n}" for s in (1, 2) for n in range(40))
+
+
+def test_a_farm_whose_part_was_cancelled_is_not_told_to_pack_it(client: FlaskClient, shop: Shop) -> None:
+    order = place(client, shop, (shop.oranges, 2000), (shop.nuts, 1000))
+    orchard = part_of(order, shop.orchard)
+    cancelled = client.post(
+        f"/api/v1/orders/{order['id']}/parts/{orchard['id']}/cancel", json={"reason": "hail"}, headers=shop.orchard_h
+    )
+    assert cancelled.status_code == 200, cancelled.json
+    pay(order["id"])
+
+    service.handle_event("outbox-paid", "order.paid", order_id=order["id"])
+
+    told = set(db.session.scalars(select(Notification.user_id).where(Notification.event == "order.paid")))
+    assert told == {shop.buyer.id, shop.chestnuts.owner_id}
