@@ -3,7 +3,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from market.api import StrictSchema, free_text
+from market.api import DAYS, StrictSchema, free_text
 from market.catalog.models import PayoutMethod
 from market.pagination import PageArgsSchema
 from market.payouts.models import PayoutStatus, ReversalStatus, SkipReason
@@ -67,7 +67,9 @@ class PayoutAccountSchema(ma.Schema):
 
 class PayoutRunRequestSchema(StrictSchema):
     period_end = fields.Date(
-        required=True, metadata={"description": "The last business day of the period (MARKET_TIMEZONE)."}
+        required=True,
+        validate=DAYS,
+        metadata={"description": "The last business day of the period (MARKET_TIMEZONE); not before 2000-01-01."},
     )
 
 

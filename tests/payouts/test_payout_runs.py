@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from flask import Flask
@@ -180,11 +180,14 @@ def test_the_same_idempotency_key_replays_the_run(client: FlaskClient, shop: Sho
     assert db.session.scalar(select(func.count()).select_from(PayoutRun)) == 1
 
 
-def test_a_future_period_is_refused_and_writes_nothing(client: FlaskClient, shop: Shop) -> None:
+@pytest.mark.parametrize("period_end", [date(1999, 12, 31), None])
+def test_a_future_or_ancient_period_is_refused_and_writes_nothing(
+    client: FlaskClient, shop: Shop, period_end: date | None
+) -> None:
     bank_details(client, shop, shop.orchard.id)
     settled_order(client, shop, (shop.oranges, 1000))
     before = db.session.scalar(select(func.count()).select_from(LedgerTransaction))
-    response = run(client, shop, business_today() + timedelta(days=1))
+    response = run(client, shop, period_end or business_today() + timedelta(days=1))
     assert response.status_code == 422
     assert response.mimetype == "application/problem+json"
     assert "period_end" in response.json["errors"]
