@@ -72,6 +72,17 @@ class OutOfStock(Conflict):
     title = "Out of stock"
 
 
+class ListingArchived(InvalidTransition):
+    """An archived listing's stock changes no more; only orders closing
+    give back what they took (`add_stock`)."""
+
+    def __init__(self, listing_id: int, field: str) -> None:
+        super().__init__(
+            f"Listing {listing_id} is archived; its stock cannot change.",
+            {field: ["The listing is archived; its stock cannot change."]},
+        )
+
+
 @dataclass(frozen=True)
 class StockLine:
     """Grams of one listing, as an order line takes or gives them back."""
@@ -782,7 +793,9 @@ _TAKE = {
     for only, sellable in _SELLABLE.items()
 }
 _ADD = _stock_update(_LISTING.stock_g + _GRAMS)
-_RECEIVE = _stock_update(_LISTING.stock_g + _GRAMS, _LISTING.stock_g <= MAX_STOCK_G - _GRAMS)
+_RECEIVE = _stock_update(
+    _LISTING.stock_g + _GRAMS, _LISTING.stock_g <= MAX_STOCK_G - _GRAMS, _LISTING.status != ListingStatus.ARCHIVED
+)
 _SET = _stock_update(_GRAMS)
 
 
@@ -848,15 +861,21 @@ def add_stock(lines: Iterable[StockLine]) -> None:
 
 def receive_stock(lines: Iterable[StockLine], *, field: str = "grams") -> None:
     """Add new produce (a harvest lot, a return on another sales channel) as
-    `add_stock` does, but never above MAX_STOCK_G: a line that would pass it
-    raises `Invalid` naming `field`, and the caller rolls back. Flushes only.
+    `add_stock` does, but never to an archived listing (`ListingArchived`,
+    naming `listing_id`) and never above MAX_STOCK_G: a line that would pass
+    it raises `Invalid` naming `field`. The caller rolls back. Flushes only.
     """
     for line in _merged(lines):
         moved = _execute_stock_update(_RECEIVE, line)
         if moved is None:
-            stock = db.session.scalar(select(Listing.stock_g).where(Listing.id == line.listing_id))
-            if stock is None:
+            found = db.session.execute(
+                select(Listing.stock_g, Listing.status).where(Listing.id == line.listing_id)
+            ).one_or_none()
+            if found is None:
                 raise NotFound(f"Listing {line.listing_id} not found.")
+            stock, status = found
+            if status == ListingStatus.ARCHIVED:
+                raise ListingArchived(line.listing_id, "listing_id")
             room = max(MAX_STOCK_G - stock, 0)
             raise Invalid(
                 f"Listing {line.listing_id} holds {stock} g; {line.grams} g more would pass the most a listing "
@@ -880,9 +899,7 @@ def _write_stock(listing_id: int, grams: int, *, expected_g: int | None = None) 
         .with_for_update()
     )
     if before is None:
-        raise InvalidTransition(
-            f"Listing {listing_id} is archived; its stock cannot change.", {"stock_g": ["The listing is archived."]}
-        )
+        raise ListingArchived(listing_id, "stock_g")
     if expected_g is not None and before != expected_g:
         return before
     if before != grams:

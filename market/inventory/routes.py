@@ -80,7 +80,7 @@ def get_inventory_event(channel_id: int, recorded_id: int) -> InboundEvent:
 @blp.arguments(InboundEventSchema)
 @blp.response(201, RecordedEventSchema, location="/sales-channels/{channel_id}/events/{id}")
 @blp.alt_response(200, schema=RecordedEventSchema, description="This event id was already applied")
-@blp.alt_response(409, description="The sale exceeds the stock; nothing was taken")
+@blp.alt_response(409, description="The sale exceeds the stock, or the listing is archived; nothing moved")
 def record_inventory_event(body: dict[str, Any]) -> tuple[InboundEvent, int]:
     """Report a sale or return on a channel, by SKU, under the channel's own event id (applied once)"""
     event, created = service.record_event(current_actor(), **body)

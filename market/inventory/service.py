@@ -451,13 +451,26 @@ def _earlier(channel_id: int, event_id: str, request_hash: str) -> InboundEvent 
     return earlier
 
 
+def _refused_event(channel_id: int, error: str) -> bool:
+    """Record why a channel's event was refused as the channel's sync error,
+    in the transaction that follows the event's rollback. False when the
+    channel was deleted meanwhile."""
+    channel = _locked_channel(channel_id)
+    if channel is None:
+        return False
+    _failed(channel, error)
+    return True
+
+
 def record_event(
     actor: Actor, *, channel_id: int, event_id: str, type: MovementKind, sku: str, grams: int
 ) -> tuple[InboundEvent, bool]:
     """Apply a sale or return a channel reports, once per (channel, event
     id). Returns the event and whether it was new; a repeat returns the
     first one. A sale larger than the stock is refused (409) and the farmer
-    told; nothing is recorded, so the channel may send it again later."""
+    told; nothing is recorded, so the channel may send it again later. A
+    return of an archived listing is refused (409): it takes no new stock.
+    Either refusal is the channel's sync error."""
     request_hash = _event_hash(type, sku, grams)
     try:
         with unit_of_work():
@@ -482,7 +495,8 @@ def record_event(
             )
             db.session.add(event)
             db.session.flush()
-            line = catalog.StockLine(listing.id, grams)
+            listing_id = listing.id
+            line = catalog.StockLine(listing_id, grams)
             if type == MovementKind.SALE:
                 catalog.take_stock([line], purchasable_only=False)
             else:
@@ -496,15 +510,19 @@ def record_event(
         if earlier is None:
             raise
         return earlier, False
+    except catalog.ListingArchived:
+        with unit_of_work():
+            _refused_event(
+                channel_id,
+                f"Event {event_id}: a return of {grams} g of SKU {sku} was refused: listing {listing_id} is archived.",
+            )
+        raise catalog.ListingArchived(listing_id, "sku") from None
     except catalog.OutOfStock as exc:
         available = exc.extra.get("available_g")
         with unit_of_work():
-            refused = _locked_channel(channel_id)
-            if refused is not None:
-                _refused(refused.id, exc.extra["listing_id"], grams, available)
-                _failed(
-                    refused, f"Event {event_id}: a sale of {grams} g of SKU {sku} exceeds the stock ({available} g)."
-                )
+            error = f"Event {event_id}: a sale of {grams} g of SKU {sku} exceeds the stock ({available} g)."
+            if _refused_event(channel_id, error):
+                _refused(channel_id, listing_id, grams, available)
         raise SaleExceedsStock(
             f"The sale of {grams} g exceeds the stock of SKU {sku} ({available or 0} g); nothing was taken.",
             {"grams": [f"Only {available or 0} g in stock."]},

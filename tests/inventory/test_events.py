@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from market.accounts.models import Role
-from market.catalog.models import Listing
+from market.catalog.models import Listing, ListingStatus
 from market.extensions import db
 from market.inventory.models import InboundEvent, SalesChannel
 from market.notifications import service as notifications
@@ -178,3 +178,22 @@ def test_a_recorded_sale_is_at_its_location_for_the_channels_farmer(client: Flas
     assert first.headers["Location"] == f"/api/v1/sales-channels/{channel['id']}/events/{first.json['id']}"
     assert client.get(first.headers["Location"], headers=stall.farmer_h).json == first.json
     assert client.get(first.headers["Location"], headers=other_farmer()).status_code == 404
+
+
+def test_a_return_of_an_archived_listing_is_refused_and_nothing_moves(client: FlaskClient, stall: Stall) -> None:
+    channel = create_channel(client, stall)
+    stall.chestnuts.status = ListingStatus.ARCHIVED
+    db.session.commit()
+    body = _sale(channel["id"], type="return", sku="CHESTNUT", grams=750)
+    response = client.post(EVENTS, json=body, headers=stall.farmer_h)
+    assert response.status_code == 409
+    assert response.mimetype == "application/problem+json"
+    assert response.json["errors"] == {"sku": ["The listing is archived; its stock cannot change."]}
+    assert _stock(stall.chestnuts) == 20_000
+    assert db.session.get(Listing, stall.chestnuts.id).status == ListingStatus.ARCHIVED  # type: ignore[union-attr]
+    assert db.session.scalars(select(InboundEvent)).all() == []
+    assert db.session.scalars(select(OutboxMessage)).all() == []
+    stored = db.session.get(SalesChannel, channel["id"])
+    assert stored is not None and stored.last_error == (
+        f"Event pos-1: a return of 750 g of SKU CHESTNUT was refused: listing {stall.chestnuts.id} is archived."
+    )
