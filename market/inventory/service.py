@@ -12,7 +12,9 @@
 
 Sales take stock with the catalog's conditional update, so stock never goes
 below zero; a sale larger than the stock is refused, the farmer told, and
-(for a feed) tried again at the next read rather than lost.
+(for a feed) tried again at the next read rather than lost. An archived
+listing is sold on no channel: a sale of it is refused as such, never as
+one beyond its stock.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from market.auth import Actor
 from market.catalog import service as catalog
 from market.catalog.models import Farm, Listing
 from market.db import insert_if_absent, locked, outside_transaction, unit_of_work, utcnow
-from market.errors import Conflict, Invalid, NotFound
+from market.errors import Conflict, Invalid, InvalidTransition, NotFound
 from market.events import publish
 from market.extensions import TransientError, db
 from market.inventory import feeds
@@ -342,8 +344,8 @@ def _listings_by_sku(farm_id: int, skus: list[str]) -> dict[str, Listing]:
     return {listing.sku: listing for listing in rows if listing.sku}
 
 
-def _refused(channel_id: int, listing_id: int, grams: int, available: int | None) -> None:
-    publish("inventory.sale_refused", channel_id=channel_id, listing_id=listing_id, grams=grams, stock_g=available or 0)
+def _refused(channel_id: int, listing_id: int, grams: int, available: int) -> None:
+    publish("inventory.sale_refused", channel_id=channel_id, listing_id=listing_id, grams=grams, stock_g=available)
 
 
 def _baseline(channel_id: int) -> dict[int, int]:
@@ -415,6 +417,12 @@ def _apply_feed(channel: SalesChannel, feed: feeds.Feed, *, etag: str | None, la
             except catalog.OutOfStock as exc:
                 state.reported_g = previous
                 available = exc.extra.get("available_g")
+                if available is None:
+                    problems.append(
+                        f"SKU {sku}: a sale of {previous - current} g was refused: "
+                        f"listing {listing.id} is {listing.status}."
+                    )
+                    continue
                 problems.append(f"SKU {sku}: a sale of {previous - current} g exceeds the stock ({available} g).")
                 if channel.last_error is None or sku not in channel.last_error:
                     _refused(channel.id, listing.id, previous - current, available)
@@ -469,8 +477,9 @@ def record_event(
     id). Returns the event and whether it was new; a repeat returns the
     first one. A sale larger than the stock is refused (409) and the farmer
     told; nothing is recorded, so the channel may send it again later. A
-    return of an archived listing is refused (409): it takes no new stock.
-    Either refusal is the channel's sync error."""
+    sale or return of an archived listing is refused (409): it is sold
+    nowhere and takes no new stock. Every refusal is the channel's sync
+    error."""
     request_hash = _event_hash(type, sku, grams)
     try:
         with unit_of_work():
@@ -519,12 +528,24 @@ def record_event(
         raise catalog.ListingArchived(listing_id, "sku") from None
     except catalog.OutOfStock as exc:
         available = exc.extra.get("available_g")
+        if available is None:  # not for sale on any channel: there is no stock to compare
+            with unit_of_work():
+                status = db.session.scalar(select(Listing.status).where(Listing.id == listing_id))
+                _refused_event(
+                    channel_id,
+                    f"Event {event_id}: a sale of {grams} g of SKU {sku} was refused: "
+                    f"listing {listing_id} is {status}.",
+                )
+            raise InvalidTransition(
+                f"Listing {listing_id} (SKU {sku}) is {status}: it cannot be sold now; nothing was taken.",
+                {"sku": [f"The listing is {status}; it cannot be sold now."]},
+            ) from None
         with unit_of_work():
             error = f"Event {event_id}: a sale of {grams} g of SKU {sku} exceeds the stock ({available} g)."
             if _refused_event(channel_id, error):
                 _refused(channel_id, listing_id, grams, available)
         raise SaleExceedsStock(
-            f"The sale of {grams} g exceeds the stock of SKU {sku} ({available or 0} g); nothing was taken.",
-            {"grams": [f"Only {available or 0} g in stock."]},
-            available_g=available or 0,
+            f"The sale of {grams} g exceeds the stock of SKU {sku} ({available} g); nothing was taken.",
+            {"grams": [f"Only {available} g in stock."]},
+            available_g=available,
         ) from None

@@ -197,3 +197,27 @@ def test_a_return_of_an_archived_listing_is_refused_and_nothing_moves(client: Fl
     assert stored is not None and stored.last_error == (
         f"Event pos-1: a return of 750 g of SKU CHESTNUT was refused: listing {stall.chestnuts.id} is archived."
     )
+
+
+def test_a_sale_of_an_archived_listing_is_refused_as_not_for_sale_not_as_short_of_stock(
+    client: FlaskClient, stall: Stall
+) -> None:
+    channel = create_channel(client, stall)
+    stall.chestnuts.status = ListingStatus.ARCHIVED
+    db.session.commit()
+    response = client.post(EVENTS, json=_sale(channel["id"], sku="CHESTNUT", grams=100), headers=stall.farmer_h)
+    assert response.status_code == 409
+    assert response.mimetype == "application/problem+json"
+    assert response.json["detail"] == (
+        f"Listing {stall.chestnuts.id} (SKU CHESTNUT) is archived: it cannot be sold now; nothing was taken."
+    )
+    assert response.json["errors"] == {"sku": ["The listing is archived; it cannot be sold now."]}
+    assert "available_g" not in response.json
+    assert _stock(stall.chestnuts) == 20_000
+    assert db.session.scalars(select(InboundEvent)).all() == []
+    # No stock to check: the farmer is not told of a sale beyond it.
+    assert db.session.scalars(select(OutboxMessage)).all() == []
+    stored = db.session.get(SalesChannel, channel["id"])
+    assert stored is not None and stored.last_error == (
+        f"Event pos-1: a sale of 100 g of SKU CHESTNUT was refused: listing {stall.chestnuts.id} is archived."
+    )

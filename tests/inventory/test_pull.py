@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from market.catalog.models import Listing
+from market.catalog.models import Listing, ListingStatus
 from market.db import utcnow
 from market.extensions import db
 from market.inventory import feeds, service
@@ -166,6 +166,24 @@ def test_a_sale_beyond_the_stock_is_kept_for_the_next_read_not_lost(
     assert service.pull_channel(channel.id) == 1
     assert _stock(stall.chestnuts) == 1_000
     assert _state(channel) == (None, True)
+
+
+def test_a_sale_of_an_archived_listing_is_refused_as_not_for_sale_and_kept(
+    client: FlaskClient, stall: Stall, receiver: HttpReceiver
+) -> None:
+    channel = _channel(client, stall, receiver)
+    _feed(receiver, [{"sku": "CHESTNUT", "quantity_g": 30_000}])
+    service.pull_channel(channel.id)
+    stall.chestnuts.status = ListingStatus.ARCHIVED
+    db.session.commit()
+    _feed(receiver, [{"sku": "CHESTNUT", "quantity_g": 29_000}])
+    assert service.pull_channel(channel.id) == 0
+    assert _stock(stall.chestnuts) == 20_000
+    last_error, _ = _state(channel)
+    assert last_error == f"SKU CHESTNUT: a sale of 1000 g was refused: listing {stall.chestnuts.id} is archived."
+    assert [
+        m for m in db.session.scalars(select(OutboxMessage)) if m.kwargs.get("event") == "inventory.sale_refused"
+    ] == []
 
 
 def test_the_scheduler_queues_due_feeds_and_sets_the_next_run(
