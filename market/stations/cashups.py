@@ -115,14 +115,16 @@ def _of_day(point_id: int, day: date) -> CashUp | None:
 
 
 def preview(actor: Actor, point_id: int, day: date | None = None) -> dict[str, Any]:
-    """What the cash-up of `day` (today by default) would hold: the cash
-    orders collected up to its end and in no earlier cash-up, and their
-    total; with the day's cash-up, if it was submitted (staff of the
-    station, operators)."""
+    """What the cash-up of `day` (today by default) holds (staff of the
+    station, operators): before it is submitted, the cash orders collected
+    up to the day's end and in no earlier cash-up, and their total; once it
+    is, the orders it counted, their total and its id. Cash taken after it
+    is not the day's any more: the next cash-up counts it."""
     _require_reader(actor, point_id)
     day = _day(day, "day")
-    payments = db.session.scalars(select(Payment).where(*_uncounted(point_id, day))).all()
     done = _of_day(point_id, day)
+    counted = (Payment.cash_up_id == done.id,) if done else _uncounted(point_id, day)
+    payments = db.session.scalars(select(Payment).where(*counted)).all()
     return {
         "fulfilment_point_id": point_id,
         "business_day": day,

@@ -68,7 +68,10 @@ class CashUpPreviewSchema(ma.Schema):
     orders = fields.List(
         fields.Nested(CashOrderSchema),
         required=True,
-        metadata={"description": "Cash orders collected up to the end of the day and in no earlier cash-up."},
+        metadata={
+            "description": "Cash orders collected up to the end of the day and in no earlier cash-up; once the day "
+            "is cashed up, those its cash-up counted (cash taken after it is the next cash-up's)."
+        },
     )
     expected = fields.Integer(required=True, metadata={"description": "Their total, in minor units."})
     cash_up_id = fields.Integer(

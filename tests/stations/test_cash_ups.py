@@ -88,8 +88,9 @@ def test_the_preview_lists_the_days_cash_orders_and_the_count_matching_it_is_sub
     cash_up = submit(client, shop, {"expected": 2997, "counted": 2997, "note": "all there"}, key="day-1")
     assert (cash_up["status"], cash_up["difference"], cash_up["flagged"]) == ("submitted", 0, False)
     assert [o["amount"] for o in cash_up["orders"]] == [1998, 999]
-    assert preview(client, shop)["cash_up_id"] == cash_up["id"]
-    assert preview(client, shop)["orders"] == []
+    closed = preview(client, shop)
+    assert closed["cash_up_id"] == cash_up["id"]
+    assert ([o["order_id"] for o in closed["orders"]], closed["expected"]) == ([first["id"], second["id"]], 2997)
     # The same key replays; the day again is a 409 naming the cash-up.
     assert submit(client, shop, {"expected": 2997, "counted": 2997, "note": "all there"}, key="day-1") == cash_up
     again = submit(client, shop, {"expected": 0, "counted": 0}, status=409)
@@ -97,6 +98,17 @@ def test_the_preview_lists_the_days_cash_orders_and_the_count_matching_it_is_sub
     assert ledger.balance(ledger.station_cash(shop.station.id)) == 2997
     assert check_ledger() == []
     assert flag_emails() == []  # counted right: nothing to look at
+
+
+def test_cash_taken_after_the_days_cash_up_is_not_shown_under_it(client: FlaskClient, shop: Shop) -> None:
+    first = collect_cash_order(client, shop, 2000)
+    cash_up = submit(client, shop, {"expected": 1998, "counted": 1998})
+    collect_cash_order(client, shop, 1000)  # the same evening: the next cash-up's
+    closed = preview(client, shop)
+    assert closed["cash_up_id"] == cash_up["id"]
+    assert [o["order_id"] for o in closed["orders"]] == [first["id"]]
+    assert closed["expected"] == 1998
+    submit(client, shop, {"expected": 999, "counted": 999}, status=409)  # the day is cashed up
 
 
 def flag_emails() -> list[Notification]:
