@@ -120,6 +120,12 @@ class Farm(db.Model):  # type: ignore[name-defined]
             raise InvalidTransition(f"Farm {self.id} is already suspended.")
         self.status = FarmStatus.SUSPENDED
 
+    @property
+    def named(self) -> str:
+        """The farm as a message names it: by id, or by name while it is
+        being registered and has none yet."""
+        return f"farm {self.id}" if self.id is not None else f"the new farm {self.name!r}"
+
     def stripe_refusal(self, connect_country: str) -> str | None:
         """Why Stripe Connect cannot pay the farm, or None when it can. Its
         Express accounts are made in `connect_country` (STRIPE_CONNECT_COUNTRY),
@@ -138,7 +144,7 @@ class Farm(db.Model):  # type: ignore[name-defined]
         refusal = self.stripe_refusal(connect_country)
         if refusal is not None:
             raise StripeCannotPay(
-                f"Stripe cannot pay farm {self.id}: {refusal}",
+                f"Stripe cannot pay {self.named}: {refusal}",
                 {field: [f"Stripe cannot pay a farm in {self.country or MAINLAND_CHINA}; use bank_transfer."]},
                 payout_method=PayoutMethod.BANK_TRANSFER.value,
             )

@@ -176,9 +176,8 @@ def require_stripe_payable(farm: Farm, field: str) -> None:
     pay a farm where this one is: the bank file pays it instead."""
     if not current_app.config["STRIPE_SECRET_KEY"]:
         raise StripeCannotPay(
-            f"Stripe is not configured on this marketplace (no STRIPE_SECRET_KEY), so it cannot pay farm "
-            f"{farm.id}: the farm is paid by bank transfer, in the operators' bank file (payout method "
-            "bank_transfer).",
+            f"Stripe is not configured on this marketplace (no STRIPE_SECRET_KEY), so it cannot pay {farm.named}: "
+            "the farm is paid by bank transfer, in the operators' bank file (payout method bank_transfer).",
             {field: ["Stripe is not configured here; use bank_transfer."]},
             payout_method=PayoutMethod.BANK_TRANSFER.value,
         )

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 
 from market.accounts.models import Role
 from market.catalog.models import Farm, FarmStatus, FulfilmentPointKind
@@ -192,3 +194,16 @@ def test_a_farm_is_in_mainland_china_unless_it_says_otherwise_and_stripe_cannot_
     assert abroad.json["type"] == "/problems/stripe-cannot-pay-farm"
     assert "STRIPE_SECRET_KEY" in abroad.json["detail"]
     assert abroad.json["payout_method"] == "bank_transfer"
+
+
+def test_stripe_refused_for_a_farm_being_registered_names_it_by_its_name(app: Flask, client: FlaskClient) -> None:
+    _, headers = user_with_token(Role.FARMER)
+    body = {**FARM, "payout_method": "stripe"}
+    unconfigured = client.post("/api/v1/farms", json=body, headers=headers)
+    assert unconfigured.status_code == 422
+    assert "so it cannot pay the new farm 'Liu family navel orange orchard': " in unconfigured.json["detail"]
+    app.config["STRIPE_SECRET_KEY"] = "sk_test_fake"  # Stripe here, but it pays no farm in mainland China
+    in_china = client.post("/api/v1/farms", json=body, headers=headers)
+    assert in_china.status_code == 422
+    assert in_china.json["detail"].startswith("Stripe cannot pay the new farm 'Liu family navel orange orchard': ")
+    assert db.session.scalar(select(func.count(Farm.id))) == 0
