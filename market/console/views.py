@@ -44,6 +44,7 @@ from market.payouts.schemas import ConfirmSchema, FlagSchema
 from market.premiums import service as premiums
 from market.reconciliation import service as reconciliation
 from market.reconciliation.models import Outcome
+from market.reconciliation.schemas import ResolveSchema
 from market.reports import service as reports
 from market.stations import cashups
 from market.stations.schemas import DepositConfirmSchema
@@ -621,10 +622,8 @@ def reconciliation_detail(run_id: int) -> str:
 @blp.route("/reconciliations/<int:run_id>/items/<int:item_id>/resolve", methods=["POST"])
 @operator_required
 def reconciliation_resolve(run_id: int, item_id: int) -> Response:
-    note = (request.form.get("note") or "").strip()
-    if not note:
-        raise Invalid("Say how the item was resolved.", {"note": ["Required."]})
-    reconciliation.resolve_item(operator(), run_id, item_id, note=note, book_fee=request.form.get("book_fee") == "yes")
+    body = _form(ResolveSchema())
+    reconciliation.resolve_item(operator(), run_id, item_id, **body)
     return redirect(url_for("console.reconciliation_detail", run_id=run_id, notice="resolved_ok"))
 
 
@@ -690,10 +689,8 @@ def payout_statement(payout_id: int) -> Response:
 @blp.route("/payouts/<int:payout_id>/confirm", methods=["POST"])
 @operator_required
 def payout_confirm(payout_id: int) -> Response:
-    reference = (request.form.get("bank_reference") or "").strip()
-    if not reference:
-        raise Invalid("Give the bank's reference for the transfer.", {"bank_reference": ["Required."]})
-    payout = payouts.confirm_bank_transfer(operator(), payout_id, bank_reference=reference)
+    body = _form(ConfirmSchema())
+    payout = payouts.confirm_bank_transfer(operator(), payout_id, **body)
     return redirect(url_for("console.payout_run_detail", run_id=payout.run_id, notice="payout_confirmed"))
 
 

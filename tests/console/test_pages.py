@@ -34,6 +34,7 @@ from market.payouts import service as payouts
 from market.payouts.models import Payout, PayoutStatus, SkipReason
 from market.reconciliation import service as reconciliation
 from market.settlement.checks import check_ledger
+from market.text import NO_CONTROL, ONE_LINE
 from tests.commissions.test_commissions import BANK as COMMISSION_BANK
 from tests.commissions.test_commissions import captured_at_station, make_host, make_station
 from tests.conftest import needs
@@ -53,6 +54,9 @@ from tests.stations.test_cash_ups import submit as submit_cash_up
 
 # What a payout run can skip a seller for (a farm's payout account does not apply).
 SELLER_SKIP_REASONS = (SkipReason.BANK_DETAILS_MISSING, SkipReason.NEGATIVE_NET, SkipReason.NOTHING_TO_PAY)
+# Text the API refuses in a one-line field three ways (a control character,
+# a line separator, 418 characters), and in free text for its bell.
+UNRULY_TEXT = "REF\x07with-bell\u2028" + "x" * 400
 
 
 def api_count(client: FlaskClient, shop: Shop, path: str, **query: Any) -> int:
@@ -73,6 +77,11 @@ def data_value(page: str, element_id: str) -> int:
     marker = f'id="{element_id}" data-value="'
     start = page.index(marker) + len(marker)
     return int(page[start : page.index('"', start)])
+
+
+def reasons(page: str, field: str) -> str:
+    """What a refused form's page says about `field`."""
+    return page.split(f"<code>{field}</code>", 1)[1].split("</li>", 1)[0]
 
 
 def test_today_counts_are_the_apis(console: FlaskClient, shop: Shop) -> None:
@@ -284,6 +293,9 @@ def test_reconciliation_is_started_read_and_resolved_as_the_api_does(console: Fl
     token = csrf_token(console, f"/console/reconciliations/{run_id}")
     resolve = f"/console/reconciliations/{run_id}/items/{missing['id']}/resolve"
     assert console.post(resolve, data={"csrf_token": token}).status_code == 422  # no note: nothing resolved
+    refused = console.post(resolve, data={"note": UNRULY_TEXT, "csrf_token": token})
+    assert refused.status_code == 422
+    assert NO_CONTROL in reasons(refused.get_data(as_text=True), "note")
     unresolved = console.get(items, query_string=only_missing, headers=shop.operator_h).json["items"][0]
     assert unresolved["resolved_at"] is None
     note = "Paid by hand from the bank; booked next run."
@@ -325,6 +337,12 @@ def test_a_payout_run_is_made_its_bank_file_read_and_its_transfer_confirmed(cons
     token = csrf_token(console, f"/console/payout-runs/{run_id}")
     confirm = f"/console/payouts/{payout['id']}/confirm"
     assert console.post(confirm, data={"csrf_token": token}).status_code == 422  # no reference: nothing confirmed
+    refused = console.post(confirm, data={"bank_reference": UNRULY_TEXT, "csrf_token": token})
+    assert refused.status_code == 422
+    said = reasons(refused.get_data(as_text=True), "bank_reference")
+    assert ONE_LINE in said and "between 1 and 255" in said
+    unconfirmed = console.get(f"/api/v1/payouts/{payout['id']}", headers=shop.operator_h).json["payout"]
+    assert (unconfirmed["status"], unconfirmed["bank_reference"]) == ("awaiting_confirmation", None)
     assert console.post(confirm, data={"bank_reference": "ICBC-0042", "csrf_token": token}).status_code == 302
     confirmed = console.get(f"/api/v1/payouts/{payout['id']}", headers=shop.operator_h).json["payout"]
     assert (confirmed["status"], confirmed["bank_reference"]) == ("paid", "ICBC-0042")
