@@ -353,6 +353,17 @@ def test_a_payout_run_is_made_its_bank_file_read_and_its_transfer_confirmed(cons
     assert data_value(console.get("/console/").get_data(as_text=True), "payouts-attention") == 1
 
 
+def test_a_payout_runs_title_is_plain_text_and_its_stations_and_hosts_are_shown_once(console: FlaskClient) -> None:
+    form = {"period_end": business_today().isoformat(), "csrf_token": csrf_token(console, "/console/payout-runs")}
+    made = console.post("/console/payout-runs", data=form)
+    assert made.status_code == 302
+    run_id = int(made.headers["Location"].split("/payout-runs/", 1)[1].split("?", 1)[0])
+    page = console.get(made.headers["Location"]).get_data(as_text=True)
+    title = page.split("<title>", 1)[1].split("</title>", 1)[0]
+    assert title == f"Payout run #{run_id} · Operator console"
+    assert page.count('id="sellers"') == page.count('id="seller-payouts"') == 1
+
+
 def overdue_order(client: FlaskClient, shop: Shop) -> dict[str, Any]:
     """An order waiting at its station, its part arrived STATION_COLLECT_DAYS and an hour ago."""
     order = ready_order(client, shop)
