@@ -15,9 +15,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
 from market import console as console_package
-from market.accounts.models import Role
+from market.accounts.models import Language, Role, User
 from market.auth import Actor
-from market.catalog.models import FarmStatus, FulfilmentPointKind
+from market.catalog.models import FarmStatus, FulfilmentPointKind, PayoutMethod
 from market.commissions.models import CommissionKind, SellerKind, SellerPayoutStatus
 from market.console.i18n import MESSAGES
 from market.console.views import OPEN_STATES
@@ -33,6 +33,7 @@ from market.payments.models import Payment
 from market.payouts import service as payouts
 from market.payouts.models import Payout, PayoutStatus, SkipReason
 from market.reconciliation import service as reconciliation
+from market.reconciliation.models import RunStatus
 from market.settlement.checks import check_ledger
 from market.text import NO_CONTROL, ONE_LINE
 from tests.commissions.test_commissions import BANK as COMMISSION_BANK
@@ -57,6 +58,18 @@ SELLER_SKIP_REASONS = (SkipReason.BANK_DETAILS_MISSING, SkipReason.NEGATIVE_NET,
 # Text the API refuses in a one-line field three ways (a control character,
 # a line separator, 418 characters), and in free text for its bell.
 UNRULY_TEXT = "REF\x07with-bell\u2028" + "x" * 400
+# The kinds of money movement a reconciliation names itself
+# (market.reconciliation.service); any other is Stripe's and keeps its name.
+RECONCILIATION_KINDS = (
+    "charge",
+    "refund",
+    "transfer",
+    "transfer_reversal",
+    "fee",
+    "offline_receipt",
+    "bank_payout",
+    "station_deposit",
+)
 
 
 def api_count(client: FlaskClient, shop: Shop, path: str, **query: Any) -> int:
@@ -77,6 +90,11 @@ def data_value(page: str, element_id: str) -> int:
     marker = f'id="{element_id}" data-value="'
     start = page.index(marker) + len(marker)
     return int(page[start : page.index('"', start)])
+
+
+def text_of(page: str, element_id: str) -> str:
+    """The text an element of `page` starts with."""
+    return page.split(f'id="{element_id}">', 1)[1].split("<", 1)[0].strip()
 
 
 def reasons(page: str, field: str) -> str:
@@ -810,3 +828,51 @@ def test_every_seller_kind_entry_kind_payout_state_and_skip_reason_has_its_words
     keys += [f"seller_payout_status.{status.value}" for status in SellerPayoutStatus]
     keys += [f"seller_skip.{reason.value}" for reason in SELLER_SKIP_REASONS]
     assert [key for key in keys if key not in MESSAGES] == []
+
+
+def test_every_payout_state_method_and_skip_reason_and_reconciliation_state_and_kind_has_its_words() -> None:
+    keys = [f"payout_status.{status.value}" for status in PayoutStatus]
+    keys += [f"payout_method.{method.value}" for method in PayoutMethod]
+    keys += [f"farm_skip.{reason.value}" for reason in SkipReason]
+    keys += [f"reconciliation_status.{status.value}" for status in RunStatus]
+    keys += [f"reconciliation_kind.{kind}" for kind in RECONCILIATION_KINDS]
+    assert [key for key in keys if key not in MESSAGES] == []
+
+
+@pytest.mark.parametrize("app_overrides", [{"PAYOUT_HOLD_DAYS": 0}])
+def test_payouts_skipped_farms_and_reconciliations_are_told_in_the_operators_language(
+    console: FlaskClient, shop: Shop, operator_user: User
+) -> None:
+    operator_user.language = Language.ZH
+    db.session.commit()
+    bank_details(console, shop, shop.orchard.id)
+    settled_order(console, shop, (shop.oranges, 2000))
+    settled_order(console, shop, (shop.nuts, 1000))  # the chestnut farm has no payout account: skipped
+    assert run(console, shop).status_code == 201
+    payout = db.session.scalars(select(Payout)).one()
+    path = f"/console/payout-runs/{payout.run_id}"
+    page = console.get(path).get_data(as_text=True)
+    assert text_of(page, f"payout-method-{payout.id}") == "银行转账"
+    assert text_of(page, f"payout-status-{payout.id}") == "待确认转账"
+    skipped = page.split(f'id="skipped-{shop.chestnuts.id}"', 1)[1].split("</tr>", 1)[0]
+    assert "农场尚未选择收款方式" in skipped
+    token = csrf_token(console, path)
+    confirmed = console.post(
+        f"/console/payouts/{payout.id}/confirm", data={"bank_reference": "ICBC-7", "csrf_token": token}
+    )
+    assert confirmed.status_code == 302
+    assert text_of(console.get(path).get_data(as_text=True), f"payout-status-{payout.id}") == "已转账"
+
+    today = business_today().isoformat()
+    started = console.post("/console/reconciliations", data={"from": today, "to": today, "csrf_token": token})
+    run_id = int(started.headers["Location"].split("/reconciliations/", 1)[1].split("?", 1)[0])
+    reconciliation.perform(run_id)  # what the queued task does
+    assert text_of(console.get("/console/reconciliations").get_data(as_text=True), f"run-status-{run_id}") == "已完成"
+    page = console.get(f"/console/reconciliations/{run_id}").get_data(as_text=True)
+    assert text_of(page, "run-status") == "已完成"
+    items = console.get(f"/api/v1/reconciliations/{run_id}/items", headers=shop.operator_h).json["items"]
+    assert {"offline_receipt", "bank_payout"} <= {item["object_type"] for item in items}
+    for item in items:
+        named = page.split(f'id="item-{item["id"]}"', 1)[1].split("</td>", 1)[0]
+        zh, _ = MESSAGES[f"reconciliation_kind.{item['object_type']}"]
+        assert zh in named and item["object_type"] not in named
