@@ -14,7 +14,9 @@ Sales take stock with the catalog's conditional update, so stock never goes
 below zero; a sale larger than the stock is refused, the farmer told, and
 (for a feed) tried again at the next read rather than lost. An archived
 listing is sold on no channel: a sale of it is refused as such, never as
-one beyond its stock.
+one beyond its stock. Returns are new stock, by event or by feed alike:
+refused for an archived listing and past the most a listing holds (for a
+feed, tried again at the next read).
 """
 
 from __future__ import annotations
@@ -428,7 +430,12 @@ def _apply_feed(channel: SalesChannel, feed: feeds.Feed, *, etag: str | None, la
                     _refused(channel.id, listing.id, previous - current, available)
                 continue
         else:
-            catalog.add_stock([catalog.StockLine(listing.id, current - previous)])
+            try:
+                catalog.receive_stock([catalog.StockLine(listing.id, current - previous)])
+            except (catalog.ListingArchived, Invalid) as exc:
+                state.reported_g = previous
+                problems.append(f"SKU {sku}: a return of {current - previous} g was refused: {exc.detail}")
+                continue
         moved += 1
     channel.feed_etag, channel.feed_last_modified = etag, last_modified
     if problems:

@@ -186,6 +186,25 @@ def test_a_sale_of_an_archived_listing_is_refused_as_not_for_sale_and_kept(
     ] == []
 
 
+def test_a_return_in_the_feed_of_an_archived_listing_is_refused_and_kept(
+    client: FlaskClient, stall: Stall, receiver: HttpReceiver
+) -> None:
+    """As a return event is: an archived listing takes no new stock."""
+    channel = _channel(client, stall, receiver)
+    _feed(receiver, [{"sku": "CHESTNUT", "quantity_g": 30_000}])
+    service.pull_channel(channel.id)
+    stall.chestnuts.status = ListingStatus.ARCHIVED
+    db.session.commit()
+    _feed(receiver, [{"sku": "CHESTNUT", "quantity_g": 31_000}])
+    assert service.pull_channel(channel.id) == 0
+    assert _stock(stall.chestnuts) == 20_000
+    last_error, _ = _state(channel)
+    assert last_error == (
+        f"SKU CHESTNUT: a return of 1000 g was refused: Listing {stall.chestnuts.id} is archived; "
+        "its stock cannot change."
+    )
+
+
 def test_the_scheduler_queues_due_feeds_and_sets_the_next_run(
     client: FlaskClient, stall: Stall, receiver: HttpReceiver
 ) -> None:
