@@ -168,41 +168,31 @@ def test_a_sale_beyond_the_stock_is_kept_for_the_next_read_not_lost(
     assert _state(channel) == (None, True)
 
 
-def test_a_sale_of_an_archived_listing_is_refused_as_not_for_sale_and_kept(
-    client: FlaskClient, stall: Stall, receiver: HttpReceiver
+@pytest.mark.parametrize(
+    ("quantity_g", "refused"),
+    [
+        (29_000, "a sale of 1000 g was refused: listing {id} is archived."),
+        (31_000, "a return of 1000 g was refused: Listing {id} is archived; its stock cannot change."),
+    ],
+)
+def test_a_sale_or_return_of_an_archived_listing_is_refused_and_kept(
+    client: FlaskClient, stall: Stall, receiver: HttpReceiver, quantity_g: int, refused: str
 ) -> None:
+    """An archived listing is sold nowhere (not refused as a sale beyond its
+    stock) and takes no new stock, as with a sale or return event."""
     channel = _channel(client, stall, receiver)
     _feed(receiver, [{"sku": "CHESTNUT", "quantity_g": 30_000}])
     service.pull_channel(channel.id)
     stall.chestnuts.status = ListingStatus.ARCHIVED
     db.session.commit()
-    _feed(receiver, [{"sku": "CHESTNUT", "quantity_g": 29_000}])
+    _feed(receiver, [{"sku": "CHESTNUT", "quantity_g": quantity_g}])
     assert service.pull_channel(channel.id) == 0
     assert _stock(stall.chestnuts) == 20_000
     last_error, _ = _state(channel)
-    assert last_error == f"SKU CHESTNUT: a sale of 1000 g was refused: listing {stall.chestnuts.id} is archived."
+    assert last_error == "SKU CHESTNUT: " + refused.format(id=stall.chestnuts.id)
     assert [
         m for m in db.session.scalars(select(OutboxMessage)) if m.kwargs.get("event") == "inventory.sale_refused"
     ] == []
-
-
-def test_a_return_in_the_feed_of_an_archived_listing_is_refused_and_kept(
-    client: FlaskClient, stall: Stall, receiver: HttpReceiver
-) -> None:
-    """As a return event is: an archived listing takes no new stock."""
-    channel = _channel(client, stall, receiver)
-    _feed(receiver, [{"sku": "CHESTNUT", "quantity_g": 30_000}])
-    service.pull_channel(channel.id)
-    stall.chestnuts.status = ListingStatus.ARCHIVED
-    db.session.commit()
-    _feed(receiver, [{"sku": "CHESTNUT", "quantity_g": 31_000}])
-    assert service.pull_channel(channel.id) == 0
-    assert _stock(stall.chestnuts) == 20_000
-    last_error, _ = _state(channel)
-    assert last_error == (
-        f"SKU CHESTNUT: a return of 1000 g was refused: Listing {stall.chestnuts.id} is archived; "
-        "its stock cannot change."
-    )
 
 
 def test_the_scheduler_queues_due_feeds_and_sets_the_next_run(
