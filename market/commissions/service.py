@@ -43,6 +43,8 @@ from market.payments.models import Provider
 from market.payouts.accounts import mask_account_number
 from market.payouts.models import PayoutRun, SkipReason
 
+# The ledger transaction of a seller payout the bank executed.
+PAID_KIND = "seller_payout_paid"
 SELLER_DETAILS = ("name", "rate_bp", "per_order", "active")
 BANK_DETAILS = ("account_holder", "bank_name", "account_number")
 # Codes are read out on livestreams and typed on phones: no 0/O or 1/I.
@@ -377,7 +379,7 @@ def confirm_seller_payout(actor: Actor, payout_id: int, *, bank_reference: str) 
         payout = _payout(actor, payout_id, lock=True)
         payout.confirm(bank_reference, utcnow())
         ledger.post(
-            "seller_payout_paid",
+            PAID_KIND,
             f"seller_payout:{payout.id}:paid",
             {ledger.PAYOUTS_IN_TRANSIT: payout.amount, ledger.gateway_cash(Provider.OFFLINE): -payout.amount},
             memo=bank_reference[:500],

@@ -312,6 +312,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "reconciliation_kind.offline_receipt": ("线下收款", "Offline receipt"),
     "reconciliation_kind.bank_payout": ("银行转账付款", "Bank payout"),
     "reconciliation_kind.station_deposit": ("站点现金存款", "Station cash deposit"),
+    "reconciliation_kind.seller_payout": ("站点与主播银行付款", "Station or host bank payout"),
     "seller_payouts_awaiting": ("待确认转账的站点与主播付款", "Station and host payouts awaiting confirmation"),
     "sales_by_seller": ("按站点与主播的销售", "Sales by station and host"),
 }

@@ -71,7 +71,10 @@ class ItemSchema(ma.Schema):
     provider = fields.String(required=True, metadata={"description": "stripe or offline"})
     object_type = fields.String(
         required=True,
-        metadata={"description": "charge, refund, transfer, transfer_reversal, fee, offline_receipt, bank_payout"},
+        metadata={
+            "description": "charge, refund, transfer, transfer_reversal, fee, offline_receipt, bank_payout "
+            "(to a farm), seller_payout (to a station or host) or station_deposit"
+        },
     )
     object_id = fields.String(allow_none=True, required=True)
     balance_transaction_id = fields.String(allow_none=True, required=True)

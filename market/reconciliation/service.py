@@ -21,9 +21,10 @@ balance transaction's currency, and booked in it: `gateway_fees:<CUR>`
 against `gateway_cash:stripe:<CUR>` when that is not the ledger's.
 
 Offline: each confirmed offline payment (`offline_receipt`), confirmed
-bank payout (`payout_paid` from `gateway_cash:offline`) and confirmed
-station deposit (`station_deposit` into it) is matched to the Payment,
-Payout or cash-up record the operator confirmed. Cash taken at a station
+bank payout to a farm (`payout_paid` from `gateway_cash:offline`) or to a
+seller (`seller_payout_paid`) and confirmed station deposit
+(`station_deposit` into it) is matched to the Payment, Payout, seller
+payout or cash-up record the operator confirmed. Cash taken at a station
 is not the bank's until its cash-up's deposit: it is matched there.
 
 Records near the period's edges are fetched with a margin on both sides, so
@@ -47,6 +48,8 @@ from sqlalchemy.exc import IntegrityError
 from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog.models import PayoutMethod
+from market.commissions import service as commissions
+from market.commissions.models import SellerPayout, SellerPayoutStatus
 from market.csv_export import Text, major
 from market.db import get_or_404, locked, outside_transaction, unit_of_work, utcnow
 from market.errors import Conflict, Invalid, NotFound
@@ -477,8 +480,9 @@ def _fees(run_id: int, records: list[BalanceTransaction], start: datetime, end: 
 
 
 def _offline(since: datetime, until: datetime) -> _Match:
-    """Offline receipts, bank payouts and station deposits in the ledger
-    against the Payment, Payout and cash-up records the operators confirmed."""
+    """Offline receipts, bank payouts (to farms and to sellers) and station
+    deposits in the ledger against the Payment, Payout, seller payout and
+    cash-up records the operators confirmed."""
     match = _Match(Provider.OFFLINE.value)
     market = ledger.market_currency()
     receipts = db.session.execute(
@@ -523,6 +527,24 @@ def _offline(since: datetime, until: datetime) -> _Match:
                 object_id=payout.bank_reference,
             ),
         )
+    seller_payouts = db.session.execute(
+        select(SellerPayout.id, SellerPayout.amount, SellerPayout.bank_reference, SellerPayout.paid_at).where(
+            SellerPayout.status == SellerPayoutStatus.PAID,
+            SellerPayout.paid_at >= since,
+            SellerPayout.paid_at < until,
+        )
+    ).all()
+    for paid in seller_payouts:
+        match.add_gateway(
+            f"seller_payout:seller-payout-{paid.id}",
+            _Side(
+                amount=-paid.amount,
+                currency=market,
+                at=paid.paid_at,
+                object_type="seller_payout",
+                object_id=paid.bank_reference,
+            ),
+        )
     deposits = db.session.execute(
         select(CashUp.id, CashUp.deposited, CashUp.bank_reference, CashUp.confirmed_at).where(
             CashUp.confirmed_at >= since, CashUp.confirmed_at < until
@@ -540,12 +562,18 @@ def _offline(since: datetime, until: datetime) -> _Match:
             ),
         )
     rows = _cash_movements(
-        ledger.gateway_cash(Provider.OFFLINE), since, until, ("offline_receipt", "payout_paid", DEPOSIT_KIND)
+        ledger.gateway_cash(Provider.OFFLINE),
+        since,
+        until,
+        ("offline_receipt", "payout_paid", commissions.PAID_KIND, DEPOSIT_KIND),
     )
     payments = _lookup(Payment.id, Payment.order_id, (r.order_id for r in rows if r.kind == "offline_receipt"))
     for row in rows:
         if row.kind == "offline_receipt":
             key, kind = f"receipt:payment-{payments.get(row.order_id)}", "offline_receipt"
+        elif row.kind == commissions.PAID_KIND:
+            paid_id = _id_in(row.reference, "seller_payout:", ":paid")
+            key, kind = f"seller_payout:seller-payout-{paid_id}", "seller_payout"
         elif row.kind == DEPOSIT_KIND:
             key, kind = f"station_deposit:cash-up-{_id_in(row.reference, 'cash_up:', ':deposit')}", "station_deposit"
         else:

@@ -1,6 +1,6 @@
 """Offline money reconciles against the operators' confirmations: each
-offline receipt and bank payout in the ledger against the Payment or Payout
-record it confirmed."""
+offline receipt and bank payout (to a farm or a seller) in the ledger
+against the Payment, Payout or seller payout record it confirmed."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
+from market.commissions.models import SellerPayout, SellerPayoutStatus
 from market.db import utcnow
 from market.extensions import db
 from market.payouts.models import Payout, PayoutStatus
+from tests.commissions.test_commissions import BANK, make_host
 from tests.payouts.conftest import bank_details, run, settled_order
 from tests.reconciliation.conftest import items, reconcile
 from tests.shop import Shop
@@ -20,7 +22,7 @@ from tests.shop import Shop
 
 @pytest.fixture
 def app_overrides() -> dict[str, Any]:
-    return {"PAYOUT_HOLD_DAYS": 0}
+    return {"PAYOUT_HOLD_DAYS": 0, "COMMISSION_BP": 500, "HOST_COMMISSION_BP": 200}
 
 
 def test_receipts_and_bank_payouts_match_their_confirmations(client: FlaskClient, shop: Shop) -> None:
@@ -65,3 +67,39 @@ def test_receipts_and_bank_payouts_match_their_confirmations(client: FlaskClient
         -chestnuts.amount,
         None,
     )
+
+
+def test_seller_payouts_match_their_confirmations(client: FlaskClient, shop: Shop) -> None:
+    start = utcnow()
+    make_host(client, shop, rate_bp=200, **BANK)
+    make_host(client, shop, rate_bp=200, code="LI-LIVE", **BANK)
+    settled_order(client, shop, (shop.oranges, 2000), attribution_code="hong-live")
+    settled_order(client, shop, (shop.oranges, 1000), attribution_code="li-live")
+    made = run(client, shop)
+    assert made.status_code == 201, made.json
+    paid, unconfirmed = db.session.scalars(select(SellerPayout).order_by(SellerPayout.id)).all()
+    confirm = f"/api/v1/seller-payouts/{paid.id}/confirm"
+    assert client.post(confirm, json={"bank_reference": "XW-77"}, headers=shop.operator_h).status_code == 200
+    # A record says paid, but no operator confirmed it, so the ledger never saw it.
+    db.session.execute(
+        update(SellerPayout)
+        .where(SellerPayout.id == unconfirmed.id)
+        .values(status=SellerPayoutStatus.PAID, paid_at=utcnow())
+    )
+    db.session.commit()
+
+    result = reconcile(client, shop, {"period_start": start.isoformat(), "period_end": utcnow().isoformat()})
+
+    found: list[dict[str, Any]] = items(client, shop, result["id"])
+    sellers = {i["outcome"]: i for i in found if i["object_type"] == "seller_payout"}
+    assert set(sellers) == {"matched", "missing_in_ledger"}
+    assert sellers["matched"]["object_id"] == "XW-77"
+    assert sellers["matched"]["ledger_reference"] == f"seller_payout:{paid.id}:paid"
+    assert (sellers["matched"]["gateway_amount"], sellers["matched"]["ledger_amount"]) == (-paid.amount, -paid.amount)
+    assert (sellers["missing_in_ledger"]["gateway_amount"], sellers["missing_in_ledger"]["ledger_amount"]) == (
+        -unconfirmed.amount,
+        None,
+    )
+    # Nothing else is left over: the receipts match, and no payout is counted twice.
+    assert result["counts"]["missing_at_gateway"] == 0
+    assert result["counts"]["missing_in_ledger"] == 1
