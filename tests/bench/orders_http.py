@@ -10,9 +10,10 @@ thread (OUTBOX_RELAY=committer), and leaving them to the relay process
 (OUTBOX_RELAY=listener: `flask --app wsgi relay`, woken by PostgreSQL's
 NOTIFY), whose CPU counts as the server's. Nothing consumes the tasks.
 The same gunicorn settings serve the floor (tests/bench/floor_app.py: the
-same transaction in the fewest psycopg statements, nothing else) and a bare
-Flask app (tests/bench/bare_app.py) with the same requests: the ceiling. The
-four are measured in turns, --rounds times each. Each run records the CPU of every gunicorn worker (a run where one
+same transaction in the fewest psycopg statements, nothing else; and as one
+call to a PL/pgSQL function) and a bare Flask app (tests/bench/bare_app.py)
+with the same requests: the ceiling. The five are measured in turns,
+--rounds times each. Each run records the CPU of every gunicorn worker (a run where one
 worker did most of the work is measured again) and of PostgreSQL, per
 request. Then orders placed in-process count the statements and commits per
 order. Afterwards stock is checked: no listing below zero, and the grams
@@ -72,10 +73,12 @@ from tests.bench.common import (
     worker_pids,
     write_results,
 )
+from tests.bench.floor_app import install_place_function
 
 LISTINGS = 10_000
 STOCK_G = 1_000_000_000  # a tonne per listing: the run measures placing, not selling out
 FLOOR_APP = "tests.bench.floor_app:app"
+FLOOR_ONE_CALL = "tests.bench.floor_app:one_call"
 
 LUA = """
 local tokens = {%(tokens)s}
@@ -328,6 +331,7 @@ def run_rounds(args: argparse.Namespace, url: str, listing_ids: list[int]) -> li
         "market, committer relays": ("wsgi:app", "committer"),
         "market, relay process": ("wsgi:app", "listener"),
         "floor (psycopg, one transaction)": (FLOOR_APP, None),
+        "floor (one call to a PL/pgSQL function)": (FLOOR_ONE_CALL, None),
         "bare Flask (ceiling)": ("tests.bench.bare_app:app", None),
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -358,7 +362,7 @@ def run_rounds(args: argparse.Namespace, url: str, listing_ids: list[int]) -> li
                     )
                     if relay_pid is not None:
                         report["unsent_after_run"] = wait_until_published(url)
-                    if app == FLOOR_APP:
+                    if app in (FLOOR_APP, FLOOR_ONE_CALL):
                         set_aside_floor_rows(url)
                 rows.append({"round": round_number, "app": name, **report})
     return rows
@@ -380,12 +384,13 @@ def main() -> None:
     recreate_database(url)
     reset_redis()
     seed(url, listings=LISTINGS, stock_g=STOCK_G)
+    install_place_function(url)
     say(f"  seeded in {time.perf_counter() - started:.1f} s")
     listing_ids = active_listing_ids(url)
     settings = f"{args.workers} workers x {args.threads} threads"
     rows = run_rounds(args, url, listing_ids)
     market = [row for row in rows if row["app"] == "market, committer relays"]
-    floor = [row for row in rows if row["app"].startswith("floor")]
+    floor = [row for row in rows if row["app"].startswith("floor (psycopg")]
     bare = [row for row in rows if row["app"].startswith("bare")]
     say("statements per order (in-process) ...")
     statements = statements_per_order(url, listing_ids)
