@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from market.db import UTCDateTime, enum_column
 from market.errors import InvalidTransition
 from market.extensions import db
+from market.payouts.models import BankDetails
 
 
 class SellerKind(StrEnum):
@@ -26,7 +27,7 @@ class SellerKind(StrEnum):
     HOST = "host"  # a livestream host: orders placed with their attribution code
 
 
-class Seller(db.Model):  # type: ignore[name-defined]
+class Seller(BankDetails, db.Model):  # type: ignore[name-defined]
     """A station or a host that earns a commission on the orders it sells,
     paid by bank transfer in payout runs. A station's rate is basis points
     of produce or a fixed amount per order; a host's is basis points."""
@@ -53,10 +54,6 @@ class Seller(db.Model):  # type: ignore[name-defined]
     rate_bp: Mapped[int | None] = mapped_column(Integer, doc="Basis points of the produce sold.")
     per_order: Mapped[int | None] = mapped_column(BigInteger, doc="A fixed amount per order (stations).")
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
-    bank_account_holder: Mapped[str | None] = mapped_column(String(120))
-    bank_name: Mapped[str | None] = mapped_column(String(120))
-    bank_account_number: Mapped[str | None] = mapped_column(String(34))
-    bank_account_masked: Mapped[str | None] = mapped_column(String(34))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
 
 
@@ -96,9 +93,10 @@ class SellerPayoutStatus(StrEnum):
     PAID = "paid"
 
 
-class SellerPayout(db.Model):  # type: ignore[name-defined]
+class SellerPayout(BankDetails, db.Model):  # type: ignore[name-defined]
     """What a payout run pays a seller: the sum of its due entries, by bank
-    transfer, confirmed by an operator."""
+    transfer to the bank details the seller had then, confirmed by an
+    operator."""
 
     __tablename__ = "seller_payouts"
     __table_args__ = (UniqueConstraint("run_id", "seller_id"), CheckConstraint("amount > 0", name="pays_something"))

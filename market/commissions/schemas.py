@@ -107,6 +107,13 @@ class SellerPayoutSchema(ma.Schema):
     currency = fields.String(required=True)
     orders = fields.Integer(required=True)
     status = fields.Enum(SellerPayoutStatus, by_value=True, required=True)
+    bank_account_holder = fields.String(allow_none=True)
+    bank_name = fields.String(allow_none=True)
+    bank_account_masked = fields.String(
+        allow_none=True,
+        metadata={"description": "The account the transfer goes to, as the run took it from the seller; later "
+                  "changes apply to later runs. Null for payouts paid before it was recorded."},
+    )  # fmt: skip
     bank_reference = fields.String(allow_none=True)
     paid_at = fields.DateTime(allow_none=True)
     created_at = fields.DateTime(required=True)

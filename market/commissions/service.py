@@ -41,7 +41,7 @@ from market.orders.models import StationStaff
 from market.pagination import Page, SortKey, keyset_page
 from market.payments.models import Provider
 from market.payouts.accounts import mask_account_number
-from market.payouts.models import PayoutRun, SkipReason
+from market.payouts.models import BANK_COLUMNS, PayoutRun, SkipReason
 
 # The ledger transaction of a seller payout the bank executed.
 PAID_KIND = "seller_payout_paid"
@@ -316,7 +316,7 @@ def pay_sellers(run: PayoutRun, due_orders: CompoundSelect[Any]) -> None:
             db.session.add(SellerSkip(run_id=run.id, seller_id=seller_id, reason=reason.value, amount=int(amount)))
             continue
         payout = SellerPayout(run_id=run.id, seller_id=seller_id, amount=int(amount), currency=run.currency,
-                              orders=orders)  # fmt: skip
+                              orders=orders, **{name: getattr(seller, name) for name in BANK_COLUMNS})  # fmt: skip
         db.session.add(payout)
         db.session.flush()
         db.session.execute(
@@ -402,9 +402,9 @@ def bank_file(actor: Actor, run_id: int) -> list[dict[str, Any]]:
             "seller_payout_id": payout.id,
             "reference": f"seller-payout-{payout.id}",
             "seller": seller.name,
-            "account_holder": seller.bank_account_holder,
-            "bank_name": seller.bank_name,
-            "account_number": Text(seller.bank_account_number or ""),
+            "account_holder": payout.bank_account_holder,
+            "bank_name": payout.bank_name,
+            "account_number": Text(payout.bank_account_number or ""),
             "amount_yuan": yuan(payout.amount),
             "currency": payout.currency,
         }

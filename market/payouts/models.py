@@ -71,10 +71,23 @@ def _refuse(what: str, current: str, action: str) -> InvalidTransition:
     return InvalidTransition(f"{what} is {current}; it cannot be {action}.", current_status=current)
 
 
-class PayoutAccount(db.Model):  # type: ignore[name-defined]
+class BankDetails:
+    """Where a bank transfer goes. The full account number is only ever
+    written to the operators' bank file; everything else shows the masked
+    one."""
+
+    bank_account_holder: Mapped[str | None] = mapped_column(String(120))
+    bank_name: Mapped[str | None] = mapped_column(String(120))
+    bank_account_number: Mapped[str | None] = mapped_column(String(34))
+    bank_account_masked: Mapped[str | None] = mapped_column(String(34))
+
+
+BANK_COLUMNS = ("bank_account_holder", "bank_name", "bank_account_number", "bank_account_masked")
+
+
+class PayoutAccount(BankDetails, db.Model):  # type: ignore[name-defined]
     """How a farm is paid: a Stripe connected account, or bank details for
-    an offline transfer. The full account number is only ever written to the
-    operators' bank file; everything else shows the masked one."""
+    an offline transfer."""
 
     __tablename__ = "payout_accounts"
 
@@ -99,10 +112,6 @@ class PayoutAccount(db.Model):  # type: ignore[name-defined]
     link_requested_for: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     onboarding_url: Mapped[str | None] = mapped_column(Text)
     onboarding_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    bank_account_holder: Mapped[str | None] = mapped_column(String(120))
-    bank_name: Mapped[str | None] = mapped_column(String(120))
-    bank_account_number: Mapped[str | None] = mapped_column(String(34))
-    bank_account_masked: Mapped[str | None] = mapped_column(String(34))
     attention: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now(), onupdate=utcnow)
@@ -164,9 +173,10 @@ class PayoutRunSkip(db.Model):  # type: ignore[name-defined]
         return SKIP_DETAILS[self.reason]
 
 
-class Payout(db.Model):  # type: ignore[name-defined]
+class Payout(BankDetails, db.Model):  # type: ignore[name-defined]
     """What one run pays one farm, with the statement totals; the farm
-    entries it settled are the statement's detail."""
+    entries it settled are the statement's detail. A bank transfer keeps the
+    bank details the run paid it to, whatever the farm sets up later."""
 
     __tablename__ = "payouts"
     __table_args__ = (

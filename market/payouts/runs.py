@@ -63,6 +63,7 @@ from market.orders.models import Order, OrderEvent, OrderStatus
 from market.outbox import enqueue
 from market.payments.models import Payment, Refund, RefundStatus
 from market.payouts.models import (
+    BANK_COLUMNS,
     Payout,
     PayoutAccount,
     PayoutRun,
@@ -414,8 +415,15 @@ def _write_payouts(run: PayoutRun, cutoff: datetime) -> None:
         literal(run.currency),
         *totals.c[1:],
         PayoutAccount.stripe_account_id,
+        # A bank transfer goes to the details the farm has now, kept with the payout.
+        *(
+            case((PayoutAccount.method == PayoutMethod.BANK_TRANSFER, getattr(PayoutAccount, name)))
+            for name in BANK_COLUMNS
+        ),
     ).join(PayoutAccount, PayoutAccount.farm_id == totals.c.farm_id)
-    columns = ["run_id", "farm_id", "method", "status", "currency", *totals.c.keys()[1:], "stripe_account_id"]
+    columns = [
+        "run_id", "farm_id", "method", "status", "currency", *totals.c.keys()[1:], "stripe_account_id", *BANK_COLUMNS,
+    ]  # fmt: skip
     db.session.execute(insert(Payout).from_select(columns, per_farm))
     _analyze(Payout.__table__)
     this_run = select(Payout.id, Payout.farm_id).where(Payout.run_id == run.id).subquery()

@@ -135,6 +135,15 @@ class PayoutSchema(ma.Schema):
     )
     amount = fields.Integer(required=True, metadata={"description": "Net: what the farm is paid."})
     stripe_transfer_id = fields.String(allow_none=True)
+    bank_account_holder = fields.String(
+        allow_none=True, metadata={"description": "A bank transfer's payee, as the run took it from the farm."}
+    )
+    bank_name = fields.String(allow_none=True)
+    bank_account_masked = fields.String(
+        allow_none=True,
+        metadata={"description": "The account the bank transfer goes to, as the run took it; later changes apply to "
+                  "later runs. Null for Stripe, and for bank transfers paid before it was recorded."},
+    )  # fmt: skip
     bank_reference = fields.String(allow_none=True)
     failure_reason = fields.String(allow_none=True)
     attention = fields.String(allow_none=True)

@@ -18,7 +18,6 @@ from market.orders.models import OrderLine
 from market.pagination import Page, SortKey, count_rows, keyset_page
 from market.payouts.models import (
     Payout,
-    PayoutAccount,
     PayoutNotFound,
     PayoutRun,
     PayoutStatus,
@@ -182,8 +181,9 @@ def get_run(actor: Actor, run_id: int) -> PayoutRun:
 
 
 def bank_file(actor: Actor, run_id: int) -> list[dict[str, Any]]:
-    """The run's bank-transfer payouts still to execute, one row each, with
-    the full account number (this file is for the operators' bank only)."""
+    """The run's bank-transfer payouts still to execute, one row each, to
+    the bank details the run paid them to, with the full account number
+    (this file is for the operators' bank only)."""
     run = get_run(actor, run_id)
     rows = db.session.execute(
         select(
@@ -191,12 +191,11 @@ def bank_file(actor: Actor, run_id: int) -> list[dict[str, Any]]:
             Payout.amount,
             Payout.currency,
             Farm.name,
-            PayoutAccount.bank_account_holder,
-            PayoutAccount.bank_name,
-            PayoutAccount.bank_account_number,
+            Payout.bank_account_holder,
+            Payout.bank_name,
+            Payout.bank_account_number,
         )
         .join(Farm, Farm.id == Payout.farm_id)
-        .join(PayoutAccount, PayoutAccount.farm_id == Payout.farm_id)
         .where(
             Payout.run_id == run.id,
             Payout.method == PayoutMethod.BANK_TRANSFER,

@@ -164,6 +164,21 @@ def test_a_programme_sets_what_hosts_earn_of_its_lines(client: FlaskClient, shop
     assert checks.check_ledger() == []
 
 
+def test_a_seller_payout_goes_to_the_bank_details_its_run_took(client: FlaskClient, shop: Shop) -> None:
+    host = make_host(client, shop, rate_bp=200, **BANK)
+    settled_order(client, shop, (shop.oranges, 2000), attribution_code="hong-live")
+    made = run(client, shop).json["id"]
+    moved = {"account_holder": "王小红", "bank_name": "赣州银行", "account_number": "6210 0000 0000 7777"}
+    assert client.patch(f"/api/v1/sellers/{host['id']}", json=moved, headers=shop.operator_h).status_code == 200
+
+    bank_file = client.get(f"/api/v1/payout-runs/{made}/seller-bank-file.csv", headers=shop.operator_h)
+    (row,) = list(csv.DictReader(io.StringIO(bank_file.get_data(as_text=True))))
+    assert (row["bank_name"], row["account_number"]) == ("中国农业银行 寻乌支行", "6228480099990000123")
+    (paid,) = client.get(f"/api/v1/payout-runs/{made}/sellers", headers=shop.operator_h).json["payouts"]
+    assert (paid["bank_name"], paid["bank_account_masked"]) == ("中国农业银行 寻乌支行", "***************0123")
+    assert "6228480099990000123" not in str(paid)
+
+
 def test_an_inactive_seller_earns_nothing_and_its_code_is_refused(client: FlaskClient, shop: Shop) -> None:
     host = make_host(client, shop)
     station = make_station(client, shop)

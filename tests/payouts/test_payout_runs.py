@@ -285,6 +285,45 @@ def test_bank_file_and_confirmation(client: FlaskClient, shop: Shop) -> None:
     assert len(list(csv.DictReader(io.StringIO(emptied.get_data(as_text=True).lstrip("\ufeff"))))) == 0
 
 
+def test_a_payout_goes_to_the_bank_details_its_run_took(client: FlaskClient, shop: Shop) -> None:
+    bank_details(client, shop, shop.orchard.id)
+    settled_order(client, shop, (shop.oranges, 1000))
+    first = run(client, shop).json["id"]
+    moved = {
+        "method": "bank_transfer",
+        "account_holder": "刘长生",
+        "bank_name": "赣州银行",
+        "account_number": "6210 0000 0000 4444",
+    }
+    url = f"/api/v1/farms/{shop.orchard.id}/payout-account"
+    assert client.post(url, json=moved, headers=shop.orchard_h).status_code == 200
+    settled_order(client, shop, (shop.oranges, 2000))
+    second = run(client, shop).json["id"]
+
+    def bank_file(run_id: int) -> list[dict[str, str]]:
+        response = client.get(f"/api/v1/payout-runs/{run_id}/bank-file.csv", headers=shop.operator_h)
+        return list(csv.DictReader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
+
+    # The details changed after the first run: its file still pays where the run decided.
+    ((row,),) = [bank_file(first)]
+    assert (row["bank_name"], row["account_number"], row["amount_yuan"]) == (
+        "中国农业银行 寻乌支行",
+        "6228480012345678901",
+        "9.49",
+    )
+    ((row,),) = [bank_file(second)]
+    assert (row["bank_name"], row["account_number"], row["amount_yuan"]) == ("赣州银行", "6210000000004444", "18.98")
+    paid_to = [
+        (p["run_id"], p["bank_name"], p["bank_account_masked"])
+        for p in client.get(f"/api/v1/payouts?farm_id={shop.orchard.id}", headers=shop.orchard_h).json["items"]
+    ]
+    assert sorted(paid_to) == [
+        (first, "中国农业银行 寻乌支行", "***************8901"),
+        (second, "赣州银行", "************4444"),
+    ]
+    assert "6228480012345678901" not in str(paid_to)
+
+
 def test_the_bank_file_is_in_yuan_and_a_short_account_number_stays_text(client: FlaskClient, shop: Shop) -> None:
     body = {"method": "bank_transfer", "account_holder": "刘长生", "bank_name": "农商行", "account_number": "0012 3456"}
     response = client.post(f"/api/v1/farms/{shop.orchard.id}/payout-account", json=body, headers=shop.orchard_h)
