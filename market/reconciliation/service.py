@@ -42,7 +42,7 @@ from decimal import Decimal
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, Select, func, select
 from sqlalchemy.exc import IntegrityError
 
 from market.accounts.models import Role
@@ -508,59 +508,44 @@ def _offline(since: datetime, until: datetime) -> _Match:
                 order_id=payment.order_id,
             ),
         )
-    payouts = db.session.execute(
-        select(Payout.id, Payout.amount, Payout.bank_reference, Payout.paid_at).where(
+    # Bank movements an operator confirmed with the bank's reference: by
+    # item kind and key prefix, each record's id, signed amount, reference
+    # and time of confirmation.
+    confirmed: dict[tuple[str, str], Select[Any]] = {
+        ("bank_payout", "payout"): select(
+            Payout.id, (-Payout.amount).label("amount"), Payout.bank_reference, Payout.paid_at.label("at")
+        ).where(
             Payout.method == PayoutMethod.BANK_TRANSFER,
             Payout.status == PayoutStatus.PAID,
             Payout.paid_at >= since,
             Payout.paid_at < until,
-        )
-    ).all()
-    for payout in payouts:
-        match.add_gateway(
-            f"bank_payout:payout-{payout.id}",
-            _Side(
-                amount=-payout.amount,
-                currency=market,
-                at=payout.paid_at,
-                object_type="bank_payout",
-                object_id=payout.bank_reference,
-            ),
-        )
-    seller_payouts = db.session.execute(
-        select(SellerPayout.id, SellerPayout.amount, SellerPayout.bank_reference, SellerPayout.paid_at).where(
+        ),
+        ("seller_payout", "seller-payout"): select(
+            SellerPayout.id,
+            (-SellerPayout.amount).label("amount"),
+            SellerPayout.bank_reference,
+            SellerPayout.paid_at.label("at"),
+        ).where(
             SellerPayout.status == SellerPayoutStatus.PAID,
             SellerPayout.paid_at >= since,
             SellerPayout.paid_at < until,
-        )
-    ).all()
-    for paid in seller_payouts:
-        match.add_gateway(
-            f"seller_payout:seller-payout-{paid.id}",
-            _Side(
-                amount=-paid.amount,
-                currency=market,
-                at=paid.paid_at,
-                object_type="seller_payout",
-                object_id=paid.bank_reference,
-            ),
-        )
-    deposits = db.session.execute(
-        select(CashUp.id, CashUp.deposited, CashUp.bank_reference, CashUp.confirmed_at).where(
-            CashUp.confirmed_at >= since, CashUp.confirmed_at < until
-        )
-    ).all()
-    for deposit in deposits:
-        match.add_gateway(
-            f"station_deposit:cash-up-{deposit.id}",
-            _Side(
-                amount=deposit.deposited,
-                currency=market,
-                at=deposit.confirmed_at,
-                object_type="station_deposit",
-                object_id=deposit.bank_reference,
-            ),
-        )
+        ),
+        ("station_deposit", "cash-up"): select(
+            CashUp.id, CashUp.deposited.label("amount"), CashUp.bank_reference, CashUp.confirmed_at.label("at")
+        ).where(CashUp.confirmed_at >= since, CashUp.confirmed_at < until),
+    }
+    for (kind, prefix), records in confirmed.items():
+        for record in db.session.execute(records):
+            match.add_gateway(
+                f"{kind}:{prefix}-{record.id}",
+                _Side(
+                    amount=record.amount,
+                    currency=market,
+                    at=record.at,
+                    object_type=kind,
+                    object_id=record.bank_reference,
+                ),
+            )
     rows = _cash_movements(
         ledger.gateway_cash(Provider.OFFLINE),
         since,
