@@ -52,6 +52,12 @@ class Expected:
         if self.tags.star_tag:
             return
         current = etag_of(self.schema.dump(row))
+        if not self.tags:
+            raise PreconditionFailed(
+                f"The If-Match header holds no entity tag, so {name} cannot match it; nothing was changed. Send "
+                'the ETag its GET answers, quotes included ("..."), or leave If-Match out.',
+                current_etag=f'"{current}"',
+            )
         if not self.tags.contains(current):
             raise PreconditionFailed(
                 f"{name} changed since you read it: the If-Match ETag is not its current one. Nothing was "
@@ -62,9 +68,11 @@ class Expected:
 
 def if_match(schema: ma.Schema) -> Expected | None:
     """The request's If-Match, to be checked against resources shown by
-    `schema`; None without the header."""
-    tags = request.if_match
-    return Expected(tags, schema) if tags else None
+    `schema`; None without the header. A header that parses to no tag at
+    all is kept: it matches nothing."""
+    if "If-Match" not in request.headers:
+        return None
+    return Expected(request.if_match, schema)
 
 
 def refuse_if_match() -> None:
@@ -72,8 +80,7 @@ def refuse_if_match() -> None:
     conditional` and `@blp.takes_if_match` mark) is refused when sent with
     If-Match, rather than the header ignored: the client asked for a
     condition nothing here can check. `If-Match: *` asks for none."""
-    tags = request.if_match
-    if tags and not tags.star_tag:
+    if "If-Match" in request.headers and not request.if_match.star_tag:
         raise PreconditionFailed(
             f"{request.method} {request.path} has no ETag to compare with If-Match, so the condition cannot "
             "hold; nothing was changed. Send If-Match only to the writes the API documents it on, with the "

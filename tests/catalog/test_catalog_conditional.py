@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
@@ -74,6 +75,35 @@ def test_without_if_match_or_with_a_star_the_write_goes_through(client: FlaskCli
     assert client.patch(url, json={"grade": "A"}, headers=headers).status_code == 200
     assert client.patch(url, json={"grade": "B"}, headers=headers | {"If-Match": "*"}).status_code == 200
     assert client.get(url).json["grade"] == "B"
+
+
+@pytest.mark.parametrize("sent", ['"3ff47a8d2e8973cf', "", ",", " , "])
+def test_an_if_match_holding_no_entity_tag_is_412_not_taken_as_absent(client: FlaskClient, sent: str) -> None:
+    """A header that parses to no tag (an unterminated quote, an empty
+    value, a client's empty variable) is a condition, not the lack of one."""
+    listing, headers = farmer_with_listing(stock_g=10_000)
+    url = f"/api/v1/listings/{listing.id}"
+
+    patched = client.patch(url, json={"stock_g": 1}, headers=headers | {"If-Match": sent})
+    lot = client.post(
+        f"{url}/lots",
+        json={"code": "L-1", "harvest_date": "2026-01-01", "grams": 500},
+        headers=headers | {"If-Match": sent},
+    )
+    archived = client.post(f"{url}/archive", headers=headers | {"If-Match": sent})
+    stock = client.post(
+        "/api/v1/listings/stock",
+        json={"items": [{"listing_id": listing.id, "stock_g": 1}]},
+        headers=headers | {"If-Match": sent},
+    )
+
+    for refused in (patched, lot, archived, stock):
+        assert refused.status_code == 412 and refused.content_type == PROBLEM, refused.json
+    assert "no entity tag" in patched.json["detail"]
+    assert patched.json["current_etag"] == etag(client, url)
+    shown = client.get(url).json
+    assert (shown["stock_g"], shown["status"]) == (10_000, listing.status.value)
+    assert client.get(f"{url}/lots").json["items"] == []
 
 
 def test_a_sale_changes_the_etag_so_an_edit_read_before_it_is_refused(client: FlaskClient) -> None:
