@@ -407,6 +407,7 @@ def _apply_feed(channel: SalesChannel, feed: feeds.Feed, *, etag: str | None, la
         more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
         problems.append(f"Unknown SKUs skipped at items {shown}{more}.")
     moved = 0
+    kept = False  # a move refused, its baseline kept for the next read
     for sku in sorted(listings, key=lambda s: listings[s].id):
         listing, current = listings[sku], quantities[sku]
         state = _state(channel.id, listing.id)
@@ -417,7 +418,7 @@ def _apply_feed(channel: SalesChannel, feed: feeds.Feed, *, etag: str | None, la
             try:
                 catalog.take_stock([catalog.StockLine(listing.id, previous - current)], purchasable_only=False)
             except catalog.OutOfStock as exc:
-                state.reported_g = previous
+                state.reported_g, kept = previous, True
                 available = exc.extra.get("available_g")
                 if available is None:
                     problems.append(
@@ -433,11 +434,14 @@ def _apply_feed(channel: SalesChannel, feed: feeds.Feed, *, etag: str | None, la
             try:
                 catalog.receive_stock([catalog.StockLine(listing.id, current - previous)])
             except (catalog.ListingArchived, Invalid) as exc:
-                state.reported_g = previous
+                state.reported_g, kept = previous, True
                 problems.append(f"SKU {sku}: a return of {current - previous} g was refused: {exc.detail}")
                 continue
         moved += 1
-    channel.feed_etag, channel.feed_last_modified = etag, last_modified
+    # A refused move is tried again at the next read, which must then read
+    # the feed whole: sent the validators, an unchanged feed answers 304
+    # and the move would wait for the feed's next change.
+    channel.feed_etag, channel.feed_last_modified = (None, None) if kept else (etag, last_modified)
     if problems:
         _failed(channel, " ".join(problems))
         channel.last_success_at = utcnow()

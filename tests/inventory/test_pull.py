@@ -169,6 +169,45 @@ def test_a_sale_beyond_the_stock_is_kept_for_the_next_read_not_lost(
 
 
 @pytest.mark.parametrize(
+    "case",
+    [
+        (20_000, 5_000, "exceeds the stock", 26_000, 1_000),  # sold 25 kg; 20 kg here
+        (MAX_STOCK_G - 1_000, 55_000, "was refused", 10_000, 35_000),  # 25 kg back; room for 1 kg
+    ],
+    ids=["sale beyond the stock", "return past the most a listing holds"],
+)
+def test_a_refused_move_is_tried_again_though_the_feed_answers_not_modified(
+    client: FlaskClient, stall: Stall, receiver: HttpReceiver, case: tuple[int, int, str, int, int]
+) -> None:
+    """A feed with an ETag that refused a move is read whole next time: an
+    unchanged feed would answer 304, and the move wait for the feed's next
+    change while the stock here is wrong and the channel shows no error."""
+    stock_g, quantity_g, refusal, restocked_g, after_g = case
+    stall.chestnuts.stock_g = stock_g
+    db.session.commit()
+    channel = _channel(client, stall, receiver)
+    _feed(receiver, [{"sku": "CHESTNUT", "quantity_g": 30_000}], etag='"v1"')
+    service.pull_channel(channel.id)
+    _feed(receiver, [{"sku": "CHESTNUT", "quantity_g": quantity_g}], etag='"v2"')
+    assert service.pull_channel(channel.id) == 0
+    assert _stock(stall.chestnuts) == stock_g
+
+    assert service.pull_channel(channel.id) == 0  # the same feed, still refused
+    assert "If-None-Match" not in receiver.at(FEED, method="GET")[-1].headers
+    last_error, _ = _state(channel)
+    assert last_error is not None and refusal in last_error
+
+    stall.chestnuts.stock_g = restocked_g  # the stock here changes; the feed does not
+    db.session.commit()
+    assert service.pull_channel(channel.id) == 1
+    assert _stock(stall.chestnuts) == after_g
+    assert _state(channel) == (None, True)
+    assert service.pull_channel(channel.id) == 0  # applied: the validators are sent again
+    assert receiver.at(FEED, method="GET")[-1].headers["If-None-Match"] == '"v2"'
+    assert _stock(stall.chestnuts) == after_g
+
+
+@pytest.mark.parametrize(
     ("quantity_g", "refused"),
     [
         (29_000, "a sale of 1000 g was refused: listing {id} is archived."),
