@@ -542,6 +542,7 @@ def update_listing(actor: Actor, listing_id: int, expected: Expected | None = No
         listing = _listing_for_write(actor, listing_id, expected)
         if listing.status == ListingStatus.ARCHIVED:
             raise InvalidTransition(f"Listing {listing_id} is archived and can no longer be edited.")
+        sku_before = listing.sku
         if "sku" in changes:
             _check_sku_free(listing.farm_id, changes["sku"], listing_id=listing.id)
         category = _category(changes.pop("category")) if "category" in changes else listing.category
@@ -563,6 +564,9 @@ def update_listing(actor: Actor, listing_id: int, expected: Expected | None = No
         _flush_or_conflict(*SKU_CONFLICT)
         if stock_g is not None:
             _write_stock(listing.id, stock_g)
+        if changes.get("sku", sku_before) != sku_before:
+            # The other sales channels know it by SKU: tell them the new one.
+            publish("listing.stock_changed", listing_id=listing.id)
     return listing
 
 
@@ -585,6 +589,8 @@ def archive_listing(actor: Actor, listing_id: int, expected: Expected | None = N
     with unit_of_work():
         listing = _listing_for_write(actor, listing_id, expected)
         listing.archive()
+        # The other sales channels are told it is gone: pushed with no stock.
+        publish("listing.stock_changed", listing_id=listing.id)
     return listing
 
 

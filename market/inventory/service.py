@@ -36,7 +36,7 @@ from sqlalchemy.orm import selectinload
 from market.accounts.models import Role
 from market.auth import Actor
 from market.catalog import service as catalog
-from market.catalog.models import Farm, Listing
+from market.catalog.models import Farm, Listing, ListingStatus
 from market.db import insert_if_absent, locked, outside_transaction, unit_of_work, utcnow
 from market.errors import Conflict, Invalid, InvalidTransition, NotFound
 from market.events import publish
@@ -218,7 +218,8 @@ def _state(channel_id: int, listing_id: int) -> ChannelListing:
 
 
 def queue_push(listing_id: int) -> int:
-    """After a stock change: record the listing's current stock under the
+    """After a stock change (or the listing archived, or given another
+    SKU): record the listing's current stock, 0 once archived, under the
     next version for each push channel of its farm and queue the pushes.
     Returns how many channels were queued."""
     with unit_of_work():
@@ -240,8 +241,13 @@ def queue_push(listing_id: int) -> int:
                 .where(ChannelListing.id == state.id)
                 .values(push_version=ChannelListing.push_version + 1)
             )
-            stock = db.session.scalar(select(Listing.stock_g).where(Listing.id == listing_id))
-            db.session.execute(update(ChannelListing).where(ChannelListing.id == state.id).values(push_stock_g=stock))
+            stock, status = db.session.execute(
+                select(Listing.stock_g, Listing.status).where(Listing.id == listing_id)
+            ).one()
+            # An archived listing is sold on no channel, whatever grams it
+            # still holds (an order closing may give some back to it).
+            shown = 0 if status == ListingStatus.ARCHIVED else stock
+            db.session.execute(update(ChannelListing).where(ChannelListing.id == state.id).values(push_stock_g=shown))
             enqueue(PUSH_TASK, channel_id=channel_id)
     return len(channels)
 

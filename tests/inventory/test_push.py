@@ -162,3 +162,32 @@ def test_pushes_from_the_worker_are_droppable_by_version_and_end_at_the_current_
     for seen in versions.values():
         assert len(seen) == len(set(seen))  # no version sent twice with a different stock
     assert json.loads(receiver.at(PUSH)[-1].body)["channel_id"] == created["id"]
+
+
+def test_an_archived_listing_is_pushed_with_no_stock_and_a_new_sku_is_pushed(
+    client: FlaskClient, stall: Stall, receiver: HttpReceiver
+) -> None:
+    """Archived, a listing is sold on no channel: the channels are told so
+    at once, not left selling the grams it still holds. Given another SKU,
+    they are told its stock under the new one."""
+    created = create_channel(client, stall, push_url=receiver.url(PUSH))
+    archived = client.post(f"/api/v1/listings/{stall.oranges.id}/archive", headers=stall.farmer_h)
+    assert archived.status_code == 200 and archived.json["stock_g"] == 50_000
+    renamed = client.patch(f"/api/v1/listings/{stall.chestnuts.id}", json={"sku": "CHESTNUT-2"}, headers=stall.farmer_h)
+    assert renamed.status_code == 200, renamed.json
+    _queue_pushes()
+    assert service.push_channel(created["id"]) == 2
+
+    (push,) = receiver.at(PUSH)
+    assert push.json()["items"] == [
+        {"sku": "ORANGE", "listing_id": stall.oranges.id, "stock_g": 0, "version": 1},
+        {"sku": "CHESTNUT-2", "listing_id": stall.chestnuts.id, "stock_g": 20_000, "version": 1},
+    ]
+
+    add_stock([StockLine(stall.oranges.id, 1_000)])  # an order closing gives grams back to it
+    db.session.commit()
+    _queue_pushes()
+    assert service.push_channel(created["id"]) == 1
+    assert receiver.at(PUSH)[-1].json()["items"] == [
+        {"sku": "ORANGE", "listing_id": stall.oranges.id, "stock_g": 0, "version": 2}
+    ]
