@@ -58,8 +58,8 @@ class SalesChannel(db.Model):  # type: ignore[name-defined]
 
 class ChannelListing(db.Model):  # type: ignore[name-defined]
     """A listing as one channel knows it: the quantity its feed last
-    reported, and the stock pushes (a version per change; the receiver
-    drops any version lower than one it has)."""
+    reported and under which SKU, and the stock pushes (a version per
+    change; the receiver drops any version lower than one it has)."""
 
     __tablename__ = "channel_listings"
     __table_args__ = (UniqueConstraint("channel_id", "listing_id"),)
@@ -68,6 +68,9 @@ class ChannelListing(db.Model):  # type: ignore[name-defined]
     channel_id: Mapped[int] = mapped_column(ForeignKey("sales_channels.id", ondelete="CASCADE"))
     listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id", ondelete="CASCADE"), index=True)
     reported_g: Mapped[int | None] = mapped_column(BigInteger)
+    # The SKU the feed reported reported_g for: a quantity of another SKU is
+    # no baseline for this one (the listing's SKU was changed since).
+    reported_sku: Mapped[str | None] = mapped_column(String(64))
     push_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     push_stock_g: Mapped[int | None] = mapped_column(BigInteger)
     pushed_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

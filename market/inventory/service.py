@@ -6,7 +6,9 @@
   channel that was down gets one message with the current state, and a
   receiver drops any version lower than one it already has.
 - Pull: a channel's feed is read on a schedule; the drop in a SKU's quantity
-  since the previous feed is a sale here too, a rise is a return.
+  since the previous feed is a sale here too, a rise is a return. A
+  listing given another SKU starts a new baseline from the feed's next
+  quantity for it, never a move from its old SKU's.
 - Events: a channel reports sales and returns under its own event ids, each
   applied exactly once.
 
@@ -417,7 +419,10 @@ def _apply_feed(channel: SalesChannel, feed: feeds.Feed, *, etag: str | None, la
     for sku in sorted(listings, key=lambda s: listings[s].id):
         listing, current = listings[sku], quantities[sku]
         state = _state(channel.id, listing.id)
-        previous, state.reported_g = state.reported_g, current
+        # A quantity reported under another SKU (the listing's SKU changed
+        # since) says nothing of this one: the feed's is a new baseline.
+        previous = state.reported_g if state.reported_sku == sku else None
+        state.reported_g, state.reported_sku = current, sku
         if previous is None or previous == current:
             continue
         if previous > current:

@@ -234,6 +234,40 @@ def test_a_sale_or_return_of_an_archived_listing_is_refused_and_kept(
     ] == []
 
 
+def test_a_listing_given_another_sku_starts_a_new_baseline_rather_than_moving_stock(
+    client: FlaskClient, stall: Stall, receiver: HttpReceiver
+) -> None:
+    """The quantity a feed reported under a listing's old SKU is no baseline
+    for its new one: two listings whose SKUs are swapped, or a SKU taken off
+    and a new one given months later, move no stock from one to the other
+    or out of nothing."""
+    channel = _channel(client, stall, receiver)
+    _feed(receiver, [{"sku": "ORANGE", "quantity_g": 10_000}, {"sku": "CHESTNUT", "quantity_g": 4_000}])
+    service.pull_channel(channel.id)
+
+    def relabel(listing: Listing, sku: str | None) -> None:
+        url = f"/api/v1/listings/{listing.id}"
+        assert client.patch(url, json={"sku": sku}, headers=stall.farmer_h).status_code == 200
+
+    relabel(stall.oranges, "SWAP")
+    relabel(stall.chestnuts, "ORANGE")
+    relabel(stall.oranges, "CHESTNUT")
+    assert service.pull_channel(channel.id) == 0  # the same feed: nothing was sold or returned
+    assert (_stock(stall.oranges), _stock(stall.chestnuts)) == (50_000, 20_000)
+
+    relabel(stall.chestnuts, None)  # no longer synced...
+    _feed(receiver, [{"sku": "CHESTNUT", "quantity_g": 4_000}, {"sku": "HAZELNUT", "quantity_g": 90_000}])
+    service.pull_channel(channel.id)
+    relabel(stall.chestnuts, "HAZELNUT")  # ...and synced again, as another SKU
+    assert service.pull_channel(channel.id) == 0
+    assert (_stock(stall.oranges), _stock(stall.chestnuts)) == (50_000, 20_000)
+
+    _feed(receiver, [{"sku": "CHESTNUT", "quantity_g": 3_000}, {"sku": "HAZELNUT", "quantity_g": 89_500}])
+    assert service.pull_channel(channel.id) == 2  # from the new baselines, sales as before
+    assert (_stock(stall.oranges), _stock(stall.chestnuts)) == (49_000, 19_500)
+    assert _state(channel) == (None, True)
+
+
 def test_the_scheduler_queues_due_feeds_and_sets_the_next_run(
     client: FlaskClient, stall: Stall, receiver: HttpReceiver
 ) -> None:
