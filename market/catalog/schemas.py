@@ -316,6 +316,13 @@ class ListingQuerySchema(PageArgsSchema):
     province = fields.String(validate=PLACE, metadata={"description": "The farm's province."})
     brand = fields.String(validate=validate.Length(min=1, max=80), metadata={"description": "A brand's code or name."})
     farm_id = fields.Integer()
+    sku = fields.String(
+        validate=validate.Length(min=1, max=64),
+        metadata={
+            "description": "The listings with exactly this SKU (one per farm: with farm_id, the one listing a "
+            "sales channel or stock sync knows by it)."
+        },
+    )
     status = fields.Enum(ListingStatus, by_value=True, metadata={"description": "Among the listings you may see."})
     price_min = fields.Integer(validate=validate.Range(min=0))
     price_max = fields.Integer(validate=validate.Range(min=0))

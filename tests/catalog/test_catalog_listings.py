@@ -415,6 +415,9 @@ def test_browse_filters(client: FlaskClient) -> None:
     assert browse(client, province="河北省") == ["CHESTNUT"]
     assert browse(client, brand="gannan-navel") == ["NAVEL"]
     assert browse(client, farm_id=qinglong.id) == ["CHESTNUT"]
+    assert browse(client, sku="NAVEL") == ["NAVEL"]  # exactly: not NAVEL-B, as q=NAVEL finds
+    assert browse(client, sku="NAVEL-B", farm_id=xunwu.id) == ["NAVEL-B"]
+    assert browse(client, sku="navel") == browse(client, sku="NAVEL", farm_id=qinglong.id) == []
     assert browse(client, price_min=700, price_max=2000) == ["NAVEL"]
     assert browse(client, in_stock="true", sort="price") == ["NAVEL", "CHESTNUT"]
     assert browse(client, harvested_after="2026-10-01", sort="price") == ["NAVEL-B", "NAVEL"]
