@@ -229,6 +229,7 @@ def test_the_operations_taking_an_idempotency_key_document_it(client: FlaskClien
     assert keyed == {
         "place_order", "place_villager_order", "set_stock", "request_refund", "create_payout_run",
         "start_reconciliation", "record_cash_up", "confirm_cash_up_deposit",
+        "create_farm", "create_listing", "add_lot", "create_sales_channel",
     }  # fmt: skip
     # A repeat while the first request runs is a 409, each of them says.
     for _, _, operation in _operations(spec):

@@ -54,10 +54,11 @@ def _validator_on_not_modified(response: Response) -> Response:
 
 @blp.route("/farms", methods=["POST"])
 @blp.authenticated
+@idempotent
 @blp.arguments(FarmCreateSchema)
 @blp.response(201, FarmSchema, location="/farms/{id}")
 def create_farm(body: dict[str, Any]) -> Farm:
-    """Register one of your farms (pending until an operator verifies it)"""
+    """Register one of your farms (pending until an operator verifies it; accepts Idempotency-Key)"""
     return service.create_farm(current_actor(), **body)
 
 
@@ -214,12 +215,13 @@ def update_brand(body: dict[str, Any], brand_id: int) -> Brand:
 
 @blp.route("/listings", methods=["POST"])
 @blp.authenticated
+@idempotent
 @blp.arguments(ListingCreateSchema)
 @blp.response(201, ListingSchema, location="/listings/{id}")
 @blp.alt_response(404, description="No such farm of yours")
 @blp.alt_response(409, description="The SKU is already used on this farm")
 def create_listing(body: dict[str, Any]) -> Listing:
-    """Add a draft listing to one of your farms"""
+    """Add a draft listing to one of your farms (accepts Idempotency-Key)"""
     return service.create_listing(current_actor(), **body)
 
 
@@ -306,12 +308,13 @@ def archive_listing(listing_id: int) -> Listing:
 @blp.route("/listings/<int:listing_id>/lots", methods=["POST"])
 @blp.takes_if_match
 @blp.authenticated
+@idempotent
 @blp.arguments(LotCreateSchema)
 @blp.response(201, LotSchema, location="/listings/{listing_id}/lots/{id}")
 @blp.alt_response(404, description="No such listing of yours")
 @blp.alt_response(409, description="The lot code is already used on this farm, or the listing is archived")
 def add_lot(body: dict[str, Any], listing_id: int) -> Lot:
-    """Record a harvest lot; its grams are added to the listing's stock (honours If-Match)
+    """Record a harvest lot; its grams are added to the listing's stock (honours If-Match, accepts Idempotency-Key)
 
     If-Match takes the listing's ETag, as its GET answers it: the lot changes the listing's stock."""
     return service.add_lot(current_actor(), listing_id, if_match(ListingSchema()), **body)

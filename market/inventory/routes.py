@@ -2,6 +2,7 @@ from typing import Any
 
 from market.api import MarketBlueprint
 from market.auth import current_actor
+from market.idempotency import idempotent
 from market.inventory import service
 from market.inventory.models import InboundEvent, SalesChannel
 from market.inventory.schemas import (
@@ -21,10 +22,14 @@ CHANNEL = "/sales-channels/<int:channel_id>"
 
 @blp.route("/sales-channels", methods=["POST"])
 @blp.authenticated
+@idempotent
 @blp.arguments(ChannelCreateSchema)
 @blp.response(201, CreatedChannelSchema, location="/sales-channels/{id}")
 def create_sales_channel(body: dict[str, Any]) -> dict[str, Any]:
-    """Register another place you sell a farm's produce (listings matched by SKU); the secret is shown once"""
+    """Register another place you sell a farm's produce (listings matched by SKU); the secret is shown once
+
+    Accepts Idempotency-Key: a retry with the same key and body answers the same channel and secret.
+    """
     created = service.create_channel(current_actor(), **body)
     return {name: getattr(created.channel, name) for name in ChannelSchema().fields} | {"secret": created.secret}
 

@@ -220,7 +220,7 @@ def test_the_document_shows_if_match_as_optional_with_its_412(client: FlaskClien
     assert "ETag" in patch["responses"]["200"]["headers"]
     assert "412" in spec["paths"]["/api/v1/farms/{farm_id}"]["patch"]["responses"]
     lots = spec["paths"]["/api/v1/listings/{listing_id}/lots"]["post"]
-    assert [p["name"] for p in lots["parameters"] if p.get("in") == "header"] == ["If-Match"]
+    assert sorted(p["name"] for p in lots["parameters"] if p.get("in") == "header") == ["Idempotency-Key", "If-Match"]
     assert "412" in lots["responses"]
 
 

@@ -314,6 +314,37 @@ def test_bulk_stock_update_replays_for_the_same_idempotency_key(client: FlaskCli
     assert other_body.status_code == 422
 
 
+@pytest.mark.parametrize("created", ["farm", "listing", "lot"])
+def test_a_create_retried_with_its_idempotency_key_makes_one_and_answers_it_again(
+    client: FlaskClient, created: str
+) -> None:
+    """A sync client whose POST timed out sends it again with the same key:
+    one farm, listing or lot (and its grams added once), the first answer
+    replayed; the key with another body is a 422 that makes nothing."""
+    farm, headers = farmer_with_farm()
+    listing = ListingFactory(farm=farm, stock_g=10_000)
+    url, body, other, model = {
+        "farm": ("/api/v1/farms", {"name": "果园", "village": "上车村", "county": "寻乌县", "province": "江西省"},
+                 {"name": "另一个果园", "village": "上车村", "county": "寻乌县", "province": "江西省"}, Farm),
+        "listing": ("/api/v1/listings", listing_body(farm, sku=None), listing_body(farm, sku="OTHER"), Listing),
+        "lot": (f"/api/v1/listings/{listing.id}/lots", {"code": "LOT-1", "harvest_date": "2026-11-20", "grams": 5_000},
+                {"code": "LOT-2", "harvest_date": "2026-11-20", "grams": 5_000}, Lot),
+    }[created]  # fmt: skip
+    before = count(model)
+    keyed = headers | {"Idempotency-Key": f"sync-{created}-1"}
+
+    first = client.post(url, json=body, headers=keyed)
+    replay = client.post(url, json=body, headers=keyed)
+    refused = client.post(url, json=other, headers=keyed)
+
+    assert first.status_code == 201, first.json
+    assert (replay.status_code, replay.json, replay.headers["Location"]) == (201, first.json, first.headers["Location"])
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert refused.status_code == 422 and "Idempotency-Key" in refused.json["errors"]
+    assert count(model) == before + 1
+    assert stored(listing.id).stock_g == (15_000 if created == "lot" else 10_000)
+
+
 def test_unchanged_listing_and_page_answer_304_to_their_etag(client: FlaskClient) -> None:
     farm, headers = farmer_with_farm()
     listing = ListingFactory(farm=farm)

@@ -71,3 +71,17 @@ def test_a_channel_can_be_paused_and_its_schedule_changed(client: FlaskClient, s
     assert "pull_interval_seconds" in too_often.json["errors"]
     assert client.delete(url, headers=stall.farmer_h).status_code == 204
     assert client.get(url, headers=stall.farmer_h).status_code == 404
+
+
+def test_a_channel_created_again_with_its_idempotency_key_is_the_same_one(client: FlaskClient, stall: Stall) -> None:
+    """A sync script whose POST timed out retries it with the same key: one
+    channel, whose secret the retry answers again rather than a second
+    channel with a secret the script never saw working."""
+    keyed = stall.farmer_h | {"Idempotency-Key": "co-op-channel"}
+    body = {"farm_id": stall.farm.id, "name": "Co-op"}
+    first = client.post(CHANNELS, json=body, headers=keyed)
+    replay = client.post(CHANNELS, json=body, headers=keyed)
+    assert first.status_code == replay.status_code == 201
+    assert replay.json == first.json and replay.headers["Idempotent-Replayed"] == "true"
+    assert client.post(CHANNELS, json=body | {"name": "Other"}, headers=keyed).status_code == 422
+    assert [c["id"] for c in client.get(CHANNELS, headers=stall.farmer_h).json["items"]] == [first.json["id"]]
