@@ -437,8 +437,11 @@ def _apply_feed(channel: SalesChannel, feed: feeds.Feed, *, etag: str | None, la
                         f"listing {listing.id} is {listing.status}."
                     )
                     continue
-                problems.append(f"SKU {sku}: a sale of {previous - current} g exceeds the stock ({available} g).")
-                if channel.last_error is None or sku not in channel.last_error:
+                told = f"SKU {sku}: a sale of "
+                problems.append(f"{told}{previous - current} g exceeds the stock ({available} g).")
+                # Told once while the refusal lasts: the last error names this
+                # SKU's sale (a SKU has no spaces, so no other SKU's reads so).
+                if channel.last_error is None or told not in channel.last_error:
                     _refused(channel.id, listing.id, previous - current, available)
                 continue
         else:

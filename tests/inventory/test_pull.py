@@ -18,6 +18,7 @@ from market.inventory import feeds, service
 from market.inventory.models import SalesChannel
 from market.money import MAX_STOCK_G
 from market.outbox import OutboxMessage
+from tests.factories import ListingFactory
 from tests.inventory.conftest import Stall, create_channel
 from tests.notifications.receivers import HttpReceiver
 
@@ -166,6 +167,30 @@ def test_a_sale_beyond_the_stock_is_kept_for_the_next_read_not_lost(
     assert service.pull_channel(channel.id) == 1
     assert _stock(stall.chestnuts) == 1_000
     assert _state(channel) == (None, True)
+
+
+def test_each_skus_refused_sale_is_told_though_another_skus_error_holds_its_letters(
+    client: FlaskClient, stall: Stall, receiver: HttpReceiver
+) -> None:
+    """The farmer hears of each SKU's refused sale once, however the SKUs
+    are spelt: GE is not taken as told because ORANGE's error holds it."""
+    ange = ListingFactory(farm=stall.farm, sku="GE", stock_g=1_000)
+    channel = _channel(client, stall, receiver)
+    _feed(receiver, [{"sku": "ORANGE", "quantity_g": 90_000}, {"sku": "GE", "quantity_g": 9_000}])
+    service.pull_channel(channel.id)
+    _feed(receiver, [{"sku": "ORANGE", "quantity_g": 10_000}, {"sku": "GE", "quantity_g": 9_000}])
+    service.pull_channel(channel.id)  # ORANGE: 80 kg sold there, 50 kg here
+    _feed(receiver, [{"sku": "ORANGE", "quantity_g": 10_000}, {"sku": "GE", "quantity_g": 4_000}])
+    service.pull_channel(channel.id)  # GE: 5 kg sold there, 1 kg here; ORANGE still refused
+    service.pull_channel(channel.id)  # both still refused: nobody told again
+
+    refused = [
+        m.kwargs["listing_id"]
+        for m in db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))
+        if m.kwargs.get("event") == "inventory.sale_refused"
+    ]
+    assert refused == [stall.oranges.id, ange.id]
+    assert (_stock(stall.oranges), _stock(ange)) == (50_000, 1_000)
 
 
 @pytest.mark.parametrize(
