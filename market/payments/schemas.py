@@ -129,6 +129,7 @@ class CapturedIntentEventSchema(PaymentIntentEventSchema):
 
 
 class RefundEventSchema(StripeObjectSchema):
+    payment_intent = fields.Raw(allow_none=True, validate=_stripe_reference)
     status = fields.String(allow_none=True)
     failure_reason = fields.String(allow_none=True)
     metadata = fields.Dict(keys=fields.String(), values=fields.String(), allow_none=True)

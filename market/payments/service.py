@@ -31,7 +31,7 @@ from market.orders import service as orders
 from market.orders.models import Order, OrderLine, OrderStatus, PartStatus
 from market.outbox import enqueue
 from market.pagination import Page, SortKey, count_rows, keyset_page
-from market.payments.gateway import AmbiguousAnswer, GatewayError, Intent, KeySpent, gateway
+from market.payments.gateway import AmbiguousAnswer, GatewayError, Intent, KeySpent, gateway, id_of
 from market.payments.models import (
     CapturedLine,
     Payment,
@@ -985,17 +985,24 @@ def _refund_ended(payment: Payment, refund: Refund, status: str, reason: str | N
 def refund_updated(obj: dict[str, Any]) -> None:
     """Stripe's refund.updated, refund.failed or charge.refund.updated: how
     a refund ended. Found by its id, or, when the event overtook our record
-    of the provider's first answer, by the key in its metadata. The webhook
-    receiver commits."""
+    of the provider's first answer, by the key in its metadata, and then
+    only when it is a refund of our payment's intent: another environment
+    sharing the Stripe account names its refunds by the same keys. The
+    webhook receiver commits."""
     refund_id = db.session.scalar(select(Refund.id).where(Refund.stripe_refund_id == obj.get("id")))
+    by_key = refund_id is None
     key = str((obj.get("metadata") or {}).get("key") or "")
-    if refund_id is None and key.startswith("refund-") and key.removeprefix("refund-").isdigit():
+    if by_key and key.startswith("refund-") and key.removeprefix("refund-").isdigit():
         refund_id = int(key.removeprefix("refund-"))
     refund = db.session.get(Refund, refund_id) if refund_id is not None else None
     if refund is None:
         return
     payment = settlement.lock_order_and_payment(refund.order_id)
     assert payment is not None
+    if by_key and (
+        payment.stripe_payment_intent_id is None or id_of(obj.get("payment_intent")) != payment.stripe_payment_intent_id
+    ):
+        return  # not a refund of this payment: not ours
     refund = _refund(refund.id)
     if refund.stripe_refund_id is None:
         refund.stripe_refund_id = str(obj.get("id"))
