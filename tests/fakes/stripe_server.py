@@ -2,8 +2,9 @@
 
 It behaves like Stripe where our code depends on it: form-encoded requests,
 idempotency keys (a repeat replays the first answer, the same key with other
-parameters is refused), manual-capture PaymentIntents (capture at most what
-is capturable, the rest released), refunds at most what was captured, card
+parameters is refused, a rate-limited 429 is not kept for its key),
+manual-capture PaymentIntents (capture at most what is capturable, the rest
+released), refunds at most what was captured, card
 errors (402) and injected server errors (500); for Connect, Express
 accounts, onboarding links, transfers (at most the platform balance, or,
 drawn on a charge by `source_transaction`, at most what is left of it; listed
@@ -263,8 +264,10 @@ class FakeStripe:
                     del self.fail_after[lost]
                     response = _error(500, "api_error", "An error occurred on Stripe's servers.")
             # Every answer is kept for its key and replayed to a repeat, a
-            # refusal or a 5xx included (Stripe keeps a 5xx for a while too).
-            if key is not None and method == "POST":
+            # refusal or a 5xx included (Stripe keeps a 5xx for a while too),
+            # but a 429: Stripe refused the request before running it, so
+            # the same key runs it when asked again.
+            if key is not None and method == "POST" and response[0] != 429:
                 self._keys[key] = (path, params, response)
             return response
 

@@ -142,3 +142,20 @@ def test_an_intent_the_provider_refuses_to_open_is_failed_and_on_the_attention_l
     assert {"event": "payment.failed", "order_id": order["id"]} in [m.kwargs for m in told]
     assert payments.open_payment(order["id"]).status == PaymentStatus.FAILED  # a repeat asks nothing more
     assert fake_stripe.intents == {}
+
+
+def test_a_rate_limited_capture_runs_when_asked_again_under_its_own_key(
+    client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
+) -> None:
+    """Stripe keeps nothing for a key whose request it turned away with a
+    429 before running it: the retry runs the capture under the same key."""
+    order, payment = paid_order(client, fake_stripe, shop)
+    pack_all(client, shop, order, {order["parts"][0]["lines"][0]["id"]: 2000})
+    path = f"/v1/payment_intents/{payment.stripe_payment_intent_id}/capture"
+    fake_stripe.fail_next.append((path, 429))
+    with pytest.raises(TransientError):
+        payments.capture(order["id"])
+    assert payment_of(order["id"]).status == PaymentStatus.CAPTURING
+    assert payments.capture(order["id"]).amount_captured == 1998
+    assert keys(order["id"], "capture") == [(f"order-{order['id']}-capture", True)]
+    assert (fake_stripe.calls[f"POST {path}"], len(fake_stripe.charges)) == (2, 1)
