@@ -223,6 +223,24 @@ class OfflineGateway:
         return []
 
 
+def _mapped(error: stripe.StripeError) -> Exception:
+    """What a Stripe error means for the call that met it."""
+    if isinstance(error, stripe.CardError):
+        return CardDeclined(error.user_message or str(error))
+    if error.http_status == 409 or isinstance(error, stripe.APIConnectionError):
+        # A request with this key still in flight (a 409, which stripe-python
+        # raises as an APIError once its own retries met it too: Stripe kept
+        # nothing for the key), or a timeout: it may have arrived, or yet succeed.
+        return AmbiguousAnswer(str(error))
+    if isinstance(error, stripe.IdempotencyError):  # the key was first used with other parameters
+        return KeySpent(str(error))
+    if isinstance(error, stripe.RateLimitError):  # refused before it ran: the same key again
+        return TransientError(str(error))
+    if isinstance(error, stripe.APIError):  # Stripe's own 5xx
+        return KeySpent(str(error))
+    return GatewayError(error.user_message or str(error))
+
+
 def _intent(resource: Any) -> Intent:
     obj = resource.to_dict()
     charge = obj.get("latest_charge")
@@ -268,20 +286,8 @@ class StripeGateway:
     def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(*args, **kwargs)
-        except stripe.CardError as error:
-            raise CardDeclined(error.user_message or str(error)) from error
-        except stripe.IdempotencyError as error:
-            if error.http_status == 409:  # a request with this key is still in flight
-                raise AmbiguousAnswer(str(error)) from error
-            raise KeySpent(str(error)) from error
-        except stripe.APIConnectionError as error:  # a timeout, say: it may have arrived
-            raise AmbiguousAnswer(str(error)) from error
-        except stripe.RateLimitError as error:  # refused before it ran: the same key again
-            raise TransientError(str(error)) from error
-        except stripe.APIError as error:  # Stripe's own 5xx
-            raise KeySpent(str(error)) from error
         except stripe.StripeError as error:
-            raise GatewayError(error.user_message or str(error)) from error
+            raise _mapped(error) from error
 
     def create_intent(self, *, order_id: int, amount: int, currency: str, key: str) -> Intent:
         params = {

@@ -2,7 +2,9 @@
 
 It behaves like Stripe where our code depends on it: form-encoded requests,
 idempotency keys (a repeat replays the first answer, the same key with other
-parameters is refused, a rate-limited 429 is not kept for its key),
+parameters is refused, a rate-limited 429 is not kept for its key, and a
+repeat that arrives while the first is still being handled is a 409, also
+not kept),
 manual-capture PaymentIntents (capture at most what is capturable, the rest
 released), refunds at most what was captured, card
 errors (402) and injected server errors (500); for Connect, Express
@@ -96,11 +98,13 @@ class FakeStripe:
     fail_next: list[tuple[str, int]] = field(default_factory=list)  # (path prefix, HTTP status): not done
     fail_after: list[str] = field(default_factory=list)  # path prefixes: done, but answered with a 500
     decline_next: list[str] = field(default_factory=list)  # path prefixes
-    hold: dict[str, float] = field(default_factory=dict)  # path prefix -> seconds to sit on a request
+    # Path prefix (or "<METHOD> <path prefix>") -> seconds to sit on a request.
+    hold: dict[str, float] = field(default_factory=dict)
     refuse_next: list[tuple[str, str]] = field(default_factory=list)  # (path prefix, message): a 400
     # How the next refunds come out when created ("pending" ones end by `finish_refund`).
     refund_outcomes: list[str] = field(default_factory=list)
     _keys: dict[str, tuple[str, dict[str, Any], Response]] = field(default_factory=dict)
+    _in_flight: set[str] = field(default_factory=set)  # keys of POSTs being handled
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     lock: threading.RLock = field(default_factory=threading.RLock)
     received: threading.Event = field(default_factory=threading.Event)
@@ -235,6 +239,28 @@ class FakeStripe:
         return json.dumps(body).encode()
 
     # Request handling.
+    def begin(self, method: str, key: str | None) -> Response | None:
+        """A POST with `key` arrives: while another with that key is still
+        being handled (and none has been answered yet), Stripe answers 409
+        and keeps nothing for the key; else it is noted as in flight until
+        `end`."""
+        with self.lock:
+            if key is None or method != "POST" or key in self._keys:
+                return None
+            if key in self._in_flight:
+                return _error(
+                    409,
+                    "idempotency_error",
+                    "There is currently another in-progress request using this Stripe API key and idempotency "
+                    "key. Please try again later.",
+                )
+            self._in_flight.add(key)
+            return None
+
+    def end(self, key: str | None) -> None:
+        with self.lock:
+            self._in_flight.discard(key or "")
+
     def handle(self, method: str, path: str, params: dict[str, Any], key: str | None) -> Response:
         with self.lock:
             if key is not None and method == "POST":
@@ -565,13 +591,21 @@ class _Handler(BaseHTTPRequestHandler):
         if not (self.headers.get("Authorization") or "").startswith("Bearer sk_"):
             status, body = _error(401, "invalid_request_error", "Invalid API Key provided.")
         else:
+            key = self.headers.get("Idempotency-Key")
             with fake.lock:  # counted as it arrives, before any hold
                 fake.calls[f"{method} {url.path}"] += 1
             fake.received.set()
-            for prefix, seconds in list(fake.hold.items()):
-                if url.path.startswith(prefix):
-                    time.sleep(seconds)
-            status, body = fake.handle(method, url.path, _nest(parse_qsl(raw)), self.headers.get("Idempotency-Key"))
+            conflict = fake.begin(method, key)
+            if conflict is not None:
+                status, body = conflict
+            else:
+                try:
+                    for prefix, seconds in list(fake.hold.items()):
+                        if url.path.startswith(prefix) or f"{method} {url.path}".startswith(prefix):
+                            time.sleep(seconds)
+                    status, body = fake.handle(method, url.path, _nest(parse_qsl(raw)), key)
+                finally:
+                    fake.end(key if method == "POST" else None)
         payload = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

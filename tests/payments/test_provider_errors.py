@@ -5,6 +5,7 @@ asks again under a new key only when nothing was made."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from sqlalchemy import select
 from market.extensions import TransientError, db
 from market.outbox import OutboxMessage
 from market.payments import service as payments
+from market.payments.gateway import AmbiguousAnswer, Intent, RefundResult, StripeGateway
 from market.payments.models import Payment, PaymentStatus, Refund, RefundStatus
 from tests.fakes.stripe_server import FakeStripe, FakeStripeServer
 from tests.payments.conftest import stripe_settings
@@ -159,3 +161,63 @@ def test_a_rate_limited_capture_runs_when_asked_again_under_its_own_key(
     assert payments.capture(order["id"]).amount_captured == 1998
     assert keys(order["id"], "capture") == [(f"order-{order['id']}-capture", True)]
     assert (fake_stripe.calls[f"POST {path}"], len(fake_stripe.charges)) == (2, 1)
+
+
+def test_a_repeat_while_the_first_request_is_in_flight_is_ambiguous_then_replays(
+    stripe_server: FakeStripeServer,
+) -> None:
+    """Stripe answers a request whose key another request is still using
+    with a 409 (the client's own retries get it too), keeping nothing for
+    the key: the first may yet succeed. Once it is answered, the key
+    replays its answer."""
+    fake = stripe_server.fake
+    gateway = StripeGateway("sk_test_fake", api_base=stripe_server.url)
+    fake.hold["POST /v1/payment_intents"] = 4.0
+    made: list[Intent] = []
+    first = threading.Thread(
+        target=lambda: made.append(gateway.create_intent(order_id=1, amount=500, currency="CNY", key="order-1-intent"))
+    )
+    first.start()
+    assert fake.received.wait(5)
+    with pytest.raises(AmbiguousAnswer):
+        gateway.create_intent(order_id=1, amount=500, currency="CNY", key="order-1-intent")
+    first.join()
+    fake.hold.clear()
+    again = gateway.create_intent(order_id=1, amount=500, currency="CNY", key="order-1-intent")
+    assert [intent.id for intent in made] == [again.id]
+    assert len(fake.intents) == 1
+    assert fake.calls["POST /v1/payment_intents"] == 1 + 3 + 1  # the first, the repeat and its two retries, the last
+
+
+def test_a_refund_whose_key_is_still_in_flight_is_not_asked_again_under_a_new_key(
+    client: FlaskClient, stripe_server: FakeStripeServer, shop: Shop
+) -> None:
+    """A worker's refund call is still being handled at Stripe (a worker that
+    died waiting, say) when the retry asks with the same key: Stripe's 409
+    says nothing was kept for the key, so the retry looks for the refund,
+    finds none yet, and asks again later under the same key, never under a
+    new one (which would refund the buyer twice)."""
+    fake = stripe_server.fake
+    order = captured(client, fake, shop)
+    refund = payments.request_refund(None, order["id"], reason="mouldy")
+    key = f"refund-{refund.id}"
+    intent_id = payment_of(order["id"]).stripe_payment_intent_id or ""
+    earlier = StripeGateway("sk_test_fake", api_base=stripe_server.url)
+    fake.hold["POST /v1/refunds"] = 4.0
+    fake.received.clear()
+    answers: list[RefundResult] = []
+    worker = threading.Thread(
+        target=lambda: answers.append(earlier.refund(intent_id, amount=1998, key=key, reason="mouldy", reference=key))
+    )
+    worker.start()
+    assert fake.received.wait(5)
+    with pytest.raises(TransientError):
+        payments.process_refund(refund.id)
+    assert keys(order["id"], "refund") == []  # nothing spent: the key is not given up
+    worker.join()
+    fake.hold.clear()
+    done = payments.process_refund(refund.id)
+    assert (done.status, done.stripe_refund_id) == (RefundStatus.SUCCEEDED, answers[0].id)
+    assert keys(order["id"], "refund") == [(key, True)]
+    assert len(fake.refunds) == 1 and fake.total_refunded(intent_id) == 1998
+    assert payment_of(order["id"]).amount_refunded == 1998
