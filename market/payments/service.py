@@ -382,7 +382,10 @@ def intent_captured(intent_id: str, amount_received: int, charge_id: str | None 
 def intent_cancelled(intent_id: str) -> None:
     """Stripe cancelled the intent: released by us (the order closed), or a
     hold that lapsed. A lapsed hold of an order still open is never a silent
-    loss: the buyer is asked to pay again (see `_hold_lapsed`)."""
+    loss: the buyer is asked to pay again (see `_hold_lapsed`). The new
+    intent cancelled at the provider before the buyer paid it (in Stripe's
+    dashboard, say) leaves the payment failed, not cancelled: the order
+    still waits for its deadline, and is cancelled then."""
     payment = _by_intent(intent_id)
     if payment is None or payment.status in SETTLED:
         return
@@ -390,6 +393,9 @@ def intent_cancelled(intent_id: str) -> None:
     assert order is not None
     if payment.status == PaymentStatus.AUTHORISED and order.status not in CLOSED:
         _hold_lapsed(payment, order)
+    elif payment.renew_by is not None and order.status not in CLOSED:
+        payment.status = PaymentStatus.FAILED
+        payment.failure_reason = "The payment was cancelled at the payment provider before it was paid."
     else:
         payment.status = PaymentStatus.CANCELLED
 

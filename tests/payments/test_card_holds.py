@@ -224,3 +224,28 @@ def test_a_hold_that_lapses_on_a_closed_order_is_simply_gone(
     lapse(client, fake_stripe, first)
     closed = payment_of(order["id"])
     assert (closed.status, closed.renew_by, closed.attention) == (PaymentStatus.CANCELLED, None, None)
+
+
+def test_a_new_intent_cancelled_at_the_provider_before_it_was_paid_still_ends_at_the_deadline(
+    client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
+) -> None:
+    stock = shop.oranges.stock_g
+    order, first = paid_order(client, fake_stripe, shop)
+    lapse(client, fake_stripe, first)
+    renewed = payments.open_payment(order["id"])
+    intent_id = renewed.stripe_payment_intent_id or ""
+    status, cancelled_intent = fake_stripe.handle("POST", f"/v1/payment_intents/{intent_id}/cancel", {}, None)
+    assert status == 200  # in Stripe's dashboard
+    assert deliver(client, fake_stripe, "payment_intent.canceled", cancelled_intent).status_code == 200
+
+    waiting = payment_of(order["id"])
+    assert waiting.status == PaymentStatus.FAILED and waiting.renew_by is not None
+    assert "cancelled at the payment provider" in (waiting.failure_reason or "")
+    assert waiting.attention is not None  # still before the operators
+    deadline = waiting.renew_by
+    assert payments.watch_holds(deadline + timedelta(minutes=1))["cancelled"] == 1
+    closed = db.session.get(Order, order["id"], populate_existing=True)
+    assert closed is not None and closed.status == OrderStatus.CANCELLED
+    assert db.session.get(Listing, shop.oranges.id, populate_existing=True).stock_g == stock  # type: ignore[union-attr]
+    payments.settle_closed_order(order["id"])  # queued by the cancellation: nothing left to release
+    assert payment_of(order["id"]).status == PaymentStatus.CANCELLED
