@@ -6,7 +6,8 @@ parameters is refused, a rate-limited 429 is not kept for its key, and a
 repeat that arrives while the first is still being handled is a 409, also
 not kept),
 manual-capture PaymentIntents (capture at most what is capturable, the rest
-released), refunds at most what was captured, card
+released), refunds of at least 1 and at most what was captured and not
+refunded or being refunded, card
 errors (402) and injected server errors (500); for Connect, Express
 accounts, onboarding links, transfers (at most the platform balance, or,
 drawn on a charge by `source_transaction`, at most what is left of it; listed
@@ -405,10 +406,14 @@ class FakeStripe:
         if intent is None or intent["status"] != "succeeded":
             return _error(400, "invalid_request_error", "This PaymentIntent has no successful charge to refund.")
         amount = int(params.get("amount", intent["amount_received"]))
+        if amount < 1:
+            return _error(400, "invalid_request_error", "Invalid positive integer", "parameter_invalid_integer")
+        # Every refund not failed or cancelled holds its amount, one waiting
+        # for the buyer (requires_action) too.
         refunded = sum(
             r["amount"]
             for r in self.refunds.values()
-            if r["payment_intent"] == intent["id"] and r["status"] in ("pending", "succeeded")
+            if r["payment_intent"] == intent["id"] and r["status"] in ("pending", "requires_action", "succeeded")
         )
         if amount > intent["amount_received"] - refunded:
             return _error(
