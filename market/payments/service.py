@@ -235,6 +235,14 @@ def open_payment(order_id: int) -> Payment:
             return payment
         amount, currency = payment.amount, payment.currency
         key = _fresh_key(payment, _intent_key(payment))
+        sent = _unanswered(payment, key)
+        if sent is not None and sent != amount:
+            # The key went out for another amount (a part was cancelled
+            # since) and may have been used: Stripe would refuse it for this
+            # one, so it is given up for a new key before it is sent again.
+            _attempt(payment, "create_intent", key, amount=sent, ok=False,
+                     error=f"sent for {sent} and not answered; the order now asks for {amount}")  # fmt: skip
+            key = _fresh_key(payment, _intent_key(payment))
     try:
         intent = outside_transaction(
             lambda: gateway().create_intent(order_id=order_id, amount=amount, currency=currency, key=key)
@@ -244,6 +252,9 @@ def open_payment(order_id: int) -> Payment:
         # (the buyer only ever pays the intent recorded here): the next try
         # makes one under a new key.
         _spend_key(order_id, "create_intent", key, error)
+        raise
+    except AmbiguousAnswer:
+        _note_unanswered(order_id, key, amount)
         raise
     except GatewayError as error:
         return _intent_refused(order_id, key, amount, error)
@@ -260,6 +271,25 @@ def open_payment(order_id: int) -> Payment:
             if payment.renew_by is not None:
                 publish("payment.hold_lapsed", order_id=order_id)  # the buyer can pay the new intent now
     return payment
+
+
+# An intent asked for under a key and not answered (a timeout, a request
+# with the key still in flight): the key may have been used, for that amount.
+UNANSWERED = "create_intent_unanswered"
+
+
+def _unanswered(payment: Payment, key: str) -> int | None:
+    """The amount the last unanswered intent under `key` was asked for."""
+    sent = [a.amount for a in payment.attempts if a.action == UNANSWERED and a.idempotency_key == key]
+    return sent[-1] if sent else None
+
+
+def _note_unanswered(order_id: int, key: str, amount: int) -> None:
+    with unit_of_work():
+        payment = settlement.lock_order_and_payment(order_id)
+        assert payment is not None
+        if _unanswered(payment, key) != amount:
+            _attempt(payment, UNANSWERED, key, amount=amount, ok=False, error="no answer: it may have been made")
 
 
 def _intent_refused(order_id: int, key: str, amount: int, error: GatewayError) -> Payment:
@@ -308,7 +338,9 @@ def _fresh_key(payment: Payment, base: str) -> str:
     spent = sum(
         1
         for a in payment.attempts
-        if not a.succeeded and (a.idempotency_key == base or a.idempotency_key.startswith(f"{base}-retry-"))
+        if not a.succeeded
+        and a.action != UNANSWERED  # not answered: the key is not spent
+        and (a.idempotency_key == base or a.idempotency_key.startswith(f"{base}-retry-"))
     )
     return base if spent == 0 else f"{base}-retry-{spent}"
 

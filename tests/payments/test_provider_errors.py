@@ -6,9 +6,11 @@ asks again under a new key only when nothing was made."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
@@ -20,7 +22,7 @@ from market.payments.models import Payment, PaymentStatus, Refund, RefundStatus
 from tests.fakes.stripe_server import FakeStripe, FakeStripeServer
 from tests.payments.conftest import stripe_settings
 from tests.payments.test_stripe_payments import pack_all, paid_order
-from tests.shop import Shop, place
+from tests.shop import Shop, part_of, place
 
 
 @pytest.fixture
@@ -221,3 +223,57 @@ def test_a_refund_whose_key_is_still_in_flight_is_not_asked_again_under_a_new_ke
     assert keys(order["id"], "refund") == [(key, True)]
     assert len(fake.refunds) == 1 and fake.total_refunded(intent_id) == 1998
     assert payment_of(order["id"]).amount_refunded == 1998
+
+
+def test_an_intent_asked_for_without_an_answer_is_asked_again_for_a_new_amount_under_a_new_key(
+    app: Flask, client: FlaskClient, stripe_server: FakeStripeServer, shop: Shop
+) -> None:
+    """The first request for the intent got no answer (Stripe made it all
+    the same, for the whole order), and a part was cancelled before the
+    retry: the key was used with the first amount, so the retry for the
+    lower one asks under a new key (Stripe refuses a key for other
+    parameters) and is not refused."""
+    fake = stripe_server.fake
+    app.extensions["payment_gateway"] = StripeGateway("sk_test_fake", api_base=stripe_server.url, timeout=1.0)
+    nuts_alone = place(client, shop, (shop.nuts, 1000))
+    order = place(client, shop, (shop.oranges, 2000), (shop.nuts, 1000))
+    base = f"order-{order['id']}-intent"
+    fake.hold["POST /v1/payment_intents"] = 6.0
+    with pytest.raises(AmbiguousAnswer):  # a timeout, then the client's retries meet the first still in flight
+        payments.open_payment(order["id"])
+    deadline = time.monotonic() + 10
+    while base not in fake._keys and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert fake._keys[base][2][1]["amount"] == order["max_total"]  # made, for the whole order
+    fake.hold.clear()
+
+    orchard = part_of(order, shop.orchard)
+    cancelled = client.post(
+        f"/api/v1/orders/{order['id']}/parts/{orchard['id']}/cancel", json={"reason": "hail"}, headers=shop.orchard_h
+    )
+    assert cancelled.status_code == 200, cancelled.json
+    opened = payments.open_payment(order["id"])
+    assert opened.status == PaymentStatus.REQUIRES_PAYMENT
+    assert fake.intents[opened.stripe_payment_intent_id or ""]["amount"] == nuts_alone["max_total"]
+    assert keys(order["id"], "create_intent") == [(base, False), (f"{base}-retry-1", True)]
+    assert opened.stripe_payment_intent_id != fake._keys[base][2][1]["id"]
+
+
+def test_an_intent_asked_for_without_an_answer_is_asked_again_under_the_same_key(
+    app: Flask, client: FlaskClient, stripe_server: FakeStripeServer, shop: Shop
+) -> None:
+    fake = stripe_server.fake
+    app.extensions["payment_gateway"] = StripeGateway("sk_test_fake", api_base=stripe_server.url, timeout=1.0)
+    order = place(client, shop, (shop.oranges, 2000))
+    base = f"order-{order['id']}-intent"
+    fake.hold["POST /v1/payment_intents"] = 6.0
+    with pytest.raises(AmbiguousAnswer):
+        payments.open_payment(order["id"])
+    deadline = time.monotonic() + 10
+    while base not in fake._keys and time.monotonic() < deadline:
+        time.sleep(0.1)
+    fake.hold.clear()
+    opened = payments.open_payment(order["id"])  # the same amount: the key replays the intent made
+    assert opened.stripe_payment_intent_id == fake._keys[base][2][1]["id"]
+    assert keys(order["id"], "create_intent") == [(base, True)]
+    assert len(fake.intents) == 1
