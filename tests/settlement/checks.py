@@ -714,7 +714,8 @@ def after_quiesce(fake: FakeStripe) -> list[str]:
     (an authorisation released, a capture fully refunded) unless an operator
     was told; a cancelled part's captured lines are fully refunded; no
     refund is left pending; a packed order is captured or flagged; no open
-    order's card hold lapsed unseen."""
+    order's card hold lapsed unseen, and none waits past its deadline to
+    pay again."""
     problems = []
     for payment in db.session.scalars(select(Payment).order_by(Payment.order_id)):
         order = db.session.get(Order, payment.order_id)
@@ -739,6 +740,9 @@ def after_quiesce(fake: FakeStripe) -> list[str]:
                 )
         elif payment.status == PaymentStatus.AUTHORISED and intent is not None and intent["status"] == "canceled":
             problems.append(f"{name}: its card hold lapsed at Stripe unseen, and nobody is told")
+        elif payment.renew_by is not None:
+            # Every deadline has passed: paid anew (which clears it) or cancelled.
+            problems.append(f"{name}: still open past its deadline to pay again ({payment.renew_by:%Y-%m-%d %H:%M})")
         elif payment.status == PaymentStatus.CAPTURED:
             done = _refunded_lines(payment, statuses=(RefundStatus.SUCCEEDED,))
             for captured in payment.captured_lines:

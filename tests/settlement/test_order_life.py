@@ -103,7 +103,7 @@ from market.stations import cashups
 from market.stations import service as stations
 from tests.conftest import empty_tables, settings_for
 from tests.factories import UserFactory, token_for
-from tests.fakes.stripe_server import FakeStripe, FakeStripeServer
+from tests.fakes.stripe_server import UNPAID, FakeStripe, FakeStripeServer
 from tests.payments.conftest import stripe_settings
 from tests.settlement import checks
 from tests.shop import make_shop
@@ -929,6 +929,24 @@ class OrderLife(RuleBasedStateMachine):
         if intent_id is None or self.fake.intents[intent_id]["status"] != "requires_capture":
             return
         self.fake.lapse(intent_id)
+        if webhook:
+
+            def receive() -> None:
+                payments.intent_cancelled(intent_id)
+                db.session.commit()
+
+            self.attempt("webhook payment_intent.canceled", receive)
+
+    @rule(order=orders, webhook=st.booleans(), whim=WHIM)
+    def operator_cancels_unpaid_intent_at_stripe(self, order: int, webhook: bool, whim: int) -> None:
+        """Someone cancels, in Stripe's dashboard, an intent the buyer has
+        not paid: the first one, or the one a lapsed hold asked for anew.
+        Stripe says so by webhook, which may be lost."""
+        intent_id = self.intent_of(order) if order and not whim else None
+        db.session.rollback()
+        if intent_id is None or self.fake.intents[intent_id]["status"] not in UNPAID:
+            return
+        self.fake.cancel_unpaid(intent_id)
         if webhook:
 
             def receive() -> None:
