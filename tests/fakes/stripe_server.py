@@ -42,9 +42,6 @@ from urllib.parse import parse_qsl, urlsplit
 
 Response = tuple[int, dict[str, Any]]
 
-# The states of an intent the buyer has not paid (confirmed) yet.
-UNPAID = ("requires_payment_method", "requires_confirmation", "requires_action")
-
 
 def _nest(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     """Stripe's form encoding: `metadata[order_id]=1` -> {"metadata": {"order_id": "1"}}."""
@@ -130,14 +127,6 @@ class FakeStripe:
         with self.lock:
             intent = self.intents[intent_id]
             intent.update(status="canceled", amount_capturable=0, cancellation_reason="automatic")
-            return dict(intent)
-
-    # What an operator does in Stripe's dashboard: cancel an intent nobody paid.
-    def cancel_unpaid(self, intent_id: str) -> dict[str, Any]:
-        with self.lock:
-            intent = self.intents[intent_id]
-            assert intent["status"] in UNPAID, intent["status"]
-            intent.update(status="canceled", cancellation_reason="requested_by_customer")
             return dict(intent)
 
     # What a farmer does on Stripe's onboarding pages.

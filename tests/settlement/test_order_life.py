@@ -103,7 +103,7 @@ from market.stations import cashups
 from market.stations import service as stations
 from tests.conftest import empty_tables, settings_for
 from tests.factories import UserFactory, token_for
-from tests.fakes.stripe_server import UNPAID, FakeStripe, FakeStripeServer
+from tests.fakes.stripe_server import FakeStripe, FakeStripeServer
 from tests.payments.conftest import stripe_settings
 from tests.settlement import checks
 from tests.shop import make_shop
@@ -944,9 +944,10 @@ class OrderLife(RuleBasedStateMachine):
         Stripe says so by webhook, which may be lost."""
         intent_id = self.intent_of(order) if order and not whim else None
         db.session.rollback()
-        if intent_id is None or self.fake.intents[intent_id]["status"] not in UNPAID:
+        if intent_id is None or self.fake.intents[intent_id]["status"] != "requires_payment_method":
             return
-        self.fake.cancel_unpaid(intent_id)
+        status, _ = self.fake.handle("POST", f"/v1/payment_intents/{intent_id}/cancel", {}, None)
+        assert status == 200
         if webhook:
 
             def receive() -> None:
