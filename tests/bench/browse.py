@@ -21,11 +21,11 @@ from typing import Any
 import psycopg
 from sqlalchemy import create_engine, event
 
-from market import create_app
 from market.catalog.models import Listing, backfill_search
 from market.extensions import db
 from tests.bench.common import (
     RESULTS,
+    bench_app,
     database_url,
     plain_url,
     recreate_database,
@@ -96,7 +96,7 @@ def main() -> None:  # noqa: PLR0915 (one straight script: load, time each shape
         with psycopg.connect(plain_url(url), autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
         say(f"  loaded in {time.perf_counter() - started:.0f} s")
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "RATELIMIT_ENABLED": False})
+    app = bench_app(url)
     client = app.test_client()
     captured: list[tuple[str, Any]] = []
     with app.app_context():

@@ -30,8 +30,10 @@ from typing import Any
 import psycopg
 import redis
 from argon2 import PasswordHasher
+from flask import Flask
 
 import config
+from market import create_app
 
 ROOT = config.ROOT
 RESULTS = ROOT / "bench-results"
@@ -126,6 +128,13 @@ def write_results(name: str, data: dict[str, Any]) -> Path:
 
 
 # --- the database -------------------------------------------------------------
+
+
+def bench_app(url: str) -> Flask:
+    """The app on the benchmark's database `url`, set up as a server on it
+    would be (its engine options are the URL's, not those of whatever
+    DATABASE_URL the shell holds), without rate limits."""
+    return create_app({**config.load({**os.environ, "DATABASE_URL": url}), "RATELIMIT_ENABLED": False})
 
 
 def database_name(url: str) -> str:

@@ -32,7 +32,6 @@ import psycopg
 from argon2 import PasswordHasher
 from sqlalchemy import delete
 
-from market import create_app
 from market.accounts.models import Role
 from market.auth import Actor
 from market.db import business_day, utcnow
@@ -46,6 +45,7 @@ from tests.bench.common import (
     CATEGORIES,
     PORT,
     REDIS_URL,
+    bench_app,
     database_url,
     gunicorn,
     insert_listings,
@@ -96,7 +96,7 @@ def load(url: str, *, lines: int, farms: int, listings: int) -> None:
     with psycopg.connect(plain_url(url), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
     say("  a payout run over every line ...")
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "RATELIMIT_ENABLED": False})
+    app = bench_app(url)
     with app.app_context():
         period_end = business_day(utcnow() - timedelta(days=payout_run.SETTLED_DAYS_AGO - 5))
         payouts.create_run(Actor(user_id=operator, roles=frozenset({Role.OPERATOR})), period_end=period_end)
@@ -106,7 +106,7 @@ def impact_in_process(url: str, operator: int) -> dict[str, float]:
     """The Impact page's two reads in-process (the 12 weeks' report by
     county and its weekly totals), timed once with every day read live,
     then after beat's roll-up of the closed days (which it also times)."""
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "RATELIMIT_ENABLED": False})
+    app = bench_app(url)
     actor = Actor(user_id=operator, roles=frozenset({Role.OPERATOR}))
     with app.app_context():
         today = business_day(utcnow())

@@ -28,7 +28,6 @@ from typing import Any
 import psycopg
 from sqlalchemy import event
 
-from market import create_app
 from market.accounts.models import Role
 from market.auth import Actor
 from market.db import business_day, utcnow
@@ -37,6 +36,7 @@ from market.payouts import service as payouts
 from tests.bench.common import (
     REDIS_URL,
     RESULTS,
+    bench_app,
     database_url,
     plain_url,
     recreate_database,
@@ -277,7 +277,7 @@ def main() -> None:  # noqa: PLR0915 (one straight script: load, time both, chec
     # The run queues its dispatch task through the outbox; it goes to the
     # benchmark's own Redis database, where no worker consumes it.
     os.environ["REDIS_URL"] = REDIS_URL
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "RATELIMIT_ENABLED": False})
+    app = bench_app(url)
     with app.app_context():  # the business day is the marketplace's (MARKET_TIMEZONE)
         period_end = business_day(utcnow() - timedelta(days=SETTLED_DAYS_AGO - 5))
         cutoff = payouts.run_cutoff(period_end, utcnow(), app.config["PAYOUT_HOLD_DAYS"])
