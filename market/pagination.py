@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import marshmallow as ma
 from sqlalchemy import BigInteger, ColumnElement, Integer, Select, column, func, literal, select, tuple_
@@ -128,7 +128,7 @@ def keyset_page(
     *,
     limit: int,
     cursor: str | None,
-    sparse: ColumnElement[bool] | None = None,
+    sparse: Sparse | None = None,
 ) -> Page[Any]:
     """One page of `stmt` in a stable order, continuing after `cursor`.
 
@@ -159,7 +159,7 @@ _TIER = SortKey(column("tier", Integer()), "tier")
 
 
 def tiered_page(
-    tiers: Sequence[tuple[Select[Any], ColumnElement[bool] | None]],
+    tiers: Sequence[tuple[Select[Any], Sparse | None]],
     keys: Sequence[SortKey],
     *,
     limit: int,
@@ -198,6 +198,16 @@ def tiered_page(
 SPARSE_WALK_ROWS = 1000
 
 
+class Sparse(NamedTuple):
+    """A condition that may hold for few rows (a search), written twice for
+    the two ways `_read` finds them: `each_row` as it is cheapest checked on
+    a row already read (walking the rows in order), `indexed` as its index
+    looks the rows up. Both must hold for the same rows."""
+
+    each_row: ColumnElement[bool]
+    indexed: ColumnElement[bool]
+
+
 def _order(columns: Sequence[Any], keys: Sequence[SortKey]) -> list[Any]:
     return [c.desc() if k.descending else c.asc() for c, k in zip(columns, keys, strict=True)]
 
@@ -207,7 +217,7 @@ def _read(
     keys: Sequence[SortKey],
     after: Sequence[Any] | None,
     limit: int,
-    sparse: ColumnElement[bool] | None,
+    sparse: Sparse | None,
 ) -> list[Any]:
     """Up to `limit` rows of `stmt` meeting `sparse`, in the order of `keys`,
     after the row whose keys are `after`.
@@ -221,17 +231,19 @@ def _read(
     meet the condition (a common word: the usual plan); if they run out,
     the rows after them that meet it are found through the condition's
     index (a materialised CTE, planned without the order) and only those
-    are sorted (a rare word: a few rows).
+    are sorted (a rare word: a few rows). The walk checks each row with
+    `sparse.each_row`, the look-up uses `sparse.indexed`.
     """
     if after is not None:
         stmt = stmt.where(_after(keys, after))
     order = _order([key.column for key in keys], keys)
     if sparse is None or db.session.get_bind().dialect.name != "postgresql":
         if sparse is not None:
-            stmt = stmt.where(sparse)
+            stmt = stmt.where(sparse.each_row)
         return list(db.session.scalars(stmt.order_by(*order).limit(limit)))
     labels = [key.column.label(f"key_{n}") for n, key in enumerate(keys)]
-    window = stmt.with_only_columns(*labels, sparse.label("hit")).order_by(*order).limit(SPARSE_WALK_ROWS).subquery()
+    hit = sparse.each_row.label("hit")
+    window = stmt.with_only_columns(*labels, hit).order_by(*order).limit(SPARSE_WALK_ROWS).subquery()
     walked = [window.c[label.name] for label in labels]
     hits = select(walked[-1]).where(window.c.hit).order_by(*_order(walked, keys)).limit(limit)
     rows = list(db.session.scalars(stmt.where(keys[-1].column.in_(hits)).order_by(*order)))
@@ -242,7 +254,7 @@ def _read(
     ).first()
     if boundary is None:  # fewer rows than the walk: all of them were looked at
         return rows
-    found = stmt.with_only_columns(*labels).where(sparse, _after(keys, list(boundary))).cte("found")
+    found = stmt.with_only_columns(*labels).where(sparse.indexed, _after(keys, list(boundary))).cte("found")
     found = found.prefix_with("MATERIALIZED")
     rest = [found.c[label.name] for label in labels]
     ids = select(rest[-1]).order_by(*_order(rest, keys)).limit(limit - len(rows))

@@ -31,6 +31,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Text, and_, bindparam, cast, func, text
 from sqlalchemy.dialects.postgresql import TSQUERY
 
+from market.pagination import Sparse
+
 # Longer tokens and query terms are cut to this many characters: a Han run
 # gives as many suffixes as it has characters, each at most this long.
 MAX_TOKEN = 32
@@ -112,14 +114,20 @@ def tsvector(column: Any) -> ColumnElement[Any]:
     return func.array_to_tsvector(words)
 
 
-def matches(column: Any, query: list[str], dialect: str) -> ColumnElement[bool]:
-    """Every term of `query` starts some token of `column`."""
-    if dialect == "postgresql":
-        # Terms hold only letters and digits, so quoting them is safe. The
-        # query goes into the SQL as a literal: a plan made for a bound
-        # value (a prepared statement's generic plan) cannot tell a rare
-        # word, best found through the index, from a common one, best found
-        # walking the listings in the order asked for.
-        tsquery = " & ".join(f"'{term}':*" for term in query)
-        return tsvector(column).op("@@")(cast(bindparam("tsquery", tsquery, Text, literal_execute=True), TSQUERY))
-    return and_(*(column.contains(f" {term}", autoescape=True) for term in query))
+def matches(column: Any, query: list[str], dialect: str) -> Sparse:
+    """Every term of `query` starts some token of `column`: on a row already
+    read, a term after a space in its token string (`LIKE '% term%'`, a
+    scan of the string); on PostgreSQL, looked up through the GIN index as
+    a prefix tsquery on the tsvector the index is built on. The two hold
+    for the same rows."""
+    each_row = and_(*(column.contains(f" {term}", autoescape=True) for term in query))
+    if dialect != "postgresql":
+        return Sparse(each_row, each_row)
+    # Terms hold only letters and digits, so quoting them is safe. The
+    # query goes into the SQL as a literal: a plan made for a bound value
+    # (a prepared statement's generic plan) cannot tell a rare word, best
+    # found through the index, from a common one, best found walking the
+    # listings in the order asked for.
+    tsquery = " & ".join(f"'{term}':*" for term in query)
+    literal = cast(bindparam("tsquery", tsquery, Text, literal_execute=True), TSQUERY)
+    return Sparse(each_row, tsvector(column).op("@@")(literal))

@@ -60,7 +60,7 @@ from market.errors import Conflict, Invalid, InvalidTransition, NotFound
 from market.events import publish
 from market.extensions import db
 from market.money import MAX_STOCK_G
-from market.pagination import Page, SortKey, count_rows, keyset_page, tiered_page
+from market.pagination import Page, SortKey, Sparse, count_rows, keyset_page, tiered_page
 from market.payouts.models import PayoutAccount
 
 PUBLIC_BROWSE_STATUSES = (ListingStatus.ACTIVE, ListingStatus.SOLD_OUT)
@@ -696,7 +696,8 @@ def list_listings(
     # search condition (PostgreSQL would take the two as independent and
     # expect far fewer rows than there are).
     own = search.matches(Listing.search_own, query, dialect)
-    bands = [(stmt, own), (stmt, and_(found, not_(own)))]
+    others = Sparse(and_(found.each_row, not_(own.each_row)), and_(found.indexed, not_(own.each_row)))
+    bands = [(stmt, own), (stmt, others)]
     return tiered_page(bands, _sort_keys("newest"), limit=limit, cursor=cursor)
 
 

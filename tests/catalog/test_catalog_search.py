@@ -10,10 +10,13 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Text, literal, select, update
 
 from market import pagination
 from market.accounts.models import Role
+from market.catalog import search
 from market.catalog.models import Listing, backfill_search
 from market.extensions import db
 from tests.factories import BrandFactory, CategoryFactory, FarmFactory, ListingFactory, user_with_token
@@ -156,6 +159,27 @@ def test_a_rare_word_is_found_past_the_walk_in_the_same_order(
         assert every_page(client, q="pomelo", limit=limit) == pomelo
         assert every_page(client, q="pomelo", sort="-price", limit=limit) == sorted(pomelo, key=lambda s: -price[s])
         assert every_page(client, q="mango", limit=limit) == []
+
+
+NAMES = st.text(alphabet=st.sampled_from("ab1 Ａ赣南脐橙寻乌-%_'"), max_size=10)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(NAMES, max_size=3), query=NAMES)
+def test_a_row_checked_in_the_walk_and_the_index_look_up_agree_on_every_match(
+    client: FlaskClient, names: list[str], query: str
+) -> None:
+    """A search checks the rows it walks one way (the token string holds
+    ` term`) and looks the rest up another (on PostgreSQL, a prefix tsquery
+    on the GIN index's tsvector): both must find exactly the listings whose
+    every term starts one of their tokens."""
+    terms = search.terms(query)
+    assume(terms)
+    stored = search.tokens(*names)
+    sparse = search.matches(literal(stored, Text), terms, db.session.get_bind().dialect.name)
+    each_row, indexed = db.session.execute(select(sparse.each_row, sparse.indexed)).one()
+    expected = all(any(token.startswith(term) for token in stored.split()) for term in terms)
+    assert (bool(each_row), bool(indexed)) == (expected, expected), (stored, terms)
 
 
 def test_renaming_a_farm_category_or_brand_renames_what_its_listings_are_found_by(client: FlaskClient) -> None:
