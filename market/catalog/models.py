@@ -229,6 +229,9 @@ class Listing(db.Model):  # type: ignore[name-defined]
         # One farm's listings, newest first; also serves the farm_id
         # foreign key, so no index on farm_id alone.
         Index("ix_listings_farm_id_id", "farm_id", "id"),
+        # A SKU across farms (`GET /listings?sku=`): the unique key above
+        # leads with farm_id, so it serves a SKU only within one farm.
+        Index("ix_listings_sku", "sku"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

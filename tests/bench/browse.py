@@ -56,6 +56,7 @@ SHAPES: dict[str, dict[str, str]] = {
     "search, nothing found": {"q": "durian"},
     "category by name": {"category": "坚果"},
     "farm": {"farm_id": "17"},
+    "one SKU, across farms": {"sku": "SKU-777777"},
     "updated since": {"updated_since": "2026-01-01T00:00:00+00:00"},
 }
 SEARCH_INDEXES = {"ix_listings_search_own", "ix_listings_search_text"}
