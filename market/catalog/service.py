@@ -542,7 +542,7 @@ def update_listing(actor: Actor, listing_id: int, expected: Expected | None = No
         listing = _listing_for_write(actor, listing_id, expected)
         if listing.status == ListingStatus.ARCHIVED:
             raise InvalidTransition(f"Listing {listing_id} is archived and can no longer be edited.")
-        sku_before = listing.sku
+        sku_before, stock_before = listing.sku, listing.stock_g
         if "sku" in changes:
             _check_sku_free(listing.farm_id, changes["sku"], listing_id=listing.id)
         category = _category(changes.pop("category")) if "category" in changes else listing.category
@@ -564,8 +564,10 @@ def update_listing(actor: Actor, listing_id: int, expected: Expected | None = No
         _flush_or_conflict(*SKU_CONFLICT)
         if stock_g is not None:
             _write_stock(listing.id, stock_g)
-        if changes.get("sku", sku_before) != sku_before:
-            # The other sales channels know it by SKU: tell them the new one.
+        # The other sales channels know it by SKU: tell them the new one,
+        # once. A stock written just now has told them already, the new SKU
+        # with it; a second event would push the same stock again.
+        if changes.get("sku", sku_before) != sku_before and listing.stock_g == stock_before:
             publish("listing.stock_changed", listing_id=listing.id)
     return listing
 

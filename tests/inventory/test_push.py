@@ -191,3 +191,32 @@ def test_an_archived_listing_is_pushed_with_no_stock_and_a_new_sku_is_pushed(
     assert receiver.at(PUSH)[-1].json()["items"] == [
         {"sku": "ORANGE", "listing_id": stall.oranges.id, "stock_g": 0, "version": 2}
     ]
+
+
+@pytest.mark.parametrize(
+    ("patch", "pushed"),
+    [
+        ({"sku": "CHESTNUT-2", "stock_g": 12_000}, {"sku": "CHESTNUT-2", "stock_g": 12_000}),
+        ({"sku": "CHESTNUT-2"}, {"sku": "CHESTNUT-2", "stock_g": 20_000}),
+        ({"stock_g": 12_000}, {"sku": "CHESTNUT", "stock_g": 12_000}),
+        ({"sku": "CHESTNUT-2", "stock_g": 20_000}, {"sku": "CHESTNUT-2", "stock_g": 20_000}),
+    ],
+    ids=["sku-and-stock", "sku-only", "stock-only", "sku-and-the-same-stock"],
+)
+def test_an_edit_of_sku_or_stock_is_one_stock_change_pushed_once(
+    client: FlaskClient, stall: Stall, receiver: HttpReceiver, patch: dict[str, object], pushed: dict[str, object]
+) -> None:
+    """One edit, one event: a new SKU and a new stock together are one
+    version for the channels, not the same stock pushed twice."""
+    created = create_channel(client, stall, push_url=receiver.url(PUSH))
+    edited = client.patch(f"/api/v1/listings/{stall.chestnuts.id}", json=patch, headers=stall.farmer_h)
+    assert edited.status_code == 200, edited.json
+
+    queued = db.session.scalars(select(OutboxMessage).where(OutboxMessage.task == "inventory.queue_push")).all()
+    assert [message.kwargs for message in queued] == [
+        {"event": "listing.stock_changed", "listing_id": stall.chestnuts.id}
+    ]
+    _queue_pushes()
+    assert service.push_channel(created["id"]) == 1
+    (push,) = receiver.at(PUSH)
+    assert push.json()["items"] == [{**pushed, "listing_id": stall.chestnuts.id, "version": 1}]
