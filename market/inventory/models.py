@@ -7,7 +7,18 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from market.catalog.models import Farm, Listing
@@ -59,7 +70,8 @@ class SalesChannel(db.Model):  # type: ignore[name-defined]
 class ChannelListing(db.Model):  # type: ignore[name-defined]
     """A listing as one channel knows it: the quantity its feed last
     reported and under which SKU, and the stock pushes (a version per
-    change; the receiver drops any version lower than one it has)."""
+    change; the receiver drops any version lower than one it has), under
+    the listing's SKU and, with no stock, under the SKUs it had before."""
 
     __tablename__ = "channel_listings"
     __table_args__ = (UniqueConstraint("channel_id", "listing_id"),)
@@ -73,6 +85,12 @@ class ChannelListing(db.Model):  # type: ignore[name-defined]
     reported_sku: Mapped[str | None] = mapped_column(String(64))
     push_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     push_stock_g: Mapped[int | None] = mapped_column(BigInteger)
+    # The SKU push_version is pushed under: the listing's when it was queued.
+    push_sku: Mapped[str | None] = mapped_column(String(64))
+    # SKUs the channel may still hold for this listing, each to be pushed
+    # with no stock under the version given, until a push of it is
+    # acknowledged: the listing was given another SKU since.
+    retired_skus: Mapped[dict[str, int] | None] = mapped_column(JSON)
     pushed_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     listing: Mapped[Listing] = relationship()

@@ -4,7 +4,10 @@
   farm's push channels as (stock, version); versions rise by one per change
   and channel, and a push sends only the latest stock per listing, so a
   channel that was down gets one message with the current state, and a
-  receiver drops any version lower than one it already has.
+  receiver drops any version lower than one it already has. A listing
+  given another SKU (or none) is pushed under the SKU it had with no stock,
+  as an archived listing is, under a version above every earlier push of
+  it, then under its new SKU with its stock.
 - Pull: a channel's feed is read on a schedule; the drop in a SKU's quantity
   since the previous feed is a sale here too, a rise is a return. A
   listing given another SKU starts a new baseline from the feed's next
@@ -223,35 +226,74 @@ def queue_push(listing_id: int) -> int:
     """After a stock change (or the listing archived, or given another
     SKU): record the listing's current stock, 0 once archived, under the
     next version for each push channel of its farm and queue the pushes.
-    Returns how many channels were queued."""
+    A SKU the channel was pushed before and the listing no longer has is
+    recorded too, with no stock, under a version just below: the channel
+    stops selling it before it sells the new one. Returns how many
+    channels were queued."""
     with unit_of_work():
         listing = db.session.get(Listing, listing_id)
-        if listing is None or listing.sku is None:
+        if listing is None:
             return 0
-        channels = db.session.scalars(
-            select(SalesChannel.id).where(
-                SalesChannel.farm_id == listing.farm_id, SalesChannel.push_url.isnot(None), SalesChannel.active
+        push_channels = select(SalesChannel.id).where(
+            SalesChannel.farm_id == listing.farm_id, SalesChannel.push_url.isnot(None), SalesChannel.active
+        )
+        if listing.sku is None:
+            # Sold under no SKU: only a channel pushed an earlier one is told.
+            push_channels = push_channels.where(
+                exists().where(
+                    ChannelListing.channel_id == SalesChannel.id,
+                    ChannelListing.listing_id == listing_id,
+                    ChannelListing.push_sku.isnot(None),
+                )
             )
-        ).all()
+        channels = db.session.scalars(push_channels).all()
         for channel_id in channels:
             state = _state(channel_id, listing_id)
-            # Take the row lock first, then read the stock: a later change's
-            # push waits for this one and so reads a stock at least as new,
-            # under a higher version.
+            # Take the row lock first, then read the stock and SKU: a later
+            # change's push waits for this one and so reads a stock at
+            # least as new, under a higher version.
             db.session.execute(
                 update(ChannelListing)
                 .where(ChannelListing.id == state.id)
                 .values(push_version=ChannelListing.push_version + 1)
             )
-            stock, status = db.session.execute(
-                select(Listing.stock_g, Listing.status).where(Listing.id == listing_id)
+            db.session.refresh(state)
+            stock, status, sku = db.session.execute(
+                select(Listing.stock_g, Listing.status, Listing.sku).where(Listing.id == listing_id)
             ).one()
+            retired = dict(state.retired_skus or {})
+            if state.push_sku is not None and state.push_sku != sku:
+                # Sold no more under the SKU the channel was pushed: no stock
+                # there, under this version, and the new SKU under the next.
+                retired[state.push_sku] = state.push_version
+                if sku is not None:
+                    state.push_version += 1
+            if sku is not None:
+                retired.pop(sku, None)  # its own again: pushed with its stock
+            state.push_sku = sku
+            state.retired_skus = retired or None
             # An archived listing is sold on no channel, whatever grams it
             # still holds (an order closing may give some back to it).
-            shown = 0 if status == ListingStatus.ARCHIVED else stock
-            db.session.execute(update(ChannelListing).where(ChannelListing.id == state.id).values(push_stock_g=shown))
+            state.push_stock_g = 0 if status == ListingStatus.ARCHIVED else stock
             enqueue(PUSH_TASK, channel_id=channel_id)
     return len(channels)
+
+
+def _push_items(state: ChannelListing) -> list[dict[str, Any]]:
+    """What a push says of one listing, in version order: no stock under
+    each SKU it no longer has, then its stock under its SKU."""
+    retired = sorted((version, sku) for sku, version in (state.retired_skus or {}).items())
+    items = [{"sku": sku, "listing_id": state.listing_id, "stock_g": 0, "version": v} for v, sku in retired]
+    if state.push_sku is not None:
+        items.append(
+            {
+                "sku": state.push_sku,
+                "listing_id": state.listing_id,
+                "stock_g": state.push_stock_g,
+                "version": state.push_version,
+            }
+        )
+    return items
 
 
 def push_channel(channel_id: int) -> int:
@@ -266,22 +308,22 @@ def push_channel(channel_id: int) -> int:
         pending = db.session.scalars(
             select(ChannelListing)
             .where(ChannelListing.channel_id == channel.id, ChannelListing.push_version > ChannelListing.pushed_version)
-            .options(selectinload(ChannelListing.listing))
             .order_by(ChannelListing.listing_id)
         ).all()
         if not pending:
             return 0
-        items = [
-            {"sku": s.listing.sku, "listing_id": s.listing_id, "stock_g": s.push_stock_g, "version": s.push_version}
-            for s in pending
-        ]
+        items = [item for state in pending for item in _push_items(state)]
         versions = {s.id: s.push_version for s in pending}
+        retiring = [s.id for s in pending if s.retired_skus]
         url, secret = channel.push_url, channel.secret
     body = json.dumps({"channel_id": channel_id, "items": items}, separators=(",", ":")).encode()
     key = "push-" + hashlib.sha256(body).hexdigest()[:32]
-    error = None
+    status, error = 200, None
     try:
-        status = outside_transaction(lambda: post_signed(url, body, secret=secret, idempotency_key=key))
+        # Nothing to say only for a listing without a SKU whose old one the
+        # channel was told is gone: acknowledged without a call.
+        if items:
+            status = outside_transaction(lambda: post_signed(url, body, secret=secret, idempotency_key=key))
         if not 200 <= status < 300:
             # The status alone: what the channel wrote is not ours to show.
             error = f"Push answered HTTP {status}."
@@ -307,10 +349,15 @@ def push_channel(channel_id: int) -> int:
                 .where(ChannelListing.id == state_id, ChannelListing.pushed_version < version)
                 .values(pushed_version=version)
             )
+        for state in db.session.scalars(locked(select(ChannelListing).where(ChannelListing.id.in_(retiring)))):
+            # A retired SKU acknowledged with no stock is not sent again; one
+            # retired since (a higher version) still is.
+            kept = {sku: v for sku, v in (state.retired_skus or {}).items() if v > state.pushed_version}
+            state.retired_skus = kept or None
         channel.push_failures = 0
         channel.push_retry_at = None
         _succeeded(channel)
-    return len(items)
+    return len({item["listing_id"] for item in items})
 
 
 def _locked_channel(channel_id: int) -> SalesChannel | None:

@@ -220,3 +220,111 @@ def test_an_edit_of_sku_or_stock_is_one_stock_change_pushed_once(
     assert service.push_channel(created["id"]) == 1
     (push,) = receiver.at(PUSH)
     assert push.json()["items"] == [{**pushed, "listing_id": stall.chestnuts.id, "version": 1}]
+
+
+def _rename(client: FlaskClient, stall: Stall, listing: Listing, sku: str | None) -> None:
+    renamed = client.patch(f"/api/v1/listings/{listing.id}", json={"sku": sku}, headers=stall.farmer_h)
+    assert renamed.status_code == 200, renamed.json
+
+
+def _held(requests: list[Received]) -> dict[str, int]:
+    """What a channel holds once it has applied `requests` in that order."""
+    channel_view = ChannelReceiver()
+    for request in requests:
+        channel_view.apply(request)
+    return channel_view.stock
+
+
+def test_a_listing_given_another_sku_is_pushed_with_no_stock_under_the_old_one_first(
+    client: FlaskClient, stall: Stall, receiver: HttpReceiver
+) -> None:
+    """The channel stops selling the old SKU, in whatever order our pushes
+    reach it: the old SKU's nothing outranks every stock it was pushed
+    before, even one the channel was sent while it failed and applies late."""
+    created = create_channel(client, stall, push_url=receiver.url(PUSH))
+    _sell(stall.oranges, 1_000)
+    _queue_pushes()
+    assert service.push_channel(created["id"]) == 1  # ORANGE 49 kg, version 1
+
+    receiver.route(PUSH, status=503)  # down: what it was sent may still be applied later
+    _sell(stall.oranges, 1_000)
+    _queue_pushes()
+    assert service.push_channel(created["id"]) == 0  # ORANGE 48 kg, version 2
+    _rename(client, stall, stall.oranges, "ORANGE-NAVEL")
+    _queue_pushes()
+    assert service.push_channel(created["id"]) == 0
+    receiver.route(PUSH, status=200)
+    assert service.run_due() == 1
+    assert service.push_channel(created["id"]) == 1
+
+    pushes = receiver.at(PUSH)
+    assert pushes[-1].json()["items"] == [
+        {"sku": "ORANGE", "listing_id": stall.oranges.id, "stock_g": 0, "version": 3},
+        {"sku": "ORANGE-NAVEL", "listing_id": stall.oranges.id, "stock_g": 48_000, "version": 4},
+    ]
+    assert pushes[-2].json() == pushes[-1].json()  # the failed try said the same
+    gone = {"ORANGE": 0, "ORANGE-NAVEL": 48_000}
+    assert _held(pushes) == gone
+    assert _held(pushes[::-1]) == gone  # the stale pushes of ORANGE arriving last change nothing
+
+    _sell(stall.oranges, 500)  # once told, the old SKU is not pushed again
+    _queue_pushes()
+    assert service.push_channel(created["id"]) == 1
+    assert receiver.at(PUSH)[-1].json()["items"] == [
+        {"sku": "ORANGE-NAVEL", "listing_id": stall.oranges.id, "stock_g": 47_500, "version": 5}
+    ]
+
+
+def test_every_sku_a_listing_had_since_the_last_push_is_pushed_with_no_stock(
+    client: FlaskClient, stall: Stall, receiver: HttpReceiver
+) -> None:
+    """Renamed twice before the channel heard either, then its SKU taken
+    away: each SKU it may hold is told there is none, and a SKU given back
+    is pushed with the stock, not as gone."""
+    created = create_channel(client, stall, push_url=receiver.url(PUSH))
+    _sell(stall.chestnuts, 500)
+    _queue_pushes()
+    service.push_channel(created["id"])  # CHESTNUT 19.5 kg, version 1
+    _rename(client, stall, stall.chestnuts, "CHESTNUT-B")
+    _queue_pushes()
+    _rename(client, stall, stall.chestnuts, "CHESTNUT-C")
+    _queue_pushes()
+    assert service.push_channel(created["id"]) == 1
+    assert receiver.at(PUSH)[-1].json()["items"] == [
+        {"sku": "CHESTNUT", "listing_id": stall.chestnuts.id, "stock_g": 0, "version": 2},
+        {"sku": "CHESTNUT-B", "listing_id": stall.chestnuts.id, "stock_g": 0, "version": 4},
+        {"sku": "CHESTNUT-C", "listing_id": stall.chestnuts.id, "stock_g": 19_500, "version": 5},
+    ]
+
+    _rename(client, stall, stall.chestnuts, None)
+    _queue_pushes()
+    assert service.push_channel(created["id"]) == 1
+    assert receiver.at(PUSH)[-1].json()["items"] == [
+        {"sku": "CHESTNUT-C", "listing_id": stall.chestnuts.id, "stock_g": 0, "version": 6}
+    ]
+    _sell(stall.chestnuts, 500)  # sold under no SKU: nothing to tell
+    _queue_pushes()
+    assert service.push_channel(created["id"]) == 0
+
+    _rename(client, stall, stall.chestnuts, "CHESTNUT")
+    _queue_pushes()
+    assert service.push_channel(created["id"]) == 1
+    assert receiver.at(PUSH)[-1].json()["items"] == [
+        {"sku": "CHESTNUT", "listing_id": stall.chestnuts.id, "stock_g": 19_000, "version": 7}
+    ]
+    assert _held(receiver.at(PUSH)) == {"CHESTNUT": 19_000, "CHESTNUT-B": 0, "CHESTNUT-C": 0}
+
+
+@pytest.mark.usefixtures("worker")
+def test_the_worker_leaves_a_renamed_listing_gone_under_its_old_sku(
+    channels: Flask, client: FlaskClient, stall: Stall, receiver: HttpReceiver
+) -> None:
+    create_channel(client, stall, push_url=receiver.url(PUSH))
+    _sell(stall.oranges, 1_000)
+    assert wait_for(lambda: _held(receiver.at(PUSH)) == {"ORANGE": 49_000}, timeout=30)
+    _sell(stall.oranges, 1_000)
+    _rename(client, stall, stall.oranges, "ORANGE-NAVEL")
+    _sell(stall.oranges, 500)
+    final = {"ORANGE": 0, "ORANGE-NAVEL": 47_500}
+    assert wait_for(lambda: _held(receiver.at(PUSH)) == final, timeout=30)
+    assert _held(receiver.at(PUSH)[::-1]) == final
