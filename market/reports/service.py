@@ -205,6 +205,13 @@ def _county_payouts(since: datetime, until: datetime) -> Select[Any]:
     )
 
 
+def _earned_on(line_id: Any) -> Any:
+    """A line's premiums that paid it something: a sponsor's line granted
+    nothing (its budget or the farm's cap spent when it was placed) holds
+    a premium of 0, and its produce is not the programme's."""
+    return and_(LinePremium.order_line_id == line_id, LinePremium.granted > 0)
+
+
 def _programme_flows(since: datetime, until: datetime) -> list[Select[Any]]:
     return [
         _captured_in(since, until)
@@ -217,12 +224,12 @@ def _programme_flows(since: datetime, until: datetime) -> list[Select[Any]]:
                 paid=_buyer_amount(),
             )
         )
-        .join(LinePremium, LinePremium.order_line_id == CapturedLine.order_line_id),
+        .join(LinePremium, _earned_on(CapturedLine.order_line_id)),
         _refunded_in(since, until)
         .with_only_columns(
             *_fact(LinePremium.programme_id, at=Refund.settled_at, grams=-RefundLine.grams, sales=-RefundLine.amount)
         )
-        .join(LinePremium, LinePremium.order_line_id == RefundLine.order_line_id),
+        .join(LinePremium, _earned_on(RefundLine.order_line_id)),
         _premiums_moved(FarmEntry.programme_id, since, until),
     ]
 

@@ -283,3 +283,28 @@ def test_closed_days_summed_once_give_the_reports_they_gave_live(
     assert every_figure(group_by, days) == elsewhere
     forget_rolled_days()
     assert every_figure(group_by, days) == elsewhere
+
+
+@pytest.mark.parametrize("rolled_up", [False, True])
+def test_a_programme_counts_only_the_produce_of_lines_it_paid_a_premium_on(
+    client: FlaskClient, shop: Shop, rolled_up: bool
+) -> None:
+    actor = operator()
+    capped = premiums.create_programme(
+        actor, name="Navel bonus", sponsor="Fresh Mart", funded_by=FundedBy.SPONSOR, rate_per_kg=100,
+        product_name=shop.oranges.product_name, valid_from=utcnow() - timedelta(days=1), budget_cap=100_000,
+        farm_cap=150,
+    )  # fmt: skip
+    # 1.00 of the farm's 1.50, then the 0.50 left, then nothing: the farm's cap is reached.
+    *_, third = (settled_order(client, shop, (shop.oranges, 1000)) for _ in range(3))
+    line = next(ln["id"] for p in third["parts"] for ln in p["lines"])
+    refund(third["id"], line, 400)  # a refund of produce the programme paid nothing on
+    if rolled_up:
+        moved_across(business_today() - timedelta(days=1))  # all of it before today
+        reports.roll_up_days()
+    days = {"from": (business_today() - timedelta(days=2)).isoformat(), "to": business_today().isoformat()}
+    body = report(client, shop, group_by="programme", **days).json
+    row = next(row for row in body["rows"] if row["programme_id"] == capped.id)
+    assert (row["grams_sold"], row["sales"], row["premiums_paid"]) == (2000, 1998, 150)
+    county = report(client, shop, **days).json["totals"]
+    assert (county["grams_sold"], county["sales"]) == (2600, 2597)  # the county counts every line
