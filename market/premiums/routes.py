@@ -64,7 +64,7 @@ def update_premium_programme(body: dict[str, Any], programme_id: int) -> Premium
 @blp.response(200, ProgrammeSchema)
 @blp.alt_response(404, description="No such programme")
 def end_premium_programme(programme_id: int) -> PremiumProgramme:
-    """End a programme now; lines already placed keep their premiums (operators)"""
+    """End a programme now (one not started yet never runs); lines already placed keep their premiums (operators)"""
     return service.end_programme(current_actor(), programme_id)
 
 

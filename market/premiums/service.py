@@ -85,6 +85,9 @@ def create_programme(actor: Actor, **fields: Any) -> PremiumProgramme:
     same_time = [
         PremiumProgramme.sponsor == fields["sponsor"],
         or_(PremiumProgramme.valid_until.is_(None), PremiumProgramme.valid_until > fields["valid_from"]),
+        # Ended before it started (before end_programme closed such a window
+        # where it opens, the end could fall before the start): it never runs.
+        or_(PremiumProgramme.valid_until.is_(None), PremiumProgramme.valid_until > PremiumProgramme.valid_from),
     ]
     if until is not None:
         same_time.append(PremiumProgramme.valid_from < until)
@@ -131,13 +134,14 @@ def set_host_commission(actor: Actor, programme_id: int, host_commission_bp: int
 
 
 def end_programme(actor: Actor, programme_id: int) -> PremiumProgramme:
-    """Stop a programme now; lines already placed keep their premiums."""
+    """Stop a programme now; lines already placed keep their premiums. One
+    that has not started yet never runs: its window closes where it opens."""
     actor.require(Role.OPERATOR)
     with unit_of_work():
         programme = _programme(programme_id)
-        now = utcnow()
-        if programme.valid_until is None or programme.valid_until > now:
-            programme.valid_until = now
+        end = max(utcnow(), programme.valid_from)
+        if programme.valid_until is None or programme.valid_until > end:
+            programme.valid_until = end
     return programme
 
 

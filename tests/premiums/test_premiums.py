@@ -228,3 +228,21 @@ def test_concurrent_orders_never_reserve_past_the_budget(app: Flask, pg_app: Fla
     assert sum(granted) == 1050
     assert granted.count(100) == 10
     assert granted.count(50) == 1
+
+
+def test_a_programme_ended_before_it_started_never_runs_and_makes_way_for_another(
+    client: FlaskClient, shop: Shop
+) -> None:
+    later = (utcnow() + timedelta(days=30)).isoformat()
+    scheduled = programme(client, shop, funded_by="sponsor", budget_cap=1000, valid_from=later)
+    ended = client.post(f"/api/v1/premium-programmes/{scheduled['id']}/end", headers=shop.operator_h)
+    assert ended.status_code == 200
+    assert ended.json["valid_until"] == ended.json["valid_from"] == scheduled["valid_from"]  # an empty window
+    again = client.post(f"/api/v1/premium-programmes/{scheduled['id']}/end", headers=shop.operator_h)
+    assert again.json["valid_until"] == scheduled["valid_from"]
+    # The sponsor runs another programme over the same lines, from now on.
+    replacement = programme(client, shop, funded_by="sponsor", budget_cap=1000)
+    order = place(client, shop, (shop.oranges, 1000))
+    assert [p["programme_id"] for p in line_of(order)["premiums"]] == [replacement["id"]]
+    ended_ones = client.get("/api/v1/premium-programmes?active=false", headers=shop.operator_h).json["items"]
+    assert [p["id"] for p in ended_ones] == [scheduled["id"]]
