@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, update
 
 from market.accounts.models import Role, User
 from market.auth import Actor
 from market.catalog.models import Brand, Category, Listing
 from market.catalog.service import get_listing
 from market.commissions.earning import check_within_platform_commission
-from market.db import get_or_404, insert_if_absent, unit_of_work, utcnow
+from market.db import get_or_404, hold_until_commit, insert_if_absent, unit_of_work, utcnow
 from market.errors import Invalid
 from market.extensions import db
 from market.money import line_amount
@@ -82,8 +82,11 @@ def create_programme(actor: Actor, **fields: Any) -> PremiumProgramme:
     if errors:
         raise Invalid("The programme cannot be created.", errors)
     check_within_platform_commission("host_commission_bp", fields.get("host_commission_bp"))
+    # One sponsor however its name is spaced or capitalised: "Fresh Mart " is Fresh Mart.
+    fields["sponsor"] = " ".join(fields["sponsor"].split())
+    sponsor = fields["sponsor"].lower()
     same_time = [
-        PremiumProgramme.sponsor == fields["sponsor"],
+        func.lower(func.trim(PremiumProgramme.sponsor)) == sponsor,
         or_(PremiumProgramme.valid_until.is_(None), PremiumProgramme.valid_until > fields["valid_from"]),
         # Ended before it started (before end_programme closed such a window
         # where it opens, the end could fall before the start): it never runs.
@@ -91,15 +94,18 @@ def create_programme(actor: Actor, **fields: Any) -> PremiumProgramme:
     ]
     if until is not None:
         same_time.append(PremiumProgramme.valid_from < until)
-    clashes = db.session.scalars(select(PremiumProgramme).where(*same_time)).all()
-    clash = next((p for p in clashes if _scopes_overlap(fields, p)), None)
-    if clash is not None:
-        raise Invalid(
-            f"Programme {clash.id} ({clash.name}) of the same sponsor already covers these lines in this window.",
-            {"valid_from": [f"Overlaps programme {clash.id}; end it first or narrow the scope."]},
-        )
-    programme = PremiumProgramme(**fields)
     with unit_of_work():
+        # Two operators starting the same sponsor's programmes at once: the
+        # second looks for clashes once the first is written.
+        hold_until_commit("premium-programme-sponsor", sponsor)
+        clashes = db.session.scalars(select(PremiumProgramme).where(*same_time)).all()
+        clash = next((p for p in clashes if _scopes_overlap(fields, p)), None)
+        if clash is not None:
+            raise Invalid(
+                f"Programme {clash.id} ({clash.name}) of the same sponsor already covers these lines in this window.",
+                {"valid_from": [f"Overlaps programme {clash.id}; end it first or narrow the scope."]},
+            )
+        programme = PremiumProgramme(**fields)
         db.session.add(programme)
     return programme
 

@@ -22,7 +22,8 @@ from market.ledger import service as ledger
 from market.orders import service as orders
 from market.orders.service import LineRequest
 from market.payments import service as payments
-from market.premiums.models import LinePremium, PremiumProgramme
+from market.premiums import service as premiums
+from market.premiums.models import FundedBy, LinePremium, PremiumProgramme
 from tests.factories import ListingFactory, UserFactory
 from tests.shop import Shop, pay, place
 
@@ -246,3 +247,45 @@ def test_a_programme_ended_before_it_started_never_runs_and_makes_way_for_anothe
     assert [p["programme_id"] for p in line_of(order)["premiums"]] == [replacement["id"]]
     ended_ones = client.get("/api/v1/premium-programmes?active=false", headers=shop.operator_h).json["items"]
     assert [p["id"] for p in ended_ones] == [scheduled["id"]]
+
+
+@pytest.mark.parametrize("sponsor", ["Fresh Mart ", " fresh  mart", "FRESH MART"])
+def test_one_sponsor_however_spelt_cannot_pay_a_line_twice(client: FlaskClient, shop: Shop, sponsor: str) -> None:
+    first = programme(client, shop, funded_by="sponsor", budget_cap=1000)
+    body = {"name": "again", "sponsor": sponsor, "rate_per_kg": 80, "valid_from": START, "funded_by": "sponsor"}
+    refused = client.post("/api/v1/premium-programmes", json=body | {"budget_cap": 500}, headers=shop.operator_h)
+    assert refused.status_code == 422, refused.json
+    assert f"programme {first['id']}" in refused.json["errors"]["valid_from"][0]
+    elsewhere = body | {"budget_cap": 500, "valid_from": (utcnow() + timedelta(days=30)).isoformat()}
+    client.post(f"/api/v1/premium-programmes/{first['id']}/end", headers=shop.operator_h)
+    made = client.post("/api/v1/premium-programmes", json=elsewhere, headers=shop.operator_h)
+    assert made.status_code == 201, made.json
+    assert made.json["sponsor"] == " ".join(sponsor.split())  # kept as typed, without stray spaces
+
+
+def test_two_operators_starting_overlapping_programmes_at_once_start_one(app: Flask, pg_app: Flask, shop: Shop) -> None:
+    operators = [Actor(UserFactory(roles=[Role.OPERATOR]).id, frozenset({Role.OPERATOR})) for _ in range(6)]
+    barrier = threading.Barrier(len(operators))
+    outcomes: Counter[str] = Counter()
+
+    def start(actor: Actor) -> None:
+        with pg_app.app_context():
+            barrier.wait()
+            try:
+                premiums.create_programme(
+                    actor, name="Navel bonus", sponsor="Fresh Mart", funded_by=FundedBy.SPONSOR, rate_per_kg=100,
+                    valid_from=utcnow() - timedelta(days=1), budget_cap=1000,
+                )  # fmt: skip
+                outcomes["made"] += 1
+            except DomainError:
+                outcomes["refused"] += 1
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=start, args=(actor,)) for actor in operators]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert outcomes == Counter({"made": 1, "refused": 5})
+    assert db.session.query(PremiumProgramme).count() == 1
