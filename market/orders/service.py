@@ -565,9 +565,10 @@ def placed(
         db.session.rollback()
         raise _shortfall(lines) from None
     # Budgets are reserved after stock, so every order locks listings first
-    # and programmes second, in id order: concurrent orders cannot deadlock.
-    for order_line, line in zip(order.lines, priced, strict=True):
-        order_line.premiums = premiums.premiums_for_line(line.premiums, line.listing.farm_id)
+    # and programmes second, each in id order: concurrent orders cannot deadlock.
+    reserved = premiums.premiums_for_lines([(line.premiums, line.listing.farm_id) for line in priced])
+    for order_line, line_premiums in zip(order.lines, reserved, strict=True):
+        order_line.premiums = line_premiums
     _write_new(order, actor)
     return order
 
@@ -801,6 +802,7 @@ def pack_part(actor: Actor, order_id: int, part_id: int, weighings: Sequence[Wei
         db.session.rollback()
         raise Invalid("The weights cannot be recorded; nothing was changed.", errors)
     _restock_by_weighing([(lines[w.line_id], w.weighed_g) for w in weighings])
+    premiums.lock_budgets(premium for line in lines.values() for premium in line.premiums)
     for weighing in weighings:
         line = lines[weighing.line_id]
         line.short_reason = weighing.short_reason

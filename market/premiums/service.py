@@ -215,16 +215,13 @@ def _farm_usage(programme_id: int, farm_id: int) -> FarmPremiumUsage:
 
 
 def _reserve(programme: PremiumProgramme, farm_id: int, wanted: int) -> int:
-    """Take up to `wanted` from the budget (and the farm's cap); return what
-    was granted. The common case is one conditional UPDATE; when the budget
-    is short the row is locked and the line gets what is left."""
+    """Take up to `wanted` from the budget, then within the farm's cap;
+    return what was granted. The common case is one conditional UPDATE of
+    the budget; when it is short the row is locked and the line gets what
+    is left. The programme's row is locked before the farm's, as
+    `lock_budgets` and `_release` lock them."""
     if wanted <= 0:
         return 0
-    if programme.farm_cap is not None:
-        usage = _farm_usage(programme.id, farm_id)
-        wanted = min(wanted, programme.farm_cap - usage.used)
-        if wanted <= 0:
-            return 0
     granted = db.session.execute(
         update(PremiumProgramme)
         .where(
@@ -244,15 +241,44 @@ def _reserve(programme: PremiumProgramme, farm_id: int, wanted: int) -> int:
         wanted = min(wanted, (cap or 0) - used)
         if wanted <= 0:
             return 0
+        _add_to_budget(programme.id, wanted)
+    if programme.farm_cap is not None:
+        usage = _farm_usage(programme.id, farm_id)
+        allowed = max(0, min(wanted, programme.farm_cap - usage.used))
+        _add_to_budget(programme.id, allowed - wanted)  # the budget's row is this transaction's already
+        usage.used += allowed
+        wanted = allowed
+    return wanted
+
+
+def _add_to_budget(programme_id: int, amount: int) -> None:
+    if amount:
         db.session.execute(
             update(PremiumProgramme)
-            .where(PremiumProgramme.id == programme.id)
-            .values(budget_used=PremiumProgramme.budget_used + wanted)
+            .where(PremiumProgramme.id == programme_id)
+            .values(budget_used=PremiumProgramme.budget_used + amount)
             .execution_options(synchronize_session=False)
         )
-    if programme.farm_cap is not None:
-        usage.used += wanted
-    return wanted
+
+
+def lock_budgets(premiums: Iterable[LinePremium]) -> None:
+    """Lock the budgets and farm caps the sponsor `premiums` draw on, in the
+    one order every change of a budget takes them: programme by programme
+    in id order, each programme's row before its farms' (in farm id order).
+    Whatever then changes them, line by line in any order, waits on no
+    other transaction that also keeps to it: no deadlock."""
+    pairs = {(p.programme_id, p.farm_id) for p in premiums if p.funded_by == FundedBy.SPONSOR}
+    for programme_id in sorted({programme_id for programme_id, _ in pairs}):
+        db.session.execute(select(PremiumProgramme.id).where(PremiumProgramme.id == programme_id).with_for_update())
+        db.session.execute(
+            select(FarmPremiumUsage.id)
+            .where(
+                FarmPremiumUsage.programme_id == programme_id,
+                FarmPremiumUsage.farm_id.in_(sorted(farm for p, farm in pairs if p == programme_id)),
+            )
+            .order_by(FarmPremiumUsage.farm_id)
+            .with_for_update()
+        )
 
 
 def _release(premium: LinePremium, amount: int) -> None:
@@ -272,38 +298,55 @@ def _release(premium: LinePremium, amount: int) -> None:
     )
 
 
-def premiums_for_line(quotes_: Sequence[Quote], farm_id: int) -> list[LinePremium]:
-    """The line's premiums, sponsor ones reserved (in programme id order, so
-    concurrent orders lock programme rows in the same order)."""
-    premiums = []
-    for quote in sorted(quotes_, key=lambda q: q.programme.id):
-        programme = quote.programme
-        amount, note = quote.amount, None
-        if programme.funded_by == FundedBy.SPONSOR:
-            amount = _reserve(programme, farm_id, quote.amount)
-            if amount < quote.amount:
-                note = f"Budget short: {amount} of {quote.amount} reserved."
-        premiums.append(
-            LinePremium(
-                programme_id=programme.id,
-                farm_id=farm_id,
-                funded_by=programme.funded_by,
-                rate_per_kg=programme.rate_per_kg,
-                amount=amount,
-                granted=amount,
-                note=note,
-            )
-        )
-    return premiums
+def premiums_for_lines(lines: Sequence[tuple[Sequence[Quote], int]]) -> list[list[LinePremium]]:
+    """The premiums of each of an order's lines (its quotes, its farm id),
+    sponsor ones reserved. The budgets are taken programme by programme in
+    id order, each programme's farms in id order, whatever the order of
+    the lines (`lock_budgets`): two orders drawing on the same programmes
+    never wait on each other in a cycle."""
+    asks = sorted(
+        (
+            (quote.programme.id, farm_id, number, quote)
+            for number, (quotes_, farm_id) in enumerate(lines)
+            for quote in quotes_
+            if quote.programme.funded_by == FundedBy.SPONSOR
+        ),
+        key=lambda ask: ask[:3],
+    )
+    reserved = {
+        (number, programme_id): _reserve(q.programme, farm_id, q.amount) for programme_id, farm_id, number, q in asks
+    }
+    return [
+        [
+            _line_premium(quote, farm_id, reserved.get((number, quote.programme.id), quote.amount))
+            for quote in sorted(quotes_, key=lambda q: q.programme.id)
+        ]
+        for number, (quotes_, farm_id) in enumerate(lines)
+    ]
+
+
+def _line_premium(quote: Quote, farm_id: int, amount: int) -> LinePremium:
+    programme = quote.programme
+    return LinePremium(
+        programme_id=programme.id,
+        farm_id=farm_id,
+        funded_by=programme.funded_by,
+        rate_per_kg=programme.rate_per_kg,
+        amount=amount,
+        granted=amount,
+        note=f"Budget short: {amount} of {quote.amount} reserved." if amount < quote.amount else None,
+    )
 
 
 def release(premiums: Iterable[LinePremium], reason: str) -> None:
-    """Give back sponsor reservations of lines that will never be paid."""
-    for premium in premiums:
-        if premium.funded_by == FundedBy.SPONSOR and premium.amount:
-            _release(premium, premium.amount)
-            premium.amount = 0
-            premium.note = f"Released: {reason}."
+    """Give back sponsor reservations of lines that will never be paid
+    (every line of one order at once: their budgets are locked in order)."""
+    reserved = [p for p in premiums if p.funded_by == FundedBy.SPONSOR and p.amount]
+    lock_budgets(reserved)
+    for premium in reserved:
+        _release(premium, premium.amount)
+        premium.amount = 0
+        premium.note = f"Released: {reason}."
 
 
 # --- money ------------------------------------------------------------------

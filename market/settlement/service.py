@@ -86,9 +86,10 @@ def close_parts(order: Order, parts: Iterable[OrderPart]) -> bool:
     )
     decided = capture_decided(payment)
     if not decided:
-        for part in closing:
-            for line in part.lines:
-                premiums.release(line.premiums, "the order line was cancelled before any money was taken")
+        premiums.release(
+            (premium for part in closing for line in part.lines for premium in line.premiums),
+            "the order line was cancelled before any money was taken",
+        )
     return decided
 
 
@@ -174,10 +175,16 @@ def undecide_capture(payment: Payment) -> None:
     order = db.session.get(Order, payment.order_id)
     assert order is not None
     closed = order.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED)
-    for part in order.parts:
-        if closed or part.status == PartStatus.CANCELLED:
-            for line in part.lines:
-                premiums.release(line.premiums, "the order line was cancelled and the capture refused")
+    premiums.release(
+        (
+            premium
+            for part in order.parts
+            if closed or part.status == PartStatus.CANCELLED
+            for line in part.lines
+            for premium in line.premiums
+        ),
+        "the order line was cancelled and the capture refused",
+    )
 
 
 def _order_lines(ids: Iterable[int]) -> dict[int, OrderLine]:
@@ -403,6 +410,7 @@ def record_refund(refund: Refund, payment: Payment) -> None:
     if any(amounts.values()):
         ledger.post("refund", f"refund:{refund.id}", amounts, order_id=refund.order_id, memo=refund.reason)
     lines = _order_lines(line.order_line_id for line in refund.lines)
+    premiums.lock_budgets(premium for line in lines.values() for premium in line.premiums)
     for refund_line in refund.lines:
         line = captured[refund_line.order_line_id]
         kept = line.grams - refunded(line, succeeded_only=True).grams

@@ -24,7 +24,7 @@ from market.orders.service import LineRequest
 from market.payments import service as payments
 from market.premiums import service as premiums
 from market.premiums.models import FundedBy, LinePremium, PremiumProgramme
-from tests.factories import ListingFactory, UserFactory
+from tests.factories import FarmFactory, ListingFactory, UserFactory
 from tests.shop import Shop, pay, place
 
 START = (utcnow() - timedelta(days=1)).isoformat()
@@ -289,3 +289,58 @@ def test_two_operators_starting_overlapping_programmes_at_once_start_one(app: Fl
         thread.join(timeout=60)
     assert outcomes == Counter({"made": 1, "refused": 5})
     assert db.session.query(PremiumProgramme).count() == 1
+
+
+def test_orders_naming_two_programmes_lines_in_either_order_never_deadlock(
+    app: Flask, pg_app: Flask, shop: Shop
+) -> None:
+    """Two sponsors' programmes, each on one product, capped per farm; two
+    farms sell both products. Half the buyers order the first farm's two
+    products, naming the navel first; half the second farm's, naming the
+    pomelo first. Their stock locks differ, their budgets are the same: the
+    budgets (and farm caps) are taken in one order whatever the order of
+    the lines, so no two orders wait on each other. Every order is placed,
+    and each budget holds what its lines were granted."""
+    client = app.test_client()
+    products = ("Navel orange", "Pomelo")
+    made = [
+        programme(
+            client, shop, sponsor=f"{name} Mart", product_name=name, funded_by="sponsor",
+            budget_cap=1_000_000, farm_cap=1_000_000,
+        )
+        for name in products
+    ]  # fmt: skip
+    baskets = []
+    for farm_number in range(2):
+        farm = FarmFactory()
+        listings = [
+            ListingFactory(farm=farm, product_name=name, stock_g=1_000_000, min_order_g=1000, step_g=1000).id
+            for name in products
+        ]
+        baskets.append(listings if farm_number == 0 else listings[::-1])
+    actors = [Actor(UserFactory(roles=[Role.BUYER]).id, frozenset({Role.BUYER})) for _ in range(16)]
+    barrier = threading.Barrier(len(actors))
+    outcomes: Counter[str] = Counter()
+
+    def buy(number: int, actor: Actor) -> None:
+        with pg_app.app_context():
+            barrier.wait()
+            try:
+                for _ in range(3):
+                    lines = [LineRequest(listing_id, 1000) for listing_id in baskets[number % 2]]
+                    orders.place_order(actor, lines=lines, delivery_address="Lane 1, Xunwu")
+                    outcomes["placed"] += 1
+            except Exception as error:  # a deadlock is the finding, whatever raised it
+                outcomes[type(error).__name__] += 1
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=buy, args=pair) for pair in enumerate(actors)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert outcomes == Counter({"placed": 48})
+    for made_programme in made:
+        granted = sum(p.amount for p in db.session.query(LinePremium).filter_by(programme_id=made_programme["id"]))
+        assert used(made_programme["id"]) == granted == 48 * 100
