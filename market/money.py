@@ -8,7 +8,7 @@ totals are sums of rounded lines. Nothing else in the code rounds money.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 GRAMS_PER_KG = 1000
@@ -85,6 +85,24 @@ def prorate(value: int, part: int, whole: int) -> int:
     """`value` x part / whole, half-up: the share of `value` that `part` of
     `whole` carries (the commission on a partly refunded line)."""
     return _half_up_div(value * part, whole) if whole else 0
+
+
+def spread(value: int, weights: Sequence[int]) -> list[int]:
+    """`value` split over `weights` in proportion, half-up, adding up to
+    exactly `value` (nothing when the weights are all zero): each share is
+    what the running total of the weights carries less what the ones
+    before it carried, so no share is negative and the roundings never add
+    up to a unit more or less than `value`."""
+    whole = sum(weights)
+    if not whole:
+        return [0 for _ in weights]
+    shares, carried, running = [], 0, 0
+    for weight in weights:
+        running += weight
+        upto = _half_up_div(value * running, whole)
+        shares.append(upto - carried)
+        carried = upto
+    return shares
 
 
 def tolerance_bounds(ordered_g: int, tolerance_bp: int) -> tuple[int, int]:

@@ -22,7 +22,7 @@ from market.commissions.models import CommissionEntry, CommissionKind, Seller, S
 from market.errors import Invalid
 from market.extensions import db
 from market.ledger import service as ledger
-from market.money import prorate, share
+from market.money import prorate, share, spread
 from market.orders.models import Order
 from market.payments.models import CapturedLine, Refund
 from market.premiums.models import LinePremium, PremiumProgramme
@@ -81,16 +81,12 @@ def _programme_host_rates(lines: Sequence[CapturedLine]) -> dict[int, int]:
 def _wanted(seller: Seller, lines: Sequence[CapturedLine]) -> list[int]:
     """What `seller` asks of each line: basis points of its produce (for a
     host, the rate of a programme the line was sold under where it sets
-    one), or its fixed amount per order spread over the lines by produce
-    (the last line takes the rest)."""
+    one), or its fixed amount per order spread over the lines by produce,
+    the shares adding up to exactly that amount."""
     if seller.rate_bp is not None:
         programme_rates = _programme_host_rates(lines) if seller.kind == SellerKind.HOST else {}
         return [share(line.amount, programme_rates.get(line.order_line_id, seller.rate_bp)) for line in lines]
-    fixed, produce = seller.per_order or 0, sum(line.amount for line in lines)
-    if produce == 0:
-        return [0 for _ in lines]
-    spread = [prorate(fixed, line.amount, produce) for line in lines[:-1]]
-    return [*spread, max(fixed - sum(spread), 0)]
+    return spread(seller.per_order or 0, [line.amount for line in lines])
 
 
 def record_earned(order: Order, captured: Sequence[CapturedLine]) -> Pairs:

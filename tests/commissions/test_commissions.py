@@ -22,7 +22,7 @@ from market.orders.models import Order
 from market.payments import service as payments
 from market.premiums.models import PremiumProgramme
 from market.settlement import checks
-from tests.factories import user_with_token
+from tests.factories import ListingFactory, user_with_token
 from tests.payouts.conftest import bank_details, operator, refund, run, settled_order
 from tests.shop import Shop, place
 
@@ -343,3 +343,25 @@ def test_a_sellers_entries_by_business_day_and_as_csv(client: FlaskClient, shop:
     assert [(r["kind"], r["order_id"], r["produce_yuan"], r["amount_yuan"]) for r in rows] == [
         ("earned", str(order["id"]), "19.98", "0.40")
     ]
+
+
+def test_a_stations_amount_per_order_is_spread_over_many_lines_to_the_fen(client: FlaskClient, shop: Shop) -> None:
+    station = make_station(client, shop, per_order=50)
+    # Three lines of 10.00 and one of 0.10: 0.50 spread by produce is
+    # 16.61 fen on each of the first three, 0.17 on the last.
+    listings = [ListingFactory(farm=shop.orchard, price_per_kg=1000) for _ in range(3)]
+    listings.append(ListingFactory(farm=shop.orchard, price_per_kg=10))
+    order = place(client, shop, *((listing, 1000) for listing in listings), fulfilment_point_id=shop.station.id)
+    payment = payments.open_payment(order["id"])
+    payments.confirm_offline(operator(), order["id"], amount=payment.amount, reference="paid at the counter")
+    (part,) = order["parts"]
+    body = {"weights": [{"line_id": line["id"], "weighed_g": 1000} for line in part["lines"]]}
+    url = f"/api/v1/orders/{order['id']}/parts/{part['id']}/pack"
+    assert client.post(url, json=body, headers=shop.orchard_h).status_code == 200
+    payments.capture(order["id"])
+    earned = db.session.scalars(
+        select(CommissionEntry.amount).where(CommissionEntry.seller_id == station["id"]).order_by(CommissionEntry.id)
+    ).all()
+    assert sum(earned) == kept(station["id"]) == 50  # the amount per order, not a fen more
+    assert earned == [17, 16, 17]  # the fourth line's share rounds to nothing
+    assert checks.check_ledger() == []

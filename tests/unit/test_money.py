@@ -19,6 +19,7 @@ from market.money import (
     minor_unit_exponent,
     prorate,
     share,
+    spread,
     tolerance_bounds,
     total,
 )
@@ -75,6 +76,20 @@ def test_prorate_half_up() -> None:
     assert prorate(100, 500, 1998) == 25  # 25.025 -> 25
     assert prorate(101, 1, 2) == 51  # 50.5 -> 51
     assert prorate(7, 3, 0) == 0
+
+
+def test_spread_adds_up_to_the_value_whatever_the_roundings() -> None:
+    # 16.61 fen on each of three lines rounds up three times: shares
+    # rounded one by one would come to 51.
+    assert spread(50, [1000, 1000, 1000, 10]) == [17, 16, 17, 0]
+    assert spread(2, [1, 1, 1, 1]) == [1, 0, 1, 0]
+    assert spread(100, [1998]) == [100]
+    assert spread(5, [0, 0]) == [0, 0]
+    assert spread(0, [3, 4]) == [0, 0]
+    for weights in ([7, 3, 11, 1, 1], [1] * 9, [999, 1, 0, 2500]):
+        for value in range(0, 120):
+            shares = spread(value, weights)
+            assert sum(shares) == value and min(shares) >= 0
 
 
 def test_the_worst_case_arithmetic_on_the_api_bounds_fits_a_bigint() -> None:
