@@ -291,8 +291,11 @@ def _filtered(
             CashUp.counted != CashUp.expected, and_(CashUp.deposited.isnot(None), CashUp.deposited != CashUp.counted)
         )
         stmt = stmt.where(differs if flagged else ~differs)
-    if deposited is not None:
-        stmt = stmt.where((CashUp.status == CashUpStatus.DEPOSITED) == deposited)
+    if deposited is True:
+        stmt = stmt.where(CashUp.status == CashUpStatus.DEPOSITED)
+    elif deposited is False:
+        # Waiting for a deposit: a cash-up that counted no cash has none to wait for.
+        stmt = stmt.where(CashUp.status != CashUpStatus.DEPOSITED, CashUp.counted > 0)
     return stmt
 
 

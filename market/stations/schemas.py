@@ -150,7 +150,10 @@ class CashUpCsvQuerySchema(StrictSchema):
     end = fields.Date(data_key="to", validate=DAYS, metadata={"description": "Last business day."})
     flagged = fields.Boolean(metadata={"description": "true: only those a difference flagged; false: only others."})
     deposited = fields.Boolean(
-        metadata={"description": "true: only those whose deposit is confirmed; false: only those waiting for it."}
+        metadata={
+            "description": "true: only those whose deposit is confirmed; false: only those waiting for it (one "
+            "that counted no cash waits for none)."
+        }
     )
 
 

@@ -22,9 +22,11 @@ from market.notifications.models import Notification
 from market.orders.models import Order
 from market.payments.models import Payment
 from market.settlement.checks import check_ledger
+from market.stations import cashups
 from market.stations.models import CashUp
 from tests.conftest import needs
 from tests.factories import emails_to
+from tests.payouts.conftest import operator
 from tests.reconciliation.conftest import items, reconcile
 from tests.shop import Shop
 from tests.stations.test_villager_orders import PHONE, confirm, place_for_villager, post, weigh_ship_receive
@@ -301,3 +303,21 @@ def test_reconciliation_matches_station_deposits_and_not_cash_at_the_counter(cli
         ("station_deposit", "BOC-42", 500, 500, "matched"),
         ("station_deposit", "BOC-43", 1998, None, "missing_in_ledger"),
     ]
+
+
+def test_a_cash_up_that_counted_no_cash_waits_for_no_deposit(client: FlaskClient, shop: Shop) -> None:
+    yesterday = (business_today() - timedelta(days=1)).isoformat()
+    quiet = submit(client, shop, {"business_day": yesterday, "expected": 0, "counted": 0})  # no sales that day
+    collect_cash_order(client, shop, 2000)
+    today = submit(client, shop, {"expected": 1998, "counted": 1998})
+    assert deposit(client, shop, quiet["id"], {"bank_reference": "X", "amount": 1}, status=409)  # nothing to deposit
+
+    def waiting() -> list[int]:
+        listed = client.get("/api/v1/cash-ups", query_string={"deposited": "false"}, headers=shop.operator_h)
+        return [c["id"] for c in listed.json["items"]]
+
+    assert waiting() == [today["id"]]
+    assert cashups.count_cash_ups(operator(), deposited=False) == 1  # the console's "waiting for their deposit"
+    deposit(client, shop, today["id"], {"bank_reference": "BOC-9", "amount": 1998})
+    assert waiting() == []
+    assert cashups.count_cash_ups(operator(), deposited=False) == 0
