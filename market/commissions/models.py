@@ -110,7 +110,7 @@ class SellerPayout(BankDetails, db.Model):  # type: ignore[name-defined]
     status: Mapped[SellerPayoutStatus] = mapped_column(
         enum_column(SellerPayoutStatus, "seller_payout_status"), default=SellerPayoutStatus.AWAITING_CONFIRMATION
     )
-    bank_reference: Mapped[str | None] = mapped_column(String(120))
+    bank_reference: Mapped[str | None] = mapped_column(String(255))
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
 

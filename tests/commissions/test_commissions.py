@@ -365,3 +365,18 @@ def test_a_stations_amount_per_order_is_spread_over_many_lines_to_the_fen(client
     assert sum(earned) == kept(station["id"]) == 50  # the amount per order, not a fen more
     assert earned == [17, 16, 17]  # the fourth line's share rounds to nothing
     assert checks.check_ledger() == []
+
+
+def test_a_seller_payout_takes_a_bank_reference_as_long_as_a_farms(client: FlaskClient, shop: Shop) -> None:
+    make_host(client, shop, rate_bp=200, **BANK)
+    settled_order(client, shop, (shop.oranges, 2000), attribution_code="hong-live")
+    made = run(client, shop).json["id"]
+    (paid,) = client.get(f"/api/v1/payout-runs/{made}/sellers", headers=shop.operator_h).json["payouts"]
+    confirm = f"/api/v1/seller-payouts/{paid['id']}/confirm"
+    reference = "NONREF " + "9" * 248  # 255 characters, as a farm's payout takes
+    response = client.post(confirm, json={"bank_reference": reference}, headers=shop.operator_h)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.json["bank_reference"] == reference
+    too_long = client.post(confirm, json={"bank_reference": reference + "9"}, headers=shop.operator_h)
+    assert too_long.status_code == 422 and "bank_reference" in too_long.json["errors"]
+    assert checks.check_ledger() == []
