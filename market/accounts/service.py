@@ -313,7 +313,9 @@ def villager(phone: str, name: str) -> User:
     """The buyer account of the villager with mobile number `phone`, for an
     order station staff place for them: the oldest account with that number
     (given the buyer role if it lacked it), or a new one opened on the spot
-    with no email and no password. Such an account cannot log in; it is the
+    with no email and no password, named `name` or else by the number's
+    last digits (`masked_phone`: the name is shown to the farms they buy
+    from, the number never). Such an account cannot log in; it is the
     villager's to claim (docs/stations.md). Locks the account, like any
     buyer's while an order is placed for them; flushes only. Two stations
     placing a first order for the same number at once open one account:
@@ -325,7 +327,7 @@ def villager(phone: str, name: str) -> User:
             email=None,
             password_hash=None,
             phone=phone,
-            name=name.strip() or phone,
+            name=name.strip() or masked_phone(phone),
             roles=[UserRole(role=Role.BUYER)],
         )
         db.session.add(user)
@@ -333,6 +335,14 @@ def villager(phone: str, name: str) -> User:
         user.roles.append(UserRole(role=Role.BUYER))
     db.session.flush()
     return user
+
+
+def masked_phone(phone: str) -> str:
+    """A mobile number (E.164) with all but its last four digits hidden,
+    and the country code's first two of a number long enough to hide seven
+    more (`+8613900000077` -> `+86*******0077`, `+4479460001` -> `+******0001`)."""
+    head = phone[:3] if len(phone) >= 14 else phone[:1]
+    return head + "*" * (len(phone) - len(head) - 4) + phone[-4:]
 
 
 def _by_phone(phone: str) -> User | None:

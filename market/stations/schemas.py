@@ -16,7 +16,10 @@ class VillagerOrderCreateSchema(StrictSchema):
     name = free_text(
         load_default="",
         validate=validate.Length(max=120),
-        metadata={"description": "The villager's name, for an account opened now (their number if blank)."},
+        metadata={
+            "description": "The villager's name, for an account opened now (if blank, their number with all but "
+            "its last four digits hidden)."
+        },
     )
     lines = fields.List(
         fields.Nested(LineRequestSchema), required=True, validate=validate.Length(min=1, max=MAX_ORDER_LINES)

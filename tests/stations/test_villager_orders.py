@@ -102,6 +102,21 @@ def test_staff_place_an_order_for_a_villager_who_has_no_account(client: FlaskCli
     assert code not in stored.code_hash and len(stored.code_hash) == 64  # kept hashed only
 
 
+def test_a_villager_opened_without_a_name_is_not_named_by_their_number(client: FlaskClient, shop: Shop) -> None:
+    body = {"phone": PHONE, "lines": [{"listing_id": shop.oranges.id, "grams": 1000}]}
+    response = client.post(
+        f"/api/v1/fulfilment-points/{shop.station.id}/villager-orders", json=body, headers=shop.staff_h
+    )
+    assert response.status_code == 201, response.json
+    order = response.json
+    # The farm sees the buyer's name on its orders: never the villager's number.
+    seen = client.get(f"/api/v1/orders/{order['id']}", headers=shop.orchard_h).json
+    assert seen["buyer_name"] == "+86*******0077"
+    found = client.get("/api/v1/orders", query_string={"buyer": "13900000077"}, headers=shop.orchard_h).json
+    assert found["items"] == []
+    assert order["buyer_name"] == "+86*******0077"  # staff tell villagers apart by the last digits
+
+
 def test_a_known_phone_number_places_the_order_for_its_account(client: FlaskClient, shop: Shop) -> None:
     farmer = UserFactory(phone=PHONE, roles=[Role.FARMER])
     order = place_for_villager(client, shop, (shop.oranges, 1000))
