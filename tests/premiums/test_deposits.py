@@ -5,8 +5,8 @@ premiums earned and reversed, deposits and what the sponsor owes."""
 from __future__ import annotations
 
 import csv
+import functools
 import io
-import threading
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -18,7 +18,6 @@ from sqlalchemy import func, select
 from market.accounts.models import Role
 from market.auth import Actor
 from market.db import business_today
-from market.errors import Conflict
 from market.extensions import db
 from market.ledger import service as ledger
 from market.ledger.models import LedgerTransaction
@@ -26,6 +25,7 @@ from market.premiums import deposits
 from market.premiums.models import SponsorDeposit
 from market.settlement.checks import check_ledger, sponsor_account_mismatches
 from tests.factories import UserFactory
+from tests.orders.test_concurrency import race
 from tests.payouts.conftest import refund, settled_order
 from tests.premiums.test_premiums import line_of, programme
 from tests.shop import Shop
@@ -97,28 +97,11 @@ def test_the_same_bank_reference_on_a_programme_is_recorded_once(client: FlaskCl
 def test_operators_recording_one_transfer_at_once_record_it_once(app: Flask, pg_app: Flask, shop: Shop) -> None:
     funded = sponsored(app.test_client(), shop)
     operators = [Actor(UserFactory(roles=[Role.OPERATOR]).id, frozenset({Role.OPERATOR})) for _ in range(6)]
-    barrier = threading.Barrier(len(operators))
-    outcomes: Counter[str] = Counter()
-
-    def record(actor: Actor) -> None:
-        with pg_app.app_context():
-            barrier.wait()
-            try:
-                deposits.record_deposit(
-                    actor, funded["id"], amount=500, bank_reference="BOC-77", received_on=business_today()
-                )
-                outcomes["recorded"] += 1
-            except Conflict:
-                outcomes["conflict"] += 1
-            finally:
-                db.session.remove()
-
-    threads = [threading.Thread(target=record, args=(actor,)) for actor in operators]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert outcomes == Counter({"recorded": 1, "conflict": 5})
+    record = functools.partial(
+        deposits.record_deposit, amount=500, bank_reference="BOC-77", received_on=business_today()
+    )
+    outcomes = race(pg_app, [functools.partial(record, actor, funded["id"]) for actor in operators])
+    assert outcomes == Counter({"ok": 1, "Conflict": 5})
     assert deposits_and_postings() == (1, 1)
     assert ledger.balance(f"sponsor_liability:{funded['id']}") == -500
 
