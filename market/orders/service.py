@@ -65,7 +65,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 PICKUP_CODE_DIGITS = 6
 PART_ARRIVED = "part.arrived"  # the event of a part taken in at its station
-UNPAID_STATUSES = (OrderStatus.PENDING_PAYMENT, OrderStatus.CONFIRMED)
 
 
 class Shortfall(Conflict):
@@ -338,8 +337,9 @@ _BUYER_LOCKED = (
     .options(lazyload(User.roles))
     .with_for_update(of=User)
 )
-# An order confirmed for payment in cash on collection is unpaid too, and
-# holds its stock as long. Each unpaid order of the buyer with the grams its
+# Unpaid: an open order not yet paid for. One paid in cash on collection is
+# packed, shipped and waits at the station unpaid, holding its produce for
+# the villager as long. Each unpaid order of the buyer with the grams its
 # parts not cancelled hold, counted and summed in one statement, on the
 # tables' columns: a Core select (see market.auth._TOKEN).
 _ORDER, _PART, _LINE = Order.__table__.c, OrderPart.__table__.c, OrderLine.__table__.c
@@ -351,7 +351,11 @@ _HELD_BY_ORDER = (
 )
 _UNPAID_ORDERS = (
     select(_ORDER.id, _HELD_BY_ORDER.label("held"))
-    .where(_ORDER.buyer_id == bindparam("buyer_id"), _ORDER.status.in_(UNPAID_STATUSES))
+    .where(
+        _ORDER.buyer_id == bindparam("buyer_id"),
+        _ORDER.status.in_(sorted(OPEN_STATUSES)),
+        _ORDER.paid_at.is_(None),
+    )
     .subquery()
 )
 _UNPAID = select(func.count(_UNPAID_ORDERS.c.id), func.coalesce(func.sum(_UNPAID_ORDERS.c.held), 0))

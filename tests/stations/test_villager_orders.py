@@ -280,19 +280,32 @@ def test_an_unconfirmed_order_expires_and_gives_its_stock_back(client: FlaskClie
     assert db.session.get(Order, order["id"]).status == "expired"  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("confirmed", [False, True])
-def test_confirmed_orders_count_against_the_villagers_unpaid_allowance(
-    client: FlaskClient, shop: Shop, confirmed: bool
+@pytest.mark.parametrize("stage", ["placed", "confirmed", "packed", "at the station", "collected"])
+def test_an_order_counts_against_the_villagers_unpaid_allowance_until_its_cash_is_taken(
+    client: FlaskClient, shop: Shop, stage: str
 ) -> None:
+    """Confirmed, the order is packed, shipped and waits at the station, all
+    unpaid, holding its produce for the villager: it counts as unpaid until
+    the cash is taken at the counter."""
     client.application.config["BUYER_MAX_UNPAID_ORDERS"] = 1
     order = place_for_villager(client, shop, (shop.oranges, 1000))
-    if confirmed:
+    if stage != "placed":
         confirm(client, shop, order["id"])
+    if stage == "packed":
+        part = part_of(order, shop.orchard)
+        weights = {"weights": [{"line_id": part["lines"][0]["id"], "weighed_g": 1000}]}
+        post(client, f"/api/v1/orders/{order['id']}/parts/{part['id']}/pack", shop.orchard_h, weights)
+    if stage in ("at the station", "collected"):
+        assert weigh_ship_receive(client, shop, order, 1000)["status"] == "ready_for_pickup"
+    if stage == "collected":
+        pickup_code = db.session.get(Order, order["id"]).pickup_code  # type: ignore[union-attr]
+        url = f"/api/v1/orders/{order['id']}/cash-collection"
+        post(client, url, shop.staff_h, {"code": pickup_code, "amount": 999})
     body = {"phone": PHONE, "lines": [{"listing_id": shop.oranges.id, "grams": 1000}]}
     response = client.post(
         f"/api/v1/fulfilment-points/{shop.station.id}/villager-orders", json=body, headers=shop.staff_h
     )
-    assert response.status_code == 409
+    assert response.status_code == (201 if stage == "collected" else 409), response.json
 
 
 def test_two_first_orders_for_a_new_number_at_once_open_one_account(app: Flask, shop: Shop) -> None:
