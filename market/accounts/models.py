@@ -6,7 +6,7 @@ from enum import StrEnum
 from sqlalchemy import ForeignKey, String, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from market.db import UTCDateTime, enum_column
+from market.db import UTCDateTime, enum_column, utcnow
 from market.extensions import db
 
 
@@ -31,6 +31,12 @@ class User(db.Model):  # type: ignore[name-defined]
     email: Mapped[str | None] = mapped_column(String(254), unique=True)
     name: Mapped[str] = mapped_column(String(120))
     phone: Mapped[str | None] = mapped_column(String(32))
+    # When the number was shown to be this account's: station staff opened
+    # the account with the number the villager gave them in person, or a
+    # code texted to it claimed the account. Only a proven number is
+    # matched to a villager (docs/stations.md); changing the number clears
+    # it, and an unproven number still gets SMS.
+    phone_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     language: Mapped[Language] = mapped_column(enum_column(Language, "language"), default=Language.ZH)
     password_hash: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
@@ -44,6 +50,21 @@ class User(db.Model):  # type: ignore[name-defined]
     @property
     def role_names(self) -> frozenset[Role]:
         return frozenset(r.role for r in self.roles)
+
+    @property
+    def phone_verified(self) -> bool:
+        return self.phone is not None and self.phone_verified_at is not None
+
+    def change_phone(self, phone: str | None) -> None:
+        """Take a new number (None removes it); another number than the
+        one held is unproven until shown to be this account's."""
+        if phone != self.phone:
+            self.phone = phone
+            self.phone_verified_at = None
+
+    def prove_phone(self) -> None:
+        """The number held was shown, now, to be this account's."""
+        self.phone_verified_at = utcnow()
 
 
 class UserRole(db.Model):  # type: ignore[name-defined]

@@ -68,6 +68,13 @@ class UserSchema(ma.Schema):
     email = fields.String(required=True)
     name = fields.String(required=True)
     phone = fields.String(allow_none=True)
+    phone_verified = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "Whether the number is proven this account's (station staff opened the account with it, "
+            "or a code texted to it claimed the account); only a proven number is matched to a villager's orders."
+        },
+    )
     language = fields.Enum(Language, by_value=True, required=True)
     roles = fields.Method("dump_roles", required=True, metadata={"type": "array", "items": {"type": "string"}})
     created_at = fields.DateTime(required=True)

@@ -134,6 +134,7 @@ def _register(email: str, roles: frozenset[Role], details: dict[str, Any]) -> No
         user = User(email=email, roles=[], **details)
         db.session.add(user)
     else:
+        user.change_phone(details.pop("phone"))
         for name, value in details.items():
             setattr(user, name, value)
     user.roles = [r for r in user.roles if r.role in roles] + [
@@ -258,14 +259,17 @@ def get_user(actor: Actor) -> User:
 
 def update_profile(actor: Actor, **changes: Any) -> User:
     """Change the caller's name, phone number (None removes it) or
-    language; the fields not given stay. Notifications already written keep
-    the number and language they were written with."""
+    language; the fields not given stay. A new number is unproven: it gets
+    SMS but is never taken for a villager's (`villager`). Notifications
+    already written keep the number and language they were written with."""
     if "name" in changes:
         changes["name"] = changes["name"].strip()
     with unit_of_work():
         user = db.session.scalars(locked(select(User).where(User.id == actor.user_id))).one_or_none()
         if user is None:
             raise Unauthenticated("The account no longer exists.")
+        if "phone" in changes:
+            user.change_phone(changes.pop("phone"))
         for name, value in changes.items():
             setattr(user, name, value)
     return user
@@ -311,11 +315,14 @@ def revoke_token(actor: Actor, token_id: int) -> ApiToken:
 
 def villager(phone: str, name: str) -> User:
     """The buyer account of the villager with mobile number `phone`, for an
-    order station staff place for them: the oldest account with that number
-    (given the buyer role if it lacked it), or a new one opened on the spot
-    with no email and no password, named `name` or else by the number's
-    last digits (`masked_phone`: the name is shown to the farms they buy
-    from, the number never). Such an account cannot log in; it is the
+    order station staff place for them: the oldest account whose number it
+    is proven to be (`_by_phone`; given the buyer role if it lacked it), or
+    a new one opened on the spot with no email and no password, its number
+    proven (staff typed the number the villager gave them in person), named
+    `name` or else by the number's last digits (`masked_phone`: the name is
+    shown to the farms they buy from, the number never). An account that
+    holds the number unproven is not the villager's: the number opens a new
+    account as if it had none. A new account cannot log in; it is the
     villager's to claim (docs/stations.md). Locks the account, like any
     buyer's while an order is placed for them; flushes only. Two stations
     placing a first order for the same number at once open one account:
@@ -330,6 +337,7 @@ def villager(phone: str, name: str) -> User:
             name=name.strip() or masked_phone(phone),
             roles=[UserRole(role=Role.BUYER)],
         )
+        user.prove_phone()
         db.session.add(user)
     elif Role.BUYER not in user.role_names:
         user.roles.append(UserRole(role=Role.BUYER))
@@ -346,13 +354,17 @@ def masked_phone(phone: str) -> str:
 
 
 def _by_phone(phone: str) -> User | None:
-    """The oldest account with mobile number `phone`, locked: the villager's."""
-    return db.session.scalars(locked(select(User).where(User.phone == phone).order_by(User.id).limit(1))).first()
+    """The oldest account with mobile number `phone` proven, locked: the
+    villager's. An account that only set the number itself is not: anyone
+    may type any number into their profile."""
+    stmt = select(User).where(User.phone == phone, User.phone_verified_at.is_not(None)).order_by(User.id).limit(1)
+    return db.session.scalars(locked(stmt)).first()
 
 
 def unclaimed(phone: str) -> User | None:
-    """The account opened for the villager with mobile number `phone`, locked,
-    while it has neither email nor password (docs/stations.md, "Claiming")."""
+    """The account opened for the villager with mobile number `phone` (the
+    oldest with the number proven), locked, while it has neither email nor
+    password (docs/stations.md, "Claiming")."""
     user = _by_phone(phone)
     return user if user is not None and user.email is None and user.password_hash is None else None
 
@@ -360,8 +372,9 @@ def unclaimed(phone: str) -> User | None:
 def claimed(user: User, *, email: str, password: str, name: str | None) -> None:
     """The villager who proved the number makes the account theirs: its
     email (to log in with, confirmed by the proof), password and, if given,
-    name. Flushes only; an address another account has is the caller's
-    IntegrityError."""
+    name; the code texted to the number proved it. Flushes only; an
+    address another account has is the caller's IntegrityError."""
+    user.prove_phone()
     user.email = normalise_email(email)
     user.password_hash = _hasher.hash(password)
     user.confirmed_at = utcnow()

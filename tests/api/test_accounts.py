@@ -209,6 +209,32 @@ def test_me_can_change_phone_language_and_name(client: FlaskClient) -> None:
     assert stored is not None and (stored.phone, stored.language.value, stored.name) == (None, "en", "Wang Li")
 
 
+def test_a_new_number_is_unproven_until_shown_to_be_the_accounts(client: FlaskClient) -> None:
+    user, headers = user_with_token(Role.BUYER)
+    db.session.execute(
+        update(User).where(User.id == user.id).values(phone="+8613900000001", phone_verified_at=utcnow())
+    )
+    db.session.commit()
+    assert client.get("/api/v1/me", headers=headers).json["phone_verified"] is True
+    # Another field, or the same number again, keeps the proof.
+    same = client.patch("/api/v1/me", json={"phone": "+86 139 0000 0001", "name": "Wang"}, headers=headers)
+    assert same.status_code == 200 and same.json["phone_verified"] is True
+
+    changed = client.patch("/api/v1/me", json={"phone": "+8613900000002"}, headers=headers)
+    assert changed.status_code == 200 and changed.json["phone_verified"] is False
+    db.session.expire_all()
+    stored = db.session.get(User, user.id)
+    assert stored is not None and (stored.phone, stored.phone_verified_at) == ("+8613900000002", None)
+    # Back to the number it had proven: typed, so unproven all the same.
+    back = client.patch("/api/v1/me", json={"phone": "+8613900000001"}, headers=headers)
+    assert back.json["phone_verified"] is False
+
+
+def test_a_number_given_at_registration_is_unproven(client: FlaskClient) -> None:
+    created = register_confirmed(client, REGISTRATION | {"phone": "+8613900000003"})
+    assert (created["phone"], created["phone_verified"]) == ("+8613900000003", False)
+
+
 def test_me_refuses_a_bad_phone_language_or_name_and_changes_nothing(client: FlaskClient) -> None:
     _, headers = user_with_token(Role.BUYER)
     before = client.get("/api/v1/me", headers=headers).json

@@ -63,11 +63,18 @@ def test_a_villager_claims_the_account_and_keeps_its_orders(client: FlaskClient,
     wrong = claim(client, "000000" if code != "000000" else "111111")
     assert wrong.status_code == 422 and "code" in wrong.json["errors"]
 
+    before = utcnow()
     done = claim(client, code, email="Li@Example.test", name="Li Guifen")
     assert done.status_code == 200, done.json
-    assert (done.json["email"], done.json["name"]) == ("li@example.test", "Li Guifen")
+    assert (done.json["email"], done.json["name"], done.json["phone_verified"]) == (
+        "li@example.test",
+        "Li Guifen",
+        True,
+    )
     db.session.expire_all()
     assert villager().confirmed_at is not None
+    proven = villager().phone_verified_at
+    assert proven is not None and proven >= before  # the texted code proved the number
     assert db.session.scalars(select(ClaimCode)).all() == []
     assert claim(client, code).status_code == 422  # claimed: the code is spent
 
@@ -142,3 +149,32 @@ def test_registering_with_the_number_of_an_unclaimed_account_texts_a_claim_code(
     assert db.session.scalars(select(User.id).where(User.email == "wang@example.test")).one()
     bad_roles = client.post("/api/v1/accounts", json=body | {"roles": ["operator"]})
     assert bad_roles.status_code == 422
+
+
+def test_a_buyer_who_types_a_villagers_number_gets_neither_their_orders_nor_their_account(
+    client: FlaskClient, shop: Shop
+) -> None:
+    typed = client.patch("/api/v1/me", json={"phone": PHONE}, headers=shop.buyer_h)
+    assert typed.status_code == 200 and typed.json["phone_verified"] is False
+
+    order = place_for_villager(client, shop, (shop.oranges, 2000))
+    assert order["buyer_id"] != shop.buyer.id  # a new account for the villager, the number proven
+    opened = db.session.get(User, order["buyer_id"])
+    assert opened is not None and (opened.email, opened.phone) == (None, PHONE)
+    assert opened.phone_verified_at is not None
+    mine = client.get("/api/v1/orders", headers=shop.buyer_h).json
+    assert order["id"] not in [o["id"] for o in mine["items"]]
+    assert client.get(f"/api/v1/orders/{order['id']}", headers=shop.buyer_h).status_code in (403, 404)
+
+    # The villager still claims their account, and with it the order.
+    ask(client)
+    codes = db.session.scalars(
+        select(Notification.user_id).where(Notification.recipient == PHONE, Notification.event == "account.claim_code")
+    ).all()
+    assert codes == [opened.id]
+    done = claim(client, claim_codes()[-1])
+    assert done.status_code == 200, done.json
+    assert done.json["id"] == opened.id
+    login = client.post("/api/v1/auth/tokens", json={"email": "li@example.test", "password": PASSWORD, "name": "phone"})
+    theirs = client.get("/api/v1/orders", headers={"Authorization": f"Bearer {login.json['token']}"}).json
+    assert [o["id"] for o in theirs["items"]] == [order["id"]]

@@ -118,11 +118,24 @@ def test_a_villager_opened_without_a_name_is_not_named_by_their_number(client: F
 
 
 def test_a_known_phone_number_places_the_order_for_its_account(client: FlaskClient, shop: Shop) -> None:
-    farmer = UserFactory(phone=PHONE, roles=[Role.FARMER])
+    farmer = UserFactory(phone=PHONE, phone_verified_at=utcnow(), roles=[Role.FARMER])
     order = place_for_villager(client, shop, (shop.oranges, 1000))
     assert order["buyer_id"] == farmer.id
     db.session.expire_all()
     assert db.session.get(User, farmer.id).role_names == {Role.FARMER, Role.BUYER}  # type: ignore[union-attr]
+
+
+def test_a_number_only_unproven_accounts_hold_opens_a_villager_account(client: FlaskClient, shop: Shop) -> None:
+    typed_it = UserFactory(phone=PHONE, roles=[Role.FARMER])  # set the number in their profile: not proven
+    order = place_for_villager(client, shop, (shop.oranges, 1000))
+    assert order["buyer_id"] != typed_it.id
+    villager = db.session.get(User, order["buyer_id"])
+    assert villager is not None and (villager.phone, villager.email, villager.password_hash) == (PHONE, None, None)
+    assert villager.phone_verified_at is not None  # staff typed the number the villager gave them
+    db.session.expire_all()
+    assert db.session.get(User, typed_it.id).role_names == {Role.FARMER}  # type: ignore[union-attr]
+    # The next order for the number finds the villager's account.
+    assert place_for_villager(client, shop, (shop.oranges, 1000))["buyer_id"] == villager.id
 
 
 def test_only_the_stations_staff_place_orders_there(client: FlaskClient, shop: Shop) -> None:
