@@ -19,7 +19,9 @@ transaction is in the account's settlement currency: given one other than
 a movement's own, the amount is converted at the rate the test set and the
 rate reported as `exchange_rate`, while the source keeps its own amount and
 currency. Tests can drop, alter or add balance transactions to stand for a
-gateway that disagrees with the ledger. Webhook payloads are
+gateway that disagrees with the ledger, and lose a request or its answer on
+the network (`lose_next`: the connection is cut, as by a timeout or a
+reset, for the client's own retries too). Webhook payloads are
 signed with Stripe's scheme (`t=<ts>,v1=<HMAC-SHA256 of "<ts>.<payload>">`).
 """
 
@@ -102,10 +104,17 @@ class FakeStripe:
     # Path prefix (or "<METHOD> <path prefix>") -> seconds to sit on a request.
     hold: dict[str, float] = field(default_factory=dict)
     refuse_next: list[tuple[str, str]] = field(default_factory=list)  # (path prefix, message): a 400
+    # ("<METHOD> <path>", exactly; whether Stripe gets it): the next such
+    # request is lost on the network, after Stripe acted on it (its answer
+    # lost) or before it arrived. The connection is cut without an answer,
+    # and so is every repeat under its idempotency key (the client's own
+    # retries) until `reconnect`.
+    lose_next: list[tuple[str, bool]] = field(default_factory=list)
     # How the next refunds come out when created ("pending" ones end by `finish_refund`).
     refund_outcomes: list[str] = field(default_factory=list)
     _keys: dict[str, tuple[str, dict[str, Any], Response]] = field(default_factory=dict)
     _in_flight: set[str] = field(default_factory=set)  # keys of POSTs being handled
+    _cut_off: set[str] = field(default_factory=set)  # keys of POSTs lost on the way, until `reconnect`
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     lock: threading.RLock = field(default_factory=threading.RLock)
     received: threading.Event = field(default_factory=threading.Event)
@@ -238,6 +247,27 @@ class FakeStripe:
             "api_version": "2025-01-01",
         }
         return json.dumps(body).encode()
+
+    # The network between the platform and Stripe.
+    def lost(self, method: str, path: str, key: str | None) -> str | None:
+        """How a request arriving now is lost, if it is: "request" (Stripe
+        never gets it: a repeat of a lost one, or one lost on its way) or
+        "answer" (Stripe acts on it; its answer never arrives)."""
+        with self.lock:
+            if key is not None and key in self._cut_off:
+                return "request"
+            index = next((i for i, (where, _) in enumerate(self.lose_next) if where == f"{method} {path}"), None)
+            if index is None:
+                return None
+            _, arrives = self.lose_next.pop(index)
+            if key is not None:
+                self._cut_off.add(key)
+            return "answer" if arrives else "request"
+
+    def reconnect(self) -> None:
+        """The network is back: requests under keys lost before get through."""
+        with self.lock:
+            self._cut_off.clear()
 
     # Request handling.
     def begin(self, method: str, key: str | None) -> Response | None:
@@ -597,6 +627,10 @@ class _Handler(BaseHTTPRequestHandler):
             status, body = _error(401, "invalid_request_error", "Invalid API Key provided.")
         else:
             key = self.headers.get("Idempotency-Key")
+            lost = fake.lost(method, url.path, key)
+            if lost == "request":
+                self.close_connection = True  # cut without an answer
+                return
             with fake.lock:  # counted as it arrives, before any hold
                 fake.calls[f"{method} {url.path}"] += 1
             fake.received.set()
@@ -611,6 +645,9 @@ class _Handler(BaseHTTPRequestHandler):
                     status, body = fake.handle(method, url.path, _nest(parse_qsl(raw)), key)
                 finally:
                     fake.end(key if method == "POST" else None)
+            if lost == "answer":
+                self.close_connection = True  # done at Stripe, the answer never sent
+                return
         payload = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
