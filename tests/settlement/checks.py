@@ -8,7 +8,8 @@ tables, these are the functions to re-point; the state machine that drives
 the services does not change.
 
 Every-step checks: `stock`, `order_money`, `sponsor_budgets`, `kept_premiums`,
-`sponsor_accounts`, `farm_earnings`, `seller_commissions`, `ledger`, `routes`, `stripe_transfers`.
+`sponsor_accounts`, `farm_earnings`, `seller_commissions`, `ledger`, `routes`, `stripe_transfers`,
+`stripe_intents`.
 Checks that hold once every pending worker step has run: `after_quiesce`;
 and once a payout run has been paid out: `after_payout_run`.
 """
@@ -56,6 +57,8 @@ class Books:
     cash_ups: dict[int, tuple[int, int]] = field(default_factory=dict)
     # Their deposits: (cash-up id, what the bank received) by bank reference.
     station_deposits: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Stripe intents seen recorded on a payment, each checked when first seen.
+    intents_seen: set[str] = field(default_factory=set)
 
 
 # --- helpers ----------------------------------------------------------------
@@ -706,6 +709,54 @@ def stripe_transfers(fake: FakeStripe) -> list[str]:
     return problems
 
 
+def stripe_intents(fake: FakeStripe, books: Books) -> list[str]:
+    """Every PaymentIntent at Stripe. The one a payment records is of the
+    payment's order and holds what the payment says it does; recorded for
+    an order not paid yet, it holds what the order can reach when it is
+    first seen (a part cancelled while the answer to its request was lost
+    is not held). Any other (made under a request whose answer was lost and
+    whose key was given up, or replaced after its hold lapsed) holds no
+    money and took none: nothing is held or captured at Stripe that the
+    market does not record."""
+    problems = []
+    with fake.lock:
+        intents = {intent_id: dict(intent) for intent_id, intent in fake.intents.items()}
+    recorded: set[str] = set()
+    for payment in db.session.scalars(
+        select(Payment).where(Payment.stripe_payment_intent_id.isnot(None)).order_by(Payment.order_id)
+    ):
+        intent_id = payment.stripe_payment_intent_id or ""
+        recorded.add(intent_id)
+        order = db.session.get(Order, payment.order_id)
+        assert order is not None
+        name = f"order {order.id} ({order.status}, payment {payment.status})"
+        intent = intents.get(intent_id)
+        if intent is None:
+            problems.append(f"{name}: records intent {intent_id}, which Stripe never made")
+            continue
+        if intent["metadata"].get("order_id") != str(order.id) or intent["amount"] != payment.amount:
+            problems.append(
+                f"{name}: records intent {intent_id} for {payment.amount}; Stripe made it for "
+                f"{intent['amount']}, for order {intent['metadata'].get('order_id')}"
+            )
+        if intent_id not in books.intents_seen:
+            books.intents_seen.add(intent_id)
+            if order.status == OrderStatus.PENDING_PAYMENT and intent["amount"] != order.max_total:
+                problems.append(
+                    f"{name}: its new intent {intent_id} holds {intent['amount']}, "
+                    f"but the order can reach {order.max_total}"
+                )
+    for intent_id, intent in intents.items():
+        if intent_id in recorded:
+            continue
+        if intent["status"] == "requires_capture" or intent["amount_capturable"] or intent["amount_received"]:
+            problems.append(
+                f"intent {intent_id} of order {intent['metadata'].get('order_id')}, which no payment records, "
+                f"is {intent['status']}: holding {intent['amount_capturable']}, took {intent['amount_received']}"
+            )
+    return problems
+
+
 # --- once the workers are done -----------------------------------------------
 
 
@@ -715,7 +766,8 @@ def after_quiesce(fake: FakeStripe) -> list[str]:
     was told; a cancelled part's captured lines are fully refunded; no
     refund is left pending; a packed order is captured or flagged; no open
     order's card hold lapsed unseen, and none waits past its deadline to
-    pay again."""
+    pay again; no open order's card payment is still being opened (its
+    request to Stripe retried until answered)."""
     problems = []
     for payment in db.session.scalars(select(Payment).order_by(Payment.order_id)):
         order = db.session.get(Order, payment.order_id)
@@ -740,9 +792,14 @@ def after_quiesce(fake: FakeStripe) -> list[str]:
                 )
         elif payment.status == PaymentStatus.AUTHORISED and intent is not None and intent["status"] == "canceled":
             problems.append(f"{name}: its card hold lapsed at Stripe unseen, and nobody is told")
-        elif payment.renew_by is not None:
-            # Every deadline has passed: paid anew (which clears it) or cancelled.
-            problems.append(f"{name}: still open past its deadline to pay again ({payment.renew_by:%Y-%m-%d %H:%M})")
+        elif payment.status == PaymentStatus.CREATING or payment.renew_by is not None:
+            # Every task to open it ran, and every deadline has passed: paid
+            # anew (which clears renew_by) or cancelled.
+            problems.append(
+                f"{name}: still being opened after every worker step ran, so the buyer cannot pay it"
+                if payment.renew_by is None
+                else f"{name}: still open past its deadline to pay again ({payment.renew_by:%Y-%m-%d %H:%M})"
+            )
         elif payment.status == PaymentStatus.CAPTURED:
             done = _refunded_lines(payment, statuses=(RefundStatus.SUCCEEDED,))
             for captured in payment.captured_lines:

@@ -5,7 +5,10 @@ A hypothesis state machine drives the real services, the very functions the
 routes, the Stripe webhook receiver and the Celery tasks call: placing an
 order over two farms (a sponsor programme with a small budget and a
 buyer-funded one running), paying offline or by card against the local fake
-Stripe (authorisation webhooks late, twice or after the order closed),
+Stripe (authorisation webhooks late, twice or after the order closed; the
+request for an intent, first or renewed after a lapsed hold, or its answer
+lost on the network, and the opening retried by the worker after a part was
+cancelled, the order closed or the intent cancelled in Stripe's dashboard),
 packing by weight (over, under, exact, short), shipping, parts from another
 county scanned in and out at the county centre (some left there a while),
 harvest lots added to stock (some by a client holding a stale ETag of the
@@ -91,8 +94,8 @@ from market.orders.models import Fulfilment, Order, OrderStatus, PartHop, PartSt
 from market.orders.service import LineRequest, Weighing
 from market.outbox import OutboxMessage
 from market.payments import service as payments
-from market.payments.gateway import GatewayError, Intent, OfflineGateway, RefundResult
-from market.payments.models import Payment, PaymentStatus, Provider, Refund, RefundStatus
+from market.payments.gateway import AmbiguousAnswer, GatewayError, Intent, OfflineGateway, RefundResult
+from market.payments.models import Payment, PaymentAttempt, PaymentStatus, Provider, Refund, RefundStatus
 from market.payouts import service as payouts
 from market.payouts.models import Payout, PayoutStatus
 from market.premiums import deposits
@@ -156,6 +159,9 @@ PAST_CASH_UPS = 20
 # Steps that end an order's life act on one draw in four, so that lives
 # also run their whole course (paid, packed, captured, refunded, paid out).
 WHIM = st.integers(0, 3)
+# Requests for an intent lost on the network at most at once (each costs
+# the Stripe client's own retries, about a second).
+MAX_LOST = 2
 # Worker steps that move money or stock, by outbox task name (the rest send notifications).
 TASKS: dict[str, Callable[..., Any]] = {
     "payments.open": lambda order_id, **_: payments.open_payment(order_id),
@@ -177,6 +183,7 @@ def forget_everything(fake: FakeStripe) -> None:
     for name in (
         "intents", "refunds", "accounts", "transfers", "reversals", "charges", "balance_transactions",
         "available_balance", "calls", "fail_next", "decline_next", "hold", "refuse_next", "_keys", "holds_until",
+        "lose_next", "_cut_off",
     ):  # fmt: skip
         setattr(fake, name, getattr(fresh, name))
 
@@ -190,12 +197,15 @@ class SettlementGateway:
     (pointed at the fake), or the offline one while an offline payment is
     being opened and for refunds of offline payments. Armed by a rule, it
     runs another service call right after the provider answered a capture
-    and before `capture()` records it: a cancel racing the capture."""
+    and before `capture()` records it: a cancel racing the capture. A
+    request for an intent lost on the network (with the client's own
+    retries) is lost for that call only: the next call gets through."""
 
-    def __init__(self, stripe_gateway: Any, app: Flask) -> None:
+    def __init__(self, stripe_gateway: Any, app: Flask, fake: FakeStripe) -> None:
         self.stripe = stripe_gateway
         self.offline = OfflineGateway()
         self.app = app
+        self.fake = fake
         self.opening_offline = False
         self.refuse_offline_refund = False
         self.after_capture: Callable[[], None] | None = None
@@ -206,8 +216,18 @@ class SettlementGateway:
         return Provider.OFFLINE if self.opening_offline else Provider.STRIPE
 
     def create_intent(self, **kwargs: Any) -> Intent | None:
-        chosen = self.offline if self.opening_offline else self.stripe
-        result: Intent | None = chosen.create_intent(**kwargs)
+        if self.opening_offline:
+            return self.offline.create_intent(**kwargs)
+        if "-renewal-" in kwargs["key"]:
+            RUN["renewal intents asked for"] += 1
+        try:
+            result: Intent | None = self.stripe.create_intent(**kwargs)
+        except AmbiguousAnswer:
+            which = "renewal intents" if "-renewal-" in kwargs["key"] else "intents"
+            RUN[f"{which} asked for without an answer"] += 1
+            raise
+        finally:
+            self.fake.reconnect()
         return result
 
     def capture(self, intent_id: str, *, amount: int, key: str) -> Intent:
@@ -467,10 +487,23 @@ class OrderLife(RuleBasedStateMachine):
         # The "payments.open" task, with the gateway the buyer chose.
         self.gateway.opening_offline = not card
         try:
-            self.attempt("open_payment", lambda: payments.open_payment(order_id))
+            self.open_payment(order_id)
         finally:
             self.gateway.opening_offline = False
         return order_id
+
+    def open_payment(self, order_id: int) -> None:
+        """The order's "payments.open" task, run at once. A transient error
+        (Stripe's answer lost) leaves the payment being opened: the task the
+        order queued opens it when the worker runs it (again)."""
+
+        def open_now() -> None:
+            try:
+                payments.open_payment(order_id)
+            except TransientError:
+                db.session.rollback()
+
+        self.attempt("open_payment", open_now)
 
     @rule(target=orders, listings=LISTINGS, steps=STEPS, repeats=st.integers(1, 2), other_body=st.booleans())
     def buyer_app_places_and_retries(self, listings: list[int], steps: int, repeats: int, other_body: bool) -> int:
@@ -500,8 +533,58 @@ class OrderLife(RuleBasedStateMachine):
             other = client.post("/api/v1/orders", json={**body, "notes": "and a bag"}, headers=headers)
             assert other.status_code == 422, other.json
         order_id: int = first.json["id"]
-        self.attempt("open_payment", lambda: payments.open_payment(order_id))
+        self.open_payment(order_id)
         return order_id
+
+    @rule(
+        target=orders,
+        listings=LISTINGS,
+        steps=STEPS,
+        pickup=st.booleans(),
+        arrives=st.booleans(),
+        cancel=st.sampled_from([None, 0, 1]),
+    )
+    def card_order_opened_without_an_answer(
+        self, listings: list[int], steps: int, pickup: bool, arrives: bool, cancel: int | None
+    ) -> int:
+        """A card order whose request for its intent is lost on the network
+        (Stripe made the intent, or never got the request); then, before the
+        worker retries the opening, a farmer may cancel a part, so the order
+        asks for less than the lost request did."""
+        if len(self.fake.lose_next) < MAX_LOST:
+            self.fake.lose_next.append(("POST /v1/payment_intents", arrives))
+        order = self.place_order(listings, steps, pickup, card=True)
+        if order and cancel is not None:
+            self.farmer_cancels_part(order, cancel, whim=0)
+        return order
+
+    @rule(
+        target=orders,
+        listings=LISTINGS,
+        steps=STEPS,
+        pickup=st.booleans(),
+        arrives=st.booleans(),
+        packed=st.booleans(),
+    )
+    def card_hold_lapses_and_its_renewal_goes_unanswered(
+        self, listings: list[int], steps: int, pickup: bool, arrives: bool, packed: bool
+    ) -> int:
+        """A card order paid (and perhaps a part packed) whose hold lapses
+        (Stripe says so), and whose request for the new intent, made by the
+        worker at once, is lost on the network: Stripe made it and its
+        answer never came, or Stripe never got it."""
+        order = self.place_order(listings, steps, pickup, card=True)
+        if not order:
+            return 0
+        self.buyer_confirms_card(order, "now")
+        if packed:
+            self.farmer_packs(order, 0, ["exact"])
+        self.stripe_authorisation_lapses(order, webhook=True, whim=0, renewal="made" if arrives else "lost")
+        self.collect_tasks()
+        for task in [t for t in self.pending if t.name == "payments.open" and t.kwargs["order_id"] == order]:
+            self.pending.remove(task)
+            (self.done if self.run_task(task) else self.pending).append(task)
+        return order
 
     @rule(target=orders, listings=LISTINGS, steps=STEPS, at_once=st.booleans(), then=st.integers(2, 8))
     def staff_place_for_villager(self, listings: list[int], steps: int, at_once: bool, then: int) -> int:
@@ -919,16 +1002,20 @@ class OrderLife(RuleBasedStateMachine):
         if intent_id is not None:
             self.fake.refuse_next.append((f"/v1/payment_intents/{intent_id}/capture", "The charge expired."))
 
-    @rule(order=orders, webhook=st.booleans(), whim=WHIM)
-    def stripe_authorisation_lapses(self, order: int, webhook: bool, whim: int) -> None:
+    @rule(order=orders, webhook=st.booleans(), whim=WHIM, renewal=st.sampled_from(["answered", "made", "lost"]))
+    def stripe_authorisation_lapses(self, order: int, webhook: bool, whim: int, renewal: str) -> None:
         """Stripe cancels an authorisation left uncaptured for seven days
         (every capture from now on is refused) and says so by webhook,
-        which may be lost."""
+        which may be lost. The next request for an intent, likely the one
+        the lapse asks for anew, may be lost on the network: Stripe made
+        the intent and its answer never came, or Stripe never got it."""
         intent_id = self.intent_of(order) if order and not whim else None
         db.session.rollback()
         if intent_id is None or self.fake.intents[intent_id]["status"] != "requires_capture":
             return
         self.fake.lapse(intent_id)
+        if renewal != "answered" and len(self.fake.lose_next) < MAX_LOST:
+            self.fake.lose_next.append(("POST /v1/payment_intents", renewal == "made"))
         if webhook:
 
             def receive() -> None:
@@ -937,13 +1024,16 @@ class OrderLife(RuleBasedStateMachine):
 
             self.attempt("webhook payment_intent.canceled", receive)
 
-    @rule(order=orders, webhook=st.booleans(), whim=WHIM)
-    def operator_cancels_unpaid_intent_at_stripe(self, order: int, webhook: bool, whim: int) -> None:
+    @rule(order=orders, webhook=st.booleans(), whim=WHIM, unknown=st.booleans())
+    def operator_cancels_unpaid_intent_at_stripe(self, order: int, webhook: bool, whim: int, unknown: bool) -> None:
         """Someone cancels, in Stripe's dashboard, an intent the buyer has
-        not paid: the first one, or the one a lapsed hold asked for anew.
-        Stripe says so by webhook, which may be lost."""
-        intent_id = self.intent_of(order) if order and not whim else None
+        not paid: the first one, or the one a lapsed hold asked for anew; or
+        (`unknown`) one of the order's that the market has not heard of, made
+        under a request whose answer was lost. Stripe says so by webhook,
+        which may be lost."""
+        recorded = self.intent_of(order) if order and not whim else None
         db.session.rollback()
+        intent_id = self.unknown_intent_of(order, recorded) if unknown and order and not whim else recorded
         if intent_id is None or self.fake.intents[intent_id]["status"] != "requires_payment_method":
             return
         status, _ = self.fake.handle("POST", f"/v1/payment_intents/{intent_id}/cancel", {}, None)
@@ -955,6 +1045,34 @@ class OrderLife(RuleBasedStateMachine):
                 db.session.commit()
 
             self.attempt("webhook payment_intent.canceled", receive)
+
+    def unknown_intent_of(self, order: int, recorded: str | None) -> str | None:
+        """An intent Stripe made for the order, unpaid, that the payment does not record."""
+        with self.fake.lock:
+            return next(
+                (
+                    intent["id"]
+                    for intent in self.fake.intents.values()
+                    if intent["metadata"].get("order_id") == str(order)
+                    and intent["id"] != recorded
+                    and intent["status"] == "requires_payment_method"
+                ),
+                None,
+            )
+
+    @rule(arrives=st.booleans())
+    def stripe_answer_to_next_intent_is_lost(self, arrives: bool) -> None:
+        """The next request for an intent (an order's first, or the one a
+        lapsed hold asks for anew), whichever step makes it, is lost on the
+        network with the client's own retries: Stripe makes the intent and
+        its answer never comes (`arrives`), or the request never reaches
+        Stripe. The market hears a connection error; the payment is still
+        being opened, and its "payments.open" task is retried by a later
+        worker step, after whatever other steps came between (a part
+        cancelled, so the order asks for less; the order cancelled or
+        expired; the intent cancelled in Stripe's dashboard)."""
+        if len(self.fake.lose_next) < MAX_LOST:
+            self.fake.lose_next.append(("POST /v1/payment_intents", arrives))
 
     @rule(hours=st.sampled_from([0, 24 * 6, 24 * 8]))
     def hold_watcher_runs(self, hours: int) -> None:
@@ -1173,6 +1291,8 @@ class OrderLife(RuleBasedStateMachine):
         try:
             self.quiesce()
             self.assert_clean("after every worker step ran", list(self.errors) + list(self.later))
+            known = set(db.session.scalars(select(PaymentAttempt.provider_object_id)))
+            RUN["intents made that the market never heard of"] += len(set(self.fake.intents) - known)
         finally:
             db.session.remove()
 
@@ -1243,6 +1363,11 @@ class OrderLife(RuleBasedStateMachine):
         self.assert_clean("Stripe transfers", checks.stripe_transfers(self.fake))
 
     @invariant()
+    def intents_at_stripe_are_what_the_market_records(self) -> None:
+        db.session.rollback()
+        self.assert_clean("Stripe intents", checks.stripe_intents(self.fake, self.books))
+
+    @invariant()
     def ledger_balances(self) -> None:
         db.session.rollback()
         self.assert_clean("ledger", checks.ledger_balances())
@@ -1276,7 +1401,7 @@ def app_overrides(database_url: str, stripe_server: FakeStripeServer) -> dict[st
 def test_order_life_keeps_settlement_whole(
     app: Flask, stripe_server: FakeStripeServer, record_property: Callable[[str, object], None]
 ) -> None:
-    app.extensions["payment_gateway"] = SettlementGateway(app.extensions["payment_gateway"], app)
+    app.extensions["payment_gateway"] = SettlementGateway(app.extensions["payment_gateway"], app, stripe_server.fake)
     RUN.clear()
     run_state_machine_as_test(lambda: OrderLife(app, stripe_server.fake), settings=PROFILE)
     record_property("counts", dict(RUN))
