@@ -21,6 +21,7 @@ from market.notifications.models import Notification
 from market.orders.models import Order, OrderStatus
 from market.outbox import OutboxMessage
 from market.payments import service as payments
+from market.payments.gateway import AmbiguousAnswer
 from market.payments.models import Payment, PaymentStatus
 from tests.fakes.stripe_server import FakeStripe, FakeStripeServer
 from tests.payments.conftest import stripe_settings
@@ -249,3 +250,34 @@ def test_a_new_intent_cancelled_at_the_provider_before_it_was_paid_still_ends_at
     assert db.session.get(Listing, shop.oranges.id, populate_existing=True).stock_g == stock  # type: ignore[union-attr]
     payments.settle_closed_order(order["id"])  # queued by the cancellation: nothing left to release
     assert payment_of(order["id"]).status == PaymentStatus.CANCELLED
+
+
+@pytest.mark.parametrize("made", [True, False], ids=["made, its answer lost", "never reached Stripe"])
+def test_a_new_intent_asked_for_without_an_answer_is_asked_again_under_its_key(
+    client: FlaskClient, fake_stripe: FakeStripe, shop: Shop, made: bool
+) -> None:
+    """The worker's request for the intent a lapsed hold asks for anew is
+    lost on the network (Stripe made the intent and its answer never came,
+    or Stripe never got it): the payment is still being opened, and the
+    retry asks under the same key for the same amount, so the buyer is
+    asked to pay the one intent Stripe made."""
+    order, first = paid_order(client, fake_stripe, shop)
+    old_intent, held = first.stripe_payment_intent_id, first.amount
+    lapse(client, fake_stripe, first)
+    key = f"order-{order['id']}-intent-renewal-1"
+    fake_stripe.lose_next.append(("POST /v1/payment_intents", made))
+    with pytest.raises(AmbiguousAnswer):
+        payments.open_payment(order["id"])
+    fake_stripe.reconnect()
+    waiting = payment_of(order["id"])
+    assert (waiting.status, waiting.stripe_payment_intent_id) == (PaymentStatus.CREATING, None)
+    assert len(fake_stripe.intents) == (2 if made else 1)
+
+    renewed = payments.open_payment(order["id"])
+    assert renewed.status == PaymentStatus.REQUIRES_PAYMENT
+    new = [i for i in fake_stripe.intents if i != old_intent]
+    assert new == [renewed.stripe_payment_intent_id]
+    assert fake_stripe.intents[new[0]]["amount"] == renewed.amount == held
+    asked = [(a.action, a.idempotency_key) for a in renewed.attempts if a.idempotency_key.startswith(key)]
+    assert asked == [("create_intent_unanswered", key), ("create_intent", key)]
+    assert pay_again(client, fake_stripe, order["id"]).status == PaymentStatus.AUTHORISED
