@@ -243,10 +243,12 @@ def open_payment(order_id: int) -> Payment:
             _attempt(payment, "create_intent", key, amount=sent, ok=False,
                      error=f"sent for {sent} and not answered; the order now asks for {amount}")  # fmt: skip
             key = _fresh_key(payment, _intent_key(payment))
+            sent = None
     try:
         intent = outside_transaction(
             lambda: gateway().create_intent(order_id=order_id, amount=amount, currency=currency, key=key)
         )
+        intent = _as_it_is_now(intent, asked_before=sent is not None)
     except KeySpent as error:
         # Whatever the provider may have made under this key holds no money
         # (the buyer only ever pays the intent recorded here): the next try
@@ -268,6 +270,9 @@ def open_payment(order_id: int) -> Payment:
                 payment.stripe_payment_intent_id = intent.id
                 payment.client_secret = intent.client_secret
                 _attempt(payment, "create_intent", key, amount=amount, object_id=intent.id)
+                if intent.status == "canceled":
+                    intent_cancelled(intent.id)
+                    return payment
             if payment.renew_by is not None:
                 publish("payment.hold_lapsed", order_id=order_id)  # the buyer can pay the new intent now
     return payment
@@ -276,6 +281,17 @@ def open_payment(order_id: int) -> Payment:
 # An intent asked for under a key and not answered (a timeout, a request
 # with the key still in flight): the key may have been used, for that amount.
 UNANSWERED = "create_intent_unanswered"
+
+
+def _as_it_is_now(intent: Intent | None, *, asked_before: bool) -> Intent | None:
+    """The intent Stripe answered with, as it is now. Asked before under
+    the same key with no answer, Stripe answers with what it made then, and
+    the intent may have changed since (cancelled in its dashboard, the
+    webhook dropped as naming an intent not recorded here): it is looked
+    up afresh."""
+    if intent is None or not asked_before:
+        return intent
+    return gateway().get_intent(intent.id)
 
 
 def _unanswered(payment: Payment, key: str) -> int | None:

@@ -281,3 +281,32 @@ def test_a_new_intent_asked_for_without_an_answer_is_asked_again_under_its_key(
     asked = [(a.action, a.idempotency_key) for a in renewed.attempts if a.idempotency_key.startswith(key)]
     assert asked == [("create_intent_unanswered", key), ("create_intent", key)]
     assert pay_again(client, fake_stripe, order["id"]).status == PaymentStatus.AUTHORISED
+
+
+def test_a_new_intent_cancelled_at_stripe_before_its_lost_answer_was_asked_again_is_known_cancelled(
+    client: FlaskClient, fake_stripe: FakeStripe, shop: Shop
+) -> None:
+    """Stripe made the new intent and its answer was lost; before the
+    worker asked again, someone cancelled it in Stripe's dashboard (its
+    webhook named an intent the marketplace did not know yet). Asked again
+    under its key, Stripe answers what it made then, an intent waiting for
+    payment: the payment is looked up afresh, and ends failed as any new
+    intent cancelled before it was paid, not waiting for a payment that
+    cannot come."""
+    order, first = paid_order(client, fake_stripe, shop)
+    old_intent = first.stripe_payment_intent_id
+    lapse(client, fake_stripe, first)
+    fake_stripe.lose_next.append(("POST /v1/payment_intents", True))
+    with pytest.raises(AmbiguousAnswer):
+        payments.open_payment(order["id"])
+    fake_stripe.reconnect()
+    (lost,) = [i for i in fake_stripe.intents if i != old_intent]
+    status, cancelled_intent = fake_stripe.handle("POST", f"/v1/payment_intents/{lost}/cancel", {}, None)
+    assert status == 200  # in Stripe's dashboard
+    assert deliver(client, fake_stripe, "payment_intent.canceled", cancelled_intent).status_code == 200
+
+    renewed = payments.open_payment(order["id"])
+    assert renewed.stripe_payment_intent_id == lost
+    assert renewed.status == PaymentStatus.FAILED
+    assert "cancelled at the payment provider" in (renewed.failure_reason or "")
+    assert payments.watch_holds(renewed.renew_by + timedelta(minutes=1))["cancelled"] == 1  # type: ignore[operator]
