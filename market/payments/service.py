@@ -453,12 +453,14 @@ def intent_cancelled(intent_id: str) -> None:
 
 def _hold_lapsed(payment: Payment, order: Order) -> None:
     """The card hold of an open order lapsed before its capture: a new
-    intent is opened for the buyer to pay by PAYMENT_RENEW_HOURS from now
+    intent, for what the order can reach now, is opened for the buyer to
+    pay by PAYMENT_RENEW_HOURS from now
     (they and the farms are told once it exists); the order is cancelled,
     its stock given back, if they do not. Operators see it on the attention
     list until the buyer pays."""
     renew_by = utcnow() + timedelta(hours=current_app.config["PAYMENT_RENEW_HOURS"])
     payment.status = PaymentStatus.CREATING
+    payment.amount = order.max_total  # what the order can reach now: a part cancelled since asks for less
     payment.stripe_payment_intent_id = None  # gone; its attempts keep its id, its late events find nothing
     payment.client_secret = None
     payment.authorised_until = None

@@ -94,18 +94,21 @@ def close_parts(order: Order, parts: Iterable[OrderPart]) -> bool:
 
 
 def ask_for_what_is_left(order: Order) -> None:
-    """After a part of an unpaid order was cancelled: a payment nobody has
-    paid yet asks for what the order can still reach (its new max_total),
-    not what it could when placed. An offline payment waits for exactly
-    that amount, and an intent not made yet is made for it. A card hold
-    already opened stays as it was made: the capture takes only what is
-    due and releases the rest."""
-    if order.status != OrderStatus.PENDING_PAYMENT:
-        return
+    """After a part of an order was cancelled: a payment nobody has paid yet
+    asks for what the order can still reach (its new max_total), not what
+    it could when placed. An offline payment of an unpaid order waits for
+    exactly that amount, and an intent not made yet (an unpaid order's, or
+    the new one a lapsed hold asks for) is made for it. A card hold already
+    opened stays as it was made: the capture takes only what is due and
+    releases the rest."""
     payment = lock_payment(order.id)
     if payment is None:
         return
-    unpaid_offline = payment.provider == Provider.OFFLINE and payment.status == PaymentStatus.REQUIRES_PAYMENT
+    unpaid_offline = (
+        order.status == OrderStatus.PENDING_PAYMENT
+        and payment.provider == Provider.OFFLINE
+        and payment.status == PaymentStatus.REQUIRES_PAYMENT
+    )
     if unpaid_offline or payment.status == PaymentStatus.CREATING:
         payment.amount = order.max_total
 

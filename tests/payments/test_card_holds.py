@@ -310,3 +310,32 @@ def test_a_new_intent_cancelled_at_stripe_before_its_lost_answer_was_asked_again
     assert renewed.status == PaymentStatus.FAILED
     assert "cancelled at the payment provider" in (renewed.failure_reason or "")
     assert payments.watch_holds(renewed.renew_by + timedelta(minutes=1))["cancelled"] == 1  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("cancelled", ["before the hold lapsed", "while the new intent was not made yet"])
+def test_the_new_intent_asks_for_what_the_order_can_still_reach(
+    client: FlaskClient, fake_stripe: FakeStripe, shop: Shop, cancelled: str
+) -> None:
+    """A paid order of two farms loses one farm's part (cancelled before any
+    money was taken, so the order can reach less), and its hold lapses: the
+    intent the buyer is asked to pay anew holds what the order can reach
+    now, not what the first hold held."""
+    order, first = paid_order(client, fake_stripe, shop, (shop.oranges, 2000), (shop.nuts, 1000))
+    held = first.amount
+    (orchard,) = [p for p in order["parts"] if p["farm_id"] == shop.orchard.id]
+    url = f"/api/v1/orders/{order['id']}/parts/{orchard['id']}/cancel"
+
+    def cancel_the_orchards_part() -> None:
+        assert client.post(url, json={"reason": "hail"}, headers=shop.orchard_h).status_code == 200
+
+    if cancelled == "before the hold lapsed":
+        cancel_the_orchards_part()
+    lapse(client, fake_stripe, first)
+    if cancelled != "before the hold lapsed":
+        cancel_the_orchards_part()
+    reach = db.session.get(Order, order["id"], populate_existing=True).max_total  # type: ignore[union-attr]
+    assert reach < held
+
+    renewed = pay_again(client, fake_stripe, order["id"])
+    assert renewed.status == PaymentStatus.AUTHORISED
+    assert renewed.amount == fake_stripe.intents[renewed.stripe_payment_intent_id or ""]["amount"] == reach

@@ -190,8 +190,12 @@ def order_money(fake: FakeStripe) -> list[str]:
 def _unpaid_problems(name: str, order: Order, payment: Payment) -> list[str]:
     """An order not paid yet asks for what its live lines can reach: a part
     cancelled meanwhile lowers its max_total, and what an offline payment
-    waits for (an intent already made holds what it was made for)."""
+    waits for (an intent already made holds what it was made for). So does
+    the new intent a lapsed hold asks for, until it is made."""
     if order.status != OrderStatus.PENDING_PAYMENT:
+        renewing = payment.renew_by is not None and payment.status == PaymentStatus.CREATING
+        if renewing and payment.amount != order.max_total:
+            return [f"{name}: the new intent will ask for {payment.amount}, the order can reach {order.max_total}"]
         return []
     reach = sum(line.max_amount for line in order.lines if not _line_cancelled(line))
     problems = (
@@ -712,9 +716,9 @@ def stripe_transfers(fake: FakeStripe) -> list[str]:
 def stripe_intents(fake: FakeStripe, books: Books) -> list[str]:
     """Every PaymentIntent at Stripe. The one a payment records is of the
     payment's order and holds what the payment says it does; recorded for
-    an order not paid yet, it holds what the order can reach when it is
-    first seen (a part cancelled while the answer to its request was lost
-    is not held). Any other (made under a request whose answer was lost and
+    an order not paid yet (or anew after a lapsed hold), it holds what the
+    order can reach when it is first seen (a part cancelled while the
+    answer to its request was lost is not held). Any other (made under a request whose answer was lost and
     whose key was given up, or replaced after its hold lapsed) holds no
     money and took none: nothing is held or captured at Stripe that the
     market does not record."""
@@ -741,7 +745,8 @@ def stripe_intents(fake: FakeStripe, books: Books) -> list[str]:
             )
         if intent_id not in books.intents_seen:
             books.intents_seen.add(intent_id)
-            if order.status == OrderStatus.PENDING_PAYMENT and intent["amount"] != order.max_total:
+            unpaid = order.status == OrderStatus.PENDING_PAYMENT or payment.renew_by is not None
+            if unpaid and intent["amount"] != order.max_total:
                 problems.append(
                     f"{name}: its new intent {intent_id} holds {intent['amount']}, "
                     f"but the order can reach {order.max_total}"
