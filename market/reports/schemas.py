@@ -52,4 +52,12 @@ class ImpactReportSchema(ma.Schema):
     group_by = fields.String(required=True)
     currency = fields.String(required=True)
     rows = fields.List(fields.Nested(ImpactRowSchema), required=True)
-    totals = fields.Nested(ImpactFiguresSchema, required=True, metadata={"description": "Farms counted once."})
+    totals = fields.Nested(
+        ImpactFiguresSchema,
+        required=True,
+        metadata={
+            "description": "The rows added up, the farms and farmers paid counted once over the period. By "
+            "programme, a line that earned from two programmes is in both rows, so its produce and sales are in "
+            "the totals twice; by county, every line once."
+        },
+    )
