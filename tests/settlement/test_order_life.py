@@ -565,21 +565,27 @@ class OrderLife(RuleBasedStateMachine):
         pickup=st.booleans(),
         arrives=st.booleans(),
         packed=st.booleans(),
+        cancel=st.sampled_from([None, "before the lapse", "after the lapse"]),
     )
     def card_hold_lapses_and_its_renewal_goes_unanswered(
-        self, listings: list[int], steps: int, pickup: bool, arrives: bool, packed: bool
+        self, *, listings: list[int], steps: int, pickup: bool, arrives: bool, packed: bool, cancel: str | None
     ) -> int:
-        """A card order paid (and perhaps a part packed) whose hold lapses
-        (Stripe says so), and whose request for the new intent, made by the
-        worker at once, is lost on the network: Stripe made it and its
-        answer never came, or Stripe never got it."""
+        """A card order paid (and perhaps a part packed, or the other part
+        cancelled, before the lapse or after it) whose hold lapses (Stripe
+        says so), and whose request for the new intent, made by the worker
+        at once, is lost on the network: Stripe made it and its answer
+        never came, or Stripe never got it."""
         order = self.place_order(listings, steps, pickup, card=True)
         if not order:
             return 0
         self.buyer_confirms_card(order, "now")
         if packed:
             self.farmer_packs(order, 0, ["exact"])
+        if cancel == "before the lapse":
+            self.farmer_cancels_part(order, 1, whim=0)
         self.stripe_authorisation_lapses(order, webhook=True, whim=0, renewal="made" if arrives else "lost")
+        if cancel == "after the lapse":
+            self.farmer_cancels_part(order, 1, whim=0)
         self.collect_tasks()
         for task in [t for t in self.pending if t.name == "payments.open" and t.kwargs["order_id"] == order]:
             self.pending.remove(task)
