@@ -320,3 +320,24 @@ def test_a_farm_whose_part_was_cancelled_is_not_told_to_pack_it(client: FlaskCli
 
     told = set(db.session.scalars(select(Notification.user_id).where(Notification.event == "order.paid")))
     assert told == {shop.buyer.id, shop.chestnuts.owner_id}
+
+
+def test_an_order_closed_by_its_last_part_tells_the_buyer_why(client: FlaskClient, shop: Shop) -> None:
+    order = place(client, shop, (shop.nuts, 1000))
+    (part,) = order["parts"]
+    pay(order["id"])
+    closed = client.post(
+        f"/api/v1/orders/{order['id']}/parts/{part['id']}/cancel",
+        json={"reason": "hail split the chestnuts"},
+        headers=shop.chestnut_h,
+    )
+    assert closed.status_code == 200, closed.json
+    shown = client.get(f"/api/v1/orders/{order['id']}", headers=shop.buyer_h).json
+    assert (shown["status"], shown["cancel_reason"]) == ("cancelled", "hail split the chestnuts")
+
+    service.handle_event("outbox-cancelled", "order.cancelled", order_id=order["id"])
+
+    (told,) = db.session.scalars(
+        select(Notification).where(Notification.event == "order.cancelled", Notification.user_id == shop.buyer.id)
+    )
+    assert told.body.endswith("hail split the chestnuts")
