@@ -45,3 +45,13 @@ def test_each_caller_filters_on_what_it_is_shown(client: FlaskClient, shop: Shop
     assert found(client, shop.buyer_h, farm_id=orchard.id) == [shared]
     for query in ({"buyer": email[:6]}, {"buyer": "+86138"}, {"farm_id": orchard.id}, {"farm": orchard.name}):
         assert found(client, shop.operator_h, **query) == [shared], query
+
+
+def test_a_date_range_that_ends_before_it_starts_is_refused(client: FlaskClient, shop: Shop) -> None:
+    place(client, shop, (shop.oranges, 2000))
+    query = {"created_from": "2026-12-03", "created_to": "2026-12-01"}
+    response = client.get("/api/v1/orders", query_string=query, headers=shop.buyer_h)
+    assert response.status_code == 422, response.json
+    assert response.json["errors"] == {"created_to": ["Must not be before created_from."]}
+    one_day = {"created_from": "2026-12-01", "created_to": "2026-12-01"}
+    assert client.get("/api/v1/orders", query_string=one_day, headers=shop.buyer_h).status_code == 200
