@@ -153,6 +153,14 @@ def minor_unit_exponent(currency: str) -> int:
     return 3 if code in THREE_DECIMAL_CURRENCIES else 2
 
 
+def format_kg(grams: int) -> str:
+    """Grams as kilograms for people, exact and without trailing zeros:
+    12000250 -> "12000.25" (a float's "%g" would round it to 12000.2)."""
+    sign = "-" if grams < 0 else ""
+    whole, fraction = divmod(abs(grams), 1000)
+    return f"{sign}{whole}" + (f".{fraction:03d}".rstrip("0") if fraction else "")
+
+
 def format_minor(amount: int, exponent: int = 2) -> str:
     """Minor units as a decimal string for people: 123456 -> "1234.56"."""
     sign = "-" if amount < 0 else ""

@@ -50,7 +50,7 @@ from market.db import local_time, locked, outside_transaction, unit_of_work, utc
 from market.errors import Invalid, NotFound
 from market.extensions import TransientError, db
 from market.inventory.models import SalesChannel
-from market.money import format_minor
+from market.money import format_kg, format_minor
 from market.notifications import payloads
 from market.notifications.models import (
     Channel,
@@ -110,7 +110,7 @@ def _order(order_id: int) -> Order | None:
 
 
 def _grams(grams: int) -> str:
-    return f"{grams / 1000:g} kg"
+    return f"{format_kg(grams)} kg"
 
 
 def _order_audience(event: str, order: Order, extra: dict[str, Any]) -> Iterator[Audience]:

@@ -24,6 +24,7 @@ from market.catalog import service as catalog
 from market.db import commit_keeping_state, locked, utcnow
 from market.errors import Conflict, Invalid, NotFound
 from market.extensions import db
+from market.money import format_kg
 from market.notifications import service as notifications
 from market.orders import service as orders
 from market.orders.models import Order, OrderStatus, StationStaff
@@ -54,7 +55,7 @@ def _send_code(order: Order, confirmation: ConfirmationCode) -> None:
     db.session.flush()
     point = order.fulfilment_point
     assert point is not None
-    lines = ", ".join(f"{line.product_name} {line.ordered_g / 1000:g} kg" for line in order.lines)
+    lines = ", ".join(f"{line.product_name} {format_kg(line.ordered_g)} kg" for line in order.lines)
     notifications.send_now(
         order.buyer,
         "order.confirmation_code",

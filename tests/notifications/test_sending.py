@@ -341,3 +341,16 @@ def test_an_order_closed_by_its_last_part_tells_the_buyer_why(client: FlaskClien
         select(Notification).where(Notification.event == "order.cancelled", Notification.user_id == shop.buyer.id)
     )
     assert told.body.endswith("hail split the chestnuts")
+
+
+def test_a_farmer_is_told_the_grams_ordered_to_the_gram(client: FlaskClient, shop: Shop) -> None:
+    shop.nuts.stock_g = 20_000_000
+    db.session.commit()
+    order = place(client, shop, (shop.nuts, 12_000_250))  # a shop's twelve tonnes and a quarter kilo
+
+    service.handle_event("outbox-placed", "order.placed", order_id=order["id"])
+
+    (told,) = db.session.scalars(
+        select(Notification).where(Notification.event == "order.placed", Notification.channel == Channel.EMAIL)
+    )
+    assert "Chestnut 12000.25 kg" in told.body

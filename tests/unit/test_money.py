@@ -14,6 +14,7 @@ from market.money import (
     MAX_WEIGHED_G,
     CurrencyMismatch,
     Money,
+    format_kg,
     format_minor,
     line_amount,
     minor_unit_exponent,
@@ -126,3 +127,12 @@ def test_money_is_shown_in_its_currencys_own_decimals() -> None:
     assert str(Money(123456, "CNY")) == "1234.56 CNY"
     assert str(Money(1234, "JPY")) == "1234 JPY"
     assert str(Money(-1234, "KWD")) == "-1.234 KWD"
+
+
+def test_format_kg_is_exact_and_never_scientific() -> None:
+    assert format_kg(5000) == "5"
+    assert format_kg(7500) == "7.5"
+    assert format_kg(250) == "0.25"
+    assert format_kg(12_000_250) == "12000.25"
+    assert format_kg(1_234_567) == "1234.567"
+    assert format_kg(1_000_000_000) == "1000000"
