@@ -875,6 +875,13 @@ def advance(
     was_ready = order.status == OrderStatus.READY_FOR_PICKUP
     mark()
     record_event(order, kind, actor, part=part, detail=detail)
+    _follow_parts(order, was_ready)
+
+
+def _follow_parts(order: Order, was_ready: bool) -> None:
+    """Let the order follow its parts; one becoming ready for pickup (its
+    last part arrived, or the last one not arrived was cancelled) gives the
+    buyer a pickup code."""
     order.follow_parts()
     if order.status == OrderStatus.READY_FOR_PICKUP and not was_ready:
         _new_pickup_code(order)
@@ -1032,12 +1039,13 @@ def cancel_part(actor: Actor, order_id: int, part_id: int, reason: str) -> Order
 
     def change() -> None:
         part.check_cancellable()  # before anything moves
+        was_ready = order.status == OrderStatus.READY_FOR_PICKUP
         money_taken = settlement.close_parts(order, [part])
         part.cancel(reason)
         record_event(order, "part.cancelled", actor, part=part, detail=reason)
         if not money_taken:  # else the capture stands and the part is refunded
             order.recompute_total()
-        order.follow_parts()
+        _follow_parts(order, was_ready)
         settlement.ask_for_what_is_left(order)
 
     changing(order, actor, change)

@@ -403,3 +403,22 @@ def test_manifest_lists_arrivals_and_waiting_orders_as_json_and_csv(client: Flas
     assert text.splitlines()[0].startswith("section,order_id,part_id")
     assert len(text.splitlines()) == 3
     assert client.get(url, headers=shop.other_buyer_h).status_code == 404
+
+
+def test_an_order_made_ready_by_the_last_farm_cancelling_gets_a_pickup_code(client: FlaskClient, shop: Shop) -> None:
+    order = place(client, shop, (shop.oranges, 1000), (shop.nuts, 1000))
+    oid = order["id"]
+    orchard, nuts = part_of(order, shop.orchard), part_of(order, shop.chestnuts)
+    pay(oid)
+    base = f"/api/v1/orders/{oid}/parts"
+    post(client, f"{base}/{orchard['id']}/pack", shop.orchard_h, weights(orchard, 1000))
+    post(client, f"{base}/{orchard['id']}/ship", shop.orchard_h)
+    post(client, f"{base}/{orchard['id']}/receive", shop.staff_h)
+
+    post(client, f"{base}/{nuts['id']}/cancel", shop.chestnut_h, {"reason": "hail"})
+
+    ready = client.get(f"/api/v1/orders/{oid}", headers=shop.buyer_h).json
+    assert ready["status"] == "ready_for_pickup"
+    assert ready["pickup_code"] is not None and len(ready["pickup_code"]) == 6
+    collected = post(client, f"/api/v1/orders/{oid}/collect", shop.staff_h, {"code": ready["pickup_code"]})
+    assert collected["status"] == "collected"
