@@ -62,7 +62,7 @@ from market.notifications.models import (
 )
 from market.notifications.notifiers import Message, PermanentFailure, notifier_for
 from market.notifications.outbound import UnsafeUrl, post_signed, require_quota, require_safe_url
-from market.notifications.templates import TEMPLATES, events_for, render
+from market.notifications.templates import EXPIRED_UNCOLLECTED, TEMPLATES, events_for, render
 from market.orders.models import Order, OrderPart, PartStatus
 from market.outbox import enqueue
 from market.pagination import Page, SortKey, count_rows, keyset_page
@@ -91,6 +91,8 @@ class Audience:
     role: Role | None = None
     # The event's data for webhooks, as `payloads` builds it.
     data: dict[str, Any] = field(default_factory=dict)
+    # The text to use where the event's own would be wrong (`templates.VARIANTS`).
+    text: str | None = None
 
 
 # --- who hears about an event -------------------------------------------------
@@ -121,11 +123,16 @@ def _order_audience(event: str, order: Order, extra: dict[str, Any]) -> Iterator
     payment = db.session.scalars(select(Payment).where(Payment.order_id == order.id)).one_or_none()
     base: dict[str, Any] = {"order_id": order.id, "currency": order.currency} | _payment_context(payment)
     heard: set[int] = set()
+    # An order paid on collection expires at its station once shipped: it
+    # was not "not paid in time", and there is nothing left to pack.
+    uncollected = event == "order.expired" and any(part.shipped_at is not None for part in order.parts)
+    text = EXPIRED_UNCOLLECTED if uncollected else None
 
     def audience(user: User, role: Role, context: dict[str, Any], parts: list[OrderPart]) -> Iterator[Audience]:
         if user.id not in heard:
             heard.add(user.id)
-            yield Audience(user, base | context, role, payloads.order_data(order, payment, role, parts) | extra)
+            data = payloads.order_data(order, payment, role, parts) | extra
+            yield Audience(user, base | context, role, data, text)
 
     for role in TEMPLATES[event].audiences:
         if role == Role.FARMER:
@@ -411,7 +418,7 @@ def _write_event(occurrence: str, event: str, ids: dict[str, int]) -> int:
             recipient = _recipient(user, channel)
             if not recipient:
                 continue
-            subject, body = render(event, user.language, audience.context, audience.role)
+            subject, body = render(audience.text or event, user.language, audience.context, audience.role)
             notification = Notification(
                 occurrence=occurrence,
                 user_id=user.id,

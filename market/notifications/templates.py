@@ -324,14 +324,44 @@ TEMPLATES: dict[str, Template] = {
 }
 
 
+# What an event says in a case its usual text would get wrong, by name;
+# the event, its audience and its channels stay the event's own.
+# An order paid on collection that waited at its station and was never
+# collected expires too, but its goods were packed and shipped.
+EXPIRED_UNCOLLECTED = "order.expired.uncollected"
+VARIANTS: dict[str, Template] = {
+    EXPIRED_UNCOLLECTED: _t(
+        (Role.BUYER, Role.FARMER),
+        EMAIL,
+        ("订单 #{order_id} 已过期", "【农市】订单 #{order_id} 在 {point} 超过取货期限未取货付款，已关闭。"),
+        (
+            "Order #{order_id} expired",
+            "[Farm market] Order #{order_id} was not collected and paid for at {point} in time and is closed.",
+        ),
+        farmer=(
+            (
+                "订单 #{order_id} 已过期，买家未取货",
+                "【农市】订单 #{order_id} 在站点超过取货期限未取货付款，已关闭：{lines}。货物仍在站点。",
+            ),
+            (
+                "Order #{order_id} expired: not collected",
+                "[Farm market] Order #{order_id} was not collected and paid for at its station in time and is "
+                "closed: {lines}. The goods are at the station.",
+            ),
+        ),
+    ),
+}
+
+
 class _Missing(dict[str, Any]):
     def __missing__(self, key: str) -> str:
         return "-"
 
 
 def render(event: str, language: Language, context: dict[str, Any], role: Role | None = None) -> tuple[str, str]:
-    """(subject, body) for `event` in `language`, as `role` hears it."""
-    template = TEMPLATES[event]
+    """(subject, body) for `event` (or one of its `VARIANTS`) in `language`,
+    as `role` hears it."""
+    template = VARIANTS[event] if event in VARIANTS else TEMPLATES[event]
     values = _Missing(context)
     subject, body = template.subject, template.body
     if role == Role.FARMER and template.farmer_subject and template.farmer_body:

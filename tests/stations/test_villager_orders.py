@@ -18,6 +18,7 @@ from market.catalog.models import Listing
 from market.db import utcnow
 from market.extensions import db
 from market.ledger import service as ledger
+from market.notifications import service as notifications
 from market.notifications.models import Channel, Notification
 from market.orders import service as orders
 from market.orders.models import Order
@@ -343,3 +344,22 @@ def test_two_first_orders_for_a_new_number_at_once_open_one_account(app: Flask, 
     (villager,) = db.session.scalars(select(User).where(User.phone == "+8613900000999")).all()
     orders_of = db.session.scalars(select(Order.buyer_id).where(Order.placed_by_id.isnot(None))).all()
     assert orders_of == [villager.id, villager.id]
+
+
+def test_an_order_never_collected_is_not_told_as_one_never_packed(client: FlaskClient, shop: Shop) -> None:
+    order = place_for_villager(client, shop, (shop.oranges, 2000))
+    confirm(client, shop, order["id"])
+    weigh_ship_receive(client, shop, order, 2000)
+    days = client.application.config["STATION_COLLECT_DAYS"]
+    assert orders.expire_unpaid(now=utcnow() + timedelta(days=days, minutes=1)) == 1
+
+    notifications.handle_event("outbox-expired", "order.expired", order_id=order["id"])
+
+    farmer = db.session.scalars(
+        select(Notification).where(Notification.event == "order.expired", Notification.user_id == shop.orchard.owner_id)
+    ).all()
+    assert farmer and all("not collected" in row.body and "do not pack" not in row.body for row in farmer)
+    (villager,) = db.session.scalars(
+        select(Notification).where(Notification.event == "order.expired", Notification.recipient == PHONE)
+    )
+    assert "未在时限内付款" not in villager.body and "未取货" in villager.body
