@@ -144,7 +144,7 @@ def _order_audience(event: str, order: Order, extra: dict[str, Any]) -> Iterator
             for parts in by_owner.values():
                 lines = ", ".join(f"{line.product_name} {_grams(line.ordered_g)}" for p in parts for line in p.lines)
                 farms = ", ".join(p.farm.name for p in parts)
-                context = {"farm": farms, "lines": lines, "reason": order.cancel_reason or ""}
+                context = {"farm": farms, "lines": lines, "reason": _cancel_reason(order, parts)}
                 yield from audience(parts[0].farm.owner, role, context, parts)
         elif role == Role.OPERATOR:
             for user in _operators():
@@ -154,9 +154,17 @@ def _order_audience(event: str, order: Order, extra: dict[str, Any]) -> Iterator
                 "total": format_minor(order.total),
                 "pickup_code": order.pickup_code or "",
                 "point": order.fulfilment_point.name if order.fulfilment_point else "",
-                "reason": order.cancel_reason or "",
+                "reason": _cancel_reason(order, order.parts),
             }
             yield from audience(order.buyer, role, context, list(order.parts))
+
+
+def _cancel_reason(order: Order, parts: list[OrderPart]) -> str:
+    """Why the order was cancelled: the reason given with its cancellation,
+    or, when its farms cancelled every part of it, theirs, of the parts the
+    audience is shown (a farmer is not told another farm's reason)."""
+    reasons = dict.fromkeys(part.cancel_reason for part in parts if part.cancel_reason)
+    return order.cancel_reason or "; ".join(reasons)
 
 
 def _operators() -> list[User]:

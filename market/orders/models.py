@@ -232,14 +232,11 @@ class Order(db.Model):  # type: ignore[name-defined]
     def follow_parts(self) -> None:
         """Move the order on to the least progress among its live parts:
         all packed -> packed, all shipped -> shipped, all at the station ->
-        ready_for_pickup, all delivered -> delivered. No live part -> cancelled,
-        for the reasons its parts were cancelled: the buyer is told them."""
+        ready_for_pickup, all delivered -> delivered. No live part -> cancelled."""
         parts = self.active_parts
         if not parts:
             self.status = OrderStatus.CANCELLED
             self.closed_at = utcnow()
-            reasons = dict.fromkeys(p.cancel_reason for p in self.parts if p.cancel_reason)
-            self.cancel_reason = self.cancel_reason or "; ".join(reasons)[:500] or None  # the column's length
             return
         if self.status not in FOLLOWING:
             return

@@ -158,13 +158,7 @@ class OrderSchema(ma.Schema):
         allow_none=True, required=True, metadata={"description": "The most the order can reach within tolerance."}
     )
     pickup_code = fields.String(allow_none=True, required=True)
-    cancel_reason = fields.String(
-        allow_none=True,
-        metadata={
-            "description": "Why it was cancelled: the reason given with its cancellation or, when its farms "
-            "cancelled every part of it, theirs."
-        },
-    )
+    cancel_reason = fields.String(allow_none=True)
     created_at = fields.DateTime(required=True)
     expires_at = fields.DateTime(
         attribute="payment_deadline",
