@@ -20,6 +20,11 @@ it has an account); REGISTRATION_EMAILS_PER_ADDRESS caps them, so the
 endpoint cannot be used to flood somebody's inbox. Likewise
 CLAIM_CODES_PER_PHONE caps the codes texted to claim a villager's account
 (docs/stations.md).
+
+Wrong claim codes are counted per number too, whether an account waits
+for the number or not, and forgotten when the number may be sent a new
+code: the claim answers a number with an account as it answers one
+without, past VILLAGER_CODE_MAX_FAILURES as before it.
 """
 
 from __future__ import annotations
@@ -86,5 +91,30 @@ def registration_email_allowed(email: str) -> bool:
 
 
 def claim_code_allowed(phone: str) -> bool:
-    """Count one claim code texted to `phone`; False once past the cap."""
-    return _allowed("CLAIM_CODES_PER_PHONE", "claim-code", phone)
+    """Count one claim code for `phone`, whether an account has the number
+    or not; False once past the cap. A number within it starts its wrong
+    tries afresh, as the new code would."""
+    allowed = _allowed("CLAIM_CODES_PER_PHONE", "claim-code", phone)
+    if allowed and limiter.enabled:
+        limiter.storage.clear(_claim_failures_key(phone))
+    return allowed
+
+
+def _claim_failures_key(phone: str) -> str:
+    return f"claim-failures/{_digest(phone)}"
+
+
+def claim_tries_spent(phone: str) -> bool:
+    """Whether `phone` had VILLAGER_CODE_MAX_FAILURES wrong claim codes
+    since it was last allowed a code (any number, with an account or not)."""
+    if not limiter.enabled:
+        return False
+    return bool(limiter.storage.get(_claim_failures_key(phone)) >= current_app.config["VILLAGER_CODE_MAX_FAILURES"])
+
+
+def claim_failed(phone: str) -> None:
+    """Count a wrong claim code for `phone`. The count lasts as long as a
+    code does from the first wrong one: never less than the code it was
+    counted against, so a code that expired is not told apart by it."""
+    if limiter.enabled:
+        limiter.storage.incr(_claim_failures_key(phone), current_app.config["VILLAGER_CODE_MINUTES"] * 60)

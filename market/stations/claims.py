@@ -9,7 +9,10 @@ order placed for them, is theirs from then on. Asking for a code answers
 the same whatever the number, so nobody learns from the API which numbers
 have accounts; codes are capped per number (CLAIM_CODES_PER_PHONE) as well
 as per client address, and each takes VILLAGER_CODE_MAX_FAILURES wrong
-tries.
+tries. Claiming answers alike too: a wrong code, an expired one and a
+number with no account waiting are the same 422, and the wrong tries are
+counted per number (`throttle.claim_failed`) whether it has an account
+or not, so past them every number is the same 429.
 
 Registering with the number of an unclaimed account opens no second
 account: the number is texted a claim code instead, and the answer is the
@@ -27,10 +30,11 @@ from sqlalchemy.exc import IntegrityError
 from market.accounts import service as accounts
 from market.accounts import throttle
 from market.accounts.models import Role, User
-from market.db import locked, unit_of_work
+from market.db import locked, unit_of_work, utcnow
 from market.errors import Conflict, Invalid
 from market.extensions import db
 from market.notifications import service as notifications
+from market.orders.service import TooManyAttempts
 from market.stations import codes
 from market.stations.models import ClaimCode
 
@@ -38,6 +42,7 @@ CLAIM_ACCEPTED = (
     "If an account a village station opened for this number waits to be claimed, a code is texted to it: "
     "claim the account with it, an email and a password."
 )
+RENEWAL = "ask for a new one"
 
 
 def _subject(user: User) -> str:
@@ -50,9 +55,8 @@ def _claim_code(user: User) -> ClaimCode | None:
 
 def _text_code(user: User, phone: str) -> None:
     """A new claim code for the account (the one before stops working),
-    texted to its number, unless the number had its share. Flushes only."""
-    if not throttle.claim_code_allowed(phone):
-        return
+    texted to its number; the caller counted it (`throttle.claim_code_allowed`).
+    Flushes only."""
     claim = _claim_code(user)
     if claim is None:
         claim = ClaimCode(user_id=user.id, sent=0)
@@ -70,7 +74,10 @@ def _text_code(user: User, phone: str) -> None:
 
 def request_claim(phone: str) -> None:
     """Text a claim code to `phone` if an unclaimed account has it; nothing
-    otherwise, and the caller answers the same either way."""
+    otherwise, and the caller answers the same either way. Every number
+    counts against its cap, with an account or not."""
+    if not throttle.claim_code_allowed(phone):
+        return
     with unit_of_work():  # the account's lock makes concurrent requests one after the other
         user = accounts.unclaimed(phone)
         if user is not None:
@@ -80,19 +87,29 @@ def request_claim(phone: str) -> None:
 def claim(phone: str, code: str, *, email: str, password: str, name: str | None = None) -> User:
     """The villager claims the account of `phone` with the code texted to
     it: it takes `email` (confirmed by the proof) and `password`, and logs
-    in from now on; its orders stay with it. A wrong code (or a number with
-    no account waiting) is a 422 and counted; past the tries allowed, or
-    expired, only a new code will do. An email another account has is a 409."""
-    wrong = Invalid("The code is wrong.", {"code": ["Does not match the code texted to this number."]})
+    in from now on; its orders stay with it. A wrong code, an expired one
+    and a number with no account waiting are the same 422, counted on the
+    number; past the tries allowed, the same 429 for every number, and only
+    a new code will do. An email another account has is a 409."""
+    if throttle.claim_tries_spent(phone):
+        raise TooManyAttempts(f"Too many wrong codes; {RENEWAL}.")
+    wrong = Invalid(
+        f"The code is wrong or has expired; {RENEWAL} if it is older than "
+        f"{current_app.config['VILLAGER_CODE_MINUTES']} minutes.",
+        {"code": ["Does not match the code texted to this number, or has expired."]},
+    )
     address = accounts.normalise_email(email)
+    right = False
     try:
         with unit_of_work():
             user = accounts.unclaimed(phone)
             claim_code = _claim_code(user) if user is not None else None
-            if user is None or claim_code is None:
+            if user is None or claim_code is None or claim_code.expires_at <= utcnow():
+                throttle.claim_failed(phone)
                 raise wrong
-            right = codes.matches(claim_code, _subject(user), code, renewal="ask for a new one")
+            right = codes.matches(claim_code, _subject(user), code, renewal=RENEWAL)
             if not right:
+                throttle.claim_failed(phone)
                 claim_code.failures += 1
             else:
                 if db.session.scalar(select(User.id).where(User.email == address)) is not None:
@@ -118,9 +135,11 @@ def register(*, email: str, roles: list[Role], phone: str | None = None, **detai
     which numbers have accounts."""
     accounts.self_service_roles(roles)
     if phone is not None:
+        allowed = throttle.claim_code_allowed(phone)  # counted for every number, as asking is
         with unit_of_work():
             user = accounts.unclaimed(phone)
             if user is not None:
-                _text_code(user, phone)
+                if allowed:
+                    _text_code(user, phone)
                 return accounts.normalise_email(email)
     return accounts.register(email=email, roles=roles, phone=phone, **details)

@@ -169,9 +169,9 @@ def request_account_claim(body: dict[str, Any]) -> dict[str, str]:
 @limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"])
 @blp.arguments(ClaimSchema)
 @blp.response(200, UserSchema)
-@blp.alt_response(409, description="The code expired, or another account has the email")
-@blp.alt_response(422, description="The code is wrong")
-@blp.alt_response(429, description="Too many wrong codes, or too many attempts from this client address")
+@blp.alt_response(409, description="Another account has the email")
+@blp.alt_response(422, description="The code is wrong or has expired, or no account waits for the number")
+@blp.alt_response(429, description="Too many wrong codes for the number, or attempts from this client address")
 def confirm_account_claim(body: dict[str, Any]) -> User:
     """Claim the account opened for your number with the code texted to it: it takes your email and password,
     and keeps its orders"""
