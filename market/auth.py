@@ -92,11 +92,19 @@ class TokenCache:
     token hash, so most requests do not read the token and its roles: a
     process forgets a token when it is revoked there at once, and other
     processes within the setting's seconds (docs/reliability.md). Never
-    past the token's own expiry."""
+    past the token's own expiry.
+
+    A token forgotten stays unremembered for those seconds: a request of
+    another thread that read it before the revocation committed must not
+    put it back once the revoking thread has forgotten it (it would then
+    be accepted here for the seconds, not refused at once)."""
 
     def __init__(self, seconds: int) -> None:
         self._lock = threading.Lock()
         self._actors: TTLCache[str, tuple[Actor, datetime]] | None = (
+            TTLCache(maxsize=TOKEN_CACHE_SIZE, ttl=seconds) if seconds > 0 else None
+        )
+        self._forgotten: TTLCache[str, bool] | None = (
             TTLCache(maxsize=TOKEN_CACHE_SIZE, ttl=seconds) if seconds > 0 else None
         )
 
@@ -110,14 +118,16 @@ class TokenCache:
         return found[0]
 
     def put(self, token_hash: str, actor: Actor, expires_at: datetime) -> None:
-        if self._actors is not None:
+        if self._actors is not None and self._forgotten is not None:
             with self._lock:
-                self._actors[token_hash] = (actor, expires_at)
+                if token_hash not in self._forgotten:
+                    self._actors[token_hash] = (actor, expires_at)
 
     def forget(self, token_hash: str) -> None:
-        if self._actors is not None:
+        if self._actors is not None and self._forgotten is not None:
             with self._lock:
                 self._actors.pop(token_hash, None)
+                self._forgotten[token_hash] = True
 
 
 class TokenUses:

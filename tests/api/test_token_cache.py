@@ -9,10 +9,12 @@ import time
 from datetime import timedelta
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import update
 
-from market.accounts.models import ApiToken
+from market.accounts.models import ApiToken, Role
+from market.auth import Actor, TokenCache
 from market.db import utcnow
 from market.extensions import db
 from tests.factories import UserFactory, bearer, token_for
@@ -65,3 +67,18 @@ def test_a_remembered_token_is_refused_once_it_expires(client: FlaskClient) -> N
     assert me(client, headers) == 200
     time.sleep(1.2)
     assert me(client, headers) == 401
+
+
+def test_a_read_that_began_before_the_revocation_does_not_remember_the_token(app: Flask) -> None:
+    """Two threads of one process: one reads the token (not revoked yet)
+    while the other revokes it and forgets it; the reader remembers it
+    only after. The token must still be refused at once, not for the
+    cache's seconds."""
+    cache = TokenCache(60)
+    actor = Actor(user_id=1, roles=frozenset({Role.BUYER}), token_id=1)
+    expires = utcnow() + timedelta(days=1)
+    cache.forget("hash-of-the-token")  # the revoking thread, after its commit
+    cache.put("hash-of-the-token", actor, expires)  # the reading thread, with what it read before
+    assert cache.get("hash-of-the-token") is None
+    cache.put("hash-of-another", actor, expires)
+    assert cache.get("hash-of-another") == actor
