@@ -130,6 +130,14 @@ def _register(email: str, roles: frozenset[Role], details: dict[str, Any]) -> No
     if user is not None and user.confirmed_at is not None:
         publish("account.registration_attempted", user_id=user.id)
         return
+    if user is not None and user.phone_verified:
+        # A villager's account claimed with this address, not confirmed:
+        # the address is its owner's, the account (and its orders) the
+        # villager's, to claim again with an address of their own.
+        user.email = None
+        user.password_hash = None
+        db.session.flush()
+        user = None
     if user is None:
         user = User(email=email, roles=[], **details)
         db.session.add(user)
@@ -363,21 +371,25 @@ def _by_phone(phone: str) -> User | None:
 
 def unclaimed(phone: str) -> User | None:
     """The account opened for the villager with mobile number `phone` (the
-    oldest with the number proven), locked, while it has neither email nor
-    password (docs/stations.md, "Claiming")."""
+    oldest with the number proven), locked, while it is not confirmed: it
+    has neither email nor password, or was claimed with an address not
+    confirmed yet (docs/stations.md, "Claiming")."""
     user = _by_phone(phone)
-    return user if user is not None and user.email is None and user.password_hash is None else None
+    return user if user is not None and user.confirmed_at is None else None
 
 
 def claimed(user: User, *, email: str, password: str, name: str | None) -> None:
     """The villager who proved the number makes the account theirs: its
-    email (to log in with, confirmed by the proof), password and, if given,
-    name; the code texted to the number proved it. Flushes only; an
-    address another account has is the caller's IntegrityError."""
+    email, password and, if given, name; the code texted to the number
+    proved the number, not the address. The address is emailed a link, as
+    at registration, and the account logs in once it is followed (until
+    then a claim again, or the address's owner registering it, replaces
+    it). Flushes only; an address another account has is the caller's
+    IntegrityError."""
     user.prove_phone()
     user.email = normalise_email(email)
     user.password_hash = _hasher.hash(password)
-    user.confirmed_at = utcnow()
     if name and name.strip():
         user.name = name.strip()
     db.session.flush()
+    publish("account.confirmation", user_id=user.id)

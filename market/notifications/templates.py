@@ -92,12 +92,13 @@ TEMPLATES: dict[str, Template] = {
         (
             "账户认领码",
             "【农市】认领站点为您开设的账户的验证码 {code}，{minutes} 分钟内有效。"
-            "认领后可用邮箱和密码登录，订单都在账户里。",
+            "认领后打开发到所填邮箱的链接确认邮箱，即可用邮箱和密码登录，订单都在账户里。",
         ),
         (
             "Your account claim code",
             "[Farm market] Code {code} claims the account your village station opened for you, valid {minutes} "
-            "minutes. Then log in with your email and password; your orders stay with the account.",
+            "minutes. Then follow the link emailed to the address you give, and log in with it and your password; "
+            "your orders stay with the account.",
         ),
     ),
     "order.confirmation_code": _t(

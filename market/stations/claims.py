@@ -5,7 +5,9 @@ An account opened for a villager by phone number has no email and no
 password, so nobody can log in to it. The villager claims it by proving the
 number: a code is texted to it (`request_claim`), and with that code they
 set the account's email and password (`claim`); the account, with every
-order placed for them, is theirs from then on. Asking for a code answers
+order placed for them, is theirs from then on, and logs in once the link
+emailed to the address confirms it (the code proves the number, not the
+address). Asking for a code answers
 the same whatever the number, so nobody learns from the API which numbers
 have accounts; codes are capped per number (CLAIM_CODES_PER_PHONE) as well
 as per client address, and each takes VILLAGER_CODE_MAX_FAILURES wrong
@@ -86,8 +88,8 @@ def request_claim(phone: str) -> None:
 
 def claim(phone: str, code: str, *, email: str, password: str, name: str | None = None) -> User:
     """The villager claims the account of `phone` with the code texted to
-    it: it takes `email` (confirmed by the proof) and `password`, and logs
-    in from now on; its orders stay with it. A wrong code, an expired one
+    it: it takes `email` and `password`, and logs in once the link emailed
+    to the address confirms it; its orders stay with it. A wrong code, an expired one
     and a number with no account waiting are the same 422, counted on the
     number; past the tries allowed, the same 429 for every number, and only
     a new code will do. An email another account has is a 409."""
@@ -112,7 +114,7 @@ def claim(phone: str, code: str, *, email: str, password: str, name: str | None 
                 throttle.claim_failed(phone)
                 claim_code.failures += 1
             else:
-                if db.session.scalar(select(User.id).where(User.email == address)) is not None:
+                if db.session.scalar(select(User.id).where(User.email == address, User.id != user.id)) is not None:
                     raise _email_taken()
                 accounts.claimed(user, email=address, password=password, name=name)
                 db.session.delete(claim_code)

@@ -17,11 +17,13 @@ from market.extensions import db
 from market.notifications.models import Notification
 from market.stations.models import ClaimCode
 from tests.conftest import needs
+from tests.factories import confirmation_token
 from tests.shop import Shop
 from tests.stations.test_villager_orders import PHONE, place_for_villager
 
 CLAIMS = "/api/v1/accounts/claims"
 CONFIRM = f"{CLAIMS}/confirmation"
+CONFIRM_ADDRESS = "/api/v1/accounts/confirmation"
 PASSWORD = "a long village password"
 
 
@@ -71,6 +73,10 @@ def test_a_villager_claims_the_account_and_keeps_its_orders(client: FlaskClient,
         "Li Guifen",
         True,
     )
+    db.session.expire_all()
+    assert villager().confirmed_at is None  # the code proved the number, the link proves the address
+    confirmed = client.post(CONFIRM_ADDRESS, json={"token": confirmation_token("li@example.test")})
+    assert confirmed.status_code == 200
     db.session.expire_all()
     assert villager().confirmed_at is not None
     proven = villager().phone_verified_at
@@ -177,6 +183,43 @@ def test_a_buyer_who_types_a_villagers_number_gets_neither_their_orders_nor_thei
     done = claim(client, claim_codes()[-1])
     assert done.status_code == 200, done.json
     assert done.json["id"] == opened.id
+    assert client.post(CONFIRM_ADDRESS, json={"token": confirmation_token("li@example.test")}).status_code == 200
     login = client.post("/api/v1/auth/tokens", json={"email": "li@example.test", "password": PASSWORD, "name": "phone"})
     theirs = client.get("/api/v1/orders", headers={"Authorization": f"Bearer {login.json['token']}"}).json
     assert [o["id"] for o in theirs["items"]] == [order["id"]]
+
+
+def test_a_claim_does_not_take_an_address_nobody_confirmed(client: FlaskClient, shop: Shop) -> None:
+    """The texted code proves the number, not the address typed with it:
+    whoever holds a number a station opened an account for could otherwise
+    give that account anybody's address, confirmed, and its owner could
+    never register it."""
+    order = place_for_villager(client, shop, (shop.oranges, 1000))
+    ask(client)
+    done = claim(client, claim_codes()[-1], email="someone.else@example.test")
+    assert done.status_code == 200, done.json
+    login = {"email": "someone.else@example.test", "password": PASSWORD, "name": "phone"}
+    assert client.post("/api/v1/auth/tokens", json=login).status_code == 401  # not confirmed yet
+
+    # The address's owner registers it: theirs is a new account, without the villager's orders.
+    owner = {"email": "someone.else@example.test", "password": "the owner's own secret", "name": "Owner"}
+    assert client.post("/api/v1/accounts", json=owner | {"roles": ["buyer"]}).status_code == 202
+    assert client.post(CONFIRM_ADDRESS, json={"token": confirmation_token(owner["email"])}).status_code == 200
+    token = client.post("/api/v1/auth/tokens", json={k: owner[k] for k in ("email", "password")}).json["token"]
+    owners = client.get("/api/v1/orders", headers={"Authorization": f"Bearer {token}"}).json
+    assert order["id"] not in [o["id"] for o in owners["items"]]
+    db.session.expire_all()
+    assert villager().id != db.session.scalars(select(User.id).where(User.email == owner["email"])).one()
+    assert villager().confirmed_at is None  # the villager's to claim again, with their own address
+
+
+def test_a_claimed_account_logs_in_once_its_address_is_confirmed(client: FlaskClient, shop: Shop) -> None:
+    order = place_for_villager(client, shop, (shop.oranges, 1000))
+    ask(client)
+    assert claim(client, claim_codes()[-1], email="li@example.test").status_code == 200
+    login = {"email": "li@example.test", "password": PASSWORD, "name": "phone"}
+    assert client.post("/api/v1/auth/tokens", json=login).status_code == 401
+    assert client.post(CONFIRM_ADDRESS, json={"token": confirmation_token("li@example.test")}).status_code == 200
+    token = client.post("/api/v1/auth/tokens", json=login).json["token"]
+    mine = client.get("/api/v1/orders", headers={"Authorization": f"Bearer {token}"}).json
+    assert [o["id"] for o in mine["items"]] == [order["id"]]

@@ -11,6 +11,7 @@ from sqlalchemy import select
 import config
 from market.accounts.models import User
 from market.extensions import db
+from tests.factories import confirmation_token
 from tests.shop import Shop
 from tests.stations.test_claims import PASSWORD, ask, claim_codes
 from tests.stations.test_villager_orders import place_for_villager
@@ -25,6 +26,8 @@ def claim(client: FlaskClient, phone: str, email: str) -> dict:  # type: ignore[
     body = {"phone": phone, "code": claim_codes(phone)[-1], "email": email, "password": PASSWORD}
     response = client.post("/api/v1/accounts/claims/confirmation", json=body)
     assert response.status_code == 200, response.json
+    confirmed = client.post("/api/v1/accounts/confirmation", json={"token": confirmation_token(email)})
+    assert confirmed.status_code == 200, confirmed.json
     return response.json  # type: ignore[no-any-return]
 
 
