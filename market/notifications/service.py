@@ -309,9 +309,11 @@ def _choices(user_id: int) -> dict[str, list[str]]:
 def channels_for(user: User, event: str) -> list[Channel]:
     chosen = _choices(user.id).get(event)
     channels = list(TEMPLATES[event].defaults) if chosen is None else [Channel(name) for name in chosen]
-    if user.email is None and Channel.EMAIL in channels:
+    unproven_address = user.confirmed_at is None and event != "account.confirmation"
+    if (user.email is None or unproven_address) and Channel.EMAIL in channels:
         # A villager's account opened by phone at a station: what would be
-        # emailed is sent by SMS.
+        # emailed is sent by SMS. So too while the address it was claimed
+        # with is not confirmed: only the link that confirms it goes there.
         channels = [c for c in channels if c != Channel.EMAIL]
         channels += [] if Channel.SMS in channels else [Channel.SMS]
     return channels

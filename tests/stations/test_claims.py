@@ -14,10 +14,11 @@ from sqlalchemy import func, select
 from market.accounts.models import User
 from market.db import utcnow
 from market.extensions import db
-from market.notifications.models import Notification
+from market.notifications import service as notifications
+from market.notifications.models import Channel, Notification
 from market.stations.models import ClaimCode
 from tests.conftest import needs
-from tests.factories import confirmation_token
+from tests.factories import confirmation_token, emails_to
 from tests.shop import Shop
 from tests.stations.test_villager_orders import PHONE, place_for_villager
 
@@ -223,3 +224,19 @@ def test_a_claimed_account_logs_in_once_its_address_is_confirmed(client: FlaskCl
     token = client.post("/api/v1/auth/tokens", json=login).json["token"]
     mine = client.get("/api/v1/orders", headers={"Authorization": f"Bearer {token}"}).json
     assert [o["id"] for o in mine["items"]] == [order["id"]]
+
+
+def test_until_its_address_is_confirmed_a_claimed_account_is_not_emailed_its_orders(
+    client: FlaskClient, shop: Shop
+) -> None:
+    place_for_villager(client, shop, (shop.oranges, 1000))
+    ask(client)
+    assert claim(client, claim_codes()[-1], email="someone.else@example.test").status_code == 200
+    db.session.expire_all()
+    assert notifications.channels_for(villager(), "order.paid") == [Channel.SMS]  # texted, as before the claim
+    assert [e.event for e in emails_to("someone.else@example.test")] == ["account.confirmation"]
+    assert (
+        client.post(CONFIRM_ADDRESS, json={"token": confirmation_token("someone.else@example.test")}).status_code == 200
+    )
+    db.session.expire_all()
+    assert Channel.EMAIL in notifications.channels_for(villager(), "order.paid")
