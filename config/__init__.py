@@ -215,6 +215,7 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RATELIMIT_LOGIN": env.get("RATELIMIT_LOGIN") or "10 per minute",
         "RATELIMIT_REGISTER": env.get("RATELIMIT_REGISTER") or "5 per minute",
         "RATELIMIT_PICKUP": env.get("RATELIMIT_PICKUP") or "30 per minute",
+        "RATELIMIT_PICKUP_CODES": env.get("RATELIMIT_PICKUP_CODES") or "5 per hour",
         "RATELIMIT_ORDERS": env.get("RATELIMIT_ORDERS") or "20 per minute",
         "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
         # How many proxies in front of the app append to X-Forwarded-For; the

@@ -89,8 +89,10 @@ def complete_order(order_id: int) -> OrderView:
 
 
 @blp.route("/orders/<int:order_id>/pickup-code", methods=["POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_PICKUP_CODES"], key_func=account_or_address)
 @blp.authenticated
 @blp.response(200, OrderSchema)
+@blp.alt_response(429, description="Too many new codes asked for (each is texted and emailed)")
 @blp.alt_response(404, description="No such order, or not one you may see")
 @blp.alt_response(409, description="Not possible in the current state (the problem names it)")
 def renew_pickup_code(order_id: int) -> OrderView:

@@ -255,6 +255,20 @@ def test_wrong_pickup_codes_are_counted_then_refused(app: Flask, client: FlaskCl
     assert collected["status"] == "collected"
 
 
+def test_new_pickup_codes_are_rate_limited_per_account(app: Flask, client: FlaskClient, shop: Shop) -> None:
+    """Each new code is texted and emailed to the buyer: asking for one
+    again and again is refused past RATELIMIT_PICKUP_CODES, and the code
+    the buyer holds stays."""
+    app.config["RATELIMIT_PICKUP_CODES"] = "2 per hour"
+    order = ready_order(client, shop)
+    url = f"/api/v1/orders/{order['id']}/pickup-code"
+    codes = [post(client, url, shop.buyer_h)["pickup_code"] for _ in range(2)]
+    refused = client.post(url, headers=shop.buyer_h | {"X-Forwarded-For": "198.51.100.7"})
+    assert refused.status_code == 429 and refused.content_type == "application/problem+json"
+    assert int(refused.headers["Retry-After"]) > 0
+    assert db.session.get(Order, order["id"], populate_existing=True).pickup_code == codes[-1]  # type: ignore[union-attr]
+
+
 def test_only_staff_of_the_point_can_receive_and_hand_over(client: FlaskClient, shop: Shop) -> None:
     order = ready_order(client, shop)
     url = f"/api/v1/orders/{order['id']}/collect"
