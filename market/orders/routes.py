@@ -96,7 +96,7 @@ def complete_order(order_id: int) -> OrderView:
 @blp.alt_response(404, description="No such order, or not one you may see")
 @blp.alt_response(409, description="Not possible in the current state (the problem names it)")
 def renew_pickup_code(order_id: int) -> OrderView:
-    """Get a new pickup code (the buyer)"""
+    """Get a new pickup code, sent to the buyer (the buyer; staff of the order's station; operators)"""
     return service.renew_pickup_code(current_actor(), order_id)
 
 

@@ -255,6 +255,25 @@ def test_a_wrong_pickup_code_takes_no_cash(client: FlaskClient, shop: Shop) -> N
     assert ledger.balance(ledger.station_cash(shop.station.id)) == 0
 
 
+def test_staff_ask_for_a_new_pickup_code_for_a_villager_and_never_see_it(client: FlaskClient, shop: Shop) -> None:
+    """A villager who lost the texted code has no login to ask for another:
+    staff of the station ask for them. The new code is texted to the
+    villager, the old one stops working, and staff see neither."""
+    order = place_for_villager(client, shop, (shop.oranges, 2000))
+    confirm(client, shop, order["id"])
+    weigh_ship_receive(client, shop, order, 2000)
+    old = db.session.get(Order, order["id"]).pickup_code  # type: ignore[union-attr]
+    url = f"/api/v1/orders/{order['id']}/pickup-code"
+    for outsider in (shop.centre_h, shop.orchard_h, shop.other_buyer_h):
+        assert client.post(url, headers=outsider).status_code == 404
+    renewed = post(client, url, shop.staff_h)
+    assert renewed["pickup_code"] is None
+    new = db.session.get(Order, order["id"], populate_existing=True).pickup_code  # type: ignore[union-attr]
+    assert new and new != old
+    texts = [n.body for n in emails_to(PHONE) if n.event == "order.pickup_code_renewed"]
+    assert len(texts) == 1 and new in texts[0]
+
+
 def test_offline_confirmation_is_not_how_cash_on_collection_is_paid(client: FlaskClient, shop: Shop) -> None:
     order = place_for_villager(client, shop, (shop.oranges, 2000))
     response = client.post(
