@@ -240,6 +240,14 @@ class StrictSchema(ma.Schema):
                 raise ma.ValidationError(bad)
         return data
 
+    def require_in_order(self, data: Mapping[str, Any], first: str, last: str) -> None:
+        """A period given by the fields `first` and `last` (either may be
+        left out): its end not before its start, the error naming both as
+        the client sent them. Called from a schema's `validates_schema`."""
+        if data.get(first) and data.get(last) and data[first] > data[last]:
+            sent = {name: self.fields[name].data_key or name for name in (first, last)}
+            raise ma.ValidationError(f"Must not be before {sent[first]}.", sent[last])
+
     def on_bind_field(self, field_name: str, field_obj: ma.fields.Field[Any]) -> None:
         if isinstance(field_obj, ma.fields.List) and isinstance(field_obj.inner, ma.fields.String):
             field_obj = field_obj.inner

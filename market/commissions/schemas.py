@@ -75,8 +75,7 @@ class _PeriodSchema(StrictSchema):
 
     @ma.validates_schema
     def _in_order(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if data.get("first") and data.get("last") and data["first"] > data["last"]:
-            raise ma.ValidationError("Must not be before from.", "to")
+        self.require_in_order(data, "first", "last")
 
 
 class EntryQuerySchema(PageArgsSchema, _PeriodSchema):

@@ -201,8 +201,7 @@ class OrderQuerySchema(PageArgsSchema):
 
     @ma.validates_schema
     def _in_order(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if data.get("created_from") and data.get("created_to") and data["created_from"] > data["created_to"]:
-            raise ma.ValidationError("Must not be before created_from.", "created_to")
+        self.require_in_order(data, "created_from", "created_to")
 
 
 class ReasonSchema(StrictSchema):
