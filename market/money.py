@@ -156,9 +156,7 @@ def minor_unit_exponent(currency: str) -> int:
 def format_kg(grams: int) -> str:
     """Grams as kilograms for people, exact and without trailing zeros:
     12000250 -> "12000.25" (a float's "%g" would round it to 12000.2)."""
-    sign = "-" if grams < 0 else ""
-    whole, fraction = divmod(abs(grams), 1000)
-    return f"{sign}{whole}" + (f".{fraction:03d}".rstrip("0") if fraction else "")
+    return format_minor(grams, 3).rstrip("0").rstrip(".")
 
 
 def format_minor(amount: int, exponent: int = 2) -> str:
