@@ -650,8 +650,16 @@ def routes() -> list[str]:
     scanned in order: received at a point only once dispatched from the one
     before, dispatched only once received, never dispatched from its last;
     it has arrived exactly when its last point received it. A part not
-    shipped, or delivered to an address, has no route."""
+    shipped, or delivered to an address, has no route. An order ready for
+    pickup (its last part arrived, or the last not arrived cancelled) has
+    its pickup code, and, paid on collection, its deadline to be collected."""
     problems = []
+    ready = db.session.scalars(select(Order).where(Order.status == OrderStatus.READY_FOR_PICKUP)).all()
+    for order in ready:
+        if order.pickup_code is None or (order.paid_at is None and order.expires_at is None):
+            problems.append(
+                f"order {order.id} is ready for pickup with code {order.pickup_code} and deadline {order.expires_at}"
+            )
     parts = db.session.scalars(
         select(OrderPart).options(selectinload(OrderPart.hops), selectinload(OrderPart.order))
     ).all()
